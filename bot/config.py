@@ -1,0 +1,122 @@
+"""Settings from the environment (and a local .env in development); fails fast and clearly."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB = "data/markov.sqlite3"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}.")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}.")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}.")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting markovbot reads; .env.example documents each."""
+
+    db_path: Path
+    log_level: str = "INFO"
+    flush_interval: float = 1.0
+    batch_size: int = 2000
+    max_pending: int = 20_000
+    cache_size: int = 50_000
+    cooldown_seconds: float = 5.0
+    discord_token: str | None = None
+    discord_guild_id: int | None = None
+    matrix_homeserver: str | None = None
+    matrix_user_id: str | None = None
+    matrix_password: str | None = None
+    matrix_access_token: str | None = None
+    matrix_auto_join: bool = True
+    matrix_device_name: str = "markovbot"
+
+    def __repr__(self) -> str:
+        # Never print secrets, even in a traceback or a debug log.
+        return f"Settings(db_path={str(self.db_path)!r}, log_level={self.log_level!r}, ...)"
+
+    @property
+    def store_options(self) -> dict[str, float | int]:
+        """Keyword arguments for Store/Brain.open."""
+        return {
+            "flush_interval": self.flush_interval,
+            "batch_size": self.batch_size,
+            "max_pending": self.max_pending,
+            "cache_size": self.cache_size,
+        }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+        """Read settings from env (default: os.environ, after loading ./.env if present)."""
+        if env is None:
+            if dotenv:
+                load_dotenv(Path.cwd() / ".env", override=False)
+            env = os.environ
+        level = env.get("MARKOV_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError(f"MARKOV_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}.")
+        guild_raw = env.get("DISCORD_GUILD_ID", "").strip()
+        if guild_raw and not guild_raw.isdigit():
+            raise ConfigError(f"DISCORD_GUILD_ID must be a server id (digits only), got {guild_raw!r}.")
+        return cls(
+            db_path=Path(env.get("MARKOV_DB", "").strip() or DEFAULT_DB),
+            log_level=level,
+            flush_interval=_float(env, "MARKOV_FLUSH_INTERVAL", 1.0, 0.05, 1.0),
+            batch_size=_int(env, "MARKOV_BATCH_SIZE", 2000, 1, 100_000),
+            max_pending=_int(env, "MARKOV_MAX_PENDING", 20_000, 1, 10_000_000),
+            cache_size=_int(env, "MARKOV_CACHE_SIZE", 50_000, 100, 10_000_000),
+            cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),
+            discord_token=env.get("DISCORD_TOKEN", "").strip() or None,
+            discord_guild_id=int(guild_raw) if guild_raw else None,
+            matrix_homeserver=env.get("MATRIX_HOMESERVER", "").strip() or None,
+            matrix_user_id=env.get("MATRIX_USER_ID", "").strip() or None,
+            matrix_password=env.get("MATRIX_PASSWORD", "") or None,
+            matrix_access_token=env.get("MATRIX_ACCESS_TOKEN", "").strip() or None,
+            matrix_auto_join=_bool(env, "MATRIX_AUTO_JOIN", True),
+            matrix_device_name=env.get("MATRIX_DEVICE_NAME", "").strip() or "markovbot",
+        )

@@ -1,0 +1,326 @@
+"""The Brain: the one API every adapter calls. Consent and data rules are enforced here."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from bot.core import chain as chainmod
+from bot.core import retention
+from bot.core.fingerprints import Fingerprinter
+from bot.core.models import (
+    ChainInfo,
+    ChainKey,
+    FlushResult,
+    ForgetResult,
+    Generated,
+    GenerateStatus,
+    GuildSettings,
+    LearnResult,
+    LearnStatus,
+    MemberInfo,
+    Message,
+    PendingMessage,
+    UnlearnStatus,
+)
+from bot.core.store import Store
+from bot.core.tokens import detokenize, neutralise, tokenize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TRIES = 25
+MAX_OUTPUT_CHARS = 1900
+REPORT_TTL = 300.0  # seconds a retention report is reused while its chain is unchanged
+
+
+class Brain:
+    """Learn, unlearn, forget, generate and report, over one Store."""
+
+    def __init__(self, store: Store, *, tries: int = DEFAULT_TRIES) -> None:
+        self.store = store
+        self.tries = tries
+        self._fingerprinter: Fingerprinter | None = None
+        self._reports: dict[ChainKey, tuple[tuple[int, int] | None, float, retention.RetentionReport]] = {}
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], **store_options: Any) -> Brain:
+        """Open the database at path and return a Brain over it."""
+        store = await Store(path, **store_options).open()
+        return cls(store)
+
+    async def close(self) -> None:
+        """Flush pending learning and close the store."""
+        await self.store.close()
+
+    async def flush(self) -> FlushResult:
+        """Commit all pending learning now."""
+        return await self.store.flush()
+
+    @property
+    def fingerprints(self) -> Fingerprinter:
+        """The fingerprinter, salted with this database's salt."""
+        if self._fingerprinter is None:
+            self._fingerprinter = Fingerprinter(self.store.salt)
+        return self._fingerprinter
+
+    # ---------------------------------------------------------------- consent and channels
+
+    async def opt_in(self, platform: str, guild: str, member: str) -> bool:
+        """Let the bot learn from a member in a guild; True when newly opted in."""
+        return await self.store.set_consent(platform, guild, member, True)
+
+    async def opt_out(self, platform: str, guild: str, member: str) -> bool:
+        """Stop learning from a member at once (what was learned stays until forget)."""
+        return await self.store.set_consent(platform, guild, member, False)
+
+    async def is_opted_in(self, platform: str, guild: str, member: str) -> bool:
+        """True when the member opted in in this guild."""
+        return member in await self.store.consenting(platform, guild)
+
+    async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
+        """Enable or disable learning in a channel; True when that changed something."""
+        return await self.store.set_channel(platform, guild, channel, enabled)
+
+    async def is_enabled(self, platform: str, guild: str, channel: str) -> bool:
+        """True when learning is enabled in the channel."""
+        return channel in await self.store.enabled_channels(platform, guild)
+
+    async def enabled_channels(self, platform: str, guild: str) -> set[str]:
+        """The channels of a guild where learning is enabled."""
+        return set(await self.store.enabled_channels(platform, guild))
+
+    async def settings(self, platform: str, guild: str) -> GuildSettings:
+        """A guild's settings."""
+        return await self.store.settings(platform, guild)
+
+    async def update_settings(self, platform: str, guild: str, **changes: Any) -> GuildSettings:
+        """Change some settings; on a bad value raise ValueError (a user-facing message), change nothing."""
+        unknown = set(changes) - set(GuildSettings.names())
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}.")
+        current = await self.store.settings(platform, guild)
+        updated = dataclasses.replace(current, **{k: v for k, v in changes.items() if v is not None})
+        updated.validate()
+        if updated != current:
+            await self.store.put_settings(platform, guild, updated)
+        return updated
+
+    async def member_info(self, platform: str, guild: str, member: str) -> MemberInfo:
+        """Whether a member opted in, and how much of theirs is learned in this guild."""
+        opted_in = await self.is_opted_in(platform, guild, member)
+        author_id = await self.store.find_author(platform, guild, member)
+        if author_id is None:
+            return MemberInfo(opted_in, 0, 0, 0)
+        messages, tokens, chains = await self.store.member_totals(platform, guild, author_id)
+        return MemberInfo(opted_in, messages, tokens, chains)
+
+    # ---------------------------------------------------------------- learning
+
+    async def learn(self, message: Message, *, require_consent: bool = True) -> LearnResult:
+        """Queue a message for learning if its author opted in and its channel is enabled."""
+        if not message.guild:
+            return LearnResult(LearnStatus.NO_GUILD)
+        if require_consent:
+            if not await self.is_opted_in(message.platform, message.guild, message.author):
+                return LearnResult(LearnStatus.NOT_OPTED_IN)
+            if not await self.is_enabled(message.platform, message.guild, message.channel):
+                return LearnResult(LearnStatus.CHANNEL_DISABLED)
+        pending = await self._prepare(message, create=True)
+        if pending is None:
+            return LearnResult(LearnStatus.EMPTY)
+        if not await self.store.enqueue(pending):
+            return LearnResult(LearnStatus.ALREADY_PENDING)
+        return LearnResult(LearnStatus.QUEUED, len(pending.tokens))
+
+    async def _prepare(
+        self, message: Message, *, create: bool, info: ChainInfo | None = None
+    ) -> PendingMessage | None:
+        tokens = tuple(tokenize(message.text))
+        if not tokens:
+            return None
+        if info is None:
+            settings = await self.store.settings(message.platform, message.guild)
+            info = await self.store.chain(message.chain, settings)
+        if create:
+            author_id: int | None = await self.store.author(message.platform, message.guild, message.author)
+        else:
+            author_id = await self.store.find_author(message.platform, message.guild, message.author)
+        if author_id is None:
+            return None
+        return PendingMessage(
+            platform=message.platform,
+            message_id=message.id,
+            chain=info,
+            author_id=author_id,
+            tokens=tokens,
+            fingerprint=self.fingerprints.message(tokens),
+            windows=tuple(self.fingerprints.windows(tokens, info.run_length)),
+            chars=len(message.text),
+            bytes=len(message.text.encode("utf-8", "surrogatepass")),
+        )
+
+    async def unlearn(self, message: Message) -> UnlearnStatus:
+        """Remove a learned message, given the text it was learned with."""
+        await self.store.flush()
+        found = await self.store.message(message.platform, message.id)
+        if found is None:
+            return UnlearnStatus.NOT_LEARNED
+        info, _, _ = found
+        pending = await self._prepare(message, create=False, info=info)
+        if pending is None:
+            return UnlearnStatus.TEXT_MISMATCH
+        status = await self.store.unlearn(pending)
+        if status is UnlearnStatus.TEXT_MISMATCH:
+            log.info("not unlearning message %s: the text given is not the text learned", message.id)
+        return status
+
+    async def edit(self, before: Message | None, after: Message) -> LearnResult:
+        """An edited message: unlearn the old text (when known) and learn the new one."""
+        if before is not None:
+            await self.unlearn(before)
+        elif await self.is_learned(after.platform, after.id):
+            # The old text is unknown, so the old version cannot be unlearned exactly: keep it.
+            return LearnResult(LearnStatus.ALREADY_PENDING)
+        return await self.learn(after)
+
+    async def forget(self, platform: str, guild: str, member: str) -> ForgetResult:
+        """Remove every contribution of a member to this guild and opt them out."""
+        result = await self.store.forget(platform, guild, member)
+        log.info(
+            "forgot member in %s guild %s: %d messages, %d chains",
+            platform,
+            guild,
+            result.messages,
+            result.chains,
+        )
+        return result
+
+    async def reset(self, chain: ChainKey) -> int:
+        """Delete a channel's chain; returns how many learned messages it held."""
+        return await self.store.reset(chain)
+
+    async def is_learned(self, platform: str, message_id: str) -> bool:
+        """True when this message id was learned (or is queued to be)."""
+        return self.store.is_pending(platform, message_id) or await self.store.is_learned(
+            platform, message_id
+        )
+
+    # ---------------------------------------------------------------- generation
+
+    def reader(self, info: ChainInfo, author_id: int | None = None) -> chainmod.ChainReader:
+        """The reads a walk over this chain (or one author's part of it) needs."""
+        store, chain_id = self.store, info.id
+
+        async def successors(ctx: bytes) -> chainmod.Choices:
+            return await store.successors(chain_id, ctx, author_id)
+
+        async def predecessors(next_id: int, suffix: bytes) -> chainmod.Choices:
+            return await store.predecessors(chain_id, next_id, suffix, author_id)
+
+        async def entries_into(token_id: int) -> tuple[list[bytes], chainmod.Choices]:
+            return await store.entries_into(chain_id, token_id, author_id)
+
+        return chainmod.ChainReader(info.order, successors, predecessors, entries_into)
+
+    async def _start_ids(self, start: str) -> list[int] | None:
+        """Token ids for a start phrase, trying the word as typed, then other cases."""
+        words = tokenize(start)
+        ids: list[int] = []
+        for i, word in enumerate(words):
+            variants = (
+                [word, word.lower(), word.capitalize(), word.upper()] if i == 0 else [word, word.lower()]
+            )
+            for variant in dict.fromkeys(variants):
+                token_id = await self.store.token_id(variant)
+                if token_id is not None:
+                    ids.append(token_id)
+                    break
+            else:
+                return None
+        return ids
+
+    async def generate(
+        self,
+        chain: ChainKey,
+        *,
+        start: str | None = None,
+        author: str | None = None,
+        rng: random.Random | None = None,
+        guard: bool | None = None,
+        tries: int | None = None,
+    ) -> Generated:
+        """Generate one message from a chain, optionally from a start word and one member's part."""
+        rng = rng or random.Random()
+        info = await self.store.find_chain(chain)
+        if info is None:
+            return Generated(GenerateStatus.NO_CHAIN)
+        author_id = None
+        if author is not None:
+            author_id = await self.store.find_author(chain.platform, chain.guild, author)
+            if author_id is None:
+                return Generated(GenerateStatus.NO_MEMBER_DATA)
+        reader = self.reader(info, author_id)
+        start_ids: list[int] = []
+        if start is not None and start.strip():
+            found = await self._start_ids(start)
+            if not found:
+                return Generated(GenerateStatus.UNKNOWN_START)
+            start_ids = found
+        if guard is None:
+            guard = (await self.store.settings(chain.platform, chain.guild)).copy_guard
+        attempts = tries or self.tries
+        produced = False
+        for attempt in range(1, attempts + 1):
+            ids = await chainmod.walk(reader, rng, start_ids)
+            if ids is None:
+                return Generated(GenerateStatus.UNKNOWN_START, tries=attempt)
+            if not ids:
+                # Only a member with no data in this chain walks into nothing at all.
+                if author_id is not None:
+                    return Generated(GenerateStatus.NO_MEMBER_DATA, tries=attempt)
+                continue
+            produced = True
+            tokens = await self.store.texts(ids)
+            if guard and await self.is_copy(info, tokens):
+                continue
+            text = neutralise(detokenize(tokens))[:MAX_OUTPUT_CHARS]
+            return Generated(GenerateStatus.OK, text, tuple(tokens), attempt)
+        if not produced:
+            return Generated(GenerateStatus.NO_CHAIN, tries=attempts)
+        return Generated(GenerateStatus.COPY_GUARD, tries=attempts)
+
+    async def is_copy(self, info: ChainInfo, tokens: Sequence[str]) -> bool:
+        """True when tokens equal a learned message or contain a run of K tokens from one."""
+        if await self.store.message_fingerprint_exists(info.id, self.fingerprints.message(tokens)):
+            return True
+        windows = self.fingerprints.windows(tokens, info.run_length)
+        return bool(windows) and bool(await self.store.windows_present(info.id, windows))
+
+    # ---------------------------------------------------------------- the retention report
+
+    async def stats(self, chain: ChainKey, *, fresh: bool = False) -> retention.RetentionReport:
+        """The retention report of a chain, cached for REPORT_TTL seconds while the chain is unchanged."""
+        await self.store.flush()
+        info = await self.store.find_chain(chain)
+        key = (info.id, self.store.generation(info.id)) if info else None
+        cached = self._reports.get(chain)
+        if not fresh and cached and cached[0] == key and time.monotonic() - cached[1] < REPORT_TTL:
+            return cached[2]
+        report = await retention.report(self, chain)
+        self._reports[chain] = (key, time.monotonic(), report)
+        return report
+
+    # ---------------------------------------------------------------- counts
+
+    async def counts(self, chain: ChainKey) -> dict[str, int]:
+        """What a chain has seen (messages, tokens, characters, bytes); zeros when it does not exist."""
+        info = await self.store.find_chain(chain)
+        if info is None:
+            return {"messages_seen": 0, "tokens_seen": 0, "chars_seen": 0, "bytes_seen": 0}
+        messages, tokens, chars, size = await self.store.chain_counters(info.id)
+        return {"messages_seen": messages, "tokens_seen": tokens, "chars_seen": chars, "bytes_seen": size}

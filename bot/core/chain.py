@@ -1,0 +1,118 @@
+"""Markov chain mechanics: turning token ids into transitions, and walking them."""
+
+from __future__ import annotations
+
+import logging
+import random
+import struct
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+BEGIN = 0
+END = 1
+FIRST_TOKEN_ID = 2
+MAX_WALK = 80  # tokens on each side of the start word
+
+#: (ids, cumulative weights) of the tokens that can follow, or precede, a context.
+Choices = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def pack(ids: Sequence[int]) -> bytes:
+    """Pack a context of token ids into the blob stored in the database (big-endian uint32s)."""
+    return struct.pack(f">{len(ids)}I", *ids)
+
+
+def unpack(blob: bytes) -> tuple[int, ...]:
+    """Inverse of pack."""
+    return struct.unpack(f">{len(blob) // 4}I", blob)
+
+
+def transitions(ids: Sequence[int], order: int) -> Iterator[tuple[bytes, int]]:
+    """Yield (context, next) for a message: BEGIN-padded contexts, ending with END."""
+    padded = [BEGIN] * order + list(ids) + [END]
+    for i in range(order, len(padded)):
+        yield pack(padded[i - order : i]), padded[i]
+
+
+def cumulative(rows: Sequence[tuple[int, int]]) -> Choices:
+    """Turn (id, count) rows into ids and cumulative weights for random.choices."""
+    ids: list[int] = []
+    cum: list[int] = []
+    total = 0
+    for token_id, count in rows:
+        if count > 0:
+            total += count
+            ids.append(token_id)
+            cum.append(total)
+    return tuple(ids), tuple(cum)
+
+
+def choose(choices: Choices, rng: random.Random) -> int:
+    """Pick one id, weighted by count."""
+    ids, cum = choices
+    return rng.choices(ids, cum_weights=cum, k=1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReader:
+    """The reads a walk needs; the Store provides them, tests may provide others."""
+
+    order: int
+    successors: Callable[[bytes], Awaitable[Choices]]
+    #: (next id, context minus its first token) -> choices of that first token
+    predecessors: Callable[[int, bytes], Awaitable[Choices]]
+    #: token id -> choices among the packed contexts that lead into it (ids are row indexes)
+    entries_into: Callable[[int], Awaitable[tuple[list[bytes], Choices]]]
+
+
+async def walk(reader: ChainReader, rng: random.Random, start: Sequence[int] = ()) -> list[int] | None:
+    """Walk one message; with start ids, anchor them mid-message and walk both ways.
+
+    Returns the token ids (no BEGIN/END), or None when the start is not in the chain.
+    """
+    n = reader.order
+    out: list[int] = []
+    if not start:
+        ctx: tuple[int, ...] = (BEGIN,) * n
+    else:
+        contexts, choices = await reader.entries_into(start[0])
+        if not contexts:
+            return None
+        before = unpack(contexts[choose(choices, rng)])
+        out = await _walk_back(reader, rng, before)
+        out.append(start[0])
+        ctx = ((*before, start[0]))[-n:]
+        for token in start[1:]:
+            ids, _ = await reader.successors(pack(ctx))
+            if token not in ids:
+                return None
+            out.append(token)
+            ctx = ((*ctx, token))[-n:]
+    for _ in range(MAX_WALK):
+        choices = await reader.successors(pack(ctx))
+        if not choices[0]:
+            break
+        token = choose(choices, rng)
+        if token == END:
+            break
+        out.append(token)
+        ctx = ((*ctx, token))[-n:]
+    return out
+
+
+async def _walk_back(reader: ChainReader, rng: random.Random, ctx: tuple[int, ...]) -> list[int]:
+    """From a context, walk backward to BEGIN; return the tokens before and including ctx."""
+    left = [t for t in ctx if t != BEGIN]
+    for _ in range(MAX_WALK):
+        if ctx[0] == BEGIN:
+            break
+        choices = await reader.predecessors(ctx[-1], pack(ctx[:-1]))
+        if not choices[0]:
+            break
+        previous = choose(choices, rng)
+        ctx = (previous, *ctx[:-1])
+        if previous != BEGIN:
+            left.insert(0, previous)
+    return left

@@ -1,0 +1,228 @@
+-- Named statements used by bot/core/store.py. Each starts with "-- name: NAME".
+-- Lists are passed as one JSON array parameter and read with json_each, so every
+-- statement is static text.
+
+-- name: get_meta
+SELECT value FROM meta WHERE key = ?;
+
+-- name: set_meta
+INSERT INTO meta (key, value) VALUES (?, ?)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: max_token_id
+SELECT coalesce(max(id), 1) FROM tokens;
+
+-- name: tokens_by_text
+SELECT id, text FROM tokens WHERE text IN (SELECT value FROM json_each(?));
+
+-- name: tokens_by_id
+SELECT id, text FROM tokens WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: token_id
+SELECT id FROM tokens WHERE text = ?;
+
+-- name: insert_token
+INSERT INTO tokens (id, text, refs) VALUES (?, ?, 0);
+
+-- name: add_token_refs
+UPDATE tokens SET refs = refs + ? WHERE id = ?;
+
+-- name: delete_unused_tokens
+DELETE FROM tokens WHERE refs <= 0 AND id IN (SELECT value FROM json_each(?)) RETURNING id, text;
+
+-- name: chain_by_key
+SELECT id, ord, run_length FROM chains WHERE platform = ? AND guild = ? AND channel = ?;
+
+-- name: chain_by_id
+SELECT id, ord, run_length FROM chains WHERE id = ?;
+
+-- name: chains_of_guild
+SELECT id FROM chains WHERE platform = ? AND guild = ?;
+
+-- name: insert_chain
+INSERT INTO chains (platform, guild, channel, ord, run_length) VALUES (?, ?, ?, ?, ?) RETURNING id;
+
+-- name: chain_counters
+SELECT messages_seen, tokens_seen, chars_seen, bytes_seen FROM chains WHERE id = ?;
+
+-- name: add_chain_counters
+UPDATE chains SET messages_seen = messages_seen + ?, tokens_seen = tokens_seen + ?,
+                  chars_seen = chars_seen + ?, bytes_seen = bytes_seen + ?
+WHERE id = ?;
+
+-- name: delete_chain
+DELETE FROM chains WHERE id = ?;
+
+-- name: author_by_key
+SELECT id FROM authors WHERE platform = ? AND guild = ? AND external_id = ?;
+
+-- name: insert_author
+INSERT INTO authors (platform, guild, external_id) VALUES (?, ?, ?) RETURNING id;
+
+-- name: delete_author
+DELETE FROM authors WHERE id = ?;
+
+-- name: upsert_transition
+INSERT INTO transitions (chain_id, ctx, next_id, count) VALUES (?, ?, ?, ?)
+ON CONFLICT (chain_id, ctx, next_id) DO UPDATE SET count = count + excluded.count;
+
+-- name: upsert_author_transition
+INSERT INTO author_transitions (chain_id, author_id, ctx, next_id, count) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (chain_id, author_id, ctx, next_id) DO UPDATE SET count = count + excluded.count;
+
+-- name: upsert_window
+INSERT INTO windows (chain_id, fingerprint, author_id, count) VALUES (?, ?, ?, ?)
+ON CONFLICT (chain_id, fingerprint, author_id) DO UPDATE SET count = count + excluded.count;
+
+-- name: subtract_transition
+UPDATE transitions SET count = count - ? WHERE chain_id = ? AND ctx = ? AND next_id = ?;
+
+-- name: subtract_author_transition
+UPDATE author_transitions SET count = count - ?
+WHERE chain_id = ? AND author_id = ? AND ctx = ? AND next_id = ?;
+
+-- name: subtract_window
+UPDATE windows SET count = count - ? WHERE chain_id = ? AND fingerprint = ? AND author_id = ?;
+
+-- name: prune_transition
+DELETE FROM transitions WHERE chain_id = ? AND ctx = ? AND next_id = ? AND count <= 0;
+
+-- name: prune_author_transition
+DELETE FROM author_transitions WHERE chain_id = ? AND author_id = ? AND ctx = ? AND next_id = ? AND count <= 0;
+
+-- name: prune_window
+DELETE FROM windows WHERE chain_id = ? AND fingerprint = ? AND author_id = ? AND count <= 0;
+
+-- name: author_transitions_of
+SELECT ctx, next_id, count FROM author_transitions WHERE chain_id = ? AND author_id = ?;
+
+-- name: delete_author_transitions
+DELETE FROM author_transitions WHERE chain_id = ? AND author_id = ?;
+
+-- name: delete_author_windows
+DELETE FROM windows WHERE chain_id = ? AND author_id = ?;
+
+-- name: chain_token_refs
+SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND next_id > 1 GROUP BY next_id;
+
+-- name: delete_chain_transitions
+DELETE FROM transitions WHERE chain_id = ?;
+
+-- name: delete_chain_author_transitions
+DELETE FROM author_transitions WHERE chain_id = ?;
+
+-- name: delete_chain_windows
+DELETE FROM windows WHERE chain_id = ?;
+
+-- name: delete_chain_messages
+DELETE FROM messages WHERE chain_id = ?;
+
+-- name: known_message_ids
+SELECT message_id FROM messages WHERE platform = ? AND message_id IN (SELECT value FROM json_each(?));
+
+-- name: message_by_id
+SELECT chain_id, author_id, fingerprint, tokens, chars, bytes FROM messages WHERE platform = ? AND message_id = ?;
+
+-- name: insert_message
+INSERT INTO messages (platform, message_id, chain_id, author_id, fingerprint, tokens, chars, bytes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: delete_message
+DELETE FROM messages WHERE platform = ? AND message_id = ?;
+
+-- name: author_message_totals
+SELECT count(*), coalesce(sum(tokens), 0), coalesce(sum(chars), 0), coalesce(sum(bytes), 0)
+FROM messages WHERE chain_id = ? AND author_id = ?;
+
+-- name: delete_author_messages
+DELETE FROM messages WHERE chain_id = ? AND author_id = ?;
+
+-- name: successors
+SELECT next_id, count FROM transitions WHERE chain_id = ? AND ctx = ? ORDER BY next_id;
+
+-- name: author_successors
+SELECT next_id, count FROM author_transitions
+WHERE chain_id = ? AND author_id = ? AND ctx = ? ORDER BY next_id;
+
+-- name: predecessors
+SELECT substr(ctx, 1, 4), count FROM transitions
+WHERE chain_id = ? AND next_id = ? AND substr(ctx, 5) = ? ORDER BY ctx;
+
+-- name: author_predecessors
+SELECT substr(ctx, 1, 4), count FROM author_transitions
+WHERE chain_id = ? AND author_id = ? AND next_id = ? AND substr(ctx, 5) = ? ORDER BY ctx;
+
+-- name: entries_into
+SELECT ctx, count FROM transitions WHERE chain_id = ? AND next_id = ? ORDER BY substr(ctx, 5), ctx LIMIT ?;
+
+-- name: author_entries_into
+SELECT ctx, count FROM author_transitions
+WHERE chain_id = ? AND author_id = ? AND next_id = ? ORDER BY ctx LIMIT ?;
+
+-- name: message_fingerprint_exists
+SELECT 1 FROM messages WHERE chain_id = ? AND fingerprint = ? LIMIT 1;
+
+-- name: windows_present
+SELECT DISTINCT fingerprint FROM windows
+WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?));
+
+-- name: member_totals
+SELECT count(*), coalesce(sum(m.tokens), 0), count(DISTINCT m.chain_id)
+FROM messages AS m JOIN chains AS c ON c.id = m.chain_id
+WHERE c.platform = ? AND c.guild = ? AND m.author_id = ?;
+
+-- name: get_consent
+SELECT member FROM consent WHERE platform = ? AND guild = ?;
+
+-- name: add_consent
+INSERT OR IGNORE INTO consent (platform, guild, member, since) VALUES (?, ?, ?, ?);
+
+-- name: remove_consent
+DELETE FROM consent WHERE platform = ? AND guild = ? AND member = ?;
+
+-- name: get_enabled_channels
+SELECT channel FROM enabled_channels WHERE platform = ? AND guild = ?;
+
+-- name: enable_channel
+INSERT OR IGNORE INTO enabled_channels (platform, guild, channel, since) VALUES (?, ?, ?, ?);
+
+-- name: disable_channel
+DELETE FROM enabled_channels WHERE platform = ? AND guild = ? AND channel = ?;
+
+-- name: get_settings
+SELECT ord, reply_on_mention, chime_chance, run_length, copy_guard
+FROM guild_settings WHERE platform = ? AND guild = ?;
+
+-- name: put_settings
+INSERT INTO guild_settings (platform, guild, ord, reply_on_mention, chime_chance, run_length, copy_guard)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (platform, guild) DO UPDATE SET
+    ord = excluded.ord, reply_on_mention = excluded.reply_on_mention,
+    chime_chance = excluded.chime_chance, run_length = excluded.run_length,
+    copy_guard = excluded.copy_guard;
+
+-- name: report_shape
+-- states, transitions, vocabulary, forced (weighted), total count, sum of c*log2(c) over states and transitions
+SELECT count(*), coalesce(sum(succ), 0), coalesce(sum(CASE WHEN succ = 1 THEN total ELSE 0 END), 0),
+       coalesce(sum(total), 0), coalesce(sum(total * log2(total)), 0), coalesce(sum(clogc), 0)
+FROM (SELECT count(*) AS succ, sum(count) AS total, sum(count * log2(count)) AS clogc
+      FROM transitions WHERE chain_id = ? GROUP BY ctx);
+
+-- name: report_vocabulary
+SELECT count(DISTINCT next_id) FROM transitions WHERE chain_id = ? AND next_id > 1;
+
+-- name: rows_author_transitions
+SELECT count(*) FROM author_transitions WHERE chain_id = ?;
+
+-- name: rows_windows
+SELECT count(*) FROM windows WHERE chain_id = ?;
+
+-- name: table_rows
+SELECT (SELECT count(*) FROM transitions), (SELECT count(*) FROM author_transitions),
+       (SELECT count(*) FROM windows), (SELECT count(*) FROM messages), (SELECT count(*) FROM tokens);
+
+-- name: table_bytes
+SELECT name, sum(pgsize) FROM dbstat WHERE aggregate = TRUE GROUP BY name;
+
+-- name: messages_with_fingerprints
+SELECT count(*) FROM messages WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?));

@@ -1,0 +1,822 @@
+"""The SQLite store: one writer connection with a batched queue, one reader connection.
+
+Learning is queued and committed in batches (one transaction per batch, at most every
+``flush_interval`` seconds or ``batch_size`` messages, and on close), so a crash loses at
+most the batch not yet committed. Reads go through a second connection; in WAL mode they
+never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import sqlite3
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Hashable, Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+
+from bot.core import chain as chainmod
+from bot.core.chain import Choices
+from bot.core.models import (
+    ChainInfo,
+    ChainKey,
+    FlushResult,
+    ForgetResult,
+    GuildSettings,
+    PendingMessage,
+    UnlearnStatus,
+)
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+ENTRY_LIMIT = 20_000  # contexts considered when anchoring a start word
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer markovbot."""
+
+
+class StoreError(RuntimeError):
+    """The database cannot be written (read-only, disk full, locked ...)."""
+
+
+class LRU(Generic[K, V]):
+    """A small least-recently-used cache with a fixed number of entries."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        """The cached value, or None."""
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        """Cache a value, evicting the oldest entry past the size."""
+        self._data[key] = value
+        self._data.move_to_end(key)
+        if len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def pop(self, key: K) -> None:
+        """Forget one key."""
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files("bot.core").joinpath("queries.sql").read_text("utf-8")
+    queries: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = block.partition("\n")
+        queries[name.strip()] = body.strip()
+    return queries
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("bot.core").joinpath("migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = re.fullmatch(r"(\d{4})_.+\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+Q = _load_queries()
+SCHEMA_VERSION = _migrations()[-1][0]
+
+
+class Store:
+    """Owns the database: migrations, the batched writer, typed reads and caches."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval: float = 1.0,
+        batch_size: int = 2000,
+        max_pending: int = 20_000,
+        cache_size: int = 50_000,
+    ) -> None:
+        self.path = Path(path)
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.max_pending = max_pending
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._pending: list[PendingMessage] = []
+        self._pending_ids: set[tuple[str, str]] = set()
+        self._write_lock = asyncio.Lock()
+        self._room = asyncio.Condition()
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._next_token_id = chainmod.FIRST_TOKEN_ID
+        self._token_ids: LRU[str, int] = LRU(cache_size)
+        self._token_texts: LRU[int, str] = LRU(cache_size)
+        self._choices: LRU[tuple[Any, ...], Choices] = LRU(cache_size)
+        self._entries: LRU[tuple[Any, ...], tuple[list[bytes], Choices]] = LRU(max(16, cache_size // 100))
+        self._generation: Counter[int] = Counter()  # bumped on every write to a chain
+        self._chains: dict[ChainKey, ChainInfo] = {}
+        self._authors: dict[tuple[str, str, str], int] = {}
+        self._consent: dict[tuple[str, str], set[str]] = {}
+        self._channels: dict[tuple[str, str], set[str]] = {}
+        self._settings: dict[tuple[str, str], GuildSettings] = {}
+        self.last_error: str | None = None
+        self.salt = b""
+        #: Totals since open: messages committed, and messages dropped as already learned.
+        self.committed = 0
+        self.duplicates = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def open(self) -> Store:
+        """Open both connections, apply migrations, start the flusher."""
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await self._writer.execute("PRAGMA journal_mode = WAL")
+            await self._writer.execute("PRAGMA synchronous = NORMAL")
+            await self._writer.execute("PRAGMA busy_timeout = 5000")
+            await self._migrate()
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader.execute("PRAGMA busy_timeout = 5000")
+            await self._reader.execute("PRAGMA query_only = ON")
+            self.salt = await self._load_salt()
+            await self._ensure_math(self._reader)
+            async with self._writer.execute(Q["max_token_id"]) as cur:
+                row = await cur.fetchone()
+            self._next_token_id = max(chainmod.FIRST_TOKEN_ID, int(row[0]) + 1 if row else 0)
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._flusher = asyncio.create_task(self._flush_loop(), name="markov-flusher")
+        return self
+
+    async def close(self) -> None:
+        """Flush what is pending, stop the flusher and close both connections."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        try:
+            if self._writer is not None:
+                await self.flush()
+        finally:
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def __aenter__(self) -> Store:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def w(self) -> aiosqlite.Connection:
+        """The writer connection."""
+        if self._writer is None:
+            raise RuntimeError("store is not open")
+        return self._writer
+
+    @property
+    def r(self) -> aiosqlite.Connection:
+        """The reader connection."""
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return self._reader
+
+    async def _migrate(self) -> None:
+        async with self.w.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {version}, but this markovbot knows only up to "
+                f"{SCHEMA_VERSION}: upgrade markovbot, or point MARKOV_DB at another file."
+            )
+        for number, sql in _migrations():
+            if number <= version:
+                continue
+            log.info("applying migration %04d to %s", number, self.path)
+            # executescript commits on its own; the version bump is part of the same script.
+            await self.w.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    @staticmethod
+    async def _ensure_math(conn: aiosqlite.Connection) -> None:
+        """Provide log2 where SQLite was built without its math functions."""
+        try:
+            await conn.execute("SELECT log2(2)")
+        except sqlite3.OperationalError:
+            await conn.create_function("log2", 1, math.log2, deterministic=True)
+
+    async def _load_salt(self) -> bytes:
+        async with self.w.execute(Q["get_meta"], ("salt",)) as cur:
+            row = await cur.fetchone()
+        if row:
+            return bytes.fromhex(row[0])
+        salt = secrets.token_bytes(16)
+        await self.w.execute(Q["set_meta"], ("salt", salt.hex()))
+        return salt
+
+    async def get_meta(self, key: str) -> str | None:
+        """A value from the meta table."""
+        async with self.r.execute(Q["get_meta"], (key,)) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store a value in the meta table."""
+        async with self._write_lock:
+            await self.w.execute(Q["set_meta"], (key, value))
+
+    # ---------------------------------------------------------------- chains and authors
+
+    async def find_chain(self, key: ChainKey) -> ChainInfo | None:
+        """The chain's row, or None when nothing was ever learned there."""
+        info = self._chains.get(key)
+        if info is None:
+            async with self.r.execute(Q["chain_by_key"], (key.platform, key.guild, key.channel)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            info = self._chains[key] = ChainInfo(int(row[0]), int(row[1]), int(row[2]))
+        return info
+
+    async def chain(self, key: ChainKey, settings: GuildSettings) -> ChainInfo:
+        """The chain's row, created with the guild's order and run length if new."""
+        info = await self.find_chain(key)
+        if info is not None:
+            return info
+        async with self._write_lock:
+            async with self.w.execute(Q["chain_by_key"], (key.platform, key.guild, key.channel)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                async with self.w.execute(
+                    Q["insert_chain"],
+                    (key.platform, key.guild, key.channel, settings.order, settings.run_length),
+                ) as cur:
+                    new = await cur.fetchone()
+                assert new is not None
+                info = ChainInfo(int(new[0]), settings.order, settings.run_length)
+            else:
+                info = ChainInfo(int(row[0]), int(row[1]), int(row[2]))
+            self._chains[key] = info
+        return info
+
+    async def chains_of_guild(self, platform: str, guild: str) -> list[int]:
+        """Ids of every chain of a guild."""
+        async with self.r.execute(Q["chains_of_guild"], (platform, guild)) as cur:
+            return [int(row[0]) for row in await cur.fetchall()]
+
+    async def find_author(self, platform: str, guild: str, external_id: str) -> int | None:
+        """The author's internal id, or None."""
+        key = (platform, guild, external_id)
+        if key in self._authors:
+            return self._authors[key]
+        async with self.r.execute(Q["author_by_key"], key) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        self._authors[key] = int(row[0])
+        return self._authors[key]
+
+    async def author(self, platform: str, guild: str, external_id: str) -> int:
+        """The author's internal id, created if new."""
+        found = await self.find_author(platform, guild, external_id)
+        if found is not None:
+            return found
+        key = (platform, guild, external_id)
+        async with self._write_lock:
+            async with self.w.execute(Q["author_by_key"], key) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                async with self.w.execute(Q["insert_author"], key) as cur:
+                    row = await cur.fetchone()
+            assert row is not None
+            self._authors[key] = int(row[0])
+        return self._authors[key]
+
+    # ---------------------------------------------------------------- consent, channels, settings
+
+    async def consenting(self, platform: str, guild: str) -> set[str]:
+        """Members of a guild who opted in."""
+        key = (platform, guild)
+        if key not in self._consent:
+            async with self.r.execute(Q["get_consent"], key) as cur:
+                self._consent[key] = {str(row[0]) for row in await cur.fetchall()}
+        return self._consent[key]
+
+    async def set_consent(self, platform: str, guild: str, member: str, opted_in: bool) -> bool:
+        """Opt a member in or out; True when that changed something."""
+        members = await self.consenting(platform, guild)
+        if (member in members) == opted_in:
+            return False
+        async with self._write_lock:
+            if opted_in:
+                await self.w.execute(Q["add_consent"], (platform, guild, member, int(time.time())))
+                members.add(member)
+            else:
+                await self.w.execute(Q["remove_consent"], (platform, guild, member))
+                members.discard(member)
+        return True
+
+    async def enabled_channels(self, platform: str, guild: str) -> set[str]:
+        """Channels of a guild where learning is enabled."""
+        key = (platform, guild)
+        if key not in self._channels:
+            async with self.r.execute(Q["get_enabled_channels"], key) as cur:
+                self._channels[key] = {str(row[0]) for row in await cur.fetchall()}
+        return self._channels[key]
+
+    async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
+        """Enable or disable learning in a channel; True when that changed something."""
+        channels = await self.enabled_channels(platform, guild)
+        if (channel in channels) == enabled:
+            return False
+        async with self._write_lock:
+            if enabled:
+                await self.w.execute(Q["enable_channel"], (platform, guild, channel, int(time.time())))
+                channels.add(channel)
+            else:
+                await self.w.execute(Q["disable_channel"], (platform, guild, channel))
+                channels.discard(channel)
+        return True
+
+    async def settings(self, platform: str, guild: str) -> GuildSettings:
+        """A guild's settings (defaults when never changed)."""
+        key = (platform, guild)
+        if key not in self._settings:
+            async with self.r.execute(Q["get_settings"], key) as cur:
+                row = await cur.fetchone()
+            self._settings[key] = (
+                GuildSettings(int(row[0]), bool(row[1]), float(row[2]), int(row[3]), bool(row[4]))
+                if row
+                else GuildSettings()
+            )
+        return self._settings[key]
+
+    async def put_settings(self, platform: str, guild: str, settings: GuildSettings) -> None:
+        """Save a guild's settings (validated by the caller)."""
+        async with self._write_lock:
+            await self.w.execute(
+                Q["put_settings"],
+                (
+                    platform,
+                    guild,
+                    settings.order,
+                    int(settings.reply_on_mention),
+                    settings.chime_chance,
+                    settings.run_length,
+                    int(settings.copy_guard),
+                ),
+            )
+        self._settings[(platform, guild)] = settings
+
+    # ---------------------------------------------------------------- the batched writer
+
+    @property
+    def pending(self) -> int:
+        """Messages queued and not yet committed."""
+        return len(self._pending)
+
+    def is_pending(self, platform: str, message_id: str) -> bool:
+        """True when the message is queued for the next flush."""
+        return (platform, message_id) in self._pending_ids
+
+    async def enqueue(self, message: PendingMessage) -> bool:
+        """Queue a message for learning, waiting while the queue is full; False if already queued."""
+        key = (message.platform, message.message_id)
+        async with self._room:
+            await self._room.wait_for(lambda: len(self._pending) < self.max_pending)
+            if key in self._pending_ids:
+                return False
+            self._pending.append(message)
+            self._pending_ids.add(key)
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+            await asyncio.sleep(0)  # let the flusher start on the batch while we go on
+        return True
+
+    async def _flush_loop(self) -> None:
+        backoff = self.flush_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+            try:
+                await self.flush()
+                backoff = self.flush_interval
+            except StoreError:
+                backoff = min(30.0, backoff * 2)
+                log.warning("learning paused, retrying in %.0f s: %s", backoff, self.last_error)
+
+    async def flush(self) -> FlushResult:
+        """Commit everything queued, in batches of at most batch_size messages."""
+        learned = duplicates = 0
+        async with self._write_lock:
+            while self._pending:
+                batch = self._pending[: self.batch_size]
+                try:
+                    result = await self._commit(batch)
+                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                    self.last_error = str(exc)
+                    raise StoreError(f"could not write to {self.path}: {exc}") from exc
+                self.last_error = None
+                self.committed += result.learned
+                self.duplicates += result.duplicates
+                learned += result.learned
+                duplicates += result.duplicates
+                async with self._room:
+                    del self._pending[: len(batch)]
+                    for item in batch:
+                        self._pending_ids.discard((item.platform, item.message_id))
+                    self._room.notify_all()
+        return FlushResult(learned, duplicates)
+
+    async def _commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
+        await self.w.execute("BEGIN IMMEDIATE")
+        try:
+            fresh = await self._drop_known(batch)
+            if fresh:
+                await self._apply(fresh, sign=1)
+            await self.w.execute("COMMIT")
+        except BaseException:
+            await self.w.execute("ROLLBACK")
+            self._token_ids.clear()
+            self._token_texts.clear()
+            async with self.w.execute(Q["max_token_id"]) as cur:
+                row = await cur.fetchone()
+            self._next_token_id = max(chainmod.FIRST_TOKEN_ID, int(row[0]) + 1 if row else 0)
+            raise
+        return FlushResult(len(fresh), len(batch) - len(fresh))
+
+    async def _drop_known(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
+        by_platform: dict[str, list[str]] = {}
+        for item in batch:
+            by_platform.setdefault(item.platform, []).append(item.message_id)
+        known: set[tuple[str, str]] = set()
+        for platform, ids in by_platform.items():
+            async with self.w.execute(Q["known_message_ids"], (platform, json.dumps(ids))) as cur:
+                known.update((platform, str(row[0])) for row in await cur.fetchall())
+        return [item for item in batch if (item.platform, item.message_id) not in known]
+
+    async def _resolve(self, texts: Iterable[str], create: bool) -> dict[str, int]:
+        """Token ids for texts (on the writer), creating the missing ones when asked."""
+        ids: dict[str, int] = {}
+        missing: list[str] = []
+        for text in set(texts):
+            cached = self._token_ids.get(text)
+            if cached is None:
+                missing.append(text)
+            else:
+                ids[text] = cached
+        if missing:
+            async with self.w.execute(Q["tokens_by_text"], (json.dumps(missing),)) as cur:
+                for token_id, text in await cur.fetchall():
+                    ids[text] = int(token_id)
+            if create:
+                new = [
+                    (self._next_token_id + i, text)
+                    for i, text in enumerate(t for t in missing if t not in ids)
+                ]
+                if new:
+                    await self.w.executemany(Q["insert_token"], new)
+                    self._next_token_id += len(new)
+                    ids.update((text, token_id) for token_id, text in new)
+            for text in missing:
+                if text in ids:
+                    self._token_ids.put(text, ids[text])
+        return ids
+
+    async def _apply(self, batch: Sequence[PendingMessage], sign: int) -> None:
+        """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction."""
+        ids = await self._resolve((t for item in batch for t in item.tokens), create=sign > 0)
+        trans: Counter[tuple[int, bytes, int]] = Counter()
+        author_trans: Counter[tuple[int, int, bytes, int]] = Counter()
+        windows: Counter[tuple[int, int, int]] = Counter()
+        refs: Counter[int] = Counter()
+        counters: dict[int, list[int]] = {}
+        for item in batch:
+            chain_id, author_id = item.chain.id, item.author_id
+            token_ids = [ids[t] for t in item.tokens]
+            for ctx, nxt in chainmod.transitions(token_ids, item.chain.order):
+                trans[(chain_id, ctx, nxt)] += 1
+                author_trans[(chain_id, author_id, ctx, nxt)] += 1
+            refs.update(token_ids)
+            windows.update((chain_id, fp, author_id) for fp in item.windows)
+            c = counters.setdefault(chain_id, [0, 0, 0, 0])
+            c[0] += 1
+            c[1] += len(item.tokens)
+            c[2] += item.chars
+            c[3] += item.bytes
+        w = self.w
+        if sign > 0:
+            await w.executemany(Q["upsert_transition"], ((c, x, n, k) for (c, x, n), k in trans.items()))
+            await w.executemany(
+                Q["upsert_author_transition"], ((c, a, x, n, k) for (c, a, x, n), k in author_trans.items())
+            )
+            await w.executemany(Q["upsert_window"], ((c, f, a, k) for (c, f, a), k in windows.items()))
+            await w.executemany(
+                Q["insert_message"],
+                (
+                    (
+                        i.platform,
+                        i.message_id,
+                        i.chain.id,
+                        i.author_id,
+                        i.fingerprint,
+                        len(i.tokens),
+                        i.chars,
+                        i.bytes,
+                    )
+                    for i in batch
+                ),
+            )
+        else:
+            await w.executemany(Q["subtract_transition"], ((k, c, x, n) for (c, x, n), k in trans.items()))
+            await w.executemany(
+                Q["subtract_author_transition"], ((k, c, a, x, n) for (c, a, x, n), k in author_trans.items())
+            )
+            await w.executemany(Q["subtract_window"], ((k, c, f, a) for (c, f, a), k in windows.items()))
+            await w.executemany(Q["prune_transition"], trans.keys())
+            await w.executemany(Q["prune_author_transition"], author_trans.keys())
+            await w.executemany(Q["prune_window"], windows.keys())
+            await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
+        await self._add_refs({token_id: sign * n for token_id, n in refs.items()})
+        await w.executemany(
+            Q["add_chain_counters"], ((*(sign * v for v in c), chain_id) for chain_id, c in counters.items())
+        )
+        for chain_id in counters:
+            self._generation[chain_id] += 1
+
+    async def _add_refs(self, refs: dict[int, int]) -> None:
+        await self.w.executemany(Q["add_token_refs"], ((n, token_id) for token_id, n in refs.items() if n))
+        if any(n < 0 for n in refs.values()):
+            dropped = [token_id for token_id, n in refs.items() if n < 0]
+            async with self.w.execute(Q["delete_unused_tokens"], (json.dumps(dropped),)) as cur:
+                for token_id, text in await cur.fetchall():
+                    self._token_ids.pop(text)
+                    self._token_texts.pop(int(token_id))
+
+    # ---------------------------------------------------------------- unlearning
+
+    async def message(self, platform: str, message_id: str) -> tuple[ChainInfo, int, int] | None:
+        """(chain, author id, fingerprint) of a learned message, or None."""
+        async with self.r.execute(Q["message_by_id"], (platform, message_id)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        chain_id = int(row[0])
+        info = next((c for c in self._chains.values() if c.id == chain_id), None)
+        if info is None:
+            async with self.r.execute(Q["chain_by_id"], (chain_id,)) as cur:
+                crow = await cur.fetchone()
+            assert crow is not None
+            info = ChainInfo(int(crow[0]), int(crow[1]), int(crow[2]))
+        return info, int(row[1]), int(row[2])
+
+    async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
+        """Subtract one learned message, given its tokens; refused when they do not match."""
+        await self.flush()
+        async with self._write_lock:
+            async with self.w.execute(Q["message_by_id"], (item.platform, item.message_id)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return UnlearnStatus.NOT_LEARNED
+            if (int(row[0]), int(row[1]), int(row[2])) != (item.chain.id, item.author_id, item.fingerprint):
+                return UnlearnStatus.TEXT_MISMATCH
+            await self._transaction(self._apply([item], sign=-1))
+        return UnlearnStatus.UNLEARNED
+
+    async def _transaction(self, work: Any) -> None:
+        await self.w.execute("BEGIN IMMEDIATE")
+        try:
+            await work
+            await self.w.execute("COMMIT")
+        except BaseException:
+            await self.w.execute("ROLLBACK")
+            self._token_ids.clear()
+            self._token_texts.clear()
+            raise
+
+    async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
+        """Remove every contribution of a member to a guild's chains, in one transaction."""
+        await self.flush()
+        author_id = await self.find_author(platform, guild, external_id)
+        chains = await self.chains_of_guild(platform, guild)
+        totals = [0, 0, 0]
+
+        async def work() -> None:
+            if author_id is None:
+                return
+            refs: Counter[int] = Counter()
+            for chain_id in chains:
+                async with self.w.execute(Q["author_message_totals"], (chain_id, author_id)) as cur:
+                    row = await cur.fetchone()
+                assert row is not None
+                n_messages, n_tokens, n_chars, n_bytes = (int(v) for v in row)
+                async with self.w.execute(Q["author_transitions_of"], (chain_id, author_id)) as cur:
+                    rows = await cur.fetchall()
+                if not n_messages and not rows:
+                    continue
+                await self.w.executemany(Q["subtract_transition"], ((k, chain_id, x, n) for x, n, k in rows))
+                for _, n, k in rows:
+                    if n > chainmod.END:
+                        refs[n] -= k
+                await self.w.executemany(Q["prune_transition"], ((chain_id, x, n) for x, n, _ in rows))
+                await self.w.execute(Q["delete_author_transitions"], (chain_id, author_id))
+                await self.w.execute(Q["delete_author_windows"], (chain_id, author_id))
+                await self.w.execute(Q["delete_author_messages"], (chain_id, author_id))
+                await self.w.execute(
+                    Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
+                )
+                self._generation[chain_id] += 1
+                totals[0] += n_messages
+                totals[1] += n_tokens
+                totals[2] += 1
+            await self._add_refs(dict(refs))
+            await self.w.execute(Q["delete_author"], (author_id,))
+            await self.w.execute(Q["remove_consent"], (platform, guild, external_id))
+
+        async with self._write_lock:
+            await self._transaction(work())
+        self._authors.pop((platform, guild, external_id), None)
+        self._consent.get((platform, guild), set()).discard(external_id)
+        return ForgetResult(*totals)
+
+    async def reset(self, key: ChainKey) -> int:
+        """Delete a chain entirely; returns how many learned messages it held."""
+        await self.flush()
+        info = await self.find_chain(key)
+        if info is None:
+            return 0
+        held = [0]
+
+        async def work() -> None:
+            async with self.w.execute(Q["chain_counters"], (info.id,)) as cur:
+                row = await cur.fetchone()
+            held[0] = int(row[0]) if row else 0
+            async with self.w.execute(Q["chain_token_refs"], (info.id,)) as cur:
+                refs = {int(n): -int(k) for n, k in await cur.fetchall()}
+            for name in (
+                "delete_chain_transitions",
+                "delete_chain_author_transitions",
+                "delete_chain_windows",
+                "delete_chain_messages",
+                "delete_chain",
+            ):
+                await self.w.execute(Q[name], (info.id,))
+            await self._add_refs(refs)
+
+        async with self._write_lock:
+            await self._transaction(work())
+        self._chains.pop(key, None)
+        self._generation[info.id] += 1
+        return held[0]
+
+    # ---------------------------------------------------------------- reads for generation
+
+    async def token_id(self, text: str) -> int | None:
+        """The id of a token, or None when it was never learned."""
+        cached = self._token_ids.get(text)
+        if cached is not None:
+            return cached
+        async with self.r.execute(Q["token_id"], (text,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        self._token_ids.put(text, int(row[0]))
+        return int(row[0])
+
+    async def texts(self, ids: Sequence[int]) -> list[str]:
+        """Token texts for ids."""
+        missing = [i for i in set(ids) if self._token_texts.get(i) is None]
+        found: dict[int, str] = {}
+        if missing:
+            async with self.r.execute(Q["tokens_by_id"], (json.dumps(missing),)) as cur:
+                for token_id, text in await cur.fetchall():
+                    found[int(token_id)] = text
+                    self._token_texts.put(int(token_id), text)
+        return [found.get(i) or self._token_texts.get(i) or "" for i in ids]
+
+    async def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
+        """Tokens that follow a context, with cumulative counts (cached)."""
+        key = (chain_id, self._generation[chain_id], author_id, ctx)
+        cached = self._choices.get(key)
+        if cached is not None:
+            return cached
+        if author_id is None:
+            cur = await self.r.execute(Q["successors"], (chain_id, ctx))
+        else:
+            cur = await self.r.execute(Q["author_successors"], (chain_id, author_id, ctx))
+        rows = await cur.fetchall()
+        await cur.close()
+        choices = chainmod.cumulative([(int(n), int(k)) for n, k in rows])
+        self._choices.put(key, choices)
+        return choices
+
+    async def predecessors(
+        self, chain_id: int, next_id: int, suffix: bytes, author_id: int | None = None
+    ) -> Choices:
+        """Tokens that can precede (suffix, next): the first token of contexts leading into next."""
+        key = (chain_id, self._generation[chain_id], author_id, "pred", next_id, suffix)
+        cached = self._choices.get(key)
+        if cached is not None:
+            return cached
+        if author_id is None:
+            cur = await self.r.execute(Q["predecessors"], (chain_id, next_id, suffix))
+        else:
+            cur = await self.r.execute(Q["author_predecessors"], (chain_id, author_id, next_id, suffix))
+        rows = await cur.fetchall()
+        await cur.close()
+        choices = chainmod.cumulative([(chainmod.unpack(bytes(p))[0], int(k)) for p, k in rows])
+        self._choices.put(key, choices)
+        return choices
+
+    async def entries_into(
+        self, chain_id: int, next_id: int, author_id: int | None = None
+    ) -> tuple[list[bytes], Choices]:
+        """Contexts that lead into a token, and choices over their indexes weighted by count."""
+        key = (chain_id, self._generation[chain_id], author_id, next_id)
+        cached = self._entries.get(key)
+        if cached is not None:
+            return cached
+        if author_id is None:
+            cur = await self.r.execute(Q["entries_into"], (chain_id, next_id, ENTRY_LIMIT))
+        else:
+            cur = await self.r.execute(Q["author_entries_into"], (chain_id, author_id, next_id, ENTRY_LIMIT))
+        rows = await cur.fetchall()
+        await cur.close()
+        contexts = [bytes(ctx) for ctx, _ in rows]
+        result = contexts, chainmod.cumulative([(i, int(k)) for i, (_, k) in enumerate(rows)])
+        self._entries.put(key, result)
+        return result
+
+    async def message_fingerprint_exists(self, chain_id: int, fingerprint: int) -> bool:
+        """True when a learned message of the chain has this fingerprint."""
+        async with self.r.execute(Q["message_fingerprint_exists"], (chain_id, fingerprint)) as cur:
+            return await cur.fetchone() is not None
+
+    async def windows_present(self, chain_id: int, fingerprints: Sequence[int]) -> set[int]:
+        """Which of these window fingerprints were learned in the chain."""
+        if not fingerprints:
+            return set()
+        async with self.r.execute(Q["windows_present"], (chain_id, json.dumps(list(fingerprints)))) as cur:
+            return {int(row[0]) for row in await cur.fetchall()}
+
+    async def chain_counters(self, chain_id: int) -> tuple[int, int, int, int]:
+        """(messages, tokens, characters, UTF-8 bytes) learned by a chain."""
+        async with self.r.execute(Q["chain_counters"], (chain_id,)) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), int(row[1]), int(row[2]), int(row[3])) if row else (0, 0, 0, 0)
+
+    async def member_totals(self, platform: str, guild: str, author_id: int) -> tuple[int, int, int]:
+        """(messages, tokens, chains) learned from a member in a guild."""
+        async with self.r.execute(Q["member_totals"], (platform, guild, author_id)) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+    async def is_learned(self, platform: str, message_id: str) -> bool:
+        """True when a message id was learned (committed)."""
+        async with self.r.execute(Q["message_by_id"], (platform, message_id)) as cur:
+            return await cur.fetchone() is not None
+
+    async def named(self, name: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run a named read-only statement on the reader (for reports)."""
+        async with self.r.execute(Q[name], params) as cur:
+            return [tuple(row) for row in await cur.fetchall()]
+
+    def generation(self, chain_id: int) -> int:
+        """A number that changes whenever the chain is written to (by this process)."""
+        return self._generation[chain_id]

@@ -1,0 +1,96 @@
+"""Text to tokens and back.
+
+A token is one of: a word (letters, digits and marks, with inner apostrophes or
+hyphens), a URL, a custom emoji (``<:name:id>``), a mention placeholder, or a single
+grapheme of anything else (punctuation, emoji).  Mentions are replaced by neutral
+placeholders when learning, so a chain never holds a user, role or channel id.
+"""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+
+import regex
+
+log = logging.getLogger(__name__)
+
+#: Placeholders stored instead of mentions; no text can tokenize into one of these.
+USER = "<@user>"
+ROLE = "<@role>"
+CHANNEL = "<#channel>"
+EVERYONE = "<@everyone>"
+PLACEHOLDERS = frozenset({USER, ROLE, CHANNEL, EVERYONE})
+
+#: How placeholders read in generated text: plain words that cannot ping anyone.
+_RENDERED = {
+    USER: "@\u200bsomeone",
+    ROLE: "@\u200bsome-role",
+    CHANNEL: "#\u200bsome-channel",
+    EVERYONE: "@\u200beveryone",
+}
+
+_CODE_BLOCK = regex.compile(r"```.*?(?:```|\Z)", regex.DOTALL)
+# Lone surrogates, control characters and invisible direction/spacing marks carry no words.
+_JUNK = regex.compile(r"[\p{Cs}\p{Cc}\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+_TOKEN = regex.compile(
+    r"""
+    (?P<url>(?:https?|ftp)://[^\s<>"]*[^\s<>".,!?;:)\]}%…»'’”*_~|`])
+  | (?P<emoji><a?:\w{1,32}:\d{1,20}>)
+  | (?P<user><@!?\d{1,20}>|@[a-z0-9._=/+-]+:[a-z0-9.-]+(?::\d+)?)
+  | (?P<role><@&\d{1,20}>)
+  | (?P<channel><\#\d{1,20}>)
+  | (?P<everyone>@(?:everyone|here|room)\b)
+  | (?P<word>(?:(?=\w)\X)+(?:['’\-](?:(?=\w)\X)+)*)
+  | (?P<other>(?!\s)\X)
+    """,
+    regex.VERBOSE | regex.IGNORECASE,
+)
+
+_PLACEHOLDER_OF = {"user": USER, "role": ROLE, "channel": CHANNEL, "everyone": EVERYONE}
+
+# Zero-width and formatting characters that can hide an @everyone from a naive filter.
+_INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\u115f\u1160\u3164\uffa0]+")
+_PING = regex.compile(r"@(?=(?:everyone|here|room)\b)|<(?=[@#][!&]?\d)", regex.IGNORECASE)
+
+_NO_SPACE_BEFORE = frozenset(",.!?;:)]}%…»”’")
+_NO_SPACE_AFTER = frozenset("([{«“¿¡")
+
+MAX_TOKEN_CHARS = 200
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into tokens; code blocks are dropped and mentions become placeholders."""
+    text = _JUNK.sub(" ", _CODE_BLOCK.sub(" ", text))
+    tokens: list[str] = []
+    for match in _TOKEN.finditer(text):
+        kind = match.lastgroup
+        if kind in _PLACEHOLDER_OF:
+            tokens.append(_PLACEHOLDER_OF[kind])
+        elif len(match.group()) <= MAX_TOKEN_CHARS:  # longer "words" are noise, not language
+            tokens.append(match.group())
+    return tokens
+
+
+def detokenize(tokens: list[str]) -> str:
+    """Join tokens with natural spacing; placeholders render as harmless text."""
+    parts: list[str] = []
+    previous = ""
+    for token in tokens:
+        shown = _RENDERED.get(token, token)
+        if parts and not (token in _NO_SPACE_BEFORE or previous in _NO_SPACE_AFTER):
+            parts.append(" ")
+        parts.append(shown)
+        previous = token
+    return "".join(parts)
+
+
+def neutralise(text: str) -> str:
+    """Defuse anything that could ping: @everyone/@here/@room (however disguised) and <@id> mentions."""
+    folded = unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))
+    if folded != text and _PING.search(folded):
+        # A disguised ping: show the folded text, defused, rather than the disguise.
+        text = folded
+    defused: str = _PING.sub(lambda m: m.group() + "\u200b", text)
+    return defused
