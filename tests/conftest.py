@@ -1,0 +1,26 @@
+"""Shared fixtures: a real Brain over a real SQLite file in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.core.brain import Brain
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where this test's database lives."""
+    return tmp_path / "markov.sqlite3"
+
+
+@pytest.fixture
+async def brain(db_path: Path) -> AsyncIterator[Brain]:
+    """A Brain over a fresh database file, closed (and flushed) after the test."""
+    opened = await Brain.open(db_path, flush_interval=0.05)
+    try:
+        yield opened
+    finally:
+        await opened.close()
