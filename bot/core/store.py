@@ -121,8 +121,10 @@ class Store:
         batch_size: int = 2000,
         max_pending: int = 20_000,
         cache_size: int = 50_000,
+        salt: bytes | None = None,
     ) -> None:
         self.path = Path(path)
+        self._new_salt = salt  # used only when the database has none yet (tests compare databases)
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_pending = max_pending
@@ -245,7 +247,7 @@ class Store:
             row = await cur.fetchone()
         if row:
             return bytes.fromhex(row[0])
-        salt = secrets.token_bytes(16)
+        salt = self._new_salt or secrets.token_bytes(16)
         await self.w.execute(Q["set_meta"], ("salt", salt.hex()))
         return salt
 

@@ -52,7 +52,7 @@ _PLACEHOLDER_OF = {"user": USER, "role": ROLE, "channel": CHANNEL, "everyone": E
 
 # Zero-width and formatting characters that can hide an @everyone from a naive filter.
 _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\u115f\u1160\u3164\uffa0]+")
-_PING = regex.compile(r"@(?=(?:everyone|here|room)\b)|<(?=[@#][!&]?\d)", regex.IGNORECASE)
+_PING = regex.compile(r"@(?=everyone|here|room)|<(?=[@#][!&]?\d)", regex.IGNORECASE)
 
 _NO_SPACE_BEFORE = frozenset(",.!?;:)]}%…»”’")
 _NO_SPACE_AFTER = frozenset("([{«“¿¡")

@@ -1,0 +1,61 @@
+"""A logical dump of a database: every table, with token ids and author ids replaced by what they mean.
+
+Two databases that learned the same messages dump equal, whatever ids they assigned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+
+def logical_dump(path: Path) -> dict[str, Any]:
+    """Everything the database holds, independent of id assignment."""
+    db = sqlite3.connect(path)
+    try:
+        tokens = {i: t for i, t in db.execute("SELECT id, text FROM tokens")}
+        tokens[0], tokens[1] = "<BEGIN>", "<END>"
+        authors = {
+            i: (p, g, e) for i, p, g, e in db.execute("SELECT id, platform, guild, external_id FROM authors")
+        }
+        chains = {
+            i: (p, g, c) for i, p, g, c in db.execute("SELECT id, platform, guild, channel FROM chains")
+        }
+
+        def ctx(blob: bytes) -> tuple[str, ...]:
+            return tuple(tokens[i] for i in struct.unpack(f">{len(blob) // 4}I", blob))
+
+        return {
+            "tokens": Counter({t: r for t, r in db.execute("SELECT text, refs FROM tokens")}),
+            "chains": sorted(
+                (chains[i], o, k, m, t, c, b)
+                for i, o, k, m, t, c, b in db.execute(
+                    "SELECT id, ord, run_length, messages_seen, tokens_seen, chars_seen, bytes_seen FROM chains"
+                )
+                if m  # a chain row that learned nothing is an empty shell
+            ),
+            "transitions": Counter(
+                {(chains[c], ctx(x), tokens[n]): k for c, x, n, k in db.execute("SELECT * FROM transitions")}
+            ),
+            "author_transitions": Counter(
+                {
+                    (chains[c], authors[a], ctx(x), tokens[n]): k
+                    for c, a, x, n, k in db.execute("SELECT * FROM author_transitions")
+                }
+            ),
+            "windows": Counter(
+                {(chains[c], f, authors[a]): k for c, f, a, k in db.execute("SELECT * FROM windows")}
+            ),
+            "messages": sorted(
+                (p, m, chains[c], authors[a], f, t, ch, b)
+                for p, m, c, a, f, t, ch, b in db.execute("SELECT * FROM messages")
+            ),
+            "authors_with_data": sorted(
+                authors[a] for (a,) in db.execute("SELECT DISTINCT author_id FROM author_transitions")
+            ),
+        }
+    finally:
+        db.close()

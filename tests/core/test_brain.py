@@ -1,0 +1,330 @@
+"""The Brain: consent and data rules, exact forgetting and unlearning, generation invariants."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.core import chain as chainmod
+from bot.core.brain import Brain
+from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
+from bot.core.tokens import tokenize
+from tests.core.dump import logical_dump
+
+P, G = "test", "guild"
+SALT = b"0123456789abcdef"
+WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "!", ",", "and", "then", "slept"]
+
+
+def msg(author: str, mid: str, text: str, channel: str = "c1", guild: str = G) -> Message:
+    return Message(P, guild, channel, author, mid, text)
+
+
+async def open_brain(path: Path) -> Brain:
+    return await Brain.open(path, flush_interval=0.05, salt=SALT)
+
+
+async def learn_all(brain: Brain, messages: list[Message]) -> None:
+    for m in messages:
+        await brain.opt_in(m.platform, m.guild, m.author)
+        await brain.set_channel(m.platform, m.guild, m.channel, True)
+        await brain.learn(m)
+    await brain.flush()
+
+
+# ------------------------------------------------------------------ consent and channel rules
+
+
+async def test_nothing_is_learned_before_optin(brain: Brain) -> None:
+    await brain.set_channel(P, G, "c1", True)
+    result = await brain.learn(msg("alice", "1", "hello there"))
+    await brain.flush()
+    assert result.status is LearnStatus.NOT_OPTED_IN
+    assert not await brain.is_learned(P, "1")
+    assert (await brain.counts(ChainKey(P, G, "c1")))["messages_seen"] == 0
+
+
+async def test_only_enabled_channels_are_learned(brain: Brain) -> None:
+    await brain.opt_in(P, G, "alice")
+    result = await brain.learn(msg("alice", "1", "hello there"))
+    assert result.status is LearnStatus.CHANNEL_DISABLED
+    await brain.set_channel(P, G, "c1", True)
+    assert (await brain.learn(msg("alice", "2", "hello there"))).queued
+    await brain.flush()
+    assert not await brain.is_learned(P, "1")
+    assert await brain.is_learned(P, "2")
+
+
+async def test_optout_stops_learning_at_once(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "first words")])
+    assert await brain.opt_out(P, G, "alice")
+    assert (await brain.learn(msg("alice", "2", "second words"))).status is LearnStatus.NOT_OPTED_IN
+    info = await brain.member_info(P, G, "alice")
+    assert (info.opted_in, info.messages) == (False, 1)
+
+
+async def test_consent_is_per_guild(brain: Brain) -> None:
+    await brain.opt_in(P, "g1", "alice")
+    await brain.set_channel(P, "g2", "c", True)
+    assert (
+        await brain.learn(msg("alice", "1", "hi", channel="c", guild="g2"))
+    ).status is LearnStatus.NOT_OPTED_IN
+
+
+async def test_direct_messages_are_never_learned(brain: Brain) -> None:
+    assert (await brain.learn(msg("alice", "1", "hi", guild=""))).status is LearnStatus.NO_GUILD
+
+
+async def test_empty_message_is_refused_clearly(brain: Brain) -> None:
+    await brain.opt_in(P, G, "alice")
+    await brain.set_channel(P, G, "c1", True)
+    assert (await brain.learn(msg("alice", "1", "  \u200b ```code only``` "))).status is LearnStatus.EMPTY
+
+
+async def test_a_message_is_never_learned_twice(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "one two three")])
+    await learn_all(brain, [msg("alice", "1", "one two three")])
+    assert (await brain.counts(ChainKey(P, G, "c1")))["messages_seen"] == 1
+
+
+async def test_settings_reject_bad_values_and_change_nothing(brain: Brain) -> None:
+    before = await brain.settings(P, G)
+    for bad in ({"order": 4}, {"run_length": 2}, {"chime_chance": 0.9}, {"colour": "red"}):
+        try:
+            await brain.update_settings(P, G, **bad)
+        except ValueError as exc:
+            assert str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+    assert await brain.settings(P, G) == before
+    assert (await brain.update_settings(P, G, order=3)).order == 3
+
+
+async def test_chain_order_and_run_length_come_from_settings_at_creation(brain: Brain) -> None:
+    await brain.update_settings(P, G, order=1, run_length=4)
+    await learn_all(brain, [msg("alice", "1", "a b c d e f")])
+    info = await brain.store.find_chain(ChainKey(P, G, "c1"))
+    assert info is not None and (info.order, info.run_length) == (1, 4)
+    await brain.update_settings(P, G, order=3)
+    assert (await brain.store.find_chain(ChainKey(P, G, "c1"))) == info
+
+
+# ------------------------------------------------------------------ unlearning, edits, forgetting
+
+
+async def test_unlearn_needs_the_learned_text(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "the cat sat")])
+    assert await brain.unlearn(msg("alice", "1", "the dog sat")) is UnlearnStatus.TEXT_MISMATCH
+    assert await brain.unlearn(msg("bob", "1", "the cat sat")) is UnlearnStatus.TEXT_MISMATCH
+    assert await brain.is_learned(P, "1")
+    assert await brain.unlearn(msg("alice", "1", "the cat sat")) is UnlearnStatus.UNLEARNED
+    assert await brain.unlearn(msg("alice", "1", "the cat sat")) is UnlearnStatus.NOT_LEARNED
+
+
+async def test_edit_replaces_the_learned_version(brain: Brain, db_path: Path) -> None:
+    await learn_all(brain, [msg("alice", "1", "the cat sat")])
+    await brain.edit(msg("alice", "1", "the cat sat"), msg("alice", "1", "the dog ran"))
+    await brain.flush()
+    tokens = logical_dump(db_path)["tokens"]
+    assert set(tokens) == {"the", "dog", "ran"}
+
+
+async def test_edit_with_unknown_old_text_keeps_the_old_version(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "the cat sat")])
+    result = await brain.edit(None, msg("alice", "1", "the dog ran"))
+    await brain.flush()
+    assert not result.queued
+    assert (await brain.counts(ChainKey(P, G, "c1")))["tokens_seen"] == 3
+
+
+async def test_forget_only_touches_that_guild(brain: Brain) -> None:
+    await learn_all(
+        brain, [msg("alice", "1", "hello g1", guild="g1"), msg("alice", "2", "hello g2", guild="g2")]
+    )
+    result = await brain.forget(P, "g1", "alice")
+    assert (result.messages, result.chains) == (1, 1)
+    assert not await brain.is_learned(P, "1")
+    assert await brain.is_learned(P, "2")
+    assert not await brain.is_opted_in(P, "g1", "alice")
+    assert await brain.is_opted_in(P, "g2", "alice")
+
+
+async def test_reset_deletes_one_chain(brain: Brain, db_path: Path) -> None:
+    await learn_all(
+        brain, [msg("alice", "1", "alpha beta", channel="a"), msg("alice", "2", "gamma delta", channel="b")]
+    )
+    assert await brain.reset(ChainKey(P, G, "a")) == 1
+    assert set(logical_dump(db_path)["tokens"]) == {"gamma", "delta"}
+    assert (await brain.generate(ChainKey(P, G, "a"))).status is GenerateStatus.NO_CHAIN
+
+
+messages_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["alice", "bob", "carol"]),
+        st.sampled_from(["c1", "c2"]),
+        st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(" ".join),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+def as_messages(raw: list[tuple[str, str, str]]) -> list[Message]:
+    return [msg(author, str(i), text, channel=channel) for i, (author, channel, text) in enumerate(raw)]
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def dumps_after(
+    learned: list[Message], then: object, expected: list[Message], order: int
+) -> tuple[object, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        first, second = Path(tmp) / "a.db", Path(tmp) / "b.db"
+        a = await open_brain(first)
+        b = await open_brain(second)
+        try:
+            for brain in (a, b):
+                await brain.update_settings(P, G, order=order, run_length=3)
+            await learn_all(a, learned)
+            await then(a)  # type: ignore[operator]
+            await learn_all(b, expected)
+        finally:
+            await a.close()
+            await b.close()
+        return logical_dump(first), logical_dump(second)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages_strategy, st.integers(1, 3))
+def test_forget_is_exactly_never_having_learned_the_member(
+    raw: list[tuple[str, str, str]], order: int
+) -> None:
+    messages = as_messages(raw)
+    others = [m for m in messages if m.author != "alice"]
+
+    async def forget(brain: Brain) -> None:
+        await brain.forget(P, G, "alice")
+
+    after_forget, never = run(dumps_after(messages, forget, others, order))  # type: ignore[misc]
+    assert after_forget == never
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages_strategy, st.integers(1, 3), st.data())
+def test_unlearn_is_exactly_never_having_learned_the_message(
+    raw: list[tuple[str, str, str]], order: int, data: st.DataObject
+) -> None:
+    messages = as_messages(raw)
+    gone = data.draw(st.sets(st.sampled_from(range(len(messages)))))
+    kept = [m for i, m in enumerate(messages) if i not in gone]
+
+    async def unlearn(brain: Brain) -> None:
+        for i in sorted(gone):
+            assert await brain.unlearn(messages[i]) is UnlearnStatus.UNLEARNED
+
+    after, never = run(dumps_after(messages, unlearn, kept, order))  # type: ignore[misc]
+    assert after == never
+
+
+def ngrams(tokens: list[str], order: int, complete: bool) -> set[tuple[str, ...]]:
+    padded = ["<BEGIN>"] * order + tokens + (["<END>"] if complete else [])
+    return {tuple(padded[i - order : i + 1]) for i in range(order, len(padded))}
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages_strategy, st.integers(1, 3), st.integers(0, 2**32), st.sampled_from([None, "cat", "sat on"]))
+def test_generation_only_walks_learned_transitions_and_is_reproducible(
+    raw: list[tuple[str, str, str]], order: int, seed: int, start: str | None
+) -> None:
+    messages = [m for m in as_messages(raw) if m.channel == "c1"] or [msg("alice", "x", "the cat sat on")]
+    learned: set[tuple[str, ...]] = set()
+    for m in messages:
+        learned |= ngrams(tokenize(m.text), order, complete=True)
+
+    async def go() -> tuple[object, object]:
+        with tempfile.TemporaryDirectory() as tmp:
+            brain = await open_brain(Path(tmp) / "g.db")
+            try:
+                await brain.update_settings(P, G, order=order)
+                await learn_all(brain, messages)
+                key = ChainKey(P, G, "c1")
+                one = await brain.generate(key, start=start, rng=random.Random(seed), guard=False)
+                two = await brain.generate(key, start=start, rng=random.Random(seed), guard=False)
+                return one, two
+            finally:
+                await brain.close()
+
+    one, two = run(go())  # type: ignore[misc]
+    assert one == two
+    if one.status is GenerateStatus.UNKNOWN_START:
+        assert start is not None
+        return
+    assert one.ok
+    tokens = list(one.tokens)
+    complete = len(tokens) < chainmod.MAX_WALK
+    assert ngrams(tokens, order, complete) <= learned
+    if start:
+        assert " ".join(tokens).find(start) >= 0
+
+
+async def test_unknown_start_word_is_reported(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "the cat sat")])
+    result = await brain.generate(ChainKey(P, G, "c1"), start="zebra")
+    assert result.status is GenerateStatus.UNKNOWN_START
+
+
+async def test_start_word_matches_other_case(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "Cats are great and cats nap")])
+    result = await brain.generate(ChainKey(P, G, "c1"), start="CATS", guard=False, rng=random.Random(1))
+    assert result.ok and any(t.lower() == "cats" for t in result.tokens)
+
+
+async def test_start_word_in_the_middle_walks_back_to_the_beginning(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "one two three four five six")])
+    result = await brain.generate(ChainKey(P, G, "c1"), start="four", guard=False)
+    assert result.tokens == ("one", "two", "three", "four", "five", "six")
+
+
+async def test_member_generation_uses_only_their_part(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "alpha beta gamma"), msg("bob", "2", "delta epsilon zeta")])
+    key = ChainKey(P, G, "c1")
+    for seed in range(10):
+        result = await brain.generate(key, author="alice", guard=False, rng=random.Random(seed))
+        assert set(result.tokens) <= {"alpha", "beta", "gamma"}
+    assert (await brain.generate(key, author="nobody")).status is GenerateStatus.NO_MEMBER_DATA
+
+
+async def test_chains_never_mix(brain: Brain) -> None:
+    await learn_all(
+        brain,
+        [msg("alice", "1", "red green blue", channel="a"), msg("alice", "2", "one two three", channel="b")]
+        + [msg("alice", f"g{i}", "north south", channel="a", guild="other") for i in range(3)],
+    )
+    for seed in range(20):
+        result = await brain.generate(ChainKey(P, G, "a"), guard=False, rng=random.Random(seed))
+        assert set(result.tokens) <= {"red", "green", "blue"}
+    assert (await brain.generate(ChainKey(P, "other", "b"))).status is GenerateStatus.NO_CHAIN
+
+
+async def test_a_tiny_chain_refuses_to_copy_and_says_so(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "only one message here to copy")])
+    result = await brain.generate(ChainKey(P, G, "c1"))
+    assert result.status is GenerateStatus.COPY_GUARD
+    assert result.text is None
+
+
+async def test_generated_text_never_pings(brain: Brain) -> None:
+    await learn_all(
+        brain, [msg("alice", "1", "hey @everyone look <@123> and @here"), msg("alice", "2", "hey look")]
+    )
+    for seed in range(10):
+        result = await brain.generate(ChainKey(P, G, "c1"), guard=False, rng=random.Random(seed))
+        assert result.text is not None
+        assert "@everyone" not in result.text and "@here" not in result.text and "<@" not in result.text

@@ -1,0 +1,123 @@
+"""The tokenizer: what counts as a token, spacing on the way back, and defusing pings."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from bot.core.tokens import CHANNEL, EVERYONE, PLACEHOLDERS, ROLE, USER, detokenize, neutralise, tokenize
+
+
+def test_words_and_punctuation_split_and_rejoin_naturally() -> None:
+    tokens = tokenize("Hello, world! Don't (really) stop... ok?")
+    assert tokens == [
+        "Hello",
+        ",",
+        "world",
+        "!",
+        "Don't",
+        "(",
+        "really",
+        ")",
+        "stop",
+        ".",
+        ".",
+        ".",
+        "ok",
+        "?",
+    ]
+    assert detokenize(tokens) == "Hello, world! Don't (really) stop... ok?"
+
+
+def test_urls_are_one_token_and_lose_trailing_punctuation() -> None:
+    tokens = tokenize("see https://example.com/a?b=1&c=(2). then")
+    assert tokens == ["see", "https://example.com/a?b=1&c=(2", ")", ".", "then"]
+    assert detokenize(["go", "https://x.org/p", "."]) == "go https://x.org/p."
+
+
+def test_custom_and_unicode_emoji_stay_whole() -> None:
+    assert tokenize("nice <:pepe:123456789> 👍🏽 👨‍👩‍👧") == ["nice", "<:pepe:123456789>", "👍🏽", "👨‍👩‍👧"]
+
+
+def test_mentions_become_placeholders_at_learning_time() -> None:
+    tokens = tokenize("hi <@123> <@!45> <@&6> <#7> @everyone @here @bob:matrix.org @room")
+    assert tokens == ["hi", USER, USER, ROLE, CHANNEL, EVERYONE, EVERYONE, USER, EVERYONE]
+    assert not any(char.isdigit() for token in tokens for char in token)
+
+
+def test_code_blocks_are_not_learned() -> None:
+    assert tokenize("before ```python\nsecret = 1\n``` after") == ["before", "after"]
+    assert tokenize("open ```never closed") == ["open"]
+
+
+def test_zalgo_and_marks_stay_in_their_word() -> None:
+    assert tokenize("z̸̢͓algo ok") == ["z̸̢͓algo", "ok"]
+
+
+def test_invisible_and_control_characters_are_dropped() -> None:
+    assert tokenize("a\u200bb\u202e c\x00d") == ["a", "b", "c", "d"]
+
+
+def test_overlong_tokens_are_dropped_not_truncated() -> None:
+    assert tokenize("x" * 500 + " fine") == ["fine"]
+
+
+def test_empty_and_whitespace_give_no_tokens() -> None:
+    assert tokenize("") == []
+    assert tokenize(" \n\t ") == []
+
+
+def test_placeholders_render_as_text_that_cannot_ping() -> None:
+    text = detokenize(["hi", USER, EVERYONE, ROLE, CHANNEL])
+    assert "@everyone" not in text
+    assert "<@" not in text
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text())
+def test_round_trip_through_text_keeps_the_tokens(text: str) -> None:
+    tokens = tokenize(text)
+    assume(not PLACEHOLDERS.intersection(tokens))
+    assert tokenize(detokenize(tokens)) == tokens
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text())
+def test_tokens_are_never_empty_and_never_contain_whitespace(text: str) -> None:
+    for token in tokenize(text):
+        assert token
+        assert not any(char.isspace() for char in token)
+
+
+PING = re.compile(r"@(everyone|here|room)\b|<@[!&]?\d+>|<#\d+>", re.IGNORECASE)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "@everyone",
+                "@here",
+                "@room",
+                "<@123>",
+                "<@&9>",
+                "<#5>",
+                "@\u200beveryone",
+                "＠everyone",
+                "@every\u200done",
+                "@ｅｖｅｒｙｏｎｅ",
+                "hi",
+                " ",
+                "`",
+                "**",
+                "\u202e",
+            ]
+        )
+        | st.text(max_size=5)
+    ).map("".join)
+)
+def test_neutralised_text_has_no_ping(text: str) -> None:
+    assert not PING.search(neutralise(text))

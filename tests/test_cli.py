@@ -1,0 +1,150 @@
+"""The markovbot command, run in-process against real database files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.core import retention
+
+CORPUS = (
+    "the cat sat on the mat\nthe dog sat on the log\n\nhello world, how are you?\nthe cat likes the dog\n"
+)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text(CORPUS, encoding="utf-8")
+    return path
+
+
+def run(db: Path, *args: str) -> int:
+    return main(["--db", str(db), *args])
+
+
+def test_import_is_resumable_and_learns_nothing_twice(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "m.db"
+    assert run(db, "import", str(corpus), "--chain", "c") == 0
+    assert "learned 4" in capsys.readouterr().out
+    assert run(db, "import", str(corpus), "--chain", "c") == 0
+    assert "learned 0, already learned 4" in capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT messages_seen FROM chains").fetchone() == (4,)
+
+
+def test_discord_chat_exporter_json_learns_per_author_and_skips_bots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = {
+        "guild": {"id": "1"},
+        "channel": {"id": "2"},
+        "messages": [
+            {
+                "id": "10",
+                "type": "Default",
+                "content": "hello from alice",
+                "author": {"id": "100", "isBot": False},
+            },
+            {"id": "11", "type": "Default", "content": "beep boop", "author": {"id": "200", "isBot": True}},
+            {
+                "id": "12",
+                "type": "ChannelPinnedMessage",
+                "content": "pinned",
+                "author": {"id": "100", "isBot": False},
+            },
+            {
+                "id": "13",
+                "type": "Reply",
+                "content": "hi alice, bob here",
+                "author": {"id": "101", "isBot": False},
+            },
+        ],
+    }
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(export), encoding="utf-8")
+    db = tmp_path / "m.db"
+    assert run(db, "import", str(path), "--chain", "c") == 0
+    assert "learned 2" in capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        assert sorted(r[0] for r in conn.execute("SELECT message_id FROM messages")) == ["10", "13"]
+        assert conn.execute("SELECT count(*) FROM tokens WHERE text IN ('beep', 'pinned')").fetchone() == (0,)
+
+
+def test_broken_json_gets_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"messages": [', encoding="utf-8")
+    assert run(tmp_path / "m.db", "import", str(path), "--chain", "c") == 1
+    assert "does not parse" in capsys.readouterr().err
+
+
+def test_generate_is_reproducible_with_a_seed(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "m.db"
+    run(db, "import", str(corpus), "--chain", "c")
+    capsys.readouterr()
+    outputs = []
+    for _ in range(2):
+        assert run(db, "generate", "--chain", "c", "--count", "3", "--seed", "7", "--no-guard") == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0].splitlines()) == 3
+
+
+def test_generate_explains_failures_and_exits_non_zero(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "m.db"
+    assert run(db, "generate", "--chain", "nothing") == 1
+    assert "haven't learned anything" in capsys.readouterr().err
+    run(db, "import", str(corpus), "--chain", "c")
+    assert run(db, "generate", "--chain", "c", "--start", "zebra") == 1
+    assert "don't know the word 'zebra'" in capsys.readouterr().err
+
+
+def test_out_of_range_options_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(tmp_path / "m.db", "generate", "--chain", "c", "--count", "0") == 2
+    assert "--count" in capsys.readouterr().err
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_stats_json_and_card(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "m.db"
+    run(db, "import", str(corpus), "--chain", "c")
+    capsys.readouterr()
+    card = tmp_path / "card.png"
+    assert run(db, "stats", "--chain", "c", "--json", "--png", str(card)) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert list(data)[: len(retention.JSON_KEYS)] == list(retention.JSON_KEYS)
+    assert data["messages_seen"] == 4
+    assert card.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_newer_schema_is_refused_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "m.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    assert run(db, "stats", "--chain", "c") == 1
+    assert "schema version 99" in capsys.readouterr().err
+
+
+def test_not_a_database_is_refused_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "m.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+    assert run(db, "stats", "--chain", "c") == 1
+    assert "cannot use the database" in capsys.readouterr().err
+
+
+def test_bad_settings_in_the_environment_fail_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MARKOV_BATCH_SIZE", "lots")
+    assert run(tmp_path / "m.db", "stats", "--chain", "c") == 1
+    assert "MARKOV_BATCH_SIZE must be a whole number" in capsys.readouterr().err
