@@ -136,6 +136,7 @@ class Store:
         self._room = asyncio.Condition()
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing = False
         self._next_token_id = chainmod.FIRST_TOKEN_ID
         self._token_ids: LRU[str, int] = LRU(cache_size)
         self._token_texts: LRU[int, str] = LRU(cache_size)
@@ -182,9 +183,11 @@ class Store:
     async def close(self) -> None:
         """Flush what is pending, stop the flusher and close both connections."""
         if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+            # Stopped by a flag, not cancelled: on Python 3.11 a cancel that races the wake-up
+            # event can be swallowed by the wait, and the flusher would never end.
+            self._closing = True
+            self._wake.set()
+            await self._flusher
             self._flusher = None
         try:
             if self._writer is not None:
@@ -434,14 +437,20 @@ class Store:
         backoff = self.flush_interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()
             self._wake.clear()
+            if self._closing:
+                return
             try:
                 await self.flush()
                 backoff = self.flush_interval
             except StoreError:
                 backoff = min(30.0, backoff * 2)
                 log.warning("learning paused, retrying in %.0f s: %s", backoff, self.last_error)
+            except Exception:
+                backoff = min(30.0, backoff * 2)
+                log.exception("flush failed; learning paused, retrying in %.0f s", backoff)
 
     async def flush(self) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages."""
