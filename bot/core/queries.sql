@@ -63,41 +63,30 @@ INSERT INTO authors (platform, guild, external_id) VALUES (?, ?, ?) RETURNING id
 DELETE FROM authors WHERE id = ?;
 
 -- name: upsert_transition
-INSERT INTO transitions (chain_id, ctx, next_id, count) VALUES (?, ?, ?, ?)
-ON CONFLICT (chain_id, ctx, next_id) DO UPDATE SET count = count + excluded.count;
-
--- name: upsert_author_transition
-INSERT INTO author_transitions (chain_id, author_id, ctx, next_id, count) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (chain_id, author_id, ctx, next_id) DO UPDATE SET count = count + excluded.count;
+INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (chain_id, ctx, next_id, author_id) DO UPDATE SET count = count + excluded.count;
 
 -- name: upsert_window
 INSERT INTO windows (chain_id, fingerprint, author_id, count) VALUES (?, ?, ?, ?)
 ON CONFLICT (chain_id, fingerprint, author_id) DO UPDATE SET count = count + excluded.count;
 
 -- name: subtract_transition
-UPDATE transitions SET count = count - ? WHERE chain_id = ? AND ctx = ? AND next_id = ?;
-
--- name: subtract_author_transition
-UPDATE author_transitions SET count = count - ?
-WHERE chain_id = ? AND author_id = ? AND ctx = ? AND next_id = ?;
+UPDATE transitions SET count = count - ?
+WHERE chain_id = ? AND ctx = ? AND next_id = ? AND author_id = ?;
 
 -- name: subtract_window
 UPDATE windows SET count = count - ? WHERE chain_id = ? AND fingerprint = ? AND author_id = ?;
 
 -- name: prune_transition
-DELETE FROM transitions WHERE chain_id = ? AND ctx = ? AND next_id = ? AND count <= 0;
-
--- name: prune_author_transition
-DELETE FROM author_transitions WHERE chain_id = ? AND author_id = ? AND ctx = ? AND next_id = ? AND count <= 0;
+DELETE FROM transitions
+WHERE chain_id = ? AND ctx = ? AND next_id = ? AND author_id = ? AND count <= 0;
 
 -- name: prune_window
 DELETE FROM windows WHERE chain_id = ? AND fingerprint = ? AND author_id = ? AND count <= 0;
 
--- name: author_transitions_of
-SELECT ctx, next_id, count FROM author_transitions WHERE chain_id = ? AND author_id = ?;
-
--- name: delete_author_transitions
-DELETE FROM author_transitions WHERE chain_id = ? AND author_id = ?;
+-- name: forget_author_transitions
+-- No index by author: forgetting scans the chain once (rare, and one transaction).
+DELETE FROM transitions WHERE chain_id = ? AND author_id = ? RETURNING next_id, count;
 
 -- name: delete_author_windows
 DELETE FROM windows WHERE chain_id = ? AND author_id = ?;
@@ -107,9 +96,6 @@ SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND next_id > 1 G
 
 -- name: delete_chain_transitions
 DELETE FROM transitions WHERE chain_id = ?;
-
--- name: delete_chain_author_transitions
-DELETE FROM author_transitions WHERE chain_id = ?;
 
 -- name: delete_chain_windows
 DELETE FROM windows WHERE chain_id = ?;
@@ -138,26 +124,28 @@ FROM messages WHERE chain_id = ? AND author_id = ?;
 DELETE FROM messages WHERE chain_id = ? AND author_id = ?;
 
 -- name: successors
-SELECT next_id, count FROM transitions WHERE chain_id = ? AND ctx = ? ORDER BY next_id;
+SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND ctx = ?
+GROUP BY next_id ORDER BY next_id;
 
 -- name: author_successors
-SELECT next_id, count FROM author_transitions
-WHERE chain_id = ? AND author_id = ? AND ctx = ? ORDER BY next_id;
+SELECT next_id, count FROM transitions
+WHERE chain_id = ? AND ctx = ? AND author_id = ? ORDER BY next_id;
 
 -- name: predecessors
-SELECT substr(ctx, 1, 4), count FROM transitions
-WHERE chain_id = ? AND next_id = ? AND substr(ctx, 5) = ? ORDER BY ctx;
+SELECT substr(ctx, 1, 4), sum(count) FROM transitions
+WHERE chain_id = ? AND next_id = ? AND substr(ctx, 5) = ? GROUP BY ctx ORDER BY ctx;
 
 -- name: author_predecessors
-SELECT substr(ctx, 1, 4), count FROM author_transitions
-WHERE chain_id = ? AND author_id = ? AND next_id = ? AND substr(ctx, 5) = ? ORDER BY ctx;
+SELECT substr(ctx, 1, 4), count FROM transitions
+WHERE chain_id = ? AND next_id = ? AND author_id = ? AND substr(ctx, 5) = ? ORDER BY ctx;
 
 -- name: entries_into
-SELECT ctx, count FROM transitions WHERE chain_id = ? AND next_id = ? ORDER BY substr(ctx, 5), ctx LIMIT ?;
+SELECT ctx, sum(count) FROM transitions WHERE chain_id = ? AND next_id = ?
+GROUP BY ctx ORDER BY ctx LIMIT ?;
 
 -- name: author_entries_into
-SELECT ctx, count FROM author_transitions
-WHERE chain_id = ? AND author_id = ? AND next_id = ? ORDER BY ctx LIMIT ?;
+SELECT ctx, count FROM transitions
+WHERE chain_id = ? AND next_id = ? AND author_id = ? ORDER BY ctx LIMIT ?;
 
 -- name: message_fingerprint_exists
 SELECT 1 FROM messages WHERE chain_id = ? AND fingerprint = ? LIMIT 1;
@@ -202,24 +190,25 @@ ON CONFLICT (platform, guild) DO UPDATE SET
     copy_guard = excluded.copy_guard;
 
 -- name: report_shape
--- states, transitions, vocabulary, forced (weighted), total count, sum of c*log2(c) over states and transitions
+-- states, transitions, forced (weighted), total count, sum of T*log2(T) over states, sum of c*log2(c)
 SELECT count(*), coalesce(sum(succ), 0), coalesce(sum(CASE WHEN succ = 1 THEN total ELSE 0 END), 0),
        coalesce(sum(total), 0), coalesce(sum(total * log2(total)), 0), coalesce(sum(clogc), 0)
-FROM (SELECT count(*) AS succ, sum(count) AS total, sum(count * log2(count)) AS clogc
-      FROM transitions WHERE chain_id = ? GROUP BY ctx);
+FROM (SELECT count(*) AS succ, sum(k) AS total, sum(k * log2(k)) AS clogc
+      FROM (SELECT ctx, sum(count) AS k FROM transitions WHERE chain_id = ? GROUP BY ctx, next_id)
+      GROUP BY ctx);
 
 -- name: report_vocabulary
 SELECT count(DISTINCT next_id) FROM transitions WHERE chain_id = ? AND next_id > 1;
 
--- name: rows_author_transitions
-SELECT count(*) FROM author_transitions WHERE chain_id = ?;
+-- name: rows_transitions
+SELECT count(*) FROM transitions WHERE chain_id = ?;
 
 -- name: rows_windows
 SELECT count(*) FROM windows WHERE chain_id = ?;
 
 -- name: table_rows
-SELECT (SELECT count(*) FROM transitions), (SELECT count(*) FROM author_transitions),
-       (SELECT count(*) FROM windows), (SELECT count(*) FROM messages), (SELECT count(*) FROM tokens);
+SELECT (SELECT count(*) FROM transitions), (SELECT count(*) FROM windows),
+       (SELECT count(*) FROM messages), (SELECT count(*) FROM tokens);
 
 -- name: table_bytes
 SELECT name, sum(pgsize) FROM dbstat WHERE aggregate = TRUE GROUP BY name;

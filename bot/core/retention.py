@@ -143,14 +143,12 @@ def summary(r: RetentionReport) -> str:
     return f"{kept} {verdict[0].upper()}{verdict[1:]}"
 
 
-async def _bytes_kept(brain: Brain, info: ChainInfo, transitions: int, vocabulary: int) -> tuple[int, int]:
+async def _bytes_kept(brain: Brain, info: ChainInfo, vocabulary: int) -> tuple[int, int]:
     """(transition bytes, fingerprint bytes) of a chain; see BYTES_METHOD."""
     store = brain.store
     sizes = {str(name): int(size) for name, size in await store.named("table_bytes")}
-    total_trans, total_author, total_windows, total_messages, total_tokens = (
-        await store.named("table_rows")
-    )[0]
-    (author_rows,) = (await store.named("rows_author_transitions", info.id))[0]
+    total_trans, total_windows, total_messages, total_tokens = (await store.named("table_rows"))[0]
+    (transition_rows,) = (await store.named("rows_transitions", info.id))[0]
     (window_rows,) = (await store.named("rows_windows", info.id))[0]
     (message_rows,) = (await store.named("chain_counters", info.id))[0][:1]
 
@@ -162,10 +160,8 @@ async def _bytes_kept(brain: Brain, info: ChainInfo, transitions: int, vocabular
 
     token_tables = [name for name in sizes if name == "tokens" or name.startswith("sqlite_autoindex_tokens")]
     message_tables = ["messages", "messages_by_author", "messages_by_fingerprint"]
-    kept_transitions = (
-        share(["transitions", "transitions_into"], transitions, total_trans)
-        + share(["author_transitions"], author_rows, total_author)
-        + share(token_tables, vocabulary, total_tokens)
+    kept_transitions = share(["transitions", "transitions_into"], transition_rows, total_trans) + share(
+        token_tables, vocabulary, total_tokens
     )
     kept_fingerprints = share(["windows"], window_rows, total_windows) + share(
         message_tables, message_rows, total_messages
@@ -253,7 +249,7 @@ async def report(
     states, transitions, forced, total, ctx_log, pair_log = (await store.named("report_shape", info.id))[0]
     (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
     entropy = (ctx_log - pair_log) / total if total else 0.0
-    kept_transitions, kept_fingerprints = await _bytes_kept(brain, info, transitions, vocabulary)
+    kept_transitions, kept_fingerprints = await _bytes_kept(brain, info, vocabulary)
     bytes_kept = kept_transitions + kept_fingerprints
     copies = long_runs = extracted = 0
     if messages:

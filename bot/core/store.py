@@ -44,6 +44,7 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 ENTRY_LIMIT = 20_000  # contexts considered when anchoring a start word
+WRITER_CACHE_KIB = 65_536  # the writer's SQLite page cache (the default 2 MB makes upserts seek)
 
 
 class SchemaTooNew(RuntimeError):
@@ -165,6 +166,7 @@ class Store:
             await self._writer.execute("PRAGMA journal_mode = WAL")
             await self._writer.execute("PRAGMA synchronous = NORMAL")
             await self._writer.execute("PRAGMA busy_timeout = 5000")
+            await self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             await self._migrate()
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout = 5000")
@@ -533,17 +535,17 @@ class Store:
     async def _apply(self, batch: Sequence[PendingMessage], sign: int) -> None:
         """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction."""
         ids = await self._resolve((t for item in batch for t in item.tokens), create=sign > 0)
-        trans: Counter[tuple[int, bytes, int]] = Counter()
-        author_trans: Counter[tuple[int, int, bytes, int]] = Counter()
+        trans: Counter[tuple[int, bytes, int, int]] = Counter()
         windows: Counter[tuple[int, int, int]] = Counter()
         refs: Counter[int] = Counter()
         counters: dict[int, list[int]] = {}
         for item in batch:
             chain_id, author_id = item.chain.id, item.author_id
             token_ids = [ids[t] for t in item.tokens]
-            for ctx, nxt in chainmod.transitions(token_ids, item.chain.order):
-                trans[(chain_id, ctx, nxt)] += 1
-                author_trans[(chain_id, author_id, ctx, nxt)] += 1
+            trans.update(
+                (chain_id, ctx, nxt, author_id)
+                for ctx, nxt in chainmod.transitions(token_ids, item.chain.order)
+            )
             refs.update(token_ids)
             windows.update((chain_id, fp, author_id) for fp in item.windows)
             c = counters.setdefault(chain_id, [0, 0, 0, 0])
@@ -551,13 +553,13 @@ class Store:
             c[1] += len(item.tokens)
             c[2] += item.chars
             c[3] += item.bytes
+        # Sorted by key, so each statement walks its B-tree in order (2x faster than random order).
+        trans_rows = sorted(trans.items())
+        window_rows = sorted(windows.items())
         w = self.w
         if sign > 0:
-            await w.executemany(Q["upsert_transition"], ((c, x, n, k) for (c, x, n), k in trans.items()))
-            await w.executemany(
-                Q["upsert_author_transition"], ((c, a, x, n, k) for (c, a, x, n), k in author_trans.items())
-            )
-            await w.executemany(Q["upsert_window"], ((c, f, a, k) for (c, f, a), k in windows.items()))
+            await w.executemany(Q["upsert_transition"], ((*key, k) for key, k in trans_rows))
+            await w.executemany(Q["upsert_window"], ((*key, k) for key, k in window_rows))
             await w.executemany(
                 Q["insert_message"],
                 (
@@ -575,14 +577,10 @@ class Store:
                 ),
             )
         else:
-            await w.executemany(Q["subtract_transition"], ((k, c, x, n) for (c, x, n), k in trans.items()))
-            await w.executemany(
-                Q["subtract_author_transition"], ((k, c, a, x, n) for (c, a, x, n), k in author_trans.items())
-            )
-            await w.executemany(Q["subtract_window"], ((k, c, f, a) for (c, f, a), k in windows.items()))
-            await w.executemany(Q["prune_transition"], trans.keys())
-            await w.executemany(Q["prune_author_transition"], author_trans.keys())
-            await w.executemany(Q["prune_window"], windows.keys())
+            await w.executemany(Q["subtract_transition"], ((k, *key) for key, k in trans_rows))
+            await w.executemany(Q["subtract_window"], ((k, *key) for key, k in window_rows))
+            await w.executemany(Q["prune_transition"], (key for key, _ in trans_rows))
+            await w.executemany(Q["prune_window"], (key for key, _ in window_rows))
             await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
         await self._add_refs({token_id: sign * n for token_id, n in refs.items()})
         await w.executemany(
@@ -657,16 +655,13 @@ class Store:
                     row = await cur.fetchone()
                 assert row is not None
                 n_messages, n_tokens, n_chars, n_bytes = (int(v) for v in row)
-                async with self.w.execute(Q["author_transitions_of"], (chain_id, author_id)) as cur:
+                async with self.w.execute(Q["forget_author_transitions"], (chain_id, author_id)) as cur:
                     rows = await cur.fetchall()
                 if not n_messages and not rows:
                     continue
-                await self.w.executemany(Q["subtract_transition"], ((k, chain_id, x, n) for x, n, k in rows))
-                for _, n, k in rows:
+                for n, k in rows:
                     if n > chainmod.END:
                         refs[n] -= k
-                await self.w.executemany(Q["prune_transition"], ((chain_id, x, n) for x, n, _ in rows))
-                await self.w.execute(Q["delete_author_transitions"], (chain_id, author_id))
                 await self.w.execute(Q["delete_author_windows"], (chain_id, author_id))
                 await self.w.execute(Q["delete_author_messages"], (chain_id, author_id))
                 await self.w.execute(
@@ -702,7 +697,6 @@ class Store:
                 refs = {int(n): -int(k) for n, k in await cur.fetchall()}
             for name in (
                 "delete_chain_transitions",
-                "delete_chain_author_transitions",
                 "delete_chain_windows",
                 "delete_chain_messages",
                 "delete_chain",

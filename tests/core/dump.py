@@ -38,12 +38,9 @@ def logical_dump(path: Path) -> dict[str, Any]:
                 if m  # a chain row that learned nothing is an empty shell
             ),
             "transitions": Counter(
-                {(chains[c], ctx(x), tokens[n]): k for c, x, n, k in db.execute("SELECT * FROM transitions")}
-            ),
-            "author_transitions": Counter(
                 {
                     (chains[c], authors[a], ctx(x), tokens[n]): k
-                    for c, a, x, n, k in db.execute("SELECT * FROM author_transitions")
+                    for c, x, n, a, k in db.execute("SELECT * FROM transitions")
                 }
             ),
             "windows": Counter(
@@ -54,7 +51,7 @@ def logical_dump(path: Path) -> dict[str, Any]:
                 for p, m, c, a, f, t, ch, b in db.execute("SELECT * FROM messages")
             ),
             "authors_with_data": sorted(
-                authors[a] for (a,) in db.execute("SELECT DISTINCT author_id FROM author_transitions")
+                authors[a] for (a,) in db.execute("SELECT DISTINCT author_id FROM transitions")
             ),
         }
     finally:

@@ -173,7 +173,6 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
     chain_tables = (
         "transitions",
         "transitions_into",
-        "author_transitions",
         "windows",
         "messages",
         "messages_by_author",

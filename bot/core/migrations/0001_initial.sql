@@ -37,26 +37,22 @@ CREATE TABLE authors (
     UNIQUE (platform, guild, external_id)
 );
 
--- ctx is the order-n context packed as n big-endian uint32 token ids.
+-- Transition counts, per author so that forgetting a member is exact. A walk sums a
+-- context's rows over authors (the key's order makes that one range read); ctx is the
+-- order-n context packed as n big-endian uint32 token ids.
 CREATE TABLE transitions (
-    chain_id INTEGER NOT NULL,
-    ctx      BLOB    NOT NULL,
-    next_id  INTEGER NOT NULL,
-    count    INTEGER NOT NULL,
-    PRIMARY KEY (chain_id, ctx, next_id)
-) WITHOUT ROWID;
-
--- Walking backward from a start word: which contexts lead into (suffix, next)?
-CREATE INDEX transitions_into ON transitions (chain_id, next_id, substr(ctx, 5));
-
-CREATE TABLE author_transitions (
     chain_id  INTEGER NOT NULL,
-    author_id INTEGER NOT NULL,
     ctx       BLOB    NOT NULL,
     next_id   INTEGER NOT NULL,
+    author_id INTEGER NOT NULL,
     count     INTEGER NOT NULL,
-    PRIMARY KEY (chain_id, author_id, ctx, next_id)
+    PRIMARY KEY (chain_id, ctx, next_id, author_id)
 ) WITHOUT ROWID;
+
+-- Walking backward from a start word: which contexts lead into a token? A plain column
+-- index; the context's suffix is filtered from it. (An index on substr(ctx, 5) would be
+-- rewritten on every count update and cost 3x on ingest.)
+CREATE INDEX transitions_into ON transitions (chain_id, next_id);
 
 -- One row per learned message: its id (never its text), whole-message fingerprint and size.
 CREATE TABLE messages (
