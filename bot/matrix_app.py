@@ -1,0 +1,335 @@
+"""The Matrix adapter (matrix-nio): a room is a channel; its space (or the homeserver) is the guild.
+
+Commands are messages (`!markov generate`, ...) answered through bot.textcommands; replies are
+sent as m.notice with an empty m.mentions, so they never ping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import random
+import signal
+import sys
+import time
+from collections import OrderedDict
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    InviteMemberEvent,
+    JoinError,
+    LoginError,
+    MatrixRoom,
+    MegolmEvent,
+    RedactionEvent,
+    RoomMessageText,
+    SyncError,
+    SyncResponse,
+    UploadResponse,
+)
+
+from bot.config import Settings
+from bot.core.brain import Brain
+from bot.core.models import Message
+from bot.stats_text import stats_reply
+from bot.textcommands import Context, Reply, TextCommands
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "matrix"
+PREFIX = "!markov"
+MODERATOR_LEVEL = 50
+CREATOR_LEVEL = 2**53  # room v12+: creators outrank any power level
+TEXT_CACHE = 10_000  # recent message texts kept in memory so edits and redactions can be unlearned
+SYNC_TOKEN_KEY = "matrix.next_batch:{user}"
+DEVICE_KEY = "matrix.device_id:{user}"
+ENCRYPTED_NOTICE = (
+    "This room is end-to-end encrypted, and markovbot doesn't support encrypted rooms yet: "
+    "I can't read messages here, so I won't learn or answer in this room."
+)
+
+
+def strip_reply_fallback(body: str) -> str:
+    """Drop the quoted '> <@user> ...' lines a Matrix reply starts with."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> <"):
+        return body
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    return "\n".join(lines).lstrip("\n")
+
+
+class MatrixBot:
+    """Learns from opted-in members in enabled rooms and answers !markov commands."""
+
+    def __init__(
+        self,
+        brain: Brain,
+        client: AsyncClient,
+        *,
+        auto_join: bool = True,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.brain = brain
+        self.client = client
+        self.auto_join = auto_join
+        self.commands = TextCommands(brain, prefix=PREFIX, stats=stats_reply, rng=rng)
+        self.started_ms = int(time.time() * 1000)
+        self._texts: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._guilds: dict[str, str] = {}
+        self._told_encrypted: set[str] = set()
+        client.add_event_callback(self._on_text, RoomMessageText)
+        client.add_event_callback(self._on_redaction, RedactionEvent)
+        client.add_event_callback(self._on_encrypted, MegolmEvent)
+        client.add_event_callback(self._on_invite, InviteMemberEvent)
+        client.add_response_callback(self._on_sync, SyncResponse)
+
+    @property
+    def user_id(self) -> str:
+        """The bot's own Matrix id."""
+        return str(self.client.user_id)
+
+    @property
+    def server_name(self) -> str:
+        """The bot's homeserver name: the guild of rooms outside any space."""
+        return self.user_id.split(":", 1)[1]
+
+    # ------------------------------------------------------------------ state
+
+    async def restore_sync_token(self) -> str | None:
+        """The sync token saved by the last run, so old events are neither learned nor answered."""
+        return await self.brain.store.get_meta(SYNC_TOKEN_KEY.format(user=self.user_id))
+
+    async def _on_sync(self, response: SyncResponse) -> None:
+        await self.brain.store.set_meta(SYNC_TOKEN_KEY.format(user=self.user_id), response.next_batch)
+
+    async def guild_of(self, room: MatrixRoom) -> str:
+        """The room's space (from its m.space.parent state), else the homeserver."""
+        if room.room_id not in self._guilds:
+            guild = self.server_name
+            response = await self.client.room_get_state(room.room_id)
+            for event in getattr(response, "events", []):
+                if event.get("type") == "m.space.parent" and event.get("content", {}).get("via"):
+                    guild = str(event["state_key"])
+                    break
+            self._guilds[room.room_id] = guild
+        return self._guilds[room.room_id]
+
+    def _remember(self, event_id: str, sender: str, text: str) -> None:
+        self._texts[event_id] = (sender, text)
+        if len(self._texts) > TEXT_CACHE:
+            self._texts.popitem(last=False)
+
+    # ------------------------------------------------------------------ events
+
+    async def _on_text(self, room: MatrixRoom, event: RoomMessageText) -> None:
+        try:
+            await self.handle_text(room, event)
+        except Exception:
+            log.exception("failed to handle event %s in %s", event.event_id, room.room_id)
+
+    async def handle_text(self, room: MatrixRoom, event: RoomMessageText) -> None:
+        """Learn a message, answer a command, or apply an edit."""
+        if event.sender == self.user_id:
+            return
+        if room.encrypted:
+            await self._tell_encrypted(room)
+            return
+        guild = await self.guild_of(room)
+        relates = event.source.get("content", {}).get("m.relates_to") or {}
+        if relates.get("rel_type") == "m.replace":
+            await self._on_edit(room, guild, event, str(relates.get("event_id", "")))
+            return
+        body = strip_reply_fallback(event.body or "")
+        self._remember(event.event_id, event.sender, body)
+        if self.commands.is_command(body):
+            if event.server_timestamp >= self.started_ms - 60_000:
+                await self._command(room, guild, event.sender, body)
+            return
+        result = await self.brain.learn(
+            Message(PLATFORM, guild, room.room_id, event.sender, event.event_id, body)
+        )
+        log.debug("message %s in %s: %s", event.event_id, room.room_id, result.status.value)
+
+    async def _on_edit(self, room: MatrixRoom, guild: str, event: RoomMessageText, original: str) -> None:
+        new_content = event.source.get("content", {}).get("m.new_content") or {}
+        new_text = str(new_content.get("body", ""))
+        known = self._texts.get(original)
+        if known is None or known[0] != event.sender or not original:
+            log.info("edit of %s in %s: old text unknown, not relearned", original, room.room_id)
+            return
+        before = Message(PLATFORM, guild, room.room_id, event.sender, original, known[1])
+        after = Message(PLATFORM, guild, room.room_id, event.sender, original, new_text)
+        self._remember(original, event.sender, new_text)
+        await self.brain.edit(before, after)
+
+    async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
+        known = self._texts.pop(event.redacts, None)
+        if known is None:
+            return
+        guild = await self.guild_of(room)
+        status = await self.brain.unlearn(
+            Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
+        )
+        log.info("redaction of %s in %s: %s", event.redacts, room.room_id, status.value)
+
+    async def _on_encrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:
+        await self._tell_encrypted(room)
+
+    async def _tell_encrypted(self, room: MatrixRoom) -> None:
+        if room.room_id in self._told_encrypted:
+            return
+        self._told_encrypted.add(room.room_id)
+        key = f"matrix.told_encrypted:{room.room_id}"
+        if await self.brain.store.get_meta(key):
+            return
+        await self.brain.store.set_meta(key, "1")
+        await self.send(room.room_id, Reply(ENCRYPTED_NOTICE))
+
+    async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
+        if not self.auto_join or event.state_key != self.user_id or event.membership != "invite":
+            return
+        response = await self.client.join(room.room_id)
+        if isinstance(response, JoinError):
+            log.warning("could not join %s: %s", room.room_id, response.message)
+        else:
+            log.info("joined %s", room.room_id)
+
+    # ------------------------------------------------------------------ commands and replies
+
+    async def power_level(self, room_id: str, user_id: str) -> int:
+        """A member's power level, read from the server (the client's cached state can lag).
+
+        From room version 12 on, the room's creators outrank everyone and are not listed in
+        m.room.power_levels, so they count as moderators.
+        """
+        response = await self.client.room_get_state(room_id)
+        events = getattr(response, "events", None)
+        if not isinstance(events, list):
+            log.warning("could not read the state of %s: %s", room_id, getattr(response, "message", response))
+            return 0
+        by_type = {event.get("type"): event for event in events if event.get("state_key") == ""}
+        create = by_type.get("m.room.create", {})
+        version = str(create.get("content", {}).get("room_version", "1"))
+        creators = {create.get("sender"), *create.get("content", {}).get("additional_creators", [])}
+        if version.isdigit() and int(version) >= 12 and user_id in creators:
+            return CREATOR_LEVEL
+        levels = by_type.get("m.room.power_levels", {}).get("content", {})
+        return int((levels.get("users") or {}).get(user_id, levels.get("users_default", 0)))
+
+    async def _command(self, room: MatrixRoom, guild: str, sender: str, body: str) -> None:
+        level = await self.power_level(room.room_id, sender)
+        ctx = Context(PLATFORM, guild, room.room_id, sender, is_moderator=level >= MODERATOR_LEVEL)
+        for reply in await self.commands.handle(ctx, body):
+            await self.send(room.room_id, reply)
+
+    async def send(self, room_id: str, reply: Reply) -> None:
+        """Send a reply as m.notice (never pinging), and its image if any."""
+        content = {"msgtype": "m.notice", "body": reply.text, "m.mentions": {}}
+        response = await self.client.room_send(room_id, "m.room.message", content)
+        if not hasattr(response, "event_id"):
+            log.warning("could not send to %s: %s", room_id, getattr(response, "message", response))
+            return
+        if reply.image:
+            await self._send_image(room_id, reply.image, reply.image_name)
+
+    async def _send_image(self, room_id: str, data: bytes, name: str) -> None:
+        uploaded, _ = await self.client.upload(
+            io.BytesIO(data), content_type="image/png", filename=name, filesize=len(data)
+        )
+        if not isinstance(uploaded, UploadResponse):
+            log.warning("could not upload the stats card: %s", getattr(uploaded, "message", uploaded))
+            return
+        content = {
+            "msgtype": "m.image",
+            "body": name,
+            "url": uploaded.content_uri,
+            "info": {"mimetype": "image/png", "size": len(data)},
+            "m.mentions": {},
+        }
+        await self.client.room_send(room_id, "m.room.message", content)
+
+    # ------------------------------------------------------------------ running
+
+    async def sync_forever(self) -> None:
+        """Sync from the saved token (or skip history on a first start) and handle events until stopped."""
+        since = await self.restore_sync_token()
+        if since is None:
+            # First start: take the current position without handling the past.
+            first = await self.client.sync(timeout=0, full_state=True)
+            if isinstance(first, SyncError):
+                raise RuntimeError(f"sync failed: {first.message}")
+            since = first.next_batch
+        self.client.next_batch = since
+        await self.client.sync_forever(timeout=30_000, since=since, full_state=True)
+
+
+async def login(client: AsyncClient, brain: Brain, settings: Settings) -> str | None:
+    """Log in with the token or password; returns an error line, or None on success."""
+    key = DEVICE_KEY.format(user=settings.matrix_user_id)
+    if settings.matrix_access_token:
+        client.access_token = settings.matrix_access_token
+        client.user_id = settings.matrix_user_id
+        client.device_id = await brain.store.get_meta(key) or ""
+        who = await client.whoami()
+        if not hasattr(who, "user_id"):
+            return f"the homeserver rejected MATRIX_ACCESS_TOKEN: {getattr(who, 'message', who)}"
+        return None
+    client.device_id = await brain.store.get_meta(key)
+    response = await client.login(password=settings.matrix_password, device_name=settings.matrix_device_name)
+    if isinstance(response, LoginError):
+        return f"the homeserver rejected the login for {settings.matrix_user_id}: {response.message}"
+    await brain.store.set_meta(key, response.device_id)
+    return None
+
+
+def missing_settings(settings: Settings) -> str | None:
+    """A one-line explanation of what is missing, or None."""
+    if not settings.matrix_homeserver or not settings.matrix_user_id:
+        return "set MATRIX_HOMESERVER and MATRIX_USER_ID (see .env.example) to run the Matrix bot."
+    if not settings.matrix_password and not settings.matrix_access_token:
+        return "set MATRIX_PASSWORD or MATRIX_ACCESS_TOKEN (see .env.example) to run the Matrix bot."
+    return None
+
+
+async def serve(settings: Settings) -> int:
+    """Run the Matrix bot until SIGINT/SIGTERM; returns the exit code."""
+    brain = await Brain.open(settings.db_path, **settings.store_options)
+    client = AsyncClient(
+        settings.matrix_homeserver or "",
+        settings.matrix_user_id or "",
+        config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=False),
+    )
+    try:
+        error = await login(client, brain, settings)
+        if error:
+            print(f"markovbot: {error}", file=sys.stderr)
+            return 1
+        bot = MatrixBot(brain, client, auto_join=settings.matrix_auto_join)
+        task = asyncio.create_task(bot.sync_forever())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        log.info("matrix bot running as %s", settings.matrix_user_id)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return 0
+    finally:
+        await client.close()
+        await brain.close()
+
+
+def run_matrix(settings: Settings) -> int:
+    """Entry point of `markovbot matrix`."""
+    problem = missing_settings(settings)
+    if problem:
+        print(f"markovbot: {problem}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"markovbot: cannot reach {settings.matrix_homeserver}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,165 @@
+"""The Matrix adapter against a real Synapse: two people, one bot, every command path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nio import RoomCreateResponse
+
+from bot.core.models import ChainKey
+from tests.matrix.conftest import BotFactory, Human, RunningBot, stop_bot
+
+PLATFORM = "matrix"
+
+
+async def make_room(owner: Human, invite: list[str], *, encrypted: bool = False) -> str:
+    """A room where owner is moderator (100), everybody else at 0."""
+    state = [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]
+    response = await owner.client.room_create(
+        name="markov test", invite=invite, initial_state=state if encrypted else []
+    )
+    assert isinstance(response, RoomCreateResponse), response
+    return str(response.room_id)
+
+
+async def join(human: Human, room_id: str) -> None:
+    await human.client.join(room_id)
+    await human.client.sync(timeout=0)
+
+
+def notices(human: Human, running: RunningBot, room_id: str) -> list[str]:
+    return [
+        c.get("body", "") for c in human.from_user(running.user_id, room_id) if c.get("msgtype") == "m.notice"
+    ]
+
+
+async def command(
+    human: Human, running: RunningBot, room_id: str, text: str, *, replies: int = 1
+) -> list[str]:
+    """Send a command and wait for `replies` new notices from the bot."""
+    await human.client.sync(timeout=0)  # catch up first, so only answers to this command count
+    before = len(notices(human, running, room_id))
+    await human.say(room_id, text)
+    await human.wait_for(lambda _: len(notices(human, running, room_id)) >= before + replies)
+    return notices(human, running, room_id)[before:]
+
+
+async def setup_room(start_bot: BotFactory, people: tuple[Human, Human]) -> tuple[RunningBot, str]:
+    alice, bob = people
+    running = await start_bot()
+    room = await make_room(alice, [bob.user_id, running.user_id])
+    await join(bob, room)
+    # The bot joins on its own when invited; its first answer proves it is in.
+    await command(alice, running, room, "!markov help")
+    return running, room
+
+
+async def test_learn_generate_stats_forget_redact_and_refusals(
+    start_bot: BotFactory, people: tuple[Human, Human]
+) -> None:
+    alice, bob = people
+    running, room = await setup_room(start_bot, people)
+    brain, guild = running.brain, running.bot.server_name
+
+    (refused,) = await command(bob, running, room, "!markov channel enable")
+    assert "Only moderators" in refused
+    assert not await brain.is_enabled(PLATFORM, guild, room)
+
+    (enabled,) = await command(alice, running, room, "!markov channel enable")
+    assert "Learning is now enabled" in enabled
+    (opted,) = await command(alice, running, room, "!markov optin")
+    assert "opted in" in opted
+
+    texts = [
+        "the quick brown fox jumps over the lazy dog",
+        "the lazy cat sleeps all day long",
+        "a quick brown cat jumps over the fence",
+        "the dog and the cat are friends now",
+        "every fox likes a lazy afternoon nap",
+    ]
+    ids = [await alice.say(room, t) for t in texts]
+    await bob.say(room, "bob never opted in so this is not learned")
+    # A command round trip after the messages: by then the bot has handled them.
+    await command(alice, running, room, "!markov me")
+    await brain.flush()
+    assert (await brain.member_info(PLATFORM, guild, alice.user_id)).messages == len(texts)
+    assert (await brain.member_info(PLATFORM, guild, bob.user_id)).messages == 0
+
+    (generated,) = await command(alice, running, room, "!markov generate the")
+    assert generated
+    sent = [c for c in alice.from_user(running.user_id, room) if c.get("body") == generated][-1]
+    assert sent["msgtype"] == "m.notice" and sent["m.mentions"] == {}
+    assert "formatted_body" not in sent
+
+    stats = await command(alice, running, room, "!markov stats")
+    assert "seen: 5 messages" in stats[0]
+    await alice.wait_for(
+        lambda _: any(c.get("msgtype") == "m.image" for c in alice.from_user(running.user_id, room))
+    )
+    image: dict[str, Any] = next(
+        c for c in alice.from_user(running.user_id, room) if c.get("msgtype") == "m.image"
+    )
+    assert image["url"].startswith("mxc://") and image["info"]["mimetype"] == "image/png"
+
+    # A redaction unlearns the message (the bot saw its text).
+    await alice.client.room_redact(room, ids[0], reason="oops")
+    await command(alice, running, room, "!markov me")
+    await brain.flush()
+    assert not await brain.is_learned(PLATFORM, ids[0])
+    assert (await brain.member_info(PLATFORM, guild, alice.user_id)).messages == len(texts) - 1
+
+    # An edit replaces the learned version.
+    edit = {
+        "msgtype": "m.text",
+        "body": "* zebras are striped",
+        "m.new_content": {"msgtype": "m.text", "body": "zebras are striped"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": ids[1]},
+    }
+    await alice.client.room_send(room, "m.room.message", edit)
+    await command(alice, running, room, "!markov me")
+    await brain.flush()
+    assert (await brain.generate(ChainKey(PLATFORM, guild, room), start="zebras", guard=False)).ok
+    assert not (await brain.generate(ChainKey(PLATFORM, guild, room), start="sleeps", guard=False)).ok
+
+    (ask,) = await command(alice, running, room, "!markov forget")
+    assert "forget confirm" in ask
+    assert (await brain.member_info(PLATFORM, guild, alice.user_id)).messages == len(texts) - 1
+    (done,) = await command(alice, running, room, "!markov forget confirm")
+    assert "forgot 4 of your messages" in done
+    assert (await brain.member_info(PLATFORM, guild, alice.user_id)).messages == 0
+    assert not await brain.is_opted_in(PLATFORM, guild, alice.user_id)
+
+
+async def test_restart_does_not_relearn_or_answer_old_events(
+    start_bot: BotFactory, people: tuple[Human, Human]
+) -> None:
+    alice, _ = people
+    running, room = await setup_room(start_bot, people)
+    await command(alice, running, room, "!markov channel enable")
+    await command(alice, running, room, "!markov optin")
+    await alice.say(room, "one message before the restart")
+    await command(alice, running, room, "!markov me")
+    answered = len(notices(alice, running, room))
+    await stop_bot(running)
+
+    again = await start_bot()
+    (me,) = await command(alice, again, room, "!markov me")
+    assert "learned 1 of your messages" in me
+    # Only the new command was answered: none of the old ones came back.
+    assert len(notices(alice, again, room)) == answered + 1
+
+
+async def test_encrypted_rooms_are_refused_once_and_out_loud(
+    start_bot: BotFactory, people: tuple[Human, Human]
+) -> None:
+    alice, _ = people
+    running = await start_bot()
+    room = await make_room(alice, [running.user_id], encrypted=True)
+    await alice.say(room, "!markov optin")
+    await alice.wait_for(lambda _: len(notices(alice, running, room)) >= 1)
+    await alice.say(room, "!markov generate")
+    await alice.say(room, "hello again")
+    await alice.client.sync(timeout=1500)
+    said = notices(alice, running, room)
+    assert len(said) == 1 and "encrypted" in said[0]
+    assert not await running.brain.is_opted_in(PLATFORM, running.bot.server_name, alice.user_id)
