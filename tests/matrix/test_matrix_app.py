@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 from nio import RoomCreateResponse
 
+from bot.config import Settings
 from bot.core.models import ChainKey
+from bot.matrix_app import run_matrix
 from tests.matrix.conftest import BotFactory, Human, RunningBot, stop_bot
+from tests.matrix.synapse import SynapseServer
 
 PLATFORM = "matrix"
 
@@ -163,3 +169,30 @@ async def test_encrypted_rooms_are_refused_once_and_out_loud(
     said = notices(alice, running, room)
     assert len(said) == 1 and "encrypted" in said[0]
     assert not await running.brain.is_opted_in(PLATFORM, running.bot.server_name, alice.user_id)
+
+
+def test_missing_settings_get_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings.from_env(
+        {"MARKOV_DB": str(tmp_path / "m.db"), "MATRIX_HOMESERVER": "http://127.0.0.1:9"}
+    )
+    assert run_matrix(settings) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "MATRIX_USER_ID" in err
+
+
+def test_a_rejected_login_gets_one_clear_line(
+    synapse: SynapseServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user_id, _ = synapse.register(f"rejected-{uuid.uuid4().hex[:6]}", "right-password")
+    settings = Settings.from_env(
+        {
+            "MARKOV_DB": str(tmp_path / "m.db"),
+            "MATRIX_HOMESERVER": synapse.base_url,
+            "MATRIX_USER_ID": user_id,
+            "MATRIX_PASSWORD": "wrong-password",
+        }
+    )
+    assert run_matrix(settings) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "rejected the login" in err
+    assert "wrong-password" not in err
