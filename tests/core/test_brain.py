@@ -297,7 +297,9 @@ async def test_member_generation_uses_only_their_part(brain: Brain) -> None:
     key = ChainKey(P, G, "c1")
     for seed in range(10):
         result = await brain.generate(key, author="alice", guard=False, rng=random.Random(seed))
-        assert set(result.tokens) <= {"alpha", "beta", "gamma"}
+        assert result.ok and set(result.tokens) <= {"alpha", "beta", "gamma"}
+    started = await brain.generate(key, start="beta", author="alice", guard=False)
+    assert started.tokens == ("alpha", "beta", "gamma")
     assert (await brain.generate(key, author="nobody")).status is GenerateStatus.NO_MEMBER_DATA
 
 

@@ -1,0 +1,315 @@
+"""markovbot against markovify on the same corpus, in one run.
+
+    python -m benchmarks.bench                      # 100,000-message synthetic Zipf corpus
+    python -m benchmarks.bench --messages 1000000   # community scale
+    python -m benchmarks.bench --file corpus.txt    # any text file, one message per line
+
+Each side runs in its own process, so peak RSS (VmHWM) is measured apart: markovify's build and
+make_sentence (with its default overlap test); markovbot's ingest (tokenize, count, batched
+SQLite commits: the path the bot uses), then generation in a fresh process (guarded and not),
+the retention report, and generation while another chain ingests ~1,000 messages/s.
+Prints a Markdown table and writes JSON to benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.corpus import write_zipf_corpus
+
+log = logging.getLogger(__name__)
+
+AUTHORS = 50
+CHAIN = ("bench", "bench", "main")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """(p50, p99) of latencies in seconds, returned in milliseconds."""
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return p50 * 1000, p99 * 1000
+
+
+def run_markovify(corpus: str, calls: int) -> dict[str, Any]:
+    """markovify's in-memory build and make_sentence with its default overlap test."""
+    import markovify
+
+    text = Path(corpus).read_text("utf-8")
+    lines = text.count("\n")
+    start = time.perf_counter()
+    model = markovify.NewlineText(text, state_size=2)
+    build = time.perf_counter() - start
+    latencies, misses = [], 0
+    for _ in range(calls):
+        t = time.perf_counter()
+        if model.make_sentence() is None:
+            misses += 1
+        latencies.append(time.perf_counter() - t)
+    p50, p99 = percentiles(latencies)
+    return {
+        "messages": lines,
+        "build_s": build,
+        "build_msgs_per_s": lines / build,
+        "sentence_p50_ms": p50,
+        "sentence_p99_ms": p99,
+        "sentence_none": misses,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+async def _ingest(corpus: str, db: str) -> dict[str, Any]:
+    from bot.core.brain import Brain
+    from bot.core.models import Message
+
+    brain = await Brain.open(db)
+    count = 0
+    start = time.perf_counter()
+    try:
+        with open(corpus, encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                text = line.rstrip("\n")
+                if text:
+                    await brain.learn(Message(*CHAIN, str(i % AUTHORS), str(i), text), require_consent=False)
+                    count += 1
+        await brain.flush()
+        elapsed = time.perf_counter() - start
+    finally:
+        await brain.close()
+    return {"messages": count, "ingest_s": elapsed, "ingest_msgs_per_s": count / elapsed}
+
+
+def run_ingest(corpus: str, db: str) -> dict[str, Any]:
+    """markovbot ingest through Brain.learn and the batched writer."""
+    result = asyncio.run(_ingest(corpus, db))
+    result["peak_rss_mb"] = peak_rss_mb()
+    size = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
+    result["db_bytes"] = size
+    return result
+
+
+async def _timed_generate(brain: Any, key: Any, calls: int, guard: bool, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    latencies, failed = [], 0
+    for _ in range(calls):
+        t = time.perf_counter()
+        result = await brain.generate(key, rng=rng, guard=guard)
+        latencies.append(time.perf_counter() - t)
+        failed += not result.ok
+    p50, p99 = percentiles(latencies)
+    return {"p50_ms": p50, "p99_ms": p99, "failed": failed}
+
+
+async def _generate(db: str, calls: int) -> dict[str, Any]:
+    from bot.core.brain import Brain
+    from bot.core.models import ChainKey
+
+    brain = await Brain.open(db)
+    key = ChainKey(*CHAIN)
+    try:
+        cold = await _timed_generate(brain, key, 1, True, 0)
+        guarded = await _timed_generate(brain, key, calls, True, 1)
+        free = await _timed_generate(brain, key, calls, False, 2)
+        start = time.perf_counter()
+        report = await brain.stats(key)
+        stats_s = time.perf_counter() - start
+    finally:
+        await brain.close()
+    return {
+        "first_ms": cold["p50_ms"],
+        "guarded": guarded,
+        "unguarded": free,
+        "stats_s": stats_s,
+        "report": report.as_json(),
+    }
+
+
+def run_generate(db: str, calls: int) -> dict[str, Any]:
+    """Generation in a fresh process (caches start cold), then the retention report."""
+    result = asyncio.run(_generate(db, calls))
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+async def _concurrent(db: str, corpus: str, calls: int, rate: float) -> dict[str, Any]:
+    from bot.core.brain import Brain
+    from bot.core.models import ChainKey, Message
+
+    brain = await Brain.open(db)
+    key = ChainKey(*CHAIN)
+    stop = asyncio.Event()
+    fed = 0
+
+    async def feed() -> None:
+        nonlocal fed
+        with open(corpus, encoding="utf-8") as f:
+            start = time.perf_counter()
+            for line in f:
+                if stop.is_set():
+                    return
+                await brain.learn(Message("bench", "bench", "other", "feeder", f"c{fed}", line), require_consent=False)
+                fed += 1
+                ahead = fed / rate - (time.perf_counter() - start)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+
+    feeder = asyncio.create_task(feed())
+    try:
+        await asyncio.sleep(1.0)
+        start = time.perf_counter()
+        timings = await _timed_generate(brain, key, calls, True, 3)
+        elapsed = time.perf_counter() - start
+    finally:
+        stop.set()
+        await feeder
+        await brain.close()
+    return {**timings, "ingest_rate_during": fed / (elapsed + 1.0), "ingest_target": rate}
+
+
+def run_concurrent(db: str, corpus: str, calls: int, rate: float) -> dict[str, Any]:
+    """Guarded generation while another chain of the same database ingests `rate` messages/s."""
+    return asyncio.run(_concurrent(db, corpus, calls, rate))
+
+
+def _child(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue: mp.Queue[Any]) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    queue.put(fn(*args))
+
+
+def in_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run fn in a fresh process and return its result (so its peak RSS is its own)."""
+    ctx = mp.get_context("spawn")
+    queue: mp.Queue[Any] = ctx.Queue()
+    process = ctx.Process(target=_child, args=(fn, args, queue))
+    process.start()
+    result: dict[str, Any] = queue.get()
+    process.join()
+    return result
+
+
+def machine() -> str:
+    """A one-line description of this machine."""
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return f"{os.cpu_count()} cores, {cpu}, {int(mem) / 1024**2:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def table(r: dict[str, Any]) -> str:
+    """The results as a Markdown table."""
+    mk, ing, gen, con = r["markovify"], r["ingest"], r["generate"], r["concurrent"]
+    rep = gen["report"]
+    rows = [
+        ("messages", f"{mk['messages']:,}", f"{ing['messages']:,}", ""),
+        (
+            "build / ingest (msgs/s)",
+            f"{mk['build_msgs_per_s']:,.0f} (in RAM)",
+            f"{ing['ingest_msgs_per_s']:,.0f} (committed to SQLite)",
+            f"{ing['ingest_msgs_per_s'] / mk['build_msgs_per_s']:.2f}×",
+        ),
+        (
+            "one message p50 / p99 (ms)",
+            f"{mk['sentence_p50_ms']:.2f} / {mk['sentence_p99_ms']:.2f} (make_sentence, overlap test)",
+            f"{gen['guarded']['p50_ms']:.2f} / {gen['guarded']['p99_ms']:.2f} (copy guard on)",
+            f"{mk['sentence_p99_ms'] / gen['guarded']['p99_ms']:.1f}× faster at p99",
+        ),
+        ("unguarded p50 / p99 (ms)", "", f"{gen['unguarded']['p50_ms']:.2f} / {gen['unguarded']['p99_ms']:.2f}", ""),
+        (
+            "no output",
+            f"{mk['sentence_none']} of {r['calls']}",
+            f"{gen['guarded']['failed']} of {r['calls']} (guard found no non-copy)",
+            "",
+        ),
+        (
+            "peak RSS generating (MB)",
+            f"{mk['peak_rss_mb']:,.0f} (model in RAM)",
+            f"{gen['peak_rss_mb']:,.0f}",
+            f"{gen['peak_rss_mb'] / mk['peak_rss_mb']:.0%} of markovify",
+        ),
+        ("peak RSS ingesting (MB)", "", f"{ing['peak_rss_mb']:,.0f}", ""),
+        (
+            "on disk",
+            "nothing (in RAM only)",
+            f"{ing['db_bytes'] / 1e6:,.1f} MB, {ing['db_bytes'] / rep['tokens_seen']:.1f} B per token",
+            "",
+        ),
+        ("kept ÷ seen", "", f"{rep['kept_ratio']:.2f}", ""),
+        ("/markov stats (s)", "", f"{gen['stats_s']:.2f}", ""),
+        (
+            "guarded p99 while ingesting (ms)",
+            "",
+            f"{con['p99_ms']:.2f} at {con['ingest_rate_during']:,.0f} msgs/s into another chain",
+            "",
+        ),
+    ]
+    lines = [
+        f"{r['corpus']} — {r['machine']} — {r['date']}",
+        "",
+        "| figure | markovify 0.9.4 | markovbot | ratio |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark and print its table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000, help="synthetic corpus size")
+    parser.add_argument("--file", type=Path, help="a text file to use instead (one message per line)")
+    parser.add_argument("--calls", type=int, default=1000, help="generations timed on each side")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.file:
+            corpus, label = str(args.file), f"corpus {args.file.name}"
+        else:
+            corpus = os.path.join(tmp, "corpus.txt")
+            write_zipf_corpus(corpus, args.messages, seed=args.seed)
+            label = f"synthetic Zipf corpus, {args.messages:,} messages, seed {args.seed}"
+        db = os.path.join(tmp, "bench.sqlite3")
+        results: dict[str, Any] = {
+            "corpus": label,
+            "machine": machine(),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+            "calls": args.calls,
+        }
+        results["markovify"] = in_process(run_markovify, corpus, min(args.calls, 200))
+        results["ingest"] = in_process(run_ingest, corpus, db)
+        results["generate"] = in_process(run_generate, db, args.calls)
+        results["concurrent"] = in_process(run_concurrent, db, corpus, min(args.calls, 500), 1000.0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    (args.out / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
