@@ -58,7 +58,7 @@ def run_async(settings: Settings, work: Callable[[Brain], Awaitable[T]]) -> T:
         raise click.ClickException(str(exc)) from None
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, OSError) as exc:
         raise click.ClickException(f"cannot use the database {settings.db_path}: {exc}") from None
 
 

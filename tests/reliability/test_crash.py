@@ -1,0 +1,201 @@
+"""SIGKILL in the middle of work: the database stays sound, loses at most a batch, and learns nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bot.core.brain import Brain
+from bot.core.models import ChainKey, Message
+from bot.core.tokens import tokenize
+from bot.importer import import_file
+from tests.core.dump import logical_dump
+
+LINES = 30_000
+BATCH = 500
+
+
+def corpus(path: Path) -> list[str]:
+    words = [f"w{i}" for i in range(400)]
+    lines = [" ".join(words[(i * 7 + j * 13) % 400] for j in range(4 + i % 9)) for i in range(LINES)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def committed(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def kill_when(process: subprocess.Popen[bytes], db: Path, at_least: int, timeout: float = 60) -> int:
+    """SIGKILL the process once at_least messages are committed; returns how many there were."""
+    deadline = time.monotonic() + timeout
+    while committed(db) < at_least:
+        assert process.poll() is None, "the process ended before it could be killed"
+        assert time.monotonic() < deadline, "nothing was committed in time"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return committed(db)
+
+
+def check_sound(db: Path, lines: list[str]) -> int:
+    """integrity_check passes and the counts are exactly those of the committed messages."""
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        ids = [row[0] for row in conn.execute("SELECT message_id FROM messages")]
+        seen = conn.execute(
+            "SELECT coalesce(sum(messages_seen), 0), coalesce(sum(tokens_seen), 0) FROM chains"
+        ).fetchone()
+        total = conn.execute("SELECT coalesce(sum(count), 0) FROM transitions").fetchone()[0]
+    numbers = [int(i.split(":")[1]) for i in ids]
+    tokens = sum(len(tokenize(lines[n - 1])) for n in numbers)
+    assert seen == (len(ids), tokens)
+    assert total == tokens + len(ids)  # one transition per token, plus one into END per message
+    return len(ids)
+
+
+def env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "MARKOV_BATCH_SIZE": str(BATCH),
+        "MARKOV_FLUSH_INTERVAL": "0.2",
+        "PYTHONPATH": os.getcwd(),
+    }
+
+
+def test_kill_during_import_then_resume_learns_everything_once(tmp_path: Path) -> None:
+    source = tmp_path / "corpus.txt"
+    lines = corpus(source)
+    db = tmp_path / "crash.sqlite3"
+    command = [
+        sys.executable,
+        "-m",
+        "bot",
+        "--db",
+        str(db),
+        "import",
+        str(source),
+        "--chain",
+        "c",
+        "--no-progress",
+    ]
+    process = subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    at_kill = kill_when(process, db, 3 * BATCH)
+    assert at_kill < LINES, "the import finished before the kill: make the corpus bigger"
+    after = check_sound(db, lines)
+    assert after >= at_kill  # nothing committed was lost
+
+    resumed = subprocess.run(command, env=env(), capture_output=True, text=True, check=True)
+    assert f"already learned {after:,}" in resumed.stdout
+    assert check_sound(db, lines) == LINES
+
+    clean = tmp_path / "clean.sqlite3"
+
+    async def clean_import() -> None:
+        with sqlite3.connect(db) as conn:
+            salt = bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0])
+        brain = await Brain.open(clean, salt=salt)
+        try:
+            await import_file(brain, source, ChainKey("local", "local", "c"), progress=False)
+        finally:
+            await brain.close()
+
+    asyncio.run(clean_import())
+    assert logical_dump(db) == logical_dump(clean)
+
+
+LIVE = """
+import asyncio, sys
+from bot.core.brain import Brain
+from bot.core.models import Message
+
+async def main():
+    brain = await Brain.open(sys.argv[1], flush_interval=0.2, batch_size=200)
+    await brain.opt_in("t", "g", "alice")
+    await brain.set_channel("t", "g", "c", True)
+    lines = open(sys.argv[2], encoding="utf-8").read().splitlines()
+    for n, line in enumerate(lines, start=1):
+        await brain.learn(Message("t", "g", "c", "alice", f"live:{n}", line))
+        if n % 50 == 0:
+            await asyncio.sleep(0.01)  # live traffic arrives over time
+
+asyncio.run(main())
+"""
+
+
+def test_kill_during_live_learning_loses_at_most_the_open_batch(tmp_path: Path) -> None:
+    source = tmp_path / "corpus.txt"
+    lines = corpus(source)
+    db = tmp_path / "live.sqlite3"
+    script = tmp_path / "live.py"
+    script.write_text(LIVE, encoding="utf-8")
+    process = subprocess.Popen([sys.executable, str(script), str(db), str(source)], env=env())
+    at_kill = kill_when(process, db, 1000)
+    assert check_sound(db, lines) >= at_kill
+
+
+FORGET = """
+import asyncio, sys
+from bot.core.brain import Brain
+
+async def main():
+    brain = await Brain.open(sys.argv[1])
+    print("forgetting", flush=True)
+    await brain.forget("t", "g", "alice")
+    await brain.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.3])
+def test_kill_during_forget_is_all_or_nothing(tmp_path: Path, delay: float) -> None:
+    db = tmp_path / "forget.sqlite3"
+
+    async def learn() -> None:
+        brain = await Brain.open(db, batch_size=5000)
+        try:
+            for who in ("alice", "bob"):
+                await brain.opt_in("t", "g", who)
+            await brain.set_channel("t", "g", "c", True)
+            for i in range(20_000):
+                who = "alice" if i % 3 else "bob"
+                await brain.learn(
+                    Message("t", "g", "c", who, str(i), f"word{i % 500} and word{i % 77} then word{i % 13}")
+                )
+        finally:
+            await brain.close()
+
+    asyncio.run(learn())
+    before = logical_dump(db)
+    script = tmp_path / "forget.py"
+    script.write_text(FORGET, encoding="utf-8")
+    process = subprocess.Popen([sys.executable, str(script), str(db)], env=env(), stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    process.stdout.readline()
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    after = logical_dump(db)
+    alice = [k for k in after["transitions"] if k[1][2] == "alice"]
+    if alice:
+        assert after == before  # the kill came first: nothing of alice was touched
+    else:
+        authors = Counter(k[1][2] for k in after["transitions"])
+        assert set(authors) == {"bob"}
+        assert all(m[3][2] == "bob" for m in after["messages"])
