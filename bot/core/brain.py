@@ -185,7 +185,7 @@ class Brain:
             await self.unlearn(before)
         elif await self.is_learned(after.platform, after.id):
             # The old text is unknown, so the old version cannot be unlearned exactly: keep it.
-            return LearnResult(LearnStatus.ALREADY_PENDING)
+            return LearnResult(LearnStatus.ALREADY_LEARNED)
         return await self.learn(after)
 
     async def forget(self, platform: str, guild: str, member: str) -> ForgetResult:

@@ -44,6 +44,7 @@ class LearnStatus(StrEnum):
     NO_GUILD = "no_guild"
     EMPTY = "empty"
     ALREADY_PENDING = "already_pending"
+    ALREADY_LEARNED = "already_learned"
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,7 @@ async def test_edit_with_unknown_old_text_keeps_the_old_version(brain: Brain) ->
     await learn_all(brain, [msg("alice", "1", "the cat sat")])
     result = await brain.edit(None, msg("alice", "1", "the dog ran"))
     await brain.flush()
-    assert not result.queued
+    assert result.status is LearnStatus.ALREADY_LEARNED
     assert (await brain.counts(ChainKey(P, G, "c1")))["tokens_seen"] == 3
 
 
