@@ -1,0 +1,86 @@
+"""/markov optin, optout, me and forget: each member's consent and data."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from discord import app_commands
+from discord.ext import commands
+
+from bot import replies
+from bot.core.brain import Brain
+from cogs.common import PLATFORM, ConfirmView, Interaction, confirm, edit_reply, reply
+
+if TYPE_CHECKING:
+    from bot.discord_app import MarkovBot
+
+log = logging.getLogger(__name__)
+
+CONFIRM_TIMEOUT = 60.0
+
+
+class Consent(commands.Cog):
+    """Opting in and out, what the bot holds about you, and forgetting it."""
+
+    def __init__(self, brain: Brain, *, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
+        self.brain = brain
+        self.confirm_timeout = confirm_timeout
+
+    @app_commands.command(name="optin", description="Let me learn from your messages in this server.")
+    async def optin(self, interaction: Interaction) -> None:
+        """Opt the invoker in, in this server."""
+        if interaction.guild_id is None:
+            await reply(interaction, "This command only works in a server.")
+            return
+        changed = await self.brain.opt_in(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
+        await reply(interaction, replies.OPTED_IN if changed else replies.ALREADY_OPTED_IN)
+
+    @app_commands.command(name="optout", description="Stop learning from your messages in this server.")
+    async def optout(self, interaction: Interaction) -> None:
+        """Opt the invoker out, at once."""
+        if interaction.guild_id is None:
+            await reply(interaction, "This command only works in a server.")
+            return
+        changed = await self.brain.opt_out(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
+        await reply(interaction, replies.OPTED_OUT if changed else replies.NOT_OPTED_IN)
+
+    @app_commands.command(name="me", description="Am I opted in, and how much of mine did you learn here?")
+    async def me(self, interaction: Interaction) -> None:
+        """What the bot holds about the invoker in this server."""
+        if interaction.guild_id is None:
+            await reply(interaction, "This command only works in a server.")
+            return
+        await self.brain.flush()
+        info = await self.brain.member_info(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
+        await reply(interaction, replies.member(info))
+
+    @app_commands.command(name="forget", description="Remove everything learned from you in this server.")
+    async def forget(self, interaction: Interaction) -> None:
+        """After a confirmation, remove every contribution of the invoker here and opt them out."""
+        if interaction.guild_id is None:
+            await reply(interaction, "This command only works in a server.")
+            return
+        guild, member = str(interaction.guild_id), str(interaction.user.id)
+        await self.brain.flush()
+        info = await self.brain.member_info(PLATFORM, guild, member)
+        prompt = (
+            f"This removes all {info.messages:,} of your learned messages in this server from every "
+            "chain, exactly as if you had never opted in, and opts you out. Go ahead?"
+        )
+        view = ConfirmView(
+            interaction.user.id,
+            confirm_label="Forget me",
+            working="Forgetting…",
+            cancelled="Cancelled: nothing was forgotten.",
+            timeout=self.confirm_timeout,
+        )
+        if not await confirm(interaction, prompt, view, ephemeral=True):
+            return
+        result = await self.brain.forget(PLATFORM, guild, member)
+        await edit_reply(interaction, replies.forgot(result))
+
+
+async def setup(bot: MarkovBot) -> None:
+    """Load the cog with the bot's brain."""
+    await bot.add_markov_cog(Consent(bot.brain))
