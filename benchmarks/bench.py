@@ -169,7 +169,9 @@ async def _concurrent(db: str, corpus: str, calls: int, rate: float) -> dict[str
             for line in f:
                 if stop.is_set():
                     return
-                await brain.learn(Message("bench", "bench", "other", "feeder", f"c{fed}", line), require_consent=False)
+                await brain.learn(
+                    Message("bench", "bench", "other", "feeder", f"c{fed}", line), require_consent=False
+                )
                 fed += 1
                 ahead = fed / rate - (time.perf_counter() - start)
                 if ahead > 0:
@@ -217,7 +219,9 @@ def machine() -> str:
             cpu = line.split(":", 1)[1].strip()
             break
     mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
-    return f"{os.cpu_count()} cores, {cpu}, {int(mem) / 1024**2:.0f} GiB RAM, Python {platform.python_version()}"
+    return (
+        f"{os.cpu_count()} cores, {cpu}, {int(mem) / 1024**2:.0f} GiB RAM, Python {platform.python_version()}"
+    )
 
 
 def table(r: dict[str, Any]) -> str:
@@ -238,7 +242,12 @@ def table(r: dict[str, Any]) -> str:
             f"{gen['guarded']['p50_ms']:.2f} / {gen['guarded']['p99_ms']:.2f} (copy guard on)",
             f"{mk['sentence_p99_ms'] / gen['guarded']['p99_ms']:.1f}× faster at p99",
         ),
-        ("unguarded p50 / p99 (ms)", "", f"{gen['unguarded']['p50_ms']:.2f} / {gen['unguarded']['p99_ms']:.2f}", ""),
+        (
+            "unguarded p50 / p99 (ms)",
+            "",
+            f"{gen['unguarded']['p50_ms']:.2f} / {gen['unguarded']['p99_ms']:.2f}",
+            "",
+        ),
         (
             "no output",
             f"{mk['sentence_none']} of {r['calls']}",
