@@ -127,6 +127,14 @@ DELETE FROM messages WHERE chain_id = ? AND author_id = ?;
 SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND ctx = ?
 GROUP BY next_id ORDER BY next_id;
 
+-- name: top_successors
+-- The extraction attack's branches: the most frequent successors of a context (ties: larger id
+-- first), each with the context's total count. SQLite keeps the top rows while it scans.
+SELECT next_id, k, total
+FROM (SELECT next_id, sum(count) AS k, sum(sum(count)) OVER () AS total
+      FROM transitions WHERE chain_id = ? AND ctx = ? GROUP BY next_id)
+ORDER BY k DESC, next_id DESC LIMIT ?;
+
 -- name: author_successors
 SELECT next_id, count FROM transitions
 WHERE chain_id = ? AND ctx = ? AND author_id = ? ORDER BY next_id;
@@ -189,19 +197,23 @@ ON CONFLICT (platform, guild) DO UPDATE SET
     chime_chance = excluded.chime_chance, run_length = excluded.run_length,
     copy_guard = excluded.copy_guard;
 
--- name: report_shape
--- states, transitions, forced (weighted), total count, sum of T*log2(T) over states, sum of c*log2(c)
-SELECT count(*), coalesce(sum(succ), 0), coalesce(sum(CASE WHEN succ = 1 THEN total ELSE 0 END), 0),
-       coalesce(sum(total), 0), coalesce(sum(total * log2(total)), 0), coalesce(sum(clogc), 0)
-FROM (SELECT count(*) AS succ, sum(k) AS total, sum(k * log2(k)) AS clogc
-      FROM (SELECT ctx, sum(count) AS k FROM transitions WHERE chain_id = ? GROUP BY ctx, next_id)
-      GROUP BY ctx);
+-- name: report_states
+-- rows, states, forced (weighted), total count, sum of T*log2(T) over states. One scan in primary-key
+-- order, grouping rows as they come. A state is forced when its smallest and largest successor are
+-- the same token.
+SELECT coalesce(sum(n), 0), count(*), coalesce(sum(CASE WHEN lo = hi THEN t ELSE 0 END), 0),
+       coalesce(sum(t), 0), coalesce(sum(t * log2(t)), 0)
+FROM (SELECT count(*) AS n, sum(count) AS t, min(next_id) AS lo, max(next_id) AS hi
+      FROM transitions WHERE chain_id = ? GROUP BY ctx);
+
+-- name: report_pairs
+-- (state, successor) pairs and the sum of c*log2(c) over them, counts summed over authors.
+-- Apart from report_states: grouping these sums again by state made SQLite sort them (2x slower).
+SELECT count(*), coalesce(sum(k * log2(k)), 0)
+FROM (SELECT sum(count) AS k FROM transitions WHERE chain_id = ? GROUP BY ctx, next_id);
 
 -- name: report_vocabulary
 SELECT count(DISTINCT next_id) FROM transitions WHERE chain_id = ? AND next_id > 1;
-
--- name: rows_transitions
-SELECT count(*) FROM transitions WHERE chain_id = ?;
 
 -- name: rows_windows
 SELECT count(*) FROM windows WHERE chain_id = ?;

@@ -6,6 +6,7 @@ against an oracle computed from the raw corpus.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import heapq
 import itertools
@@ -143,28 +144,44 @@ def summary(r: RetentionReport) -> str:
     return f"{kept} {verdict[0].upper()}{verdict[1:]}"
 
 
-async def _bytes_kept(brain: Brain, info: ChainInfo, vocabulary: int) -> tuple[int, int]:
-    """(transition bytes, fingerprint bytes) of a chain; see BYTES_METHOD."""
+@dataclass(frozen=True)
+class _Sizes:
+    """What the byte shares need besides the chain's transition rows and vocabulary."""
+
+    pages: dict[str, int]  # bytes of each table and index
+    totals: tuple[int, int, int, int]  # rows of transitions, windows, messages, tokens (all chains)
+    window_rows: int
+    message_rows: int
+
+
+async def _sizes(brain: Brain, info: ChainInfo) -> _Sizes:
     store = brain.store
-    sizes = {str(name): int(size) for name, size in await store.named("table_bytes")}
-    total_trans, total_windows, total_messages, total_tokens = (await store.named("table_rows"))[0]
-    (transition_rows,) = (await store.named("rows_transitions", info.id))[0]
+    pages = {str(name): int(size) for name, size in await store.named("table_bytes")}
+    totals = (await store.named("table_rows"))[0]
     (window_rows,) = (await store.named("rows_windows", info.id))[0]
     (message_rows,) = (await store.named("chain_counters", info.id))[0][:1]
+    return _Sizes(pages, (totals[0], totals[1], totals[2], totals[3]), int(window_rows), int(message_rows))
+
+
+def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[int, int]:
+    """(transition bytes, fingerprint bytes) of a chain; see BYTES_METHOD."""
+    total_trans, total_windows, total_messages, total_tokens = sizes.totals
 
     def share(names: list[str], rows: int, total: int) -> float:
         if not total:
             return 0.0
-        pages = sum(sizes.get(name, 0) for name in names)
+        pages = sum(sizes.pages.get(name, 0) for name in names)
         return pages * rows / total
 
-    token_tables = [name for name in sizes if name == "tokens" or name.startswith("sqlite_autoindex_tokens")]
+    token_tables = [
+        name for name in sizes.pages if name == "tokens" or name.startswith("sqlite_autoindex_tokens")
+    ]
     message_tables = ["messages", "messages_by_author", "messages_by_fingerprint"]
     kept_transitions = share(["transitions", "transitions_into"], transition_rows, total_trans) + share(
         token_tables, vocabulary, total_tokens
     )
-    kept_fingerprints = share(["windows"], window_rows, total_windows) + share(
-        message_tables, message_rows, total_messages
+    kept_fingerprints = share(["windows"], sizes.window_rows, total_windows) + share(
+        message_tables, sizes.message_rows, total_messages
     )
     return round(kept_transitions), round(kept_fingerprints)
 
@@ -192,8 +209,16 @@ async def extraction_candidates(brain: Brain, info: ChainInfo, budget: int) -> l
     Expands states in order of path probability, follows at most BRANCHING successors per
     state, and stops after `budget` complete candidates or budget * EXPANSION_FACTOR expansions.
     """
-    reader = brain.reader(info)
     order = info.order
+    branches: dict[tuple[int, ...], list[tuple[float, int]]] = {}
+
+    async def best(ctx: tuple[int, ...]) -> list[tuple[float, int]]:
+        # (-log probability, token) of the most likely successors; a state is often reached again.
+        if ctx not in branches:
+            rows = await brain.store.named("top_successors", info.id, chainmod.pack(ctx), BRANCHING)
+            branches[ctx] = [(-math.log(int(k) / int(total)), int(token)) for token, k, total in rows]
+        return branches[ctx]
+
     tie = itertools.count()
     heap: list[tuple[float, int, tuple[int, ...], tuple[int, ...]]] = [
         (0.0, next(tie), (chainmod.BEGIN,) * order, ())
@@ -206,17 +231,10 @@ async def extraction_candidates(brain: Brain, info: ChainInfo, budget: int) -> l
             found.append(path[:-1])
             continue
         expansions += 1
-        ids, cum = await reader.successors(chainmod.pack(ctx))
-        if not ids:
-            continue
-        total = cum[-1]
-        counts = [c - p for c, p in zip(cum, (0, *cum[:-1]), strict=True)]
-        best = sorted(zip(counts, ids, strict=True), reverse=True)[:BRANCHING]
-        for count, token in best:
+        for step, token in await best(ctx):
             if token != chainmod.END and len(path) >= chainmod.MAX_WALK:
                 continue
-            step = cost - math.log(count / total)
-            heapq.heappush(heap, (step, next(tie), (*ctx, token)[-order:], (*path, token)))
+            heapq.heappush(heap, (cost + step, next(tie), (*ctx, token)[-order:], (*path, token)))
     return found
 
 
@@ -246,23 +264,32 @@ async def report(
         settings = await store.settings(chain.platform, chain.guild)
         return RetentionReport.empty(settings.run_length, settings.order)
     messages, tokens, chars, size = await store.chain_counters(info.id)
-    states, transitions, forced, total, ctx_log, pair_log = (await store.named("report_shape", info.id))[0]
-    (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
+
+    async def on_reader() -> tuple[_Sizes, int, int, int, int]:
+        # While the two shape scans run on a connection of their own.
+        sizes = await _sizes(brain, info)
+        (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
+        copies = long_runs = extracted = 0
+        if messages:
+            copies, long_runs = await _sample(brain, info, samples, seed)
+            extracted = await _extraction(brain, info, budget)
+        return sizes, int(vocabulary), copies, long_runs, extracted
+
+    shape, (sizes, vocabulary, copies, long_runs, extracted) = await asyncio.gather(
+        store.report_shape(info.id), on_reader()
+    )
+    rows, states, transitions, forced, total, ctx_log, pair_log = shape
     entropy = (ctx_log - pair_log) / total if total else 0.0
-    kept_transitions, kept_fingerprints = await _bytes_kept(brain, info, vocabulary)
+    kept_transitions, kept_fingerprints = _bytes_kept(sizes, vocabulary, rows)
     bytes_kept = kept_transitions + kept_fingerprints
-    copies = long_runs = extracted = 0
-    if messages:
-        copies, long_runs = await _sample(brain, info, samples, seed)
-        extracted = await _extraction(brain, info, budget)
     return RetentionReport(
         messages_seen=messages,
         tokens_seen=tokens,
         chars_seen=chars,
         bytes_seen=size,
-        vocabulary=int(vocabulary),
-        states=int(states),
-        transitions=int(transitions),
+        vocabulary=vocabulary,
+        states=states,
+        transitions=transitions,
         bytes_kept=bytes_kept,
         bytes_transitions=kept_transitions,
         bytes_fingerprints=kept_fingerprints,

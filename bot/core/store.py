@@ -193,6 +193,10 @@ class Store:
         """Open both connections, apply migrations, start the flusher."""
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A path SQLite cannot open fails here, before aiosqlite starts a worker thread: aiosqlite
+        # 0.22 leaves a failed connect's stop future unawaited, and its thread then reports to a
+        # closed event loop (omnilib/aiosqlite#389).
+        await asyncio.to_thread(_probe, self.path)
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             await self._writer.execute("PRAGMA journal_mode = WAL")
@@ -831,6 +835,36 @@ class Store:
         async with self.r.execute(Q[name], params) as cur:
             return [tuple(row) for row in await cur.fetchall()]
 
+    async def report_shape(self, chain_id: int) -> tuple[int, int, int, int, int, float, float]:
+        """(rows, states, pairs, forced, total, sum T log2 T, sum c log2 c) of a chain's transitions.
+
+        The two full scans run on a short-lived read-only connection of their own, so the reader
+        stays free for the report's sampling and attack meanwhile.
+        """
+        (rows, states, forced, total, tlogt), (pairs, clogc) = await asyncio.to_thread(
+            _read_rows, self.path, [(Q["report_states"], (chain_id,)), (Q["report_pairs"], (chain_id,))]
+        )
+        return int(rows), int(states), int(pairs), int(forced), int(total), float(tlogt), float(clogc)
+
     def generation(self, chain_id: int) -> int:
         """A number that changes whenever the chain is written to (by this process)."""
         return self._generation[chain_id]
+
+
+def _probe(path: Path) -> None:
+    """Open and close the database file with plain sqlite3; raises what SQLite raises."""
+    sqlite3.connect(path).close()
+
+
+def _read_rows(path: Path, queries: list[tuple[str, tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """The first row of each read-only query, on a connection of its own (run in a worker thread)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        try:
+            conn.execute("SELECT log2(2)")
+        except sqlite3.OperationalError:
+            conn.create_function("log2", 1, math.log2, deterministic=True)
+        return [tuple(conn.execute(sql, params).fetchone()) for sql, params in queries]
+    finally:
+        conn.close()

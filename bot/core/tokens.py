@@ -54,6 +54,7 @@ _PLACEHOLDER_OF = {"user": USER, "role": ROLE, "channel": CHANNEL, "everyone": E
 _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\u115f\u1160\u3164\uffa0]+")
 _PING = regex.compile(r"@(?=everyone|here|room)|<(?=[@#][!&]?\d)", regex.IGNORECASE)
 
+_GRAPHEME = regex.compile(r"\X")
 _NO_SPACE_BEFORE = frozenset(",.!?;:)]}%…»”’")
 _NO_SPACE_AFTER = frozenset("([{«“¿¡")
 
@@ -79,11 +80,17 @@ def detokenize(tokens: list[str]) -> str:
     previous = ""
     for token in tokens:
         shown = _RENDERED.get(token, token)
-        if parts and not (token in _NO_SPACE_BEFORE or previous in _NO_SPACE_AFTER):
+        glue = token in _NO_SPACE_BEFORE or previous in _NO_SPACE_AFTER
+        if parts and not (glue and not _fuses(previous, shown)):
             parts.append(" ")
         parts.append(shown)
         previous = token
     return "".join(parts)
+
+
+def _fuses(left: str, right: str) -> bool:
+    """True when the two would join into one grapheme (a combining mark after '¿'), so need a space."""
+    return len(_GRAPHEME.findall(left[-1:] + right[:1])) < 2
 
 
 def neutralise(text: str) -> str:

@@ -322,6 +322,15 @@ async def test_a_tiny_chain_refuses_to_copy_and_says_so(brain: Brain) -> None:
     assert result.text is None
 
 
+async def test_the_copy_guard_gives_up_when_its_time_budget_is_spent(brain: Brain) -> None:
+    await learn_all(brain, [msg("alice", "1", "only one message here to copy")])
+    brain.guard_budget = 3600.0
+    assert (await brain.generate(ChainKey(P, G, "c1"), tries=7)).tries == 7
+    brain.guard_budget = 0.0
+    result = await brain.generate(ChainKey(P, G, "c1"), tries=7)
+    assert result.status is GenerateStatus.COPY_GUARD and result.tries == 1
+
+
 async def test_generated_text_never_pings(brain: Brain) -> None:
     await learn_all(
         brain, [msg("alice", "1", "hey @everyone look <@123> and @here"), msg("alice", "2", "hey look")]
