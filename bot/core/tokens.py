@@ -9,6 +9,7 @@ placeholders when learning, so a chain never holds a user, role or channel id.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 
 import regex
@@ -48,6 +49,22 @@ _TOKEN = regex.compile(
     regex.VERBOSE | regex.IGNORECASE,
 )
 
+# The same grammar for ASCII-only text (most messages), where a grapheme is one character: the
+# stdlib engine runs it about ten times faster than \X with lookaheads. A test holds the two equal.
+_ASCII_TOKEN = re.compile(
+    r"""
+    (?P<url>(?:https?|ftp)://[^\s<>"]*[^\s<>".,!?;:)\]}%*_~|`'])
+  | (?P<emoji><a?:\w{1,32}:\d{1,20}>)
+  | (?P<user><@!?\d{1,20}>|@[a-z0-9._=/+-]+:[a-z0-9.-]+(?::\d+)?)
+  | (?P<role><@&\d{1,20}>)
+  | (?P<channel><\#\d{1,20}>)
+  | (?P<everyone>@(?:everyone|here|room)\b)
+  | (?P<word>\w+(?:['\-]\w+)*)
+  | (?P<other>\S)
+    """,
+    re.VERBOSE | re.IGNORECASE | re.ASCII,
+)
+
 _PLACEHOLDER_OF = {"user": USER, "role": ROLE, "channel": CHANNEL, "everyone": EVERYONE}
 
 # Zero-width and formatting characters that can hide an @everyone from a naive filter.
@@ -65,7 +82,7 @@ def tokenize(text: str) -> list[str]:
     """Split text into tokens; code blocks are dropped and mentions become placeholders."""
     text = _JUNK.sub(" ", _CODE_BLOCK.sub(" ", text))
     tokens: list[str] = []
-    for match in _TOKEN.finditer(text):
+    for match in (_ASCII_TOKEN if text.isascii() else _TOKEN).finditer(text):
         kind = match.lastgroup
         if kind in _PLACEHOLDER_OF:
             tokens.append(_PLACEHOLDER_OF[kind])

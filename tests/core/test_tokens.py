@@ -122,3 +122,23 @@ PING = re.compile(r"@(everyone|here|room)\b|<@[!&]?\d+>|<#\d+>", re.IGNORECASE)
 )
 def test_neutralised_text_has_no_ping(text: str) -> None:
     assert not PING.search(neutralise(text))
+
+
+_ASCII_PIECES = st.sampled_from(
+    ["http://a.b/c", "https://x.y/z).", "ftp://h/p'", "<:e:1>", "<a:e_2:34>", "<@12>", "<@!3>", "<@&4>",
+     "<#5>", "@everyone", "@HERE", "@roomy", "@u:h.org", "@u:h:80", "don't", "x-ray", "a_b", "'", "-",
+     "```c```", "\r\n", "\t", " ", "...", "%", "`", "~"]
+)  # fmt: skip
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.one_of(_ASCII_PIECES, st.text(st.characters(max_codepoint=127))), max_size=12))
+def test_the_ascii_fast_path_tokenizes_exactly_like_the_unicode_grammar(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert text.isascii()
+    from bot.core import tokens
+
+    cleaned = tokens._JUNK.sub(" ", tokens._CODE_BLOCK.sub(" ", text))
+    fast = [(m.lastgroup, m.group()) for m in tokens._ASCII_TOKEN.finditer(cleaned)]
+    slow = [(m.lastgroup, m.group()) for m in tokens._TOKEN.finditer(cleaned)]
+    assert fast == slow
