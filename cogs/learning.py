@@ -89,7 +89,12 @@ class Learning(commands.Cog):
         try:
             await message.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
         except discord.Forbidden as exc:
-            log.warning("cannot answer a mention in channel %s: %s", message.channel.id, exc.text)
+            log.warning(
+                "cannot answer a mention in guild %s, channel %s: %s",
+                message.guild.id,
+                message.channel.id,
+                exc.text,
+            )
         except discord.HTTPException as exc:
             log.warning("could not answer a mention in channel %s: %s", message.channel.id, exc)
 
@@ -109,7 +114,9 @@ class Learning(commands.Cog):
         try:
             await message.channel.send(result.text, allowed_mentions=NO_MENTIONS)
         except discord.Forbidden as exc:
-            log.warning("cannot chime in in channel %s: %s", message.channel.id, exc.text)
+            log.warning(
+                "cannot chime in in guild %s, channel %s: %s", message.guild.id, message.channel.id, exc.text
+            )
         except discord.HTTPException as exc:
             log.warning("could not chime in in channel %s: %s", message.channel.id, exc)
 

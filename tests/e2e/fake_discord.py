@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
+import math
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -24,6 +28,18 @@ _ids = itertools.count(1_100_000_000_000_000_000)
 def snowflake() -> str:
     """A fresh id."""
     return str(next(_ids))
+
+
+@dataclass
+class Fault:
+    """The next `times` requests whose method matches and whose path starts with `path` get this answer."""
+
+    method: str
+    path: str
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+    times: int = 1
 
 
 def user(uid: str, name: str, *, bot: bool = False) -> dict[str, Any]:
@@ -49,7 +65,15 @@ class FakeDiscord:
         self.owner = user(snowflake(), "owner")
         self.member = user(snowflake(), "member")
         self.requests: list[tuple[str, str, Any]] = []  # (method, path, json body)
+        self.responses: list[tuple[str, str, int, float]] = []  # (method, path, status, loop time)
+        self.faults: list[Fault] = []
+        self.session_id: str | None = None
+        self.replay_overlap = 0  # on RESUME, also replay this many events the client had already seen
+        self._sessions = 0
         self._sockets: list[web.WebSocketResponse] = []
+        self._live: list[web.WebSocketResponse] = []  # sockets that identified or resumed: they get events
+        self._held: list[web.WebSocketResponse] = []  # connected, but events are not delivered (hold())
+        self._log: list[dict[str, Any]] = []  # every dispatched frame, for RESUME
         self._seq = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -184,37 +208,105 @@ class FakeDiscord:
         await ws.prepare(request)
         self._sockets.append(ws)
         await ws.send_json({"op": 10, "d": {"heartbeat_interval": 30_000}})
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                break
-            payload = json.loads(msg.data)
-            if payload["op"] == 1:
-                await ws.send_json({"op": 11})
-            elif payload["op"] == 2:
-                self.requests.append(("GATEWAY", "IDENTIFY", {"intents": payload["d"].get("intents")}))
-                self._changed.set()
-                ready = {
-                    "v": 10,
-                    "user": self.bot,
-                    "guilds": [{"id": self.guild_id, "unavailable": True}],
-                    "session_id": "fake-session",
-                    "resume_gateway_url": self.gateway_url,
-                    "application": {"id": self.app_id, "flags": 0},
-                }
-                await self.dispatch("READY", ready)
-                await self.dispatch("GUILD_CREATE", self.guild())
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    break
+                payload = json.loads(msg.data)
+                if payload["op"] == 1:
+                    await ws.send_json({"op": 11})
+                elif payload["op"] == 2:
+                    await self._identify(ws, payload["d"])
+                elif payload["op"] == 6:
+                    await self._resume(ws, payload["d"])
+        finally:
+            for sockets in (self._live, self._held):
+                if ws in sockets:
+                    sockets.remove(ws)
         return ws
 
-    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send one gateway event to every connected client."""
-        self._seq += 1
-        for ws in self._sockets:
-            if not ws.closed:
-                await ws.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
+    async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        """A new session: READY, then the server."""
+        self.requests.append(("GATEWAY", "IDENTIFY", {"intents": data.get("intents")}))
+        self._changed.set()
+        self._sessions += 1
+        self.session_id = f"fake-session-{self._sessions}"
+        self._live.append(ws)
+        ready = {
+            "v": 10,
+            "user": self.bot,
+            "guilds": [{"id": self.guild_id, "unavailable": True}],
+            "session_id": self.session_id,
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": self.app_id, "flags": 0},
+        }
+        await self.dispatch("READY", ready)
+        await self.dispatch("GUILD_CREATE", self.guild())
 
-    async def send_message(self, author: dict[str, Any], content: str) -> str:
+    async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        """Replay what the client missed (and replay_overlap events it had), then RESUMED; or op 9."""
+        session, seq = data.get("session_id"), data.get("seq") or 0
+        if self.session_id is None or session != self.session_id:
+            self.requests.append(("GATEWAY", "RESUME", {"session_id": session, "seq": seq, "replayed": None}))
+            self._changed.set()
+            await ws.send_json({"op": 9, "d": False})
+            return
+        sent, replayed = max(0, seq - self.replay_overlap), 0
+        while missed := [frame for frame in self._log if frame["s"] > sent]:
+            for frame in missed:  # events dispatched while this loop awaits are picked up next round
+                await ws.send_json(frame)
+                sent, replayed = frame["s"], replayed + 1
+        self.requests.append(("GATEWAY", "RESUME", {"session_id": session, "seq": seq, "replayed": replayed}))
+        self._changed.set()
+        self._live.append(ws)
+        await self.dispatch("RESUMED", {})
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number of the last event dispatched."""
+        return self._seq
+
+    def hold(self) -> None:
+        """Stop delivering events (a stalled connection): they are only kept, for a RESUME."""
+        self._held.extend(self._live)
+        self._live = []
+
+    def _take_live(self) -> list[web.WebSocketResponse]:
+        """Detach the connected (or held) clients: events from now on are only kept for a RESUME."""
+        live = self._held + self._live
+        self._held, self._live = [], []
+        return live
+
+    async def request_reconnect(self) -> None:
+        """Gateway op 7 RECONNECT: the client should close, reconnect and RESUME."""
+        for ws in self._take_live():
+            await ws.send_json({"op": 7, "d": None})
+
+    async def drop_connection(self, code: int = 4000) -> None:
+        """Close the gateway socket (4000: unknown error, which a client may RESUME after)."""
+        for ws in self._take_live():
+            await ws.close(code=code)
+
+    async def invalidate_session(self, *, resumable: bool) -> None:
+        """Gateway op 9 INVALID_SESSION; when not resumable, the session is gone and only IDENTIFY works."""
+        if not resumable:
+            self.session_id = None
+        for ws in self._take_live():
+            await ws.send_json({"op": 9, "d": resumable})
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send one gateway event to every connected client (and keep it for a RESUME)."""
+        self._seq += 1
+        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
+        self._log.append(frame)
+        for ws in list(self._live):
+            if not ws.closed:
+                with contextlib.suppress(ConnectionResetError):
+                    await ws.send_json(frame)
+
+    async def send_message(self, author: dict[str, Any], content: str, mid: str | None = None) -> str:
         """A member posts in the general channel; returns the message id."""
-        payload = self.message(author, content)
+        payload = self.message(author, content, mid)
         await self.dispatch("MESSAGE_CREATE", payload)
         return str(payload["id"])
 
@@ -288,9 +380,64 @@ class FakeDiscord:
                     body = json.loads(await part.text())  # type: ignore[union-attr]
         self.requests.append((request.method, path, body))
         self._changed.set()
+        fault = self._fault(request.method, path)
+        if fault is not None:
+            self.responses.append((request.method, path, fault.status, asyncio.get_running_loop().time()))
+            return web.Response(
+                status=fault.status,
+                body=json.dumps(fault.body).encode(),
+                headers={"Content-Type": "application/json", **fault.headers},
+            )
+        self.responses.append((request.method, path, 200, asyncio.get_running_loop().time()))
         # Exactly "application/json": discord.py reads anything else (even with a charset) as text.
         payload = json.dumps(self._answer(request.method, path, body)).encode()
         return web.Response(body=payload, headers={"Content-Type": "application/json"})
+
+    # ------------------------------------------------------------------ faults
+
+    def fail_next(
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next `times` matching requests (method, path prefix) with this error."""
+        self.faults.append(Fault(method, path, status, body, headers or {}, times))
+
+    def rate_limit(
+        self, method: str, path: str, *, retry_after: float = 0.2, is_global: bool = False, times: int = 1
+    ) -> None:
+        """The next matching requests get 429, as Discord sends it (Cloudflare's Via header included)."""
+        headers = {
+            "Via": "1.1 google",  # discord.py treats a 429 without it as a Cloudflare ban
+            "Retry-After": str(math.ceil(retry_after)),
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+            "X-RateLimit-Reset-After": str(retry_after),
+            "X-RateLimit-Bucket": "fake-bucket",
+            "X-RateLimit-Scope": "global" if is_global else "user",
+        }
+        if is_global:
+            headers["X-RateLimit-Global"] = "true"
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global}
+        self.fail_next(method, path, status=429, body=body, headers=headers, times=times)
+
+    def forbid(self, method: str, path: str, *, times: int = 1) -> None:
+        """The next matching requests get 403 Missing Permissions."""
+        body = {"message": "Missing Permissions", "code": 50013}
+        self.fail_next(method, path, status=403, body=body, times=times)
+
+    def _fault(self, method: str, path: str) -> Fault | None:
+        for fault in self.faults:
+            if fault.times > 0 and fault.method == method and path.startswith(fault.path):
+                fault.times -= 1
+                return fault
+        return None
 
     def _answer(self, method: str, path: str, body: Any) -> Any:
         if path == "/users/@me":
@@ -354,3 +501,19 @@ class FakeDiscord:
         except TimeoutError:
             seen = [(method, path) for method, path, _ in self.requests]
             raise AssertionError(f"no matching request in {seconds} s; saw {seen}") from None
+
+    async def wait_for_all(
+        self, predicate: Callable[[tuple[str, str, Any]], bool], count: int, seconds: float = 10
+    ) -> list[tuple[str, str, Any]]:
+        """The first `count` recorded requests that match, waiting for them if needed."""
+        try:
+            async with asyncio.timeout(seconds):
+                while True:
+                    found = [request for request in self.requests if predicate(request)]
+                    if len(found) >= count:
+                        return found[:count]
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            seen = [(method, path) for method, path, _ in self.requests]
+            raise AssertionError(f"fewer than {count} matching requests in {seconds} s; saw {seen}") from None
