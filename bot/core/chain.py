@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import struct
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -38,15 +39,11 @@ def transitions(ids: Sequence[int], order: int) -> Iterator[tuple[bytes, int]]:
 
 def cumulative(rows: Sequence[tuple[int, int]]) -> Choices:
     """Turn (id, count) rows into ids and cumulative weights for random.choices."""
-    ids: list[int] = []
-    cum: list[int] = []
-    total = 0
-    for token_id, count in rows:
-        if count > 0:
-            total += count
-            ids.append(token_id)
-            cum.append(total)
-    return tuple(ids), tuple(cum)
+    kept = [(token_id, count) for token_id, count in rows if count > 0]
+    if not kept:
+        return (), ()
+    ids, counts = zip(*kept, strict=True)
+    return ids, tuple(itertools.accumulate(counts))
 
 
 def choose(choices: Choices, rng: random.Random) -> int:
@@ -60,14 +57,14 @@ class ChainReader:
     """The reads a walk needs; the Store provides them, tests may provide others."""
 
     order: int
-    successors: Callable[[bytes], Awaitable[Choices]]
+    successors: Callable[[bytes], Choices]
     #: (next id, context minus its first token) -> choices of that first token
-    predecessors: Callable[[int, bytes], Awaitable[Choices]]
+    predecessors: Callable[[int, bytes], Choices]
     #: token id -> choices among the packed contexts that lead into it (ids are row indexes)
-    entries_into: Callable[[int], Awaitable[tuple[list[bytes], Choices]]]
+    entries_into: Callable[[int], tuple[list[bytes], Choices]]
 
 
-async def walk(reader: ChainReader, rng: random.Random, start: Sequence[int] = ()) -> list[int] | None:
+def walk(reader: ChainReader, rng: random.Random, start: Sequence[int] = ()) -> list[int] | None:
     """Walk one message; with start ids, anchor them mid-message and walk both ways.
 
     Returns the token ids (no BEGIN/END), or None when the start is not in the chain.
@@ -77,21 +74,21 @@ async def walk(reader: ChainReader, rng: random.Random, start: Sequence[int] = (
     if not start:
         ctx: tuple[int, ...] = (BEGIN,) * n
     else:
-        contexts, choices = await reader.entries_into(start[0])
+        contexts, choices = reader.entries_into(start[0])
         if not contexts:
             return None
         before = unpack(contexts[choose(choices, rng)])
-        out = await _walk_back(reader, rng, before)
+        out = _walk_back(reader, rng, before)
         out.append(start[0])
         ctx = ((*before, start[0]))[-n:]
         for token in start[1:]:
-            ids, _ = await reader.successors(pack(ctx))
+            ids, _ = reader.successors(pack(ctx))
             if token not in ids:
                 return None
             out.append(token)
             ctx = ((*ctx, token))[-n:]
     for _ in range(MAX_WALK):
-        choices = await reader.successors(pack(ctx))
+        choices = reader.successors(pack(ctx))
         if not choices[0]:
             break
         token = choose(choices, rng)
@@ -102,13 +99,13 @@ async def walk(reader: ChainReader, rng: random.Random, start: Sequence[int] = (
     return out
 
 
-async def _walk_back(reader: ChainReader, rng: random.Random, ctx: tuple[int, ...]) -> list[int]:
+def _walk_back(reader: ChainReader, rng: random.Random, ctx: tuple[int, ...]) -> list[int]:
     """From a context, walk backward to BEGIN; return the tokens before and including ctx."""
     left = [t for t in ctx if t != BEGIN]
     for _ in range(MAX_WALK):
         if ctx[0] == BEGIN:
             break
-        choices = await reader.predecessors(ctx[-1], pack(ctx[:-1]))
+        choices = reader.predecessors(ctx[-1], pack(ctx[:-1]))
         if not choices[0]:
             break
         previous = choose(choices, rng)

@@ -188,12 +188,11 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
 
 async def _sample(brain: Brain, info: ChainInfo, samples: int, seed: int) -> tuple[int, int]:
     """(copies, long runs) among `samples` outputs walked with the guard off."""
-    reader = brain.reader(info)
     rng = random.Random(seed)
     copies = long_runs = 0
     fp = brain.fingerprints
     for _ in range(samples):
-        ids = await chainmod.walk(reader, rng)
+        ids = await brain.store.walk(info, rng)
         tokens = await brain.store.texts(ids or [])
         if await brain.store.message_fingerprint_exists(info.id, fp.message(tokens)):
             copies += 1

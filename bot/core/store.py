@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
+import random
 import re
 import secrets
 import sqlite3
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -27,7 +30,7 @@ from typing import Any, Generic, TypeVar
 import aiosqlite
 
 from bot.core import chain as chainmod
-from bot.core.chain import Choices
+from bot.core.chain import ChainReader, Choices
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -42,8 +45,12 @@ log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+R = TypeVar("R")
+W = TypeVar("W", bound=tuple[Sequence[Any], Any])  # a cached read: (ids or contexts, weights)
 
 ENTRY_LIMIT = 20_000  # contexts considered when anchoring a start word
+WIDE_STATE = 64  # successors from which a cached state may lag new learning ...
+STALE_SECONDS = 30.0  # ... by this long (see Store._fresh)
 WRITER_CACHE_KIB = 65_536  # the writer's SQLite page cache (the default 2 MB makes upserts seek)
 
 
@@ -163,6 +170,8 @@ class Store:
         self.max_pending = max_pending
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._walker: ThreadPoolExecutor | None = None
+        self._walk_db: sqlite3.Connection | None = None  # opened and used on the walker thread only
         self._pending: list[PendingMessage] = []
         self._pending_ids: set[tuple[str, str]] = set()
         self._write_lock = asyncio.Lock()
@@ -173,9 +182,12 @@ class Store:
         self._next_token_id = chainmod.FIRST_TOKEN_ID
         self._token_ids: LRU[str, int] = LRU(cache_size)
         self._token_texts: LRU[int, str] = LRU(cache_size)
-        self._choices: LRU[tuple[Any, ...], Choices] = LRU(cache_size)
-        self._entries: LRU[tuple[Any, ...], tuple[list[bytes], Choices]] = LRU(max(16, cache_size // 100))
+        self._choices: LRU[tuple[Any, ...], tuple[Choices, int, float]] = LRU(cache_size)
+        self._entries: LRU[tuple[Any, ...], tuple[tuple[list[bytes], Choices], int, float]] = LRU(
+            max(16, cache_size // 100)
+        )
         self._generation: Counter[int] = Counter()  # bumped on every write to a chain
+        self._removals: Counter[int] = Counter()  # bumped when a chain loses counts (keys the caches)
         self._chains: dict[ChainKey, ChainInfo] = {}
         self._authors: dict[tuple[str, str, str], int] = {}
         self._consent: dict[tuple[str, str], set[str]] = {}
@@ -209,6 +221,7 @@ class Store:
             await self._reader.execute("PRAGMA query_only = ON")
             self.salt = await self._load_salt()
             await self._ensure_math(self._reader)
+            self._walker = ThreadPoolExecutor(1, thread_name_prefix="markov-walker")
             async with self._writer.execute(Q["max_token_id"]) as cur:
                 row = await cur.fetchone()
             self._next_token_id = max(chainmod.FIRST_TOKEN_ID, int(row[0]) + 1 if row else 0)
@@ -234,6 +247,10 @@ class Store:
             await self._close_connections()
 
     async def _close_connections(self) -> None:
+        if self._walker is not None:
+            await asyncio.get_running_loop().run_in_executor(self._walker, self._close_walk_db)
+            self._walker.shutdown()
+            self._walker = None
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -605,6 +622,8 @@ class Store:
         )
         for chain_id in counters:
             self._generation[chain_id] += 1
+            if sign < 0:
+                self._removals[chain_id] += 1
 
     async def _add_refs(self, refs: dict[int, int]) -> None:
         await self.w.executemany(Q["add_token_refs"], ((n, token_id) for token_id, n in refs.items() if n))
@@ -685,6 +704,7 @@ class Store:
                     Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
                 )
                 self._generation[chain_id] += 1
+                self._removals[chain_id] += 1
                 totals[0] += n_messages
                 totals[1] += n_tokens
                 totals[2] += 1
@@ -725,6 +745,7 @@ class Store:
             await self._transaction(work())
         self._chains.pop(key, None)
         self._generation[info.id] += 1
+        self._removals[info.id] += 1
         return held[0]
 
     # ---------------------------------------------------------------- reads for generation
@@ -751,56 +772,112 @@ class Store:
                 self._token_texts.put(int(token_id), text)
         return [found.get(i) or self._token_texts.get(i) or "" for i in ids]
 
+    # The walk runs whole on one thread of its own with its own connection (one hop from the
+    # event loop per message instead of one per token: the hops, not the reads, were most of a
+    # walk's time). The walk caches below are touched only on that thread.
+
+    def reader(self, chain: ChainInfo, author_id: int | None = None) -> ChainReader:
+        """The reads a walk over a chain (or one author's part of it) needs; walker thread only."""
+        return ChainReader(
+            chain.order,
+            functools.partial(self._successors, chain.id, author_id=author_id),
+            functools.partial(self._predecessors, chain.id, author_id=author_id),
+            functools.partial(self._entries_into, chain.id, author_id=author_id),
+        )
+
+    async def walk(
+        self,
+        chain: ChainInfo,
+        rng: random.Random,
+        start: Sequence[int] = (),
+        author_id: int | None = None,
+    ) -> list[int] | None:
+        """Walk one message on the walker thread (see chain.walk)."""
+        return await self._on_walker(chainmod.walk, self.reader(chain, author_id), rng, start)
+
     async def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
         """Tokens that follow a context, with cumulative counts (cached)."""
-        key = (chain_id, self._generation[chain_id], author_id, ctx)
-        cached = self._choices.get(key)
+        return await self._on_walker(self._successors, chain_id, ctx, author_id)
+
+    async def _on_walker(self, fn: Callable[..., R], *args: Any) -> R:
+        if self._walker is None:
+            raise RuntimeError("store is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._walker, fn, *args)
+
+    def _walk_rows(self, name: str, params: tuple[Any, ...]) -> list[Any]:
+        if self._walk_db is None:
+            self._walk_db = sqlite3.connect(self.path, isolation_level=None)
+            self._walk_db.execute("PRAGMA busy_timeout = 5000")
+            self._walk_db.execute("PRAGMA query_only = ON")
+        return self._walk_db.execute(Q[name], params).fetchall()
+
+    def _close_walk_db(self) -> None:
+        if self._walk_db is not None:
+            self._walk_db.close()
+            self._walk_db = None
+
+    def _successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
+        key = (chain_id, self._removals[chain_id], author_id, ctx)
+        cached = self._fresh(chain_id, self._choices.get(key))
         if cached is not None:
             return cached
         if author_id is None:
-            rows = await self.r.execute_fetchall(Q["successors"], (chain_id, ctx))
+            rows = self._walk_rows("successors", (chain_id, ctx))
         else:
-            rows = await self.r.execute_fetchall(Q["author_successors"], (chain_id, ctx, author_id))
+            rows = self._walk_rows("author_successors", (chain_id, ctx, author_id))
         choices = chainmod.cumulative([(int(n), int(k)) for n, k in rows])
-        self._choices.put(key, choices)
+        self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
         return choices
 
-    async def predecessors(
+    def _predecessors(
         self, chain_id: int, next_id: int, suffix: bytes, author_id: int | None = None
     ) -> Choices:
         """Tokens that can precede (suffix, next): the first token of contexts leading into next."""
-        key = (chain_id, self._generation[chain_id], author_id, "pred", next_id, suffix)
-        cached = self._choices.get(key)
+        key = (chain_id, self._removals[chain_id], author_id, "pred", next_id, suffix)
+        cached = self._fresh(chain_id, self._choices.get(key))
         if cached is not None:
             return cached
         if author_id is None:
-            rows = await self.r.execute_fetchall(Q["predecessors"], (chain_id, next_id, suffix))
+            rows = self._walk_rows("predecessors", (chain_id, next_id, suffix))
         else:
-            rows = await self.r.execute_fetchall(
-                Q["author_predecessors"], (chain_id, next_id, author_id, suffix)
-            )
+            rows = self._walk_rows("author_predecessors", (chain_id, next_id, author_id, suffix))
         choices = chainmod.cumulative([(chainmod.unpack(bytes(p))[0], int(k)) for p, k in rows])
-        self._choices.put(key, choices)
+        self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
         return choices
 
-    async def entries_into(
+    def _entries_into(
         self, chain_id: int, next_id: int, author_id: int | None = None
     ) -> tuple[list[bytes], Choices]:
         """Contexts that lead into a token, and choices over their indexes weighted by count."""
-        key = (chain_id, self._generation[chain_id], author_id, next_id)
-        cached = self._entries.get(key)
+        key = (chain_id, self._removals[chain_id], author_id, next_id)
+        cached = self._fresh(chain_id, self._entries.get(key))
         if cached is not None:
             return cached
         if author_id is None:
-            rows = await self.r.execute_fetchall(Q["entries_into"], (chain_id, next_id, ENTRY_LIMIT))
+            rows = self._walk_rows("entries_into", (chain_id, next_id, ENTRY_LIMIT))
         else:
-            rows = await self.r.execute_fetchall(
-                Q["author_entries_into"], (chain_id, next_id, author_id, ENTRY_LIMIT)
-            )
+            rows = self._walk_rows("author_entries_into", (chain_id, next_id, author_id, ENTRY_LIMIT))
         contexts = [bytes(ctx) for ctx, _ in rows]
         result = contexts, chainmod.cumulative([(i, int(k)) for i, (_, k) in enumerate(rows)])
-        self._entries.put(key, result)
+        self._entries.put(key, (result, self._generation[chain_id], time.monotonic()))
         return result
+
+    def _fresh(self, chain_id: int, cached: tuple[W, int, float] | None) -> W | None:
+        """A cached read still good to walk: current, or a wide state read shortly before new learning.
+
+        Only removals invalidate outright (the cache key holds their count): after learning alone,
+        every transition of an older read is still learned, it just lacks the newest counts. Narrow
+        states are cheap to re-read, so they are always current; a wide one (the costly reads on a
+        busy chain) may lag the writer by up to STALE_SECONDS.
+        """
+        if cached is None:
+            return None
+        value, generation, stamp = cached
+        if generation == self._generation[chain_id]:
+            return value
+        if len(value[0]) >= WIDE_STATE and time.monotonic() - stamp < STALE_SECONDS:
+            return value
+        return None
 
     async def message_fingerprint_exists(self, chain_id: int, fingerprint: int) -> bool:
         """True when a learned message of the chain has this fingerprint."""

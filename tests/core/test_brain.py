@@ -7,10 +7,12 @@ import random
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.core import chain as chainmod
+from bot.core import store
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
 from bot.core.tokens import tokenize
@@ -339,3 +341,47 @@ async def test_generated_text_never_pings(brain: Brain) -> None:
         result = await brain.generate(ChainKey(P, G, "c1"), guard=False, rng=random.Random(seed))
         assert result.text is not None
         assert "@everyone" not in result.text and "@here" not in result.text and "<@" not in result.text
+
+
+# ------------------------------------------------------------------ caching of wide states
+
+
+async def wide_chain(brain: Brain) -> tuple[ChainKey, bytes]:
+    """A chain whose opening state has more successors than store.WIDE_STATE, read once."""
+    messages = [msg("bob", f"b{i}", f"opener{i} and so on") for i in range(store.WIDE_STATE + 8)]
+    await learn_all(brain, [*messages, msg("alice", "z", "zebra crossing ahead")])
+    key = ChainKey(P, G, "c1")
+    info = await brain.store.find_chain(key)
+    assert info is not None
+    begin = chainmod.pack([chainmod.BEGIN] * info.order)
+    ids, _ = await brain.store.successors(info.id, begin)
+    assert len(ids) > store.WIDE_STATE
+    return key, begin
+
+
+async def test_a_wide_state_read_before_new_learning_may_lag_it_briefly(
+    brain: Brain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, begin = await wide_chain(brain)
+    info = await brain.store.find_chain(key)
+    assert info is not None
+    before = await brain.store.successors(info.id, begin)
+    await learn_all(brain, [msg("bob", "late", "latecomer and so on")])
+    assert await brain.store.successors(info.id, begin) is before, "reused, not re-read"
+    late = await brain.store.token_id("latecomer")
+    monkeypatch.setattr(store, "STALE_SECONDS", 0.0)
+    assert late in (await brain.store.successors(info.id, begin))[0], "re-read once stale"
+
+
+async def test_forget_and_unlearn_invalidate_cached_wide_states_at_once(brain: Brain) -> None:
+    key, begin = await wide_chain(brain)
+    info = await brain.store.find_chain(key)
+    assert info is not None
+    zebra, opener0 = await brain.store.token_id("zebra"), await brain.store.token_id("opener0")
+    assert {zebra, opener0} <= set((await brain.store.successors(info.id, begin))[0]), "cached with both"
+    await brain.forget(P, G, "alice")
+    assert zebra not in (await brain.store.successors(info.id, begin))[0]
+    assert await brain.unlearn(msg("bob", "b0", "opener0 and so on")) is UnlearnStatus.UNLEARNED
+    openers = set((await brain.store.successors(info.id, begin))[0])
+    assert opener0 not in openers
+    assert await brain.store.token_id("opener1") in openers

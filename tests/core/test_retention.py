@@ -103,12 +103,10 @@ async def test_counts_and_shape_match_the_raw_corpus(tmp_path: Path, corpus: lis
 
 async def sampled_outputs(brain: Brain, samples: int, seed: int) -> list[tuple[str, ...]]:
     """The same outputs the report samples: guard off, the report's seed."""
-    from bot.core import chain as chainmod
-
     info = await brain.store.find_chain(KEY)
     assert info is not None
-    reader, rng = brain.reader(info), random.Random(seed)
-    return [tuple(await brain.store.texts(await chainmod.walk(reader, rng) or [])) for _ in range(samples)]
+    rng = random.Random(seed)
+    return [tuple(await brain.store.texts(await brain.store.walk(info, rng) or [])) for _ in range(samples)]
 
 
 @pytest.mark.parametrize(
