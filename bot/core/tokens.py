@@ -65,6 +65,8 @@ _ASCII_TOKEN = re.compile(
     re.VERBOSE | re.IGNORECASE | re.ASCII,
 )
 
+_ASCII_JUNK = re.compile(r"[\x00-\x1f\x7f]")  # _JUNK's ASCII part: the control characters
+
 _PLACEHOLDER_OF = {"user": USER, "role": ROLE, "channel": CHANNEL, "everyone": EVERYONE}
 
 # Zero-width and formatting characters that can hide an @everyone from a naive filter.
@@ -80,9 +82,15 @@ MAX_TOKEN_CHARS = 200
 
 def tokenize(text: str) -> list[str]:
     """Split text into tokens; code blocks are dropped and mentions become placeholders."""
-    text = _JUNK.sub(" ", _CODE_BLOCK.sub(" ", text))
+    if "```" in text:
+        text = _CODE_BLOCK.sub(" ", text)
+    grammar: re.Pattern[str] | regex.Pattern[str]
+    if text.isascii():
+        text, grammar = _ASCII_JUNK.sub(" ", text), _ASCII_TOKEN
+    else:
+        text, grammar = _JUNK.sub(" ", text), _TOKEN
     tokens: list[str] = []
-    for match in (_ASCII_TOKEN if text.isascii() else _TOKEN).finditer(text):
+    for match in grammar.finditer(text):
         kind = match.lastgroup
         if kind in _PLACEHOLDER_OF:
             tokens.append(_PLACEHOLDER_OF[kind])

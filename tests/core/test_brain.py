@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bot.core import chain as chainmod
 from bot.core import store
-from bot.core.brain import Brain
+from bot.core.brain import MIN_GUARD_TRIES, Brain
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
 from bot.core.tokens import tokenize
 from tests.core.dump import logical_dump
@@ -330,7 +330,7 @@ async def test_the_copy_guard_gives_up_when_its_time_budget_is_spent(brain: Brai
     assert (await brain.generate(ChainKey(P, G, "c1"), tries=7)).tries == 7
     brain.guard_budget = 0.0
     result = await brain.generate(ChainKey(P, G, "c1"), tries=7)
-    assert result.status is GenerateStatus.COPY_GUARD and result.tries == 1
+    assert result.status is GenerateStatus.COPY_GUARD and result.tries == MIN_GUARD_TRIES
 
 
 async def test_generated_text_never_pings(brain: Brain) -> None:

@@ -5,29 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import discord
-import pytest
-import yarl
 
 from bot.config import Settings
 from bot.core.brain import Brain
 from bot.discord_app import MarkovBot
 from tests.e2e.fake_discord import FakeDiscord
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", server.http_base)
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(server.gateway_url))
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_log_in_sync_learn_and_answer_generate(fake: FakeDiscord, tmp_path: Path) -> None:

@@ -10,9 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import discord
 import pytest
-import yarl
 
 from bot.config import Settings
 from bot.core.brain import Brain
@@ -75,19 +73,6 @@ class Running:
                 await asyncio.sleep(0.02)
         await self.brain.flush()
         assert store.duplicates == count
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeDiscord]:
-    """The fake Discord, with discord.py pointed at it."""
-    server = FakeDiscord()
-    await server.start()
-    monkeypatch.setattr(discord.http.Route, "BASE", server.http_base)
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(server.gateway_url))
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture
