@@ -622,8 +622,6 @@ class Store:
         )
         for chain_id in counters:
             self._generation[chain_id] += 1
-            if sign < 0:
-                self._removals[chain_id] += 1
 
     async def _add_refs(self, refs: dict[int, int]) -> None:
         await self.w.executemany(Q["add_token_refs"], ((n, token_id) for token_id, n in refs.items() if n))
@@ -661,10 +659,10 @@ class Store:
                 return UnlearnStatus.NOT_LEARNED
             if (int(row[0]), int(row[1]), int(row[2])) != (item.chain.id, item.author_id, item.fingerprint):
                 return UnlearnStatus.TEXT_MISMATCH
-            await self._transaction(self._apply([item], sign=-1))
+            await self._transaction(self._apply([item], sign=-1), removing=[item.chain.id])
         return UnlearnStatus.UNLEARNED
 
-    async def _transaction(self, work: Any) -> None:
+    async def _transaction(self, work: Any, removing: Iterable[int] = ()) -> None:
         await self.w.execute("BEGIN IMMEDIATE")
         try:
             await work
@@ -674,6 +672,11 @@ class Store:
             self._token_ids.clear()
             self._token_texts.clear()
             raise
+        finally:
+            # After the commit (or rollback), so that nothing the walker read meanwhile (from
+            # the snapshot before it) is cached under the new key.
+            for chain_id in removing:
+                self._removals[chain_id] += 1
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction."""
@@ -704,7 +707,6 @@ class Store:
                     Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
                 )
                 self._generation[chain_id] += 1
-                self._removals[chain_id] += 1
                 totals[0] += n_messages
                 totals[1] += n_tokens
                 totals[2] += 1
@@ -713,7 +715,7 @@ class Store:
             await self.w.execute(Q["remove_consent"], (platform, guild, external_id))
 
         async with self._write_lock:
-            await self._transaction(work())
+            await self._transaction(work(), removing=chains)
         self._authors.pop((platform, guild, external_id), None)
         self._consent.get((platform, guild), set()).discard(external_id)
         return ForgetResult(*totals)
@@ -742,10 +744,9 @@ class Store:
             await self._add_refs(refs)
 
         async with self._write_lock:
-            await self._transaction(work())
+            await self._transaction(work(), removing=[info.id])
         self._chains.pop(key, None)
         self._generation[info.id] += 1
-        self._removals[info.id] += 1
         return held[0]
 
     # ---------------------------------------------------------------- reads for generation
