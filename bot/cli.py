@@ -19,6 +19,7 @@ from bot.config import ConfigError, Settings
 from bot.core.brain import Brain
 from bot.core.models import ChainKey
 from bot.core.store import SchemaTooNew, StoreError
+from bot.runtime import settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ def setup_logging(level: str) -> None:
 async def with_brain(settings: Settings, work: Callable[[Brain], Awaitable[T]]) -> T:
     """Open the database, run work, and always close it (else aiosqlite's thread keeps the process alive)."""
     brain = await Brain.open(settings.db_path, **settings.store_options)
+    settle_heap()
     try:
         return await work(brain)
     finally:

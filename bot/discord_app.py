@@ -23,6 +23,7 @@ from discord.utils import MISSING
 from bot.config import Settings
 from bot.core.brain import Brain
 from bot.core.store import SchemaTooNew, StoreError
+from bot.runtime import settle_heap
 from cogs.common import NO_MENTIONS, Cooldowns, Interaction, describe_forbidden, reply
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
     except (sqlite3.DatabaseError, OSError) as exc:
         _say(f"cannot use the database {settings.db_path}: {exc}")
         return 1
+    settle_heap()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []

@@ -34,6 +34,7 @@ from nio import (
 from bot.config import Settings
 from bot.core.brain import Brain
 from bot.core.models import Message
+from bot.runtime import settle_heap
 from bot.stats_text import stats_reply
 from bot.textcommands import Context, Reply, TextCommands
 
@@ -298,6 +299,7 @@ def missing_settings(settings: Settings) -> str | None:
 async def serve(settings: Settings) -> int:
     """Run the Matrix bot until SIGINT/SIGTERM; returns the exit code."""
     brain = await Brain.open(settings.db_path, **settings.store_options)
+    settle_heap()
     client = AsyncClient(
         settings.matrix_homeserver or "",
         settings.matrix_user_id or "",

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from bot.core import chain as chainmod
 from bot.core import retention
 from bot.core.fingerprints import Fingerprinter
 from bot.core.models import (
@@ -27,7 +28,7 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
-from bot.core.store import Store
+from bot.core.store import LRU, Store
 from bot.core.tokens import detokenize, neutralise, tokenize
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,11 @@ DEFAULT_GUARD_BUDGET = 0.02
 # Tries made whatever the budget: a varied chain's walk is a copy 1 time in 5 at most, so five
 # copies in a row (1 in 3,000) mean the chain replays its source, not that the machine was busy.
 MIN_GUARD_TRIES = 5
+# A chain (start word, member) whose every try was a copy is re-examined in full at most this
+# often; meanwhile a reply still makes RECHECK_TRIES tries, so a burst of /markov generate in a
+# small channel that replays its source does not spend a full budget of walks on each call.
+REPLAY_VERDICT_SECONDS = 30.0
+RECHECK_TRIES = 2
 MAX_OUTPUT_CHARS = 1900
 REPORT_TTL = 300.0  # seconds a retention report is reused while its chain is unchanged
 
@@ -54,6 +60,7 @@ class Brain:
         self.guard_budget = guard_budget
         self._fingerprinter: Fingerprinter | None = None
         self._reports: dict[ChainKey, tuple[tuple[int, int] | None, float, retention.RetentionReport]] = {}
+        self._replays: LRU[tuple[int, int | None, tuple[int, ...]], float] = LRU(1024)
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], **store_options: Any) -> Brain:
@@ -266,10 +273,36 @@ class Brain:
         if guard is None:
             guard = (await self.store.settings(chain.platform, chain.guild)).copy_guard
         attempts = tries or self.tries
-        deadline = time.monotonic() + self.guard_budget
+        verdict_key = (info.id, author_id, tuple(start_ids))
+        verdict = self._replays.get(verdict_key) if guard else None
+        now = time.monotonic()
+        rechecking = verdict is not None and now - verdict < REPLAY_VERDICT_SECONDS
+        if rechecking:
+            attempts = min(attempts, RECHECK_TRIES)
+        result = await self.store.on_walker(
+            self._attempts, info, rng, start_ids, author_id, guard, attempts, now + self.guard_budget
+        )
+        if result.status is GenerateStatus.OK:
+            self._replays.pop(verdict_key)
+        elif result.status is GenerateStatus.COPY_GUARD and not rechecking:
+            self._replays.put(verdict_key, time.monotonic())
+        return result
+
+    def _attempts(
+        self,
+        info: ChainInfo,
+        rng: random.Random,
+        start_ids: Sequence[int],
+        author_id: int | None,
+        guard: bool,
+        attempts: int,
+        deadline: float,
+    ) -> Generated:
+        """Walk until an output passes the copy guard; runs whole on the store's walker thread."""
+        reader = self.store.reader(info, author_id)
         produced = False
         for attempt in range(1, attempts + 1):
-            ids = await self.store.walk(info, rng, start_ids, author_id)
+            ids = chainmod.walk(reader, rng, start_ids)
             if ids is None:
                 return Generated(GenerateStatus.UNKNOWN_START, tries=attempt)
             if not ids:
@@ -278,8 +311,8 @@ class Brain:
                     return Generated(GenerateStatus.NO_MEMBER_DATA, tries=attempt)
                 continue
             produced = True
-            tokens = await self.store.texts(ids)
-            if guard and await self.is_copy(info, tokens):
+            tokens = self.store.walker_texts(ids)
+            if guard and any(self.copies(info, tokens)):
                 if attempt >= MIN_GUARD_TRIES and time.monotonic() > deadline:
                     return Generated(GenerateStatus.COPY_GUARD, tries=attempt)
                 continue
@@ -289,12 +322,10 @@ class Brain:
             return Generated(GenerateStatus.NO_CHAIN, tries=attempts)
         return Generated(GenerateStatus.COPY_GUARD, tries=attempts)
 
-    async def is_copy(self, info: ChainInfo, tokens: Sequence[str]) -> bool:
-        """True when tokens equal a learned message or contain a run of K tokens from one."""
-        if await self.store.message_fingerprint_exists(info.id, self.fingerprints.message(tokens)):
-            return True
-        windows = self.fingerprints.windows(tokens, info.run_length)
-        return bool(windows) and bool(await self.store.windows_present(info.id, windows))
+    def copies(self, info: ChainInfo, tokens: Sequence[str]) -> tuple[bool, bool]:
+        """(tokens equal a learned message, they contain a run of K tokens from one); walker thread only."""
+        fp = self.fingerprints
+        return self.store.walker_copies(info.id, fp.message(tokens), fp.windows(tokens, info.run_length))
 
     # ---------------------------------------------------------------- the retention report
 

@@ -186,19 +186,16 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
     return round(kept_transitions), round(kept_fingerprints)
 
 
-async def _sample(brain: Brain, info: ChainInfo, samples: int, seed: int) -> tuple[int, int]:
-    """(copies, long runs) among `samples` outputs walked with the guard off."""
+def _sample(brain: Brain, info: ChainInfo, samples: int, seed: int) -> tuple[int, int]:
+    """(copies, long runs) among `samples` outputs walked with the guard off; walker thread only."""
     rng = random.Random(seed)
+    reader = brain.store.reader(info)
     copies = long_runs = 0
-    fp = brain.fingerprints
     for _ in range(samples):
-        ids = await brain.store.walk(info, rng)
-        tokens = await brain.store.texts(ids or [])
-        if await brain.store.message_fingerprint_exists(info.id, fp.message(tokens)):
-            copies += 1
-        windows = fp.windows(tokens, info.run_length)
-        if windows and await brain.store.windows_present(info.id, windows):
-            long_runs += 1
+        tokens = brain.store.walker_texts(chainmod.walk(reader, rng) or [])
+        whole, runs = brain.copies(info, tokens)
+        copies += whole
+        long_runs += runs
     return copies, long_runs
 
 
@@ -270,7 +267,7 @@ async def report(
         (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
         copies = long_runs = extracted = 0
         if messages:
-            copies, long_runs = await _sample(brain, info, samples, seed)
+            copies, long_runs = await brain.store.on_walker(_sample, brain, info, samples, seed)
             extracted = await _extraction(brain, info, budget)
         return sizes, int(vocabulary), copies, long_runs, extracted
 

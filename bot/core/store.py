@@ -188,6 +188,9 @@ class Store:
         )
         self._generation: Counter[int] = Counter()  # bumped on every write to a chain
         self._removals: Counter[int] = Counter()  # bumped when a chain loses counts (keys the caches)
+        self._removal_epoch = 0  # all removals: a token id may be freed, so the walker's texts go
+        self._walk_texts: LRU[int, str] = LRU(cache_size)  # walker thread only
+        self._walk_texts_epoch = 0
         self._chains: dict[ChainKey, ChainInfo] = {}
         self._authors: dict[tuple[str, str, str], int] = {}
         self._consent: dict[tuple[str, str], set[str]] = {}
@@ -677,6 +680,7 @@ class Store:
             # the snapshot before it) is cached under the new key.
             for chain_id in removing:
                 self._removals[chain_id] += 1
+                self._removal_epoch += 1
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction."""
@@ -794,13 +798,14 @@ class Store:
         author_id: int | None = None,
     ) -> list[int] | None:
         """Walk one message on the walker thread (see chain.walk)."""
-        return await self._on_walker(chainmod.walk, self.reader(chain, author_id), rng, start)
+        return await self.on_walker(chainmod.walk, self.reader(chain, author_id), rng, start)
 
     async def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
         """Tokens that follow a context, with cumulative counts (cached)."""
-        return await self._on_walker(self._successors, chain_id, ctx, author_id)
+        return await self.on_walker(self._successors, chain_id, ctx, author_id)
 
-    async def _on_walker(self, fn: Callable[..., R], *args: Any) -> R:
+    async def on_walker(self, fn: Callable[..., R], *args: Any) -> R:
+        """Run fn on the walker thread, where reader() and the walker_* reads may be used."""
         if self._walker is None:
             raise RuntimeError("store is not open")
         return await asyncio.get_running_loop().run_in_executor(self._walker, fn, *args)
@@ -880,16 +885,26 @@ class Store:
             return value
         return None
 
-    async def message_fingerprint_exists(self, chain_id: int, fingerprint: int) -> bool:
-        """True when a learned message of the chain has this fingerprint."""
-        return bool(await self.r.execute_fetchall(Q["message_fingerprint_exists"], (chain_id, fingerprint)))
+    def walker_texts(self, ids: Sequence[int]) -> list[str]:
+        """Token texts for ids; walker thread only."""
+        if self._walk_texts_epoch != self._removal_epoch:
+            self._walk_texts.clear()
+            self._walk_texts_epoch = self._removal_epoch
+        found = {i: text for i in set(ids) if (text := self._walk_texts.get(i)) is not None}
+        missing = [i for i in set(ids) if i not in found]
+        if missing:
+            for token_id, text in self._walk_rows("tokens_by_id", (json.dumps(missing),)):
+                found[int(token_id)] = text
+                self._walk_texts.put(int(token_id), text)
+        return [found.get(i, "") for i in ids]
 
-    async def windows_present(self, chain_id: int, fingerprints: Sequence[int]) -> set[int]:
-        """Which of these window fingerprints were learned in the chain."""
-        if not fingerprints:
-            return set()
-        rows = await self.r.execute_fetchall(Q["windows_present"], (chain_id, json.dumps(list(fingerprints))))
-        return {int(row[0]) for row in rows}
+    def walker_copies(self, chain_id: int, message: int, windows: Sequence[int]) -> tuple[bool, bool]:
+        """(a learned message has this fingerprint, a learned window is among these); walker thread only."""
+        whole = bool(self._walk_rows("message_fingerprint_exists", (chain_id, message)))
+        runs = bool(windows) and bool(
+            self._walk_rows("windows_present", (chain_id, json.dumps(list(windows))))
+        )
+        return whole, runs
 
     async def chain_counters(self, chain_id: int) -> tuple[int, int, int, int]:
         """(messages, tokens, characters, UTF-8 bytes) learned by a chain."""

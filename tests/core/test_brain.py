@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.core import brain as brain_module
 from bot.core import chain as chainmod
 from bot.core import store
-from bot.core.brain import MIN_GUARD_TRIES, Brain
+from bot.core.brain import MIN_GUARD_TRIES, RECHECK_TRIES, Brain
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
 from bot.core.tokens import tokenize
 from tests.core.dump import logical_dump
@@ -326,11 +327,25 @@ async def test_a_tiny_chain_refuses_to_copy_and_says_so(brain: Brain) -> None:
 
 async def test_the_copy_guard_gives_up_when_its_time_budget_is_spent(brain: Brain) -> None:
     await learn_all(brain, [msg("alice", "1", "only one message here to copy")])
-    brain.guard_budget = 3600.0
-    assert (await brain.generate(ChainKey(P, G, "c1"), tries=7)).tries == 7
-    brain.guard_budget = 0.0
-    result = await brain.generate(ChainKey(P, G, "c1"), tries=7)
+    patient, hasty = Brain(brain.store, guard_budget=3600.0), Brain(brain.store, guard_budget=0.0)
+    assert (await patient.generate(ChainKey(P, G, "c1"), tries=7)).tries == 7
+    result = await hasty.generate(ChainKey(P, G, "c1"), tries=7)
     assert result.status is GenerateStatus.COPY_GUARD and result.tries == MIN_GUARD_TRIES
+
+
+async def test_a_chain_found_to_replay_its_source_is_rechecked_briefly_until_the_verdict_expires(
+    brain: Brain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await learn_all(brain, [msg("alice", "1", "only one message here to copy")])
+    key = ChainKey(P, G, "c1")
+    assert (await brain.generate(key, tries=7)).tries == 7, "the first verdict takes every try"
+    again = await brain.generate(key, tries=7)
+    assert again.status is GenerateStatus.COPY_GUARD and again.tries == RECHECK_TRIES
+    other_start = await brain.generate(key, start="message", tries=7)
+    assert other_start.tries == 7, "a start word is its own verdict"
+    assert (await brain.generate(key, guard=False)).ok, "the guard off ignores the verdict"
+    monkeypatch.setattr(brain_module, "REPLAY_VERDICT_SECONDS", 0.0)
+    assert (await brain.generate(key, tries=7)).tries == 7, "expired: examined in full again"
 
 
 async def test_generated_text_never_pings(brain: Brain) -> None:
