@@ -11,9 +11,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
+
+from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -517,3 +520,16 @@ class FakeDiscord:
         except TimeoutError:
             seen = [(method, path) for method, path, _ in self.requests]
             raise AssertionError(f"fewer than {count} matching requests in {seconds} s; saw {seen}") from None
+
+
+def bot_settings(fake: FakeDiscord, db: Path) -> Settings:
+    """Settings for a bot logged in to the fake: its own database, quick commits, no cooldown."""
+    return Settings.from_env(
+        {
+            "MARKOV_DB": str(db),
+            "DISCORD_TOKEN": "fake.discord.token",
+            "DISCORD_GUILD_ID": fake.guild_id,
+            "MARKOV_FLUSH_INTERVAL": "0.05",
+            "MARKOV_COOLDOWN_SECONDS": "0",
+        }
+    )

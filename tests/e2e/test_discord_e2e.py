@@ -7,22 +7,13 @@ import contextlib
 import random
 from pathlib import Path
 
-from bot.config import Settings
 from bot.core.brain import Brain
 from bot.discord_app import MarkovBot
-from tests.e2e.fake_discord import FakeDiscord
+from tests.e2e.fake_discord import FakeDiscord, bot_settings
 
 
 async def test_log_in_sync_learn_and_answer_generate(fake: FakeDiscord, tmp_path: Path) -> None:
-    settings = Settings.from_env(
-        {
-            "MARKOV_DB": str(tmp_path / "e2e.sqlite3"),
-            "DISCORD_TOKEN": "fake.discord.token",
-            "DISCORD_GUILD_ID": fake.guild_id,
-            "MARKOV_FLUSH_INTERVAL": "0.05",
-            "MARKOV_COOLDOWN_SECONDS": "0",
-        }
-    )
+    settings = bot_settings(fake, tmp_path / "e2e.sqlite3")
     brain = await Brain.open(settings.db_path, **settings.store_options)
     bot = MarkovBot(brain, settings, rng=random.Random(4))
     runner = asyncio.create_task(bot.start(settings.discord_token or ""))

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Settings
 from bot.core.brain import Brain
 from bot.core.models import ChainKey
 from bot.discord_app import MarkovBot
-from tests.e2e.fake_discord import FakeDiscord
+from tests.e2e.fake_discord import FakeDiscord, bot_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -78,15 +77,7 @@ class Running:
 @pytest.fixture
 async def running(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Running]:
     """The bot logged in and ready; the general channel enabled and the member opted in."""
-    settings = Settings.from_env(
-        {
-            "MARKOV_DB": str(tmp_path / "faults.sqlite3"),
-            "DISCORD_TOKEN": "fake.discord.token",
-            "DISCORD_GUILD_ID": fake.guild_id,
-            "MARKOV_FLUSH_INTERVAL": "0.05",
-            "MARKOV_COOLDOWN_SECONDS": "0",
-        }
-    )
+    settings = bot_settings(fake, tmp_path / "faults.sqlite3")
     brain = await Brain.open(settings.db_path, **settings.store_options)
     # Random(1).random() is 0.134: with a chime chance of 0.5 the first message chimes in.
     # guild_ready_timeout: how long discord.py waits for more servers before READY (2 s by default).
