@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from pathlib import Path
@@ -148,3 +149,12 @@ def test_bad_settings_in_the_environment_fail_fast(
     monkeypatch.setenv("MARKOV_BATCH_SIZE", "lots")
     assert run(tmp_path / "m.db", "stats", "--chain", "c") == 1
     assert "MARKOV_BATCH_SIZE must be a whole number" in capsys.readouterr().err
+
+
+def test_a_command_settles_the_start_up_heap_once_the_database_is_open(tmp_path: Path, corpus: Path) -> None:
+    gc.unfreeze()
+    try:
+        assert run(tmp_path / "m.db", "import", str(corpus), "--chain", "c") == 0
+        assert gc.get_freeze_count() > 0, "start-up objects left for every full collection to re-scan"
+    finally:
+        gc.unfreeze()
