@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import random
 import re
 import secrets
 import sqlite3
@@ -789,16 +788,6 @@ class Store:
             functools.partial(self._predecessors, chain.id, author_id=author_id),
             functools.partial(self._entries_into, chain.id, author_id=author_id),
         )
-
-    async def walk(
-        self,
-        chain: ChainInfo,
-        rng: random.Random,
-        start: Sequence[int] = (),
-        author_id: int | None = None,
-    ) -> list[int] | None:
-        """Walk one message on the walker thread (see chain.walk)."""
-        return await self.on_walker(chainmod.walk, self.reader(chain, author_id), rng, start)
 
     async def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
         """Tokens that follow a context, with cumulative counts (cached)."""

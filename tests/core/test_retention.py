@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.core import chain as chainmod
 from bot.core import retention
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GenerateStatus, Message
@@ -105,8 +106,9 @@ async def sampled_outputs(brain: Brain, samples: int, seed: int) -> list[tuple[s
     """The same outputs the report samples: guard off, the report's seed."""
     info = await brain.store.find_chain(KEY)
     assert info is not None
-    rng = random.Random(seed)
-    return [tuple(await brain.store.texts(await brain.store.walk(info, rng) or [])) for _ in range(samples)]
+    rng, reader = random.Random(seed), brain.store.reader(info)
+    walks = [await brain.store.on_walker(chainmod.walk, reader, rng) for _ in range(samples)]
+    return [tuple(await brain.store.texts(ids or [])) for ids in walks]
 
 
 @pytest.mark.parametrize(
