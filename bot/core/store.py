@@ -1,9 +1,9 @@
-"""The SQLite store: one writer connection with a batched queue, one reader connection.
+"""The SQLite store: one writer connection with a batched queue, and readers beside it.
 
 Learning is queued and committed in batches (one transaction per batch, at most every
 ``flush_interval`` seconds or ``batch_size`` messages, and on close), so a crash loses at
-most the batch not yet committed. Reads go through a second connection; in WAL mode they
-never wait for the writer.
+most the batch not yet committed. Reads go through a second connection, and generation walks
+on a thread of its own with a third (plain sqlite3); in WAL mode none of them waits for the writer.
 """
 
 from __future__ import annotations
