@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.config import Settings
+from bot.core.brain import Brain
 
 log = logging.getLogger(__name__)
 
@@ -533,3 +534,12 @@ def bot_settings(fake: FakeDiscord, db: Path) -> Settings:
             "MARKOV_COOLDOWN_SECONDS": "0",
         }
     )
+
+
+async def shut_down(bot: Any, runner: asyncio.Task[None], brain: Brain) -> None:
+    """Log the bot out, wait for its task to end, then close the database (in that order)."""
+    await bot.close()
+    runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await runner
+    await brain.close()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from pathlib import Path
 
 from bot.core.brain import Brain
 from bot.discord_app import MarkovBot
-from tests.e2e.fake_discord import FakeDiscord, bot_settings
+from tests.e2e.fake_discord import FakeDiscord, bot_settings, shut_down
 
 
 async def test_log_in_sync_learn_and_answer_generate(fake: FakeDiscord, tmp_path: Path) -> None:
@@ -59,8 +58,4 @@ async def test_log_in_sync_learn_and_answer_generate(fake: FakeDiscord, tmp_path
         assert data["allowed_mentions"] == {"parse": []}
         assert "cat" in data["content"].lower()
     finally:
-        await bot.close()
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await runner
-        await brain.close()
+        await shut_down(bot, runner, brain)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,7 +14,7 @@ import pytest
 from bot.core.brain import Brain
 from bot.core.models import ChainKey
 from bot.discord_app import MarkovBot
-from tests.e2e.fake_discord import FakeDiscord, bot_settings
+from tests.e2e.fake_discord import FakeDiscord, bot_settings, shut_down
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -92,11 +91,7 @@ async def running(fake: FakeDiscord, tmp_path: Path) -> AsyncIterator[Running]:
         await brain.opt_in("discord", fake.guild_id, fake.member["id"])
         yield Running(fake, bot, brain, runner)
     finally:
-        await bot.close()
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await runner
-        await brain.close()
+        await shut_down(bot, runner, brain)
 
 
 def statuses(fake: FakeDiscord, method: str, path: str) -> list[tuple[int, float]]:
