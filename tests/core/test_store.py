@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,26 @@ def test_lru_evicts_the_least_recently_used() -> None:
     assert cache.get("a") == 1
     cache.put("c", 3)
     assert cache.get("b") is None and cache.get("a") == 1 and len(cache) == 2
+
+
+MEMORY_PROBE = """
+import ctypes, sqlite3, sys, _sqlite3
+from bot.core.store import tune_sqlite
+lib = ctypes.CDLL(_sqlite3.__file__)
+lib.sqlite3_memory_used.restype = ctypes.c_int64
+early = sqlite3.connect(":memory:") if sys.argv[1] == "open-first" else None
+applied = tune_sqlite()
+conn = sqlite3.connect(":memory:")
+conn.execute("CREATE TABLE t (x)")
+print(applied, lib.sqlite3_memory_used() > 0, conn.execute("SELECT count(*) FROM t").fetchone()[0])
+"""
+
+
+@pytest.mark.parametrize(("case", "expected"), [("fresh", "True False 0"), ("open-first", "False True 0")])
+def test_sqlite_memory_statistics_go_off_only_while_no_connection_is_open(case: str, expected: str) -> None:
+    # Off, every connection's allocations stop queueing on one process-wide mutex; with a
+    # connection already open, shutting SQLite down to change it would be unsafe, so nothing changes.
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, case], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == expected.split()
