@@ -66,6 +66,7 @@ class Settings:
     batch_size: int = 2000
     max_pending: int = 20_000
     cache_size: int = 50_000
+    walker: str = "process"
     cooldown_seconds: float = 5.0
     discord_token: str | None = None
     discord_guild_id: int | None = None
@@ -81,13 +82,14 @@ class Settings:
         return f"Settings(db_path={str(self.db_path)!r}, log_level={self.log_level!r}, ...)"
 
     @property
-    def store_options(self) -> dict[str, float | int]:
+    def store_options(self) -> dict[str, float | int | str]:
         """Keyword arguments for Store/Brain.open."""
         return {
             "flush_interval": self.flush_interval,
             "batch_size": self.batch_size,
             "max_pending": self.max_pending,
             "cache_size": self.cache_size,
+            "walker": self.walker,
         }
 
     @classmethod
@@ -100,6 +102,9 @@ class Settings:
         level = env.get("MARKOV_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"MARKOV_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}.")
+        walker = env.get("MARKOV_WALKER", "").strip().lower() or "process"
+        if walker not in {"process", "thread"}:
+            raise ConfigError(f"MARKOV_WALKER must be process or thread, got {walker!r}.")
         guild_raw = env.get("DISCORD_GUILD_ID", "").strip()
         if guild_raw and not guild_raw.isdigit():
             raise ConfigError(f"DISCORD_GUILD_ID must be a server id (digits only), got {guild_raw!r}.")
@@ -110,6 +115,7 @@ class Settings:
             batch_size=_int(env, "MARKOV_BATCH_SIZE", 2000, 1, 100_000),
             max_pending=_int(env, "MARKOV_MAX_PENDING", 20_000, 1, 10_000_000),
             cache_size=_int(env, "MARKOV_CACHE_SIZE", 50_000, 100, 10_000_000),
+            walker=walker,
             cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),
             discord_token=env.get("DISCORD_TOKEN", "").strip() or None,
             discord_guild_id=int(guild_raw) if guild_raw else None,

@@ -7,12 +7,11 @@ import logging
 import os
 import random
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from bot.core import chain as chainmod
 from bot.core import retention
 from bot.core.fingerprints import Fingerprinter
+from bot.core.lru import LRU
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -28,8 +27,8 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
-from bot.core.store import LRU, Store
-from bot.core.tokens import detokenize, neutralise, tokenize
+from bot.core.store import Store
+from bot.core.tokens import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +36,11 @@ DEFAULT_TRIES = 25
 # Seconds of copy-guard retries per reply: a chain that only replays its source says so at once
 # instead of walking all its tries (the test load's p99 went from 280 ms to 35 ms).
 DEFAULT_GUARD_BUDGET = 0.02
-# Tries made whatever the budget: a varied chain's walk is a copy 1 time in 5 at most, so five
-# copies in a row (1 in 3,000) mean the chain replays its source, not that the machine was busy.
-MIN_GUARD_TRIES = 5
 # A chain (start word, member) whose every try was a copy is re-examined in full at most this
 # often; meanwhile a reply still makes RECHECK_TRIES tries, so a burst of /markov generate in a
 # small channel that replays its source does not spend a full budget of walks on each call.
 REPLAY_VERDICT_SECONDS = 30.0
 RECHECK_TRIES = 2
-MAX_OUTPUT_CHARS = 1900
 REPORT_TTL = 300.0  # seconds a retention report is reused while its chain is unchanged
 
 
@@ -279,53 +274,17 @@ class Brain:
         rechecking = verdict is not None and now - verdict < REPLAY_VERDICT_SECONDS
         if rechecking:
             attempts = min(attempts, RECHECK_TRIES)
-        result = await self.store.on_walker(
-            self._attempts, info, rng, start_ids, author_id, guard, attempts, now + self.guard_budget
+        # One draw seeds the walks: a few bytes to the walker process instead of rng's whole state
+        # both ways, and rng's stream still decides every reply.
+        seed = rng.getrandbits(64)
+        result: Generated = await self.store.on_walker(
+            "attempts", info.id, info, seed, start_ids, author_id, guard, attempts, now + self.guard_budget
         )
         if result.status is GenerateStatus.OK:
             self._replays.pop(verdict_key)
         elif result.status is GenerateStatus.COPY_GUARD and not rechecking:
             self._replays.put(verdict_key, time.monotonic())
         return result
-
-    def _attempts(
-        self,
-        info: ChainInfo,
-        rng: random.Random,
-        start_ids: Sequence[int],
-        author_id: int | None,
-        guard: bool,
-        attempts: int,
-        deadline: float,
-    ) -> Generated:
-        """Walk until an output passes the copy guard; runs whole on the store's walker thread."""
-        reader = self.store.reader(info, author_id)
-        produced = False
-        for attempt in range(1, attempts + 1):
-            ids = chainmod.walk(reader, rng, start_ids)
-            if ids is None:
-                return Generated(GenerateStatus.UNKNOWN_START, tries=attempt)
-            if not ids:
-                # Only a member with no data in this chain walks into nothing at all.
-                if author_id is not None:
-                    return Generated(GenerateStatus.NO_MEMBER_DATA, tries=attempt)
-                continue
-            produced = True
-            tokens = self.store.walker_texts(ids)
-            if guard and any(self.copies(info, tokens)):
-                if attempt >= MIN_GUARD_TRIES and time.monotonic() > deadline:
-                    return Generated(GenerateStatus.COPY_GUARD, tries=attempt)
-                continue
-            text = neutralise(detokenize(tokens))[:MAX_OUTPUT_CHARS]
-            return Generated(GenerateStatus.OK, text, tuple(tokens), attempt)
-        if not produced:
-            return Generated(GenerateStatus.NO_CHAIN, tries=attempts)
-        return Generated(GenerateStatus.COPY_GUARD, tries=attempts)
-
-    def copies(self, info: ChainInfo, tokens: Sequence[str]) -> tuple[bool, bool]:
-        """(tokens equal a learned message, they contain a run of K tokens from one); walker thread only."""
-        fp = self.fingerprints
-        return self.store.walker_copies(info.id, fp.message(tokens), fp.windows(tokens, info.run_length))
 
     # ---------------------------------------------------------------- the retention report
 

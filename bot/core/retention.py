@@ -13,7 +13,6 @@ import itertools
 import json
 import logging
 import math
-import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -186,19 +185,6 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
     return round(kept_transitions), round(kept_fingerprints)
 
 
-def _sample(brain: Brain, info: ChainInfo, samples: int, seed: int) -> tuple[int, int]:
-    """(copies, long runs) among `samples` outputs walked with the guard off; walker thread only."""
-    rng = random.Random(seed)
-    reader = brain.store.reader(info)
-    copies = long_runs = 0
-    for _ in range(samples):
-        tokens = brain.store.walker_texts(chainmod.walk(reader, rng) or [])
-        whole, runs = brain.copies(info, tokens)
-        copies += whole
-        long_runs += runs
-    return copies, long_runs
-
-
 async def extraction_candidates(brain: Brain, info: ChainInfo, budget: int) -> list[tuple[int, ...]]:
     """The attack: best-first search for the most likely complete messages from BEGIN.
 
@@ -267,7 +253,7 @@ async def report(
         (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
         copies = long_runs = extracted = 0
         if messages:
-            copies, long_runs = await brain.store.on_walker(_sample, brain, info, samples, seed)
+            copies, long_runs = await store.on_walker("sample", info.id, info, samples, seed)
             extracted = await _extraction(brain, info, budget)
         return sizes, int(vocabulary), copies, long_runs, extracted
 

@@ -3,35 +3,37 @@
 Learning is queued and committed in batches (one transaction per batch, at most every
 ``flush_interval`` seconds or ``batch_size`` messages, and on close), so a crash loses at
 most the batch not yet committed. Reads go through a second connection, and generation walks
-on a thread of its own with a third (plain sqlite3); in WAL mode none of them waits for the writer.
+on a thread or in a process of its own with a third (see bot.core.walker); in WAL mode none of
+them waits for the writer.
 """
 
 from __future__ import annotations
 
-import _sqlite3
 import asyncio
 import contextlib
-import ctypes
-import functools
 import json
 import logging
 import math
+import multiprocessing
 import os
 import re
 import secrets
 import sqlite3
 import time
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from importlib import resources
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import aiosqlite
 
 from bot.core import chain as chainmod
-from bot.core.chain import ChainReader, Choices
+from bot.core import walker as walkermod
+from bot.core.chain import Choices
+from bot.core.lru import LRU
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -41,18 +43,13 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
+from bot.core.sql import Q, tune_sqlite
+from bot.core.walker import Version, Walker
 
 log = logging.getLogger(__name__)
 
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-R = TypeVar("R")
-W = TypeVar("W", bound=tuple[Sequence[Any], Any])  # a cached read: (ids or contexts, weights)
 
-ENTRY_LIMIT = 20_000  # contexts considered when anchoring a start word
-WIDE_STATE = 64  # successors from which a cached state may lag new learning ...
-STALE_SECONDS = 30.0  # ... by this long (see Store._fresh)
-SQLITE_CONFIG_MEMSTATUS = 9  # sqlite3_config() option (sqlite3.h)
+WALKERS = ("thread", "process")  # where generation walks (see bot.core.walker)
 WRITER_CACHE_KIB = 65_536  # the writer's SQLite page cache (the default 2 MB makes upserts seek)
 
 
@@ -62,48 +59,6 @@ class SchemaTooNew(RuntimeError):
 
 class StoreError(RuntimeError):
     """The database cannot be written (read-only, disk full, locked ...)."""
-
-
-class LRU(Generic[K, V]):
-    """A small least-recently-used cache with a fixed number of entries."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._data: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        """The cached value, or None."""
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        """Cache a value, evicting the oldest entry past the size."""
-        self._data[key] = value
-        self._data.move_to_end(key)
-        if len(self._data) > self.size:
-            self._data.popitem(last=False)
-
-    def pop(self, key: K) -> None:
-        """Forget one key."""
-        self._data.pop(key, None)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._data.clear()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-def _load_queries() -> dict[str, str]:
-    text = resources.files("bot.core").joinpath("queries.sql").read_text("utf-8")
-    queries: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
-        name, _, body = block.partition("\n")
-        queries[name.strip()] = body.strip()
-    return queries
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -116,7 +71,6 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-Q = _load_queries()
 SCHEMA_VERSION = _migrations()[-1][0]
 
 
@@ -164,6 +118,7 @@ class Store:
         max_pending: int = 20_000,
         cache_size: int = 50_000,
         salt: bytes | None = None,
+        walker: str = "thread",
     ) -> None:
         self.path = Path(path)
         self._new_salt = salt  # used only when the database has none yet (tests compare databases)
@@ -172,8 +127,13 @@ class Store:
         self.max_pending = max_pending
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._walker: ThreadPoolExecutor | None = None
-        self._walk_db: sqlite3.Connection | None = None  # opened and used on the walker thread only
+        if walker not in WALKERS:
+            raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
+        self.walker = walker
+        self.cache_size = cache_size
+        self._pool: Executor | None = None
+        self._walker: Walker | None = None  # the thread walker's (a process holds its own)
+        self.walker_pid: int | None = None  # the walker process, when there is one
         self._pending: list[PendingMessage] = []
         self._pending_ids: set[tuple[str, str]] = set()
         self._write_lock = asyncio.Lock()
@@ -184,15 +144,9 @@ class Store:
         self._next_token_id = chainmod.FIRST_TOKEN_ID
         self._token_ids: LRU[str, int] = LRU(cache_size)
         self._token_texts: LRU[int, str] = LRU(cache_size)
-        self._choices: LRU[tuple[Any, ...], tuple[Choices, int, float]] = LRU(cache_size)
-        self._entries: LRU[tuple[Any, ...], tuple[tuple[list[bytes], Choices], int, float]] = LRU(
-            max(16, cache_size // 100)
-        )
         self._generation: Counter[int] = Counter()  # bumped on every write to a chain
         self._removals: Counter[int] = Counter()  # bumped when a chain loses counts (keys the caches)
         self._removal_epoch = 0  # all removals: a token id may be freed, so the walker's texts go
-        self._walk_texts: LRU[int, str] = LRU(cache_size)  # walker thread only
-        self._walk_texts_epoch = 0
         self._chains: dict[ChainKey, ChainInfo] = {}
         self._authors: dict[tuple[str, str, str], int] = {}
         self._consent: dict[tuple[str, str], set[str]] = {}
@@ -227,7 +181,7 @@ class Store:
             await self._reader.execute("PRAGMA query_only = ON")
             self.salt = await self._load_salt()
             await self._ensure_math(self._reader)
-            self._walker = ThreadPoolExecutor(1, thread_name_prefix="markov-walker")
+            await self._start_walker()
             async with self._writer.execute(Q["max_token_id"]) as cur:
                 row = await cur.fetchone()
             self._next_token_id = max(chainmod.FIRST_TOKEN_ID, int(row[0]) + 1 if row else 0)
@@ -253,10 +207,7 @@ class Store:
             await self._close_connections()
 
     async def _close_connections(self) -> None:
-        if self._walker is not None:
-            await asyncio.get_running_loop().run_in_executor(self._walker, self._close_walk_db)
-            self._walker.shutdown()
-            self._walker = None
+        await self._stop_walker()
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
@@ -780,124 +731,61 @@ class Store:
                 self._token_texts.put(int(token_id), text)
         return [found.get(i) or self._token_texts.get(i) or "" for i in ids]
 
-    # The walk runs whole on one thread of its own with its own connection (one hop from the
-    # event loop per message instead of one per token: the hops, not the reads, were most of a
-    # walk's time). The walk caches below are touched only on that thread.
+    # ---------------------------------------------------------------- the walker
 
-    def reader(self, chain: ChainInfo, author_id: int | None = None) -> ChainReader:
-        """The reads a walk over a chain (or one author's part of it) needs; walker thread only."""
-        return ChainReader(
-            chain.order,
-            functools.partial(self._successors, chain.id, author_id=author_id),
-            functools.partial(self._predecessors, chain.id, author_id=author_id),
-            functools.partial(self._entries_into, chain.id, author_id=author_id),
-        )
+    async def _start_walker(self) -> None:
+        if self.walker == "process":
+            pool = ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=walkermod.start_process,
+                initargs=(str(self.path), self.salt, self.cache_size),
+            )
+            self._pool = pool
+            # Started now, so the first reply does not wait for a Python to start.
+            self.walker_pid = await asyncio.get_running_loop().run_in_executor(pool, walkermod.ping)
+            log.info("walker process %d started", self.walker_pid)
+        else:
+            self._walker = Walker(self.path, self.salt, self.cache_size)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="markov-walker")
+
+    async def _stop_walker(self) -> None:
+        pool, walker, self._pool, self._walker = self._pool, self._walker, None, None
+        self.walker_pid = None
+        if pool is None:
+            return
+        if walker is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, walker.close)
+        await asyncio.to_thread(pool.shutdown)
+
+    async def on_walker(self, method: str, chain_id: int, *args: Any) -> Any:
+        """Run a Walker method for a chain on the walker (thread or process), its caches up to date.
+
+        A walker process that died (killed, out of memory) is started again and the call retried once.
+        """
+        version = Version(chain_id, self._generation[chain_id], self._removals[chain_id], self._removal_epoch)
+        for retry in (False, True):
+            if self._pool is None:
+                raise RuntimeError("store is not open")
+            loop = asyncio.get_running_loop()
+            if self._walker is not None:
+                return await loop.run_in_executor(self._pool, self._walker.call, method, version, *args)
+            try:
+                return await loop.run_in_executor(
+                    self._pool, walkermod.call_in_process, method, version, *args
+                )
+            except BrokenProcessPool:
+                if retry:
+                    raise
+                log.warning("the walker process died; starting another")
+                await self._stop_walker()
+                await self._start_walker()
+        raise AssertionError("unreachable")
 
     async def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
-        """Tokens that follow a context, with cumulative counts (cached)."""
-        return await self.on_walker(self._successors, chain_id, ctx, author_id)
-
-    async def on_walker(self, fn: Callable[..., R], *args: Any) -> R:
-        """Run fn on the walker thread, where reader() and the walker_* reads may be used."""
-        if self._walker is None:
-            raise RuntimeError("store is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._walker, fn, *args)
-
-    def _walk_rows(self, name: str, params: tuple[Any, ...]) -> list[Any]:
-        if self._walk_db is None:
-            self._walk_db = sqlite3.connect(self.path, isolation_level=None)
-            self._walk_db.execute("PRAGMA busy_timeout = 5000")
-            self._walk_db.execute("PRAGMA query_only = ON")
-        return self._walk_db.execute(Q[name], params).fetchall()
-
-    def _close_walk_db(self) -> None:
-        if self._walk_db is not None:
-            self._walk_db.close()
-            self._walk_db = None
-
-    def _successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
-        key = (chain_id, self._removals[chain_id], author_id, ctx)
-        cached = self._fresh(chain_id, self._choices.get(key))
-        if cached is not None:
-            return cached
-        if author_id is None:
-            rows = self._walk_rows("successors", (chain_id, ctx))
-        else:
-            rows = self._walk_rows("author_successors", (chain_id, ctx, author_id))
-        choices = chainmod.cumulative([(int(n), int(k)) for n, k in rows])
-        self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
+        """Tokens that follow a context, with cumulative counts (cached on the walker)."""
+        choices: Choices = await self.on_walker("successors", chain_id, chain_id, ctx, author_id)
         return choices
-
-    def _predecessors(
-        self, chain_id: int, next_id: int, suffix: bytes, author_id: int | None = None
-    ) -> Choices:
-        """Tokens that can precede (suffix, next): the first token of contexts leading into next."""
-        key = (chain_id, self._removals[chain_id], author_id, "pred", next_id, suffix)
-        cached = self._fresh(chain_id, self._choices.get(key))
-        if cached is not None:
-            return cached
-        if author_id is None:
-            rows = self._walk_rows("predecessors", (chain_id, next_id, suffix))
-        else:
-            rows = self._walk_rows("author_predecessors", (chain_id, next_id, author_id, suffix))
-        choices = chainmod.cumulative([(chainmod.unpack(bytes(p))[0], int(k)) for p, k in rows])
-        self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
-        return choices
-
-    def _entries_into(
-        self, chain_id: int, next_id: int, author_id: int | None = None
-    ) -> tuple[list[bytes], Choices]:
-        """Contexts that lead into a token, and choices over their indexes weighted by count."""
-        key = (chain_id, self._removals[chain_id], author_id, next_id)
-        cached = self._fresh(chain_id, self._entries.get(key))
-        if cached is not None:
-            return cached
-        if author_id is None:
-            rows = self._walk_rows("entries_into", (chain_id, next_id, ENTRY_LIMIT))
-        else:
-            rows = self._walk_rows("author_entries_into", (chain_id, next_id, author_id, ENTRY_LIMIT))
-        contexts = [bytes(ctx) for ctx, _ in rows]
-        result = contexts, chainmod.cumulative([(i, int(k)) for i, (_, k) in enumerate(rows)])
-        self._entries.put(key, (result, self._generation[chain_id], time.monotonic()))
-        return result
-
-    def _fresh(self, chain_id: int, cached: tuple[W, int, float] | None) -> W | None:
-        """A cached read still good to walk: current, or a wide state read shortly before new learning.
-
-        Only removals invalidate outright (the cache key holds their count): after learning alone,
-        every transition of an older read is still learned, it just lacks the newest counts. Narrow
-        states are cheap to re-read, so they are always current; a wide one (the costly reads on a
-        busy chain) may lag the writer by up to STALE_SECONDS.
-        """
-        if cached is None:
-            return None
-        value, generation, stamp = cached
-        if generation == self._generation[chain_id]:
-            return value
-        if len(value[0]) >= WIDE_STATE and time.monotonic() - stamp < STALE_SECONDS:
-            return value
-        return None
-
-    def walker_texts(self, ids: Sequence[int]) -> list[str]:
-        """Token texts for ids; walker thread only."""
-        if self._walk_texts_epoch != self._removal_epoch:
-            self._walk_texts.clear()
-            self._walk_texts_epoch = self._removal_epoch
-        found = {i: text for i in set(ids) if (text := self._walk_texts.get(i)) is not None}
-        missing = [i for i in set(ids) if i not in found]
-        if missing:
-            for token_id, text in self._walk_rows("tokens_by_id", (json.dumps(missing),)):
-                found[int(token_id)] = text
-                self._walk_texts.put(int(token_id), text)
-        return [found.get(i, "") for i in ids]
-
-    def walker_copies(self, chain_id: int, message: int, windows: Sequence[int]) -> tuple[bool, bool]:
-        """(a learned message has this fingerprint, a learned window is among these); walker thread only."""
-        whole = bool(self._walk_rows("message_fingerprint_exists", (chain_id, message)))
-        runs = bool(windows) and bool(
-            self._walk_rows("windows_present", (chain_id, json.dumps(list(windows))))
-        )
-        return whole, runs
 
     async def chain_counters(self, chain_id: int) -> tuple[int, int, int, int]:
         """(messages, tokens, characters, UTF-8 bytes) learned by a chain."""
@@ -957,28 +845,3 @@ def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(conn.execute(sql, params).fetchone())
     finally:
         conn.close()
-
-
-@functools.cache
-def tune_sqlite() -> bool:
-    """Turn off SQLite's memory statistics for this process, once, if no connection is open yet.
-
-    With them on, every allocation of every connection takes one process-wide mutex: the
-    writer, the reader and the walker (and the report's two scans) then queue on it. Measured
-    at 1,000,000 messages, the report's two scans took 10.7 s side by side instead of 4.1 s.
-    The setting can only change while SQLite is shut down, which is safe only when it holds no
-    memory at all, i.e. no connection exists; otherwise nothing is changed. True when applied.
-    """
-    try:
-        lib = ctypes.CDLL(_sqlite3.__file__)  # its symbols include the SQLite it is linked with
-        memory_used = lib.sqlite3_memory_used
-        memory_used.restype = ctypes.c_int64
-        if memory_used() != 0:
-            return False
-        lib.sqlite3_shutdown()
-        applied: bool = lib.sqlite3_config(SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0)) == 0
-        lib.sqlite3_initialize()
-    except (OSError, AttributeError):
-        return False
-    log.debug("SQLite memory statistics %s", "off" if applied else "left on")
-    return applied

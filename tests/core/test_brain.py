@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from bot.core import brain as brain_module
 from bot.core import chain as chainmod
-from bot.core import store
-from bot.core.brain import MIN_GUARD_TRIES, RECHECK_TRIES, Brain
+from bot.core import walker
+from bot.core.brain import RECHECK_TRIES, Brain
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
 from bot.core.tokens import tokenize
 from tests.core.dump import logical_dump
@@ -330,7 +330,7 @@ async def test_the_copy_guard_gives_up_when_its_time_budget_is_spent(brain: Brai
     patient, hasty = Brain(brain.store, guard_budget=3600.0), Brain(brain.store, guard_budget=0.0)
     assert (await patient.generate(ChainKey(P, G, "c1"), tries=7)).tries == 7
     result = await hasty.generate(ChainKey(P, G, "c1"), tries=7)
-    assert result.status is GenerateStatus.COPY_GUARD and result.tries == MIN_GUARD_TRIES
+    assert result.status is GenerateStatus.COPY_GUARD and result.tries == walker.MIN_GUARD_TRIES
 
 
 async def test_a_chain_found_to_replay_its_source_is_rechecked_briefly_until_the_verdict_expires(
@@ -362,15 +362,15 @@ async def test_generated_text_never_pings(brain: Brain) -> None:
 
 
 async def wide_chain(brain: Brain) -> tuple[ChainKey, bytes]:
-    """A chain whose opening state has more successors than store.WIDE_STATE, read once."""
-    messages = [msg("bob", f"b{i}", f"opener{i} and so on") for i in range(store.WIDE_STATE + 8)]
+    """A chain whose opening state has more successors than walker.WIDE_STATE, read once."""
+    messages = [msg("bob", f"b{i}", f"opener{i} and so on") for i in range(walker.WIDE_STATE + 8)]
     await learn_all(brain, [*messages, msg("alice", "z", "zebra crossing ahead")])
     key = ChainKey(P, G, "c1")
     info = await brain.store.find_chain(key)
     assert info is not None
     begin = chainmod.pack([chainmod.BEGIN] * info.order)
     ids, _ = await brain.store.successors(info.id, begin)
-    assert len(ids) > store.WIDE_STATE
+    assert len(ids) > walker.WIDE_STATE
     return key, begin
 
 
@@ -384,7 +384,7 @@ async def test_a_wide_state_read_before_new_learning_may_lag_it_briefly(
     await learn_all(brain, [msg("bob", "late", "latecomer and so on")])
     assert await brain.store.successors(info.id, begin) is before, "reused, not re-read"
     late = await brain.store.token_id("latecomer")
-    monkeypatch.setattr(store, "STALE_SECONDS", 0.0)
+    monkeypatch.setattr(walker, "STALE_SECONDS", 0.0)
     assert late in (await brain.store.successors(info.id, begin))[0], "re-read once stale"
 
 

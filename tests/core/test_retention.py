@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.core import chain as chainmod
 from bot.core import retention
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GenerateStatus, Message
@@ -106,9 +105,8 @@ async def sampled_outputs(brain: Brain, samples: int, seed: int) -> list[tuple[s
     """The same outputs the report samples: guard off, the report's seed."""
     info = await brain.store.find_chain(KEY)
     assert info is not None
-    rng, reader = random.Random(seed), brain.store.reader(info)
-    walks = [await brain.store.on_walker(chainmod.walk, reader, rng) for _ in range(samples)]
-    return [tuple(await brain.store.texts(ids or [])) for ids in walks]
+    walks = await brain.store.on_walker("walks", info.id, info, samples, seed)
+    return [tuple(tokens) for tokens in walks]
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ def test_lru_evicts_the_least_recently_used() -> None:
 
 MEMORY_PROBE = """
 import ctypes, sqlite3, sys, _sqlite3
-from bot.core.store import tune_sqlite
+from bot.core.sql import tune_sqlite
 lib = ctypes.CDLL(_sqlite3.__file__)
 lib.sqlite3_memory_used.restype = ctypes.c_int64
 early = sqlite3.connect(":memory:") if sys.argv[1] == "open-first" else None

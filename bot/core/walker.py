@@ -1,0 +1,271 @@
+"""Generation's side of the database: walks, the copy guard and their caches.
+
+A Walker is plain synchronous code over a read-only sqlite3 connection of its own. The Store
+runs it on a thread, or in a process of its own (the bot's default): there its walks and
+copy checks take no turns on the interpreter lock with the event loop and the writer, which
+under load held generate p99 back. Whatever crosses to it is picklable: chain ids and counters,
+token ids, random seeds.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import multiprocessing
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from bot.core import chain as chainmod
+from bot.core.chain import ChainReader, Choices
+from bot.core.fingerprints import Fingerprinter
+from bot.core.lru import LRU
+from bot.core.models import ChainInfo, Generated, GenerateStatus
+from bot.core.sql import Q, tune_sqlite
+from bot.core.tokens import detokenize, neutralise
+
+log = logging.getLogger(__name__)
+
+W = TypeVar("W", bound=tuple[Sequence[Any], Any])  # a cached read: (ids or contexts, weights)
+
+ENTRY_LIMIT = 20_000  # contexts considered when anchoring a start word
+WIDE_STATE = 64  # successors from which a cached state may lag new learning ...
+STALE_SECONDS = 30.0  # ... by this long (see Walker._fresh)
+# Tries made whatever the guard's time budget: a varied chain's walk is a copy 1 time in 5 at
+# most, so five copies in a row (1 in 3,000) mean the chain replays its source, not that the
+# machine was busy.
+MIN_GUARD_TRIES = 5
+MAX_OUTPUT_CHARS = 1900
+
+
+class Version(NamedTuple):
+    """Where the writer stands on one chain, sent with every call (it keys the caches)."""
+
+    chain_id: int
+    generation: int  # bumped on every write to the chain
+    removals: int  # bumped when the chain loses counts
+    epoch: int  # bumped on every removal in any chain: a token id may have been freed
+
+
+class Walker:
+    """Walks chains and checks outputs against the fingerprints, with caches; one thread at a time."""
+
+    def __init__(self, path: str | Path, salt: bytes, cache_size: int) -> None:
+        self.path = Path(path)
+        self.fingerprints = Fingerprinter(salt)
+        self._db: sqlite3.Connection | None = None
+        self._choices: LRU[tuple[Any, ...], tuple[Choices, int, float]] = LRU(cache_size)
+        self._entries: LRU[tuple[Any, ...], tuple[tuple[list[bytes], Choices], int, float]] = LRU(
+            max(16, cache_size // 100)
+        )
+        self._texts: LRU[int, str] = LRU(cache_size)
+        self._texts_epoch = 0
+        self._generation: Counter[int] = Counter()
+        self._removals: Counter[int] = Counter()
+
+    def call(self, method: str, version: Version, *args: Any) -> Any:
+        """Bring the caches' view of the chain up to date, then run one of the methods below."""
+        self._generation[version.chain_id] = version.generation
+        self._removals[version.chain_id] = version.removals
+        if version.epoch != self._texts_epoch:
+            self._texts.clear()
+            self._texts_epoch = version.epoch
+        return getattr(self, method)(*args)
+
+    def close(self) -> None:
+        """Close the connection (it reopens on the next read)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _rows(self, name: str, params: tuple[Any, ...]) -> list[Any]:
+        if self._db is None:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA query_only = ON")
+        return self._db.execute(Q[name], params).fetchall()
+
+    # ---------------------------------------------------------------- what a walk reads
+
+    def reader(self, chain: ChainInfo, author_id: int | None = None) -> ChainReader:
+        """The reads a walk over a chain (or one author's part of it) needs."""
+        return ChainReader(
+            chain.order,
+            functools.partial(self.successors, chain.id, author_id=author_id),
+            functools.partial(self._predecessors, chain.id, author_id=author_id),
+            functools.partial(self._entries_into, chain.id, author_id=author_id),
+        )
+
+    def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
+        """Tokens that follow a context, with cumulative counts (cached)."""
+        key = (chain_id, self._removals[chain_id], author_id, ctx)
+        cached = self._fresh(chain_id, self._choices.get(key))
+        if cached is not None:
+            return cached
+        if author_id is None:
+            rows = self._rows("successors", (chain_id, ctx))
+        else:
+            rows = self._rows("author_successors", (chain_id, ctx, author_id))
+        choices = chainmod.cumulative([(int(n), int(k)) for n, k in rows])
+        self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
+        return choices
+
+    def _predecessors(
+        self, chain_id: int, next_id: int, suffix: bytes, author_id: int | None = None
+    ) -> Choices:
+        """Tokens that can precede (suffix, next): the first token of contexts leading into next."""
+        key = (chain_id, self._removals[chain_id], author_id, "pred", next_id, suffix)
+        cached = self._fresh(chain_id, self._choices.get(key))
+        if cached is not None:
+            return cached
+        if author_id is None:
+            rows = self._rows("predecessors", (chain_id, next_id, suffix))
+        else:
+            rows = self._rows("author_predecessors", (chain_id, next_id, author_id, suffix))
+        choices = chainmod.cumulative([(chainmod.unpack(bytes(p))[0], int(k)) for p, k in rows])
+        self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
+        return choices
+
+    def _entries_into(
+        self, chain_id: int, next_id: int, author_id: int | None = None
+    ) -> tuple[list[bytes], Choices]:
+        """Contexts that lead into a token, and choices over their indexes weighted by count."""
+        key = (chain_id, self._removals[chain_id], author_id, next_id)
+        cached = self._fresh(chain_id, self._entries.get(key))
+        if cached is not None:
+            return cached
+        if author_id is None:
+            rows = self._rows("entries_into", (chain_id, next_id, ENTRY_LIMIT))
+        else:
+            rows = self._rows("author_entries_into", (chain_id, next_id, author_id, ENTRY_LIMIT))
+        contexts = [bytes(ctx) for ctx, _ in rows]
+        result = contexts, chainmod.cumulative([(i, int(k)) for i, (_, k) in enumerate(rows)])
+        self._entries.put(key, (result, self._generation[chain_id], time.monotonic()))
+        return result
+
+    def _fresh(self, chain_id: int, cached: tuple[W, int, float] | None) -> W | None:
+        """A cached read still good to walk: current, or a wide state read shortly before new learning.
+
+        Only removals invalidate outright (the cache key holds their count): after learning alone,
+        every transition of an older read is still learned, it just lacks the newest counts. Narrow
+        states are cheap to re-read, so they are always current; a wide one (the costly reads on a
+        busy chain) may lag the writer by up to STALE_SECONDS.
+        """
+        if cached is None:
+            return None
+        value, generation, stamp = cached
+        if generation == self._generation[chain_id]:
+            return value
+        if len(value[0]) >= WIDE_STATE and time.monotonic() - stamp < STALE_SECONDS:
+            return value
+        return None
+
+    def texts(self, ids: Sequence[int]) -> list[str]:
+        """Token texts for ids."""
+        found = {i: text for i in set(ids) if (text := self._texts.get(i)) is not None}
+        missing = [i for i in set(ids) if i not in found]
+        if missing:
+            for token_id, text in self._rows("tokens_by_id", (json.dumps(missing),)):
+                found[int(token_id)] = text
+                self._texts.put(int(token_id), text)
+        return [found.get(i, "") for i in ids]
+
+    def copies(self, chain: ChainInfo, tokens: Sequence[str]) -> tuple[bool, bool]:
+        """(tokens equal a learned message, they contain a run of K tokens from one)."""
+        whole = bool(self._rows("message_fingerprint_exists", (chain.id, self.fingerprints.message(tokens))))
+        windows = self.fingerprints.windows(tokens, chain.run_length)
+        runs = bool(windows) and bool(self._rows("windows_present", (chain.id, json.dumps(windows))))
+        return whole, runs
+
+    # ---------------------------------------------------------------- what the Store calls
+
+    def attempts(
+        self,
+        chain: ChainInfo,
+        seed: int,
+        start_ids: Sequence[int],
+        author_id: int | None,
+        guard: bool,
+        attempts: int,
+        deadline: float,
+    ) -> Generated:
+        """Walk (random from seed) until an output passes the copy guard, in at most `attempts` tries."""
+        rng = random.Random(seed)
+        reader = self.reader(chain, author_id)
+        produced = False
+        for attempt in range(1, attempts + 1):
+            ids = chainmod.walk(reader, rng, start_ids)
+            if ids is None:
+                return Generated(GenerateStatus.UNKNOWN_START, tries=attempt)
+            if not ids:
+                # Only a member with no data in this chain walks into nothing at all.
+                if author_id is not None:
+                    return Generated(GenerateStatus.NO_MEMBER_DATA, tries=attempt)
+                continue
+            produced = True
+            tokens = self.texts(ids)
+            if guard and any(self.copies(chain, tokens)):
+                if attempt >= MIN_GUARD_TRIES and time.monotonic() > deadline:
+                    return Generated(GenerateStatus.COPY_GUARD, tries=attempt)
+                continue
+            text = neutralise(detokenize(tokens))[:MAX_OUTPUT_CHARS]
+            return Generated(GenerateStatus.OK, text, tuple(tokens), attempt)
+        if not produced:
+            return Generated(GenerateStatus.NO_CHAIN, tries=attempts)
+        return Generated(GenerateStatus.COPY_GUARD, tries=attempts)
+
+    def walks(self, chain: ChainInfo, samples: int, seed: int) -> list[list[str]]:
+        """The retention report's sample: `samples` outputs walked from `seed` with the guard off."""
+        rng = random.Random(seed)
+        reader = self.reader(chain)
+        return [self.texts(chainmod.walk(reader, rng) or []) for _ in range(samples)]
+
+    def sample(self, chain: ChainInfo, samples: int, seed: int) -> tuple[int, int]:
+        """(copies, long runs) among the report's sampled outputs."""
+        copies = long_runs = 0
+        for tokens in self.walks(chain, samples, seed):
+            whole, runs = self.copies(chain, tokens)
+            copies += whole
+            long_runs += runs
+        return copies, long_runs
+
+
+# A walker process holds one Walker, made by its pool's initializer: process-wide state, as the
+# process is the walker's own.
+_process_walker: Walker | None = None
+
+
+def start_process(path: str, salt: bytes, cache_size: int) -> None:
+    """The walker process's initializer."""
+    global _process_walker
+    tune_sqlite()
+    _process_walker = Walker(path, salt, cache_size)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="markov-parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: BaseProcess) -> None:
+    """End this process as soon as the bot's process is gone, even killed (SIGKILL leaves no word)."""
+    parent.join()
+    os._exit(0)
+
+
+def call_in_process(method: str, version: Version, *args: Any) -> Any:
+    """Run a Walker method in the walker process (what the Store submits to its pool)."""
+    if _process_walker is None:
+        raise RuntimeError("the walker process was not started")
+    return _process_walker.call(method, version, *args)
+
+
+def ping() -> int:
+    """Nothing, in the walker process: waiting for it proves the process is up."""
+    return os.getpid()
