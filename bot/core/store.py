@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import re
 import secrets
@@ -22,8 +21,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,6 @@ from typing import Any
 import aiosqlite
 
 from bot.core import chain as chainmod
-from bot.core import walker as walkermod
 from bot.core.chain import Choices
 from bot.core.lru import LRU
 from bot.core.models import (
@@ -44,7 +41,7 @@ from bot.core.models import (
     UnlearnStatus,
 )
 from bot.core.sql import Q, tune_sqlite
-from bot.core.walker import Version, Walker
+from bot.core.walker import Version, Walker, WalkerDied, WalkerProcess
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +128,10 @@ class Store:
             raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
         self.walker = walker
         self.cache_size = cache_size
-        self._pool: Executor | None = None
-        self._walker: Walker | None = None  # the thread walker's (a process holds its own)
+        # The walker: in a process of its own, or a Walker on a thread of this process.
+        self._process: WalkerProcess | None = None
+        self._walker: Walker | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self.walker_pid: int | None = None  # the walker process, when there is one
         self._pending: list[PendingMessage] = []
         self._pending_ids: set[tuple[str, str]] = set()
@@ -735,28 +734,21 @@ class Store:
 
     async def _start_walker(self) -> None:
         if self.walker == "process":
-            pool = ProcessPoolExecutor(
-                1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=walkermod.start_process,
-                initargs=(str(self.path), self.salt, self.cache_size),
-            )
-            self._pool = pool
-            # Started now, so the first reply does not wait for a Python to start.
-            self.walker_pid = await asyncio.get_running_loop().run_in_executor(pool, walkermod.ping)
-            log.info("walker process %d started", self.walker_pid)
+            self._process = await WalkerProcess(self.path, self.salt, self.cache_size).start()
+            self.walker_pid = self._process.pid
+            log.info("walker process %s started", self.walker_pid)
         else:
             self._walker = Walker(self.path, self.salt, self.cache_size)
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="markov-walker")
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="markov-walker")
 
     async def _stop_walker(self) -> None:
-        pool, walker, self._pool, self._walker = self._pool, self._walker, None, None
-        self.walker_pid = None
-        if pool is None:
-            return
-        if walker is not None:
-            await asyncio.get_running_loop().run_in_executor(pool, walker.close)
-        await asyncio.to_thread(pool.shutdown)
+        process, walker, thread = self._process, self._walker, self._thread
+        self._process, self._walker, self._thread, self.walker_pid = None, None, None, None
+        if process is not None:
+            await process.close()
+        if walker is not None and thread is not None:
+            await asyncio.get_running_loop().run_in_executor(thread, walker.close)
+            await asyncio.to_thread(thread.shutdown)
 
     async def on_walker(self, method: str, chain_id: int, *args: Any) -> Any:
         """Run a Walker method for a chain on the walker (thread or process), its caches up to date.
@@ -764,23 +756,20 @@ class Store:
         A walker process that died (killed, out of memory) is started again and the call retried once.
         """
         version = Version(chain_id, self._generation[chain_id], self._removals[chain_id], self._removal_epoch)
-        for retry in (False, True):
-            if self._pool is None:
-                raise RuntimeError("store is not open")
-            loop = asyncio.get_running_loop()
-            if self._walker is not None:
-                return await loop.run_in_executor(self._pool, self._walker.call, method, version, *args)
-            try:
-                return await loop.run_in_executor(
-                    self._pool, walkermod.call_in_process, method, version, *args
-                )
-            except BrokenProcessPool:
-                if retry:
-                    raise
-                log.warning("the walker process died; starting another")
-                await self._stop_walker()
-                await self._start_walker()
-        raise AssertionError("unreachable")
+        if self._walker is not None and self._thread is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._walker.call, method, version, *args
+            )
+        if self._process is None:
+            raise RuntimeError("store is not open")
+        try:
+            return await self._process.call(method, version, *args)
+        except WalkerDied:
+            log.warning("the walker process died; starting another")
+            await self._stop_walker()
+            await self._start_walker()
+            assert self._process is not None
+            return await self._process.call(method, version, *args)
 
     async def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
         """Tokens that follow a context, with cumulative counts (cached on the walker)."""
