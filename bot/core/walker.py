@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import random
+import signal
 import sqlite3
 import time
 from collections import Counter
@@ -277,6 +278,7 @@ class WalkerProcess:
         try:
             self.pid = await self.call("pid", Version(0, 0, 0, 0))
         except WalkerDied as exc:
+            await self.close()
             raise WalkerDied(
                 "the walker process did not start (its error is printed above); a script that opens "
                 'the database must run its code under `if __name__ == "__main__":`, or use '
@@ -338,6 +340,8 @@ class WalkerProcess:
 
 def _serve(conn: Connection, path: str, salt: bytes, cache_size: int) -> None:
     """The walker process: answer calls until the pipe closes."""
+    # Ctrl-C in a terminal reaches the whole process group: the bot shuts down, and closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     tune_sqlite()
     walker = Walker(path, salt, cache_size)
     try:

@@ -110,3 +110,29 @@ def test_the_walker_process_ends_when_the_bot_is_killed(tmp_path: Path) -> None:
     while alive(walker_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(walker_pid), "the walker process outlived the bot"
+
+
+UNGUARDED = """
+import asyncio, sys
+from bot.core.brain import Brain
+
+asyncio.run(Brain.open(sys.argv[1], walker="process"))
+"""
+
+
+def test_a_script_without_a_main_guard_is_told_how_to_run_the_walker(tmp_path: Path) -> None:
+    # The walker process starts by importing the main script again: unguarded, it would open the
+    # database once more in there. The bot refuses to start, and says what to change.
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "u.sqlite3")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    last = run.stderr.strip().splitlines()[-1]
+    assert "WalkerDied" in last and 'if __name__ == "__main__":' in last and "MARKOV_WALKER=thread" in last
