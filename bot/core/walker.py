@@ -117,7 +117,7 @@ class Walker:
             rows = self._rows("successors", (chain_id, ctx))
         else:
             rows = self._rows("author_successors", (chain_id, ctx, author_id))
-        choices = chainmod.cumulative([(int(n), int(k)) for n, k in rows])
+        choices = chainmod.cumulative(rows)  # (next id, count) rows of ints, as they come
         self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
         return choices
 
