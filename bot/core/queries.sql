@@ -86,7 +86,7 @@ DELETE FROM windows WHERE chain_id = ? AND fingerprint = ? AND author_id = ? AND
 
 -- name: forget_author_transitions
 -- No index by author: forgetting scans the chain once (rare, and one transaction).
-DELETE FROM transitions WHERE chain_id = ? AND author_id = ? RETURNING next_id, count;
+DELETE FROM transitions WHERE chain_id = ? AND author_id = ? RETURNING ctx, next_id, count;
 
 -- name: delete_author_windows
 DELETE FROM windows WHERE chain_id = ? AND author_id = ?;
@@ -99,6 +99,34 @@ DELETE FROM transitions WHERE chain_id = ?;
 
 -- name: delete_chain_windows
 DELETE FROM windows WHERE chain_id = ?;
+
+-- name: delete_chain_hubs
+DELETE FROM hubs WHERE chain_id = ?;
+
+-- name: all_hubs
+SELECT chain_id, ctx FROM hubs;
+
+-- name: hub
+SELECT next_ids, counts FROM hubs WHERE chain_id = ? AND ctx = ?;
+
+-- name: put_hub
+INSERT INTO hubs (chain_id, ctx, next_ids, counts) VALUES (?, ?, ?, ?)
+ON CONFLICT (chain_id, ctx) DO UPDATE SET next_ids = excluded.next_ids, counts = excluded.counts;
+
+-- name: create_hub_candidates
+CREATE TEMP TABLE IF NOT EXISTS hub_candidates (chain_id INTEGER NOT NULL, ctx BLOB NOT NULL);
+
+-- name: add_hub_candidate
+INSERT INTO temp.hub_candidates (chain_id, ctx) VALUES (?, ?);
+
+-- name: hub_candidate_rows
+-- Each candidate's transition rows, counted up to ? (a hub's threshold; counting stops there).
+SELECT chain_id, ctx, (SELECT count(*) FROM (SELECT 1 FROM transitions AS t
+                                             WHERE t.chain_id = c.chain_id AND t.ctx = c.ctx LIMIT ?))
+FROM temp.hub_candidates AS c;
+
+-- name: clear_hub_candidates
+DELETE FROM temp.hub_candidates;
 
 -- name: delete_chain_messages
 DELETE FROM messages WHERE chain_id = ?;

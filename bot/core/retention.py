@@ -176,7 +176,8 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
         name for name in sizes.pages if name == "tokens" or name.startswith("sqlite_autoindex_tokens")
     ]
     message_tables = ["messages", "messages_by_author", "messages_by_fingerprint"]
-    kept_transitions = share(["transitions", "transitions_into"], transition_rows, total_trans) + share(
+    transition_tables = ["transitions", "transitions_into", "hubs", "sqlite_autoindex_hubs_1"]
+    kept_transitions = share(transition_tables, transition_rows, total_trans) + share(
         token_tables, vocabulary, total_tokens
     )
     kept_fingerprints = share(["windows"], sizes.window_rows, total_windows) + share(

@@ -29,6 +29,7 @@ from typing import Any
 import aiosqlite
 
 from bot.core import chain as chainmod
+from bot.core import hubs as hubmod
 from bot.core.chain import Choices
 from bot.core.lru import LRU
 from bot.core.models import (
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 WALKERS = ("thread", "process")  # where generation walks (see bot.core.walker)
 WRITER_CACHE_KIB = 65_536  # the writer's SQLite page cache (the default 2 MB makes upserts seek)
+HUB_ROWS = 1000  # transition rows from which a context becomes a hub (see bot.core.hubs)
+HUBS_IN_MEMORY = 1024  # hubs the writer keeps unpacked between commits
 
 
 class SchemaTooNew(RuntimeError):
@@ -103,6 +106,24 @@ def _aggregate(
     return sorted(trans.items()), sorted(windows.items()), refs, counters
 
 
+HubKey = tuple[int, bytes]  # (chain id, context)
+
+
+def _by_context(
+    rows: Iterable[tuple[tuple[int, bytes, int, int], int]], hubs: set[HubKey]
+) -> tuple[dict[HubKey, Counter[int]], Counter[HubKey]]:
+    """Split transition rows by context: counts per successor for hubs, occurrences of the rest."""
+    deltas: dict[HubKey, Counter[int]] = {}
+    seen: Counter[HubKey] = Counter()
+    for (chain_id, ctx, next_id, _), k in rows:
+        key = (chain_id, ctx)
+        if key in hubs:
+            deltas.setdefault(key, Counter())[next_id] += k
+        else:
+            seen[key] += k
+    return deltas, seen
+
+
 class Store:
     """Owns the database: migrations, the batched writer, typed reads and caches."""
 
@@ -116,6 +137,7 @@ class Store:
         cache_size: int = 50_000,
         salt: bytes | None = None,
         walker: str = "thread",
+        hub_rows: int = HUB_ROWS,
     ) -> None:
         self.path = Path(path)
         self._new_salt = salt  # used only when the database has none yet (tests compare databases)
@@ -128,6 +150,13 @@ class Store:
             raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
         self.walker = walker
         self.cache_size = cache_size
+        if hub_rows < 1:
+            raise ValueError(f"hub_rows must be at least 1, not {hub_rows}")
+        self.hub_rows = hub_rows
+        self._hubs: set[HubKey] = set()  # (chain id, context) of every hub
+        self._hub_arrays: LRU[HubKey, hubmod.Packed] = LRU(HUBS_IN_MEMORY)
+        # Contexts counted and found narrow: how many rows each still lacked (a row per occurrence at most).
+        self._hub_short: LRU[HubKey, int] = LRU(cache_size)
         # The walker: in a process of its own, or a Walker on a thread of this process.
         self._process: WalkerProcess | None = None
         self._walker: Walker | None = None
@@ -175,6 +204,8 @@ class Store:
             await self._writer.execute("PRAGMA busy_timeout = 5000")
             await self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             await self._migrate()
+            await self._writer.execute(Q["create_hub_candidates"])
+            await self._load_hubs()
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout = 5000")
             await self._reader.execute("PRAGMA query_only = ON")
@@ -497,6 +528,7 @@ class Store:
             await self.w.execute("ROLLBACK")
             self._token_ids.clear()
             self._token_texts.clear()
+            await self._load_hubs()
             async with self.w.execute(Q["max_token_id"]) as cur:
                 row = await cur.fetchone()
             self._next_token_id = max(chainmod.FIRST_TOKEN_ID, int(row[0]) + 1 if row else 0)
@@ -572,6 +604,10 @@ class Store:
             await w.executemany(Q["prune_transition"], (key for key, _ in trans_rows))
             await w.executemany(Q["prune_window"], (key for key, _ in window_rows))
             await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
+        deltas, seen = await asyncio.to_thread(_by_context, trans_rows, self._hubs)
+        await self._add_to_hubs(deltas, sign)
+        if sign > 0:
+            await self._promote_hubs(seen, len(batch))
         await self._add_refs({token_id: sign * n for token_id, n in refs.items()})
         await w.executemany(
             Q["add_chain_counters"], ((*(sign * v for v in c), chain_id) for chain_id, c in counters.items())
@@ -587,6 +623,67 @@ class Store:
                 for token_id, text in await cur.fetchall():
                     self._token_ids.pop(text)
                     self._token_texts.pop(int(token_id))
+
+    # ---------------------------------------------------------------- hubs
+
+    async def _load_hubs(self) -> None:
+        """Read which contexts are hubs (on open, and after a rollback or a reset)."""
+        async with self.w.execute(Q["all_hubs"]) as cur:
+            self._hubs = {(int(c), bytes(x)) for c, x in await cur.fetchall()}
+        self._hub_arrays.clear()
+
+    async def _hub(self, key: HubKey) -> hubmod.Packed:
+        packed = self._hub_arrays.get(key)
+        if packed is None:
+            async with self.w.execute(Q["hub"], key) as cur:
+                row = await cur.fetchone()
+            packed = hubmod.decode(row[0], row[1]) if row else hubmod.from_rows(())
+            self._hub_arrays.put(key, packed)
+        return packed
+
+    async def _add_to_hubs(self, deltas: dict[HubKey, Counter[int]], sign: int) -> None:
+        """Add (sign=1) or subtract (sign=-1) counts per successor to hubs, and store them."""
+        changed = []
+        for key, delta in deltas.items():
+            packed = await self._hub(key)
+            hubmod.add(packed, delta, sign)
+            changed.append((*key, *hubmod.encode(*packed)))
+        await self.w.executemany(Q["put_hub"], changed)
+
+    async def _promote_hubs(self, seen: Counter[HubKey], batch_size: int) -> None:
+        """Make hubs of the batch's contexts (seen: occurrences) that now have hub_rows rows or more.
+
+        A context found narrow is counted again only once it has occurred often enough since to
+        have gained the rows it lacked. In a large batch only contexts seen twice are counted: a
+        hub is common by definition, and counting every rare context would cost more than the batch.
+        """
+        least = 1 if batch_size < 200 else 2
+        candidates = []
+        for key, k in seen.items():
+            if key in self._hubs:
+                continue
+            short = self._hub_short.get(key)
+            if short is not None and short > k:
+                self._hub_short.put(key, short - k)
+            elif short is not None or k >= least:
+                candidates.append(key)
+        if not candidates:
+            return
+        w = self.w
+        await w.executemany(Q["add_hub_candidate"], candidates)
+        async with w.execute(Q["hub_candidate_rows"], (self.hub_rows,)) as cur:
+            counted = [((int(c), bytes(x)), int(n)) for c, x, n in await cur.fetchall()]
+        await w.execute(Q["clear_hub_candidates"])
+        for key, rows in counted:
+            if rows < self.hub_rows:
+                self._hub_short.put(key, self.hub_rows - rows)
+                continue
+            async with w.execute(Q["successors"], key) as cur:
+                packed = hubmod.from_rows(await cur.fetchall())
+            await w.execute(Q["put_hub"], (*key, *hubmod.encode(*packed)))
+            self._hubs.add(key)
+            self._hub_arrays.put(key, packed)
+            self._hub_short.pop(key)
 
     # ---------------------------------------------------------------- unlearning
 
@@ -627,6 +724,7 @@ class Store:
             await self.w.execute("ROLLBACK")
             self._token_ids.clear()
             self._token_texts.clear()
+            await self._load_hubs()
             raise
         finally:
             # After the commit (or rollback), so that nothing the walker read meanwhile (from
@@ -655,9 +753,13 @@ class Store:
                     rows = await cur.fetchall()
                 if not n_messages and not rows:
                     continue
-                for n, k in rows:
+                for _, n, k in rows:
                     if n > chainmod.END:
                         refs[n] -= k
+                deltas, _ = await asyncio.to_thread(
+                    _by_context, (((chain_id, bytes(x), n, author_id), k) for x, n, k in rows), self._hubs
+                )
+                await self._add_to_hubs(deltas, -1)
                 await self.w.execute(Q["delete_author_windows"], (chain_id, author_id))
                 await self.w.execute(Q["delete_author_messages"], (chain_id, author_id))
                 await self.w.execute(
@@ -693,12 +795,15 @@ class Store:
                 refs = {int(n): -int(k) for n, k in await cur.fetchall()}
             for name in (
                 "delete_chain_transitions",
+                "delete_chain_hubs",
                 "delete_chain_windows",
                 "delete_chain_messages",
                 "delete_chain",
             ):
                 await self.w.execute(Q[name], (info.id,))
             await self._add_refs(refs)
+            self._hubs = {hub for hub in self._hubs if hub[0] != info.id}
+            self._hub_arrays.clear()
 
         async with self._write_lock:
             await self._transaction(work(), removing=[info.id])

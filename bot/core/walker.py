@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from bot.core import chain as chainmod
+from bot.core import hubs
 from bot.core.chain import ChainReader, Choices
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
@@ -113,11 +114,12 @@ class Walker:
         cached = self._fresh(chain_id, self._choices.get(key))
         if cached is not None:
             return cached
-        if author_id is None:
-            rows = self._rows("successors", (chain_id, ctx))
+        if author_id is not None:
+            choices = chainmod.cumulative(self._rows("author_successors", (chain_id, ctx, author_id)))
+        elif hub := self._rows("hub", (chain_id, ctx)):
+            choices = hubs.choices(hubs.decode(*hub[0]))
         else:
-            rows = self._rows("author_successors", (chain_id, ctx, author_id))
-        choices = chainmod.cumulative(rows)  # (next id, count) rows of ints, as they come
+            choices = chainmod.cumulative(self._rows("successors", (chain_id, ctx)))
         self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
         return choices
 

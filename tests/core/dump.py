@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bot.core import hubs
+
 
 def logical_dump(path: Path) -> dict[str, Any]:
     """Everything the database holds, independent of id assignment."""
@@ -54,5 +56,33 @@ def logical_dump(path: Path) -> dict[str, Any]:
                 authors[a] for (a,) in db.execute("SELECT DISTINCT author_id FROM transitions")
             ),
         }
+    finally:
+        db.close()
+
+
+def hub_errors(path: Path) -> list[tuple[int, bytes]]:
+    """Hubs whose packed successors differ from their transitions summed over authors."""
+    db = sqlite3.connect(path)
+    try:
+        wrong = []
+        for chain_id, ctx, ids, counts in db.execute("SELECT * FROM hubs").fetchall():
+            packed = hubs.decode(ids, counts)
+            summed = db.execute(
+                "SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND ctx = ? "
+                "GROUP BY next_id ORDER BY next_id",
+                (chain_id, ctx),
+            ).fetchall()
+            if list(zip(*packed, strict=True)) != summed:
+                wrong.append((chain_id, ctx))
+        return wrong
+    finally:
+        db.close()
+
+
+def hub_count(path: Path) -> int:
+    """How many hubs the database holds."""
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT count(*) FROM hubs").fetchone()[0])
     finally:
         db.close()

@@ -17,7 +17,7 @@ from bot.core import walker
 from bot.core.brain import RECHECK_TRIES, Brain
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
 from bot.core.tokens import tokenize
-from tests.core.dump import logical_dump
+from tests.core.dump import hub_errors, logical_dump
 
 P, G = "test", "guild"
 SALT = b"0123456789abcdef"
@@ -190,7 +190,7 @@ async def dumps_after(
 ) -> tuple[object, object]:
     with tempfile.TemporaryDirectory() as tmp:
         first, second = Path(tmp) / "a.db", Path(tmp) / "b.db"
-        a = await open_brain(first)
+        a = await Brain.open(first, flush_interval=0.05, salt=SALT, hub_rows=1)  # every context a hub
         b = await open_brain(second)
         try:
             for brain in (a, b):
@@ -201,6 +201,7 @@ async def dumps_after(
         finally:
             await a.close()
             await b.close()
+        assert hub_errors(first) == []
         return logical_dump(first), logical_dump(second)
 
 

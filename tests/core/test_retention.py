@@ -171,6 +171,8 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
     chain_tables = (
         "transitions",
         "transitions_into",
+        "hubs",
+        "sqlite_autoindex_hubs_1",
         "windows",
         "messages",
         "messages_by_author",
