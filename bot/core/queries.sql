@@ -106,6 +106,9 @@ DELETE FROM hubs WHERE chain_id = ?;
 -- name: all_hubs
 SELECT chain_id, ctx FROM hubs;
 
+-- name: hubs_of_chain
+SELECT ctx FROM hubs WHERE chain_id = ?;
+
 -- name: hub
 SELECT next_ids, counts FROM hubs WHERE chain_id = ? AND ctx = ?;
 

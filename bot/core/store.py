@@ -157,6 +157,8 @@ class Store:
         self._hub_arrays: LRU[HubKey, hubmod.Packed] = LRU(HUBS_IN_MEMORY)
         # Contexts counted and found narrow: how many rows each still lacked (a row per occurrence at most).
         self._hub_short: LRU[HubKey, int] = LRU(cache_size)
+        self._hubs_changed = False  # in the open transaction
+        self._hub_version = 0  # bumped after each commit or rollback that changed hubs (tells the walker)
         # The walker: in a process of its own, or a Walker on a thread of this process.
         self._process: WalkerProcess | None = None
         self._walker: Walker | None = None
@@ -533,6 +535,8 @@ class Store:
                 row = await cur.fetchone()
             self._next_token_id = max(chainmod.FIRST_TOKEN_ID, int(row[0]) + 1 if row else 0)
             raise
+        finally:
+            self._publish_hubs()
         return FlushResult(len(fresh), len(batch) - len(fresh))
 
     async def _drop_known(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
@@ -631,6 +635,13 @@ class Store:
         async with self.w.execute(Q["all_hubs"]) as cur:
             self._hubs = {(int(c), bytes(x)) for c, x in await cur.fetchall()}
         self._hub_arrays.clear()
+        self._hubs_changed = True
+
+    def _publish_hubs(self) -> None:
+        """After a commit or rollback: if hubs were made or dropped, tell the walker to look again."""
+        if self._hubs_changed:
+            self._hubs_changed = False
+            self._hub_version += 1
 
     async def _hub(self, key: HubKey) -> hubmod.Packed:
         packed = self._hub_arrays.get(key)
@@ -682,6 +693,7 @@ class Store:
                 packed = hubmod.from_rows(await cur.fetchall())
             await w.execute(Q["put_hub"], (*key, *hubmod.encode(*packed)))
             self._hubs.add(key)
+            self._hubs_changed = True
             self._hub_arrays.put(key, packed)
             self._hub_short.pop(key)
 
@@ -732,6 +744,7 @@ class Store:
             for chain_id in removing:
                 self._removals[chain_id] += 1
                 self._removal_epoch += 1
+            self._publish_hubs()
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction."""
@@ -804,6 +817,7 @@ class Store:
             await self._add_refs(refs)
             self._hubs = {hub for hub in self._hubs if hub[0] != info.id}
             self._hub_arrays.clear()
+            self._hubs_changed = True
 
         async with self._write_lock:
             await self._transaction(work(), removing=[info.id])
@@ -860,7 +874,13 @@ class Store:
 
         A walker process that died (killed, out of memory) is started again and the call retried once.
         """
-        version = Version(chain_id, self._generation[chain_id], self._removals[chain_id], self._removal_epoch)
+        version = Version(
+            chain_id,
+            self._generation[chain_id],
+            self._removals[chain_id],
+            self._removal_epoch,
+            self._hub_version,
+        )
         if self._walker is not None and self._thread is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, self._walker.call, method, version, *args

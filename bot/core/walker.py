@@ -57,6 +57,7 @@ class Version(NamedTuple):
     generation: int  # bumped on every write to the chain
     removals: int  # bumped when the chain loses counts
     epoch: int  # bumped on every removal in any chain: a token id may have been freed
+    hubs: int = 0  # bumped after a commit that made or dropped hubs (in any chain)
 
 
 class Walker:
@@ -72,6 +73,8 @@ class Walker:
         )
         self._texts: LRU[int, str] = LRU(cache_size)
         self._texts_epoch = 0
+        self._hub_contexts: dict[int, set[bytes]] = {}  # per chain, as of _hubs_version
+        self._hubs_version = 0
         self._generation: Counter[int] = Counter()
         self._removals: Counter[int] = Counter()
 
@@ -82,6 +85,9 @@ class Walker:
         if version.epoch != self._texts_epoch:
             self._texts.clear()
             self._texts_epoch = version.epoch
+        if version.hubs != self._hubs_version:
+            self._hub_contexts.clear()
+            self._hubs_version = version.hubs
         return getattr(self, method)(*args)
 
     def close(self) -> None:
@@ -116,12 +122,20 @@ class Walker:
             return cached
         if author_id is not None:
             choices = chainmod.cumulative(self._rows("author_successors", (chain_id, ctx, author_id)))
-        elif hub := self._rows("hub", (chain_id, ctx)):
+        elif ctx in self._hubs_of(chain_id) and (hub := self._rows("hub", (chain_id, ctx))):
             choices = hubs.choices(hubs.decode(*hub[0]))
         else:
             choices = chainmod.cumulative(self._rows("successors", (chain_id, ctx)))
         self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
         return choices
+
+    def _hubs_of(self, chain_id: int) -> set[bytes]:
+        """A chain's hub contexts (a hub made since is read from transitions until the next call)."""
+        found = self._hub_contexts.get(chain_id)
+        if found is None:
+            found = {bytes(ctx) for (ctx,) in self._rows("hubs_of_chain", (chain_id,))}
+            self._hub_contexts[chain_id] = found
+        return found
 
     def _predecessors(
         self, chain_id: int, next_id: int, suffix: bytes, author_id: int | None = None

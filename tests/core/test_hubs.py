@@ -133,3 +133,30 @@ async def test_reset_removes_the_chains_hubs_and_leaves_the_others_exact(tmp_pat
         assert hub_errors(db) == []
     finally:
         await brain.close()
+
+
+async def test_a_running_walker_reads_a_hub_made_after_it_started(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    key = ChainKey(P, G, "c1")
+    first = [("u0", "hello there"), ("u1", "hello there"), ("u0", "zebra")]
+    brain = await learned(
+        db, [Message(P, G, "c1", a, str(i), text) for i, (a, text) in enumerate(first)], hub_rows=4
+    )
+    try:
+        assert (await brain.generate(key, rng=random.Random(0), guard=False)).text  # the walker is warm
+        assert hub_count(db) == 0
+        await brain.learn(Message(P, G, "c1", "u2", "9", "hello there"), require_consent=False)
+        await brain.flush()  # the opening context now has four rows: a hub
+        start = chainmod.pack([chainmod.BEGIN, chainmod.BEGIN])
+        conn = sqlite3.connect(db)
+        zebra = conn.execute("SELECT id FROM tokens WHERE text = 'zebra'").fetchone()[0]
+        conn.execute(
+            "UPDATE hubs SET next_ids = ?, counts = ? WHERE ctx = ?",
+            (*hubs.encode(array("q", [zebra]), array("q", [1])), start),
+        )
+        conn.commit()
+        conn.close()
+        outs = [await brain.generate(key, rng=random.Random(s), guard=False) for s in range(8)]
+    finally:
+        await brain.close()
+    assert [out.text for out in outs] == ["zebra"] * 8
