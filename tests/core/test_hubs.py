@@ -38,6 +38,22 @@ async def learned(path: Path, messages: list[Message], **options: object) -> Bra
     return brain
 
 
+def steer_opening_hub(db: Path, word: str) -> None:
+    """Rewrite the start-of-message hub so that `word` is its only successor."""
+    start = chainmod.pack([chainmod.BEGIN, chainmod.BEGIN])
+    conn = sqlite3.connect(db)
+    try:
+        (token_id,) = conn.execute("SELECT id FROM tokens WHERE text = ?", (word,)).fetchone()
+        changed = conn.execute(
+            "UPDATE hubs SET next_ids = ?, counts = ? WHERE ctx = ?",
+            (*hubs.encode(array("q", [token_id]), array("q", [1])), start),
+        ).rowcount
+        conn.commit()
+    finally:
+        conn.close()
+    assert changed == 1, "the opening context is not a hub"
+
+
 @given(st.lists(st.dictionaries(st.integers(2, 30), st.integers(-4, 6), max_size=8), max_size=12))
 def test_adding_counts_keeps_ids_sorted_and_drops_what_reaches_zero(
     changes: list[dict[int, int]],
@@ -99,16 +115,7 @@ async def test_walks_read_a_context_from_its_hub(tmp_path: Path) -> None:
     db = tmp_path / "m.db"
     brain = await learned(db, corpus(50), hub_rows=1)
     await brain.close()
-    # Rewrite the start-of-message hub so that only one successor is left: walks must follow it.
-    start = chainmod.pack([chainmod.BEGIN, chainmod.BEGIN])
-    conn = sqlite3.connect(db)
-    only = conn.execute("SELECT id FROM tokens WHERE text = 'dog'").fetchone()[0]
-    conn.execute(
-        "UPDATE hubs SET next_ids = ?, counts = ? WHERE ctx = ?",
-        (*hubs.encode(array("q", [only]), array("q", [1])), start),
-    )
-    conn.commit()
-    conn.close()
+    steer_opening_hub(db, "dog")  # only one successor left: walks must follow it
     brain = await Brain.open(db, salt=SALT)
     try:
         outs = [
@@ -147,15 +154,7 @@ async def test_a_running_walker_reads_a_hub_made_after_it_started(tmp_path: Path
         assert hub_count(db) == 0
         await brain.learn(Message(P, G, "c1", "u2", "9", "hello there"), require_consent=False)
         await brain.flush()  # the opening context now has four rows: a hub
-        start = chainmod.pack([chainmod.BEGIN, chainmod.BEGIN])
-        conn = sqlite3.connect(db)
-        zebra = conn.execute("SELECT id FROM tokens WHERE text = 'zebra'").fetchone()[0]
-        conn.execute(
-            "UPDATE hubs SET next_ids = ?, counts = ? WHERE ctx = ?",
-            (*hubs.encode(array("q", [zebra]), array("q", [1])), start),
-        )
-        conn.commit()
-        conn.close()
+        steer_opening_hub(db, "zebra")
         outs = [await brain.generate(key, rng=random.Random(s), guard=False) for s in range(8)]
     finally:
         await brain.close()
