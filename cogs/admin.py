@@ -12,16 +12,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import replies
 from bot.core.brain import Brain
 from bot.core.models import LearnStatus
-from bot.textcommands import describe_settings
+from bot.replies import MANAGER_ONLY, describe_settings
 from cogs.common import (
-    MANAGER_ONLY,
+    CONFIRM_TIMEOUT,
     NO_MENTIONS,
     PLATFORM,
     ChainChannel,
     ConfirmView,
     Interaction,
+    OwnerView,
     chain_key,
     channel_label,
     confirm,
@@ -31,6 +33,7 @@ from cogs.common import (
     is_manager,
     refuse_channel,
     reply,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -41,7 +44,6 @@ log = logging.getLogger(__name__)
 CURSOR_KEY = "discord.train_cursor"
 PROGRESS_INTERVAL = 3.0
 MAX_TRAIN = 100_000
-CONFIRM_TIMEOUT = 60.0
 
 
 @dataclass
@@ -63,33 +65,19 @@ class TrainProgress:
         )
 
 
-class CancelView(discord.ui.View):
+class CancelView(OwnerView):
     """One Cancel button for a running backfill; only the invoker may press it."""
 
     def __init__(self, owner_id: int, timeout: float | None = None) -> None:
-        super().__init__(timeout=timeout)
-        self.owner_id = owner_id
+        super().__init__(owner_id, timeout=timeout)
         self.cancelled = False
-
-    async def interaction_check(self, interaction: Interaction) -> bool:
-        """Only the member who started the backfill may cancel it."""
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            "Only the member who started this backfill can cancel it.",
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
-        return False
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
     async def cancel(self, interaction: Interaction, button: discord.ui.Button[CancelView]) -> None:
         """Stop after the current message; what was learned stays, and the next run resumes."""
         self.cancelled = True
         self.stop()
-        await interaction.response.edit_message(
-            content="Cancelling…", view=None, allowed_mentions=NO_MENTIONS
-        )
+        await self.close_with(interaction, replies.CANCELLING)
 
 
 class Admin(commands.Cog):
@@ -153,18 +141,11 @@ class Admin(commands.Cog):
         key = chain_key(guild, target)
         where = f"<#{key.channel}>"
         changed = await self.brain.set_channel(PLATFORM, key.guild, key.channel, enable)
-        state = "enabled" if enable else "disabled"
-        if not changed:
-            await reply(interaction, f"Learning was already {state} in {where}.")
-            return
-        text = f"Learning is now {state} in {where}."
-        if enable:
-            text += " Only members who ran `/markov optin` are learned; threads learn into their channel."
+        text = replies.channel_learning(where, enable=enable, changed=changed, can_reset=True)
+        if changed and enable:
             mine = target.permissions_for(guild.me) if target is not None else None
             if mine is not None and not (mine.view_channel and mine.read_message_history):
                 text += " Note: I can't read that channel yet: give me View Channel and Read Message History."
-        else:
-            text += " What was already learned stays (`/markov reset` deletes it)."
         await reply(interaction, text)
 
     # ---------------------------------------------------------------- settings
@@ -206,9 +187,9 @@ class Admin(commands.Cog):
         try:
             updated = await self.brain.update_settings(PLATFORM, guild, **changes)
         except ValueError as exc:
-            await reply(interaction, f"Not changed: {exc}")
+            await reply(interaction, replies.not_changed(str(exc)))
             return
-        await reply(interaction, "Saved.\n" + describe_settings(updated))
+        await reply(interaction, f"{replies.SETTINGS_SAVED}\n{describe_settings(updated)}")
 
     # ---------------------------------------------------------------- train
 
@@ -260,12 +241,12 @@ class Admin(commands.Cog):
         # is the oldest message read so far; the next run reads on, older than it.
         where = channel_label(source)
         cursor_key = f"{CURSOR_KEY}:{interaction.guild_id}:{source.id}"
-        cursor = None if from_newest else await self.brain.store.get_meta(cursor_key)
+        cursor = None if from_newest else await self.brain.get_state(cursor_key)
         before = discord.Object(id=int(cursor)) if cursor else None
         progress = TrainProgress(last_id=int(cursor) if cursor else None)
         start = "going on from where the last run stopped" if before else "from the newest message"
         await interaction.response.send_message(
-            f"Reading {where}, {start}…", view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
+            shown(f"Reading {where}, {start}…"), view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
         )
         last_edit = self.now()
         failure: str | None = None
@@ -323,12 +304,14 @@ class Admin(commands.Cog):
 
     async def _save_cursor(self, key: str, progress: TrainProgress) -> None:
         if progress.last_id is not None:
-            await self.brain.store.set_meta(key, str(progress.last_id))
+            await self.brain.set_state(key, str(progress.last_id))
 
     async def _edit(self, interaction: Interaction, content: str, view: discord.ui.View) -> None:
         try:
             await interaction.edit_original_response(
-                content=content, view=view if not view.is_finished() else None, allowed_mentions=NO_MENTIONS
+                content=shown(content),
+                view=view if not view.is_finished() else None,
+                allowed_mentions=NO_MENTIONS,
             )
         except discord.HTTPException as exc:  # e.g. the interaction expired after 15 minutes
             log.info("could not show backfill progress: %s", exc)
@@ -360,7 +343,7 @@ class Admin(commands.Cog):
         if not await confirm(interaction, prompt, view, ephemeral=False):
             return
         removed = await self.brain.reset(key)
-        await self.brain.store.set_meta(f"{CURSOR_KEY}:{interaction.guild_id}:{key.channel}", "")
+        await self.brain.set_state(f"{CURSOR_KEY}:{interaction.guild_id}:{key.channel}", "")
         log.info("reset chain of channel %s in guild %s (%d messages)", key.channel, key.guild, removed)
         await edit_reply(
             interaction,

@@ -108,12 +108,13 @@ async def test_generate_cooldown_is_per_member_and_expires(world: World) -> None
     assert not first.ephemeral
     again = await world.bob.slash(world.general, "markov generate")
     assert again.ephemeral
-    assert again.response.content == "Slow down: you can generate again in 5 s."
+    assert again.response.content == replies.slow_down("generate", 5, 5.0)
+    assert "generate and stats" in again.response.content  # says what the cooldown covers
     other = await world.alice.slash(world.general, "markov generate")
     assert not other.ephemeral  # alice has her own cooldown
     await world.env.advance_time(3)
     later = await world.bob.slash(world.general, "markov generate")
-    assert later.response.content == "Slow down: you can generate again in 2 s."
+    assert later.response.content == replies.slow_down("generate", 2, 5.0)
     await world.env.advance_time(2)
     assert not (await world.bob.slash(world.general, "markov generate")).ephemeral
     assert len(world.public_posts()) == 3
