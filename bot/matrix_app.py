@@ -317,6 +317,7 @@ def missing_settings(settings: Settings) -> str | None:
 
 async def serve(settings: Settings) -> int:
     """Run the Matrix bot until SIGINT/SIGTERM; returns the exit code."""
+    quiet_libraries(settings)
     try:
         brain = await open_brain(settings)
     except StartupError as exc:
@@ -327,6 +328,8 @@ async def serve(settings: Settings) -> int:
         settings.matrix_user_id or "",
         config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=False),
     )
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
     try:
         error = await login(client, brain, settings)
         if error:
@@ -336,14 +339,15 @@ async def serve(settings: Settings) -> int:
             brain, client, auto_join=settings.matrix_auto_join, cooldowns=Cooldowns(settings.cooldown_seconds)
         )
         task = asyncio.create_task(bot.sync_forever())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.add_signal_handler(sig, task.cancel)
         log.info("matrix bot running as %s", settings.matrix_user_id)
         with contextlib.suppress(asyncio.CancelledError):
             await task
         return 0
     finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         await client.close()
         await brain.close()
 
@@ -354,7 +358,6 @@ def run_matrix(settings: Settings) -> int:
     if problem:
         say(problem)
         return 2
-    quiet_libraries(settings)
     try:
         return asyncio.run(serve(settings))
     except OSError as exc:
