@@ -189,6 +189,7 @@ def channel_learning(where: str, *, enable: bool, changed: bool, can_reset: bool
     return f"Learning is now disabled in {where}. What was already learned stays{reset}."
 
 
+I_CANNOT_READ_YET = " Note: I can't read that channel yet: give me View Channel and Read Message History."
 CHANNEL_USAGE = "Usage: `/markov channel enable` or `/markov channel disable`."
 SETTINGS_SAVED = "Saved."
 
@@ -217,6 +218,92 @@ def settings_usage(names: tuple[str, ...] | list[str]) -> str:
 def unknown_setting(name: str, names: tuple[str, ...] | list[str]) -> str:
     """A setting name nobody knows."""
     return f"unknown setting {quote(name)}; settings are {', '.join(names)}."
+
+
+# ---------------------------------------------------------------- backfill (/markov train) and reset
+
+
+def train_counts(read: int, learned: int, known: int, not_opted_in: int, skipped: int) -> str:
+    """How far a backfill got, in one line."""
+    return (
+        f"read {read:,} messages: learned {learned:,}, already learned {known:,}, "
+        f"not opted in {not_opted_in:,}, skipped {skipped:,} (bots, webhooks, system or empty)"
+    )
+
+
+def train_not_enabled(where: str) -> str:
+    """A backfill of a channel where learning is off."""
+    return f"Learning isn't enabled in {where}: run `/markov channel enable` there first."
+
+
+def train_cannot_read(where: str) -> str:
+    """Why a backfill cannot read a channel."""
+    return f"I can't read the history of {where}: give me View Channel and Read Message History there."
+
+
+def train_running(where: str) -> str:
+    """A second backfill of the same channel."""
+    return f"I'm already reading {where}; wait for it to finish or cancel it."
+
+
+def train_started(where: str, *, resuming: bool) -> str:
+    """A backfill begins."""
+    start = "going on from where the last run stopped" if resuming else "from the newest message"
+    return f"Reading {where}, {start}…"
+
+
+def train_progress(where: str, counts: str) -> str:
+    """A backfill's progress."""
+    return f"Reading {where}… {counts}."
+
+
+def train_failed(failure: str, counts: str) -> str:
+    """A backfill Discord stopped."""
+    return f"{failure} So far: {counts}."
+
+
+def train_cancelled(counts: str) -> str:
+    """A backfill the moderator cancelled."""
+    return f"Cancelled: {counts}. `/markov train` goes on from there."
+
+
+def train_done(where: str, counts: str) -> str:
+    """A backfill that reached the start of the channel."""
+    return (
+        f"Done: {counts}. That was the whole history of {where}; new messages are learned as they "
+        "come (`from_newest:True` reads it all again, skipping what was learned)."
+    )
+
+
+def train_stopped(limit: int, counts: str) -> str:
+    """A backfill that read its limit."""
+    return f"Stopped after {limit:,} messages: {counts}. `/markov train` again reads older messages."
+
+
+def reset_prompt(who: str, where: str, held: int) -> str:
+    """/markov reset asks first, in public."""
+    return (
+        f"{who} asked to delete the chain of {where} ({held:,} learned messages). "
+        "This cannot be undone. Only they can confirm."
+    )
+
+
+def reset_working(where: str) -> str:
+    """/markov reset confirmed."""
+    return f"Resetting the chain of {where}…"
+
+
+def reset_cancelled(where: str) -> str:
+    """/markov reset cancelled."""
+    return f"Cancelled: the chain of {where} was not touched."
+
+
+def reset_done(where: str, removed: int) -> str:
+    """/markov reset done."""
+    return (
+        f"Deleted the chain of {where}: {removed:,} learned messages removed. "
+        "Learning goes on there if it is enabled; `/markov train` relearns the history."
+    )
 
 
 # ---------------------------------------------------------------- text commands

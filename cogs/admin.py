@@ -59,10 +59,7 @@ class TrainProgress:
 
     def describe(self) -> str:
         """One line a moderator can read."""
-        return (
-            f"read {self.read:,} messages: learned {self.learned:,}, already learned {self.known:,}, "
-            f"not opted in {self.not_opted_in:,}, skipped {self.skipped:,} (bots, webhooks, system or empty)"
-        )
+        return replies.train_counts(self.read, self.learned, self.known, self.not_opted_in, self.skipped)
 
 
 class CancelView(OwnerView):
@@ -145,7 +142,7 @@ class Admin(commands.Cog):
         if changed and enable:
             mine = target.permissions_for(guild.me) if target is not None else None
             if mine is not None and not (mine.view_channel and mine.read_message_history):
-                text += " Note: I can't read that channel yet: give me View Channel and Read Message History."
+                text += replies.I_CANNOT_READ_YET
         await reply(interaction, text)
 
     # ---------------------------------------------------------------- settings
@@ -216,17 +213,15 @@ class Admin(commands.Cog):
         key = chain_key(guild, source)
         where = channel_label(source)
         if not await self.brain.is_enabled(PLATFORM, key.guild, key.channel):
-            await reply(
-                interaction, f"Learning isn't enabled in {where}: run `/markov channel enable` there first."
-            )
+            await reply(interaction, replies.train_not_enabled(where))
             return
         mine = source.permissions_for(guild.me)
         if not (mine.view_channel and mine.read_message_history):
-            await reply(interaction, cannot_read(where))
+            await reply(interaction, replies.train_cannot_read(where))
             return
         running = (guild.id, source.id)
         if running in self.running:
-            await reply(interaction, f"I'm already reading {where}; wait for it to finish or cancel it.")
+            await reply(interaction, replies.train_running(where))
             return
         view = self.running[running] = CancelView(interaction.user.id)
         try:
@@ -244,9 +239,11 @@ class Admin(commands.Cog):
         cursor = None if from_newest else await self.brain.get_state(cursor_key)
         before = discord.Object(id=int(cursor)) if cursor else None
         progress = TrainProgress(last_id=int(cursor) if cursor else None)
-        start = "going on from where the last run stopped" if before else "from the newest message"
         await interaction.response.send_message(
-            shown(f"Reading {where}, {start}…"), view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
+            shown(replies.train_started(where, resuming=before is not None)),
+            view=view,
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
         )
         last_edit = self.now()
         failure: str | None = None
@@ -258,29 +255,24 @@ class Admin(commands.Cog):
                 progress.last_id = message.id
                 if self.now() - last_edit >= self.progress_interval:
                     await self._save_cursor(cursor_key, progress)
-                    await self._edit(interaction, f"Reading {where}… {progress.describe()}.", view)
+                    await self._edit(interaction, replies.train_progress(where, progress.describe()), view)
                     last_edit = self.now()
         except discord.Forbidden:
             log.warning("cannot read the history of channel %s in guild %s", source.id, interaction.guild_id)
-            failure = cannot_read(where)
+            failure = replies.train_cannot_read(where)
         finally:
             view.stop()
             await self._save_cursor(cursor_key, progress)
             await self.brain.flush()
+        counts = progress.describe()
         if failure:
-            text = f"{failure} So far: {progress.describe()}."
+            text = replies.train_failed(failure, counts)
         elif view.cancelled:
-            text = f"Cancelled: {progress.describe()}. `/markov train` goes on from there."
+            text = replies.train_cancelled(counts)
         elif progress.read < limit:
-            text = (
-                f"Done: {progress.describe()}. That was the whole history of {where}; new messages are "
-                "learned as they come (`from_newest:True` reads it all again, skipping what was learned)."
-            )
+            text = replies.train_done(where, counts)
         else:
-            text = (
-                f"Stopped after {limit:,} messages: {progress.describe()}. "
-                "`/markov train` again reads older messages."
-            )
+            text = replies.train_stopped(limit, counts)
         await edit_reply(interaction, text)
 
     async def _learn_one(self, message: discord.Message, progress: TrainProgress) -> None:
@@ -332,29 +324,17 @@ class Admin(commands.Cog):
         view = ConfirmView(
             interaction.user.id,
             confirm_label="Reset",
-            working=f"Resetting the chain of {where}…",
-            cancelled=f"Cancelled: the chain of {where} was not touched.",
+            working=replies.reset_working(where),
+            cancelled=replies.reset_cancelled(where),
             timeout=self.confirm_timeout,
         )
-        prompt = (
-            f"{interaction.user.mention} asked to delete the chain of {where} ({held:,} learned messages). "
-            "This cannot be undone. Only they can confirm."
-        )
+        prompt = replies.reset_prompt(interaction.user.display_name, where, held)
         if not await confirm(interaction, prompt, view, ephemeral=False):
             return
         removed = await self.brain.reset(key)
         await self.brain.set_state(f"{CURSOR_KEY}:{interaction.guild_id}:{key.channel}", "")
         log.info("reset chain of channel %s in guild %s (%d messages)", key.channel, key.guild, removed)
-        await edit_reply(
-            interaction,
-            f"Deleted the chain of {where}: {removed:,} learned messages removed. "
-            "Learning goes on there if it is enabled; `/markov train` relearns the history.",
-        )
-
-
-def cannot_read(where: str) -> str:
-    """Why a backfill cannot read a channel."""
-    return f"I can't read the history of {where}: give me View Channel and Read Message History there."
+        await edit_reply(interaction, replies.reset_done(where, removed))
 
 
 async def setup(bot: MarkovBot) -> None:

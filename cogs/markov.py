@@ -75,7 +75,7 @@ class Markov(commands.Cog):
         author: str | None = None
         if member is not None:
             if not await self.brain.is_opted_in(PLATFORM, str(guild.id), str(member.id)):
-                await reply(interaction, replies.not_opted_in(member.mention))
+                await reply(interaction, replies.not_opted_in(member.display_name))
                 return
             author = str(member.id)
         if await self._cooling(interaction, guild.id, GENERATE):
