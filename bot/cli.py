@@ -172,15 +172,10 @@ def generate(
     rng = random.Random(seed)
 
     async def work(brain: Brain) -> list[tuple[bool, str]]:
-        out = []
-        for _ in range(count):
-            result = await brain.generate(
-                local_chain(chain), start=start, author=author, rng=rng, guard=guard
-            )
-            out.append((result.ok, replies.generated(result, start=start, member=author)))
-            if not result.ok:
-                break
-        return out
+        results = await brain.generate_many(
+            local_chain(chain), count, start=start, author=author, rng=rng, guard=guard
+        )
+        return [(r.ok, replies.generated(r, start=start, member=author)) for r in results]
 
     lines = run_async(settings, work)
     for ok, text in lines:

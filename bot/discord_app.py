@@ -9,8 +9,6 @@ import json
 import logging
 import random
 import signal
-import sqlite3
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,11 +18,12 @@ from discord import app_commands
 from discord.ext import commands
 from discord.utils import MISSING
 
+from bot import replies
 from bot.config import Settings
+from bot.cooldowns import Cooldowns
 from bot.core.brain import Brain
-from bot.core.store import SchemaTooNew, StoreError
-from bot.runtime import settle_heap
-from cogs.common import NO_MENTIONS, Cooldowns, Interaction, describe_forbidden, reply
+from bot.startup import StartupError, open_brain, say
+from cogs.common import NO_MENTIONS, Interaction, describe_forbidden, reply
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +53,16 @@ class MarkovTree(app_commands.CommandTree["MarkovBot"]):
             log.warning("missing permission for /%s: %s", _name(interaction), original.text)
             text = describe_forbidden(original, interaction.channel)
         elif isinstance(error, app_commands.NoPrivateMessage):
-            text = "This command only works in a server."
+            text = replies.SERVER_ONLY
         elif isinstance(error, app_commands.MissingPermissions):
-            text = "You need the Manage Server permission for this command."
+            text = replies.NEED_MANAGE_SERVER
         elif isinstance(error, app_commands.TransformerError):
-            text = f"I couldn't use the option you gave: {error}"
+            text = replies.bad_option(error)
         elif isinstance(error, app_commands.CheckFailure):
-            text = str(error) or "You can't use this command here."
+            text = str(error) or replies.CANNOT_USE_HERE
         else:
             log.error("/%s failed", _name(interaction), exc_info=original)
-            text = "Something went wrong on my side; it was logged. Please try again later."
+            text = replies.UNEXPECTED
         try:
             await reply(interaction, text)
         except discord.HTTPException as exc:
@@ -155,7 +154,7 @@ class MarkovBot(commands.Bot):
 
     async def sync_commands(self, *, force: bool = False) -> bool:
         """Sync the command tree to its target when it changed since the last sync (hash in the database)."""
-        store = self.brain.store
+        brain = self.brain
         guild = self.sync_target()
         last_guild_key = f"{GUILD_KEY}:{self.application_id}"
         if guild is not None:
@@ -166,20 +165,20 @@ class MarkovBot(commands.Bot):
         digest = hashlib.sha256(payload.encode()).hexdigest()
         target = f"guild:{guild.id}" if guild is not None else "global"
         key = f"{HASH_KEY}:{self.application_id}:{target}"
-        if not force and await store.get_meta(key) == digest:
+        if not force and await brain.get_state(key) == digest:
             log.info("commands unchanged since the last sync (%s): not syncing", target)
             return False
         synced = await self.tree.sync(guild=guild)
-        await store.set_meta(key, digest)
+        await brain.set_state(key, digest)
         if guild is not None:
-            await store.set_meta(last_guild_key, str(guild.id))
+            await brain.set_state(last_guild_key, str(guild.id))
         log.info("synced %d command(s) to %s", len(synced), target)
         return True
 
     async def _remove_test_server_copy(self, last_guild_key: str) -> None:
         """Commands once synced to DISCORD_GUILD_ID would show twice there next to global ones: remove them."""
-        store = self.brain.store
-        old = await store.get_meta(last_guild_key)
+        brain = self.brain
+        old = await brain.get_state(last_guild_key)
         if not old:
             return
         try:
@@ -187,8 +186,8 @@ class MarkovBot(commands.Bot):
         except discord.HTTPException as exc:
             log.warning("could not remove the commands of test server %s: %s", old, exc)
             return
-        await store.set_meta(f"{HASH_KEY}:{self.application_id}:guild:{old}", "")
-        await store.set_meta(last_guild_key, "")
+        await brain.set_state(f"{HASH_KEY}:{self.application_id}:guild:{old}", "")
+        await brain.set_state(last_guild_key, "")
         log.info("removed the commands synced to test server %s earlier", old)
 
     async def on_message(self, message: discord.Message, /) -> None:
@@ -203,17 +202,13 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
     """Run the bot until Discord closes it or stop is set (SIGINT/SIGTERM set it); returns an exit code."""
     token = settings.discord_token
     if not token:
-        _say("DISCORD_TOKEN is not set: put the bot token in the environment or in .env (see the README).")
+        say("DISCORD_TOKEN is not set: put the bot token in the environment or in .env (see the README).")
         return 2
     try:
-        brain = brain or await Brain.open(settings.db_path, **settings.store_options)
-    except (SchemaTooNew, StoreError) as exc:
-        _say(str(exc))
+        brain = brain or await open_brain(settings)
+    except StartupError as exc:
+        say(str(exc))
         return 1
-    except (sqlite3.DatabaseError, OSError) as exc:
-        _say(f"cannot use the database {settings.db_path}: {exc}")
-        return 1
-    settle_heap()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
@@ -239,21 +234,21 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
                 except TimeoutError:
                     log.warning("the Discord client did not stop within %.0f s; leaving it", SHUTDOWN_TIMEOUT)
     except discord.LoginFailure:
-        _say(
+        say(
             "Discord rejected DISCORD_TOKEN: copy a fresh token from the Developer Portal (Bot → Reset Token)."
         )
         code = 1
     except discord.PrivilegedIntentsRequired:
-        _say(
+        say(
             "Discord refused the Message Content intent: enable it in the Developer Portal "
             "(Bot → Privileged Gateway Intents → Message Content Intent)."
         )
         code = 1
     except (aiohttp.ClientError, OSError, discord.GatewayNotFound) as exc:
-        _say(f"cannot reach Discord: {exc}")
+        say(f"cannot reach Discord: {exc}")
         code = 1
     except discord.HTTPException as exc:
-        _say(f"Discord refused to start the bot: {exc}")
+        say(f"Discord refused to start the bot: {exc}")
         code = 1
     finally:
         for sig in handled:
@@ -262,14 +257,10 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
     return code
 
 
-def _say(line: str) -> None:
-    print(f"markovbot: {line}", file=sys.stderr)
-
-
 def run_discord(settings: Settings) -> int:
     """`markovbot run`: run the Discord bot; returns the process exit code."""
     if not settings.discord_token:
-        _say("DISCORD_TOKEN is not set: put the bot token in the environment or in .env (see the README).")
+        say("DISCORD_TOKEN is not set: put the bot token in the environment or in .env (see the README).")
         return 2
     try:
         return asyncio.run(serve(settings))

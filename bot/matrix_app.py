@@ -1,7 +1,8 @@
 """The Matrix adapter (matrix-nio): a room is a channel; its space (or the homeserver) is the guild.
 
-Commands are messages (`!markov generate`, ...) answered through bot.textcommands; replies are
-sent as m.notice with an empty m.mentions, so they never ping.
+Commands are messages (`!markov generate`, ...) answered through bot.textcommands; every reply
+goes through `MatrixBot.send`, which renders it (bot.replies.render) and sends it as m.notice
+with an empty m.mentions, so it never pings.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import io
 import logging
 import random
 import signal
-import sys
 import time
 from collections import OrderedDict
 
@@ -31,10 +31,12 @@ from nio import (
     UploadResponse,
 )
 
+from bot import replies
 from bot.config import Settings
+from bot.cooldowns import Cooldowns
 from bot.core.brain import Brain
 from bot.core.models import Message
-from bot.runtime import settle_heap
+from bot.startup import StartupError, open_brain, quiet_libraries, say
 from bot.stats_text import stats_reply
 from bot.textcommands import Context, Reply, TextCommands
 
@@ -47,10 +49,7 @@ CREATOR_LEVEL = 2**53  # room v12+: creators outrank any power level
 TEXT_CACHE = 10_000  # recent message texts kept in memory so edits and redactions can be unlearned
 SYNC_TOKEN_KEY = "matrix.next_batch:{user}"
 DEVICE_KEY = "matrix.device_id:{user}"
-ENCRYPTED_NOTICE = (
-    "This room is end-to-end encrypted, and markovbot doesn't support encrypted rooms yet: "
-    "I can't read messages here, so I won't learn or answer in this room."
-)
+TOLD_ENCRYPTED_KEY = "matrix.told_encrypted:{room}"
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -73,11 +72,14 @@ class MatrixBot:
         *,
         auto_join: bool = True,
         rng: random.Random | None = None,
+        cooldowns: Cooldowns | None = None,
     ) -> None:
         self.brain = brain
         self.client = client
         self.auto_join = auto_join
-        self.commands = TextCommands(brain, prefix=PREFIX, stats=stats_reply, rng=rng)
+        self.commands = TextCommands(
+            brain, prefix=PREFIX, stats=stats_reply, rng=rng, cooldowns=cooldowns or Cooldowns(0)
+        )
         self.started_ms = int(time.time() * 1000)
         self._texts: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._guilds: dict[str, str] = {}
@@ -102,10 +104,16 @@ class MatrixBot:
 
     async def restore_sync_token(self) -> str | None:
         """The sync token saved by the last run, so old events are neither learned nor answered."""
-        return await self.brain.store.get_meta(SYNC_TOKEN_KEY.format(user=self.user_id))
+        return await self.brain.get_state(SYNC_TOKEN_KEY.format(user=self.user_id))
 
     async def _on_sync(self, response: SyncResponse) -> None:
-        await self.brain.store.set_meta(SYNC_TOKEN_KEY.format(user=self.user_id), response.next_batch)
+        await self.brain.set_state(SYNC_TOKEN_KEY.format(user=self.user_id), response.next_batch)
+        # A room's encryption is in its state: say we cannot work there as soon as it shows,
+        # on joining or when encryption is turned on, not only once someone posts.
+        for room_id in response.rooms.join:
+            room = self.client.rooms.get(room_id)
+            if room is not None and room.encrypted:
+                await self._tell_encrypted(room)
 
     async def guild_of(self, room: MatrixRoom) -> str:
         """The room's space (from its m.space.parent state), else the homeserver."""
@@ -184,11 +192,11 @@ class MatrixBot:
         if room.room_id in self._told_encrypted:
             return
         self._told_encrypted.add(room.room_id)
-        key = f"matrix.told_encrypted:{room.room_id}"
-        if await self.brain.store.get_meta(key):
+        key = TOLD_ENCRYPTED_KEY.format(room=room.room_id)
+        if await self.brain.get_state(key):
             return
-        await self.brain.store.set_meta(key, "1")
-        await self.send(room.room_id, Reply(ENCRYPTED_NOTICE))
+        await self.brain.set_state(key, "1")
+        await self.send(room.room_id, Reply(replies.ENCRYPTED_ROOM))
 
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if not self.auto_join or event.state_key != self.user_id or event.membership != "invite":
@@ -223,13 +231,24 @@ class MatrixBot:
 
     async def _command(self, room: MatrixRoom, guild: str, sender: str, body: str) -> None:
         level = await self.power_level(room.room_id, sender)
-        ctx = Context(PLATFORM, guild, room.room_id, sender, is_moderator=level >= MODERATOR_LEVEL)
+        ctx = Context(
+            PLATFORM,
+            guild,
+            room.room_id,
+            sender,
+            is_moderator=level >= MODERATOR_LEVEL,
+            channel_name=room.display_name,
+        )
         for reply in await self.commands.handle(ctx, body):
             await self.send(room.room_id, reply)
 
     async def send(self, room_id: str, reply: Reply) -> None:
-        """Send a reply as m.notice (never pinging), and its image if any."""
-        content = {"msgtype": "m.notice", "body": reply.text, "m.mentions": {}}
+        """Send a reply, rendered for Matrix, as m.notice (never pinging), and its image if any."""
+        content = {
+            "msgtype": "m.notice",
+            "body": replies.render(reply.text, replies.MATRIX),
+            "m.mentions": {},
+        }
         response = await self.client.room_send(room_id, "m.room.message", content)
         if not hasattr(response, "event_id"):
             log.warning("could not send to %s: %s", room_id, getattr(response, "message", response))
@@ -274,16 +293,16 @@ async def login(client: AsyncClient, brain: Brain, settings: Settings) -> str | 
     if settings.matrix_access_token:
         client.access_token = settings.matrix_access_token
         client.user_id = settings.matrix_user_id
-        client.device_id = await brain.store.get_meta(key) or ""
+        client.device_id = await brain.get_state(key) or ""
         who = await client.whoami()
         if not hasattr(who, "user_id"):
             return f"the homeserver rejected MATRIX_ACCESS_TOKEN: {getattr(who, 'message', who)}"
         return None
-    client.device_id = await brain.store.get_meta(key)
+    client.device_id = await brain.get_state(key)
     response = await client.login(password=settings.matrix_password, device_name=settings.matrix_device_name)
     if isinstance(response, LoginError):
         return f"the homeserver rejected the login for {settings.matrix_user_id}: {response.message}"
-    await brain.store.set_meta(key, response.device_id)
+    await brain.set_state(key, response.device_id)
     return None
 
 
@@ -298,28 +317,37 @@ def missing_settings(settings: Settings) -> str | None:
 
 async def serve(settings: Settings) -> int:
     """Run the Matrix bot until SIGINT/SIGTERM; returns the exit code."""
-    brain = await Brain.open(settings.db_path, **settings.store_options)
-    settle_heap()
+    quiet_libraries(settings)
+    try:
+        brain = await open_brain(settings)
+    except StartupError as exc:
+        say(str(exc))
+        return 1
     client = AsyncClient(
         settings.matrix_homeserver or "",
         settings.matrix_user_id or "",
         config=AsyncClientConfig(store_sync_tokens=False, encryption_enabled=False),
     )
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
     try:
         error = await login(client, brain, settings)
         if error:
-            print(f"markovbot: {error}", file=sys.stderr)
+            say(error)
             return 1
-        bot = MatrixBot(brain, client, auto_join=settings.matrix_auto_join)
+        bot = MatrixBot(
+            brain, client, auto_join=settings.matrix_auto_join, cooldowns=Cooldowns(settings.cooldown_seconds)
+        )
         task = asyncio.create_task(bot.sync_forever())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.add_signal_handler(sig, task.cancel)
         log.info("matrix bot running as %s", settings.matrix_user_id)
         with contextlib.suppress(asyncio.CancelledError):
             await task
         return 0
     finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         await client.close()
         await brain.close()
 
@@ -328,10 +356,10 @@ def run_matrix(settings: Settings) -> int:
     """Entry point of `markovbot matrix`."""
     problem = missing_settings(settings)
     if problem:
-        print(f"markovbot: {problem}", file=sys.stderr)
+        say(problem)
         return 2
     try:
         return asyncio.run(serve(settings))
     except OSError as exc:
-        print(f"markovbot: cannot reach {settings.matrix_homeserver}: {exc}", file=sys.stderr)
+        say(f"cannot reach {settings.matrix_homeserver}: {exc}")
         return 1

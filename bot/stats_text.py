@@ -45,10 +45,9 @@ def as_text(r: RetentionReport) -> str:
     return "\n".join(lines)
 
 
-async def stats_reply(brain: Brain, chain: ChainKey) -> Reply:
-    """The /markov stats reply for text adapters: the report and its card."""
+async def stats_reply(brain: Brain, chain: ChainKey, name: str | None = None) -> Reply:
+    """The /markov stats reply for text adapters: the report and its card, titled with the channel's name."""
     report = await brain.stats(chain)
-    image = (
-        await asyncio.to_thread(render_card, report, f"#{chain.channel}") if report.messages_seen else None
-    )
+    title = name or f"#{chain.channel}"
+    image = await asyncio.to_thread(render_card, report, title) if report.messages_seen else None
     return Reply(as_text(report), image=image)

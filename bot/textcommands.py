@@ -7,28 +7,21 @@ only decides who is a moderator and how a reply is sent.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot import replies
+from bot.cooldowns import GENERATE, MAX_COUNT, STATS, Cooldowns
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GuildSettings
+from bot.replies import describe_settings
 
 log = logging.getLogger(__name__)
 
-MAX_COUNT = 5
-
-HELP = """Commands:
-  {p} generate [start words] [count:N]   new text in this channel's style (N from 1 to {max})
-  {p} stats                              how little of the source this channel's chain keeps
-  {p} optin | optout                      let me learn from you here, or stop
-  {p} me                                  what I hold about you here
-  {p} forget [confirm]                    remove everything learned from you here
-  {p} channel enable|disable              (moderators) learn in this channel, or stop
-  {p} settings [name value]               (moderators) show or change a setting
-  {p} help                                this text"""
+__all__ = ["MAX_COUNT", "Context", "Reply", "TextCommands", "describe_settings", "parse_setting"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +33,7 @@ class Context:
     channel: str
     author: str
     is_moderator: bool = False
+    channel_name: str | None = None  # how people know the channel (a room's name), for the stats card
 
 
 @dataclass
@@ -51,11 +45,11 @@ class Reply:
     image_name: str = "markov-stats.png"
 
 
-StatsRenderer = Callable[[Brain, ChainKey], Awaitable[Reply]]
+StatsRenderer = Callable[[Brain, ChainKey, str], Awaitable[Reply]]
 
 
 class TextCommands:
-    """Parses and answers text commands over a Brain."""
+    """Parses and answers text commands over a Brain; generate and stats have a per-member cooldown."""
 
     def __init__(
         self,
@@ -64,11 +58,13 @@ class TextCommands:
         prefix: str,
         stats: StatsRenderer,
         rng: random.Random | None = None,
+        cooldowns: Cooldowns | None = None,
     ) -> None:
         self.brain = brain
         self.prefix = prefix
         self.stats = stats
         self.rng = rng or random.Random()
+        self.cooldowns = cooldowns or Cooldowns(0)
 
     def is_command(self, line: str) -> bool:
         """True when the line is addressed to the bot."""
@@ -76,20 +72,29 @@ class TextCommands:
         return first == [self.prefix]
 
     async def handle(self, ctx: Context, line: str) -> list[Reply]:
-        """Answer one command line."""
+        """Answer one command line (an empty list: nothing to say)."""
         try:
             words = shlex.split(line.strip())
         except ValueError:
             words = line.strip().split()
         args = words[1:]
         if not args or args[0] in {"help", "-h", "--help"}:
-            return [Reply(HELP.format(p=self.prefix, max=MAX_COUNT))]
+            return [Reply(replies.HELP)]
         command, rest = args[0].lower(), args[1:]
-        handler = getattr(self, f"_cmd_{command}", None)
+        handler = getattr(self, f"_cmd_{command}", None) if command.isidentifier() else None
         if handler is None:
-            return [Reply(f"Unknown command {command!r}. Try `{self.prefix} help`.")]
+            return [Reply(replies.unknown_command(args[0]))]
         result: list[Reply] = await handler(ctx, rest)
         return result
+
+    def _cooling(self, ctx: Context, command: str) -> list[Reply] | None:
+        """None when the member may go on; else the reply (said once per cooldown, then silence)."""
+        wait = self.cooldowns.remaining((ctx.platform, ctx.guild), ctx.author, command)
+        if wait <= 0:
+            return None
+        if not self.cooldowns.first_warning((ctx.platform, ctx.guild), ctx.author, command):
+            return []
+        return [Reply(replies.slow_down(command, math.ceil(wait), self.cooldowns.seconds))]
 
     async def _cmd_generate(self, ctx: Context, rest: list[str]) -> list[Reply]:
         count = 1
@@ -98,25 +103,30 @@ class TextCommands:
             if word.lower().startswith("count:"):
                 value = word.split(":", 1)[1]
                 if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
-                    return [Reply(f"count must be a whole number from 1 to {MAX_COUNT}.")]
+                    return [Reply(replies.COUNT_RANGE)]
                 count = int(value)
             elif word.lower().startswith("start:"):
                 words.append(word.split(":", 1)[1])
             else:
                 words.append(word)
+        cooling = self._cooling(ctx, GENERATE)
+        if cooling is not None:
+            return cooling
         start = " ".join(words) or None
         chain = ChainKey(ctx.platform, ctx.guild, ctx.channel)
-        out = []
-        for _ in range(count):
-            result = await self.brain.generate(chain, start=start, rng=self.rng)
-            out.append(replies.generated(result, start=start))
-            if not result.ok:
-                break
-        return [Reply(text) for text in out]
+        results = await self.brain.generate_many(chain, count, start=start, rng=self.rng)
+        if results[0].ok:
+            self.cooldowns.use((ctx.platform, ctx.guild), ctx.author, GENERATE)
+        return [Reply(replies.generated(result, start=start)) for result in results]
 
     async def _cmd_stats(self, ctx: Context, rest: list[str]) -> list[Reply]:
+        cooling = self._cooling(ctx, STATS)
+        if cooling is not None:
+            return cooling
+        self.cooldowns.use((ctx.platform, ctx.guild), ctx.author, STATS)
         await self.brain.flush()
-        return [await self.stats(self.brain, ChainKey(ctx.platform, ctx.guild, ctx.channel))]
+        chain = ChainKey(ctx.platform, ctx.guild, ctx.channel)
+        return [await self.stats(self.brain, chain, ctx.channel_name or f"#{ctx.channel}")]
 
     async def _cmd_optin(self, ctx: Context, rest: list[str]) -> list[Reply]:
         changed = await self.brain.opt_in(ctx.platform, ctx.guild, ctx.author)
@@ -133,45 +143,36 @@ class TextCommands:
     async def _cmd_forget(self, ctx: Context, rest: list[str]) -> list[Reply]:
         if rest != ["confirm"]:
             info = await self.brain.member_info(ctx.platform, ctx.guild, ctx.author)
-            return [
-                Reply(
-                    f"This removes all {info.messages:,} of your learned messages in this server and "
-                    f"opts you out. To go ahead, send `{self.prefix} forget confirm`."
-                )
-            ]
+            return [Reply(replies.forget_prompt(info.messages, buttons=False))]
         return [Reply(replies.forgot(await self.brain.forget(ctx.platform, ctx.guild, ctx.author)))]
 
     async def _cmd_channel(self, ctx: Context, rest: list[str]) -> list[Reply]:
         if not ctx.is_moderator:
-            return [Reply("Only moderators can enable or disable learning in a channel.")]
+            return [Reply(replies.MODERATOR_ONLY)]
         if rest not in (["enable"], ["disable"]):
-            return [Reply(f"Usage: `{self.prefix} channel enable` or `{self.prefix} channel disable`.")]
+            return [Reply(replies.CHANNEL_USAGE)]
         enable = rest[0] == "enable"
         changed = await self.brain.set_channel(ctx.platform, ctx.guild, ctx.channel, enable)
-        state = "enabled" if enable else "disabled"
-        if not changed:
-            return [Reply(f"Learning was already {state} here.")]
-        note = " Only members who opted in are learned." if enable else " What was learned stays."
-        return [Reply(f"Learning is now {state} in this channel.{note}")]
+        return [
+            Reply(replies.channel_learning("this channel", enable=enable, changed=changed, can_reset=False))
+        ]
 
     async def _cmd_settings(self, ctx: Context, rest: list[str]) -> list[Reply]:
         current = await self.brain.settings(ctx.platform, ctx.guild)
         if not rest:
             return [Reply(describe_settings(current))]
         if not ctx.is_moderator:
-            return [Reply("Only moderators can change settings.")]
+            return [Reply(replies.MODERATOR_ONLY)]
         if len(rest) != 2:
-            return [
-                Reply(f"Usage: `{self.prefix} settings NAME VALUE`, NAME one of {', '.join(SETTING_NAMES)}.")
-            ]
+            return [Reply(replies.settings_usage(SETTING_NAMES))]
         name, raw = rest[0].lower().replace("-", "_"), rest[1]
         try:
             updated = await self.brain.update_settings(
                 ctx.platform, ctx.guild, **{name: parse_setting(name, raw)}
             )
         except ValueError as exc:
-            return [Reply(f"Not changed: {exc}")]
-        return [Reply("Saved.\n" + describe_settings(updated))]
+            return [Reply(replies.not_changed(str(exc)))]
+        return [Reply(f"{replies.SETTINGS_SAVED}\n{describe_settings(updated)}")]
 
 
 SETTING_NAMES = GuildSettings.names()
@@ -187,7 +188,7 @@ def parse_setting(name: str, raw: str) -> object:
         "copy_guard": bool,
     }
     if name not in kinds:
-        raise ValueError(f"unknown setting {name!r}; settings are {', '.join(SETTING_NAMES)}.")
+        raise ValueError(replies.unknown_setting(name, SETTING_NAMES))
     kind = kinds[name]
     if kind is bool:
         if raw.lower() in {"on", "true", "yes", "1"}:
@@ -199,14 +200,3 @@ def parse_setting(name: str, raw: str) -> object:
         return kind(raw)
     except ValueError:
         raise ValueError(f"{name} must be a {'whole number' if kind is int else 'number'}.") from None
-
-
-def describe_settings(s: GuildSettings) -> str:
-    """A settings listing a person can read."""
-    return (
-        f"order (for new chains): {s.order}\n"
-        f"reply_on_mention: {'on' if s.reply_on_mention else 'off'}\n"
-        f"chime_chance: {s.chime_chance:g}\n"
-        f"run_length (copy guard K, for new chains): {s.run_length}\n"
-        f"copy_guard: {'on' if s.copy_guard else 'off'}"
-    )

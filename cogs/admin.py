@@ -12,16 +12,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import replies
 from bot.core.brain import Brain
 from bot.core.models import LearnStatus
-from bot.textcommands import describe_settings
+from bot.replies import MANAGER_ONLY, describe_settings
 from cogs.common import (
-    MANAGER_ONLY,
+    CONFIRM_TIMEOUT,
     NO_MENTIONS,
     PLATFORM,
     ChainChannel,
     ConfirmView,
     Interaction,
+    OwnerView,
     chain_key,
     channel_label,
     confirm,
@@ -31,6 +33,7 @@ from cogs.common import (
     is_manager,
     refuse_channel,
     reply,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -41,7 +44,6 @@ log = logging.getLogger(__name__)
 CURSOR_KEY = "discord.train_cursor"
 PROGRESS_INTERVAL = 3.0
 MAX_TRAIN = 100_000
-CONFIRM_TIMEOUT = 60.0
 
 
 @dataclass
@@ -57,39 +59,22 @@ class TrainProgress:
 
     def describe(self) -> str:
         """One line a moderator can read."""
-        return (
-            f"read {self.read:,} messages: learned {self.learned:,}, already learned {self.known:,}, "
-            f"not opted in {self.not_opted_in:,}, skipped {self.skipped:,} (bots, webhooks, system or empty)"
-        )
+        return replies.train_counts(self.read, self.learned, self.known, self.not_opted_in, self.skipped)
 
 
-class CancelView(discord.ui.View):
+class CancelView(OwnerView):
     """One Cancel button for a running backfill; only the invoker may press it."""
 
     def __init__(self, owner_id: int, timeout: float | None = None) -> None:
-        super().__init__(timeout=timeout)
-        self.owner_id = owner_id
+        super().__init__(owner_id, timeout=timeout)
         self.cancelled = False
-
-    async def interaction_check(self, interaction: Interaction) -> bool:
-        """Only the member who started the backfill may cancel it."""
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            "Only the member who started this backfill can cancel it.",
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
-        return False
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
     async def cancel(self, interaction: Interaction, button: discord.ui.Button[CancelView]) -> None:
         """Stop after the current message; what was learned stays, and the next run resumes."""
         self.cancelled = True
         self.stop()
-        await interaction.response.edit_message(
-            content="Cancelling…", view=None, allowed_mentions=NO_MENTIONS
-        )
+        await self.close_with(interaction, replies.CANCELLING)
 
 
 class Admin(commands.Cog):
@@ -153,18 +138,11 @@ class Admin(commands.Cog):
         key = chain_key(guild, target)
         where = f"<#{key.channel}>"
         changed = await self.brain.set_channel(PLATFORM, key.guild, key.channel, enable)
-        state = "enabled" if enable else "disabled"
-        if not changed:
-            await reply(interaction, f"Learning was already {state} in {where}.")
-            return
-        text = f"Learning is now {state} in {where}."
-        if enable:
-            text += " Only members who ran `/markov optin` are learned; threads learn into their channel."
+        text = replies.channel_learning(where, enable=enable, changed=changed, can_reset=True)
+        if changed and enable:
             mine = target.permissions_for(guild.me) if target is not None else None
             if mine is not None and not (mine.view_channel and mine.read_message_history):
-                text += " Note: I can't read that channel yet: give me View Channel and Read Message History."
-        else:
-            text += " What was already learned stays (`/markov reset` deletes it)."
+                text += replies.I_CANNOT_READ_YET
         await reply(interaction, text)
 
     # ---------------------------------------------------------------- settings
@@ -206,9 +184,9 @@ class Admin(commands.Cog):
         try:
             updated = await self.brain.update_settings(PLATFORM, guild, **changes)
         except ValueError as exc:
-            await reply(interaction, f"Not changed: {exc}")
+            await reply(interaction, replies.not_changed(str(exc)))
             return
-        await reply(interaction, "Saved.\n" + describe_settings(updated))
+        await reply(interaction, f"{replies.SETTINGS_SAVED}\n{describe_settings(updated)}")
 
     # ---------------------------------------------------------------- train
 
@@ -235,17 +213,15 @@ class Admin(commands.Cog):
         key = chain_key(guild, source)
         where = channel_label(source)
         if not await self.brain.is_enabled(PLATFORM, key.guild, key.channel):
-            await reply(
-                interaction, f"Learning isn't enabled in {where}: run `/markov channel enable` there first."
-            )
+            await reply(interaction, replies.train_not_enabled(where))
             return
         mine = source.permissions_for(guild.me)
         if not (mine.view_channel and mine.read_message_history):
-            await reply(interaction, cannot_read(where))
+            await reply(interaction, replies.train_cannot_read(where))
             return
         running = (guild.id, source.id)
         if running in self.running:
-            await reply(interaction, f"I'm already reading {where}; wait for it to finish or cancel it.")
+            await reply(interaction, replies.train_running(where))
             return
         view = self.running[running] = CancelView(interaction.user.id)
         try:
@@ -260,12 +236,14 @@ class Admin(commands.Cog):
         # is the oldest message read so far; the next run reads on, older than it.
         where = channel_label(source)
         cursor_key = f"{CURSOR_KEY}:{interaction.guild_id}:{source.id}"
-        cursor = None if from_newest else await self.brain.store.get_meta(cursor_key)
+        cursor = None if from_newest else await self.brain.get_state(cursor_key)
         before = discord.Object(id=int(cursor)) if cursor else None
         progress = TrainProgress(last_id=int(cursor) if cursor else None)
-        start = "going on from where the last run stopped" if before else "from the newest message"
         await interaction.response.send_message(
-            f"Reading {where}, {start}…", view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
+            shown(replies.train_started(where, resuming=before is not None)),
+            view=view,
+            ephemeral=True,
+            allowed_mentions=NO_MENTIONS,
         )
         last_edit = self.now()
         failure: str | None = None
@@ -277,29 +255,24 @@ class Admin(commands.Cog):
                 progress.last_id = message.id
                 if self.now() - last_edit >= self.progress_interval:
                     await self._save_cursor(cursor_key, progress)
-                    await self._edit(interaction, f"Reading {where}… {progress.describe()}.", view)
+                    await self._edit(interaction, replies.train_progress(where, progress.describe()), view)
                     last_edit = self.now()
         except discord.Forbidden:
             log.warning("cannot read the history of channel %s in guild %s", source.id, interaction.guild_id)
-            failure = cannot_read(where)
+            failure = replies.train_cannot_read(where)
         finally:
             view.stop()
             await self._save_cursor(cursor_key, progress)
             await self.brain.flush()
+        counts = progress.describe()
         if failure:
-            text = f"{failure} So far: {progress.describe()}."
+            text = replies.train_failed(failure, counts)
         elif view.cancelled:
-            text = f"Cancelled: {progress.describe()}. `/markov train` goes on from there."
+            text = replies.train_cancelled(counts)
         elif progress.read < limit:
-            text = (
-                f"Done: {progress.describe()}. That was the whole history of {where}; new messages are "
-                "learned as they come (`from_newest:True` reads it all again, skipping what was learned)."
-            )
+            text = replies.train_done(where, counts)
         else:
-            text = (
-                f"Stopped after {limit:,} messages: {progress.describe()}. "
-                "`/markov train` again reads older messages."
-            )
+            text = replies.train_stopped(limit, counts)
         await edit_reply(interaction, text)
 
     async def _learn_one(self, message: discord.Message, progress: TrainProgress) -> None:
@@ -323,12 +296,14 @@ class Admin(commands.Cog):
 
     async def _save_cursor(self, key: str, progress: TrainProgress) -> None:
         if progress.last_id is not None:
-            await self.brain.store.set_meta(key, str(progress.last_id))
+            await self.brain.set_state(key, str(progress.last_id))
 
     async def _edit(self, interaction: Interaction, content: str, view: discord.ui.View) -> None:
         try:
             await interaction.edit_original_response(
-                content=content, view=view if not view.is_finished() else None, allowed_mentions=NO_MENTIONS
+                content=shown(content),
+                view=view if not view.is_finished() else None,
+                allowed_mentions=NO_MENTIONS,
             )
         except discord.HTTPException as exc:  # e.g. the interaction expired after 15 minutes
             log.info("could not show backfill progress: %s", exc)
@@ -349,29 +324,17 @@ class Admin(commands.Cog):
         view = ConfirmView(
             interaction.user.id,
             confirm_label="Reset",
-            working=f"Resetting the chain of {where}…",
-            cancelled=f"Cancelled: the chain of {where} was not touched.",
+            working=replies.reset_working(where),
+            cancelled=replies.reset_cancelled(where),
             timeout=self.confirm_timeout,
         )
-        prompt = (
-            f"{interaction.user.mention} asked to delete the chain of {where} ({held:,} learned messages). "
-            "This cannot be undone. Only they can confirm."
-        )
+        prompt = replies.reset_prompt(interaction.user.display_name, where, held)
         if not await confirm(interaction, prompt, view, ephemeral=False):
             return
         removed = await self.brain.reset(key)
-        await self.brain.store.set_meta(f"{CURSOR_KEY}:{interaction.guild_id}:{key.channel}", "")
+        await self.brain.set_state(f"{CURSOR_KEY}:{interaction.guild_id}:{key.channel}", "")
         log.info("reset chain of channel %s in guild %s (%d messages)", key.channel, key.guild, removed)
-        await edit_reply(
-            interaction,
-            f"Deleted the chain of {where}: {removed:,} learned messages removed. "
-            "Learning goes on there if it is enabled; `/markov train` relearns the history.",
-        )
-
-
-def cannot_read(where: str) -> str:
-    """Why a backfill cannot read a channel."""
-    return f"I can't read the history of {where}: give me View Channel and Read Message History there."
+        await edit_reply(interaction, replies.reset_done(where, removed))
 
 
 async def setup(bot: MarkovBot) -> None:

@@ -1,14 +1,13 @@
-"""What every Discord cog shares: ids for the core, channel access rules, replies, confirm views, cooldowns."""
+"""What every Discord cog shares: ids for the core, channel access rules, the send choke point, owner-only views."""
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import discord
 
+from bot import replies
 from bot.core.models import ChainKey, Message
 
 log = logging.getLogger(__name__)
@@ -21,7 +20,12 @@ Interaction: TypeAlias = discord.Interaction[Any]
 #: Channels whose messages make up a chain, or that a `channel` option may name.
 ChainChannel: TypeAlias = discord.TextChannel | discord.VoiceChannel | discord.Thread
 
-CHANNEL_HELP = "I need View Channel, Send Messages, Read Message History, Embed Links and Attach Files there."
+CONFIRM_TIMEOUT = 60.0  # seconds a Confirm/Cancel prompt waits
+
+
+def shown(text: str) -> str:
+    """Text as Discord gets it: the one choke point (mentions defused, input quoted short, ≤ 2,000 chars)."""
+    return replies.render(text, replies.DISCORD)
 
 
 def chain_channel_id(channel: Any) -> str:
@@ -84,30 +88,69 @@ def refuse_channel(interaction: Interaction, channel: Any, *, posting: bool) -> 
     """
     guild = interaction.guild
     if guild is None:
-        return "This command only works in a server."
+        return replies.SERVER_ONLY
     channel_guild = getattr(channel, "guild", None)
     if channel_guild is None or channel_guild.id != guild.id:
-        return "That channel is in another server: chains never leave their server."
+        return replies.OTHER_SERVER
     member = interaction.user
     if not isinstance(member, discord.Member):
         member = guild.get_member(interaction.user.id)  # type: ignore[assignment]
         if member is None:
-            return "I can't tell which channels you can read, so I won't use another channel's chain."
+            return replies.UNKNOWN_READER
     permissions = channel.permissions_for(member)
     if not (permissions.view_channel and permissions.read_message_history):
-        return "You can't read that channel's history, so I won't use its chain for you."
+        return replies.CANNOT_READ
     if posting and is_nsfw(channel) and not is_nsfw(interaction.channel):
-        return "That channel is age-restricted: its chain is only posted in age-restricted channels."
+        return replies.AGE_RESTRICTED
     return None
+
+
+def private_reason(interaction: Interaction, source: Any) -> str | None:
+    """Why source's text or figures may be shown only to the invoker here (None: they may be posted).
+
+    Without the members intent nobody's list of readers is known, so this decides from the
+    permission overwrites: public in the source's own channel (or a thread of it), or when
+    @everyone can view and read the history of the source and no role or member is denied either.
+    """
+    target = source
+    if isinstance(source, discord.Thread):
+        target = source.parent
+    if target is None or isinstance(target, discord.Thread):
+        return replies.only_you(channel_label(source))
+    here = interaction.channel
+    if here is not None and chain_channel_id(here) == str(target.id):
+        return None
+    return None if everyone_reads(target) else replies.only_you(channel_label(target))
+
+
+def everyone_reads(channel: Any) -> bool:
+    """True when every member can view a channel and read its history, as far as overwrites tell."""
+    everyone = channel.permissions_for(channel.guild.default_role)
+    if not (everyone.view_channel and everyone.read_message_history):
+        return False
+    return not any(
+        overwrite.view_channel is False or overwrite.read_message_history is False
+        for overwrite in channel.overwrites.values()
+    )
 
 
 async def reply(interaction: Interaction, content: str, *, ephemeral: bool = True, **kwargs: Any) -> None:
     """Answer an interaction whether or not it was answered already; never pings anyone."""
     kwargs.setdefault("allowed_mentions", NO_MENTIONS)
     if interaction.response.is_done():
-        await interaction.followup.send(content, ephemeral=ephemeral, **kwargs)
+        await interaction.followup.send(shown(content), ephemeral=ephemeral, **kwargs)
     else:
-        await interaction.response.send_message(content, ephemeral=ephemeral, **kwargs)
+        await interaction.response.send_message(shown(content), ephemeral=ephemeral, **kwargs)
+
+
+async def answer_message(message: discord.Message, content: str) -> None:
+    """Reply to a message (without pinging its author or anyone)."""
+    await message.reply(shown(content), mention_author=False, allowed_mentions=NO_MENTIONS)
+
+
+async def post(channel: Any, content: str) -> None:
+    """Post in a channel; never pings anyone."""
+    await channel.send(shown(content), allowed_mentions=NO_MENTIONS)
 
 
 def is_manager(interaction: Interaction) -> bool:
@@ -115,38 +158,30 @@ def is_manager(interaction: Interaction) -> bool:
     return interaction.guild is not None and interaction.permissions.manage_guild
 
 
-MANAGER_ONLY = "Only members with the Manage Server permission can use this command."
+class OwnerView(discord.ui.View):
+    """Buttons only the member who ran the command may press."""
+
+    def __init__(self, owner_id: int, *, timeout: float | None) -> None:
+        super().__init__(timeout=timeout)
+        self.owner_id = owner_id
+
+    async def interaction_check(self, interaction: Interaction) -> bool:
+        """Only the member who ran the command may answer."""
+        if interaction.user.id == self.owner_id:
+            return True
+        await interaction.response.send_message(
+            shown(replies.NOT_YOURS), ephemeral=True, allowed_mentions=NO_MENTIONS
+        )
+        return False
+
+    async def close_with(self, interaction: Interaction, content: str) -> None:
+        """Replace the message the buttons are on, dropping them."""
+        await interaction.response.edit_message(
+            content=shown(content), view=None, allowed_mentions=NO_MENTIONS
+        )
 
 
-class Cooldowns:
-    """A per-member cooldown (guild, member) → time of last use; the clock is injectable."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] | None = None) -> None:
-        self.seconds = seconds
-        self._clock = clock
-        self._last: dict[tuple[int, int], float] = {}
-
-    def now(self) -> float:
-        """The current time (looked up at call time, so a test clock can replace time.monotonic)."""
-        return self._clock() if self._clock is not None else time.monotonic()
-
-    def remaining(self, guild: int, member: int) -> float:
-        """Seconds until this member may go again (0 when they may now)."""
-        last = self._last.get((guild, member))
-        if last is None or self.seconds <= 0:
-            return 0.0
-        return max(0.0, last + self.seconds - self.now())
-
-    def use(self, guild: int, member: int) -> None:
-        """Record a use now."""
-        if self.seconds > 0:
-            self._last[(guild, member)] = self.now()
-            if len(self._last) > 10_000:
-                cutoff = self.now() - self.seconds
-                self._last = {k: v for k, v in self._last.items() if v > cutoff}
-
-
-class ConfirmView(discord.ui.View):
+class ConfirmView(OwnerView):
     """Confirm and Cancel buttons only the invoker may press; `result` is True, False or None (timeout)."""
 
     def __init__(
@@ -154,35 +189,22 @@ class ConfirmView(discord.ui.View):
         owner_id: int,
         *,
         confirm_label: str = "Confirm",
-        working: str = "Working on it…",
-        cancelled: str = "Cancelled: nothing was changed.",
-        timeout: float = 60.0,
+        working: str = replies.WORKING,
+        cancelled: str = replies.CANCELLED,
+        timeout: float = CONFIRM_TIMEOUT,
     ) -> None:
-        super().__init__(timeout=timeout)
-        self.owner_id = owner_id
+        super().__init__(owner_id, timeout=timeout)
         self.result: bool | None = None
         self.working = working
         self.cancelled = cancelled
         self.confirm.label = confirm_label
-
-    async def interaction_check(self, interaction: Interaction) -> bool:
-        """Only the member who ran the command may answer."""
-        if interaction.user.id == self.owner_id:
-            return True
-        await interaction.response.send_message(
-            "Only the member who ran this command can answer it.",
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
-        return False
 
     async def _finish(self, interaction: Interaction, result: bool) -> None:
         if self.is_finished():
             return
         self.result = result
         self.stop()
-        text = self.working if result else self.cancelled
-        await interaction.response.edit_message(content=text, view=None, allowed_mentions=NO_MENTIONS)
+        await self.close_with(interaction, self.working if result else self.cancelled)
 
     @discord.ui.button(label="Confirm", style=discord.ButtonStyle.danger)
     async def confirm(self, interaction: Interaction, button: discord.ui.Button[ConfirmView]) -> None:
@@ -198,23 +220,25 @@ class ConfirmView(discord.ui.View):
 async def confirm(interaction: Interaction, prompt: str, view: ConfirmView, *, ephemeral: bool) -> bool:
     """Ask for confirmation; True when confirmed. Cancel and timeout are answered here."""
     await interaction.response.send_message(
-        prompt, view=view, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS
+        shown(prompt), view=view, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS
     )
     await view.wait()
     if view.result is None:
-        await edit_reply(interaction, "Timed out: nothing was changed.")
+        await edit_reply(interaction, replies.TIMED_OUT)
     return view.result is True
 
 
 async def edit_reply(interaction: Interaction, content: str) -> None:
     """Replace the command's reply (and drop its buttons); log rather than raise when Discord refuses."""
     try:
-        await interaction.edit_original_response(content=content, view=None, allowed_mentions=NO_MENTIONS)
+        await interaction.edit_original_response(
+            content=shown(content), view=None, allowed_mentions=NO_MENTIONS
+        )
     except discord.HTTPException as exc:
         log.warning("could not edit a reply: %s", exc)
 
 
 def describe_forbidden(error: discord.Forbidden, where: Any = None) -> str:
     """A clear sentence for a permission Discord refused."""
-    place = f" in {channel_label(where)}" if where is not None else " here"
-    return f"I'm missing a permission{place} (Discord said: {error.text or 'Forbidden'}). {CHANNEL_HELP}"
+    place = f"in {channel_label(where)}" if where is not None else "here"
+    return replies.missing_permission(place, error.text or "Forbidden")

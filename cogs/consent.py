@@ -10,14 +10,12 @@ from discord.ext import commands
 
 from bot import replies
 from bot.core.brain import Brain
-from cogs.common import PLATFORM, ConfirmView, Interaction, confirm, edit_reply, reply
+from cogs.common import CONFIRM_TIMEOUT, PLATFORM, ConfirmView, Interaction, confirm, edit_reply, reply
 
 if TYPE_CHECKING:
     from bot.discord_app import MarkovBot
 
 log = logging.getLogger(__name__)
-
-CONFIRM_TIMEOUT = 60.0
 
 
 class Consent(commands.Cog):
@@ -31,7 +29,7 @@ class Consent(commands.Cog):
     async def optin(self, interaction: Interaction) -> None:
         """Opt the invoker in, in this server."""
         if interaction.guild_id is None:
-            await reply(interaction, "This command only works in a server.")
+            await reply(interaction, replies.SERVER_ONLY)
             return
         changed = await self.brain.opt_in(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
         await reply(interaction, replies.OPTED_IN if changed else replies.ALREADY_OPTED_IN)
@@ -40,7 +38,7 @@ class Consent(commands.Cog):
     async def optout(self, interaction: Interaction) -> None:
         """Opt the invoker out, at once."""
         if interaction.guild_id is None:
-            await reply(interaction, "This command only works in a server.")
+            await reply(interaction, replies.SERVER_ONLY)
             return
         changed = await self.brain.opt_out(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
         await reply(interaction, replies.OPTED_OUT if changed else replies.NOT_OPTED_IN)
@@ -49,7 +47,7 @@ class Consent(commands.Cog):
     async def me(self, interaction: Interaction) -> None:
         """What the bot holds about the invoker in this server."""
         if interaction.guild_id is None:
-            await reply(interaction, "This command only works in a server.")
+            await reply(interaction, replies.SERVER_ONLY)
             return
         await self.brain.flush()
         info = await self.brain.member_info(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
@@ -59,20 +57,17 @@ class Consent(commands.Cog):
     async def forget(self, interaction: Interaction) -> None:
         """After a confirmation, remove every contribution of the invoker here and opt them out."""
         if interaction.guild_id is None:
-            await reply(interaction, "This command only works in a server.")
+            await reply(interaction, replies.SERVER_ONLY)
             return
         guild, member = str(interaction.guild_id), str(interaction.user.id)
         await self.brain.flush()
         info = await self.brain.member_info(PLATFORM, guild, member)
-        prompt = (
-            f"This removes all {info.messages:,} of your learned messages in this server from every "
-            "chain, exactly as if you had never opted in, and opts you out. Go ahead?"
-        )
+        prompt = replies.forget_prompt(info.messages, buttons=True)
         view = ConfirmView(
             interaction.user.id,
             confirm_label="Forget me",
             working="Forgetting…",
-            cancelled="Cancelled: nothing was forgotten.",
+            cancelled=replies.FORGET_CANCELLED,
             timeout=self.confirm_timeout,
         )
         if not await confirm(interaction, prompt, view, ephemeral=True):

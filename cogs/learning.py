@@ -11,16 +11,17 @@ import discord
 from discord.ext import commands
 
 from bot import replies
+from bot.cooldowns import GENERATE, Cooldowns
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, Generated, GenerateStatus
 from cogs.common import (
     LEARNED_TYPES,
-    NO_MENTIONS,
     PLATFORM,
-    Cooldowns,
+    answer_message,
     chain_key,
     core_message,
     is_learnable,
+    post,
 )
 
 if TYPE_CHECKING:
@@ -80,14 +81,14 @@ class Learning(commands.Cog):
     async def _answer(self, message: discord.Message) -> None:
         """Reply to a mention, starting from a word of it the chain knows (else from anywhere)."""
         assert message.guild is not None
-        if self.cooldowns.remaining(message.guild.id, message.author.id) > 0:
+        if self.cooldowns.remaining(message.guild.id, message.author.id, GENERATE) > 0:
             return
-        self.cooldowns.use(message.guild.id, message.author.id)
+        self.cooldowns.use(message.guild.id, message.author.id, GENERATE)
         chain = chain_key(message.guild, message.channel)
         result = await self._seeded(chain, seed_words(message.content, self.rng))
         text = result.text if result.ok and result.text else replies.generated(result)
         try:
-            await message.reply(text, mention_author=False, allowed_mentions=NO_MENTIONS)
+            await answer_message(message, text)
         except discord.Forbidden as exc:
             log.warning(
                 "cannot answer a mention in guild %s, channel %s: %s",
@@ -112,7 +113,7 @@ class Learning(commands.Cog):
         if not (result.ok and result.text):
             return
         try:
-            await message.channel.send(result.text, allowed_mentions=NO_MENTIONS)
+            await post(message.channel, result.text)
         except discord.Forbidden as exc:
             log.warning(
                 "cannot chime in in guild %s, channel %s: %s", message.guild.id, message.channel.id, exc.text

@@ -7,27 +7,28 @@ import io
 import logging
 import math
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot import replies
+from bot.cooldowns import GENERATE, MAX_COUNT, STATS, Cooldowns
 from bot.core import retention
 from bot.core.brain import Brain
 from bot.core.chart import render_card
-from bot.core.models import ChainKey, Generated
 from bot.stats_text import figures
 from cogs.common import (
     NO_MENTIONS,
     PLATFORM,
     ChainChannel,
-    Cooldowns,
     Interaction,
     chain_key,
+    private_reason,
     refuse_channel,
     reply,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_COUNT = 5
 CARD_NAME = "markov-stats.png"
 
 
@@ -52,7 +52,7 @@ class Markov(commands.Cog):
         start="Start from these words (they may land mid-sentence).",
         channel="Use this channel's chain instead of this one's (you must be able to read it).",
         member="Only what was learned from this member (they must have opted in).",
-        count="How many messages, 1 to 5.",
+        count=f"How many messages, 1 to {MAX_COUNT}.",
     )
     async def generate(
         self,
@@ -65,11 +65,7 @@ class Markov(commands.Cog):
         """Post up to `count` generated messages, or say plainly why there are none."""
         guild = interaction.guild
         if guild is None:
-            await reply(interaction, "This command only works in a server.")
-            return
-        wait = self.cooldowns.remaining(guild.id, interaction.user.id)
-        if wait > 0:
-            await reply(interaction, f"Slow down: you can generate again in {math.ceil(wait)} s.")
+            await reply(interaction, replies.SERVER_ONLY)
             return
         source = channel or interaction.channel
         refusal = refuse_channel(interaction, source, posting=True)
@@ -79,36 +75,35 @@ class Markov(commands.Cog):
         author: str | None = None
         if member is not None:
             if not await self.brain.is_opted_in(PLATFORM, str(guild.id), str(member.id)):
-                await reply(
-                    interaction,
-                    f"{member.mention} hasn't opted in, so I won't imitate them. "
-                    "Members opt in with `/markov optin`.",
-                )
+                await reply(interaction, replies.not_opted_in(member.display_name))
                 return
             author = str(member.id)
-        chain = chain_key(guild, source)
-        results = await self._generate(chain, start, author, count)
+        if await self._cooling(interaction, guild.id, GENERATE):
+            return
+        results = await self.brain.generate_many(
+            chain_key(guild, source), count, start=start, author=author, rng=self.rng
+        )
         texts = [r.text for r in results if r.ok and r.text]
         who = member.display_name if member is not None else None
         if not texts:
             await reply(interaction, replies.generated(results[-1], start=start, member=who))
             return
-        self.cooldowns.use(guild.id, interaction.user.id)  # only what was posted counts
+        self.cooldowns.use(guild.id, interaction.user.id, GENERATE)  # only what was posted counts
+        private = private_reason(interaction, source)
+        if private:
+            await reply(interaction, private)
         for text in texts:
-            await reply(interaction, text, ephemeral=False)
+            await reply(interaction, text, ephemeral=private is not None)
         if not results[-1].ok:
             await reply(interaction, replies.generated(results[-1], start=start, member=who))
 
-    async def _generate(
-        self, chain: ChainKey, start: str | None, author: str | None, count: int
-    ) -> list[Generated]:
-        results: list[Generated] = []
-        for _ in range(count):
-            result = await self.brain.generate(chain, start=start, author=author, rng=self.rng)
-            results.append(result)
-            if not result.ok:
-                break
-        return results
+    async def _cooling(self, interaction: Interaction, guild: int, command: str) -> bool:
+        """True (and the member told so) while the member's cooldown for this command runs."""
+        wait = self.cooldowns.remaining(guild, interaction.user.id, command)
+        if wait <= 0:
+            return False
+        await reply(interaction, replies.slow_down(command, math.ceil(wait), self.cooldowns.seconds))
+        return True
 
     @app_commands.command(
         name="stats", description="How little of its source a channel's chain keeps, measured."
@@ -120,36 +115,43 @@ class Markov(commands.Cog):
         """The retention report: a plain-language summary, the figures and the card."""
         guild = interaction.guild
         if guild is None:
-            await reply(interaction, "This command only works in a server.")
+            await reply(interaction, replies.SERVER_ONLY)
             return
         source = channel or interaction.channel
         refusal = refuse_channel(interaction, source, posting=False)
         if refusal:
             await reply(interaction, refusal)
             return
-        await interaction.response.defer(thinking=True)
+        if await self._cooling(interaction, guild.id, STATS):
+            return
+        self.cooldowns.use(guild.id, interaction.user.id, STATS)
+        private = private_reason(interaction, source)
+        await interaction.response.defer(thinking=True, ephemeral=private is not None)
         report = await self.brain.stats(chain_key(guild, source))
         name = f"#{getattr(source, 'name', None) or 'channel'}"
         embed = stats_embed(report, name)
+        extra: dict[str, Any] = {}
+        if private:
+            extra["content"] = shown(private)
         if report.messages_seen:
             png = await asyncio.to_thread(render_card, report, name)
             embed.set_image(url=f"attachment://{CARD_NAME}")
-            card = discord.File(io.BytesIO(png), filename=CARD_NAME)
-            await interaction.followup.send(embed=embed, file=card, allowed_mentions=NO_MENTIONS)
-        else:
-            await interaction.followup.send(embed=embed, allowed_mentions=NO_MENTIONS)
+            extra["file"] = discord.File(io.BytesIO(png), filename=CARD_NAME)
+        await interaction.followup.send(
+            embed=embed, ephemeral=private is not None, allowed_mentions=NO_MENTIONS, **extra
+        )
 
 
 def stats_embed(report: retention.RetentionReport, name: str) -> discord.Embed:
     """The report as an embed: the summary, one field per figure, how bytes are measured."""
     embed = discord.Embed(
-        title=f"What the chain of {name} keeps",
-        description=retention.summary(report)[:4096],
+        title=shown(f"What the chain of {name} keeps")[:256],
+        description=shown(retention.summary(report))[:4096],
         colour=discord.Colour.red() if report.replays_source else discord.Colour.green(),
     )
     if report.messages_seen:
         for label, value in figures(report):
-            embed.add_field(name=label, value=value[:1024], inline=False)
+            embed.add_field(name=label, value=shown(value)[:1024], inline=False)
     embed.set_footer(text=f"Bytes measured as {retention.BYTES_METHOD}"[:2048])
     return embed
 

@@ -286,6 +286,26 @@ class Brain:
             self._replays.put(verdict_key, time.monotonic())
         return result
 
+    async def generate_many(
+        self,
+        chain: ChainKey,
+        count: int,
+        *,
+        start: str | None = None,
+        author: str | None = None,
+        rng: random.Random | None = None,
+        guard: bool | None = None,
+    ) -> list[Generated]:
+        """Up to count messages; stops at the first that fails (the last result then says why)."""
+        rng = rng or random.Random()
+        results: list[Generated] = []
+        for _ in range(count):
+            result = await self.generate(chain, start=start, author=author, rng=rng, guard=guard)
+            results.append(result)
+            if not result.ok:
+                break
+        return results
+
     # ---------------------------------------------------------------- the retention report
 
     async def stats(self, chain: ChainKey, *, fresh: bool = False) -> retention.RetentionReport:
@@ -309,3 +329,13 @@ class Brain:
             return {"messages_seen": 0, "tokens_seen": 0, "chars_seen": 0, "bytes_seen": 0}
         messages, tokens, chars, size = await self.store.chain_counters(info.id)
         return {"messages_seen": messages, "tokens_seen": tokens, "chars_seen": chars, "bytes_seen": size}
+
+    # ---------------------------------------------------------------- the front ends' own state
+
+    async def get_state(self, key: str) -> str | None:
+        """A value a front end saved (a sync token, a backfill cursor...), or None."""
+        return await self.store.get_meta(key)
+
+    async def set_state(self, key: str, value: str) -> None:
+        """Save a front end's value under key (kept across restarts)."""
+        await self.store.set_meta(key, value)

@@ -2,8 +2,9 @@
 
 A token is one of: a word (letters, digits and marks, with inner apostrophes or
 hyphens), a URL, a custom emoji (``<:name:id>``), a mention placeholder, or a single
-grapheme of anything else (punctuation, emoji).  Mentions are replaced by neutral
-placeholders when learning, so a chain never holds a user, role or channel id.
+grapheme of anything else (punctuation, emoji).  Mentions, and matrix.to links to users or
+rooms, are replaced by neutral placeholders when learning, so a chain never holds a user, role
+or channel id.
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ _JUNK = regex.compile(r"[\p{Cs}\p{Cc}\u200b\u200e\u200f\u202a-\u202e\u2060-\u206
 
 _TOKEN = regex.compile(
     r"""
-    (?P<url>(?:https?|ftp)://[^\s<>"]*[^\s<>".,!?;:)\]}%…»'’”*_~|`])
+    (?P<mxuser>https?://matrix\.to/\#/(?:@|%40)[^\s<>"]*[^\s<>".,!?;:)\]}%…»'’”*_~|`])
+  | (?P<mxroom>https?://matrix\.to/\#/(?:[\#!]|%23|%21)[^\s<>"]*[^\s<>".,!?;:)\]}%…»'’”*_~|`])
+  | (?P<url>(?:https?|ftp)://[^\s<>"]*[^\s<>".,!?;:)\]}%…»'’”*_~|`])
   | (?P<emoji><a?:\w{1,32}:\d{1,20}>)
   | (?P<user><@!?\d{1,20}>|@[a-z0-9._=/+-]+:[a-z0-9.-]+(?::\d+)?)
   | (?P<role><@&\d{1,20}>)
@@ -53,7 +56,9 @@ _TOKEN = regex.compile(
 # stdlib engine runs it about ten times faster than \X with lookaheads. A test holds the two equal.
 _ASCII_TOKEN = re.compile(
     r"""
-    (?P<url>(?:https?|ftp)://[^\s<>"]*[^\s<>".,!?;:)\]}%*_~|`'])
+    (?P<mxuser>https?://matrix\.to/\#/(?:@|%40)[^\s<>"]*[^\s<>".,!?;:)\]}%*_~|`'])
+  | (?P<mxroom>https?://matrix\.to/\#/(?:[\#!]|%23|%21)[^\s<>"]*[^\s<>".,!?;:)\]}%*_~|`'])
+  | (?P<url>(?:https?|ftp)://[^\s<>"]*[^\s<>".,!?;:)\]}%*_~|`'])
   | (?P<emoji><a?:\w{1,32}:\d{1,20}>)
   | (?P<user><@!?\d{1,20}>|@[a-z0-9._=/+-]+:[a-z0-9.-]+(?::\d+)?)
   | (?P<role><@&\d{1,20}>)
@@ -67,7 +72,15 @@ _ASCII_TOKEN = re.compile(
 
 _ASCII_JUNK = re.compile(r"[\x00-\x1f\x7f]")  # _JUNK's ASCII part: the control characters
 
-_PLACEHOLDER_OF = {"user": USER, "role": ROLE, "channel": CHANNEL, "everyone": EVERYONE}
+# A matrix.to link names a user (or a room) as surely as a mention does: it is learned as one.
+_PLACEHOLDER_OF = {
+    "user": USER,
+    "mxuser": USER,
+    "role": ROLE,
+    "channel": CHANNEL,
+    "mxroom": CHANNEL,
+    "everyone": EVERYONE,
+}
 
 # Zero-width and formatting characters that can hide an @everyone from a naive filter.
 _INVISIBLE = regex.compile(r"[\p{Cf}\p{Mn}\u115f\u1160\u3164\uffa0]+")

@@ -10,9 +10,8 @@ import pytest
 import simcord
 
 from bot.core.models import GuildSettings
-from bot.textcommands import describe_settings
+from bot.replies import MANAGER_ONLY, describe_settings
 from cogs.admin import Admin, CancelView, TrainProgress
-from cogs.common import MANAGER_ONLY
 from tests.cogs.conftest import World, assert_never_pings, corpus
 
 LINES = corpus(10)

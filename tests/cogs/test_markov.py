@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import discord
 import pytest
+import simcord
+from simcord.backend.errors import OptionError
 
 from bot import replies
 from bot.core import retention
-from bot.core.models import Generated, GenerateStatus
+from bot.core.models import Generated, GenerateStatus, Message
 from bot.stats_text import figures
 from cogs.common import refuse_channel
 from tests.cogs.conftest import VOCABULARY, World, assert_never_pings, corpus
@@ -108,12 +111,13 @@ async def test_generate_cooldown_is_per_member_and_expires(world: World) -> None
     assert not first.ephemeral
     again = await world.bob.slash(world.general, "markov generate")
     assert again.ephemeral
-    assert again.response.content == "Slow down: you can generate again in 5 s."
+    assert again.response.content == replies.slow_down("generate", 5, 5.0)
+    assert "generate and stats" in again.response.content  # says what the cooldown covers
     other = await world.alice.slash(world.general, "markov generate")
     assert not other.ephemeral  # alice has her own cooldown
     await world.env.advance_time(3)
     later = await world.bob.slash(world.general, "markov generate")
-    assert later.response.content == "Slow down: you can generate again in 2 s."
+    assert later.response.content == replies.slow_down("generate", 2, 5.0)
     await world.env.advance_time(2)
     assert not (await world.bob.slash(world.general, "markov generate")).ephemeral
     assert len(world.public_posts()) == 3
@@ -267,3 +271,114 @@ async def test_an_unexpected_error_gets_a_short_reply_and_is_logged(
     )
     assert "/markov generate failed" in caplog.text and "boom" in caplog.text
     assert len(world.env.errors) == 1
+
+
+# ---------------------------------------------------------------- who may see another channel's text
+
+PING = re.compile(r"@(everyone|here|room)\b|<@[!&]?\d+>|@[a-z0-9._=/+-]+:[a-z0-9.-]+", re.IGNORECASE)
+
+
+async def learn_directly(world: World, channel) -> None:
+    """Fill a channel's chain through the Brain (the bot need not see the channel for this)."""
+    await world.brain.update_settings("discord", world.gid, order=1)
+    await world.brain.set_channel("discord", world.gid, str(channel.id), True)
+    for i, line in enumerate(corpus()):
+        await world.brain.learn(
+            Message("discord", world.gid, str(channel.id), str(world.alice.id), f"s{i}", line)
+        )
+    await world.brain.flush()
+
+
+def staff_only(world: World) -> simcord.ChannelHandle:
+    """#secret: hidden from @everyone, readable by the Mods role (the admin)."""
+    mods = world.guild.roles["Mods"]
+    return world.guild.create_text_channel(
+        "secret",
+        overwrites={
+            world.guild.default_role: discord.PermissionOverwrite(view_channel=False),
+            mods: discord.PermissionOverwrite(view_channel=True),
+        },
+    )
+
+
+@pytest.mark.parametrize("command", ["markov generate", "markov stats"])
+async def test_a_private_channel_is_shown_only_to_the_invoker_elsewhere(world: World, command: str) -> None:
+    secret = staff_only(world)
+    await learn_directly(world, secret)
+    result = await world.admin.slash(world.general, command, channel=secret)
+    assert result.ephemeral
+    posted = [result.response, *result.followups]
+    assert posted[0].content.startswith("Shown only to you because not everyone who can see this channel")
+    assert f"<#{secret.id}>" in posted[0].content  # a channel link, left a link
+    assert all(p.ephemeral for p in posted)
+    if command == "markov stats":
+        assert posted[0].embeds and posted[0].attachments
+    else:
+        assert words(posted[1].content) <= VOCABULARY
+    assert world.public_posts(world.general) == []
+    await world.env.advance_time(5)
+    inside = await world.admin.slash(secret, command)  # its own channel: everyone there can read it
+    assert not inside.ephemeral
+    assert "Shown only to you" not in (inside.response.content or "")
+
+
+async def test_a_channel_denied_to_one_member_is_not_posted_publicly(world: World) -> None:
+    almost = world.guild.create_text_channel(
+        "almost-public", overwrites={world.bob: discord.PermissionOverwrite(read_message_history=False)}
+    )
+    await learn_directly(world, almost)
+    result = await world.alice.slash(world.general, "markov generate", channel=almost)
+    assert result.ephemeral and result.response.content.startswith("Shown only to you")
+    assert world.public_posts(world.general) == []
+
+
+async def test_an_open_channel_is_posted_publicly_elsewhere(world: World) -> None:
+    other = world.guild.create_text_channel("other")
+    await learn_directly(world, other)
+    result = await world.bob.slash(world.general, "markov stats", channel=other)
+    assert not result.ephemeral
+    assert world.public_posts(world.general)
+
+
+async def test_refusals_come_before_the_cooldown(world: World) -> None:
+    await learn_corpus(world)
+    hidden = world.guild.create_text_channel(
+        "staff", overwrites={world.bob: discord.PermissionOverwrite(read_message_history=False)}
+    )
+    assert not (await world.bob.slash(world.general, "markov generate")).ephemeral
+    refused = await world.bob.slash(world.general, "markov generate", channel=hidden)
+    assert refused.response.content == replies.CANNOT_READ
+    not_in = await world.alice.slash(world.general, "markov generate")
+    assert not not_in.ephemeral
+    imitate = await world.alice.slash(world.general, "markov generate", member=world.bob)
+    assert "hasn't opted in" in imitate.response.content
+
+
+async def test_stats_has_a_cooldown_of_its_own(world: World) -> None:
+    await learn_corpus(world)
+    assert not (await world.bob.slash(world.general, "markov stats")).ephemeral
+    assert not (await world.bob.slash(world.general, "markov generate")).ephemeral
+    again = await world.bob.slash(world.general, "markov stats")
+    assert again.ephemeral and again.response.content == replies.slow_down("stats", 5, 5.0)
+
+
+# ---------------------------------------------------------------- nothing quoted back pings
+
+
+async def test_a_long_ping_laden_start_gets_a_short_reply_that_pings_nobody(world: World) -> None:
+    await learn_corpus(world)
+    start = f"@room @everyone <@{world.bob.id}> @bob:example.org " + "x" * 140  # the option's 200 max
+    assert len(start) <= 200
+    result = await world.alice.slash(world.general, "markov generate", start=start)
+    text = result.response.content
+    assert result.ephemeral and text.startswith("I don't know the word '@")
+    assert len(text) < 150
+    assert not PING.search(text), text
+    assert_never_pings(world)
+
+
+async def test_discord_refuses_a_start_longer_than_the_option_allows(world: World) -> None:
+    await learn_corpus(world)
+    with pytest.raises(OptionError, match="at most 200 characters"):  # as Discord itself refuses it
+        await world.alice.slash(world.general, "markov generate", start="@room " * 2000)
+    assert world.public_posts() == []

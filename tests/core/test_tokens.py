@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -45,6 +46,32 @@ def test_mentions_become_placeholders_at_learning_time() -> None:
     tokens = tokenize("hi <@123> <@!45> <@&6> <#7> @everyone @here @bob:matrix.org @room")
     assert tokens == ["hi", USER, USER, ROLE, CHANNEL, EVERYONE, EVERYONE, USER, EVERYONE]
     assert not any(char.isdigit() for token in tokens for char in token)
+
+
+@pytest.mark.parametrize(
+    ("link", "placeholder"),
+    [
+        ("https://matrix.to/#/@bob:localhost", USER),
+        ("http://MATRIX.TO/#/%40bob%3Aexample.org", USER),
+        ("https://matrix.to/#/@bob:example.org:8448?via=example.org", USER),
+        ("https://matrix.to/#/#room:example.org", CHANNEL),
+        ("https://matrix.to/#/!abc:example.org/$event?via=x", CHANNEL),
+    ],
+)
+@pytest.mark.parametrize("tail", ["", " café"])  # the ASCII fast path, and the Unicode grammar
+def test_matrix_to_links_become_placeholders(link: str, placeholder: str, tail: str) -> None:
+    tokens = tokenize(f"ask {link}, then{tail}")
+    assert tokens == ["ask", placeholder, ",", "then", *tail.split()]
+    assert "matrix.to" not in detokenize(tokens)
+
+
+def test_other_links_stay_whole() -> None:
+    assert tokenize("see https://matrix.to/#/ and https://example.org/#/@bob:x") == [
+        "see",
+        "https://matrix.to/#/",
+        "and",
+        "https://example.org/#/@bob:x",
+    ]
 
 
 def test_code_blocks_are_not_learned() -> None:
@@ -127,7 +154,8 @@ def test_neutralised_text_has_no_ping(text: str) -> None:
 _ASCII_PIECES = st.sampled_from(
     ["http://a.b/c", "https://x.y/z).", "ftp://h/p'", "<:e:1>", "<a:e_2:34>", "<@12>", "<@!3>", "<@&4>",
      "<#5>", "@everyone", "@HERE", "@roomy", "@u:h.org", "@u:h:80", "don't", "x-ray", "a_b", "'", "-",
-     "```c```", "\r\n", "\t", " ", "...", "%", "`", "~"]
+     "```c```", "\r\n", "\t", " ", "...", "%", "`", "~", "https://matrix.to/#/@b:l", "http://matrix.to/#/%40b",
+     "https://matrix.to/#/#r:l.", "https://matrix.to/#/!r:l?via=l", "https://matrix.to/#/x"]
 )  # fmt: skip
 
 
@@ -142,7 +170,7 @@ def test_the_ascii_fast_path_tokenizes_exactly_like_the_unicode_grammar(pieces: 
     fast = [(m.lastgroup, m.group()) for m in tokens._ASCII_TOKEN.finditer(cleaned)]
     slow = [(m.lastgroup, m.group()) for m in tokens._TOKEN.finditer(cleaned)]
     assert fast == slow
-    placeholders = {"user": USER, "role": ROLE, "channel": CHANNEL, "everyone": EVERYONE}
+    placeholders = {**tokens._PLACEHOLDER_OF, "user": USER, "role": ROLE, "channel": CHANNEL}
     reference = [
         placeholders.get(kind or "", token)
         for kind, token in slow

@@ -14,6 +14,7 @@ import pytest
 from nio import AsyncClient, RoomMessage
 
 from bot.config import Settings
+from bot.cooldowns import Cooldowns
 from bot.core.brain import Brain
 from bot.matrix_app import MatrixBot, login
 from tests.matrix.synapse import SynapseServer
@@ -125,7 +126,7 @@ async def start_bot(synapse: SynapseServer, tmp_path: Path) -> AsyncIterator[Bot
         brain = await Brain.open(settings.db_path, **settings.store_options)
         client = AsyncClient(settings.matrix_homeserver or "", settings.matrix_user_id or "")
         assert await login(client, brain, settings) is None
-        bot = MatrixBot(brain, client, auto_join=True)
+        bot = MatrixBot(brain, client, auto_join=True, cooldowns=Cooldowns(settings.cooldown_seconds))
         task = asyncio.create_task(bot.sync_forever())
         running.append(RunningBot(bot, brain, settings, task))
         return running[-1]

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +16,7 @@ from nio import RoomCreateResponse
 
 from bot.config import Settings
 from bot.core.models import ChainKey
-from bot.matrix_app import run_matrix
+from bot.matrix_app import run_matrix, serve
 from tests.matrix.conftest import BotFactory, Human, RunningBot, stop_bot
 from tests.matrix.synapse import SynapseServer
 
@@ -161,14 +166,26 @@ async def test_encrypted_rooms_are_refused_once_and_out_loud(
     alice, _ = people
     running = await start_bot()
     room = await make_room(alice, [running.user_id], encrypted=True)
-    await alice.say(room, "!markov optin")
+    # Said as soon as the bot joins, before anyone posts.
     await alice.wait_for(lambda _: len(notices(alice, running, room)) >= 1)
+    await alice.say(room, "!markov optin")
     await alice.say(room, "!markov generate")
     await alice.say(room, "hello again")
     await alice.client.sync(timeout=1500)
     said = notices(alice, running, room)
     assert len(said) == 1 and "encrypted" in said[0]
     assert not await running.brain.is_opted_in(PLATFORM, running.bot.server_name, alice.user_id)
+
+
+async def test_encryption_turned_on_later_is_noticed_without_a_post(
+    start_bot: BotFactory, people: tuple[Human, Human]
+) -> None:
+    alice, _ = people
+    running, room = await setup_room(start_bot, people)
+    before = len(notices(alice, running, room))
+    await alice.client.room_put_state(room, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"})
+    await alice.wait_for(lambda _: len(notices(alice, running, room)) > before)
+    assert "encrypted" in notices(alice, running, room)[-1]
 
 
 def test_missing_settings_get_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,7 +198,10 @@ def test_missing_settings_get_one_clear_line(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_a_rejected_login_gets_one_clear_line(
-    synapse: SynapseServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    synapse: SynapseServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     user_id, _ = synapse.register(f"rejected-{uuid.uuid4().hex[:6]}", "right-password")
     settings = Settings.from_env(
@@ -196,3 +216,52 @@ def test_a_rejected_login_gets_one_clear_line(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "rejected the login" in err
     assert "wrong-password" not in err
+
+
+async def test_the_running_bot_logs_no_per_event_chatter(
+    synapse: SynapseServer,
+    people: tuple[Human, Human],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(logging.getLogger("nio"), "level", logging.NOTSET)
+    caplog.set_level(logging.INFO)  # the default LOG_LEVEL
+    alice, _ = people
+    user_id, _ = synapse.register(f"quiet-{uuid.uuid4().hex[:6]}", "bot-password")
+    settings = Settings.from_env(
+        {
+            "MARKOV_DB": str(tmp_path / "m.db"),
+            "MATRIX_HOMESERVER": synapse.base_url,
+            "MATRIX_USER_ID": user_id,
+            "MATRIX_PASSWORD": "bot-password",
+        }
+    )
+    running = asyncio.create_task(serve(settings))
+    room = await make_room(alice, [user_id])
+    await alice.say(room, "!markov help")
+    await alice.wait_for(lambda seen: any(r == room and s == user_id for r, s, _ in seen))
+    os.kill(os.getpid(), signal.SIGTERM)  # as a service manager stops it
+    assert await running == 0
+    assert any(r.name == "bot.matrix_app" and r.levelno == logging.INFO for r in caplog.records)
+    # matrix-nio logs every request and event at INFO: kept to warnings unless debugging.
+    assert not [r for r in caplog.records if r.name.startswith("nio") and r.levelno < logging.WARNING]
+
+
+def test_a_database_from_a_newer_version_gets_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "m.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    settings = Settings.from_env(
+        {
+            "MARKOV_DB": str(db),
+            "MATRIX_HOMESERVER": "http://127.0.0.1:9",
+            "MATRIX_USER_ID": "@bot:localhost",
+            "MATRIX_PASSWORD": "x",
+        }
+    )
+    assert run_matrix(settings) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "schema version 99" in err and "Traceback" not in err
