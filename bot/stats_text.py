@@ -16,24 +16,40 @@ log = logging.getLogger(__name__)
 
 
 def figures(r: RetentionReport) -> list[tuple[str, str]]:
-    """The report's figures as (label, value) pairs, in display order."""
+    """The report's figures as (label, value) pairs, in display order: what was said once first."""
+    words = "word" if r.order == 1 else f"{r.order} words"
     return [
+        (
+            "said once, given back",
+            f"{r.discoverable_eidetic.percent()} of {r.eidetic_messages:,} messages said once: the most "
+            f"likely walk from their first {words} repeats the rest",
+        ),
+        (
+            "outputs copying a message said once",
+            f"{r.copies_eidetic.percent()}; a run of {r.run_length} words from one: "
+            f"{r.long_runs_eidetic.percent()} (guard off, seed {r.seed})",
+        ),
+        (
+            "found by an attack",
+            f"{r.extracted_eidetic.value:.1%} of the messages said once ({r.extracted_eidetic.hits:,}) "
+            f"among the {r.extraction_budget:,} most likely messages",
+        ),
+        (
+            "all messages",
+            f"{r.distinct_messages:,} distinct ({r.common_messages:,} common: said ≥{r.common_times} times "
+            f"or by ≥{r.common_authors} people); given back {r.discoverable.percent()}, common ones "
+            f"{r.discoverable_common.percent()}; outputs copying any {r.copies.percent()}",
+        ),
         ("seen", f"{r.messages_seen:,} messages · {r.tokens_seen:,} tokens · {r.chars_seen:,} characters"),
         ("kept", f"{r.vocabulary:,} words · {r.states:,} states · {r.transitions:,} transitions"),
         (
             "bytes kept",
-            f"{human_bytes(r.bytes_kept)} (transitions {human_bytes(r.bytes_transitions)}, "
-            f"fingerprints {human_bytes(r.bytes_fingerprints)}) for {human_bytes(r.bytes_seen)} seen "
+            f"{human_bytes(r.bytes_kept)} (counts per author {human_bytes(r.bytes_transitions)}, "
+            f"keyed fingerprints {human_bytes(r.bytes_fingerprints)}) for {human_bytes(r.bytes_seen)} seen "
             f"= {r.kept_ratio:.2f}×",
         ),
         ("forced states", f"{r.forced_share:.1%} (order {r.order})"),
         ("entropy", f"{r.entropy_bits:.2f} bits per token"),
-        ("copy rate", f"{r.copy_rate:.1%} of {r.samples} samples (guard off, seed {r.seed})"),
-        ("long-run rate", f"{r.long_run_rate:.1%} contain ≥{r.run_length} tokens from one message"),
-        (
-            "extraction",
-            f"{r.extraction_rate:.1%} ({r.extracted:,} messages) with {r.extraction_budget:,} candidates",
-        ),
     ]
 
 

@@ -266,3 +266,30 @@ SELECT name, sum(pgsize) FROM dbstat WHERE aggregate = TRUE GROUP BY name;
 
 -- name: messages_with_fingerprints
 SELECT count(*) FROM messages WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?));
+
+-- name: message_multiplicity
+-- How often each given fingerprint was learned in a chain, and by how many authors.
+SELECT fingerprint, count(*), count(DISTINCT author_id) FROM messages
+WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) GROUP BY fingerprint;
+
+-- name: window_multiplicity
+-- How often each given K-window fingerprint was learned in a chain, and by how many authors.
+SELECT fingerprint, sum(count), count(*) FROM windows
+WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) GROUP BY fingerprint;
+
+-- name: report_messages
+-- Distinct learned messages (by fingerprint) in all and longer than the order (?4), each split into
+-- said once (1-eidetic) and common (said at least ?2 times, or by at least ?3 authors).
+SELECT count(*), total(times = 1), total(times >= ?2 OR authors >= ?3),
+       total(long), total(long AND times = 1), total(long AND (times >= ?2 OR authors >= ?3))
+FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, max(tokens) > ?4 AS long
+      FROM messages WHERE chain_id = ?1 GROUP BY fingerprint);
+
+-- name: prefix_count
+-- Distinct opening prefixes (a message's first n tokens): transitions out of (BEGIN, t1 .. t(n-1)).
+SELECT count(*) FROM (SELECT DISTINCT ctx, next_id FROM transitions
+                      WHERE chain_id = ? AND ctx >= ? AND ctx < ? AND next_id > 1);
+
+-- name: prefixes
+SELECT DISTINCT ctx, next_id FROM transitions
+WHERE chain_id = ? AND ctx >= ? AND ctx < ? AND next_id > 1 ORDER BY ctx, next_id;

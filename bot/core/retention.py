@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import heapq
 import itertools
 import json
@@ -17,18 +18,31 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.core import chain as chainmod
+from bot.core.memorisation import (
+    COMMON_AUTHORS,
+    COMMON_TIMES,
+    OutputSample,
+    PrefixSample,
+    Split,
+    Thresholds,
+)
 from bot.core.models import ChainInfo, ChainKey
+from bot.core.rates import Rate
 
 if TYPE_CHECKING:
     from bot.core.brain import Brain
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SAMPLES = 200
-DEFAULT_SEED = 0
+DEFAULT_SAMPLES = 2400  # outputs sampled: every rate's 95% interval is then within ±2 points
+DEFAULT_PREFIXES = 2400  # opening prefixes greedy-walked for the discoverable rate
 DEFAULT_BUDGET = 1000  # candidate messages the extraction attack may produce
 BRANCHING = 32  # most likely successors the attack follows from each state
 EXPANSION_FACTOR = 20  # states the attack may expand per candidate of budget
+REPLAYS = 0.5  # a chain that gives back this share of messages said once replays its source ...
+COPIES_REPLAY = 0.2  # ... as does one whose outputs copy one this often
+SOME = 0.1  # below these, a chain gives back little of what any one person said
+COPIES_SOME = 0.05
 
 BYTES_METHOD = (
     "pages of each table and index (SQLite dbstat), shared among chains in proportion to their rows"
@@ -39,18 +53,54 @@ JSON_KEYS = (
     "messages_seen",
     "tokens_seen",
     "chars_seen",
+    "bytes_seen",
+    "distinct_messages",
+    "eidetic_messages",
+    "common_messages",
     "vocabulary",
     "states",
     "transitions",
     "bytes_kept",
+    "bytes_transitions",
+    "bytes_fingerprints",
     "kept_ratio",
     "forced_share",
     "entropy_bits",
-    "copy_rate",
-    "long_run_rate",
-    "extraction_rate",
+    "discoverable",
+    "discoverable_eidetic",
+    "discoverable_common",
+    "copies",
+    "copies_eidetic",
+    "copies_common",
+    "long_runs",
+    "long_runs_eidetic",
+    "long_runs_common",
+    "extracted",
+    "extracted_eidetic",
+    "extraction_budget",
+    "prefixes",
     "samples",
     "run_length",
+    "order",
+    "seed",
+    "common_times",
+    "common_authors",
+    "verdict",
+)
+
+NONE = Rate(0, 0)
+RATE_FIELDS = (
+    "discoverable",
+    "discoverable_eidetic",
+    "discoverable_common",
+    "copies",
+    "copies_eidetic",
+    "copies_common",
+    "long_runs",
+    "long_runs_eidetic",
+    "long_runs_common",
+    "extracted",
+    "extracted_eidetic",
 )
 
 
@@ -62,6 +112,9 @@ class RetentionReport:
     tokens_seen: int
     chars_seen: int
     bytes_seen: int
+    distinct_messages: int  # distinct learned messages (by fingerprint)
+    eidetic_messages: int  # of them, learned once (1-eidetic)
+    common_messages: int  # of them, learned often or from several authors
     vocabulary: int
     states: int
     transitions: int
@@ -71,22 +124,49 @@ class RetentionReport:
     kept_ratio: float
     forced_share: float
     entropy_bits: float
-    copy_rate: float
-    long_run_rate: float
-    extraction_rate: float
+    discoverable: Rate  # learned messages the greedy walk gives back from their first n tokens
+    discoverable_eidetic: Rate
+    discoverable_common: Rate
+    copies: Rate  # sampled outputs equal to a learned message
+    copies_eidetic: Rate
+    copies_common: Rate
+    long_runs: Rate  # sampled outputs holding a run of K tokens from one learned message
+    long_runs_eidetic: Rate
+    long_runs_common: Rate
+    extracted: Rate  # learned messages the unprompted best-first attack reproduces
+    extracted_eidetic: Rate
+    extraction_budget: int
+    prefixes: int  # distinct opening prefixes of the chain
     samples: int
     run_length: int
     order: int
     seed: int
-    extraction_budget: int
-    extracted: int
+    common_times: int = COMMON_TIMES
+    common_authors: int = COMMON_AUTHORS
+
+    @property
+    def verdict(self) -> str:
+        """'replays', 'some' or 'little': from the two headline figures, rounded as they are shown."""
+        given_back = round(self.discoverable_eidetic.value * 100) / 100
+        copied = round(self.copies_eidetic.value * 100) / 100
+        if given_back >= REPLAYS or copied >= COPIES_REPLAY:
+            return "replays"
+        if given_back >= SOME or copied >= COPIES_SOME:
+            return "some"
+        return "little"
+
+    @property
+    def replays_source(self) -> bool:
+        """True when the chain gives back much of what was said only once."""
+        return bool(self.messages_seen) and self.verdict == "replays"
 
     def as_json(self) -> dict[str, Any]:
-        """The report as a JSON-ready dict: the documented keys first, then the details."""
-        data = dataclasses.asdict(self)
-        ordered = {key: data.pop(key) for key in JSON_KEYS}
-        ordered.update(data)
-        return ordered
+        """The report as a JSON-ready dict, in the documented order."""
+        data: dict[str, Any] = {}
+        for key in JSON_KEYS:
+            value = getattr(self, key)
+            data[key] = value.as_json() if isinstance(value, Rate) else value
+        return data
 
     def to_json(self) -> str:
         """The report as a JSON document."""
@@ -95,12 +175,11 @@ class RetentionReport:
     @classmethod
     def empty(cls, run_length: int = 8, order: int = 2) -> RetentionReport:
         """The report of a chain that learned nothing."""
-        return cls(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, run_length, order, 0, 0, 0)
-
-    @property
-    def replays_source(self) -> bool:
-        """True when the chain mostly replays what it learned."""
-        return self.forced_share >= 0.5 or self.copy_rate >= 0.2 or self.extraction_rate >= 0.2
+        fields: dict[str, Any] = {f.name: 0 for f in dataclasses.fields(cls)}
+        fields.update(dict.fromkeys(RATE_FIELDS, NONE))
+        fields.update(run_length=run_length, order=order, common_times=COMMON_TIMES)
+        fields.update(common_authors=COMMON_AUTHORS)
+        return cls(**fields)
 
 
 def human_bytes(n: float) -> str:
@@ -112,35 +191,56 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def summary(r: RetentionReport) -> str:
-    """The plain-language verdict that comes before the figures."""
+def report_seed(messages: int, tokens: int, chars: int, size: int) -> int:
+    """The sampling seed of a chain: from what it learned, so a database always reports the same."""
+    digest = hashlib.blake2b(f"{messages}:{tokens}:{chars}:{size}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def headline(r: RetentionReport) -> str:
+    """The one sentence the card and every reply start with: the messages only one person said."""
     if not r.messages_seen:
         return "I haven't learned anything in this channel yet, so I keep nothing from it."
-    kept = (
-        f"Kept {human_bytes(r.bytes_kept)} for {human_bytes(r.bytes_seen)} seen "
-        f"({r.kept_ratio:.2f} bytes kept per byte seen, counting the counts and fingerprints)."
+    if not r.eidetic_messages:
+        return (
+            "Every message I learned here was said more than once, so none is anyone's own to give "
+            f"back; outputs copy a learned message {r.copies.value:.0%} of the time."
+        )
+    words = "word" if r.order == 1 else f"{r.order} words"
+    return (
+        f"{r.discoverable_eidetic.value:.0%} of the messages said only once can be given back from "
+        f"their first {words}; outputs copy one {r.copies_eidetic.value:.0%} of the time."
     )
-    forced = f"{r.forced_share:.0%} of states have a single successor"
-    copies = (
-        f"{r.copy_rate:.0%} of {r.samples} sampled outputs were copies of a learned message, "
-        f"{r.long_run_rate:.0%} repeated a run of {r.run_length} words from one"
-    )
-    extraction = (
-        f"an extraction attack ({r.extraction_budget:,} most likely candidates) recovered "
-        f"{r.extraction_rate:.0%} of the learned messages"
-    )
-    if r.replays_source:
+
+
+def summary(r: RetentionReport) -> str:
+    """The headline, the verdict that follows from it, and why the bytes kept are what they are."""
+    if not r.messages_seen:
+        return headline(r)
+    if r.verdict == "replays":
         verdict = (
-            f"{forced}, so this chain mostly replays its source: {copies}, and {extraction}. "
-            "It is too small or too repetitive to hide what it learned; the copy guard keeps "
-            "those copies from being posted."
+            "This chain replays much of what was said here: it is too small or too repetitive to "
+            "hide it. The copy guard keeps those copies from being posted."
+        )
+    elif r.verdict == "some":
+        verdict = (
+            "This chain gives back some of what people said only once; the copy guard refuses those copies."
         )
     else:
-        verdict = (
-            f"{forced}; {copies}, and {extraction}. This chain is a table of word statistics, "
-            "not a store of messages."
-        )
-    return f"{kept} {verdict[0].upper()}{verdict[1:]}"
+        verdict = "This chain gives back little of what any one person said: it keeps word statistics."
+    common = (
+        f" Messages many people said (at least {r.common_times} times or by {r.common_authors} "
+        f"people) come back {r.discoverable_common.value:.0%} of the time: that is repeating "
+        "what many said, not memorising anyone."
+        if r.common_messages
+        else ""
+    )
+    kept = (
+        f" It keeps {human_bytes(r.bytes_kept)} for {human_bytes(r.bytes_seen)} of text seen: "
+        "counts per author (so that /markov forget is exact) and keyed fingerprints (so that the "
+        "copy guard can refuse copies), not the messages."
+    )
+    return f"{headline(r)} {verdict}{common}{kept}"
 
 
 @dataclass(frozen=True)
@@ -221,15 +321,48 @@ async def extraction_candidates(brain: Brain, info: ChainInfo, budget: int) -> l
     return found
 
 
-async def _extraction(brain: Brain, info: ChainInfo, budget: int) -> int:
-    """How many learned messages the attack reproduces exactly."""
+async def _extraction(brain: Brain, info: ChainInfo, budget: int, thresholds: Thresholds) -> Split:
+    """The distinct learned messages the attack reproduces exactly, by how often they were said."""
     candidates = await extraction_candidates(brain, info, budget)
-    fingerprints = [brain.fingerprints.message(await brain.store.texts(c)) for c in candidates]
-    matched = 0
+    fingerprints = sorted({brain.fingerprints.message(await brain.store.texts(c)) for c in candidates})
+    found = Split()
     for start in range(0, len(fingerprints), 500):
         chunk = json.dumps(fingerprints[start : start + 500])
-        matched += int((await brain.store.named("messages_with_fingerprints", info.id, chunk))[0][0])
-    return matched
+        for _, times, authors in await brain.store.named("message_multiplicity", info.id, chunk):
+            found = found.add(int(times), int(authors), thresholds)
+    return found
+
+
+@dataclass(frozen=True)
+class _Messages:
+    """Distinct learned messages: all, and those longer than the order (which can be discovered)."""
+
+    distinct: Split
+    longer: Split
+
+
+async def _messages(brain: Brain, info: ChainInfo, thresholds: Thresholds) -> _Messages:
+    row = (
+        await brain.store.named("report_messages", info.id, thresholds.times, thresholds.authors, info.order)
+    )[0]
+    a, a1, ac, b, b1, bc = (int(v or 0) for v in row)
+    return _Messages(Split(a, a1, ac), Split(b, b1, bc))
+
+
+def _discoverable(sample: PrefixSample, longer: Split) -> tuple[Rate, Rate, Rate]:
+    """The discoverable rates: hits among sampled prefixes, scaled to all prefixes, over the messages."""
+    exact = sample.sampled == sample.prefixes
+
+    def rate(hits: int, messages: int) -> Rate:
+        if not messages:
+            return NONE
+        return Rate(hits, sample.sampled, sample.prefixes / messages, exact)
+
+    return (
+        rate(sample.hits.all, longer.all),
+        rate(sample.hits.eidetic, longer.eidetic),
+        rate(sample.hits.common, longer.common),
+    )
 
 
 async def report(
@@ -237,39 +370,49 @@ async def report(
     chain: ChainKey,
     *,
     samples: int = DEFAULT_SAMPLES,
-    seed: int = DEFAULT_SEED,
+    prefixes: int = DEFAULT_PREFIXES,
     budget: int = DEFAULT_BUDGET,
+    thresholds: Thresholds | None = None,
 ) -> RetentionReport:
     """Measure every figure of the retention report for one chain."""
     store = brain.store
+    thresholds = thresholds or Thresholds()
     info = await store.find_chain(chain)
     if info is None:
         settings = await store.settings(chain.platform, chain.guild)
         return RetentionReport.empty(settings.run_length, settings.order)
     messages, tokens, chars, size = await store.chain_counters(info.id)
+    seed = report_seed(messages, tokens, chars, size)
 
-    async def on_reader() -> tuple[_Sizes, int, int, int, int]:
-        # While the two shape scans run on a connection of their own.
+    async def on_reader() -> tuple[_Sizes, int, _Messages, OutputSample, PrefixSample, Split]:
+        # While the two shape scans run on connections of their own.
         sizes = await _sizes(brain, info)
         (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
-        copies = long_runs = extracted = 0
+        learned = await _messages(brain, info, thresholds)
+        outputs, opening, extracted = OutputSample(0, Split(), Split()), PrefixSample(0, 0, Split()), Split()
         if messages:
-            copies, long_runs = await store.on_walker("sample", info.id, info, samples, seed)
-            extracted = await _extraction(brain, info, budget)
-        return sizes, int(vocabulary), copies, long_runs, extracted
+            outputs = await store.on_walker("sample_outputs", info.id, info, samples, seed, thresholds)
+            opening = await store.on_walker("sample_prefixes", info.id, info, prefixes, seed, thresholds)
+            extracted = await _extraction(brain, info, budget, thresholds)
+        return sizes, int(vocabulary), learned, outputs, opening, extracted
 
-    shape, (sizes, vocabulary, copies, long_runs, extracted) = await asyncio.gather(
+    shape, (sizes, vocabulary, learned, outputs, opening, extracted) = await asyncio.gather(
         store.report_shape(info.id), on_reader()
     )
     rows, states, transitions, forced, total, ctx_log, pair_log = shape
     entropy = (ctx_log - pair_log) / total if total else 0.0
     kept_transitions, kept_fingerprints = _bytes_kept(sizes, vocabulary, rows)
     bytes_kept = kept_transitions + kept_fingerprints
+    discoverable = _discoverable(opening, learned.longer)
+    n = outputs.samples
     return RetentionReport(
         messages_seen=messages,
         tokens_seen=tokens,
         chars_seen=chars,
         bytes_seen=size,
+        distinct_messages=learned.distinct.all,
+        eidetic_messages=learned.distinct.eidetic,
+        common_messages=learned.distinct.common,
         vocabulary=vocabulary,
         states=states,
         transitions=transitions,
@@ -279,13 +422,23 @@ async def report(
         kept_ratio=bytes_kept / size if size else 0.0,
         forced_share=forced / total if total else 0.0,
         entropy_bits=max(0.0, float(entropy)),
-        copy_rate=copies / samples if messages and samples else 0.0,
-        long_run_rate=long_runs / samples if messages and samples else 0.0,
-        extraction_rate=extracted / messages if messages else 0.0,
-        samples=samples if messages else 0,
+        discoverable=discoverable[0],
+        discoverable_eidetic=discoverable[1],
+        discoverable_common=discoverable[2],
+        copies=Rate(outputs.copies.all, n),
+        copies_eidetic=Rate(outputs.copies.eidetic, n),
+        copies_common=Rate(outputs.copies.common, n),
+        long_runs=Rate(outputs.runs.all, n),
+        long_runs_eidetic=Rate(outputs.runs.eidetic, n),
+        long_runs_common=Rate(outputs.runs.common, n),
+        extracted=Rate(extracted.all, learned.distinct.all, exact=True),
+        extracted_eidetic=Rate(extracted.eidetic, learned.distinct.eidetic, exact=True),
+        extraction_budget=budget,
+        prefixes=opening.prefixes,
+        samples=n,
         run_length=info.run_length,
         order=info.order,
         seed=seed,
-        extraction_budget=budget,
-        extracted=extracted,
+        common_times=thresholds.times,
+        common_authors=thresholds.authors,
     )

@@ -21,17 +21,18 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from bot.core import chain as chainmod
-from bot.core import hubs
+from bot.core import hubs, memorisation
 from bot.core.chain import ChainReader, Choices
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
+from bot.core.memorisation import OutputSample, PrefixSample, Thresholds
 from bot.core.models import ChainInfo, Generated, GenerateStatus
 from bot.core.sql import Q, tune_sqlite
 from bot.core.tokens import detokenize, neutralise
@@ -97,11 +98,22 @@ class Walker:
             self._db = None
 
     def _rows(self, name: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._connection().execute(Q[name], params).fetchall()
+
+    def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA query_only = ON")
-        return self._db.execute(Q[name], params).fetchall()
+        return self._db
+
+    def query(self, name: str, params: tuple[Any, ...]) -> list[Any]:
+        """The rows of a named read-only statement."""
+        return self._rows(name, params)
+
+    def stream(self, name: str, params: tuple[Any, ...]) -> Iterator[Any]:
+        """The rows of a named read-only statement, one at a time (for scans too big to hold)."""
+        return iter(self._connection().execute(Q[name], params))
 
     # ---------------------------------------------------------------- what a walk reads
 
@@ -251,14 +263,17 @@ class Walker:
         """The process this walker runs in."""
         return os.getpid()
 
-    def sample(self, chain: ChainInfo, samples: int, seed: int) -> tuple[int, int]:
-        """(copies, long runs) among the report's sampled outputs."""
-        copies = long_runs = 0
-        for tokens in self.walks(chain, samples, seed):
-            whole, runs = self.copies(chain, tokens)
-            copies += whole
-            long_runs += runs
-        return copies, long_runs
+    def sample_outputs(
+        self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
+    ) -> OutputSample:
+        """The report's sampled outputs: copies and long runs, by how often their source was said."""
+        return memorisation.sample_outputs(self, chain, samples, seed, thresholds)
+
+    def sample_prefixes(
+        self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
+    ) -> PrefixSample:
+        """The report's discoverable sample: greedy walks from the chain's opening prefixes."""
+        return memorisation.sample_prefixes(self, chain, samples, seed, thresholds)
 
 
 class WalkerDied(RuntimeError):

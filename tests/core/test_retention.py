@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import random
 import sqlite3
@@ -14,9 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.core import retention
+from bot.core import chain as chainmod
+from bot.core import chart, retention
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GenerateStatus, Message
+from bot.core.rates import Rate, wilson
 from bot.core.tokens import tokenize
 
 P, G, C = "test", "guild", "chan"
@@ -109,45 +112,210 @@ async def sampled_outputs(brain: Brain, samples: int, seed: int) -> list[tuple[s
     return [tuple(tokens) for tokens in walks]
 
 
+def token_ids(path: Path) -> dict[str, int]:
+    """The database's token ids (the greedy walk breaks ties by them), with BEGIN and END."""
+    with sqlite3.connect(path) as db:
+        ids = {text: int(i) for i, text in db.execute("SELECT id, text FROM tokens")}
+    return {**ids, "\0END": 1}
+
+
+class Oracle:
+    """The memorisation figures computed from the raw corpus the test holds (authors alternate)."""
+
+    def __init__(self, corpus: list[str], order: int, k: int, common: tuple[int, int] = (5, 3)) -> None:
+        self.order, self.k, self.common_at = order, k, common
+        self.messages = [tuple(tokenize(t)) for t in corpus]
+        self.times: Counter[tuple[str, ...]] = Counter(self.messages)
+        self.authors: dict[tuple[str, ...], set[str]] = defaultdict(set)
+        self.window_times: Counter[tuple[str, ...]] = Counter()
+        self.window_authors: dict[tuple[str, ...], set[str]] = defaultdict(set)
+        self.counts: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
+        for i, m in enumerate(self.messages):
+            author = "alice" if i % 2 else "bob"
+            self.authors[m].add(author)
+            for j in range(len(m) - k + 1):
+                self.window_times[m[j : j + k]] += 1
+                self.window_authors[m[j : j + k]].add(author)
+            padded = ("\0BEGIN",) * order + m + ("\0END",)
+            for j in range(order, len(padded)):
+                self.counts[padded[j - order : j]][padded[j]] += 1
+
+    def common(self, times: int, authors: int) -> bool:
+        return times >= self.common_at[0] or authors >= self.common_at[1]
+
+    def kind(self, m: tuple[str, ...]) -> tuple[bool, bool]:
+        """(1-eidetic, common) of a learned message."""
+        return self.times[m] == 1, self.common(self.times[m], len(self.authors[m]))
+
+    def greedy(self, prefix: tuple[str, ...], ids: dict[str, int]) -> tuple[str, ...]:
+        out = list(prefix)
+        for _ in range(chainmod.MAX_WALK):
+            successors = self.counts.get(tuple(out[-self.order :]))
+            if not successors:
+                break
+            top = max(successors.values())
+            best = min((t for t, c in successors.items() if c == top), key=lambda t: ids[t])
+            if best == "\0END":
+                break
+            out.append(best)
+        return tuple(out)
+
+    def discoverable(self, ids: dict[str, int]) -> tuple[float, float, float]:
+        """(all, 1-eidetic, common) shares of distinct messages longer than the order given back."""
+        longer = [m for m in self.times if len(m) > self.order]
+        hits = [m for m in longer if self.greedy(m[: self.order], ids) == m]
+
+        def share(pick: int) -> float:
+            base = [m for m in longer if pick < 0 or self.kind(m)[pick]]
+            return sum(m in hits for m in base) / len(base) if base else 0.0
+
+        return share(-1), share(0), share(1)
+
+    def outputs(self, outputs: list[tuple[str, ...]]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+        """((copies, of 1-eidetic, of common), (long runs, of a run said once, of common runs only))."""
+        copies = [o for o in outputs if o in self.times]
+        runs = []
+        for o in outputs:
+            matched = [
+                o[j : j + self.k]
+                for j in range(len(o) - self.k + 1)
+                if o[j : j + self.k] in self.window_times
+            ]
+            if matched:
+                runs.append(matched)
+        return (
+            (len(copies), sum(self.kind(o)[0] for o in copies), sum(self.kind(o)[1] for o in copies)),
+            (
+                len(runs),
+                sum(any(self.window_times[w] == 1 for w in r) for r in runs),
+                sum(
+                    all(self.common(self.window_times[w], len(self.window_authors[w])) for w in r)
+                    for r in runs
+                ),
+            ),
+        )
+
+
+def repeated_corpus() -> list[str]:
+    """Only messages many people said: nothing is anyone's own."""
+    lines = ["yeah", "good morning everyone", "lol same here", "see you tomorrow then", "thanks a lot"]
+    return [line for line in lines for _ in range(6)]
+
+
+def mixed_corpus() -> list[str]:
+    """Messages said once, twice (neither 1-eidetic nor common) and by everyone."""
+    twice = ["brb getting coffee", "anyone up for a game tonight", "that was a great match"]
+    return repeated_corpus() + varied_corpus(300, seed=11, words=400) + twice * 2
+
+
 @pytest.mark.parametrize(
-    ("corpus", "order", "high"),
+    ("corpus", "order", "verdict"),
     [
-        (tiny_corpus(), 2, True),
+        (tiny_corpus(), 2, "replays"),
         # Few words, many messages: every context recurs, so the chain keeps statistics, not messages.
-        (varied_corpus(1500, words=300), 1, False),
+        (varied_corpus(1500, words=300), 1, "little"),
         # Many rare words for the size: most contexts occur once, and the chain replays its source.
-        (varied_corpus(1500, words=3000), 2, True),
+        (varied_corpus(1500, words=3000), 2, None),
+        (repeated_corpus(), 2, None),
+        (mixed_corpus(), 2, None),
     ],
 )
-async def test_copy_long_run_and_extraction_rates_match_the_raw_corpus(
-    tmp_path: Path, corpus: list[str], order: int, high: bool
+async def test_memorisation_figures_match_the_raw_corpus(
+    tmp_path: Path, corpus: list[str], order: int, verdict: str | None
 ) -> None:
-    brain = await learned_brain(tmp_path / "r.db", corpus, order=order, run_length=5)
+    path = tmp_path / "r.db"
+    brain = await learned_brain(path, corpus, order=order, run_length=5)
     try:
         report = await brain.stats(KEY)
         outputs = await sampled_outputs(brain, report.samples, report.seed)
         info = await brain.store.find_chain(KEY)
         assert info is not None
         candidates = await retention.extraction_candidates(brain, info, report.extraction_budget)
-        token_texts = [tuple(await brain.store.texts(c)) for c in candidates]
+        extracted = {tuple(await brain.store.texts(c)) for c in candidates}
     finally:
         await brain.close()
-    messages = [tuple(tokenize(t)) for t in corpus]
-    learned = set(messages)
-    windows = {m[i : i + 5] for m in messages for i in range(len(m) - 4)}
-    copies = sum(o in learned for o in outputs) / len(outputs)
-    long_runs = sum(any(o[i : i + 5] in windows for i in range(len(o) - 4)) for o in outputs) / len(outputs)
-    extracted = set(token_texts)
-    extraction = sum(m in extracted for m in messages) / len(messages)
-    assert report.copy_rate == pytest.approx(copies, abs=1e-9)
-    assert report.long_run_rate == pytest.approx(long_runs, abs=1e-9)
-    assert report.extraction_rate == pytest.approx(extraction, abs=1e-9)
-    if high:
-        assert report.replays_source
-        assert "mostly replays its source" in retention.summary(report)
-    else:
-        assert report.copy_rate < 0.05 and report.extraction_rate < 0.05 and not report.replays_source
-        assert "not a store of messages" in retention.summary(report)
+    oracle = Oracle(corpus, order, 5)
+    eidetic = [m for m in oracle.times if oracle.kind(m)[0]]
+    assert (report.distinct_messages, report.eidetic_messages) == (len(oracle.times), len(eidetic))
+    assert report.common_messages == sum(oracle.kind(m)[1] for m in oracle.times)
+
+    every, once, common = oracle.discoverable(token_ids(path))
+    assert report.discoverable.exact  # the test corpora have fewer prefixes than the sample
+    assert report.discoverable.value == pytest.approx(every, abs=1e-9)
+    assert report.discoverable_eidetic.value == pytest.approx(once, abs=1e-9)
+    assert report.discoverable_common.value == pytest.approx(common, abs=1e-9)
+
+    (copies, copies_once, copies_common), (runs, runs_once, runs_common) = oracle.outputs(outputs)
+    assert report.samples == len(outputs) == retention.DEFAULT_SAMPLES
+    assert (report.copies.hits, report.copies_eidetic.hits, report.copies_common.hits) == (
+        copies,
+        copies_once,
+        copies_common,
+    )
+    assert (report.long_runs.hits, report.long_runs_eidetic.hits, report.long_runs_common.hits) == (
+        runs,
+        runs_once,
+        runs_common,
+    )
+    assert report.extracted_eidetic.hits == sum(m in extracted for m in eidetic)
+    assert report.extracted.hits == sum(m in extracted for m in oracle.times)
+
+    if verdict is not None:
+        assert report.verdict == verdict
+    if not eidetic:
+        assert "said more than once" in retention.headline(report)
+        assert not report.replays_source
+
+
+async def test_the_verdict_follows_the_headline_figures_as_they_are_rounded() -> None:
+    base = retention.RetentionReport.empty()
+    shown = dataclasses.replace(
+        base,
+        messages_seen=100,
+        eidetic_messages=100,
+        discoverable_eidetic=Rate(4950, 10_000),  # 49.5% is shown as 50%: the verdict must agree
+        copies_eidetic=Rate(0, 100),
+    )
+    assert "50% of the messages said only once" in retention.headline(shown)
+    assert shown.verdict == "replays"
+    below = dataclasses.replace(shown, discoverable_eidetic=Rate(4940, 10_000))
+    assert "49% of the messages said only once" in retention.headline(below) and below.verdict == "some"
+
+
+def test_wilson_intervals_are_the_textbook_ones() -> None:
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    # The report's samples keep any rate within two points at 95%.
+    low, high = wilson(retention.DEFAULT_SAMPLES // 2, retention.DEFAULT_SAMPLES)
+    assert high - low <= 0.04
+
+
+def test_the_card_says_the_verdict_three_figures_and_why_bytes_are_kept() -> None:
+    report = dataclasses.replace(
+        retention.RetentionReport.empty(),
+        messages_seen=258_112,
+        bytes_seen=12_500_000,
+        bytes_kept=124_000_000,
+        eidetic_messages=180_000,
+        discoverable_eidetic=Rate(180, 2400, scale=0.9),
+        copies_eidetic=Rate(24, 2400),
+        long_runs_eidetic=Rate(120, 2400),
+    )
+    assert chart.card(report, "#general").lines() == [
+        "#general",
+        "This chain gives back little",
+        "7% of the messages said only once can be given back from their first 2 words; "
+        "outputs copy one 1% of the time.",
+        "messages said once, given back: 7% (6%–8%)",
+        "outputs copying a message said once: 1% (1%–1%)",
+        "outputs with 8 words in a row from one: 5% (4%–6%)",
+        "Kept 124.0 MB for 12.5 MB of text: counts per author (so forget is exact) and keyed "
+        "fingerprints (so copies are refused), not messages.",
+    ]
+    png = chart.render_card(report, "#general")
+    assert png.startswith(b"\x89PNG") and int.from_bytes(png[16:20], "big") == 600
+    assert chart.alt_text(report, "#general").startswith("#general This chain gives back little")
 
 
 async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:

@@ -1,0 +1,170 @@
+"""Memorisation measured on the chain as stored (runs on the walker, next to the chain's reads).
+
+Two measures from the literature, on learned messages told apart by how often they were said:
+
+- a message is *1-eidetic* when it was learned once (Carlini et al. 2021, k-eidetic with k = 1), and
+  *common* when it was learned at least `Thresholds.times` times or from `Thresholds.authors` authors;
+  repeating a common message ("yeah", "good morning") is saying what many said, not memorising anyone;
+- a learned message is *discoverable* when the chain's greedy walk (the most likely successor at
+  each step, ties to the smaller token id) from its first n tokens (n = the chain's order)
+  reproduces the rest of it exactly (Carlini et al. 2022).
+
+No message text is stored, so the learned messages cannot be listed. Each opening prefix p has one
+greedy continuation g(p), and a message m is discoverable exactly when g(prefix(m)) = m, so the
+discoverable messages are the continuations g(p) that are learned messages. They are counted over
+a uniform sample of the distinct prefixes (all of them when there are few), scaled by the number
+of prefixes, and divided by the number of distinct learned messages longer than n tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.core import chain as chainmod
+from bot.core.models import ChainInfo
+
+if TYPE_CHECKING:
+    from bot.core.walker import Walker
+
+log = logging.getLogger(__name__)
+
+COMMON_TIMES = 5  # a message said this often is common ...
+COMMON_AUTHORS = 3  # ... and so is one said by this many authors
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """When a learned message (or K-run) counts as common."""
+
+    times: int = COMMON_TIMES
+    authors: int = COMMON_AUTHORS
+
+    def common(self, times: int, authors: int) -> bool:
+        """True for a message learned often enough, or from enough authors, to be common."""
+        return times >= self.times or authors >= self.authors
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A count in all, and of it what concerned 1-eidetic and common messages."""
+
+    all: int = 0
+    eidetic: int = 0
+    common: int = 0
+
+    def add(self, times: int, authors: int, thresholds: Thresholds) -> Split:
+        """This count plus one unit of a message learned `times` times by `authors` authors."""
+        return Split(
+            self.all + 1,
+            self.eidetic + (times == 1),
+            self.common + thresholds.common(times, authors),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSample:
+    """Of `samples` outputs walked with the guard off: copies of a learned message, and long runs."""
+
+    samples: int
+    copies: Split
+    runs: Split
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixSample:
+    """Of `sampled` of the chain's `prefixes` opening prefixes, those whose greedy walk is learned."""
+
+    prefixes: int
+    sampled: int
+    hits: Split
+
+
+def _multiplicity(
+    walker: Walker, name: str, chain_id: int, fingerprints: list[int]
+) -> dict[int, tuple[int, int]]:
+    """(times, authors) of each fingerprint found (name: message_ or window_multiplicity)."""
+    if not fingerprints:
+        return {}
+    rows = walker.query(name, (chain_id, json.dumps(fingerprints)))
+    return {int(f): (int(times), int(authors)) for f, times, authors in rows}
+
+
+def sample_outputs(
+    walker: Walker, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
+) -> OutputSample:
+    """Walk `samples` outputs (guard off) and classify the learned messages and runs they copy.
+
+    A long run is of a 1-eidetic message when one of its K-windows was learned exactly once, and
+    common when every window it copies is common.
+    """
+    copies, runs = Split(), Split()
+    for tokens in walker.walks(chain, samples, seed):
+        whole = walker.fingerprints.message(tokens)
+        found = _multiplicity(walker, "message_multiplicity", chain.id, [whole]).get(whole)
+        if found is not None:
+            copies = copies.add(*found, thresholds)
+        windows = walker.fingerprints.windows(tokens, chain.run_length)
+        matched = list(_multiplicity(walker, "window_multiplicity", chain.id, windows).values())
+        if matched:
+            once = any(times == 1 for times, _ in matched)
+            common = all(thresholds.common(times, authors) for times, authors in matched)
+            runs = Split(runs.all + 1, runs.eidetic + once, runs.common + common)
+    return OutputSample(samples, copies, runs)
+
+
+def prefix_range(order: int) -> tuple[bytes, bytes]:
+    """The packed contexts (BEGIN, t1 .. t(n-1)), t1 not BEGIN, whose successors end a prefix."""
+    if order == 1:
+        return chainmod.pack([chainmod.BEGIN]), chainmod.pack([1])
+    low = [chainmod.BEGIN, chainmod.FIRST_TOKEN_ID] + [0] * (order - 2)
+    return chainmod.pack(low), chainmod.pack([1] + [0] * (order - 1))
+
+
+def greedy(walker: Walker, chain: ChainInfo, prefix: tuple[int, ...], cache: dict[bytes, int]) -> list[int]:
+    """The greedy walk from a prefix: the most likely successor at each step, ties to the smaller id."""
+    n = chain.order
+    out = list(prefix)
+    ctx = tuple(prefix[-n:])
+    for _ in range(chainmod.MAX_WALK):
+        key = chainmod.pack(ctx)
+        best = cache.get(key)
+        if best is None:
+            ids, cum = walker.successors(chain.id, key)
+            if not ids:
+                break
+            counts = [cum[0]] + [cum[i] - cum[i - 1] for i in range(1, len(cum))]
+            top = max(counts)
+            best = cache[key] = ids[counts.index(top)]  # ids ascend: the first of the tied is the smallest
+        if best == chainmod.END:
+            break
+        out.append(best)
+        ctx = (*ctx, best)[-n:]
+    return out
+
+
+def sample_prefixes(
+    walker: Walker, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
+) -> PrefixSample:
+    """Greedy-walk a uniform sample of the chain's opening prefixes; count those that give a learned message."""
+    low, high = prefix_range(chain.order)
+    ((total,),) = walker.query("prefix_count", (chain.id, low, high))
+    total = int(total)
+    picked = set(random.Random(seed).sample(range(total), min(samples, total)))
+    cache: dict[bytes, int] = {}
+    hits = Split()
+    for index, (ctx, next_id) in enumerate(walker.stream("prefixes", (chain.id, low, high))):
+        if index not in picked:
+            continue
+        prefix = (*chainmod.unpack(bytes(ctx))[1:], int(next_id))
+        walked = greedy(walker, chain, prefix, cache)
+        if len(walked) <= chain.order:
+            continue  # the walk ends at once: no rest to reproduce
+        whole = walker.fingerprints.message(walker.texts(walked))
+        found = _multiplicity(walker, "message_multiplicity", chain.id, [whole]).get(whole)
+        if found is not None:
+            hits = hits.add(*found, thresholds)
+    return PrefixSample(total, len(picked), hits)
