@@ -254,9 +254,9 @@ class MatrixBot:
             log.warning("could not send to %s: %s", room_id, getattr(response, "message", response))
             return
         if reply.image:
-            await self._send_image(room_id, reply.image, reply.image_name)
+            await self._send_image(room_id, reply.image, reply.image_name, reply.image_alt)
 
-    async def _send_image(self, room_id: str, data: bytes, name: str) -> None:
+    async def _send_image(self, room_id: str, data: bytes, name: str, alt: str) -> None:
         uploaded, _ = await self.client.upload(
             io.BytesIO(data), content_type="image/png", filename=name, filesize=len(data)
         )
@@ -265,7 +265,8 @@ class MatrixBot:
             return
         content = {
             "msgtype": "m.image",
-            "body": name,
+            "body": replies.render(alt, replies.MATRIX) if alt else name,
+            "filename": name,
             "url": uploaded.content_uri,
             "info": {"mimetype": "image/png", "size": len(data)},
             "m.mentions": {},

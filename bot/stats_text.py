@@ -7,7 +7,7 @@ import logging
 
 from bot.core import retention
 from bot.core.brain import Brain
-from bot.core.chart import render_card
+from bot.core.chart import alt_text, render_card
 from bot.core.models import ChainKey
 from bot.core.retention import RetentionReport, human_bytes
 from bot.textcommands import Reply
@@ -65,5 +65,7 @@ async def stats_reply(brain: Brain, chain: ChainKey, name: str | None = None) ->
     """The /markov stats reply for text adapters: the report and its card, titled with the channel's name."""
     report = await brain.stats(chain)
     title = name or f"#{chain.channel}"
-    image = await asyncio.to_thread(render_card, report, title) if report.messages_seen else None
-    return Reply(as_text(report), image=image)
+    if not report.messages_seen:
+        return Reply(as_text(report))
+    image = await asyncio.to_thread(render_card, report, title)
+    return Reply(as_text(report), image=image, image_alt=alt_text(report, title))

@@ -43,6 +43,7 @@ class Reply:
     text: str
     image: bytes | None = None
     image_name: str = "markov-stats.png"
+    image_alt: str = ""  # what the image says, for screen readers
 
 
 StatsRenderer = Callable[[Brain, ChainKey, str], Awaitable[Reply]]

@@ -17,7 +17,7 @@ from bot import replies
 from bot.cooldowns import GENERATE, MAX_COUNT, STATS, Cooldowns
 from bot.core import retention
 from bot.core.brain import Brain
-from bot.core.chart import render_card
+from bot.core.chart import alt_text, render_card
 from bot.stats_text import figures
 from cogs.common import (
     NO_MENTIONS,
@@ -136,10 +136,18 @@ class Markov(commands.Cog):
         if report.messages_seen:
             png = await asyncio.to_thread(render_card, report, name)
             embed.set_image(url=f"attachment://{CARD_NAME}")
-            extra["file"] = discord.File(io.BytesIO(png), filename=CARD_NAME)
+            alt = shown(alt_text(report, name))[:1024]
+            extra["file"] = discord.File(io.BytesIO(png), filename=CARD_NAME, description=alt)
         await interaction.followup.send(
             embed=embed, ephemeral=private is not None, allowed_mentions=NO_MENTIONS, **extra
         )
+
+
+VERDICT_COLOURS = {
+    "replays": discord.Colour.red(),
+    "some": discord.Colour.orange(),
+    "little": discord.Colour.green(),
+}
 
 
 def stats_embed(report: retention.RetentionReport, name: str) -> discord.Embed:
@@ -147,7 +155,7 @@ def stats_embed(report: retention.RetentionReport, name: str) -> discord.Embed:
     embed = discord.Embed(
         title=shown(f"What the chain of {name} keeps")[:256],
         description=shown(retention.summary(report))[:4096],
-        colour=discord.Colour.red() if report.replays_source else discord.Colour.green(),
+        colour=VERDICT_COLOURS[report.verdict] if report.messages_seen else discord.Colour.light_grey(),
     )
     if report.messages_seen:
         for label, value in figures(report):
