@@ -26,6 +26,15 @@ def generated(result: Generated, *, start: str | None = None, member: str | None
     )
 
 
+#: What is kept of a member's messages: exactly what the tables hold, no more, no less.
+STORED = (
+    "I don't keep the text of your messages: I keep how often each word follows the words "
+    "before it (counted per member), the id and length of each message I learned, and "
+    "secret-keyed fingerprints of each message and of its runs of words, used only to refuse "
+    "to post a copy of them."
+)
+
+
 def member(info: MemberInfo) -> str:
     """What /markov me answers."""
     state = "You are opted in here." if info.opted_in else "You are not opted in here."
@@ -33,8 +42,7 @@ def member(info: MemberInfo) -> str:
         return f"{state} I have learned nothing from you in this server."
     return (
         f"{state} I have learned {info.messages:,} of your messages ({info.tokens:,} tokens) "
-        f"in {info.chains} channel(s). I keep only word-transition counts, never the messages: "
-        "`/markov forget` removes all of it."
+        f"in {info.chains} channel(s). {STORED} `/markov forget` removes all of it."
     )
 
 
@@ -51,8 +59,7 @@ def forgot(result: ForgetResult) -> str:
 
 OPTED_IN = (
     "You're opted in: from now on I learn from your messages in channels where learning is enabled. "
-    "I store only word-transition counts, never your messages. `/markov optout` stops it, "
-    "`/markov forget` removes everything learned from you."
+    f"{STORED} `/markov optout` stops it, `/markov forget` removes all of it."
 )
 ALREADY_OPTED_IN = "You were already opted in."
 OPTED_OUT = (

@@ -73,9 +73,9 @@ class Brain:
 
     @property
     def fingerprints(self) -> Fingerprinter:
-        """The fingerprinter, salted with this database's salt."""
+        """The fingerprinter, keyed with this database's fingerprint key."""
         if self._fingerprinter is None:
-            self._fingerprinter = Fingerprinter(self.store.salt)
+            self._fingerprinter = Fingerprinter(self.store.key)
         return self._fingerprinter
 
     # ---------------------------------------------------------------- consent and channels
@@ -169,7 +169,7 @@ class Brain:
             author_id=author_id,
             tokens=tokens,
             fingerprint=self.fingerprints.message(tokens),
-            windows=tuple(self.fingerprints.windows(tokens, info.run_length)),
+            windows=self.fingerprints.stored(tokens, info.run_length, info.scheme),
             chars=len(message.text),
             bytes=len(message.text.encode("utf-8", "surrogatepass")),
         )

@@ -1,36 +1,80 @@
-"""Salted 64-bit fingerprints of token sequences: the only trace of message text kept.
+"""Keyed 64-bit fingerprints of token sequences: the only trace of message text kept.
 
-They answer one question, "was this exact sequence learned?", for the copy guard and the
-retention report; a fingerprint cannot be turned back into text.
+They answer one question, "was this sequence learned?", for the copy guard and the retention
+report; without the key (bot.core.keys, kept outside the database) they confirm nothing.
+
+Each chain records the scheme its fingerprints were made with:
+
+- scheme 1 (chains learned before the normalised guard): windows are of the tokens as written,
+  so the guard catches exact copies only;
+- scheme 2: windows are of normalised tokens (NFKC, case-folded), and the windows table also
+  holds the normalised whole message with its trailing punctuation dropped, so a copy that
+  differs only in letter case, compatibility forms or final punctuation is caught too.
+
+In both, the messages table holds the fingerprint of the exact tokens: unlearning checks it,
+so a text that only normalises like the learned one is never subtracted in its place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import unicodedata
 from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
 SEPARATOR = "\x1f"
+WHOLE = "\x02"  # first element of a whole message's hashed sequence; no token holds it
+EXACT, NORMALISED = 1, 2  # the schemes
+CURRENT = NORMALISED  # the scheme of chains created now
+
+
+def normalise(tokens: Sequence[str]) -> list[str]:
+    """Each token NFKC-normalised and case-folded (one token in, one token out)."""
+    return [unicodedata.normalize("NFKC", token).casefold() for token in tokens]
+
+
+def _is_punctuation(token: str) -> bool:
+    return all(unicodedata.category(c).startswith("P") for c in token)
+
+
+def trimmed(tokens: Sequence[str]) -> Sequence[str]:
+    """Tokens without trailing punctuation tokens (kept when there is nothing else)."""
+    end = len(tokens)
+    while end and _is_punctuation(tokens[end - 1]):
+        end -= 1
+    return tokens[:end] if end else tokens
 
 
 class Fingerprinter:
-    """Hashes whole messages and their K-token windows with a per-database salt."""
+    """Hashes whole messages and their K-token windows with a key kept outside the database."""
 
-    def __init__(self, salt: bytes) -> None:
-        self._salt = salt
+    def __init__(self, key: bytes) -> None:
+        self._key = key
 
     def _hash(self, tokens: Sequence[str]) -> int:
         digest = hashlib.blake2b(
-            SEPARATOR.join(tokens).encode("utf-8"), digest_size=8, key=self._salt
+            SEPARATOR.join(tokens).encode("utf-8"), digest_size=8, key=self._key
         ).digest()
         return int.from_bytes(digest, "big", signed=True)
 
     def message(self, tokens: Sequence[str]) -> int:
-        """Fingerprint of a whole message's token sequence."""
-        return self._hash(["\x02", *tokens])
+        """Fingerprint of a whole message's exact token sequence."""
+        return self._hash([WHOLE, *tokens])
 
     def windows(self, tokens: Sequence[str], k: int) -> list[int]:
         """Fingerprints of every run of k consecutive tokens (none when shorter than k)."""
         return [self._hash(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
+
+    def guarded(self, tokens: Sequence[str], k: int, scheme: int) -> tuple[int | None, list[int]]:
+        """What the guard looks up in the windows table: (normalised whole message or None, runs)."""
+        if scheme == EXACT:
+            return None, self.windows(tokens, k)
+        normal = normalise(tokens)
+        return self.message(trimmed(normal)), self.windows(normal, k)
+
+    def stored(self, tokens: Sequence[str], k: int, scheme: int) -> tuple[int, ...]:
+        """The windows-table fingerprints of a learned message under a chain's scheme."""
+        whole, runs = self.guarded(tokens, k, scheme)
+        return tuple(runs) if whole is None else (whole, *runs)

@@ -154,6 +154,7 @@ class ChainInfo:
     id: int
     order: int
     run_length: int
+    scheme: int = 2  # how its fingerprints are made (bot.core.fingerprints)
 
 
 @dataclass(frozen=True, slots=True)

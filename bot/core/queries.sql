@@ -9,6 +9,9 @@ SELECT value FROM meta WHERE key = ?;
 INSERT INTO meta (key, value) VALUES (?, ?)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
+-- name: delete_meta
+DELETE FROM meta WHERE key = ?;
+
 -- name: max_token_id
 SELECT coalesce(max(id), 1) FROM tokens;
 
@@ -31,16 +34,17 @@ UPDATE tokens SET refs = refs + ? WHERE id = ?;
 DELETE FROM tokens WHERE refs <= 0 AND id IN (SELECT value FROM json_each(?)) RETURNING id, text;
 
 -- name: chain_by_key
-SELECT id, ord, run_length FROM chains WHERE platform = ? AND guild = ? AND channel = ?;
+SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE platform = ? AND guild = ? AND channel = ?;
 
 -- name: chain_by_id
-SELECT id, ord, run_length FROM chains WHERE id = ?;
+SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE id = ?;
 
 -- name: chains_of_guild
 SELECT id FROM chains WHERE platform = ? AND guild = ?;
 
 -- name: insert_chain
-INSERT INTO chains (platform, guild, channel, ord, run_length) VALUES (?, ?, ?, ?, ?) RETURNING id;
+INSERT INTO chains (platform, guild, channel, ord, run_length, fingerprint_scheme)
+VALUES (?, ?, ?, ?, ?, ?) RETURNING id;
 
 -- name: chain_counters
 SELECT messages_seen, tokens_seen, chars_seen, bytes_seen FROM chains WHERE id = ?;
@@ -188,6 +192,10 @@ WHERE chain_id = ? AND next_id = ? AND author_id = ? ORDER BY ctx LIMIT ?;
 
 -- name: message_fingerprint_exists
 SELECT 1 FROM messages WHERE chain_id = ? AND fingerprint = ? LIMIT 1;
+
+-- name: chain_message_fingerprints
+-- The fingerprint-guided attack (bot/core/attack.py): every learned message's fingerprint.
+SELECT fingerprint FROM messages WHERE chain_id = ?;
 
 -- name: windows_present
 SELECT DISTINCT fingerprint FROM windows

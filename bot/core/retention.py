@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import heapq
 import itertools
 import json
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLES = 200
-DEFAULT_SEED = 0
 DEFAULT_BUDGET = 1000  # candidate messages the extraction attack may produce
 BRANCHING = 32  # most likely successors the attack follows from each state
 EXPANSION_FACTOR = 20  # states the attack may expand per candidate of budget
@@ -232,21 +232,33 @@ async def _extraction(brain: Brain, info: ChainInfo, budget: int) -> int:
     return matched
 
 
+def state_seed(info: ChainInfo, counters: tuple[int, int, int, int]) -> int:
+    """The sample's seed, from the chain's own state: the same chain is sampled alike on any machine.
+
+    No one picks it (a seed could be picked for a flattering sample), and it changes only when
+    the chain learns or forgets.
+    """
+    state = json.dumps([info.order, info.run_length, *counters]).encode("ascii")
+    digest = hashlib.blake2b(state, digest_size=8, person=b"markovbot-sample").digest()
+    return int.from_bytes(digest, "big")
+
+
 async def report(
     brain: Brain,
     chain: ChainKey,
     *,
     samples: int = DEFAULT_SAMPLES,
-    seed: int = DEFAULT_SEED,
+    seed: int | None = None,
     budget: int = DEFAULT_BUDGET,
 ) -> RetentionReport:
-    """Measure every figure of the retention report for one chain."""
+    """Measure every figure of the retention report for one chain (seed: see state_seed)."""
     store = brain.store
     info = await store.find_chain(chain)
     if info is None:
         settings = await store.settings(chain.platform, chain.guild)
         return RetentionReport.empty(settings.run_length, settings.order)
     messages, tokens, chars, size = await store.chain_counters(info.id)
+    sample_seed = state_seed(info, (messages, tokens, chars, size)) if seed is None else seed
 
     async def on_reader() -> tuple[_Sizes, int, int, int, int]:
         # While the two shape scans run on a connection of their own.
@@ -254,7 +266,7 @@ async def report(
         (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
         copies = long_runs = extracted = 0
         if messages:
-            copies, long_runs = await store.on_walker("sample", info.id, info, samples, seed)
+            copies, long_runs = await store.on_walker("sample", info.id, info, samples, sample_seed)
             extracted = await _extraction(brain, info, budget)
         return sizes, int(vocabulary), copies, long_runs, extracted
 
@@ -285,7 +297,7 @@ async def report(
         samples=samples if messages else 0,
         run_length=info.run_length,
         order=info.order,
-        seed=seed,
+        seed=sample_seed,
         extraction_budget=budget,
         extracted=extracted,
     )

@@ -1,0 +1,135 @@
+"""The fingerprint key: a secret kept outside the database, so the database alone confirms nothing.
+
+Fingerprints are keyed BLAKE2b. The key comes from MARKOV_FINGERPRINT_KEY or, when that is unset,
+from a key file beside the database (``<db file name>.key``, hex, mode 0600) created on first
+run. The database holds only a check value of the key, so that a wrong key is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import stat
+from pathlib import Path
+
+ENV = "MARKOV_FINGERPRINT_KEY"
+MIN_BYTES = 16
+MAX_BYTES = 64  # BLAKE2b's longest key
+NEW_KEY_BYTES = 32
+CHECK_META = "key_check"  # the meta row holding check_value(key)
+OLD_SALT_META = "salt"  # where databases before the key file kept the key, in the clear
+
+
+class KeyRefused(RuntimeError):
+    """The key is missing, malformed, unsafe or not this database's; the message says what to do."""
+
+
+def parse(raw: str, source: str) -> bytes:
+    """A key from its hex text; source names where it came from, for the message."""
+    try:
+        key = bytes.fromhex(raw.strip())
+    except ValueError:
+        raise KeyRefused(f"{source} must be hexadecimal (e.g. from `openssl rand -hex 32`).") from None
+    if not MIN_BYTES <= len(key) <= MAX_BYTES:
+        raise KeyRefused(
+            f"{source} must hold {MIN_BYTES} to {MAX_BYTES} bytes ({2 * MIN_BYTES} to {2 * MAX_BYTES} "
+            f"hex digits), got {len(key)}."
+        )
+    return key
+
+
+def key_file(db_path: str | os.PathLike[str]) -> Path:
+    """Where the key of the database at db_path lives when it is not in the environment."""
+    path = Path(db_path)
+    return path.with_name(path.name + ".key")
+
+
+def check_value(key: bytes) -> str:
+    """What the database stores to tell whether a key is its own (the key cannot be derived from it)."""
+    return hashlib.blake2b(b"", key=key, digest_size=16, person=b"markovbot-kcheck").hexdigest()
+
+
+def read_file(path: Path) -> bytes | None:
+    """The key in a key file, or None when there is no file; refused when others can read it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "r", encoding="ascii", errors="replace") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyRefused(
+                f"the fingerprint key file {path} can be read by other users: run `chmod 600 {path}`."
+            )
+        text = file.read()
+    return parse(text, f"the fingerprint key file {path}")
+
+
+def write_file(path: Path, key: bytes) -> None:
+    """Create the key file, mode 0600, complete or not at all, never over an existing one.
+
+    The key is written and synced under a temporary name, then linked to its name: a crash
+    leaves no empty or partial key file, and a file that appeared meanwhile wins (FileExistsError).
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # left by a crash before the link: it was never the key file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, (key.hex() + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a new directory entry durable (where the platform allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def from_file(db_path: str | os.PathLike[str], *, old_salt: bytes | None, has_check: bool) -> bytes:
+    """The key from the file beside the database, creating the file when the database has no key yet.
+
+    A database from before the key file hands over its salt (old_salt): it becomes the file's key.
+    """
+    path = key_file(db_path)
+    key = read_file(path)
+    if key is not None:
+        return key
+    if has_check:
+        raise KeyRefused(
+            f"the fingerprint key of {db_path} is missing: restore {path} (or set {ENV}) "
+            "with the key this database was created with."
+        )
+    key = old_salt if old_salt is not None else secrets.token_bytes(NEW_KEY_BYTES)
+    try:
+        write_file(path, key)
+    except FileExistsError:  # another process opening the same new database wrote it first
+        found = read_file(path)
+        assert found is not None
+        return found
+    return key
+
+
+def refuse_mismatch(db_path: str | os.PathLike[str], source: str) -> KeyRefused:
+    """The error for a key that is not the database's own."""
+    return KeyRefused(
+        f"{source} is not the fingerprint key of {db_path}: use the key this database was created "
+        f"with ({key_file(db_path)} or {ENV}), or point MARKOV_DB at another file."
+    )
