@@ -193,6 +193,9 @@ WHERE chain_id = ? AND next_id = ? AND author_id = ? ORDER BY ctx LIMIT ?;
 -- name: message_fingerprint_exists
 SELECT 1 FROM messages WHERE chain_id = ? AND fingerprint = ? LIMIT 1;
 
+-- name: chain_order
+SELECT ord FROM chains WHERE id = ?;
+
 -- name: chain_message_fingerprints
 -- The fingerprint-guided attack (bot/core/attack.py): every learned message's fingerprint.
 SELECT fingerprint FROM messages WHERE chain_id = ?;
