@@ -70,12 +70,13 @@ def read_file(path: Path) -> bytes | None:
 def write_file(path: Path, key: bytes) -> None:
     """Create the key file, mode 0600, complete or not at all, never over an existing one.
 
-    The key is written and synced under a temporary name, then linked to its name: a crash
-    leaves no empty or partial key file, and a file that appeared meanwhile wins (FileExistsError).
+    The key is written and synced under a name of this process's own, then linked to its name: a
+    crash leaves no empty or partial key file, and a file that appeared meanwhile wins
+    (FileExistsError).
     """
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary(path)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)  # left by a crash before the link: it was never the key file
+        os.unlink(tmp)  # left by a crashed process of the same id: it was never the key file
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
@@ -88,6 +89,11 @@ def write_file(path: Path, key: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     _fsync_dir(path.parent)
+
+
+def temporary(path: Path) -> Path:
+    """Where this process writes a new key file before linking it into place."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -117,13 +123,11 @@ def from_file(db_path: str | os.PathLike[str], *, old_salt: bytes | None, has_ch
             f"the fingerprint key of {db_path} is missing: restore {path} (or set {ENV}) "
             "with the key this database was created with."
         )
-    key = old_salt if old_salt is not None else secrets.token_bytes(NEW_KEY_BYTES)
-    try:
-        write_file(path, key)
-    except FileExistsError:  # another process opening the same new database wrote it first
-        found = read_file(path)
-        assert found is not None
-        return found
+    with contextlib.suppress(FileExistsError):  # another process opening the database wrote it first
+        write_file(path, old_salt if old_salt is not None else secrets.token_bytes(NEW_KEY_BYTES))
+    key = read_file(path)  # whichever process wrote it, every one uses what the file holds
+    if key is None:
+        raise KeyRefused(f"the fingerprint key file {path} vanished while it was being created.")
     return key
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -164,13 +167,51 @@ async def test_an_old_database_refuses_a_key_that_is_not_its_salt(
 
 def test_the_key_file_is_created_whole_or_not_at_all(tmp_path: Path) -> None:
     path = tmp_path / "db.key"
-    Path(f"{path}.tmp").write_text("left by a crash")
+    keys.temporary(path).write_text("left by a crash")
     keys.write_file(path, OLD_KEY)
     assert keys.read_file(path) == OLD_KEY
-    assert not Path(f"{path}.tmp").exists()
+    assert list(tmp_path.iterdir()) == [path]
     with pytest.raises(FileExistsError):
         keys.write_file(path, bytes(16))
     assert keys.read_file(path) == OLD_KEY
     os.chmod(path, 0o604)
     with pytest.raises(keys.KeyRefused, match="chmod 600"):
         keys.read_file(path)
+
+
+OPEN_AND_PRINT_KEY = """
+import asyncio, sys
+from bot.core.store import Store
+
+async def main():
+    async with Store(sys.argv[1]) as store:
+        print(store.key.hex())
+
+asyncio.run(main())
+"""
+
+
+def test_processes_opening_a_new_database_at_once_agree_on_its_key(db_path: Path) -> None:
+    # A database with its schema but no key yet (the schema race itself is not the key's).
+    async def make_schema() -> None:
+        async with Store(db_path, key=OLD_KEY):
+            pass
+
+    asyncio.run(make_schema())
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM meta")
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AND_PRINT_KEY, str(db_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    printed = {process.communicate(timeout=60)[0].strip() for process in starts}
+    assert all(process.returncode == 0 for process in starts)
+    key = keys.read_file(keys.key_file(db_path))
+    assert key is not None and printed == {key.hex()}
+    assert meta(db_path) == {keys.CHECK_META: keys.check_value(key)}
