@@ -61,7 +61,7 @@ def read_file(path: Path) -> bytes | None:
         mode = os.fstat(file.fileno()).st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyRefused(
-                f"the fingerprint key file {path} can be read by other users: run `chmod 600 {path}`."
+                f"the fingerprint key file {path} is open to other users: run `chmod 600 {path}`."
             )
         text = file.read()
     return parse(text, f"the fingerprint key file {path}")

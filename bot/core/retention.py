@@ -239,7 +239,7 @@ def state_seed(info: ChainInfo, counters: tuple[int, int, int, int]) -> int:
     the chain learns or forgets.
     """
     state = json.dumps([info.order, info.run_length, *counters]).encode("ascii")
-    digest = hashlib.blake2b(state, digest_size=8, person=b"markovbot-sample").digest()
+    digest = hashlib.blake2b(state, digest_size=4, person=b"markovbot-sample").digest()
     return int.from_bytes(digest, "big")
 
 

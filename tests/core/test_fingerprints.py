@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -92,6 +93,11 @@ def test_normalising_folds_case_compatibility_forms_and_only_trailing_punctuatio
         fp.message(["a", "b"]),
         *fp.windows(["a", "b", "!"], 2),
     )
+
+
+@given(st.lists(st.text(st.characters(blacklist_characters="\x1f", blacklist_categories=("Cs",)))))
+def test_normalising_the_joined_tokens_is_normalising_each(tokens: list[str]) -> None:
+    assert normalise(tokens) == [unicodedata.normalize("NFKC", t).casefold() for t in tokens]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
