@@ -131,9 +131,28 @@ def from_file(db_path: str | os.PathLike[str], *, old_salt: bytes | None, has_ch
     return key
 
 
-def refuse_mismatch(db_path: str | os.PathLike[str], source: str) -> KeyRefused:
-    """The error for a key that is not the database's own."""
-    return KeyRefused(
-        f"{source} is not the fingerprint key of {db_path}: use the key this database was created "
-        f"with ({key_file(db_path)} or {ENV}), or point MARKOV_DB at another file."
-    )
+def resolve(
+    db_path: str | os.PathLike[str], given: bytes | None, *, salt: str | None, check: str | None
+) -> bytes:
+    """The database's key: given (from the environment) or its key file; refused if not its own.
+
+    salt and check are the database's meta values: a salt kept there by older versions (the key,
+    which the key file takes over), and the check value of its key.
+    """
+    old_salt = parse(salt, f"the salt kept in {db_path}") if salt is not None else None
+    if given is not None:
+        key, source = given, ENV
+    else:
+        key = from_file(db_path, old_salt=old_salt, has_check=check is not None)
+        source = f"the key file {key_file(db_path)}"
+    if old_salt is not None and key != old_salt:
+        raise KeyRefused(
+            f"{db_path} still holds its fingerprint key, and {source} is another one: open it once "
+            f"with neither {ENV} nor {key_file(db_path)} to move its key there."
+        )
+    if check is not None and check != check_value(key):
+        raise KeyRefused(
+            f"{source} is not the fingerprint key of {db_path}: use the key this database was "
+            f"created with ({key_file(db_path)} or {ENV}), or point MARKOV_DB at another file."
+        )
+    return key

@@ -296,31 +296,18 @@ class Store:
         key file (durably) first, then removed from meta in one transaction, so a crash between
         the two leaves both, and the next open completes the move.
         """
+        async with self.w.execute(Q["get_meta"], (keys.OLD_SALT_META,)) as cur:
+            row = await cur.fetchone()
+        salt = str(row[0]) if row else None
+        async with self.w.execute(Q["get_meta"], (keys.CHECK_META,)) as cur:
+            row = await cur.fetchone()
+        check = str(row[0]) if row else None
         try:
-            async with self.w.execute(Q["get_meta"], (keys.OLD_SALT_META,)) as cur:
-                row = await cur.fetchone()
-            old_salt = bytes.fromhex(row[0]) if row else None
-            async with self.w.execute(Q["get_meta"], (keys.CHECK_META,)) as cur:
-                row = await cur.fetchone()
-            check = str(row[0]) if row else None
-            if self._given_key is not None:
-                key, source = self._given_key, keys.ENV
-            else:
-                key = await asyncio.to_thread(
-                    keys.from_file, self.path, old_salt=old_salt, has_check=check is not None
-                )
-                source = f"the key file {keys.key_file(self.path)}"
-            if old_salt is not None and key != old_salt:
-                raise keys.KeyRefused(
-                    f"{self.path} still holds its fingerprint key, and {source} is another one: open it "
-                    f"once with neither {keys.ENV} nor {keys.key_file(self.path)} to move its key there."
-                )
-            if check is not None and check != keys.check_value(key):
-                raise keys.refuse_mismatch(self.path, source)
+            key = await asyncio.to_thread(keys.resolve, self.path, self._given_key, salt=salt, check=check)
         except keys.KeyRefused as exc:
             raise StoreError(str(exc)) from None
-        if old_salt is not None or check is None:
-            await self._store_key_check(key, drop_salt=old_salt is not None)
+        if salt is not None or check is None:
+            await self._store_key_check(key, drop_salt=salt is not None)
         return key
 
     async def _store_key_check(self, key: bytes, *, drop_salt: bool) -> None:

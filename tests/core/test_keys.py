@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from bot.config import ConfigError, Settings
 from bot.core import fingerprints, keys
 from bot.core.brain import Brain
@@ -215,3 +216,21 @@ def test_processes_opening_a_new_database_at_once_agree_on_its_key(db_path: Path
     key = keys.read_file(keys.key_file(db_path))
     assert key is not None and printed == {key.hex()}
     assert meta(db_path) == {keys.CHECK_META: keys.check_value(key)}
+
+
+def test_the_command_says_what_to_do_in_one_line(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--db", str(db_path), "stats", "--chain", "c"]) == 0  # creates the key file
+    capsys.readouterr()
+    monkeypatch.setenv(keys.ENV, "00" * 32)
+    assert main(["--db", str(db_path), "stats", "--chain", "c"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert (
+        error.startswith("Error: MARKOV_FINGERPRINT_KEY is not the fingerprint key of") and "\n" not in error
+    )
+    monkeypatch.setenv(keys.ENV, "not hex")
+    assert main(["--db", str(db_path), "stats", "--chain", "c"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "Error: MARKOV_FINGERPRINT_KEY must be hexadecimal (e.g. from `openssl rand -hex 32`)."
+    )
