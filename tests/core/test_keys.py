@@ -234,3 +234,14 @@ def test_the_command_says_what_to_do_in_one_line(
     assert capsys.readouterr().err.strip() == (
         "Error: MARKOV_FINGERPRINT_KEY must be hexadecimal (e.g. from `openssl rand -hex 32`)."
     )
+
+
+async def test_a_key_given_by_the_caller_touches_no_file(db_path: Path) -> None:
+    brain = await Brain.open(db_path, key=OLD_KEY)
+    try:
+        await learn(brain, ["given, not filed"])
+    finally:
+        await brain.close()
+    assert not keys.key_file(db_path).exists()
+    assert meta(db_path) == {keys.CHECK_META: keys.check_value(OLD_KEY)}
+    assert not holds(file_bytes(db_path), OLD_KEY)
