@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from bot.core import keys
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "data/markov.sqlite3"
@@ -76,13 +78,14 @@ class Settings:
     matrix_access_token: str | None = None
     matrix_auto_join: bool = True
     matrix_device_name: str = "markovbot"
+    fingerprint_key: bytes | None = None  # None: the key file beside the database (bot.core.keys)
 
     def __repr__(self) -> str:
         # Never print secrets, even in a traceback or a debug log.
         return f"Settings(db_path={str(self.db_path)!r}, log_level={self.log_level!r}, ...)"
 
     @property
-    def store_options(self) -> dict[str, float | int | str]:
+    def store_options(self) -> dict[str, float | int | str | bytes | None]:
         """Keyword arguments for Store/Brain.open."""
         return {
             "flush_interval": self.flush_interval,
@@ -90,6 +93,7 @@ class Settings:
             "max_pending": self.max_pending,
             "cache_size": self.cache_size,
             "walker": self.walker,
+            "key": self.fingerprint_key,
         }
 
     @classmethod
@@ -108,6 +112,11 @@ class Settings:
         guild_raw = env.get("DISCORD_GUILD_ID", "").strip()
         if guild_raw and not guild_raw.isdigit():
             raise ConfigError(f"DISCORD_GUILD_ID must be a server id (digits only), got {guild_raw!r}.")
+        raw_key = env.get(keys.ENV, "").strip()
+        try:
+            fingerprint_key = keys.parse(raw_key, keys.ENV) if raw_key else None
+        except keys.KeyRefused as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
             db_path=Path(env.get("MARKOV_DB", "").strip() or DEFAULT_DB),
             log_level=level,
@@ -125,4 +134,5 @@ class Settings:
             matrix_access_token=env.get("MATRIX_ACCESS_TOKEN", "").strip() or None,
             matrix_auto_join=_bool(env, "MATRIX_AUTO_JOIN", True),
             matrix_device_name=env.get("MATRIX_DEVICE_NAME", "").strip() or "markovbot",
+            fingerprint_key=fingerprint_key,
         )

@@ -86,6 +86,15 @@ def generated(result: Generated, *, start: str | None = None, member: str | None
     )
 
 
+#: What is kept of a member's messages: exactly what the tables hold, no more, no less.
+STORED = (
+    "I don't keep the text of your messages: I keep how often each word follows the words "
+    "before it (counted per member), the id and length of each message I learned, and "
+    "secret-keyed fingerprints of each message and of its runs of words, used only to refuse "
+    "to post a copy of them."
+)
+
+
 def slow_down(command: str, seconds: int, cooldown: float) -> str:
     """A member asked again within the cooldown."""
     return (
@@ -129,8 +138,7 @@ def member(info: MemberInfo) -> str:
         return f"{state} I have learned nothing from you in this server."
     return (
         f"{state} I have learned {info.messages:,} of your messages ({info.tokens:,} tokens) "
-        f"in {info.chains} channel(s). I keep only word-transition counts, never the messages: "
-        "`/markov forget` removes all of it."
+        f"in {info.chains} channel(s). {STORED} `/markov forget` removes all of it."
     )
 
 
@@ -158,8 +166,7 @@ FORGET_CANCELLED = "Cancelled: nothing was forgotten."
 
 OPTED_IN = (
     "You're opted in: from now on I learn from your messages in channels where learning is enabled. "
-    "I store only word-transition counts, never your messages. `/markov optout` stops it, "
-    "`/markov forget` removes everything learned from you."
+    f"{STORED} `/markov optout` stops it, `/markov forget` removes all of it."
 )
 ALREADY_OPTED_IN = "You were already opted in."
 OPTED_OUT = (

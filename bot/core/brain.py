@@ -73,9 +73,9 @@ class Brain:
 
     @property
     def fingerprints(self) -> Fingerprinter:
-        """The fingerprinter, salted with this database's salt."""
+        """The fingerprinter, keyed with this database's fingerprint key."""
         if self._fingerprinter is None:
-            self._fingerprinter = Fingerprinter(self.store.salt)
+            self._fingerprinter = Fingerprinter(self.store.key)
         return self._fingerprinter
 
     # ---------------------------------------------------------------- consent and channels
@@ -162,6 +162,7 @@ class Brain:
             author_id = await self.store.find_author(message.platform, message.guild, message.author)
         if author_id is None:
             return None
+        normal, windows = self.fingerprints.guarded(tokens, info.run_length, info.scheme)
         return PendingMessage(
             platform=message.platform,
             message_id=message.id,
@@ -169,7 +170,8 @@ class Brain:
             author_id=author_id,
             tokens=tokens,
             fingerprint=self.fingerprints.message(tokens),
-            windows=tuple(self.fingerprints.windows(tokens, info.run_length)),
+            normal=normal,
+            windows=tuple(windows),
             chars=len(message.text),
             bytes=len(message.text.encode("utf-8", "surrogatepass")),
         )

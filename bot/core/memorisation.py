@@ -2,6 +2,11 @@
 
 Two measures from the literature, on learned messages told apart by how often they were said:
 
+How often a message was said counts it up to letter case, compatibility forms and trailing
+punctuation on chains of fingerprint scheme 2 (bot.core.fingerprints), exactly before. An output
+copies a learned message when it equals one up to that normalisation (what the copy guard
+refuses); a message is given back (discoverable, extracted) when it is reproduced exactly.
+
 - a message is *1-eidetic* when it was learned once (Carlini et al. 2021, k-eidetic with k = 1), and
   *common* when it was learned at least `Thresholds.times` times or from `Thresholds.authors` authors;
   repeating a common message ("yeah", "good morning") is saying what many said, not memorising anyone;
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.core import chain as chainmod
+from bot.core import fingerprints
 from bot.core.models import ChainInfo
 
 if TYPE_CHECKING:
@@ -83,14 +89,25 @@ class PrefixSample:
     hits: Split
 
 
-def _multiplicity(
-    walker: Walker, name: str, chain_id: int, fingerprints: list[int]
-) -> dict[int, tuple[int, int]]:
-    """(times, authors) of each fingerprint found (name: message_ or window_multiplicity)."""
-    if not fingerprints:
+def message_query(chain: ChainInfo) -> str:
+    """The named statement counting a chain's learned messages by whole fingerprint (see fingerprints)."""
+    return "message_multiplicity" if chain.scheme == fingerprints.EXACT else "normal_multiplicity"
+
+
+def _multiplicity(walker: Walker, name: str, chain_id: int, found: list[int]) -> dict[int, tuple[int, int]]:
+    """(times, authors) of each fingerprint found (name: a message or window multiplicity statement)."""
+    if not found:
         return {}
-    rows = walker.query(name, (chain_id, json.dumps(fingerprints)))
+    rows = walker.query(name, (chain_id, json.dumps(found)))
     return {int(f): (int(times), int(authors)) for f, times, authors in rows}
+
+
+def exact_multiplicity(walker: Walker, chain: ChainInfo, exact: int) -> tuple[int, int] | None:
+    """(times, authors) of the learned message with this exact fingerprint (said in any form), or None."""
+    if chain.scheme == fingerprints.EXACT:
+        return _multiplicity(walker, "message_multiplicity", chain.id, [exact]).get(exact)
+    rows = walker.query("exact_multiplicity", (chain.id, exact))
+    return (int(rows[0][1]), int(rows[0][2])) if rows else None
 
 
 def sample_outputs(
@@ -103,11 +120,11 @@ def sample_outputs(
     """
     copies, runs = Split(), Split()
     for tokens in walker.walks(chain, samples, seed):
-        whole = walker.fingerprints.message(tokens)
-        found = _multiplicity(walker, "message_multiplicity", chain.id, [whole]).get(whole)
+        whole = walker.fingerprints.whole(tokens, chain.scheme)
+        found = _multiplicity(walker, message_query(chain), chain.id, [whole]).get(whole)
         if found is not None:
             copies = copies.add(*found, thresholds)
-        windows = walker.fingerprints.windows(tokens, chain.run_length)
+        _, windows = walker.fingerprints.guarded(tokens, chain.run_length, chain.scheme)
         matched = list(_multiplicity(walker, "window_multiplicity", chain.id, windows).values())
         if matched:
             once = any(times == 1 for times, _ in matched)
@@ -164,7 +181,7 @@ def sample_prefixes(
         if len(walked) <= chain.order:
             continue  # the walk ends at once: no rest to reproduce
         whole = walker.fingerprints.message(walker.texts(walked))
-        found = _multiplicity(walker, "message_multiplicity", chain.id, [whole]).get(whole)
+        found = exact_multiplicity(walker, chain, whole)
         if found is not None:
             hits = hits.add(*found, thresholds)
     return PrefixSample(total, len(picked), hits)

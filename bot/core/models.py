@@ -154,6 +154,7 @@ class ChainInfo:
     id: int
     order: int
     run_length: int
+    scheme: int = 2  # how its fingerprints are made (bot.core.fingerprints)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,8 @@ class PendingMessage:
     chain: ChainInfo
     author_id: int
     tokens: tuple[str, ...]
-    fingerprint: int
+    fingerprint: int  # of the exact tokens (unlearning checks it)
+    normal: int | None  # of the normalised tokens, under fingerprint scheme 2
     windows: tuple[int, ...]
     chars: int
     bytes: int

@@ -9,6 +9,9 @@ SELECT value FROM meta WHERE key = ?;
 INSERT INTO meta (key, value) VALUES (?, ?)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
+-- name: delete_meta
+DELETE FROM meta WHERE key = ?;
+
 -- name: max_token_id
 SELECT coalesce(max(id), 1) FROM tokens;
 
@@ -31,16 +34,17 @@ UPDATE tokens SET refs = refs + ? WHERE id = ?;
 DELETE FROM tokens WHERE refs <= 0 AND id IN (SELECT value FROM json_each(?)) RETURNING id, text;
 
 -- name: chain_by_key
-SELECT id, ord, run_length FROM chains WHERE platform = ? AND guild = ? AND channel = ?;
+SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE platform = ? AND guild = ? AND channel = ?;
 
 -- name: chain_by_id
-SELECT id, ord, run_length FROM chains WHERE id = ?;
+SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE id = ?;
 
 -- name: chains_of_guild
 SELECT id FROM chains WHERE platform = ? AND guild = ?;
 
 -- name: insert_chain
-INSERT INTO chains (platform, guild, channel, ord, run_length) VALUES (?, ?, ?, ?, ?) RETURNING id;
+INSERT INTO chains (platform, guild, channel, ord, run_length, fingerprint_scheme)
+VALUES (?, ?, ?, ?, ?, ?) RETURNING id;
 
 -- name: chain_counters
 SELECT messages_seen, tokens_seen, chars_seen, bytes_seen FROM chains WHERE id = ?;
@@ -141,8 +145,8 @@ SELECT message_id FROM messages WHERE platform = ? AND message_id IN (SELECT val
 SELECT chain_id, author_id, fingerprint, tokens, chars, bytes FROM messages WHERE platform = ? AND message_id = ?;
 
 -- name: insert_message
-INSERT INTO messages (platform, message_id, chain_id, author_id, fingerprint, tokens, chars, bytes)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO messages (platform, message_id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: delete_message
 DELETE FROM messages WHERE platform = ? AND message_id = ?;
@@ -188,6 +192,16 @@ WHERE chain_id = ? AND next_id = ? AND author_id = ? ORDER BY ctx LIMIT ?;
 
 -- name: message_fingerprint_exists
 SELECT 1 FROM messages WHERE chain_id = ? AND fingerprint = ? LIMIT 1;
+
+-- name: normal_exists
+SELECT 1 FROM messages WHERE chain_id = ? AND normal = ? LIMIT 1;
+
+-- name: chain_order
+SELECT ord FROM chains WHERE id = ?;
+
+-- name: chain_message_fingerprints
+-- The fingerprint-guided attack (bot/core/attack.py): every learned message's fingerprint.
+SELECT fingerprint FROM messages WHERE chain_id = ?;
 
 -- name: windows_present
 SELECT DISTINCT fingerprint FROM windows
@@ -272,18 +286,41 @@ SELECT count(*) FROM messages WHERE chain_id = ? AND fingerprint IN (SELECT valu
 SELECT fingerprint, count(*), count(DISTINCT author_id) FROM messages
 WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) GROUP BY fingerprint;
 
+-- name: normal_multiplicity
+-- The same by normalised fingerprint (chains of fingerprint scheme 2).
+SELECT normal, count(*), count(DISTINCT author_id) FROM messages
+WHERE chain_id = ? AND normal IN (SELECT value FROM json_each(?)) GROUP BY normal;
+
 -- name: window_multiplicity
 -- How often each given K-window fingerprint was learned in a chain, and by how many authors.
 SELECT fingerprint, sum(count), count(*) FROM windows
 WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) GROUP BY fingerprint;
 
 -- name: report_messages
--- Distinct learned messages (by fingerprint) in all and longer than the order (?4), each split into
--- said once (1-eidetic) and common (said at least ?2 times, or by at least ?3 authors).
+-- Distinct learned messages (by exact fingerprint: scheme 1) in all and longer than the order (?4),
+-- each split into said once (1-eidetic) and common (said at least ?2 times, or by ?3 authors).
 SELECT count(*), total(times = 1), total(times >= ?2 OR authors >= ?3),
        total(long), total(long AND times = 1), total(long AND (times >= ?2 OR authors >= ?3))
 FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, max(tokens) > ?4 AS long
       FROM messages WHERE chain_id = ?1 GROUP BY fingerprint);
+
+-- name: report_normal_messages
+-- The same under scheme 2: distinct exact messages, each counted as often as its normalised form
+-- was learned (a message said once is said once in every form).
+SELECT count(*), total(times = 1), total(times >= ?2 OR authors >= ?3),
+       total(long), total(long AND times = 1), total(long AND (times >= ?2 OR authors >= ?3))
+FROM (SELECT max(m.tokens) > ?4 AS long, n.times, n.authors
+      FROM messages AS m
+      JOIN (SELECT normal, count(*) AS times, count(DISTINCT author_id) AS authors
+            FROM messages WHERE chain_id = ?1 AND normal IS NOT NULL GROUP BY normal) AS n
+        ON n.normal = m.normal
+      WHERE m.chain_id = ?1 GROUP BY m.fingerprint);
+
+-- name: exact_multiplicity
+-- How often the normalised form of the learned message with this exact fingerprint was learned.
+SELECT ?2, count(*), count(DISTINCT author_id) FROM messages
+WHERE chain_id = ?1 AND normal = (SELECT normal FROM messages WHERE chain_id = ?1 AND fingerprint = ?2 LIMIT 1)
+HAVING count(*) > 0;
 
 -- name: prefix_count
 -- Distinct opening prefixes (a message's first n tokens): transitions out of (BEGIN, t1 .. t(n-1)).

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bot.core import chain as chainmod
+from bot.core.fingerprints import EXACT
 from bot.core.memorisation import (
     COMMON_AUTHORS,
     COMMON_TIMES,
@@ -191,12 +192,6 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def report_seed(messages: int, tokens: int, chars: int, size: int) -> int:
-    """The sampling seed of a chain: from what it learned, so a database always reports the same."""
-    digest = hashlib.blake2b(f"{messages}:{tokens}:{chars}:{size}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
-
-
 def headline(r: RetentionReport) -> str:
     """The one sentence the card and every reply start with: the messages only one person said."""
     if not r.messages_seen:
@@ -275,7 +270,7 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
     token_tables = [
         name for name in sizes.pages if name == "tokens" or name.startswith("sqlite_autoindex_tokens")
     ]
-    message_tables = ["messages", "messages_by_author", "messages_by_fingerprint"]
+    message_tables = ["messages", "messages_by_author", "messages_by_fingerprint", "messages_by_normal"]
     transition_tables = ["transitions", "transitions_into", "hubs", "sqlite_autoindex_hubs_1"]
     kept_transitions = share(transition_tables, transition_rows, total_trans) + share(
         token_tables, vocabulary, total_tokens
@@ -324,11 +319,16 @@ async def extraction_candidates(brain: Brain, info: ChainInfo, budget: int) -> l
 async def _extraction(brain: Brain, info: ChainInfo, budget: int, thresholds: Thresholds) -> Split:
     """The distinct learned messages the attack reproduces exactly, by how often they were said."""
     candidates = await extraction_candidates(brain, info, budget)
-    fingerprints = sorted({brain.fingerprints.message(await brain.store.texts(c)) for c in candidates})
+    exact = sorted({brain.fingerprints.message(await brain.store.texts(c)) for c in candidates})
     found = Split()
-    for start in range(0, len(fingerprints), 500):
-        chunk = json.dumps(fingerprints[start : start + 500])
-        for _, times, authors in await brain.store.named("message_multiplicity", info.id, chunk):
+    if info.scheme == EXACT:
+        for start in range(0, len(exact), 500):
+            chunk = json.dumps(exact[start : start + 500])
+            for _, times, authors in await brain.store.named("message_multiplicity", info.id, chunk):
+                found = found.add(int(times), int(authors), thresholds)
+        return found
+    for fingerprint in exact:
+        for _, times, authors in await brain.store.named("exact_multiplicity", info.id, fingerprint):
             found = found.add(int(times), int(authors), thresholds)
     return found
 
@@ -343,7 +343,13 @@ class _Messages:
 
 async def _messages(brain: Brain, info: ChainInfo, thresholds: Thresholds) -> _Messages:
     row = (
-        await brain.store.named("report_messages", info.id, thresholds.times, thresholds.authors, info.order)
+        await brain.store.named(
+            "report_messages" if info.scheme == EXACT else "report_normal_messages",
+            info.id,
+            thresholds.times,
+            thresholds.authors,
+            info.order,
+        )
     )[0]
     a, a1, ac, b, b1, bc = (int(v or 0) for v in row)
     return _Messages(Split(a, a1, ac), Split(b, b1, bc))
@@ -365,6 +371,17 @@ def _discoverable(sample: PrefixSample, longer: Split) -> tuple[Rate, Rate, Rate
     )
 
 
+def state_seed(info: ChainInfo, counters: tuple[int, int, int, int]) -> int:
+    """The sample's seed, from the chain's own state: the same chain is sampled alike on any machine.
+
+    No one picks it (a seed could be picked for a flattering sample), and it changes only when
+    the chain learns or forgets.
+    """
+    state = json.dumps([info.order, info.run_length, *counters]).encode("ascii")
+    digest = hashlib.blake2b(state, digest_size=4, person=b"markovbot-sample").digest()
+    return int.from_bytes(digest, "big")
+
+
 async def report(
     brain: Brain,
     chain: ChainKey,
@@ -374,7 +391,7 @@ async def report(
     budget: int = DEFAULT_BUDGET,
     thresholds: Thresholds | None = None,
 ) -> RetentionReport:
-    """Measure every figure of the retention report for one chain."""
+    """Measure every figure of the retention report for one chain (seed: see state_seed)."""
     store = brain.store
     thresholds = thresholds or Thresholds()
     info = await store.find_chain(chain)
@@ -382,7 +399,7 @@ async def report(
         settings = await store.settings(chain.platform, chain.guild)
         return RetentionReport.empty(settings.run_length, settings.order)
     messages, tokens, chars, size = await store.chain_counters(info.id)
-    seed = report_seed(messages, tokens, chars, size)
+    seed = state_seed(info, (messages, tokens, chars, size))
 
     async def on_reader() -> tuple[_Sizes, int, _Messages, OutputSample, PrefixSample, Split]:
         # While the two shape scans run on connections of their own.

@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import sqlite3
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from typing import Any
 import aiosqlite
 
 from bot.core import chain as chainmod
+from bot.core import fingerprints, keys
 from bot.core import hubs as hubmod
 from bot.core.chain import Choices
 from bot.core.lru import LRU
@@ -135,12 +135,12 @@ class Store:
         batch_size: int = 2000,
         max_pending: int = 20_000,
         cache_size: int = 50_000,
-        salt: bytes | None = None,
+        key: bytes | None = None,
         walker: str = "thread",
         hub_rows: int = HUB_ROWS,
     ) -> None:
         self.path = Path(path)
-        self._new_salt = salt  # used only when the database has none yet (tests compare databases)
+        self._given_key = key  # the fingerprint key, or None: the key file beside the database
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_pending = max_pending
@@ -183,7 +183,7 @@ class Store:
         self._channels: dict[tuple[str, str], set[str]] = {}
         self._settings: dict[tuple[str, str], GuildSettings] = {}
         self.last_error: str | None = None
-        self.salt = b""
+        self.key = b""  # the fingerprint key (bot.core.keys), once open
         #: Totals since open: messages committed, and messages dropped as already learned.
         self.committed = 0
         self.duplicates = 0
@@ -211,7 +211,7 @@ class Store:
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout = 5000")
             await self._reader.execute("PRAGMA query_only = ON")
-            self.salt = await self._load_salt()
+            self.key = await self._load_key()
             await self._ensure_math(self._reader)
             await self._start_walker()
             async with self._writer.execute(Q["max_token_id"]) as cur:
@@ -289,14 +289,44 @@ class Store:
         except sqlite3.OperationalError:
             await conn.create_function("log2", 1, math.log2, deterministic=True)
 
-    async def _load_salt(self) -> bytes:
-        async with self.w.execute(Q["get_meta"], ("salt",)) as cur:
+    async def _load_key(self) -> bytes:
+        """The fingerprint key, checked against the database's check value (see bot.core.keys).
+
+        A database from before the key file keeps its key as a salt in meta: it is written to the
+        key file (durably) first, then removed from meta in one transaction, so a crash between
+        the two leaves both, and the next open completes the move.
+        """
+        async with self.w.execute(Q["get_meta"], (keys.OLD_SALT_META,)) as cur:
             row = await cur.fetchone()
-        if row:
-            return bytes.fromhex(row[0])
-        salt = self._new_salt or secrets.token_bytes(16)
-        await self.w.execute(Q["set_meta"], ("salt", salt.hex()))
-        return salt
+        salt = str(row[0]) if row else None
+        async with self.w.execute(Q["get_meta"], (keys.CHECK_META,)) as cur:
+            row = await cur.fetchone()
+        check = str(row[0]) if row else None
+        try:
+            key = await asyncio.to_thread(keys.resolve, self.path, self._given_key, salt=salt, check=check)
+        except keys.KeyRefused as exc:
+            raise StoreError(str(exc)) from None
+        if salt is not None or check is None:
+            await self._store_key_check(key, drop_salt=salt is not None)
+        return key
+
+    async def _store_key_check(self, key: bytes, *, drop_salt: bool) -> None:
+        """Record the key's check value and drop an old salt, zeroing its bytes in the file."""
+        await self.w.execute("PRAGMA secure_delete = ON")
+        await self.w.execute("BEGIN IMMEDIATE")
+        try:
+            await self.w.execute(Q["set_meta"], (keys.CHECK_META, keys.check_value(key)))
+            if drop_salt:
+                await self.w.execute(Q["delete_meta"], (keys.OLD_SALT_META,))
+            await self.w.execute("COMMIT")
+        except BaseException:
+            await self.w.execute("ROLLBACK")
+            raise
+        finally:
+            await self.w.execute("PRAGMA secure_delete = OFF")
+        if drop_salt:
+            # The old page (with the salt) would stay in the main file until the next checkpoint.
+            await self.w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def get_meta(self, key: str) -> str | None:
         """A value from the meta table."""
@@ -319,7 +349,7 @@ class Store:
                 row = await cur.fetchone()
             if row is None:
                 return None
-            info = self._chains[key] = ChainInfo(int(row[0]), int(row[1]), int(row[2]))
+            info = self._chains[key] = ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
         return info
 
     async def chain(self, key: ChainKey, settings: GuildSettings) -> ChainInfo:
@@ -331,15 +361,16 @@ class Store:
             async with self.w.execute(Q["chain_by_key"], (key.platform, key.guild, key.channel)) as cur:
                 row = await cur.fetchone()
             if row is None:
+                scheme = fingerprints.CURRENT
                 async with self.w.execute(
                     Q["insert_chain"],
-                    (key.platform, key.guild, key.channel, settings.order, settings.run_length),
+                    (key.platform, key.guild, key.channel, settings.order, settings.run_length, scheme),
                 ) as cur:
                     new = await cur.fetchone()
                 assert new is not None
-                info = ChainInfo(int(new[0]), settings.order, settings.run_length)
+                info = ChainInfo(int(new[0]), settings.order, settings.run_length, scheme)
             else:
-                info = ChainInfo(int(row[0]), int(row[1]), int(row[2]))
+                info = ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
             self._chains[key] = info
         return info
 
@@ -595,6 +626,7 @@ class Store:
                         i.chain.id,
                         i.author_id,
                         i.fingerprint,
+                        i.normal,
                         len(i.tokens),
                         i.chars,
                         i.bytes,
@@ -711,7 +743,7 @@ class Store:
             async with self.r.execute(Q["chain_by_id"], (chain_id,)) as cur:
                 crow = await cur.fetchone()
             assert crow is not None
-            info = ChainInfo(int(crow[0]), int(crow[1]), int(crow[2]))
+            info = ChainInfo(int(crow[0]), int(crow[1]), int(crow[2]), int(crow[3]))
         return info, int(row[1]), int(row[2])
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
@@ -853,11 +885,11 @@ class Store:
 
     async def _start_walker(self) -> None:
         if self.walker == "process":
-            self._process = await WalkerProcess(self.path, self.salt, self.cache_size).start()
+            self._process = await WalkerProcess(self.path, self.key, self.cache_size).start()
             self.walker_pid = self._process.pid
             log.info("walker process %s started", self.walker_pid)
         else:
-            self._walker = Walker(self.path, self.salt, self.cache_size)
+            self._walker = Walker(self.path, self.key, self.cache_size)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="markov-walker")
 
     async def _stop_walker(self) -> None:

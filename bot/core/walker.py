@@ -64,9 +64,9 @@ class Version(NamedTuple):
 class Walker:
     """Walks chains and checks outputs against the fingerprints, with caches; one thread at a time."""
 
-    def __init__(self, path: str | Path, salt: bytes, cache_size: int) -> None:
+    def __init__(self, path: str | Path, key: bytes, cache_size: int) -> None:
         self.path = Path(path)
-        self.fingerprints = Fingerprinter(salt)
+        self.fingerprints = Fingerprinter(key)
         self._db: sqlite3.Connection | None = None
         self._choices: LRU[tuple[Any, ...], tuple[Choices, int, float]] = LRU(cache_size)
         self._entries: LRU[tuple[Any, ...], tuple[tuple[list[bytes], Choices], int, float]] = LRU(
@@ -210,9 +210,17 @@ class Walker:
         return [found.get(i, "") for i in ids]
 
     def copies(self, chain: ChainInfo, tokens: Sequence[str]) -> tuple[bool, bool]:
-        """(tokens equal a learned message, they contain a run of K tokens from one)."""
-        whole = bool(self._rows("message_fingerprint_exists", (chain.id, self.fingerprints.message(tokens))))
-        windows = self.fingerprints.windows(tokens, chain.run_length)
+        """(tokens equal a learned message, they contain a run of K tokens from one), per chain scheme.
+
+        Under the normalised scheme both hold up to letter case, compatibility forms and (for a
+        whole message) trailing punctuation; chains learned before it compare exact tokens.
+        """
+        normal, windows = self.fingerprints.guarded(tokens, chain.run_length, chain.scheme)
+        if normal is None:
+            exact = self.fingerprints.message(tokens)
+            whole = bool(self._rows("message_fingerprint_exists", (chain.id, exact)))
+        else:
+            whole = bool(self._rows("normal_exists", (chain.id, normal)))
         runs = bool(windows) and bool(self._rows("windows_present", (chain.id, json.dumps(windows))))
         return whole, runs
 
@@ -288,8 +296,8 @@ class WalkerProcess:
     when the pipe closes: on close(), or when the bot's process dies, however it dies.
     """
 
-    def __init__(self, path: str | Path, salt: bytes, cache_size: int) -> None:
-        self._args = (str(path), salt, cache_size)
+    def __init__(self, path: str | Path, key: bytes, cache_size: int) -> None:
+        self._args = (str(path), key, cache_size)
         self._conn: Connection | None = None
         self._process: BaseProcess | None = None
         self._answers: dict[int, asyncio.Future[Any]] = {}
@@ -369,12 +377,12 @@ class WalkerProcess:
                 await asyncio.to_thread(process.join)
 
 
-def _serve(conn: Connection, path: str, salt: bytes, cache_size: int) -> None:
+def _serve(conn: Connection, path: str, key: bytes, cache_size: int) -> None:
     """The walker process: answer calls until the pipe closes."""
     # Ctrl-C in a terminal reaches the whole process group: the bot shuts down, and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tune_sqlite()
-    walker = Walker(path, salt, cache_size)
+    walker = Walker(path, key, cache_size)
     try:
         while True:
             try:

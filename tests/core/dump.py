@@ -49,8 +49,11 @@ def logical_dump(path: Path) -> dict[str, Any]:
                 {(chains[c], f, authors[a]): k for c, f, a, k in db.execute("SELECT * FROM windows")}
             ),
             "messages": sorted(
-                (p, m, chains[c], authors[a], f, t, ch, b)
-                for p, m, c, a, f, t, ch, b in db.execute("SELECT * FROM messages")
+                (p, m, chains[c], authors[a], f, nf, t, ch, b)
+                for p, m, c, a, f, nf, t, ch, b in db.execute(
+                    "SELECT platform, message_id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes "
+                    "FROM messages"
+                )
             ),
             "authors_with_data": sorted(
                 authors[a] for (a,) in db.execute("SELECT DISTINCT author_id FROM transitions")

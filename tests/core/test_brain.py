@@ -20,7 +20,7 @@ from bot.core.tokens import tokenize
 from tests.core.dump import hub_errors, logical_dump
 
 P, G = "test", "guild"
-SALT = b"0123456789abcdef"
+FINGERPRINT_KEY = b"0123456789abcdef"
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "!", ",", "and", "then", "slept"]
 
 
@@ -29,7 +29,7 @@ def msg(author: str, mid: str, text: str, channel: str = "c1", guild: str = G) -
 
 
 async def open_brain(path: Path) -> Brain:
-    return await Brain.open(path, flush_interval=0.05, salt=SALT)
+    return await Brain.open(path, flush_interval=0.05, key=FINGERPRINT_KEY)
 
 
 async def learn_all(brain: Brain, messages: list[Message]) -> None:
@@ -190,7 +190,9 @@ async def dumps_after(
 ) -> tuple[object, object]:
     with tempfile.TemporaryDirectory() as tmp:
         first, second = Path(tmp) / "a.db", Path(tmp) / "b.db"
-        a = await Brain.open(first, flush_interval=0.05, salt=SALT, hub_rows=1)  # every context a hub
+        a = await Brain.open(
+            first, flush_interval=0.05, key=FINGERPRINT_KEY, hub_rows=1
+        )  # every context a hub
         b = await open_brain(second)
         try:
             for brain in (a, b):

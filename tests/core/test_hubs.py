@@ -18,7 +18,7 @@ from bot.core.models import ChainKey, Message
 from tests.core.dump import hub_count, hub_errors
 
 P, G = "test", "guild"
-SALT = b"0123456789abcdef"
+FINGERPRINT_KEY = b"0123456789abcdef"
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "far", "and", "then", "slept"]
 
 
@@ -31,7 +31,7 @@ def corpus(n: int, seed: int = 1) -> list[Message]:
 
 
 async def learned(path: Path, messages: list[Message], **options: object) -> Brain:
-    brain = await Brain.open(path, flush_interval=0.05, salt=SALT, **options)
+    brain = await Brain.open(path, flush_interval=0.05, key=FINGERPRINT_KEY, **options)
     for m in messages:
         await brain.learn(m, require_consent=False)
     await brain.flush()
@@ -116,7 +116,7 @@ async def test_walks_read_a_context_from_its_hub(tmp_path: Path) -> None:
     brain = await learned(db, corpus(50), hub_rows=1)
     await brain.close()
     steer_opening_hub(db, "dog")  # only one successor left: walks must follow it
-    brain = await Brain.open(db, salt=SALT)
+    brain = await Brain.open(db, key=FINGERPRINT_KEY)
     try:
         outs = [
             await brain.generate(ChainKey(P, G, "c1"), rng=random.Random(s), guard=False) for s in range(10)

@@ -25,9 +25,9 @@ async def test_migrations_applied_twice_are_a_no_op(db_path: Path) -> None:
         pass
     first = schema(db_path)
     async with Store(db_path) as store:
-        salt = store.salt
+        key = store.key
     async with Store(db_path) as store:
-        assert store.salt == salt
+        assert store.key == key
     assert schema(db_path) == first
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

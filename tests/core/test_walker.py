@@ -18,11 +18,11 @@ from tests.core.test_retention import varied_corpus
 
 P, G, C = "test", "guild", "chan"
 KEY = ChainKey(P, G, C)
-SALT = b"0123456789abcdef"
+FINGERPRINT_KEY = b"0123456789abcdef"
 
 
 async def learned(path: Path, walker: str) -> Brain:
-    brain = await Brain.open(path, walker=walker, salt=SALT, flush_interval=0.05)
+    brain = await Brain.open(path, walker=walker, key=FINGERPRINT_KEY, flush_interval=0.05)
     for i, text in enumerate(varied_corpus(400, words=600)):
         await brain.learn(Message(P, G, C, f"m{i % 3}", str(i), text), require_consent=False)
     await brain.flush()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.core import keys
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, Message
 from bot.core.tokens import tokenize
@@ -105,9 +106,8 @@ def test_kill_during_import_then_resume_learns_everything_once(tmp_path: Path) -
     clean = tmp_path / "clean.sqlite3"
 
     async def clean_import() -> None:
-        with sqlite3.connect(db) as conn:
-            salt = bytes.fromhex(conn.execute("SELECT value FROM meta WHERE key = 'salt'").fetchone()[0])
-        brain = await Brain.open(clean, salt=salt)
+        key = keys.read_file(keys.key_file(db))
+        brain = await Brain.open(clean, key=key)
         try:
             await import_file(brain, source, ChainKey("local", "local", "c"), progress=False)
         finally:
@@ -119,6 +119,7 @@ def test_kill_during_import_then_resume_learns_everything_once(tmp_path: Path) -
 
 LIVE = """
 import asyncio, sys
+from bot.core import keys
 from bot.core.brain import Brain
 from bot.core.models import Message
 
@@ -149,6 +150,7 @@ def test_kill_during_live_learning_loses_at_most_the_open_batch(tmp_path: Path) 
 
 FORGET = """
 import asyncio, sys
+from bot.core import keys
 from bot.core.brain import Brain
 
 async def main():
