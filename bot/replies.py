@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.core.models import ForgetResult, Generated, GenerateStatus, MemberInfo
+from bot.core.models import ForgetResult, Generated, GenerateStatus, LearnStatus, MemberInfo
 
 log = logging.getLogger(__name__)
 
@@ -60,3 +60,16 @@ OPTED_OUT = (
     "`/markov forget`."
 )
 NOT_OPTED_IN = "You weren't opted in, so there was nothing to stop."
+
+
+def unknown_console_command(word: str) -> str:
+    """A console line starting with / that is no command: answered, never learned."""
+    shown = word if len(word) <= 40 else word[:40] + "…"
+    return f"Unknown command {shown!r} (not learned). Commands start with /markov (try /markov help); /quit leaves."
+
+
+def not_learned(status: LearnStatus, max_chars: int) -> str:
+    """Why a console line was not learned."""
+    if status is LearnStatus.TOO_LONG:
+        return f"(not learned: longer than {max_chars:,} characters)"
+    return f"(not learned: {status.value.replace('_', ' ')})"

@@ -104,7 +104,7 @@ def test_generate_explains_failures_and_exits_non_zero(
 ) -> None:
     db = tmp_path / "m.db"
     assert run(db, "generate", "--chain", "nothing") == 1
-    assert "haven't learned anything" in capsys.readouterr().err
+    assert "there is no chain 'nothing'" in capsys.readouterr().err
     run(db, "import", str(corpus), "--chain", "c")
     assert run(db, "generate", "--chain", "c", "--start", "zebra") == 1
     assert "don't know the word 'zebra'" in capsys.readouterr().err

@@ -45,6 +45,7 @@ class LearnStatus(StrEnum):
     EMPTY = "empty"
     ALREADY_PENDING = "already_pending"
     ALREADY_LEARNED = "already_learned"
+    TOO_LONG = "too_long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,15 @@ class ChainInfo:
     id: int
     order: int
     run_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSummary:
+    """A chain and how much it has learned (markovbot chains)."""
+
+    key: ChainKey
+    messages: int
+    tokens: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,3 +266,12 @@ SELECT name, sum(pgsize) FROM dbstat WHERE aggregate = TRUE GROUP BY name;
 
 -- name: messages_with_fingerprints
 SELECT count(*) FROM messages WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?));
+
+-- name: all_chains
+SELECT platform, guild, channel, messages_seen, tokens_seen FROM chains ORDER BY platform, guild, channel;
+
+-- name: chain_author_ids
+-- The external ids of a chain's authors, at most ? of them (markovbot generate --author).
+SELECT external_id FROM authors
+WHERE id IN (SELECT DISTINCT author_id FROM messages WHERE chain_id = ?)
+ORDER BY external_id LIMIT ?;
