@@ -49,8 +49,9 @@ class Entry:
     text: str
 
 
-#: Why a message was not offered: counted in the summary under these names.
-SKIPPED, DUPLICATE, NOT_UTF8, TOO_LONG = "skipped", "duplicates", "invalid", "too_long"
+#: Why a message was not offered: counted in the summary under these names. (A message id
+#: met twice is counted by the core: Brain.learn says ALREADY_PENDING, or the store drops it.)
+SKIPPED, NOT_UTF8, TOO_LONG = "skipped", "invalid", "too_long"
 
 
 @dataclass
@@ -246,7 +247,6 @@ class _Checker:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.seen: set[str] = set()
 
     def wrong(self, where: str, expected: str, value: Any) -> ImportFormatError:
         got = "missing" if value is _MISSING else _kind(value)
@@ -260,13 +260,6 @@ class _Checker:
             names = {str: "a string", dict: "an object", list: "a list", bool: "a boolean", int: "a number"}
             raise self.wrong(f"{where}.{key}", " or ".join(names[k] for k in kinds), value)
         return value
-
-    def once(self, message_id: str) -> bool:
-        """True the first time a message id is met in this file."""
-        if message_id in self.seen:
-            return False
-        self.seen.add(message_id)
-        return True
 
     def export(self, messages: Any) -> list[Entry | str]:
         """A DiscordChatExporter export's messages (its documented fields only)."""
@@ -285,9 +278,7 @@ class _Checker:
             is_bot = self.get(author, "isBot", f"{where}.author", (bool,), True)
             self.get(item, "timestamp", where, (str,), True)  # metadata: any time, even future, is fine
             names = self.mentions(self.get(item, "mentions", where, (list,), True) or [], where)
-            if not self.once(message_id):
-                out.append(DUPLICATE)
-            elif is_bot or kind not in LEARNABLE_TYPES or not content.strip():
+            if is_bot or kind not in LEARNABLE_TYPES or not content.strip():
                 out.append(SKIPPED)
             else:
                 out.append(Entry(message_id, author_id, _neutralise(content, names)))
@@ -319,9 +310,7 @@ class _Checker:
             message_id = self.get(item, "id", where, (str, int), True)
             author = self.get(item, "author", where, (str, int), True)
             key = str(message_id) if message_id is not None else f"{self.path.name}:{i + 1}"
-            if not self.once(key):
-                out.append(DUPLICATE)
-            elif not content.strip():
+            if not content.strip():
                 out.append(SKIPPED)
             else:
                 out.append(Entry(key, LOCAL_AUTHOR if author is None else str(author), content))
