@@ -42,9 +42,9 @@ def local_chain(name: str) -> ChainKey:
 
 
 def setup_logging(level: int) -> None:
-    """Log to stderr in one line per record."""
+    """Log to stderr in one line per record (a process whose logging is set up already is left alone)."""
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     logging.getLogger("discord.gateway").setLevel(max(logging.INFO, level))
     if level > logging.DEBUG:
