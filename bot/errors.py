@@ -107,8 +107,11 @@ def json_no_messages(path: Path) -> str:
 
 
 def db_folder_missing(path: Path) -> str:
-    """--db names a file in a folder that does not exist."""
-    return f"the folder {path.parent} does not exist: create it first, or give another --db."
+    """--db names a file in a folder that does not exist (only the default folder is created)."""
+    why = "is not a folder" if path.parent.exists() else "does not exist"
+    return (
+        f"cannot use the database {path}: {path.parent} {why}; create the folder first, or give another --db."
+    )
 
 
 def db_unusable(path: Path, reason: object) -> str:

@@ -163,7 +163,7 @@ REFUSED: list[tuple[str, Callable[[Path], list[str]], int, str]] = [
     ("stats-unknown-chain", args("stats", "--db", "m.sqlite3", "--chain", "nope"), 1, "there is no chain 'nope'"),
     ("generate-unknown-chain", args("generate", "--chain", "nope", "--db", "m.sqlite3"), 1, "there is no chain 'nope'"),
     ("generate-unknown-author", args("generate", "--chain", "c", "--author", "bob", "--db", "m.sqlite3"), 1, "authors there: 'import'"),
-    ("db-in-a-missing-folder", args("--db", "/nonexistent/dir/x.sqlite3", "stats", "--chain", "c"), 1, "the folder /nonexistent/dir does not exist"),
+    ("db-in-a-missing-folder", args("--db", "/nonexistent/dir/x.sqlite3", "stats", "--chain", "c"), 1, "cannot use the database /nonexistent/dir/x.sqlite3: /nonexistent/dir does not exist; create the folder first"),
     ("db-is-not-a-database", lambda tmp: ["stats", "--chain", "c", "--db", garbage_db(tmp)], 1, "cannot use the database"),
     ("db-from-a-newer-version", lambda tmp: ["stats", "--chain", "c", "--db", newer_db(tmp)], 1, "schema version 99"),
     ("bad-setting", lambda tmp: ["--db", "m.sqlite3", "stats", "--chain", "c", "--env", "MARKOV_BATCH_SIZE=lots"], 1, "MARKOV_BATCH_SIZE must be a whole number"),

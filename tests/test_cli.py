@@ -230,5 +230,5 @@ def test_a_db_in_a_missing_folder_is_refused_and_no_folder_is_made(
 ) -> None:
     db = tmp_path / "no" / "such" / "x.sqlite3"
     assert main(["chains", "--db", str(db)]) == 1
-    assert f"the folder {db.parent} does not exist" in capsys.readouterr().err
+    assert f"{db.parent} does not exist; create the folder first" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
