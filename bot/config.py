@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dotenv import load_dotenv
 
@@ -70,6 +71,7 @@ class Settings:
     cache_size: int = 50_000
     walker: str = "process"
     cooldown_seconds: float = 5.0
+    max_message_chars: int = 4000
     discord_token: str | None = None
     discord_guild_id: int | None = None
     matrix_homeserver: str | None = None
@@ -85,7 +87,7 @@ class Settings:
         return f"Settings(db_path={str(self.db_path)!r}, log_level={self.log_level!r}, ...)"
 
     @property
-    def store_options(self) -> dict[str, float | int | str | bytes | None]:
+    def store_options(self) -> dict[str, Any]:
         """Keyword arguments for Store/Brain.open."""
         return {
             "flush_interval": self.flush_interval,
@@ -94,6 +96,7 @@ class Settings:
             "cache_size": self.cache_size,
             "walker": self.walker,
             "key": self.fingerprint_key,
+            "max_message_chars": self.max_message_chars,
         }
 
     @classmethod
@@ -126,6 +129,7 @@ class Settings:
             cache_size=_int(env, "MARKOV_CACHE_SIZE", 50_000, 100, 10_000_000),
             walker=walker,
             cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),
+            max_message_chars=_int(env, "MARKOV_MAX_MESSAGE_CHARS", 4000, 1, 1_000_000),
             discord_token=env.get("DISCORD_TOKEN", "").strip() or None,
             discord_guild_id=int(guild_raw) if guild_raw else None,
             matrix_homeserver=env.get("MATRIX_HOMESERVER", "").strip() or None,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from bot import replies
 from bot.core.brain import Brain
 from bot.core.models import Message
 from bot.stats_text import stats_reply
@@ -51,8 +52,8 @@ class Console:
         await self.brain.set_channel(PLATFORM, GUILD, self.channel, True)
 
     def say(self, text: str) -> None:
-        """Print a reply."""
-        print(text, file=self.out, flush=True)
+        """Print a reply, rendered as every front end's replies are (bot.replies.render)."""
+        print(replies.render(text, replies.CONSOLE), file=self.out, flush=True)
 
     async def handle(self, line: str) -> bool:
         """Handle one line; False when the user asked to leave."""
@@ -61,6 +62,9 @@ class Console:
             return True
         if line in {"/quit", "/exit"}:
             return False
+        if line.startswith("/") and not self.commands.is_command(line):
+            self.say(replies.unknown_console_command(line.split(maxsplit=1)[0]))
+            return True
         if self.commands.is_command(line):
             await self.brain.flush()
             for reply in await self.commands.handle(self.context, line):
@@ -75,7 +79,7 @@ class Console:
         message_id = f"console-{time.time_ns()}-{self._counter}"
         result = await self.brain.learn(Message(PLATFORM, GUILD, self.channel, AUTHOR, message_id, line))
         if not result.queued:
-            self.say(f"(not learned: {result.status.value})")
+            self.say(replies.not_learned(result.status, self.brain.max_message_chars))
         return True
 
     async def run(self, stream: TextIO = sys.stdin) -> None:

@@ -1,25 +1,57 @@
-"""Importing a corpus file into a chain: plain text (one message per line) or DiscordChatExporter JSON."""
+"""Importing a corpus file into a chain: plain UTF-8 text (one message per line) or JSON.
+
+JSON is a DiscordChatExporter export (`{"messages": [...]}`) or an array of messages
+(`[{"content": ..., "id": ..., "author": ...}]`). A file is checked whole before anything is
+learned (binary, wrong encoding, a JSON field of the wrong type: refused with one line); then
+messages are learned one by one, skipping and counting what cannot be learned. Memory stays
+bounded: text is read a line at a time with a cap on a line's size, JSON is capped in size.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import codecs
 import json
 import logging
+import re
+import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
+from bot import errors
 from bot.core.brain import Brain
-from bot.core.models import ChainKey, Message
+from bot.core.models import ChainKey, LearnStatus, Message
 
 log = logging.getLogger(__name__)
 
 LOCAL_AUTHOR = "import"
 LEARNABLE_TYPES = {"Default", "Reply", "0", "19"}
+JSON_MAX_BYTES = 256 * 2**20  # the json module holds a whole file (and ~5x more) in memory
+HEAD_BYTES = 4096  # what format detection reads
+CHUNK = 2**20  # bytes per read when scanning a file or skipping a long line
+NOT_UTF8_SHARE = 0.1  # a file with more of its bytes not UTF-8 than this is binary, not text
+BOMS = {codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32", codecs.BOM_UTF16_LE: "UTF-16"}
+BOMS[codecs.BOM_UTF16_BE] = "UTF-16"
+KINDS = {stat.S_ISDIR: "directory", stat.S_ISFIFO: "FIFO (named pipe)", stat.S_ISSOCK: "socket"}
 
 
-class ImportFormatError(ValueError):
-    """The file is neither plain text nor DiscordChatExporter JSON."""
+class ImportFormatError(errors.UserError):
+    """The file is not something import can learn; the message says why."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message to offer for learning."""
+
+    id: str
+    author: str
+    text: str
+
+
+#: Why a message was not offered: counted in the summary under these names. (A message id
+#: met twice is counted by the core: Brain.learn says ALREADY_PENDING, or the store drops it.)
+SKIPPED, NOT_UTF8, TOO_LONG = "skipped", "invalid", "too_long"
 
 
 @dataclass
@@ -31,80 +63,328 @@ class ImportResult:
     skipped: int = 0
     learned: int = 0
     duplicates: int = 0
+    too_long: int = 0
+    invalid: int = 0
 
 
-def detect_format(path: Path) -> str:
-    """'json' for a DiscordChatExporter export, else 'text'."""
+@dataclass
+class Source:
+    """A file checked and ready to learn: its format, size, and (for JSON) its messages."""
+
+    path: Path
+    fmt: str
+    size: int
+    max_chars: int
+    json_items: list[Entry | str] = field(default_factory=list)
+
+    def items(self) -> Iterator[tuple[int, Entry | str]]:
+        """(progress units done, a message or why it is skipped), in file order."""
+        if self.fmt == "json":
+            for item in self.json_items:
+                yield 1, item
+        else:
+            yield from _text_items(self.path, self.max_chars)
+
+
+# ---------------------------------------------------------------- checking a file
+
+
+def open_source(path: Path, *, fmt: str = "auto", max_chars: int = 4000) -> Source:
+    """Check a file whole and say how to learn it; ImportFormatError (one line) when it cannot be."""
+    size = _regular_size(path)
     with path.open("rb") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith(b"{") and b'"messages"' in head + b'"messages"':
+        head = f.read(HEAD_BYTES)
+    for bom, encoding in BOMS.items():
+        if head.startswith(bom):
+            raise ImportFormatError(errors.utf16(path, encoding))
+    if fmt == "auto":
+        fmt = detect_format(head)
+    if fmt == "json":
+        return Source(path, fmt, size, max_chars, _json_items(path, size))
+    _check_text(path, size)
+    return Source(path, fmt, size, max_chars)
+
+
+def _regular_size(path: Path) -> int:
+    """The size of a regular, readable, non-empty file; refuses anything else without opening it."""
+    try:
+        mode = path.stat()
+    except FileNotFoundError:
+        raise ImportFormatError(errors.no_such_file(path)) from None
+    except OSError as exc:
+        raise ImportFormatError(errors.unreadable(path, exc.strerror or str(exc))) from None
+    if not stat.S_ISREG(mode.st_mode):
+        kind = next((name for test, name in KINDS.items() if test(mode.st_mode)), "device")
+        raise ImportFormatError(errors.not_a_file(path, kind))
+    if mode.st_size == 0:
+        raise ImportFormatError(errors.empty_file(path))
+    try:
+        path.open("rb").close()
+    except OSError as exc:
+        raise ImportFormatError(errors.unreadable(path, exc.strerror or str(exc))) from None
+    return mode.st_size
+
+
+def detect_format(head: bytes) -> str:
+    """'json' when the file starts like a JSON object or array of them, else 'text'.
+
+    `{` then a key (or `}`), or `[` then `{`, `[` or `]`: a text line such as `{hi} there` or
+    `[1] a footnote` stays text.
+    """
+    start = head.removeprefix(codecs.BOM_UTF8).lstrip()
+    second = start[1:].lstrip()[:1]
+    if start[:1] == b"{" and second in {b'"', b"}"}:
+        return "json"
+    if start[:1] == b"[" and second in {b"{", b"[", b"]"}:
         return "json"
     return "text"
 
 
-def _text_messages(path: Path) -> Iterator[tuple[str, str, str]]:
-    """(message id, author, text) per non-empty line; ids from file name, line number and content."""
-    stem = path.name
-    with path.open("r", encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            text = line.rstrip("\r\n")
-            if text.strip():
-                digest = hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=6).hexdigest()
-                yield f"{stem}:{number}:{digest}", LOCAL_AUTHOR, text
+def _check_text(path: Path, size: int) -> None:
+    """Refuse a binary file before anything is learned: NUL bytes, or mostly not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    bad = offset = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                raise ImportFormatError(errors.binary_file(path, f"a NUL byte at byte {offset + nul:,}"))
+            # Replacement characters the decoder added, not those already in the text.
+            bad += decoder.decode(chunk).count("\ufffd") - chunk.count("\ufffd".encode())
+            offset += len(chunk)
+        bad += decoder.decode(b"", final=True).count("\ufffd")
+    if bad > NOT_UTF8_SHARE * size:
+        raise ImportFormatError(errors.binary_file(path, "most of it is not UTF-8"))
 
 
-def _json_messages(path: Path) -> Iterator[tuple[str, str, str] | None]:
-    """(message id, author id, text) per learnable message; None for each skipped one."""
+# ---------------------------------------------------------------- plain text
+
+
+def _lines(f: BinaryIO, cap: int) -> Iterator[tuple[int, bytes | None]]:
+    """(bytes read, the line without its end or None when longer than cap), holding cap bytes at most."""
+    while line := f.readline(cap + 1):
+        read = len(line)
+        if len(line) > cap and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):  # skip the rest of a long line unread
+                line = f.readline(CHUNK)
+                read += len(line)
+            yield read, None
+            continue
+        yield read, line.removesuffix(b"\n").removesuffix(b"\r")
+
+
+def _text_items(path: Path, max_chars: int) -> Iterator[tuple[int, Entry | str]]:
+    """Each non-blank line as a message with id `<file name>:<line number>`.
+
+    A line ends at \\n, \\r\\n or a lone \\r (mixed endings read as one would expect).
+    """
+    number = 0
+    with path.open("rb") as f:
+        for read, line in _lines(f, cap=4 * max_chars + 2):
+            if line is None:
+                number += 1
+                yield read, TOO_LONG
+                continue
+            if number == 0:
+                line = line.removeprefix(codecs.BOM_UTF8)
+            for i, piece in enumerate(line.split(b"\r")):
+                number += 1
+                done = read if i == 0 else 0
+                try:
+                    text = piece.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield done, NOT_UTF8
+                    continue
+                if text.strip():
+                    yield done, Entry(f"{path.name}:{number}", LOCAL_AUTHOR, text)
+                elif done:
+                    yield done, ""  # blank: progress only
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def _json_items(path: Path, size: int) -> list[Entry | str]:
+    """Parse and check a JSON file whole: an export or an array of messages."""
+    if size > JSON_MAX_BYTES:
+        raise ImportFormatError(errors.json_too_big(path, size, JSON_MAX_BYTES))
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text("utf-8"))
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise ImportFormatError(errors.json_not_utf8(path, exc.start)) from None
+    del raw
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ImportFormatError(f"{path} looks like JSON but does not parse: {exc}") from None
-    messages = data.get("messages") if isinstance(data, dict) else None
-    if not isinstance(messages, list):
-        raise ImportFormatError(f"{path} is JSON but not a DiscordChatExporter export (no 'messages' list).")
-    for item in messages:
-        author = item.get("author") or {}
-        if author.get("isBot") or str(item.get("type", "Default")) not in LEARNABLE_TYPES:
-            yield None
-            continue
-        content = item.get("content") or ""
-        if not content.strip() or "id" not in item or "id" not in author:
-            yield None
-            continue
-        yield str(item["id"]), str(author["id"]), str(content)
+        raise ImportFormatError(errors.json_unparsable(path, exc.lineno, exc.colno, exc.msg)) from None
+    except RecursionError:
+        raise ImportFormatError(errors.json_too_deep(path)) from None
+    del text
+    check = _Checker(path)
+    if isinstance(data, dict) and "messages" in data:
+        return check.export(data["messages"])
+    if isinstance(data, list):
+        return check.array(data)
+    raise ImportFormatError(errors.json_no_messages(path))
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, as a person would say it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+class _Checker:
+    """Checks every field a message uses, naming the first one that is wrong."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def wrong(self, where: str, expected: str, value: Any) -> ImportFormatError:
+        got = "missing" if value is _MISSING else _kind(value)
+        return ImportFormatError(errors.json_wrong_field(self.path, where, expected, got))
+
+    def get(self, obj: dict[str, Any], key: str, where: str, kinds: tuple[type, ...], optional: bool) -> Any:
+        value = obj.get(key, _MISSING)
+        if value is _MISSING and optional:
+            return None
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = {str: "a string", dict: "an object", list: "a list", bool: "a boolean", int: "a number"}
+            raise self.wrong(f"{where}.{key}", " or ".join(names[k] for k in kinds), value)
+        return value
+
+    def export(self, messages: Any) -> list[Entry | str]:
+        """A DiscordChatExporter export's messages (its documented fields only)."""
+        if not isinstance(messages, list):
+            raise self.wrong("messages", "a list", messages)
+        out: list[Entry | str] = []
+        for i, item in enumerate(messages):
+            where = f"messages[{i}]"
+            if not isinstance(item, dict):
+                raise self.wrong(where, "an object", item)
+            message_id = str(self.get(item, "id", where, (str, int), False))
+            kind = str(self.get(item, "type", where, (str, int), True) or "Default")
+            content = self.get(item, "content", where, (str,), True) or ""
+            author = self.get(item, "author", where, (dict,), False)
+            author_id = str(self.get(author, "id", f"{where}.author", (str, int), False))
+            is_bot = self.get(author, "isBot", f"{where}.author", (bool,), True)
+            self.get(item, "timestamp", where, (str,), True)  # metadata: any time, even future, is fine
+            names = self.mentions(self.get(item, "mentions", where, (list,), True) or [], where)
+            if is_bot or kind not in LEARNABLE_TYPES or not content.strip():
+                out.append(SKIPPED)
+            else:
+                out.append(Entry(message_id, author_id, _neutralise(content, names)))
+        return out
+
+    def mentions(self, mentions: list[Any], where: str) -> dict[str, str]:
+        """`@Name` as the export writes it in content -> a mention the tokenizer makes neutral."""
+        names: dict[str, str] = {}
+        for j, mention in enumerate(mentions):
+            at = f"{where}.mentions[{j}]"
+            if not isinstance(mention, dict):
+                raise self.wrong(at, "an object", mention)
+            user_id = str(self.get(mention, "id", at, (str, int), False))
+            placeholder = f"<@{user_id}>" if user_id.isdigit() and len(user_id) <= 20 else "<@0>"
+            for key in ("name", "nickname"):
+                name = self.get(mention, key, at, (str,), True)
+                if name:
+                    names[name] = placeholder
+        return names
+
+    def array(self, items: list[Any]) -> list[Entry | str]:
+        """An array of messages: `content`, and optionally `id` and `author` (ids)."""
+        out: list[Entry | str] = []
+        for i, item in enumerate(items):
+            where = f"[{i}]"
+            if not isinstance(item, dict):
+                raise self.wrong(where, "an object with 'content'", item)
+            content = self.get(item, "content", where, (str,), False)
+            message_id = self.get(item, "id", where, (str, int), True)
+            author = self.get(item, "author", where, (str, int), True)
+            key = str(message_id) if message_id is not None else f"{self.path.name}:{i + 1}"
+            if not content.strip():
+                out.append(SKIPPED)
+            else:
+                out.append(Entry(key, LOCAL_AUTHOR if author is None else str(author), content))
+        return out
+
+
+_MISSING = object()
+
+
+def _neutralise(content: str, names: dict[str, str]) -> str:
+    """Replace each mentioned `@Name` (longest names first) by a mention that is learned as a placeholder."""
+    if not names:
+        return content
+    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.sub(f"@({pattern})(?!\\w)", lambda m: names[m.group(1)], content)
+
+
+# ---------------------------------------------------------------- learning
+
+
+async def learn_source(
+    brain: Brain, source: Source, chain: ChainKey, *, progress: bool = True
+) -> ImportResult:
+    """Learn every message of a checked file into a chain; re-running learns nothing twice."""
+    from tqdm import tqdm
+
+    result = ImportResult()
+    committed, duplicates = brain.store.committed, brain.store.duplicates
+    by_bytes = source.fmt == "text"
+    bar = tqdm(
+        desc=f"importing {source.path.name}",
+        total=source.size if by_bytes else len(source.json_items),
+        unit="B" if by_bytes else " msg",
+        unit_scale=by_bytes,
+        unit_divisor=1024,
+        disable=not progress,
+        mininterval=0.5,
+    )
+    try:
+        for done, item in source.items():
+            bar.update(done)
+            if isinstance(item, Entry):
+                await _learn(brain, chain, item, result)
+            elif item:
+                result.read += 1
+                setattr(result, item, getattr(result, item) + 1)
+        await brain.flush()
+    finally:
+        bar.close()
+    result.learned = brain.store.committed - committed
+    result.duplicates += brain.store.duplicates - duplicates
+    return result
+
+
+async def _learn(brain: Brain, chain: ChainKey, entry: Entry, result: ImportResult) -> None:
+    """Offer one message and count what became of it."""
+    result.read += 1
+    learned = await brain.learn(
+        Message(chain.platform, chain.guild, chain.channel, entry.author, entry.id, entry.text),
+        require_consent=False,
+    )
+    if learned.queued:
+        result.queued += 1
+    elif learned.status is LearnStatus.TOO_LONG:
+        result.too_long += 1
+    elif learned.status is LearnStatus.ALREADY_PENDING:
+        result.duplicates += 1
+    else:
+        result.skipped += 1
 
 
 async def import_file(
     brain: Brain, path: Path, chain: ChainKey, *, fmt: str = "auto", progress: bool = True
 ) -> ImportResult:
-    """Learn every message of a file into a chain; re-running learns nothing twice."""
-    if fmt == "auto":
-        fmt = detect_format(path)
-    result = ImportResult()
-    source = _json_messages(path) if fmt == "json" else _text_messages(path)
-    from tqdm import tqdm
-
-    committed, duplicates = brain.store.committed, brain.store.duplicates
-    bar = tqdm(desc=f"importing {path.name}", unit=" msg", disable=not progress, mininterval=0.5)
-    try:
-        for entry in source:
-            result.read += 1
-            bar.update(1)
-            if entry is None:
-                result.skipped += 1
-                continue
-            message_id, author, text = entry
-            learned = await brain.learn(
-                Message(chain.platform, chain.guild, chain.channel, author, message_id, text),
-                require_consent=False,
-            )
-            if learned.queued:
-                result.queued += 1
-            else:
-                result.skipped += 1
-        await brain.flush()
-    finally:
-        bar.close()
-    result.learned = brain.store.committed - committed
-    result.duplicates = brain.store.duplicates - duplicates
-    return result
+    """Check a file and learn it into a chain (ImportFormatError when it cannot be learned)."""
+    source = open_source(path, fmt=fmt, max_chars=brain.max_message_chars)
+    return await learn_source(brain, source, chain, progress=progress)

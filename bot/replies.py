@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from bot.cooldowns import MAX_COUNT
-from bot.core.models import ForgetResult, Generated, GenerateStatus, GuildSettings, MemberInfo
+from bot.core.models import ForgetResult, Generated, GenerateStatus, GuildSettings, LearnStatus, MemberInfo
 from bot.core.tokens import neutralise
 
 log = logging.getLogger(__name__)
@@ -358,3 +358,15 @@ def missing_permission(where: str, discord_said: str) -> str:
 def bad_option(error: object) -> str:
     """An option Discord's converter could not use."""
     return f"I couldn't use the option you gave: {error}"
+
+
+def unknown_console_command(word: str) -> str:
+    """A console line starting with / that is no command: answered, never learned."""
+    return f"Unknown command {quote(word)} (not learned). Commands start with /markov (try /markov help); /quit leaves."
+
+
+def not_learned(status: LearnStatus, max_chars: int) -> str:
+    """Why a console line was not learned."""
+    if status is LearnStatus.TOO_LONG:
+        return f"(not learned: longer than {max_chars:,} characters)"
+    return f"(not learned: {status.value.replace('_', ' ')})"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,7 +107,7 @@ def test_generate_explains_failures_and_exits_non_zero(
 ) -> None:
     db = tmp_path / "m.db"
     assert run(db, "generate", "--chain", "nothing") == 1
-    assert "haven't learned anything" in capsys.readouterr().err
+    assert "there is no chain 'nothing'" in capsys.readouterr().err
     run(db, "import", str(corpus), "--chain", "c")
     assert run(db, "generate", "--chain", "c", "--start", "zebra") == 1
     assert "don't know the word 'zebra'" in capsys.readouterr().err
@@ -158,3 +161,74 @@ def test_a_command_settles_the_start_up_heap_once_the_database_is_open(tmp_path:
         assert gc.get_freeze_count() > 0, "start-up objects left for every full collection to re-scan"
     finally:
         gc.unfreeze()
+
+
+def test_db_and_verbose_work_after_the_subcommand_too(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "m.db"
+    assert main(["import", str(corpus), "--chain", "c", "--db", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--db", str(db), "--chain", "c", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["messages_seen"] == 4
+    assert main(["stats", "--chain", "nope", "--db", str(db), "-v"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.splitlines()[-1].startswith("Error: there is no chain 'nope'")
+    assert main(["--db", str(db), "stats", "--chain", "nope"]) == 1
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_chains_lists_every_chain_with_its_counts(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "m.db"
+    assert run(db, "chains") == 0
+    assert "has no chains yet" in capsys.readouterr().out
+    run(db, "import", str(corpus), "--chain", "cats")
+    second = corpus.with_name("second.txt")
+    second.write_text(CORPUS, encoding="utf-8")
+    run(db, "import", str(second), "--chain", "a-second-one")
+    capsys.readouterr()
+    assert run(db, "chains") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["chain", "messages", "tokens"]
+    assert [line.split() for line in lines[1:]] == [["a-second-one", "4", "24"], ["cats", "4", "24"]]
+
+
+def test_the_import_progress_bar_counts_bytes_to_a_total(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(tmp_path / "m.db", "import", str(corpus), "--chain", "c", "--progress") == 0
+    bar = capsys.readouterr().err
+    assert "100%" in bar and f"{len(CORPUS)}.0/{len(CORPUS)}.0" in bar
+
+
+def test_cli_logs_warnings_only_unless_asked(tmp_path: Path, corpus: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MARKOV_WALKER": "process"}
+    env.pop("MARKOV_LOG_LEVEL", None)
+    base = [
+        sys.executable,
+        "-m",
+        "bot",
+        "import",
+        str(corpus),
+        "--chain",
+        "c",
+        "--db",
+        str(tmp_path / "m.db"),
+    ]
+    quiet = subprocess.run(base, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    loud = subprocess.run([*base, "-v"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert loud.returncode == 0
+    assert "INFO bot.core.store: walker process" in loud.stderr
+    assert "DEBUG" not in loud.stderr
+
+
+def test_a_db_in_a_missing_folder_is_refused_and_no_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "no" / "such" / "x.sqlite3"
+    assert main(["chains", "--db", str(db)]) == 1
+    assert f"{db.parent} does not exist; create the folder first" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()

@@ -50,3 +50,16 @@ async def test_forget_asks_for_confirmation(brain: Brain, tmp_path: Path) -> Non
     await console.handle("/markov forget confirm")
     assert "forgot 1 of your messages" in out.getvalue()
     assert (await brain.member_info("local", "local", "console-user")).messages == 0
+
+
+async def test_a_mistyped_command_is_answered_and_not_learned(brain: Brain, tmp_path: Path) -> None:
+    out = io.StringIO()
+    console = Console(brain, "room", out=out, card_dir=tmp_path)
+    await console.run(io.StringIO("/foo bar\n/markov-typo generate\n" + "x" * 4001 + "\nhello there\n"))
+    text = out.getvalue()
+    assert "Unknown command '/foo' (not learned)" in text
+    assert "Unknown command '/markov-typo' (not learned)" in text
+    assert "(not learned: longer than 4,000 characters)" in text
+    await brain.flush()
+    assert (await brain.member_info("local", "local", "console-user")).messages == 1
+    assert await brain.store.token_id("foo") is None and await brain.store.token_id("typo") is None

@@ -15,6 +15,7 @@ from bot.core.lru import LRU
 from bot.core.models import (
     ChainInfo,
     ChainKey,
+    ChainSummary,
     FlushResult,
     ForgetResult,
     Generated,
@@ -42,15 +43,22 @@ DEFAULT_GUARD_BUDGET = 0.02
 REPLAY_VERDICT_SECONDS = 30.0
 RECHECK_TRIES = 2
 REPORT_TTL = 300.0  # seconds a retention report is reused while its chain is unchanged
+MAX_MESSAGE_CHARS = 4000  # the longest message Discord allows; longer ones are not learned
 
 
 class Brain:
     """Learn, unlearn, forget, generate and report, over one Store."""
 
     def __init__(
-        self, store: Store, *, tries: int = DEFAULT_TRIES, guard_budget: float = DEFAULT_GUARD_BUDGET
+        self,
+        store: Store,
+        *,
+        tries: int = DEFAULT_TRIES,
+        guard_budget: float = DEFAULT_GUARD_BUDGET,
+        max_message_chars: int = MAX_MESSAGE_CHARS,
     ) -> None:
         self.store = store
+        self.max_message_chars = max_message_chars
         self.tries = tries
         self.guard_budget = guard_budget
         self._fingerprinter: Fingerprinter | None = None
@@ -58,10 +66,12 @@ class Brain:
         self._replays: LRU[tuple[int, int | None, tuple[int, ...]], float] = LRU(1024)
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str], **store_options: Any) -> Brain:
+    async def open(
+        cls, path: str | os.PathLike[str], *, max_message_chars: int = MAX_MESSAGE_CHARS, **store_options: Any
+    ) -> Brain:
         """Open the database at path and return a Brain over it."""
         store = await Store(path, **store_options).open()
-        return cls(store)
+        return cls(store, max_message_chars=max_message_chars)
 
     async def close(self) -> None:
         """Flush pending learning and close the store."""
@@ -135,6 +145,8 @@ class Brain:
         """Queue a message for learning if its author opted in and its channel is enabled."""
         if not message.guild:
             return LearnResult(LearnStatus.NO_GUILD)
+        if len(message.text) > self.max_message_chars:
+            return LearnResult(LearnStatus.TOO_LONG)
         if require_consent:
             if not await self.is_opted_in(message.platform, message.guild, message.author):
                 return LearnResult(LearnStatus.NOT_OPTED_IN)
@@ -323,6 +335,20 @@ class Brain:
         return report
 
     # ---------------------------------------------------------------- counts
+
+    async def chains(self) -> list[ChainSummary]:
+        """Every chain of the database, with how many messages and tokens it learned."""
+        await self.store.flush()
+        return await self.store.all_chains()
+
+    async def has_chain(self, chain: ChainKey) -> bool:
+        """True when the chain exists (something was learned there)."""
+        return await self.store.find_chain(chain) is not None
+
+    async def author_ids(self, chain: ChainKey, limit: int = 10) -> list[str]:
+        """Ids of up to limit authors learned in a chain (to tell a user which exist)."""
+        info = await self.store.find_chain(chain)
+        return [] if info is None else await self.store.chain_author_ids(info.id, limit)
 
     async def counts(self, chain: ChainKey) -> dict[str, int]:
         """What a chain has seen (messages, tokens, characters, bytes); zeros when it does not exist."""

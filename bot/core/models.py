@@ -45,6 +45,7 @@ class LearnStatus(StrEnum):
     EMPTY = "empty"
     ALREADY_PENDING = "already_pending"
     ALREADY_LEARNED = "already_learned"
+    TOO_LONG = "too_long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +156,15 @@ class ChainInfo:
     order: int
     run_length: int
     scheme: int = 2  # how its fingerprints are made (bot.core.fingerprints)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSummary:
+    """A chain and how much it has learned (markovbot chains)."""
+
+    key: ChainKey
+    messages: int
+    tokens: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,3 +330,12 @@ SELECT count(*) FROM (SELECT DISTINCT ctx, next_id FROM transitions
 -- name: prefixes
 SELECT DISTINCT ctx, next_id FROM transitions
 WHERE chain_id = ? AND ctx >= ? AND ctx < ? AND next_id > 1 ORDER BY ctx, next_id;
+
+-- name: all_chains
+SELECT platform, guild, channel, messages_seen, tokens_seen FROM chains ORDER BY platform, guild, channel;
+
+-- name: chain_author_ids
+-- The external ids of a chain's authors, at most ? of them (markovbot generate --author).
+SELECT external_id FROM authors
+WHERE id IN (SELECT DISTINCT author_id FROM messages WHERE chain_id = ?)
+ORDER BY external_id LIMIT ?;

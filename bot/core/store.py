@@ -35,6 +35,7 @@ from bot.core.lru import LRU
 from bot.core.models import (
     ChainInfo,
     ChainKey,
+    ChainSummary,
     FlushResult,
     ForgetResult,
     GuildSettings,
@@ -373,6 +374,17 @@ class Store:
                 info = ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
             self._chains[key] = info
         return info
+
+    async def all_chains(self) -> list[ChainSummary]:
+        """Every chain of the database, with what it has learned."""
+        async with self.r.execute(Q["all_chains"]) as cur:
+            rows = await cur.fetchall()
+        return [ChainSummary(ChainKey(p, g, c), int(m), int(t)) for p, g, c, m, t in rows]
+
+    async def chain_author_ids(self, chain_id: int, limit: int) -> list[str]:
+        """External ids of up to limit authors with messages learned in a chain."""
+        async with self.r.execute(Q["chain_author_ids"], (chain_id, limit)) as cur:
+            return [str(row[0]) for row in await cur.fetchall()]
 
     async def chains_of_guild(self, platform: str, guild: str) -> list[int]:
         """Ids of every chain of a guild."""

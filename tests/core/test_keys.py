@@ -223,16 +223,16 @@ def test_processes_opening_a_new_database_at_once_agree_on_its_key(db_path: Path
 def test_the_command_says_what_to_do_in_one_line(
     db_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--db", str(db_path), "stats", "--chain", "c"]) == 0  # creates the key file
+    assert main(["--db", str(db_path), "chains"]) == 0  # creates the key file
     capsys.readouterr()
     monkeypatch.setenv(keys.ENV, "00" * 32)
-    assert main(["--db", str(db_path), "stats", "--chain", "c"]) == 1
+    assert main(["--db", str(db_path), "chains"]) == 1
     error = capsys.readouterr().err.strip()
     assert (
         error.startswith("Error: MARKOV_FINGERPRINT_KEY is not the fingerprint key of") and "\n" not in error
     )
     monkeypatch.setenv(keys.ENV, "not hex")
-    assert main(["--db", str(db_path), "stats", "--chain", "c"]) == 1
+    assert main(["--db", str(db_path), "chains"]) == 1
     assert capsys.readouterr().err.strip() == (
         "Error: MARKOV_FINGERPRINT_KEY must be hexadecimal (e.g. from `openssl rand -hex 32`)."
     )

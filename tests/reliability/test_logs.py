@@ -59,7 +59,7 @@ def test_secrets_never_reach_logs_or_reprs(
     monkeypatch.setenv("MARKOV_DB", str(tmp_path / "s.db"))
     settings = Settings.from_env(dotenv=False)
     assert settings.discord_token == SECRETS["DISCORD_TOKEN"]
-    assert main(["stats", "--chain", "c"]) == 0
+    assert main(["chains"]) == 0
     shown = repr(settings) + str(settings) + caplog.text
     for value in SECRETS.values():
         assert value not in shown

@@ -1,0 +1,113 @@
+"""The importer: format detection, bounded reading, and what a file becomes."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bot import importer
+from bot.importer import TOO_LONG, Entry, ImportFormatError, detect_format, open_source
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("head", "fmt"),
+    [
+        (b'{"messages": []}', "json"),
+        (b'\xef\xbb\xbf  \n{\n  "guild": {}', "json"),
+        (b"{}", "json"),
+        (b'[{"content": "hi"}]', "json"),
+        (b"[]", "json"),
+        (b"[[[[", "json"),
+        (b"{hello} world\n", "text"),  # the old check called this JSON and refused it
+        (b"{ not json\n", "text"),
+        (b"[1] a footnote\n", "text"),
+        (b"[citation needed]\n", "text"),
+        (b"plain text\n", "text"),
+        (b"x", "text"),
+    ],
+)
+def test_detection_reads_the_start_of_the_file(head: bytes, fmt: str) -> None:
+    assert detect_format(head) == fmt
+
+
+def test_format_when_given_wins(tmp_path: Path) -> None:
+    path = tmp_path / "e.json"
+    path.write_text('{"messages": []}\n', encoding="utf-8")
+    assert open_source(path).fmt == "json"
+    assert open_source(path, fmt="text").fmt == "text"
+    text = tmp_path / "t.txt"
+    text.write_text("hello\n", encoding="utf-8")
+    with pytest.raises(ImportFormatError, match="does not parse"):
+        open_source(text, fmt="json")
+
+
+def test_a_line_is_read_with_a_cap_and_a_long_one_skipped_whole() -> None:
+    data = b"short\n" + b"x" * 100_000 + b"\nafter\r\nlast"
+    lines = list(importer._lines(io.BytesIO(data), cap=50))
+    assert [line for _, line in lines] == [b"short", None, b"after", b"last"]
+    assert sum(read for read, _ in lines) == len(data)
+
+
+def test_text_lines_become_messages_with_ids_of_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.txt"
+    path.write_bytes(b"\xef\xbb\xbfone\r\n\ntwo\rthree\n" + b"y" * 20 + b"\n")
+    items = [item for _, item in open_source(path, max_chars=4).items() if item]
+    assert items == [
+        Entry("c.txt:1", "import", "one"),
+        Entry("c.txt:3", "import", "two"),
+        Entry("c.txt:4", "import", "three"),
+        TOO_LONG,  # over 4 * 4 + 2 bytes: skipped unread
+    ]
+
+
+def test_a_50_mb_line_is_skipped_quickly_in_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "one-line.txt"
+    with path.open("wb") as f:
+        f.write(b"first message\n")
+        chunk = b"lorem ipsum dolor sit amet " * 40_000
+        while f.tell() < 50 * 2**20:
+            f.write(chunk)
+        f.write(b"\nlast message\n")
+    # A parent of its own, so that the peak RSS measured is markovbot's alone.
+    measure = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MARKOV_WALKER": "thread"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            measure,
+            sys.executable,
+            "-m",
+            "bot",
+            "--db",
+            str(tmp_path / "m.db"),
+            "import",
+            str(path),
+            "--chain",
+            "c",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    summary, peak_kib = done.stdout.splitlines()
+    assert "read 3 messages: learned 2," in summary and "too long (over 4,000 characters) 1" in summary
+    assert int(peak_kib) < 300 * 1024, f"peak RSS {int(peak_kib) // 1024} MiB"
+    assert elapsed < 20, f"{elapsed:.1f} s"
+    print(f"50 MiB line: {elapsed:.2f} s, peak RSS {int(peak_kib) // 1024} MiB")
