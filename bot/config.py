@@ -67,6 +67,7 @@ class Settings:
     max_pending: int = 20_000
     cache_size: int = 50_000
     walker: str = "process"
+    edit_window_days: int = 7
     cooldown_seconds: float = 5.0
     discord_token: str | None = None
     discord_guild_id: int | None = None
@@ -90,6 +91,7 @@ class Settings:
             "max_pending": self.max_pending,
             "cache_size": self.cache_size,
             "walker": self.walker,
+            "edit_window_days": self.edit_window_days,
         }
 
     @classmethod
@@ -116,6 +118,7 @@ class Settings:
             max_pending=_int(env, "MARKOV_MAX_PENDING", 20_000, 1, 10_000_000),
             cache_size=_int(env, "MARKOV_CACHE_SIZE", 50_000, 100, 10_000_000),
             walker=walker,
+            edit_window_days=_int(env, "MARKOV_EDIT_WINDOW_DAYS", 7, 0, 3650),
             cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),
             discord_token=env.get("DISCORD_TOKEN", "").strip() or None,
             discord_guild_id=int(guild_raw) if guild_raw else None,

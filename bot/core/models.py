@@ -66,6 +66,7 @@ class UnlearnStatus(StrEnum):
     UNLEARNED = "unlearned"
     NOT_LEARNED = "not_learned"
     TEXT_MISMATCH = "text_mismatch"
+    NOT_KEPT = "not_kept"  # learned, but its tokens are not kept (before the edit window, or it is 0)
 
 
 class GenerateStatus(StrEnum):

@@ -52,6 +52,13 @@ def logical_dump(path: Path) -> dict[str, Any]:
                 (p, m, chains[c], authors[a], f, t, ch, b)
                 for p, m, c, a, f, t, ch, b in db.execute("SELECT * FROM messages")
             ),
+            # learned_at is left out: two databases that learned the same messages at other times dump equal.
+            "recent_messages": sorted(
+                (p, m, chains[c], authors[a], ctx(x))
+                for p, m, c, a, x in db.execute(
+                    "SELECT platform, message_id, chain_id, author_id, token_ids FROM recent_messages"
+                )
+            ),
             "authors_with_data": sorted(
                 authors[a] for (a,) in db.execute("SELECT DISTINCT author_id FROM transitions")
             ),
