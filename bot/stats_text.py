@@ -23,7 +23,7 @@ def figures(r: RetentionReport) -> list[tuple[str, str]]:
         (
             "bytes kept",
             f"{human_bytes(r.bytes_kept)} (transitions {human_bytes(r.bytes_transitions)}, "
-            f"fingerprints {human_bytes(r.bytes_fingerprints)}) for {human_bytes(r.bytes_seen)} seen "
+            f"fingerprints and recent token ids {human_bytes(r.bytes_fingerprints)}) for {human_bytes(r.bytes_seen)} seen "
             f"= {r.kept_ratio:.2f}×",
         ),
         ("forced states", f"{r.forced_share:.1%} (order {r.order})"),

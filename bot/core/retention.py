@@ -118,7 +118,7 @@ def summary(r: RetentionReport) -> str:
         return "I haven't learned anything in this channel yet, so I keep nothing from it."
     kept = (
         f"Kept {human_bytes(r.bytes_kept)} for {human_bytes(r.bytes_seen)} seen "
-        f"({r.kept_ratio:.2f} bytes kept per byte seen, counting the counts and fingerprints)."
+        f"({r.kept_ratio:.2f} bytes kept per byte seen, counting the counts, fingerprints and recent messages' token ids)."
     )
     forced = f"{r.forced_share:.0%} of states have a single successor"
     copies = (
@@ -151,6 +151,7 @@ class _Sizes:
     totals: tuple[int, int, int, int]  # rows of transitions, windows, messages, tokens (all chains)
     window_rows: int
     message_rows: int
+    recent_rows: tuple[int, int] = (0, 0)  # recent_messages rows of the chain, of all chains
 
 
 async def _sizes(brain: Brain, info: ChainInfo) -> _Sizes:
@@ -159,11 +160,21 @@ async def _sizes(brain: Brain, info: ChainInfo) -> _Sizes:
     totals = (await store.named("table_rows"))[0]
     (window_rows,) = (await store.named("rows_windows", info.id))[0]
     (message_rows,) = (await store.named("chain_counters", info.id))[0][:1]
-    return _Sizes(pages, (totals[0], totals[1], totals[2], totals[3]), int(window_rows), int(message_rows))
+    (recent, recent_total) = (await store.named("rows_recent", info.id))[0]
+    return _Sizes(
+        pages,
+        (totals[0], totals[1], totals[2], totals[3]),
+        int(window_rows),
+        int(message_rows),
+        (int(recent), int(recent_total)),
+    )
 
 
 def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[int, int]:
-    """(transition bytes, fingerprint bytes) of a chain; see BYTES_METHOD."""
+    """(transition bytes, fingerprint bytes) of a chain; see BYTES_METHOD.
+
+    The fingerprint side also counts the chain's recent messages (token ids kept for the edit window).
+    """
     total_trans, total_windows, total_messages, total_tokens = sizes.totals
 
     def share(names: list[str], rows: int, total: int) -> float:
@@ -180,8 +191,11 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
     kept_transitions = share(transition_tables, transition_rows, total_trans) + share(
         token_tables, vocabulary, total_tokens
     )
-    kept_fingerprints = share(["windows"], sizes.window_rows, total_windows) + share(
-        message_tables, sizes.message_rows, total_messages
+    recent_tables = ["recent_messages", "recent_messages_by_author", "recent_messages_by_time"]
+    kept_fingerprints = (
+        share(["windows"], sizes.window_rows, total_windows)
+        + share(message_tables, sizes.message_rows, total_messages)
+        + share(recent_tables, *sizes.recent_rows)
     )
     return round(kept_transitions), round(kept_fingerprints)
 
