@@ -10,8 +10,10 @@ import pytest
 from nio import RoomCreateResponse
 
 from bot.config import Settings
-from bot.core.models import ChainKey
+from bot.core.brain import Brain
+from bot.core.models import ChainKey, Message
 from bot.matrix_app import run_matrix
+from tests.core.dump import logical_dump
 from tests.matrix.conftest import BotFactory, Human, RunningBot, stop_bot
 from tests.matrix.synapse import SynapseServer
 
@@ -153,6 +155,52 @@ async def test_restart_does_not_relearn_or_answer_old_events(
     assert "learned 1 of your messages" in me
     # Only the new command was answered: none of the old ones came back.
     assert len(notices(alice, again, room)) == answered + 1
+
+
+def replacement(original: str, body: str) -> dict[str, Any]:
+    """An m.replace edit of an event."""
+    return {
+        "msgtype": "m.text",
+        "body": f"* {body}",
+        "m.new_content": {"msgtype": "m.text", "body": body},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+    }
+
+
+async def test_redactions_and_edits_after_a_restart_are_applied_exactly(
+    start_bot: BotFactory, people: tuple[Human, Human], tmp_path: Path
+) -> None:
+    alice, bob = people
+    running, room = await setup_room(start_bot, people)
+    await command(alice, running, room, "!markov channel enable")
+    await command(alice, running, room, "!markov optin")
+    await command(bob, running, room, "!markov optin")
+    texts = ["the quick brown fox jumps", "the lazy cat sleeps all day", "every fox likes a nap"]
+    ids = [await alice.say(room, t) for t in texts]
+    (me,) = await command(alice, running, room, "!markov me")
+    assert "learned 3 of your messages" in me
+    guild = running.bot.server_name
+    await stop_bot(running)
+
+    again = await start_bot()  # nothing of the texts is in memory any more
+    await alice.client.room_redact(room, ids[0], reason="oops")
+    await alice.client.room_send(room, "m.room.message", replacement(ids[1], "zebras are striped"))
+    # The homeserver lets anyone send an edit: bob's edit of alice's message changes nothing.
+    await bob.client.room_send(room, "m.room.message", replacement(ids[2], "bob rewrites alice"))
+    (me,) = await command(alice, again, room, "!markov me")  # by then the bot handled all three
+    assert "learned 2 of your messages" in me
+    salt = again.brain.store.salt
+    await stop_bot(again)
+
+    never = await Brain.open(tmp_path / "never.sqlite3", salt=salt)
+    try:
+        for event_id, text in ((ids[1], "zebras are striped"), (ids[2], texts[2])):
+            await never.learn(
+                Message(PLATFORM, guild, room, alice.user_id, event_id, text), require_consent=False
+            )
+    finally:
+        await never.close()
+    assert logical_dump(again.settings.db_path) == logical_dump(tmp_path / "never.sqlite3")
 
 
 async def test_encrypted_rooms_are_refused_once_and_out_loud(
