@@ -10,7 +10,6 @@ import pytest
 from simcord.enums import MessageType
 
 from bot.core.models import GenerateStatus
-
 from tests.cogs.conftest import VOCABULARY, World, assert_never_pings, corpus
 
 LINES = corpus(25)
