@@ -6,7 +6,9 @@ sent as m.notice with an empty m.mentions, so they never ping.
 Redactions and edits are applied by event id, also after a restart: the Brain keeps each message
 learned within the edit window (MARKOV_EDIT_WINDOW_DAYS) as token ids. An edit's new body is
 learned under the original event's id, so a later redaction of the original unlearns it. Only with
-a window of 0 are texts kept, in memory, for messages seen since the bot started.
+a window of 0 are texts kept, in memory, for messages seen since the bot started. An edit of a
+message learned before the window is applied from the original's text fetched from the homeserver
+(a redacted message's text is gone from the server: such a redaction is not honoured).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from nio import (
 
 from bot.config import Settings
 from bot.core.brain import Brain
-from bot.core.models import Message, UnlearnStatus
+from bot.core.models import LearnStatus, Message, UnlearnStatus
 from bot.runtime import settle_heap
 from bot.stats_text import stats_reply
 from bot.textcommands import Context, Reply, TextCommands
@@ -182,7 +184,22 @@ class MatrixBot:
             self._remember(original, event.sender, new_text)
         after = Message(PLATFORM, guild, room.room_id, event.sender, original, new_text)
         result = await self.brain.edit(before, after)
+        if result.status is LearnStatus.ALREADY_LEARNED and before is None:
+            # Learned before the edit window: the homeserver still has the original's text.
+            text = await self._original_text(room.room_id, original, event.sender)
+            if text is not None:
+                before = Message(PLATFORM, guild, room.room_id, event.sender, original, text)
+                result = await self.brain.edit(before, after)
         log.info("edit of %s in %s: %s", original, room.room_id, result.status.value)
+
+    async def _original_text(self, room_id: str, event_id: str, sender: str) -> str | None:
+        """The text of a message as the homeserver has it, when sender wrote it; else None."""
+        response = await self.client.room_get_event(room_id, event_id)
+        event = getattr(response, "event", None)
+        if not isinstance(event, RoomMessageText) or event.sender != sender:
+            log.debug("edit of %s: the original is not available from the homeserver", event_id)
+            return None
+        return strip_reply_fallback(event.body or "")
 
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         """Unlearn a redacted message by its event id (from its text, when only that is known)."""

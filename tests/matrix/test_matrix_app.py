@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -175,26 +176,39 @@ async def test_redactions_and_edits_after_a_restart_are_applied_exactly(
     await command(alice, running, room, "!markov channel enable")
     await command(alice, running, room, "!markov optin")
     await command(bob, running, room, "!markov optin")
-    texts = ["the quick brown fox jumps", "the lazy cat sleeps all day", "every fox likes a nap"]
+    texts = [
+        "the quick brown fox jumps",
+        "the lazy cat sleeps all day",
+        "every fox likes a nap",
+        "an old message from before",
+    ]
     ids = [await alice.say(room, t) for t in texts]
     (me,) = await command(alice, running, room, "!markov me")
-    assert "learned 3 of your messages" in me
+    assert "learned 4 of your messages" in me
     guild = running.bot.server_name
     await stop_bot(running)
+    with sqlite3.connect(running.settings.db_path) as db:  # as if learned before the edit window
+        db.execute("DELETE FROM recent_messages WHERE message_id = ?", (ids[3],))
 
     again = await start_bot()  # nothing of the texts is in memory any more
     await alice.client.room_redact(room, ids[0], reason="oops")
     await alice.client.room_send(room, "m.room.message", replacement(ids[1], "zebras are striped"))
     # The homeserver lets anyone send an edit: bob's edit of alice's message changes nothing.
     await bob.client.room_send(room, "m.room.message", replacement(ids[2], "bob rewrites alice"))
-    (me,) = await command(alice, again, room, "!markov me")  # by then the bot handled all three
-    assert "learned 2 of your messages" in me
+    # Past the window: the original's text comes from the homeserver.
+    await alice.client.room_send(room, "m.room.message", replacement(ids[3], "a new text for it"))
+    (me,) = await command(alice, again, room, "!markov me")  # by then the bot handled all four
+    assert "learned 3 of your messages" in me
     salt = again.brain.store.salt
     await stop_bot(again)
 
     never = await Brain.open(tmp_path / "never.sqlite3", salt=salt)
     try:
-        for event_id, text in ((ids[1], "zebras are striped"), (ids[2], texts[2])):
+        for event_id, text in (
+            (ids[1], "zebras are striped"),
+            (ids[2], texts[2]),
+            (ids[3], "a new text for it"),
+        ):
             await never.learn(
                 Message(PLATFORM, guild, room, alice.user_id, event_id, text), require_consent=False
             )
