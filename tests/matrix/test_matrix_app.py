@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import RoomCreateResponse
+from nio import AsyncClient, RoomCreateResponse
 
 from bot.config import Settings
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, Message
-from bot.matrix_app import run_matrix
+from bot.matrix_app import MatrixBot, login, run_matrix
 from tests.core.dump import logical_dump
 from tests.matrix.conftest import BotFactory, Human, RunningBot, stop_bot
 from tests.matrix.synapse import SynapseServer
@@ -215,6 +217,32 @@ async def test_redactions_and_edits_after_a_restart_are_applied_exactly(
     finally:
         await never.close()
     assert logical_dump(again.settings.db_path) == logical_dump(tmp_path / "never.sqlite3")
+
+
+async def test_with_a_window_of_zero_only_texts_seen_since_the_start_are_unlearned(
+    start_bot: BotFactory, people: tuple[Human, Human]
+) -> None:
+    alice, _ = people
+    running, room = await setup_room(start_bot, people)
+    await command(alice, running, room, "!markov channel enable")
+    await command(alice, running, room, "!markov optin")
+    settings = dataclasses.replace(running.settings, edit_window_days=0)
+    await stop_bot(running)
+    brain = await Brain.open(settings.db_path, **settings.store_options)
+    client = AsyncClient(settings.matrix_homeserver or "", settings.matrix_user_id or "")
+    assert await login(client, brain, settings) is None
+    bot = MatrixBot(brain, client)
+    zero = RunningBot(bot, brain, settings, asyncio.create_task(bot.sync_forever()))
+    try:
+        ids = [await alice.say(room, t) for t in ("seen by this run", "also seen by this run")]
+        await command(alice, zero, room, "!markov me")
+        await alice.client.room_redact(room, ids[0])
+        (me,) = await command(alice, zero, room, "!markov me")
+        assert "learned 1 of your messages" in me  # unlearned from the text kept in memory
+        with sqlite3.connect(settings.db_path) as db:
+            assert db.execute("SELECT count(*) FROM recent_messages").fetchone() == (0,)
+    finally:
+        await stop_bot(zero)
 
 
 async def test_encrypted_rooms_are_refused_once_and_out_loud(
