@@ -185,6 +185,7 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
     )
     assert one.bytes_kept + two.bytes_kept == pytest.approx(sum(pages[t] for t in chain_tables), abs=4)
     assert one.bytes_kept == one.bytes_transitions + one.bytes_fingerprints
+    assert "recent messages' token ids" in retention.summary(one)  # the report names what it counts
     assert one.kept_ratio == pytest.approx(one.bytes_kept / one.bytes_seen)
 
 
