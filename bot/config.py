@@ -70,6 +70,7 @@ class Settings:
     max_pending: int = 20_000
     cache_size: int = 50_000
     walker: str = "process"
+    edit_window_days: int = 7
     cooldown_seconds: float = 5.0
     max_message_chars: int = 4000
     discord_token: str | None = None
@@ -97,6 +98,7 @@ class Settings:
             "walker": self.walker,
             "key": self.fingerprint_key,
             "max_message_chars": self.max_message_chars,
+            "edit_window_days": self.edit_window_days,
         }
 
     @classmethod
@@ -128,6 +130,7 @@ class Settings:
             max_pending=_int(env, "MARKOV_MAX_PENDING", 20_000, 1, 10_000_000),
             cache_size=_int(env, "MARKOV_CACHE_SIZE", 50_000, 100, 10_000_000),
             walker=walker,
+            edit_window_days=_int(env, "MARKOV_EDIT_WINDOW_DAYS", 7, 0, 3650),
             cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),
             max_message_chars=_int(env, "MARKOV_MAX_MESSAGE_CHARS", 4000, 1, 1_000_000),
             discord_token=env.get("DISCORD_TOKEN", "").strip() or None,

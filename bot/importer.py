@@ -371,6 +371,7 @@ async def _learn(brain: Brain, chain: ChainKey, entry: Entry, result: ImportResu
     learned = await brain.learn(
         Message(chain.platform, chain.guild, chain.channel, entry.author, entry.id, entry.text),
         require_consent=False,
+        deletable=False,  # no platform deletes a line of a file: nothing is kept for the edit window
     )
     if learned.queued:
         result.queued += 1

@@ -3,6 +3,13 @@
 Commands are messages (`!markov generate`, ...) answered through bot.textcommands; every reply
 goes through `MatrixBot.send`, which renders it (bot.replies.render) and sends it as m.notice
 with an empty m.mentions, so it never pings.
+
+Redactions and edits are applied by event id, also after a restart: the Brain keeps each message
+learned within the edit window (MARKOV_EDIT_WINDOW_DAYS) as token ids. An edit's new body is
+learned under the original event's id, so a later redaction of the original unlearns it. Only with
+a window of 0 are texts kept, in memory, for messages seen since the bot started. An edit of a
+message learned before the window is applied from the original's text fetched from the homeserver
+(a redacted message's text is gone from the server: such a redaction is not honoured).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from bot import replies
 from bot.config import Settings
 from bot.cooldowns import Cooldowns
 from bot.core.brain import Brain
-from bot.core.models import Message
+from bot.core.models import LearnStatus, Message, UnlearnStatus
 from bot.startup import StartupError, open_brain, quiet_libraries, say
 from bot.stats_text import stats_reply
 from bot.textcommands import Context, Reply, TextCommands
@@ -46,7 +53,7 @@ PLATFORM = "matrix"
 PREFIX = "!markov"
 MODERATOR_LEVEL = 50
 CREATOR_LEVEL = 2**53  # room v12+: creators outrank any power level
-TEXT_CACHE = 10_000  # recent message texts kept in memory so edits and redactions can be unlearned
+TEXT_CACHE = 10_000  # with an edit window of 0 only: message texts kept in memory since the start
 SYNC_TOKEN_KEY = "matrix.next_batch:{user}"
 DEVICE_KEY = "matrix.device_id:{user}"
 TOLD_ENCRYPTED_KEY = "matrix.told_encrypted:{room}"
@@ -128,6 +135,9 @@ class MatrixBot:
         return self._guilds[room.room_id]
 
     def _remember(self, event_id: str, sender: str, text: str) -> None:
+        """Keep a message's text in memory, only when the database keeps no recent messages."""
+        if self.brain.keeps_recent:
+            return
         self._texts[event_id] = (sender, text)
         if len(self._texts) > TEXT_CACHE:
             self._texts.popitem(last=False)
@@ -164,25 +174,50 @@ class MatrixBot:
         log.debug("message %s in %s: %s", event.event_id, room.room_id, result.status.value)
 
     async def _on_edit(self, room: MatrixRoom, guild: str, event: RoomMessageText, original: str) -> None:
+        """Unlearn the original's learned version and learn the new body under the original's id.
+
+        The homeserver does not check who sends an edit: the Brain unlearns the old version only
+        for the member it was learned from.
+        """
+        if not original:
+            return
         new_content = event.source.get("content", {}).get("m.new_content") or {}
         new_text = str(new_content.get("body", ""))
+        if self.commands.is_command(new_text):
+            new_text = ""  # edited into a command: only unlearn
         known = self._texts.get(original)
-        if known is None or known[0] != event.sender or not original:
-            log.info("edit of %s in %s: old text unknown, not relearned", original, room.room_id)
-            return
-        before = Message(PLATFORM, guild, room.room_id, event.sender, original, known[1])
+        before = None
+        if known is not None and known[0] == event.sender:
+            before = Message(PLATFORM, guild, room.room_id, event.sender, original, known[1])
+            self._remember(original, event.sender, new_text)
         after = Message(PLATFORM, guild, room.room_id, event.sender, original, new_text)
-        self._remember(original, event.sender, new_text)
-        await self.brain.edit(before, after)
+        result = await self.brain.edit(before, after)
+        if result.status is LearnStatus.ALREADY_LEARNED and before is None:
+            # Learned before the edit window: the homeserver still has the original's text.
+            text = await self._original_text(room.room_id, original, event.sender)
+            if text is not None:
+                before = Message(PLATFORM, guild, room.room_id, event.sender, original, text)
+                result = await self.brain.edit(before, after)
+        log.info("edit of %s in %s: %s", original, room.room_id, result.status.value)
+
+    async def _original_text(self, room_id: str, event_id: str, sender: str) -> str | None:
+        """The text of a message as the homeserver has it, when sender wrote it; else None."""
+        response = await self.client.room_get_event(room_id, event_id)
+        event = getattr(response, "event", None)
+        if not isinstance(event, RoomMessageText) or event.sender != sender:
+            log.debug("edit of %s: the original is not available from the homeserver", event_id)
+            return None
+        return strip_reply_fallback(event.body or "")
 
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
+        """Unlearn a redacted message by its event id (from its text, when only that is known)."""
+        status = await self.brain.unlearn_id(PLATFORM, event.redacts)
         known = self._texts.pop(event.redacts, None)
-        if known is None:
-            return
-        guild = await self.guild_of(room)
-        status = await self.brain.unlearn(
-            Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
-        )
+        if status is UnlearnStatus.NOT_KEPT and known is not None:
+            guild = await self.guild_of(room)
+            status = await self.brain.unlearn(
+                Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
+            )
         log.info("redaction of %s in %s: %s", event.redacts, room.room_id, status.value)
 
     async def _on_encrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:

@@ -45,7 +45,7 @@ def figures(r: RetentionReport) -> list[tuple[str, str]]:
         (
             "bytes kept",
             f"{human_bytes(r.bytes_kept)} (counts per author {human_bytes(r.bytes_transitions)}, "
-            f"keyed fingerprints {human_bytes(r.bytes_fingerprints)}) for {human_bytes(r.bytes_seen)} seen "
+            f"keyed fingerprints {human_bytes(r.bytes_fingerprints)}, recent messages {human_bytes(r.bytes_recent)}) for {human_bytes(r.bytes_seen)} seen "
             f"= {r.kept_ratio:.2f}×",
         ),
         ("forced states", f"{r.forced_share:.1%} (order {r.order})"),

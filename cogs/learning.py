@@ -1,4 +1,9 @@
-"""The listeners: learn messages, unlearn deleted ones, relearn edited ones, answer mentions, chime in."""
+"""The listeners: learn messages, unlearn deleted ones, relearn edited ones, answer mentions, chime in.
+
+Deletes and edits are honoured by message id, also after a restart: the Brain keeps each
+message learned within the edit window (MARKOV_EDIT_WINDOW_DAYS) as token ids. Older messages
+are unlearned only when discord.py still has their text cached.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from discord.ext import commands
 from bot import replies
 from bot.cooldowns import GENERATE, Cooldowns
 from bot.core.brain import Brain
-from bot.core.models import ChainKey, Generated, GenerateStatus
+from bot.core.models import ChainKey, Generated, GenerateStatus, UnlearnStatus
 from cogs.common import (
     LEARNED_TYPES,
     PLATFORM,
@@ -123,7 +128,7 @@ class Learning(commands.Cog):
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
-        """Unlearn the old text (when it is cached) and learn the new one."""
+        """Unlearn the old version (from the cached text, else by id) and learn the new one."""
         after = payload.message
         before = payload.cached_message
         if after.guild is None or after.author.bot or after.webhook_id is not None:
@@ -135,27 +140,28 @@ class Learning(commands.Cog):
         if new is not None and is_learnable(after):
             result = await self.brain.edit(old, new)
             log.debug("edited message %s: %s", after.id, result.status.value)
-        elif old is not None:
-            await self.brain.unlearn(old)
+        else:  # edited into something not learned (words addressed to me): only unlearn
+            await self._unlearn(after.id, before)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        """Unlearn a deleted message when its text is known."""
-        if payload.cached_message is not None:
-            await self._unlearn(payload.cached_message)
+        """Unlearn a deleted message."""
+        await self._unlearn(payload.message_id, payload.cached_message)
 
     @commands.Cog.listener()
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
-        """Unlearn each deleted message whose text is known."""
-        for message in payload.cached_messages:
-            await self._unlearn(message)
+        """Unlearn each deleted message."""
+        cached = {message.id: message for message in payload.cached_messages}
+        for message_id in sorted(payload.message_ids | set(cached)):
+            await self._unlearn(message_id, cached.get(message_id))
 
-    async def _unlearn(self, message: discord.Message) -> None:
-        core = core_message(message)
-        if core is None or not await self.brain.is_learned(PLATFORM, core.id):
-            return
-        status = await self.brain.unlearn(core)
-        log.debug("deleted message %s: %s", message.id, status.value)
+    async def _unlearn(self, message_id: int, cached: discord.Message | None) -> None:
+        """Unlearn by id; a message learned before the edit window only when its text is cached."""
+        status = await self.brain.unlearn_id(PLATFORM, str(message_id))
+        core = core_message(cached) if cached is not None else None
+        if status is UnlearnStatus.NOT_KEPT and core is not None:
+            status = await self.brain.unlearn(core)
+        log.debug("deleted message %s: %s", message_id, status.value)
 
 
 async def setup(bot: MarkovBot) -> None:

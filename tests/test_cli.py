@@ -41,6 +41,8 @@ def test_import_is_resumable_and_learns_nothing_twice(
     assert "learned 0, already learned 4" in capsys.readouterr().out
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT messages_seen FROM chains").fetchone() == (4,)
+        # No platform deletes a line of a file: nothing is kept for the edit window.
+        assert conn.execute("SELECT count(*) FROM recent_messages").fetchone() == (0,)
 
 
 def test_discord_chat_exporter_json_learns_per_author_and_skips_bots(

@@ -1,4 +1,11 @@
-"""The Brain: the one API every adapter calls. Consent and data rules are enforced here."""
+"""The Brain: the one API every adapter calls. Consent and data rules are enforced here.
+
+Deletes and edits after a restart: the platform then only gives a message id, and no text is
+stored. The store keeps each message learned within the edit window (MARKOV_EDIT_WINDOW_DAYS,
+default 7) as token ids in recent_messages; unlearn_id rebuilds the tokens from that row, checks
+them against the message's fingerprint, and subtracts exactly. A message learned earlier (or
+with a window of 0) can only be unlearned with its text, as the front end's cache may have it.
+"""
 
 from __future__ import annotations
 
@@ -82,6 +89,11 @@ class Brain:
         return await self.store.flush()
 
     @property
+    def keeps_recent(self) -> bool:
+        """True when deletes and edits can be unlearned by id alone (the edit window is not 0)."""
+        return self.store.keeps_recent
+
+    @property
     def fingerprints(self) -> Fingerprinter:
         """The fingerprinter, keyed with this database's fingerprint key."""
         if self._fingerprinter is None:
@@ -141,8 +153,14 @@ class Brain:
 
     # ---------------------------------------------------------------- learning
 
-    async def learn(self, message: Message, *, require_consent: bool = True) -> LearnResult:
-        """Queue a message for learning if its author opted in and its channel is enabled."""
+    async def learn(
+        self, message: Message, *, require_consent: bool = True, deletable: bool = True
+    ) -> LearnResult:
+        """Queue a message for learning if its author opted in and its channel is enabled.
+
+        deletable: its platform may still delete or edit it (an imported file's lines cannot be), so
+        it is kept, sealed, for the edit window.
+        """
         if not message.guild:
             return LearnResult(LearnStatus.NO_GUILD)
         if len(message.text) > self.max_message_chars:
@@ -155,6 +173,8 @@ class Brain:
         pending = await self._prepare(message, create=True)
         if pending is None:
             return LearnResult(LearnStatus.EMPTY)
+        if not deletable:
+            pending = dataclasses.replace(pending, keep=False)
         if not await self.store.enqueue(pending):
             return LearnResult(LearnStatus.ALREADY_PENDING)
         return LearnResult(LearnStatus.QUEUED, len(pending.tokens))
@@ -174,22 +194,36 @@ class Brain:
             author_id = await self.store.find_author(message.platform, message.guild, message.author)
         if author_id is None:
             return None
+        size = len(message.text.encode("utf-8", "surrogatepass"))
+        return self._pending(message.platform, message.id, info, author_id, tokens, len(message.text), size)
+
+    def _pending(
+        self,
+        platform: str,
+        message_id: str,
+        info: ChainInfo,
+        author_id: int,
+        tokens: tuple[str, ...],
+        chars: int,
+        size: int,
+    ) -> PendingMessage:
+        """A message ready for the writer: its tokens with the fingerprints of the chain's scheme."""
         normal, windows = self.fingerprints.guarded(tokens, info.run_length, info.scheme)
         return PendingMessage(
-            platform=message.platform,
-            message_id=message.id,
+            platform=platform,
+            message_id=message_id,
             chain=info,
             author_id=author_id,
             tokens=tokens,
             fingerprint=self.fingerprints.message(tokens),
             normal=normal,
             windows=tuple(windows),
-            chars=len(message.text),
-            bytes=len(message.text.encode("utf-8", "surrogatepass")),
+            chars=chars,
+            bytes=size,
         )
 
     async def unlearn(self, message: Message) -> UnlearnStatus:
-        """Remove a learned message, given the text it was learned with."""
+        """Remove a learned message, given the text it was learned with (see unlearn_id without it)."""
         await self.store.flush()
         found = await self.store.message(message.platform, message.id)
         if found is None:
@@ -203,12 +237,52 @@ class Brain:
             log.info("not unlearning message %s: the text given is not the text learned", message.id)
         return status
 
+    async def unlearn_id(self, platform: str, message_id: str) -> UnlearnStatus:
+        """Remove a learned message by id alone, from its recent row (NOT_KEPT when there is none)."""
+        return await self._unlearn_recent(platform, message_id, None)
+
+    async def _unlearn_recent(self, platform: str, message_id: str, author: Message | None) -> UnlearnStatus:
+        """Unlearn from the recent row; with author given, only a message that member wrote in that guild."""
+        await self.store.flush()
+        found = await self.store.recent(platform, message_id)
+        if found is None:
+            if not await self.store.is_learned(platform, message_id):
+                return UnlearnStatus.NOT_LEARNED
+            log.debug("message %s was learned before the edit window: its tokens are not kept", message_id)
+            return UnlearnStatus.NOT_KEPT
+        info, author_id, token_ids, chars, size = found
+        if author is not None and author_id != await self.store.find_author(
+            author.platform, author.guild, author.author
+        ):
+            log.info("not unlearning message %s: not learned from that member", message_id)
+            return UnlearnStatus.TEXT_MISMATCH
+        if token_ids is None:
+            log.warning("not unlearning message %s: its recent row does not open with this key", message_id)
+            return UnlearnStatus.TEXT_MISMATCH
+        tokens = tuple(await self.store.texts(token_ids))
+        if not all(tokens):  # a token of a learned message is never deleted; never expected
+            log.warning("not unlearning message %s: a token of its recent row is missing", message_id)
+            return UnlearnStatus.TEXT_MISMATCH
+        pending = self._pending(platform, message_id, info, author_id, tokens, chars, size)
+        status = await self.store.unlearn(pending)
+        if status is UnlearnStatus.TEXT_MISMATCH:
+            log.warning(
+                "not unlearning message %s: its recent row does not match its fingerprint", message_id
+            )
+        return status
+
     async def edit(self, before: Message | None, after: Message) -> LearnResult:
-        """An edited message: unlearn the old text (when known) and learn the new one."""
-        if before is not None:
-            await self.unlearn(before)
-        elif await self.is_learned(after.platform, after.id):
-            # The old text is unknown, so the old version cannot be unlearned exactly: keep it.
+        """An edited message: unlearn the old version and learn the new one.
+
+        The old version is unlearned from its text when the front end has it cached, else from
+        its recent row (only when the editor is the member it was learned from). A message
+        learned before the edit window whose old text is unknown keeps its old version.
+        """
+        status = await self.unlearn(before) if before is not None else UnlearnStatus.NOT_KEPT
+        if status in (UnlearnStatus.NOT_KEPT, UnlearnStatus.TEXT_MISMATCH):
+            status = await self._unlearn_recent(after.platform, after.id, after)
+        if status in (UnlearnStatus.NOT_KEPT, UnlearnStatus.TEXT_MISMATCH):
+            log.debug("edit of message %s: the learned version is unknown, kept", after.id)
             return LearnResult(LearnStatus.ALREADY_LEARNED)
         return await self.learn(after)
 

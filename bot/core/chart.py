@@ -58,9 +58,14 @@ def card(report: RetentionReport, title: str) -> Card:
         ("outputs copying a message said once", report.copies_eidetic),
         (f"outputs with {report.run_length} words in a row from one", report.long_runs_eidetic),
     ]
+    recent = (
+        ", keyed fingerprints (so copies are refused) and recent messages, encrypted (so deletes are honoured)."
+        if report.bytes_recent
+        else " and keyed fingerprints (so copies are refused), not messages."
+    )
     footer = (
         f"Kept {human_bytes(report.bytes_kept)} for {human_bytes(report.bytes_seen)} of text: counts "
-        "per author (so forget is exact) and keyed fingerprints (so copies are refused), not messages."
+        f"per author (so forget is exact){recent}"
     )
     return Card(title, f"This chain {verdict}", headline(report), bars, footer)
 

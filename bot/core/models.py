@@ -67,6 +67,7 @@ class UnlearnStatus(StrEnum):
     UNLEARNED = "unlearned"
     NOT_LEARNED = "not_learned"
     TEXT_MISMATCH = "text_mismatch"
+    NOT_KEPT = "not_kept"  # learned, but its tokens are not kept (before the edit window, or it is 0)
 
 
 class GenerateStatus(StrEnum):
@@ -181,3 +182,4 @@ class PendingMessage:
     windows: tuple[int, ...]
     chars: int
     bytes: int
+    keep: bool = True  # kept, sealed, for the edit window: its platform may still delete or edit it

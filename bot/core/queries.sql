@@ -339,3 +339,34 @@ SELECT platform, guild, channel, messages_seen, tokens_seen FROM chains ORDER BY
 SELECT external_id FROM authors
 WHERE id IN (SELECT DISTINCT author_id FROM messages WHERE chain_id = ?)
 ORDER BY external_id LIMIT ?;
+
+-- name: insert_recent
+INSERT INTO recent_messages (platform, message_id, chain_id, author_id, learned_at, token_ids)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: recent_message
+-- A recent message's tokens, with what its messages row says (both rows exist or neither).
+SELECT r.chain_id, r.author_id, r.token_ids, m.chars, m.bytes
+FROM recent_messages AS r JOIN messages AS m ON m.platform = r.platform AND m.message_id = r.message_id
+WHERE r.platform = ? AND r.message_id = ?;
+
+-- name: delete_recent
+DELETE FROM recent_messages WHERE platform = ? AND message_id = ?;
+
+-- name: delete_author_recent
+DELETE FROM recent_messages WHERE chain_id = ? AND author_id = ?;
+
+-- name: delete_chain_recent
+DELETE FROM recent_messages WHERE chain_id = ?;
+
+-- name: prune_recent
+-- At most ?2 of the oldest rows learned before ?1 (bounded work per prune).
+DELETE FROM recent_messages WHERE (platform, message_id) IN (
+    SELECT platform, message_id FROM recent_messages WHERE learned_at < ?1 ORDER BY learned_at LIMIT ?2
+);
+
+-- name: rows_recent
+SELECT count(*), (SELECT count(*) FROM recent_messages) FROM recent_messages WHERE chain_id = ?;
+
+-- name: recent_expired
+SELECT 1 FROM recent_messages WHERE learned_at < ? LIMIT 1;

@@ -64,6 +64,7 @@ JSON_KEYS = (
     "bytes_kept",
     "bytes_transitions",
     "bytes_fingerprints",
+    "bytes_recent",
     "kept_ratio",
     "forced_share",
     "entropy_bits",
@@ -122,6 +123,7 @@ class RetentionReport:
     bytes_kept: int
     bytes_transitions: int
     bytes_fingerprints: int
+    bytes_recent: int  # recent messages kept (encrypted) for the edit window
     kept_ratio: float
     forced_share: float
     entropy_bits: float
@@ -230,10 +232,16 @@ def summary(r: RetentionReport) -> str:
         if r.common_messages
         else ""
     )
+    recent = (
+        ", and recent messages' token ids, encrypted, for the edit window (so that a deleted message "
+        "is unlearned even after a restart)"
+        if r.bytes_recent
+        else ""
+    )
     kept = (
         f" It keeps {human_bytes(r.bytes_kept)} for {human_bytes(r.bytes_seen)} of text seen: "
-        "counts per author (so that /markov forget is exact) and keyed fingerprints (so that the "
-        "copy guard can refuse copies), not the messages."
+        "counts per author (so that /markov forget is exact), keyed fingerprints (so that the "
+        f"copy guard can refuse copies){recent}."
     )
     return f"{headline(r)} {verdict}{common}{kept}"
 
@@ -246,6 +254,7 @@ class _Sizes:
     totals: tuple[int, int, int, int]  # rows of transitions, windows, messages, tokens (all chains)
     window_rows: int
     message_rows: int
+    recent_rows: tuple[int, int] = (0, 0)  # recent_messages rows of the chain, of all chains
 
 
 async def _sizes(brain: Brain, info: ChainInfo) -> _Sizes:
@@ -254,11 +263,18 @@ async def _sizes(brain: Brain, info: ChainInfo) -> _Sizes:
     totals = (await store.named("table_rows"))[0]
     (window_rows,) = (await store.named("rows_windows", info.id))[0]
     (message_rows,) = (await store.named("chain_counters", info.id))[0][:1]
-    return _Sizes(pages, (totals[0], totals[1], totals[2], totals[3]), int(window_rows), int(message_rows))
+    (recent, recent_total) = (await store.named("rows_recent", info.id))[0]
+    return _Sizes(
+        pages,
+        (totals[0], totals[1], totals[2], totals[3]),
+        int(window_rows),
+        int(message_rows),
+        (int(recent), int(recent_total)),
+    )
 
 
-def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[int, int]:
-    """(transition bytes, fingerprint bytes) of a chain; see BYTES_METHOD."""
+def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[int, int, int]:
+    """(transition, fingerprint, recent message) bytes of a chain; see BYTES_METHOD."""
     total_trans, total_windows, total_messages, total_tokens = sizes.totals
 
     def share(names: list[str], rows: int, total: int) -> float:
@@ -275,10 +291,12 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
     kept_transitions = share(transition_tables, transition_rows, total_trans) + share(
         token_tables, vocabulary, total_tokens
     )
+    recent_tables = ["recent_messages", "recent_messages_by_author", "recent_messages_by_time"]
     kept_fingerprints = share(["windows"], sizes.window_rows, total_windows) + share(
         message_tables, sizes.message_rows, total_messages
     )
-    return round(kept_transitions), round(kept_fingerprints)
+    kept_recent = share(recent_tables, *sizes.recent_rows)
+    return round(kept_transitions), round(kept_fingerprints), round(kept_recent)
 
 
 async def extraction_candidates(brain: Brain, info: ChainInfo, budget: int) -> list[tuple[int, ...]]:
@@ -418,8 +436,8 @@ async def report(
     )
     rows, states, transitions, forced, total, ctx_log, pair_log = shape
     entropy = (ctx_log - pair_log) / total if total else 0.0
-    kept_transitions, kept_fingerprints = _bytes_kept(sizes, vocabulary, rows)
-    bytes_kept = kept_transitions + kept_fingerprints
+    kept_transitions, kept_fingerprints, kept_recent = _bytes_kept(sizes, vocabulary, rows)
+    bytes_kept = kept_transitions + kept_fingerprints + kept_recent
     discoverable = _discoverable(opening, learned.longer)
     n = outputs.samples
     return RetentionReport(
@@ -436,6 +454,7 @@ async def report(
         bytes_kept=bytes_kept,
         bytes_transitions=kept_transitions,
         bytes_fingerprints=kept_fingerprints,
+        bytes_recent=kept_recent,
         kept_ratio=bytes_kept / size if size else 0.0,
         forced_share=forced / total if total else 0.0,
         entropy_bits=max(0.0, float(entropy)),

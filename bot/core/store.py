@@ -19,7 +19,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -42,6 +42,7 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
+from bot.core.sealed import Sealer
 from bot.core.sql import Q, tune_sqlite
 from bot.core.walker import Version, Walker, WalkerDied, WalkerProcess
 
@@ -52,6 +53,9 @@ WALKERS = ("thread", "process")  # where generation walks (see bot.core.walker)
 WRITER_CACHE_KIB = 65_536  # the writer's SQLite page cache (the default 2 MB makes upserts seek)
 HUB_ROWS = 1000  # transition rows from which a context becomes a hub (see bot.core.hubs)
 HUBS_IN_MEMORY = 1024  # hubs the writer keeps unpacked between commits
+EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete or edit after a restart
+PRUNE_SECONDS = 60.0  # the writer drops recent messages past the window at most this often ...
+PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at the next flush)
 
 
 class SchemaTooNew(RuntimeError):
@@ -62,7 +66,7 @@ class StoreError(RuntimeError):
     """The database cannot be written (read-only, disk full, locked ...)."""
 
 
-def _migrations() -> list[tuple[int, str]]:
+def migrations() -> list[tuple[int, str]]:
     folder = resources.files("bot.core").joinpath("migrations")
     found = []
     for entry in folder.iterdir():
@@ -72,7 +76,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-SCHEMA_VERSION = _migrations()[-1][0]
+SCHEMA_VERSION = migrations()[-1][0]
 
 
 def _aggregate(
@@ -139,6 +143,8 @@ class Store:
         key: bytes | None = None,
         walker: str = "thread",
         hub_rows: int = HUB_ROWS,
+        edit_window_days: int = EDIT_WINDOW_DAYS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
         self._given_key = key  # the fingerprint key, or None: the key file beside the database
@@ -154,6 +160,11 @@ class Store:
         if hub_rows < 1:
             raise ValueError(f"hub_rows must be at least 1, not {hub_rows}")
         self.hub_rows = hub_rows
+        if edit_window_days < 0:
+            raise ValueError(f"edit_window_days must be 0 or more, not {edit_window_days}")
+        self.edit_window_days = edit_window_days
+        self.clock = clock  # unix seconds: when a message was learned, and when its row expires
+        self._next_prune = -math.inf
         self._hubs: set[HubKey] = set()  # (chain id, context) of every hub
         self._hub_arrays: LRU[HubKey, hubmod.Packed] = LRU(HUBS_IN_MEMORY)
         # Contexts counted and found narrow: how many rows each still lacked (a row per occurrence at most).
@@ -185,6 +196,7 @@ class Store:
         self._settings: dict[tuple[str, str], GuildSettings] = {}
         self.last_error: str | None = None
         self.key = b""  # the fingerprint key (bot.core.keys), once open
+        self._sealer: Sealer | None = None  # seals recent messages with a key derived from it
         #: Totals since open: messages committed, and messages dropped as already learned.
         self.committed = 0
         self.duplicates = 0
@@ -213,6 +225,7 @@ class Store:
             await self._reader.execute("PRAGMA busy_timeout = 5000")
             await self._reader.execute("PRAGMA query_only = ON")
             self.key = await self._load_key()
+            self._sealer = Sealer(self.key)
             await self._ensure_math(self._reader)
             await self._start_walker()
             async with self._writer.execute(Q["max_token_id"]) as cur:
@@ -275,7 +288,7 @@ class Store:
                 f"{self.path} has schema version {version}, but this markovbot knows only up to "
                 f"{SCHEMA_VERSION}: upgrade markovbot, or point MARKOV_DB at another file."
             )
-        for number, sql in _migrations():
+        for number, sql in migrations():
             if number <= version:
                 continue
             log.info("applying migration %04d to %s", number, self.path)
@@ -560,7 +573,34 @@ class Store:
                     for item in batch:
                         self._pending_ids.discard((item.platform, item.message_id))
                     self._room.notify_all()
+            if self.clock() >= self._next_prune:
+                try:
+                    await self._prune()
+                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                    self.last_error = str(exc)
+                    raise StoreError(f"could not write to {self.path}: {exc}") from exc
         return FlushResult(learned, duplicates)
+
+    async def _prune(self) -> None:
+        """Drop recent messages learned before the window, in one bounded transaction (write lock held)."""
+        now = self.clock()
+        cutoff = now - self.edit_window_days * 86_400 if self.edit_window_days else math.inf
+        dropped = [0]
+        async with self.w.execute(Q["recent_expired"], (cutoff,)) as cur:
+            expired = await cur.fetchone() is not None
+        if not expired:  # the usual case: no write transaction (and none on a read-only file)
+            self._next_prune = now + PRUNE_SECONDS
+            return
+
+        async def work() -> None:
+            async with self.w.execute(Q["prune_recent"], (cutoff, PRUNE_ROWS)) as cur:
+                dropped[0] = cur.rowcount
+
+        await self._transaction(work())
+        # A full prune leaves more behind: go on at the next flush rather than in a minute.
+        self._next_prune = now if dropped[0] >= PRUNE_ROWS else now + PRUNE_SECONDS
+        if dropped[0]:
+            log.debug("dropped %d recent messages past the %d-day window", dropped[0], self.edit_window_days)
 
     async def _commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
         await self.w.execute("BEGIN IMMEDIATE")
@@ -646,12 +686,31 @@ class Store:
                     for i in batch
                 ),
             )
+            if self.edit_window_days:
+                now = int(self.clock())
+                sealer = self.sealer
+                await w.executemany(
+                    Q["insert_recent"],
+                    (
+                        (
+                            i.platform,
+                            i.message_id,
+                            i.chain.id,
+                            i.author_id,
+                            now,
+                            sealer.seal(i.platform, i.message_id, _pack_tokens(i.tokens, ids)),
+                        )
+                        for i in batch
+                        if i.keep
+                    ),
+                )
         else:
             await w.executemany(Q["subtract_transition"], ((k, *key) for key, k in trans_rows))
             await w.executemany(Q["subtract_window"], ((k, *key) for key, k in window_rows))
             await w.executemany(Q["prune_transition"], (key for key, _ in trans_rows))
             await w.executemany(Q["prune_window"], (key for key, _ in window_rows))
             await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
+            await w.executemany(Q["delete_recent"], ((i.platform, i.message_id) for i in batch))
         deltas, seen = await asyncio.to_thread(_by_context, trans_rows, self._hubs)
         await self._add_to_hubs(deltas, sign)
         if sign > 0:
@@ -749,14 +808,44 @@ class Store:
             row = await cur.fetchone()
         if row is None:
             return None
-        chain_id = int(row[0])
+        return await self._chain_by_id(int(row[0])), int(row[1]), int(row[2])
+
+    async def _chain_by_id(self, chain_id: int) -> ChainInfo:
         info = next((c for c in self._chains.values() if c.id == chain_id), None)
         if info is None:
             async with self.r.execute(Q["chain_by_id"], (chain_id,)) as cur:
                 crow = await cur.fetchone()
             assert crow is not None
             info = ChainInfo(int(crow[0]), int(crow[1]), int(crow[2]), int(crow[3]))
-        return info, int(row[1]), int(row[2])
+        return info
+
+    @property
+    def sealer(self) -> Sealer:
+        """Seals recent messages (see bot.core.sealed)."""
+        if self._sealer is None:
+            raise RuntimeError("store is not open")
+        return self._sealer
+
+    @property
+    def keeps_recent(self) -> bool:
+        """True when learned messages are kept as token ids for the edit window (it is not 0)."""
+        return self.edit_window_days > 0
+
+    async def recent(
+        self, platform: str, message_id: str
+    ) -> tuple[ChainInfo, int, list[int] | None, int, int] | None:
+        """(chain, author id, token ids, characters, bytes) of a message learned within the window, or None.
+
+        The token ids are None when the sealed row does not open (another key, or moved or altered).
+        """
+        async with self.r.execute(Q["recent_message"], (platform, message_id)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        packed = self.sealer.open(platform, message_id, bytes(row[2]))
+        info = await self._chain_by_id(int(row[0]))
+        ids = list(chainmod.unpack(packed)) if packed is not None else None
+        return info, int(row[1]), ids, int(row[3]), int(row[4])
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
@@ -819,6 +908,7 @@ class Store:
                 await self._add_to_hubs(deltas, -1)
                 await self.w.execute(Q["delete_author_windows"], (chain_id, author_id))
                 await self.w.execute(Q["delete_author_messages"], (chain_id, author_id))
+                await self.w.execute(Q["delete_author_recent"], (chain_id, author_id))
                 await self.w.execute(
                     Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
                 )
@@ -855,6 +945,7 @@ class Store:
                 "delete_chain_hubs",
                 "delete_chain_windows",
                 "delete_chain_messages",
+                "delete_chain_recent",
                 "delete_chain",
             ):
                 await self.w.execute(Q[name], (info.id,))
@@ -984,6 +1075,11 @@ class Store:
     def generation(self, chain_id: int) -> int:
         """A number that changes whenever the chain is written to (by this process)."""
         return self._generation[chain_id]
+
+
+def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
+    """A message's token ids, packed as stored in recent_messages."""
+    return chainmod.pack([ids[t] for t in tokens])
 
 
 def _probe(path: Path) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import discord
 import pytest
 from simcord.enums import MessageType
 
+from bot.core.models import GenerateStatus
 from tests.cogs.conftest import VOCABULARY, World, assert_never_pings, corpus
 
 LINES = corpus(25)
@@ -105,10 +107,25 @@ async def test_an_edit_is_unlearned_and_relearned(world: World) -> None:
     assert await world.learned(sent)
 
 
-async def test_an_edit_of_an_uncached_message_keeps_what_was_learned(world: World) -> None:
+async def test_an_edit_of_an_uncached_message_is_relearned_by_id(world: World) -> None:
     await world.enable()
     [sent] = await world.teach(["one two three"])
-    world.bot._connection._messages.clear()  # the bot restarted, or the message fell out of the cache
+    world.bot._connection._messages.clear()  # the message fell out of the cache
+    await world.alice.edit(sent, "four five six seven")
+    await world.brain.flush()
+    counts = await world.brain.counts(world.chain())
+    assert (counts["messages_seen"], counts["tokens_seen"]) == (1, 4)  # the old version is gone
+    assert (await world.brain.generate(world.chain(), start="one", guard=False)).status is (
+        GenerateStatus.UNKNOWN_START
+    )
+
+
+async def test_an_edit_of_an_uncached_message_learned_before_the_window_keeps_it(world: World) -> None:
+    await world.enable()
+    [sent] = await world.teach(["one two three"])
+    world.bot._connection._messages.clear()
+    with sqlite3.connect(world.brain.store.path) as db:  # as if learned before the window, or this version
+        db.execute("DELETE FROM recent_messages")
     await world.alice.edit(sent, "one two three four five six")
     await world.brain.flush()
     assert (await world.brain.counts(world.chain()))["tokens_seen"] == 3  # old text unknown: kept
@@ -128,6 +145,28 @@ async def test_a_delete_unlearns(world: World) -> None:
     assert not await world.learned(gone)
     assert await world.learned(keep)
     assert await world.messages_seen() == 1
+
+
+async def test_a_delete_of_an_uncached_message_unlearns_it_by_id(world: World) -> None:
+    await world.enable()
+    keep, gone = await world.teach(["keep this one", "delete this one"])
+    world.bot._connection._messages.clear()
+    await world.alice.delete(gone)
+    assert not await world.learned(gone)
+    assert await world.learned(keep)
+    assert await world.messages_seen() == 1
+
+
+async def test_a_bulk_delete_unlearns_each_message_cached_or_not(world: World) -> None:
+    await world.enable()
+    sent = await world.teach(["first of four", "second of four", "third of four", "fourth of four"])
+    cache = world.bot._connection._messages
+    assert cache is not None
+    cache.remove(next(m for m in cache if m.id == sent[0].id))  # one not cached, one cached
+    world.env.backend.bulk_delete_messages(world.general.id, [m.id for m in sent[:2]])
+    await world.env.settle()
+    assert [await world.learned(m) for m in sent] == [False, False, True, True]
+    assert await world.messages_seen() == 2
 
 
 async def test_a_bulk_delete_unlearns_each_cached_message(world: World) -> None:

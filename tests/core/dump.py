@@ -11,11 +11,32 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bot.core import hubs
+from bot.core import hubs, keys
+from bot.core.sealed import Sealer
 
 
-def logical_dump(path: Path) -> dict[str, Any]:
-    """Everything the database holds, independent of id assignment."""
+def recent_rows(db: sqlite3.Connection, key: bytes) -> list[tuple[str, str, int, int, bytes | None]]:
+    """(platform, message id, chain id, author id, packed token ids or None if sealed otherwise) of recent rows."""
+    sealer = Sealer(key)
+    return [
+        (p, m, int(c), int(a), sealer.open(p, m, bytes(x)))
+        for p, m, c, a, x in db.execute(
+            "SELECT platform, message_id, chain_id, author_id, token_ids FROM recent_messages"
+        )
+    ]
+
+
+def database_key(path: Path, key: bytes | None = None) -> bytes:
+    """The fingerprint key of a database: the one given, else its key file's."""
+    if key is not None:
+        return key
+    found = keys.read_file(keys.key_file(path))
+    assert found is not None, f"no key given and no key file beside {path}"
+    return found
+
+
+def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
+    """Everything the database holds, independent of id assignment (key: to open recent rows)."""
     db = sqlite3.connect(path)
     try:
         tokens = {i: t for i, t in db.execute("SELECT id, text FROM tokens")}
@@ -55,12 +76,22 @@ def logical_dump(path: Path) -> dict[str, Any]:
                     "FROM messages"
                 )
             ),
+            # learned_at is left out: two databases that learned the same messages at other times dump equal.
+            "recent_messages": sorted(
+                (p, m, chains[c], authors[a], ctx(x) if x is not None else None)
+                for p, m, c, a, x in (recent_rows(db, database_key(path, key)) if has_recent(db) else [])
+            ),
             "authors_with_data": sorted(
                 authors[a] for (a,) in db.execute("SELECT DISTINCT author_id FROM transitions")
             ),
         }
     finally:
         db.close()
+
+
+def has_recent(db: sqlite3.Connection) -> bool:
+    """True when the database holds recent rows (only then is its key needed)."""
+    return db.execute("SELECT 1 FROM recent_messages LIMIT 1").fetchone() is not None
 
 
 def hub_errors(path: Path) -> list[tuple[int, bytes]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -13,11 +14,13 @@ from hypothesis import strategies as st
 
 from bot.core import brain as brain_module
 from bot.core import chain as chainmod
+from bot.core import store as store_module
 from bot.core import walker
 from bot.core.brain import RECHECK_TRIES, Brain
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
+from bot.core.store import PRUNE_SECONDS
 from bot.core.tokens import tokenize
-from tests.core.dump import hub_errors, logical_dump
+from tests.core.dump import hub_errors, logical_dump, recent_rows
 
 P, G = "test", "guild"
 FINGERPRINT_KEY = b"0123456789abcdef"
@@ -137,12 +140,18 @@ async def test_edit_replaces_the_learned_version(brain: Brain, db_path: Path) ->
     assert set(tokens) == {"the", "dog", "ran"}
 
 
-async def test_edit_with_unknown_old_text_keeps_the_old_version(brain: Brain) -> None:
-    await learn_all(brain, [msg("alice", "1", "the cat sat")])
-    result = await brain.edit(None, msg("alice", "1", "the dog ran"))
-    await brain.flush()
-    assert result.status is LearnStatus.ALREADY_LEARNED
-    assert (await brain.counts(ChainKey(P, G, "c1")))["tokens_seen"] == 3
+async def test_edit_with_unknown_old_text_keeps_the_old_version(db_path: Path) -> None:
+    brain = await Brain.open(db_path, flush_interval=0.05, edit_window_days=0)  # no recent rows
+    try:
+        await learn_all(brain, [msg("alice", "1", "the cat sat")])
+        result = await brain.edit(None, msg("alice", "1", "the dog ran"))
+        await brain.flush()
+        assert result.status is LearnStatus.ALREADY_LEARNED
+        assert (await brain.counts(ChainKey(P, G, "c1")))["tokens_seen"] == 3
+        assert await brain.unlearn_id(P, "1") is UnlearnStatus.NOT_KEPT
+        assert await brain.is_learned(P, "1")
+    finally:
+        await brain.close()
 
 
 async def test_forget_only_touches_that_guild(brain: Brain) -> None:
@@ -204,7 +213,7 @@ async def dumps_after(
             await a.close()
             await b.close()
         assert hub_errors(first) == []
-        return logical_dump(first), logical_dump(second)
+        return logical_dump(first, FINGERPRINT_KEY), logical_dump(second, FINGERPRINT_KEY)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -403,3 +412,249 @@ async def test_forget_and_unlearn_invalidate_cached_wide_states_at_once(brain: B
     openers = set((await brain.store.successors(info.id, begin))[0])
     assert opener0 not in openers
     assert await brain.store.token_id("opener1") in openers
+
+
+# ------------------------------------------------------------------ deletes and edits by id (recent_messages)
+
+
+class Clock:
+    """An injectable clock (unix seconds) the test moves by hand."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def recent_ids(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return sorted(str(m) for (m,) in db.execute("SELECT message_id FROM recent_messages"))
+
+
+def orphan_recent_tokens(path: Path) -> list[int]:
+    """Token ids of recent rows that are not in the vocabulary with refs > 0, or rows without a message."""
+    with sqlite3.connect(path) as db:
+        refs = {int(i): int(r) for i, r in db.execute("SELECT id, refs FROM tokens")}
+        learned = {(p, m) for p, m in db.execute("SELECT platform, message_id FROM messages")}
+        bad = []
+        for p, m, _, _, packed in recent_rows(db, FINGERPRINT_KEY):
+            if (p, m) not in learned or packed is None:
+                bad.append(-1)
+                continue
+            bad += [i for i in chainmod.unpack(packed) if refs.get(i, 0) <= 0]
+        return bad
+
+
+async def test_a_delete_after_a_restart_is_unlearned_exactly(tmp_path: Path) -> None:
+    first, never = tmp_path / "a.db", tmp_path / "b.db"
+    messages = [msg("alice", "1", "the cat sat on the mat"), msg("bob", "2", "the dog sat on the log")]
+    brain = await open_brain(first)
+    await learn_all(brain, messages)
+    await brain.close()
+    brain = await open_brain(first)  # a restart: nothing of the text is in memory
+    try:
+        assert await brain.unlearn_id(P, "1") is UnlearnStatus.UNLEARNED
+        assert await brain.unlearn_id(P, "1") is UnlearnStatus.NOT_LEARNED
+    finally:
+        await brain.close()
+    other = await open_brain(never)
+    await learn_all(other, messages[1:])
+    await other.close()
+    assert logical_dump(first, FINGERPRINT_KEY) == logical_dump(never, FINGERPRINT_KEY)
+    assert recent_ids(first) == ["2"]
+
+
+async def test_an_edit_after_a_restart_replaces_the_learned_version(tmp_path: Path) -> None:
+    first, never = tmp_path / "a.db", tmp_path / "b.db"
+    brain = await open_brain(first)
+    await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("bob", "2", "a dog ran")])
+    await brain.close()
+    brain = await open_brain(first)
+    try:
+        # Only the member who wrote it can edit it (Matrix does not check who sends an edit).
+        refused = await brain.edit(None, msg("bob", "1", "bob rewrites alice"))
+        assert refused.status is LearnStatus.ALREADY_LEARNED
+        result = await brain.edit(None, msg("alice", "1", "the dog ran far"))
+        assert result.status is LearnStatus.QUEUED
+    finally:
+        await brain.close()
+    other = await open_brain(never)
+    await learn_all(other, [msg("alice", "1", "the dog ran far"), msg("bob", "2", "a dog ran")])
+    await other.close()
+    assert logical_dump(first, FINGERPRINT_KEY) == logical_dump(never, FINGERPRINT_KEY)
+
+
+async def test_a_recent_row_that_does_not_match_the_fingerprint_unlearns_nothing(db_path: Path) -> None:
+    brain = await open_brain(db_path)
+    try:
+        await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("alice", "2", "the sat cat")])
+        with sqlite3.connect(db_path) as db:  # each row sealed anew with the other's tokens
+            rows = {m: packed for _, m, _, _, packed in recent_rows(db, FINGERPRINT_KEY)}
+            for mid, other in (("1", "2"), ("2", "1")):
+                resealed = brain.store.sealer.seal(P, mid, rows[other] or b"")
+                db.execute("UPDATE recent_messages SET token_ids = ? WHERE message_id = ?", (resealed, mid))
+        before = logical_dump(db_path, FINGERPRINT_KEY)
+        assert await brain.unlearn_id(P, "1") is UnlearnStatus.TEXT_MISMATCH
+        assert await brain.is_learned(P, "1")
+        assert logical_dump(db_path, FINGERPRINT_KEY) == before
+    finally:
+        await brain.close()
+
+
+async def test_recent_rows_are_sealed_so_the_database_alone_does_not_give_them_back(db_path: Path) -> None:
+    brain = await open_brain(db_path)
+    try:
+        await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("alice", "2", "the sat cat")])
+        with sqlite3.connect(db_path) as db:
+            ids = {t: int(i) for i, t in db.execute("SELECT id, text FROM tokens")}
+            blobs = dict(db.execute("SELECT message_id, token_ids FROM recent_messages"))
+            assert chainmod.pack([ids[w] for w in ("the", "cat", "sat")]) not in blobs["1"]
+            assert not recent_rows(db, b"another key 0123")[0][4]  # another key opens nothing
+            # A sealed row moved to another message does not open: refused, nothing changes.
+            db.execute("UPDATE recent_messages SET token_ids = ? WHERE message_id = '1'", (blobs["2"],))
+        before = logical_dump(db_path, FINGERPRINT_KEY)
+        assert await brain.unlearn_id(P, "1") is UnlearnStatus.TEXT_MISMATCH
+        assert await brain.is_learned(P, "1")
+        assert logical_dump(db_path, FINGERPRINT_KEY) == before
+    finally:
+        await brain.close()
+
+
+async def test_a_window_of_zero_keeps_no_rows_and_drops_those_kept_before(db_path: Path) -> None:
+    brain = await open_brain(db_path)
+    await learn_all(brain, [msg("alice", "1", "the cat sat")])
+    await brain.close()
+    assert recent_ids(db_path) == ["1"]
+    clock = Clock()  # stands still: the prune at the first flush is the only one
+    brain = await Brain.open(db_path, flush_interval=60, key=FINGERPRINT_KEY, edit_window_days=0, clock=clock)
+    try:
+        assert not brain.keeps_recent
+        await brain.flush()
+        assert recent_ids(db_path) == []  # dropped at the first flush
+        await learn_all(brain, [msg("alice", "2", "the dog ran")])
+        assert recent_ids(db_path) == []  # and none written
+        assert await brain.unlearn_id(P, "1") is UnlearnStatus.NOT_KEPT
+        assert await brain.unlearn(msg("alice", "1", "the cat sat")) is UnlearnStatus.UNLEARNED
+    finally:
+        await brain.close()
+
+
+async def test_rows_older_than_the_window_are_pruned_in_bounded_steps(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "PRUNE_ROWS", 2)
+    clock = Clock()
+    brain = await Brain.open(db_path, flush_interval=60, key=FINGERPRINT_KEY, edit_window_days=7, clock=clock)
+    try:
+        await learn_all(brain, [msg("alice", str(i), f"old message {i}") for i in range(5)])
+        clock.now += 3 * 86_400
+        await learn_all(brain, [msg("alice", "new", "a newer message")])
+        clock.now += 4 * 86_400 - 1  # the first five are 7 days old less a second: kept
+        await brain.flush()
+        assert len(recent_ids(db_path)) == 6
+        clock.now += 2
+        await brain.flush()
+        assert len(recent_ids(db_path)) == 6  # past the window, but the last prune was 2 s ago
+        clock.now += PRUNE_SECONDS
+        await brain.flush()  # two at a time, and again at the next flush while some are left
+        assert len(recent_ids(db_path)) == 4
+        await brain.flush()
+        await brain.flush()
+        assert recent_ids(db_path) == ["new"]
+        clock.now += 1
+        await brain.flush()
+        assert recent_ids(db_path) == ["new"]
+        assert await brain.unlearn_id(P, "0") is UnlearnStatus.NOT_KEPT  # learned, kept as before
+        assert await brain.is_learned(P, "0")
+        assert await brain.unlearn_id(P, "new") is UnlearnStatus.UNLEARNED
+    finally:
+        await brain.close()
+
+
+async def test_forget_and_reset_drop_the_members_and_the_chains_rows(db_path: Path) -> None:
+    brain = await open_brain(db_path)
+    try:
+        await learn_all(
+            brain,
+            [
+                msg("alice", "1", "alice in one"),
+                msg("bob", "2", "bob in one"),
+                msg("alice", "3", "alice in two", channel="c2"),
+                msg("bob", "4", "bob in two", channel="c2"),
+            ],
+        )
+        await brain.forget(P, G, "alice")
+        assert recent_ids(db_path) == ["2", "4"]
+        await brain.reset(ChainKey(P, G, "c2"))
+        assert recent_ids(db_path) == ["2"]
+    finally:
+        await brain.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    messages_strategy,
+    st.integers(1, 3),
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("unlearn"), st.integers(0, 24)),
+            st.tuples(st.just("forget"), st.sampled_from(["alice", "bob", "carol"])),
+            st.tuples(st.just("reset"), st.sampled_from(["c1", "c2"])),
+            st.tuples(st.just("restart"), st.just("")),
+        ),
+        max_size=8,
+    ),
+)
+def test_unlearn_by_id_forget_and_reset_in_any_order_equal_never_having_learned(
+    raw: list[tuple[str, str, str]], order: int, ops: list[tuple[str, object]]
+) -> None:
+    messages = as_messages(raw)
+    kept = dict(enumerate(messages))
+    for op, arg in ops:  # what should be left
+        if op == "unlearn":
+            kept.pop(int(arg) % len(messages), None)  # type: ignore[call-overload]
+        elif op == "forget":
+            kept = {i: m for i, m in kept.items() if m.author != arg}
+        elif op == "reset":
+            kept = {i: m for i, m in kept.items() if m.channel != arg}
+
+    async def go() -> tuple[object, object, list[int], list[tuple[int, bytes]]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            first, second = Path(tmp) / "a.db", Path(tmp) / "b.db"
+            options = {"flush_interval": 0.05, "key": FINGERPRINT_KEY, "hub_rows": 1}
+            a = await Brain.open(first, **options)
+            try:
+                await a.update_settings(P, G, order=order, run_length=3)
+                await learn_all(a, messages)
+                for op, arg in ops:
+                    if op == "unlearn":
+                        mid = str(int(arg) % len(messages))  # type: ignore[call-overload]
+                        learned = await a.is_learned(P, mid)
+                        status = await a.unlearn_id(P, mid)
+                        assert status is (UnlearnStatus.UNLEARNED if learned else UnlearnStatus.NOT_LEARNED)
+                    elif op == "forget":
+                        await a.forget(P, G, str(arg))
+                    elif op == "reset":
+                        await a.reset(ChainKey(P, G, str(arg)))
+                    else:
+                        await a.close()
+                        a = await Brain.open(first, **options)
+            finally:
+                await a.close()
+            b = await open_brain(second)
+            try:
+                await b.update_settings(P, G, order=order, run_length=3)
+                await learn_all(b, [kept[i] for i in sorted(kept)])
+            finally:
+                await b.close()
+            return (
+                logical_dump(first, FINGERPRINT_KEY),
+                logical_dump(second, FINGERPRINT_KEY),
+                orphan_recent_tokens(first),
+                hub_errors(first),
+            )
+
+    after, never, orphans, hubs = run(go())  # type: ignore[misc]
+    assert orphans == [] and hubs == []
+    assert after == never

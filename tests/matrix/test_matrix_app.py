@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import RoomCreateResponse
+from nio import AsyncClient, RoomCreateResponse
 
 from bot.config import Settings
-from bot.core.models import ChainKey
-from bot.matrix_app import run_matrix, serve
+from bot.core.brain import Brain
+from bot.core.models import ChainKey, Message
+from bot.matrix_app import MatrixBot, login, run_matrix, serve
+from tests.core.dump import logical_dump
 from tests.matrix.conftest import BotFactory, Human, RunningBot, stop_bot
 from tests.matrix.synapse import SynapseServer
 
@@ -158,6 +161,91 @@ async def test_restart_does_not_relearn_or_answer_old_events(
     assert "learned 1 of your messages" in me
     # Only the new command was answered: none of the old ones came back.
     assert len(notices(alice, again, room)) == answered + 1
+
+
+def replacement(original: str, body: str) -> dict[str, Any]:
+    """An m.replace edit of an event."""
+    return {
+        "msgtype": "m.text",
+        "body": f"* {body}",
+        "m.new_content": {"msgtype": "m.text", "body": body},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original},
+    }
+
+
+async def test_redactions_and_edits_after_a_restart_are_applied_exactly(
+    start_bot: BotFactory, people: tuple[Human, Human], tmp_path: Path
+) -> None:
+    alice, bob = people
+    running, room = await setup_room(start_bot, people)
+    await command(alice, running, room, "!markov channel enable")
+    await command(alice, running, room, "!markov optin")
+    await command(bob, running, room, "!markov optin")
+    texts = [
+        "the quick brown fox jumps",
+        "the lazy cat sleeps all day",
+        "every fox likes a nap",
+        "an old message from before",
+    ]
+    ids = [await alice.say(room, t) for t in texts]
+    (me,) = await command(alice, running, room, "!markov me")
+    assert "learned 4 of your messages" in me
+    guild = running.bot.server_name
+    await stop_bot(running)
+    with sqlite3.connect(running.settings.db_path) as db:  # as if learned before the edit window
+        db.execute("DELETE FROM recent_messages WHERE message_id = ?", (ids[3],))
+
+    again = await start_bot()  # nothing of the texts is in memory any more
+    await alice.client.room_redact(room, ids[0], reason="oops")
+    await alice.client.room_send(room, "m.room.message", replacement(ids[1], "zebras are striped"))
+    # The homeserver lets anyone send an edit: bob's edit of alice's message changes nothing.
+    await bob.client.room_send(room, "m.room.message", replacement(ids[2], "bob rewrites alice"))
+    # Past the window: the original's text comes from the homeserver.
+    await alice.client.room_send(room, "m.room.message", replacement(ids[3], "a new text for it"))
+    (me,) = await command(alice, again, room, "!markov me")  # by then the bot handled all four
+    assert "learned 3 of your messages" in me
+    key = again.brain.store.key
+    await stop_bot(again)
+
+    never = await Brain.open(tmp_path / "never.sqlite3", key=key)
+    try:
+        for event_id, text in (
+            (ids[1], "zebras are striped"),
+            (ids[2], texts[2]),
+            (ids[3], "a new text for it"),
+        ):
+            await never.learn(
+                Message(PLATFORM, guild, room, alice.user_id, event_id, text), require_consent=False
+            )
+    finally:
+        await never.close()
+    assert logical_dump(again.settings.db_path, key) == logical_dump(tmp_path / "never.sqlite3", key)
+
+
+async def test_with_a_window_of_zero_only_texts_seen_since_the_start_are_unlearned(
+    start_bot: BotFactory, people: tuple[Human, Human]
+) -> None:
+    alice, _ = people
+    running, room = await setup_room(start_bot, people)
+    await command(alice, running, room, "!markov channel enable")
+    await command(alice, running, room, "!markov optin")
+    settings = dataclasses.replace(running.settings, edit_window_days=0)
+    await stop_bot(running)
+    brain = await Brain.open(settings.db_path, **settings.store_options)
+    client = AsyncClient(settings.matrix_homeserver or "", settings.matrix_user_id or "")
+    assert await login(client, brain, settings) is None
+    bot = MatrixBot(brain, client)
+    zero = RunningBot(bot, brain, settings, asyncio.create_task(bot.sync_forever()))
+    try:
+        ids = [await alice.say(room, t) for t in ("seen by this run", "also seen by this run")]
+        await command(alice, zero, room, "!markov me")
+        await alice.client.room_redact(room, ids[0])
+        (me,) = await command(alice, zero, room, "!markov me")
+        assert "learned 1 of your messages" in me  # unlearned from the text kept in memory
+        with sqlite3.connect(settings.db_path) as db:
+            assert db.execute("SELECT count(*) FROM recent_messages").fetchone() == (0,)
+    finally:
+        await stop_bot(zero)
 
 
 async def test_encrypted_rooms_are_refused_once_and_out_loud(
