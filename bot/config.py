@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from bot.core import store
+
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "data/markov.sqlite3"
@@ -62,11 +64,11 @@ class Settings:
 
     db_path: Path
     log_level: str = "INFO"
-    flush_interval: float = 1.0
-    batch_size: int = 2000
-    max_pending: int = 20_000
-    cache_size: int = 50_000
-    walker: str = "process"
+    flush_interval: float = store.FLUSH_INTERVAL
+    batch_size: int = store.BATCH_SIZE
+    max_pending: int = store.MAX_PENDING
+    cache_size: int = store.CACHE_SIZE
+    walker: str = store.BOT_WALKER
     cooldown_seconds: float = 5.0
     discord_token: str | None = None
     discord_guild_id: int | None = None
@@ -102,8 +104,8 @@ class Settings:
         level = env.get("MARKOV_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"MARKOV_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}.")
-        walker = env.get("MARKOV_WALKER", "").strip().lower() or "process"
-        if walker not in {"process", "thread"}:
+        walker = env.get("MARKOV_WALKER", "").strip().lower() or store.BOT_WALKER
+        if walker not in store.WALKERS:
             raise ConfigError(f"MARKOV_WALKER must be process or thread, got {walker!r}.")
         guild_raw = env.get("DISCORD_GUILD_ID", "").strip()
         if guild_raw and not guild_raw.isdigit():
@@ -111,10 +113,10 @@ class Settings:
         return cls(
             db_path=Path(env.get("MARKOV_DB", "").strip() or DEFAULT_DB),
             log_level=level,
-            flush_interval=_float(env, "MARKOV_FLUSH_INTERVAL", 1.0, 0.05, 1.0),
-            batch_size=_int(env, "MARKOV_BATCH_SIZE", 2000, 1, 100_000),
-            max_pending=_int(env, "MARKOV_MAX_PENDING", 20_000, 1, 10_000_000),
-            cache_size=_int(env, "MARKOV_CACHE_SIZE", 50_000, 100, 10_000_000),
+            flush_interval=_float(env, "MARKOV_FLUSH_INTERVAL", store.FLUSH_INTERVAL, 0.05, 1.0),
+            batch_size=_int(env, "MARKOV_BATCH_SIZE", store.BATCH_SIZE, 1, 100_000),
+            max_pending=_int(env, "MARKOV_MAX_PENDING", store.MAX_PENDING, 1, 10_000_000),
+            cache_size=_int(env, "MARKOV_CACHE_SIZE", store.CACHE_SIZE, 100, 10_000_000),
             walker=walker,
             cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),
             discord_token=env.get("DISCORD_TOKEN", "").strip() or None,

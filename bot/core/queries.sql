@@ -9,8 +9,24 @@ SELECT value FROM meta WHERE key = ?;
 INSERT INTO meta (key, value) VALUES (?, ?)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
--- name: max_token_id
-SELECT coalesce(max(id), 1) FROM tokens;
+-- name: table_names
+SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%';
+
+-- name: insert_meta_if_missing
+INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING;
+
+-- name: take_token_ids
+-- Reserves ? token ids inside the write transaction; returns the first.
+UPDATE counters SET value = value + ? WHERE name = 'next_token_id' RETURNING value - ?;
+
+-- name: bump_removals
+UPDATE counters SET value = value + 1 WHERE name = 'removals' RETURNING value;
+
+-- name: mark_removal
+UPDATE chains SET removals = ? WHERE id = ?;
+
+-- name: chain_removals
+SELECT removals FROM chains WHERE id = ?;
 
 -- name: tokens_by_text
 SELECT id, text FROM tokens WHERE text IN (SELECT value FROM json_each(?));
@@ -40,7 +56,10 @@ SELECT id, ord, run_length FROM chains WHERE id = ?;
 SELECT id FROM chains WHERE platform = ? AND guild = ?;
 
 -- name: insert_chain
-INSERT INTO chains (platform, guild, channel, ord, run_length) VALUES (?, ?, ?, ?, ?) RETURNING id;
+-- A new chain starts at the removals counter: a chain id freed by a reset and taken again never
+-- shows a walker the removals value it cached the old chain under.
+INSERT INTO chains (platform, guild, channel, ord, run_length, removals)
+VALUES (?, ?, ?, ?, ?, (SELECT value FROM counters WHERE name = 'removals')) RETURNING id;
 
 -- name: chain_counters
 SELECT messages_seen, tokens_seen, chars_seen, bytes_seen FROM chains WHERE id = ?;
