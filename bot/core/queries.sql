@@ -15,9 +15,16 @@ SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'
 -- name: insert_meta_if_missing
 INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING;
 
--- name: take_token_ids
--- Reserves ? token ids inside the write transaction; returns the first.
-UPDATE counters SET value = value + ? WHERE name = 'next_token_id' RETURNING value - ?;
+-- name: take_ids
+-- Reserves ?1 ids of the counter named ?2 (next_token_id, next_author_id, next_chain_id) inside
+-- the write transaction; returns the first.
+UPDATE counters SET value = value + ?1 WHERE name = ?2 RETURNING value - ?1;
+
+-- name: existing_chains
+SELECT id FROM chains WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: existing_authors
+SELECT id FROM authors WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: bump_removals
 UPDATE counters SET value = value + 1 WHERE name = 'removals' RETURNING value;
@@ -58,8 +65,8 @@ SELECT id FROM chains WHERE platform = ? AND guild = ?;
 -- name: insert_chain
 -- A new chain starts at the removals counter: a chain id freed by a reset and taken again never
 -- shows a walker the removals value it cached the old chain under.
-INSERT INTO chains (platform, guild, channel, ord, run_length, removals)
-VALUES (?, ?, ?, ?, ?, (SELECT value FROM counters WHERE name = 'removals')) RETURNING id;
+INSERT INTO chains (id, platform, guild, channel, ord, run_length, removals)
+VALUES (?, ?, ?, ?, ?, ?, (SELECT value FROM counters WHERE name = 'removals'));
 
 -- name: chain_counters
 SELECT messages_seen, tokens_seen, chars_seen, bytes_seen FROM chains WHERE id = ?;
@@ -76,7 +83,7 @@ DELETE FROM chains WHERE id = ?;
 SELECT id FROM authors WHERE platform = ? AND guild = ? AND external_id = ?;
 
 -- name: insert_author
-INSERT INTO authors (platform, guild, external_id) VALUES (?, ?, ?) RETURNING id;
+INSERT INTO authors (id, platform, guild, external_id) VALUES (?, ?, ?, ?);
 
 -- name: delete_author
 DELETE FROM authors WHERE id = ?;

@@ -357,13 +357,12 @@ class Store:
             async with self.w.execute(Q["chain_by_key"], (key.platform, key.guild, key.channel)) as cur:
                 row = await cur.fetchone()
             if row is None:
-                async with self.w.execute(
+                chain_id = await self._take_ids("next_chain_id", 1)
+                await self.w.execute(
                     Q["insert_chain"],
-                    (key.platform, key.guild, key.channel, settings.order, settings.run_length),
-                ) as cur:
-                    new = await cur.fetchone()
-                assert new is not None
-                found.append(ChainInfo(int(new[0]), settings.order, settings.run_length))
+                    (chain_id, key.platform, key.guild, key.channel, settings.order, settings.run_length),
+                )
+                found.append(ChainInfo(chain_id, settings.order, settings.run_length))
             else:
                 found.append(ChainInfo(int(row[0]), int(row[1]), int(row[2])))
 
@@ -401,10 +400,11 @@ class Store:
             async with self.w.execute(Q["author_by_key"], key) as cur:
                 row = await cur.fetchone()
             if row is None:
-                async with self.w.execute(Q["insert_author"], key) as cur:
-                    row = await cur.fetchone()
-            assert row is not None
-            made.append(int(row[0]))
+                author_id = await self._take_ids("next_author_id", 1)
+                await self.w.execute(Q["insert_author"], (author_id, *key))
+                made.append(author_id)
+            else:
+                made.append(int(row[0]))
 
         async with self._write_lock:
             await self._transaction(work)
@@ -559,7 +559,7 @@ class Store:
         fresh: list[PendingMessage] = []
 
         async def work() -> None:
-            fresh.extend(await self._drop_known(batch))
+            fresh.extend(await self._drop_orphans(await self._drop_known(batch)))
             if fresh:
                 await self._apply(fresh, sign=1)
 
@@ -575,6 +575,25 @@ class Store:
             async with self.w.execute(Q["known_message_ids"], (platform, json.dumps(ids))) as cur:
                 known.update((platform, str(row[0])) for row in await cur.fetchall())
         return [item for item in batch if (item.platform, item.message_id) not in known]
+
+    async def _drop_orphans(self, batch: list[PendingMessage]) -> list[PendingMessage]:
+        """Messages whose chain and author still exist (another process may have reset or forgotten them)."""
+        if not batch:
+            return batch
+        present = []
+        for name, wanted in (
+            ("existing_chains", {item.chain.id for item in batch}),
+            ("existing_authors", {item.author_id for item in batch}),
+        ):
+            async with self.w.execute(Q[name], (json.dumps(sorted(wanted)),)) as cur:
+                present.append({int(row[0]) for row in await cur.fetchall()})
+        kept = [item for item in batch if item.chain.id in present[0] and item.author_id in present[1]]
+        if len(kept) < len(batch):
+            log.info(
+                "dropped %d queued messages: their member was forgotten or chain reset",
+                len(batch) - len(kept),
+            )
+        return kept
 
     async def _resolve(self, texts: Iterable[str], create: bool) -> dict[str, int]:
         """Token ids for texts (on the writer), creating the missing ones when asked.
@@ -596,16 +615,21 @@ class Store:
                     ids[text] = int(token_id)
             unknown = [text for text in missing if text not in ids]
             if create and unknown:
-                async with self.w.execute(Q["take_token_ids"], (len(unknown), len(unknown))) as cur:
-                    row = await cur.fetchone()
-                assert row is not None, "the counters table has no next_token_id"
-                new = [(int(row[0]) + i, text) for i, text in enumerate(unknown)]
+                first = await self._take_ids("next_token_id", len(unknown))
+                new = [(first + i, text) for i, text in enumerate(unknown)]
                 await self.w.executemany(Q["insert_token"], new)
                 ids.update((text, token_id) for token_id, text in new)
             for text in missing:
                 if text in ids:
                     self._token_ids.put(text, ids[text])
         return ids
+
+    async def _take_ids(self, counter: str, n: int) -> int:
+        """Reserve n ids from a counter of the database, inside the open transaction; the first."""
+        async with self.w.execute(Q["take_ids"], (n, counter)) as cur:
+            row = await cur.fetchone()
+        assert row is not None, f"the counters table has no {counter}"
+        return int(row[0])
 
     async def _apply(self, batch: Sequence[PendingMessage], sign: int) -> None:
         """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction."""
@@ -805,6 +829,9 @@ class Store:
         self._hub_arrays.clear()
         self._hub_short.clear()
         self._hubs_changed = True
+        self._consent.clear()
+        self._channels.clear()
+        self._settings.clear()
 
     async def _mark_removal(self, chain_ids: Iterable[int]) -> None:
         """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""

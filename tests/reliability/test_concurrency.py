@@ -73,12 +73,16 @@ asyncio.run(main())
 FORGET = """
 import asyncio, sys
 from bot.core.brain import Brain
+from bot.core.models import Message
 
 
 async def main() -> None:
     brain = await Brain.open(sys.argv[1])
     try:
         await brain.forget("t", "g", "alice")
+        if len(sys.argv) > 2:  # a new member, whose id must not be the one alice had
+            await brain.opt_in("t", "g", "carol")
+            await brain.learn(Message("t", "g", "c", "carol", "carol1", "carol writes her own words"))
     finally:
         await brain.close()
 
@@ -198,3 +202,36 @@ async def test_the_walker_serves_no_transition_another_process_forgot(tmp_path: 
             assert result.ok and "alice" not in (result.text or "")
     finally:
         await brain.close()
+
+
+async def test_messages_queued_for_a_member_another_process_forgot_are_not_learned(tmp_path: Path) -> None:
+    db = tmp_path / "queued.sqlite3"
+    brain = await Brain.open(db, salt=SALT, flush_interval=1.0)  # the test flushes by itself
+    try:
+        for who in ("bob", "alice"):  # alice last: her id is the largest one
+            await brain.opt_in("t", "g", who)
+        await brain.set_channel("t", "g", "c", True)
+        await brain.learn(Message("t", "g", "c", "bob", "b1", "bob was here first"))
+        await brain.learn(Message("t", "g", "c", "alice", "a1", "alice said something"))
+        await brain.flush()
+        await brain.learn(Message("t", "g", "c", "alice", "a2", "alice private second thought"))
+        assert brain.store.pending == 1
+
+        script = tmp_path / "forget.py"
+        script.write_text(FORGET, encoding="utf-8")
+        forget = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), str(db), "and carol", env={**os.environ, "PYTHONPATH": os.getcwd()}
+        )
+        assert await forget.wait() == 0
+        await brain.flush()
+        assert not await brain.is_opted_in("t", "g", "alice")  # the consent cache was read again
+        learned = await brain.learn(Message("t", "g", "c", "alice", "a3", "alice once more"))
+        assert not learned.queued
+    finally:
+        await brain.close()
+    dump = logical_dump(db)
+    members = {key[1][2] for key in dump["transitions"]}
+    assert members == {"bob", "carol"}
+    carol = {key[3] for key in dump["transitions"] if key[1][2] == "carol"}
+    assert carol == {"carol", "writes", "her", "own", "words", "<END>"}
+    assert sorted(m[1] for m in dump["messages"]) == ["b1", "carol1"]

@@ -5,8 +5,9 @@
 -- and without markovbot's tables is refused untouched.
 PRAGMA application_id = 1296782914;
 
--- Counters: next_token_id (token ids are never reused, so a cached id -> text stays true), and
--- removals (bumped by every unlearn, forget and reset; a new chain starts at its value).
+-- Counters: the next token, author and chain ids (never reused: a cached id -> text stays true,
+-- and a message queued for a member another process forgot can never land on a newer member),
+-- and removals (bumped by every unlearn, forget and reset; a new chain starts at its value).
 CREATE TABLE counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -14,6 +15,8 @@ CREATE TABLE counters (
 
 INSERT INTO counters (name, value) VALUES
     ('next_token_id', (SELECT max(2, coalesce(max(id), 1) + 1) FROM tokens)),
+    ('next_author_id', (SELECT coalesce(max(id), 0) + 1 FROM authors)),
+    ('next_chain_id', (SELECT coalesce(max(id), 0) + 1 FROM chains)),
     ('removals', 0);
 
 -- Each chain's last removal (a value of the removals counter): a walker re-reads it when another
