@@ -416,10 +416,11 @@ class Store:
     async def consenting(self, platform: str, guild: str) -> set[str]:
         """Members of a guild who opted in."""
         key = (platform, guild)
-        if key not in self._consent:
+        found = self._consent.get(key)
+        if found is None:  # kept in a local: a failed transaction may clear the cache meanwhile
             async with self.r.execute(Q["get_consent"], key) as cur:
-                self._consent[key] = {str(row[0]) for row in await cur.fetchall()}
-        return self._consent[key]
+                found = self._consent[key] = {str(row[0]) for row in await cur.fetchall()}
+        return found
 
     async def set_consent(self, platform: str, guild: str, member: str, opted_in: bool) -> bool:
         """Opt a member in or out; True when that changed something."""
@@ -438,10 +439,11 @@ class Store:
     async def enabled_channels(self, platform: str, guild: str) -> set[str]:
         """Channels of a guild where learning is enabled."""
         key = (platform, guild)
-        if key not in self._channels:
+        found = self._channels.get(key)
+        if found is None:
             async with self.r.execute(Q["get_enabled_channels"], key) as cur:
-                self._channels[key] = {str(row[0]) for row in await cur.fetchall()}
-        return self._channels[key]
+                found = self._channels[key] = {str(row[0]) for row in await cur.fetchall()}
+        return found
 
     async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
         """Enable or disable learning in a channel; True when that changed something."""
@@ -460,15 +462,16 @@ class Store:
     async def settings(self, platform: str, guild: str) -> GuildSettings:
         """A guild's settings (defaults when never changed)."""
         key = (platform, guild)
-        if key not in self._settings:
+        found = self._settings.get(key)
+        if found is None:
             async with self.r.execute(Q["get_settings"], key) as cur:
                 row = await cur.fetchone()
-            self._settings[key] = (
+            found = self._settings[key] = (
                 GuildSettings(int(row[0]), bool(row[1]), float(row[2]), int(row[3]), bool(row[4]))
                 if row
                 else GuildSettings()
             )
-        return self._settings[key]
+        return found
 
     async def put_settings(self, platform: str, guild: str, settings: GuildSettings) -> None:
         """Save a guild's settings (validated by the caller)."""
