@@ -11,7 +11,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 
-from bot.core import keys
+from bot.core import keys, store
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,11 @@ class Settings:
 
     db_path: Path
     log_level: str = "INFO"
-    flush_interval: float = 1.0
-    batch_size: int = 2000
-    max_pending: int = 20_000
-    cache_size: int = 50_000
-    walker: str = "process"
+    flush_interval: float = store.FLUSH_INTERVAL
+    batch_size: int = store.BATCH_SIZE
+    max_pending: int = store.MAX_PENDING
+    cache_size: int = store.CACHE_SIZE
+    walker: str = store.BOT_WALKER
     edit_window_days: int = 7
     cooldown_seconds: float = 5.0
     max_message_chars: int = 4000
@@ -111,8 +111,8 @@ class Settings:
         level = env.get("MARKOV_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError(f"MARKOV_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {level!r}.")
-        walker = env.get("MARKOV_WALKER", "").strip().lower() or "process"
-        if walker not in {"process", "thread"}:
+        walker = env.get("MARKOV_WALKER", "").strip().lower() or store.BOT_WALKER
+        if walker not in store.WALKERS:
             raise ConfigError(f"MARKOV_WALKER must be process or thread, got {walker!r}.")
         guild_raw = env.get("DISCORD_GUILD_ID", "").strip()
         if guild_raw and not guild_raw.isdigit():
@@ -125,10 +125,10 @@ class Settings:
         return cls(
             db_path=Path(env.get("MARKOV_DB", "").strip() or DEFAULT_DB),
             log_level=level,
-            flush_interval=_float(env, "MARKOV_FLUSH_INTERVAL", 1.0, 0.05, 1.0),
-            batch_size=_int(env, "MARKOV_BATCH_SIZE", 2000, 1, 100_000),
-            max_pending=_int(env, "MARKOV_MAX_PENDING", 20_000, 1, 10_000_000),
-            cache_size=_int(env, "MARKOV_CACHE_SIZE", 50_000, 100, 10_000_000),
+            flush_interval=_float(env, "MARKOV_FLUSH_INTERVAL", store.FLUSH_INTERVAL, 0.05, 1.0),
+            batch_size=_int(env, "MARKOV_BATCH_SIZE", store.BATCH_SIZE, 1, 100_000),
+            max_pending=_int(env, "MARKOV_MAX_PENDING", store.MAX_PENDING, 1, 10_000_000),
+            cache_size=_int(env, "MARKOV_CACHE_SIZE", store.CACHE_SIZE, 100, 10_000_000),
             walker=walker,
             edit_window_days=_int(env, "MARKOV_EDIT_WINDOW_DAYS", 7, 0, 3650),
             cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),

@@ -12,8 +12,31 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 -- name: delete_meta
 DELETE FROM meta WHERE key = ?;
 
--- name: max_token_id
-SELECT coalesce(max(id), 1) FROM tokens;
+-- name: table_names
+SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%';
+
+-- name: insert_meta_if_missing
+INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING;
+
+-- name: take_ids
+-- Reserves ?1 ids of the counter named ?2 (next_token_id, next_author_id, next_chain_id) inside
+-- the write transaction; returns the first.
+UPDATE counters SET value = value + ?1 WHERE name = ?2 RETURNING value - ?1;
+
+-- name: existing_chains
+SELECT id FROM chains WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: existing_authors
+SELECT id FROM authors WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: bump_removals
+UPDATE counters SET value = value + 1 WHERE name = 'removals' RETURNING value;
+
+-- name: mark_removal
+UPDATE chains SET removals = ? WHERE id = ?;
+
+-- name: chain_removals
+SELECT removals FROM chains WHERE id = ?;
 
 -- name: tokens_by_text
 SELECT id, text FROM tokens WHERE text IN (SELECT value FROM json_each(?));
@@ -43,8 +66,10 @@ SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE id = ?;
 SELECT id FROM chains WHERE platform = ? AND guild = ?;
 
 -- name: insert_chain
-INSERT INTO chains (platform, guild, channel, ord, run_length, fingerprint_scheme)
-VALUES (?, ?, ?, ?, ?, ?) RETURNING id;
+-- A new chain starts at the removals counter: a chain id freed by a reset and taken again never
+-- shows a walker the removals value it cached the old chain under.
+INSERT INTO chains (id, platform, guild, channel, ord, run_length, fingerprint_scheme, removals)
+VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT value FROM counters WHERE name = 'removals'));
 
 -- name: chain_counters
 SELECT messages_seen, tokens_seen, chars_seen, bytes_seen FROM chains WHERE id = ?;
@@ -61,7 +86,7 @@ DELETE FROM chains WHERE id = ?;
 SELECT id FROM authors WHERE platform = ? AND guild = ? AND external_id = ?;
 
 -- name: insert_author
-INSERT INTO authors (platform, guild, external_id) VALUES (?, ?, ?) RETURNING id;
+INSERT INTO authors (id, platform, guild, external_id) VALUES (?, ?, ?, ?);
 
 -- name: delete_author
 DELETE FROM authors WHERE id = ?;

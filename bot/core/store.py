@@ -19,7 +19,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -50,12 +50,25 @@ log = logging.getLogger(__name__)
 
 
 WALKERS = ("thread", "process")  # where generation walks (see bot.core.walker)
+# Defaults, here once (bot.config reads these names for the bot's settings).
+FLUSH_INTERVAL = 1.0  # seconds between commits of queued learning, at most
+BATCH_SIZE = 2000  # messages per transaction, at most
+MAX_PENDING = 20_000  # queued messages from which learning waits
+CACHE_SIZE = 50_000  # entries per cache (token ids, texts, walked states)
+WALKER = "thread"  # a Store opened by a script or a test: needs no `if __name__ == "__main__":`
+BOT_WALKER = "process"  # the bot: walks take no turns on the interpreter lock with the event loop
 WRITER_CACHE_KIB = 65_536  # the writer's SQLite page cache (the default 2 MB makes upserts seek)
 HUB_ROWS = 1000  # transition rows from which a context becomes a hub (see bot.core.hubs)
 HUBS_IN_MEMORY = 1024  # hubs the writer keeps unpacked between commits
 EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete or edit after a restart
 PRUNE_SECONDS = 60.0  # the writer drops recent messages past the window at most this often ...
 PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at the next flush)
+WAL_SWITCH_SECONDS = 10.0  # how long opening a file waits for another process switching it to WAL
+APPLICATION_ID = 0x4D4B5642  # "MKVB" in the database header (PRAGMA application_id, migration 0003)
+# What a markovbot database made before it had an application id holds (schema versions 1 and 2).
+LEGACY_TABLES = frozenset({"meta", "tokens", "chains", "authors", "transitions", "messages", "windows"})
+# SQLite's codes for a write the disk refused: no space left (ENOSPC), or the file may not grow (EFBIG).
+DISK_FULL_CODES = frozenset({13, 778})  # SQLITE_FULL, SQLITE_IOERR_WRITE
 
 
 class SchemaTooNew(RuntimeError):
@@ -64,6 +77,10 @@ class SchemaTooNew(RuntimeError):
 
 class StoreError(RuntimeError):
     """The database cannot be written (read-only, disk full, locked ...)."""
+
+
+class NotMarkovbotDatabase(StoreError):
+    """The file is not a markovbot database (another program's SQLite file, or not SQLite); left as it was."""
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -136,12 +153,12 @@ class Store:
         self,
         path: str | os.PathLike[str],
         *,
-        flush_interval: float = 1.0,
-        batch_size: int = 2000,
-        max_pending: int = 20_000,
-        cache_size: int = 50_000,
+        flush_interval: float = FLUSH_INTERVAL,
+        batch_size: int = BATCH_SIZE,
+        max_pending: int = MAX_PENDING,
+        cache_size: int = CACHE_SIZE,
         key: bytes | None = None,
-        walker: str = "thread",
+        walker: str = WALKER,
         hub_rows: int = HUB_ROWS,
         edit_window_days: int = EDIT_WINDOW_DAYS,
         clock: Callable[[], float] = time.time,
@@ -170,6 +187,9 @@ class Store:
         # Contexts counted and found narrow: how many rows each still lacked (a row per occurrence at most).
         self._hub_short: LRU[HubKey, int] = LRU(cache_size)
         self._hubs_changed = False  # in the open transaction
+        # The writer's caches describe the file as of data_version (None: drop them at the next
+        # transaction, e.g. after one failed); another connection's commit changes it.
+        self._data_version: int | None = None
         self._hub_version = 0  # bumped after each commit or rollback that changed hubs (tells the walker)
         # The walker: in a process of its own, or a Walker on a thread of this process.
         self._process: WalkerProcess | None = None
@@ -183,12 +203,9 @@ class Store:
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
-        self._next_token_id = chainmod.FIRST_TOKEN_ID
-        self._token_ids: LRU[str, int] = LRU(cache_size)
-        self._token_texts: LRU[int, str] = LRU(cache_size)
+        self._token_ids: LRU[str, int] = LRU(cache_size)  # the writer's, revalidated per transaction
+        self._token_texts: LRU[int, str] = LRU(cache_size)  # ids are never reused: true forever
         self._generation: Counter[int] = Counter()  # bumped on every write to a chain
-        self._removals: Counter[int] = Counter()  # bumped when a chain loses counts (keys the caches)
-        self._removal_epoch = 0  # all removals: a token id may be freed, so the walker's texts go
         self._chains: dict[ChainKey, ChainInfo] = {}
         self._authors: dict[tuple[str, str, str], int] = {}
         self._consent: dict[tuple[str, str], set[str]] = {}
@@ -211,16 +228,17 @@ class Store:
         # 0.22 leaves a failed connect's stop future unawaited, and its thread then reports to a
         # closed event loop (omnilib/aiosqlite#389).
         tune_sqlite()
+        # Checked before anything writes: a file the store refuses is left byte for byte.
+        await asyncio.to_thread(_check_file, self.path)
         await asyncio.to_thread(_probe, self.path)
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            await self._writer.execute("PRAGMA journal_mode = WAL")
-            await self._writer.execute("PRAGMA synchronous = NORMAL")
             await self._writer.execute("PRAGMA busy_timeout = 5000")
+            await self._enable_wal()
+            await self._writer.execute("PRAGMA synchronous = NORMAL")
             await self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             await self._migrate()
             await self._writer.execute(Q["create_hub_candidates"])
-            await self._load_hubs()
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout = 5000")
             await self._reader.execute("PRAGMA query_only = ON")
@@ -228,9 +246,6 @@ class Store:
             self._sealer = Sealer(self.key)
             await self._ensure_math(self._reader)
             await self._start_walker()
-            async with self._writer.execute(Q["max_token_id"]) as cur:
-                row = await cur.fetchone()
-            self._next_token_id = max(chainmod.FIRST_TOKEN_ID, int(row[0]) + 1 if row else 0)
         except BaseException:
             await self._close_connections()
             raise
@@ -279,21 +294,43 @@ class Store:
             raise RuntimeError("store is not open")
         return self._reader
 
+    async def _enable_wal(self) -> None:
+        """Switch the file to WAL, retrying while another process opening it at once holds it.
+
+        Switching needs the file to itself, and SQLite answers "database is locked" at once, without
+        its busy handler, when another connection is switching the same new file meanwhile.
+        """
+        deadline = time.monotonic() + WAL_SWITCH_SECONDS
+        while True:
+            try:
+                await self.w.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
     async def _migrate(self) -> None:
-        async with self.w.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"{self.path} has schema version {version}, but this markovbot knows only up to "
-                f"{SCHEMA_VERSION}: upgrade markovbot, or point MARKOV_DB at another file."
-            )
-        for number, sql in migrations():
-            if number <= version:
-                continue
-            log.info("applying migration %04d to %s", number, self.path)
-            # executescript commits on its own; the version bump is part of the same script.
-            await self.w.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+        """Apply the migrations this file lacks, in one transaction that first checks the file again.
+
+        Inside BEGIN IMMEDIATE: another process opening the same new file at once waits, then
+        finds the schema made (statement by statement: executescript would commit the BEGIN).
+        """
+        await self.w.execute("BEGIN IMMEDIATE")
+        try:
+            version = _identify(self.path, *(await _describe(self.w)))
+            for number, sql in migrations():
+                if number <= version:
+                    continue
+                log.info("applying migration %04d to %s", number, self.path)
+                for statement in _statements(sql):
+                    await self.w.execute(statement)
+                await self.w.execute(f"PRAGMA user_version = {number}")
+            await self.w.execute("COMMIT")
+        except BaseException:
+            if self.w.in_transaction:
+                await self.w.execute("ROLLBACK")
+            raise
 
     @staticmethod
     async def _ensure_math(conn: aiosqlite.Connection) -> None:
@@ -334,7 +371,8 @@ class Store:
                 await self.w.execute(Q["delete_meta"], (keys.OLD_SALT_META,))
             await self.w.execute("COMMIT")
         except BaseException:
-            await self.w.execute("ROLLBACK")
+            if self.w.in_transaction:
+                await self.w.execute("ROLLBACK")
             raise
         finally:
             await self.w.execute("PRAGMA secure_delete = OFF")
@@ -371,22 +409,34 @@ class Store:
         info = await self.find_chain(key)
         if info is not None:
             return info
-        async with self._write_lock:
+        found: list[ChainInfo] = []
+
+        async def work() -> None:
             async with self.w.execute(Q["chain_by_key"], (key.platform, key.guild, key.channel)) as cur:
                 row = await cur.fetchone()
             if row is None:
+                chain_id = await self._take_ids("next_chain_id", 1)
                 scheme = fingerprints.CURRENT
-                async with self.w.execute(
+                await self.w.execute(
                     Q["insert_chain"],
-                    (key.platform, key.guild, key.channel, settings.order, settings.run_length, scheme),
-                ) as cur:
-                    new = await cur.fetchone()
-                assert new is not None
-                info = ChainInfo(int(new[0]), settings.order, settings.run_length, scheme)
+                    (
+                        chain_id,
+                        key.platform,
+                        key.guild,
+                        key.channel,
+                        settings.order,
+                        settings.run_length,
+                        scheme,
+                    ),
+                )
+                found.append(ChainInfo(chain_id, settings.order, settings.run_length, scheme))
             else:
-                info = ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
-            self._chains[key] = info
-        return info
+                found.append(ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3])))
+
+        async with self._write_lock:
+            await self._transaction(work)
+            self._chains[key] = found[0]
+        return found[0]
 
     async def all_chains(self) -> list[ChainSummary]:
         """Every chain of the database, with what it has learned."""
@@ -422,25 +472,33 @@ class Store:
         if found is not None:
             return found
         key = (platform, guild, external_id)
-        async with self._write_lock:
+        made: list[int] = []
+
+        async def work() -> None:
             async with self.w.execute(Q["author_by_key"], key) as cur:
                 row = await cur.fetchone()
             if row is None:
-                async with self.w.execute(Q["insert_author"], key) as cur:
-                    row = await cur.fetchone()
-            assert row is not None
-            self._authors[key] = int(row[0])
-        return self._authors[key]
+                author_id = await self._take_ids("next_author_id", 1)
+                await self.w.execute(Q["insert_author"], (author_id, *key))
+                made.append(author_id)
+            else:
+                made.append(int(row[0]))
+
+        async with self._write_lock:
+            await self._transaction(work)
+            self._authors[key] = made[0]
+        return made[0]
 
     # ---------------------------------------------------------------- consent, channels, settings
 
     async def consenting(self, platform: str, guild: str) -> set[str]:
         """Members of a guild who opted in."""
         key = (platform, guild)
-        if key not in self._consent:
+        found = self._consent.get(key)
+        if found is None:  # kept in a local: a failed transaction may clear the cache meanwhile
             async with self.r.execute(Q["get_consent"], key) as cur:
-                self._consent[key] = {str(row[0]) for row in await cur.fetchall()}
-        return self._consent[key]
+                found = self._consent[key] = {str(row[0]) for row in await cur.fetchall()}
+        return found
 
     async def set_consent(self, platform: str, guild: str, member: str, opted_in: bool) -> bool:
         """Opt a member in or out; True when that changed something."""
@@ -459,10 +517,11 @@ class Store:
     async def enabled_channels(self, platform: str, guild: str) -> set[str]:
         """Channels of a guild where learning is enabled."""
         key = (platform, guild)
-        if key not in self._channels:
+        found = self._channels.get(key)
+        if found is None:
             async with self.r.execute(Q["get_enabled_channels"], key) as cur:
-                self._channels[key] = {str(row[0]) for row in await cur.fetchall()}
-        return self._channels[key]
+                found = self._channels[key] = {str(row[0]) for row in await cur.fetchall()}
+        return found
 
     async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
         """Enable or disable learning in a channel; True when that changed something."""
@@ -481,15 +540,16 @@ class Store:
     async def settings(self, platform: str, guild: str) -> GuildSettings:
         """A guild's settings (defaults when never changed)."""
         key = (platform, guild)
-        if key not in self._settings:
+        found = self._settings.get(key)
+        if found is None:
             async with self.r.execute(Q["get_settings"], key) as cur:
                 row = await cur.fetchone()
-            self._settings[key] = (
+            found = self._settings[key] = (
                 GuildSettings(int(row[0]), bool(row[1]), float(row[2]), int(row[3]), bool(row[4]))
                 if row
                 else GuildSettings()
             )
-        return self._settings[key]
+        return found
 
     async def put_settings(self, platform: str, guild: str, settings: GuildSettings) -> None:
         """Save a guild's settings (validated by the caller)."""
@@ -561,8 +621,9 @@ class Store:
                 try:
                     result = await self._commit(batch)
                 except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-                    self.last_error = str(exc)
-                    raise StoreError(f"could not write to {self.path}: {exc}") from exc
+                    full = getattr(exc, "sqlite_errorcode", None) in DISK_FULL_CODES
+                    self.last_error = f"disk full ({exc})" if full else str(exc)
+                    raise StoreError(f"could not write to {self.path}: {self.last_error}") from exc
                 self.last_error = None
                 self.committed += result.learned
                 self.duplicates += result.duplicates
@@ -596,30 +657,21 @@ class Store:
             async with self.w.execute(Q["prune_recent"], (cutoff, PRUNE_ROWS)) as cur:
                 dropped[0] = cur.rowcount
 
-        await self._transaction(work())
+        await self._transaction(work)
         # A full prune leaves more behind: go on at the next flush rather than in a minute.
         self._next_prune = now if dropped[0] >= PRUNE_ROWS else now + PRUNE_SECONDS
         if dropped[0]:
             log.debug("dropped %d recent messages past the %d-day window", dropped[0], self.edit_window_days)
 
     async def _commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
-        await self.w.execute("BEGIN IMMEDIATE")
-        try:
-            fresh = await self._drop_known(batch)
+        fresh: list[PendingMessage] = []
+
+        async def work() -> None:
+            fresh.extend(await self._drop_orphans(await self._drop_known(batch)))
             if fresh:
                 await self._apply(fresh, sign=1)
-            await self.w.execute("COMMIT")
-        except BaseException:
-            await self.w.execute("ROLLBACK")
-            self._token_ids.clear()
-            self._token_texts.clear()
-            await self._load_hubs()
-            async with self.w.execute(Q["max_token_id"]) as cur:
-                row = await cur.fetchone()
-            self._next_token_id = max(chainmod.FIRST_TOKEN_ID, int(row[0]) + 1 if row else 0)
-            raise
-        finally:
-            self._publish_hubs()
+
+        await self._transaction(work)
         return FlushResult(len(fresh), len(batch) - len(fresh))
 
     async def _drop_known(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
@@ -632,11 +684,34 @@ class Store:
                 known.update((platform, str(row[0])) for row in await cur.fetchall())
         return [item for item in batch if (item.platform, item.message_id) not in known]
 
+    async def _drop_orphans(self, batch: list[PendingMessage]) -> list[PendingMessage]:
+        """Messages whose chain and author still exist (another process may have reset or forgotten them)."""
+        if not batch:
+            return batch
+        present = []
+        for name, wanted in (
+            ("existing_chains", {item.chain.id for item in batch}),
+            ("existing_authors", {item.author_id for item in batch}),
+        ):
+            async with self.w.execute(Q[name], (json.dumps(sorted(wanted)),)) as cur:
+                present.append({int(row[0]) for row in await cur.fetchall()})
+        kept = [item for item in batch if item.chain.id in present[0] and item.author_id in present[1]]
+        if len(kept) < len(batch):
+            log.info(
+                "dropped %d queued messages: their member was forgotten or chain reset",
+                len(batch) - len(kept),
+            )
+        return kept
+
     async def _resolve(self, texts: Iterable[str], create: bool) -> dict[str, int]:
-        """Token ids for texts (on the writer), creating the missing ones when asked."""
+        """Token ids for texts (on the writer), creating the missing ones when asked.
+
+        New ids follow the order in which texts first occur (not a set's, which varies with
+        PYTHONHASHSEED), taken from the database's counter inside the open transaction.
+        """
         ids: dict[str, int] = {}
         missing: list[str] = []
-        for text in set(texts):
+        for text in dict.fromkeys(texts):
             cached = self._token_ids.get(text)
             if cached is None:
                 missing.append(text)
@@ -646,19 +721,23 @@ class Store:
             async with self.w.execute(Q["tokens_by_text"], (json.dumps(missing),)) as cur:
                 for token_id, text in await cur.fetchall():
                     ids[text] = int(token_id)
-            if create:
-                new = [
-                    (self._next_token_id + i, text)
-                    for i, text in enumerate(t for t in missing if t not in ids)
-                ]
-                if new:
-                    await self.w.executemany(Q["insert_token"], new)
-                    self._next_token_id += len(new)
-                    ids.update((text, token_id) for token_id, text in new)
+            unknown = [text for text in missing if text not in ids]
+            if create and unknown:
+                first = await self._take_ids("next_token_id", len(unknown))
+                new = [(first + i, text) for i, text in enumerate(unknown)]
+                await self.w.executemany(Q["insert_token"], new)
+                ids.update((text, token_id) for token_id, text in new)
             for text in missing:
                 if text in ids:
                     self._token_ids.put(text, ids[text])
         return ids
+
+    async def _take_ids(self, counter: str, n: int) -> int:
+        """Reserve n ids from a counter of the database, inside the open transaction; the first."""
+        async with self.w.execute(Q["take_ids"], (n, counter)) as cur:
+            row = await cur.fetchone()
+        assert row is not None, f"the counters table has no {counter}"
+        return int(row[0])
 
     async def _apply(self, batch: Sequence[PendingMessage], sign: int) -> None:
         """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction."""
@@ -734,7 +813,7 @@ class Store:
     # ---------------------------------------------------------------- hubs
 
     async def _load_hubs(self) -> None:
-        """Read which contexts are hubs (on open, and after a rollback or a reset)."""
+        """Read which contexts are hubs (in a transaction whose caches were dropped)."""
         async with self.w.execute(Q["all_hubs"]) as cur:
             self._hubs = {(int(c), bytes(x)) for c, x in await cur.fetchall()}
         self._hub_arrays.clear()
@@ -857,27 +936,67 @@ class Store:
                 return UnlearnStatus.NOT_LEARNED
             if (int(row[0]), int(row[1]), int(row[2])) != (item.chain.id, item.author_id, item.fingerprint):
                 return UnlearnStatus.TEXT_MISMATCH
-            await self._transaction(self._apply([item], sign=-1), removing=[item.chain.id])
+
+            async def work() -> None:
+                await self._apply([item], sign=-1)
+                await self._mark_removal([item.chain.id])
+
+            await self._transaction(work)
         return UnlearnStatus.UNLEARNED
 
-    async def _transaction(self, work: Any, removing: Iterable[int] = ()) -> None:
-        await self.w.execute("BEGIN IMMEDIATE")
+    async def _transaction(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run work in one write transaction (the caller holds the write lock).
+
+        Whatever fails, and however (SQLite may have rolled back already, on a full disk say),
+        the caches the work may have changed are dropped, so memory never describes a
+        transaction the file does not hold.
+        """
         try:
-            await work
+            await self.w.execute("BEGIN IMMEDIATE")
+            await self._revalidate()
+            await work()
             await self.w.execute("COMMIT")
         except BaseException:
-            await self.w.execute("ROLLBACK")
-            self._token_ids.clear()
-            self._token_texts.clear()
-            await self._load_hubs()
+            self._drop_caches()
+            try:
+                if self.w.in_transaction:
+                    await self.w.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("rollback failed (%s); the next transaction reads the file again", exc)
             raise
         finally:
-            # After the commit (or rollback), so that nothing the walker read meanwhile (from
-            # the snapshot before it) is cached under the new key.
-            for chain_id in removing:
-                self._removals[chain_id] += 1
-                self._removal_epoch += 1
             self._publish_hubs()
+
+    async def _revalidate(self) -> None:
+        """At the start of a write transaction: drop the writer's caches if another connection committed."""
+        async with self.w.execute("PRAGMA data_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else -1
+        if version != self._data_version:
+            self._drop_caches()
+            await self._load_hubs()
+            self._data_version = version
+
+    def _drop_caches(self) -> None:
+        """Forget everything the writer cached about the file (read again on use)."""
+        self._data_version = None
+        self._token_ids.clear()
+        self._chains.clear()
+        self._authors.clear()
+        self._hubs = set()
+        self._hub_arrays.clear()
+        self._hub_short.clear()
+        self._hubs_changed = True
+        self._consent.clear()
+        self._channels.clear()
+        self._settings.clear()
+
+    async def _mark_removal(self, chain_ids: Iterable[int]) -> None:
+        """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""
+        async with self.w.execute(Q["bump_removals"]) as cur:
+            row = await cur.fetchone()
+        assert row is not None, "the counters table has no removals"
+        await self.w.executemany(Q["mark_removal"], ((int(row[0]), chain_id) for chain_id in chain_ids))
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction."""
@@ -919,9 +1038,10 @@ class Store:
             await self._add_refs(dict(refs))
             await self.w.execute(Q["delete_author"], (author_id,))
             await self.w.execute(Q["remove_consent"], (platform, guild, external_id))
+            await self._mark_removal(chains)
 
         async with self._write_lock:
-            await self._transaction(work(), removing=chains)
+            await self._transaction(work)
         self._authors.pop((platform, guild, external_id), None)
         self._consent.get((platform, guild), set()).discard(external_id)
         return ForgetResult(*totals)
@@ -950,12 +1070,13 @@ class Store:
             ):
                 await self.w.execute(Q[name], (info.id,))
             await self._add_refs(refs)
+            await self._mark_removal(())  # a chain made later with this id starts past its last value
             self._hubs = {hub for hub in self._hubs if hub[0] != info.id}
             self._hub_arrays.clear()
             self._hubs_changed = True
 
         async with self._write_lock:
-            await self._transaction(work(), removing=[info.id])
+            await self._transaction(work)
         self._chains.pop(key, None)
         self._generation[info.id] += 1
         return held[0]
@@ -963,16 +1084,9 @@ class Store:
     # ---------------------------------------------------------------- reads for generation
 
     async def token_id(self, text: str) -> int | None:
-        """The id of a token, or None when it was never learned."""
-        cached = self._token_ids.get(text)
-        if cached is not None:
-            return cached
+        """The id of a token, or None when it was never learned (read now: another process may drop it)."""
         rows = await self.r.execute_fetchall(Q["token_id"], (text,))
-        if not rows:
-            return None
-        token_id = int(next(iter(rows))[0])
-        self._token_ids.put(text, token_id)
-        return token_id
+        return int(next(iter(rows))[0]) if rows else None
 
     async def texts(self, ids: Sequence[int]) -> list[str]:
         """Token texts for ids."""
@@ -1009,13 +1123,7 @@ class Store:
 
         A walker process that died (killed, out of memory) is started again and the call retried once.
         """
-        version = Version(
-            chain_id,
-            self._generation[chain_id],
-            self._removals[chain_id],
-            self._removal_epoch,
-            self._hub_version,
-        )
+        version = Version(chain_id, self._generation[chain_id], self._hub_version)
         if self._walker is not None and self._thread is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, self._walker.call, method, version, *args
@@ -1080,6 +1188,82 @@ class Store:
 def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
     """A message's token ids, packed as stored in recent_messages."""
     return chainmod.pack([ids[t] for t in tokens])
+
+
+async def _describe(conn: aiosqlite.Connection) -> tuple[int, int, set[str]]:
+    """(application_id, user_version, table names) of the database, on the writer."""
+    values = []
+    for pragma in ("application_id", "user_version"):
+        async with conn.execute(f"PRAGMA {pragma}") as cur:
+            row = await cur.fetchone()
+        values.append(int(row[0]) if row else 0)
+    async with conn.execute(Q["table_names"]) as cur:
+        tables = {str(name) for (name,) in await cur.fetchall()}
+    return values[0], values[1], tables
+
+
+def _identify(path: Path, application_id: int, version: int, tables: set[str]) -> int:
+    """The schema version of a markovbot database (0: an empty file); raises when the store must refuse it."""
+    if application_id == APPLICATION_ID:
+        ours = True
+    elif application_id != 0:
+        ours = False
+    elif tables:  # made before migration 0003, or by another program
+        ours = tables >= LEGACY_TABLES and version >= 1
+    else:  # an empty file; one with only a newer user_version is taken for a newer markovbot's
+        ours = version == 0 or version > SCHEMA_VERSION
+    if not ours:
+        raise NotMarkovbotDatabase(
+            f"cannot use the database {path}: it is another program's SQLite database, not markovbot's "
+            "(left untouched); point MARKOV_DB at another file."
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{path} has schema version {version}, but this markovbot knows only up to "
+            f"{SCHEMA_VERSION}: upgrade markovbot, or point MARKOV_DB at another file."
+        )
+    return version
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that is not a markovbot database this markovbot can use, before anything writes to it.
+
+    Read as immutable: no lock, no -wal or -shm file made. The migration's transaction checks again
+    (another process may have changed the file since).
+    """
+    try:
+        if path.stat().st_size == 0:
+            return
+    except FileNotFoundError:
+        return
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {str(name) for (name,) in conn.execute(Q["table_names"])}
+    except sqlite3.DatabaseError as exc:
+        raise NotMarkovbotDatabase(
+            f"cannot use the database {path}: it is not a SQLite database ({exc}; left untouched); "
+            "point MARKOV_DB at another file."
+        ) from None
+    finally:
+        conn.close()
+    _identify(path, application_id, version, tables)
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a migration file, one by one."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not all(
+        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
+    ):
+        raise ValueError(f"a migration ends with an incomplete statement: {buffer.strip()[:60]!r}")
+    return statements
 
 
 def _probe(path: Path) -> None:

@@ -20,7 +20,6 @@ import random
 import signal
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -40,6 +39,7 @@ from bot.core.tokens import detokenize, neutralise
 log = logging.getLogger(__name__)
 
 W = TypeVar("W", bound=tuple[Sequence[Any], Any])  # a cached read: (ids or contexts, weights)
+Stamp = tuple[int, int] | None  # what a cached read was current with: (writer's generation, commits seen)
 
 ENTRY_LIMIT = 20_000  # contexts considered when anchoring a start word
 WIDE_STATE = 64  # successors from which a cached state may lag new learning ...
@@ -52,12 +52,13 @@ MAX_OUTPUT_CHARS = 1900
 
 
 class Version(NamedTuple):
-    """Where the writer stands on one chain, sent with every call (it keys the caches)."""
+    """Where this process's writer stands on one chain, sent with every call.
+
+    What other processes commit, the walker learns from the file itself (see Walker.call).
+    """
 
     chain_id: int
     generation: int  # bumped on every write to the chain
-    removals: int  # bumped when the chain loses counts
-    epoch: int  # bumped on every removal in any chain: a token id may have been freed
     hubs: int = 0  # bumped after a commit that made or dropped hubs (in any chain)
 
 
@@ -68,24 +69,36 @@ class Walker:
         self.path = Path(path)
         self.fingerprints = Fingerprinter(key)
         self._db: sqlite3.Connection | None = None
-        self._choices: LRU[tuple[Any, ...], tuple[Choices, int, float]] = LRU(cache_size)
-        self._entries: LRU[tuple[Any, ...], tuple[tuple[list[bytes], Choices], int, float]] = LRU(
+        self._choices: LRU[tuple[Any, ...], tuple[Choices, Stamp, float]] = LRU(cache_size)
+        self._entries: LRU[tuple[Any, ...], tuple[tuple[list[bytes], Choices], Stamp, float]] = LRU(
             max(16, cache_size // 100)
         )
-        self._texts: LRU[int, str] = LRU(cache_size)
-        self._texts_epoch = 0
+        self._texts: LRU[int, str] = LRU(cache_size)  # token ids are never reused: true forever
         self._hub_contexts: dict[int, set[bytes]] = {}  # per chain, as of _hubs_version
         self._hubs_version = 0
-        self._generation: Counter[int] = Counter()
-        self._removals: Counter[int] = Counter()
+        self._data_version: int | None = None  # PRAGMA data_version when last looked
+        self._commits = 0  # commits by other connections seen (changes of data_version)
+        self._checked: dict[int, int] = {}  # per chain: _commits when its removals were read
+        self._generation: dict[int, tuple[int, int]] = {}  # per chain: (writer's generation, _commits)
+        self._removals: dict[int, int] = {}  # per chain: its removals column, keys the caches
 
     def call(self, method: str, version: Version, *args: Any) -> Any:
-        """Bring the caches' view of the chain up to date, then run one of the methods below."""
-        self._generation[version.chain_id] = version.generation
-        self._removals[version.chain_id] = version.removals
-        if version.epoch != self._texts_epoch:
-            self._texts.clear()
-            self._texts_epoch = version.epoch
+        """Bring the caches' view of the chain up to date, then run one of the methods below.
+
+        One PRAGMA data_version per call: it changes when another connection (this process's
+        writer, or another process) committed. Only then is the chain's removals column read
+        again; a new value (an unlearn, forget or reset, in any process) keys fresh caches.
+        """
+        (data_version,) = self._connection().execute("PRAGMA data_version").fetchone()
+        if data_version != self._data_version:
+            self._data_version = data_version
+            self._commits += 1
+        chain_id = version.chain_id
+        if self._checked.get(chain_id) != self._commits:
+            rows = self._rows("chain_removals", (chain_id,))
+            self._removals[chain_id] = int(rows[0][0]) if rows else -1
+            self._checked[chain_id] = self._commits
+        self._generation[chain_id] = (version.generation, self._commits)
         if version.hubs != self._hubs_version:
             self._hub_contexts.clear()
             self._hubs_version = version.hubs
@@ -97,15 +110,16 @@ class Walker:
             self._db.close()
             self._db = None
 
-    def _rows(self, name: str, params: tuple[Any, ...]) -> list[Any]:
-        return self._connection().execute(Q[name], params).fetchall()
-
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA query_only = ON")
+            self._data_version = None
         return self._db
+
+    def _rows(self, name: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._connection().execute(Q[name], params).fetchall()
 
     def query(self, name: str, params: tuple[Any, ...]) -> list[Any]:
         """The rows of a named read-only statement."""
@@ -128,7 +142,7 @@ class Walker:
 
     def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
         """Tokens that follow a context, with cumulative counts (cached)."""
-        key = (chain_id, self._removals[chain_id], author_id, ctx)
+        key = (chain_id, self._removals.get(chain_id), author_id, ctx)
         cached = self._fresh(chain_id, self._choices.get(key))
         if cached is not None:
             return cached
@@ -138,7 +152,7 @@ class Walker:
             choices = hubs.choices(hubs.decode(*hub[0]))
         else:
             choices = chainmod.cumulative(self._rows("successors", (chain_id, ctx)))
-        self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
+        self._choices.put(key, (choices, self._generation.get(chain_id), time.monotonic()))
         return choices
 
     def _hubs_of(self, chain_id: int) -> set[bytes]:
@@ -153,7 +167,7 @@ class Walker:
         self, chain_id: int, next_id: int, suffix: bytes, author_id: int | None = None
     ) -> Choices:
         """Tokens that can precede (suffix, next): the first token of contexts leading into next."""
-        key = (chain_id, self._removals[chain_id], author_id, "pred", next_id, suffix)
+        key = (chain_id, self._removals.get(chain_id), author_id, "pred", next_id, suffix)
         cached = self._fresh(chain_id, self._choices.get(key))
         if cached is not None:
             return cached
@@ -162,14 +176,14 @@ class Walker:
         else:
             rows = self._rows("author_predecessors", (chain_id, next_id, author_id, suffix))
         choices = chainmod.cumulative([(chainmod.unpack(bytes(p))[0], int(k)) for p, k in rows])
-        self._choices.put(key, (choices, self._generation[chain_id], time.monotonic()))
+        self._choices.put(key, (choices, self._generation.get(chain_id), time.monotonic()))
         return choices
 
     def _entries_into(
         self, chain_id: int, next_id: int, author_id: int | None = None
     ) -> tuple[list[bytes], Choices]:
         """Contexts that lead into a token, and choices over their indexes weighted by count."""
-        key = (chain_id, self._removals[chain_id], author_id, next_id)
+        key = (chain_id, self._removals.get(chain_id), author_id, next_id)
         cached = self._fresh(chain_id, self._entries.get(key))
         if cached is not None:
             return cached
@@ -179,10 +193,10 @@ class Walker:
             rows = self._rows("author_entries_into", (chain_id, next_id, author_id, ENTRY_LIMIT))
         contexts = [bytes(ctx) for ctx, _ in rows]
         result = contexts, chainmod.cumulative([(i, int(k)) for i, (_, k) in enumerate(rows)])
-        self._entries.put(key, (result, self._generation[chain_id], time.monotonic()))
+        self._entries.put(key, (result, self._generation.get(chain_id), time.monotonic()))
         return result
 
-    def _fresh(self, chain_id: int, cached: tuple[W, int, float] | None) -> W | None:
+    def _fresh(self, chain_id: int, cached: tuple[W, Stamp, float] | None) -> W | None:
         """A cached read still good to walk: current, or a wide state read shortly before new learning.
 
         Only removals invalidate outright (the cache key holds their count): after learning alone,
@@ -193,7 +207,7 @@ class Walker:
         if cached is None:
             return None
         value, generation, stamp = cached
-        if generation == self._generation[chain_id]:
+        if generation == self._generation.get(chain_id):
             return value
         if len(value[0]) >= WIDE_STATE and time.monotonic() - stamp < STALE_SECONDS:
             return value
@@ -315,7 +329,7 @@ class WalkerProcess:
         theirs.close()  # so that the pipe closes when the walker ends
         asyncio.get_running_loop().add_reader(self._conn.fileno(), self._on_readable)
         try:
-            self.pid = await self.call("pid", Version(0, 0, 0, 0))
+            self.pid = await self.call("pid", Version(0, 0))
         except WalkerDied as exc:
             await self.close()
             raise WalkerDied(

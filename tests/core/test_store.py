@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bot.cli import main
 from bot.core.brain import Brain
 from bot.core.models import Message
-from bot.core.store import LRU, SCHEMA_VERSION, SchemaTooNew, Store
+from bot.core.sql import Q
+from bot.core.store import (
+    APPLICATION_ID,
+    LRU,
+    SCHEMA_VERSION,
+    NotMarkovbotDatabase,
+    SchemaTooNew,
+    Store,
+    migrations,
+)
 
 
 def schema(path: Path) -> list[tuple[str, str]]:
@@ -40,6 +53,123 @@ async def test_a_newer_schema_is_refused_and_left_untouched(db_path: Path) -> No
     with pytest.raises(SchemaTooNew, match="upgrade markovbot"):
         await Store(db_path).open()
     assert schema(db_path) == []
+
+
+def make_newer(path: Path) -> None:
+    async def make() -> None:
+        async with Store(path):
+            pass
+
+    asyncio.run(make())
+    with contextlib.closing(sqlite3.connect(path)) as db:  # closed now: its checkpoint is done before
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+
+def make_newer_empty(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as db:  # a rollback journal: WAL would change its header
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+
+def make_foreign(path: Path) -> None:
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+        db.execute("INSERT INTO notes (body) VALUES ('keep me')")
+
+
+def make_junk(path: Path) -> None:
+    path.write_bytes(b"\x00junk" * 1000)
+
+
+@pytest.mark.parametrize(
+    ("make", "refusal", "message"),
+    [
+        (make_newer, SchemaTooNew, "upgrade markovbot"),
+        (make_newer_empty, SchemaTooNew, "upgrade markovbot"),
+        (make_foreign, NotMarkovbotDatabase, "another program's SQLite database"),
+        (make_junk, NotMarkovbotDatabase, "not a SQLite database"),
+    ],
+)
+def test_a_refused_file_is_left_byte_for_byte_and_the_cli_says_why_in_one_line(
+    tmp_path: Path, make: Any, refusal: type[Exception], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "refused.sqlite3"
+    make(path)
+    before, files = path.read_bytes(), sorted(p.name for p in tmp_path.iterdir())
+
+    async def open_it() -> None:
+        async with Store(path):
+            pass
+
+    with pytest.raises(refusal, match=message):
+        asyncio.run(open_it())
+    assert main(["--db", str(path), "stats", "--chain", "c"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == files  # no -wal, -shm or -journal left
+
+
+async def test_a_markovbot_database_made_before_application_ids_is_recognised(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as db:
+        for number, sql in migrations()[:2]:
+            db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+        db.execute("INSERT INTO tokens (id, text, refs) VALUES (7, 'old', 1)")
+    async with Store(db_path):
+        pass
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("SELECT value FROM counters WHERE name = 'next_token_id'").fetchone() == (8,)
+
+
+DETERMINISM = """
+import asyncio, sys
+from pathlib import Path
+from bot.core.brain import Brain
+from bot.core.models import ChainKey
+from bot.importer import import_file
+
+
+async def main() -> None:
+    brain = await Brain.open(sys.argv[1], key=bytes(16), hub_rows=5, batch_size=int(sys.argv[3]))
+    try:
+        await import_file(brain, Path(sys.argv[2]), ChainKey("local", "local", "c"), progress=False)
+    finally:
+        await brain.close()
+
+
+asyncio.run(main())
+"""
+
+
+def rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table but meta (which holds the key check), ids included."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        found = {}
+        for (table,) in db.execute(Q["table_names"]):
+            if table != "meta":
+                width = len(db.execute(f"SELECT * FROM {table} LIMIT 0").description)
+                order = ", ".join(str(i) for i in range(1, width + 1))
+                found[table] = db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+        return found
+
+
+def test_token_ids_and_every_row_are_the_same_under_any_hash_seed(tmp_path: Path) -> None:
+    source = tmp_path / "corpus.txt"
+    words = [f"word{i}" for i in range(300)]
+    lines = [" ".join(words[(i * 11 + j * 17) % 300] for j in range(3 + i % 7)) for i in range(1500)]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    script = tmp_path / "learn.py"
+    script.write_text(DETERMINISM, encoding="utf-8")
+    dumps = []
+    for seed, batch in (("1", 200), ("2", 200), ("3", 7)):
+        db = tmp_path / f"seed{seed}.sqlite3"
+        env = {**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, str(script), str(db), str(source), str(batch)], env=env, check=True)
+        dumps.append(rows(db))
+    assert dumps[0]["hubs"] and len(dumps[0]["tokens"]) == 300
+    assert dumps[0] == dumps[1]
+    assert dumps[2]["tokens"] == dumps[0]["tokens"]  # batch boundaries do not change token ids either
 
 
 async def learn(brain: Brain, n: int, channel: str = "c") -> None:

@@ -3,46 +3,124 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bot.cli import main
 from bot.core.brain import Brain
-from bot.core.models import ChainKey, Message
-from bot.core.store import SchemaTooNew, StoreError
+from bot.core.models import Message
+from bot.core.store import SchemaTooNew
+from tests.core.dump import hub_count, hub_errors, logical_dump
+
+SALT = bytes(range(16))  # the fingerprint key of every database here
 
 
-async def test_a_full_disk_pauses_learning_and_loses_nothing(
-    db_path: Path, caplog: pytest.LogCaptureFixture
+FULL_DISK_WRITER = """
+import asyncio, logging, os, resource, signal, sys
+from bot.core.brain import Brain
+from bot.core.models import Message
+
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+
+
+async def main() -> None:
+    db, corpus, salt, hub_rows = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]), int(sys.argv[4])
+    lines = open(corpus, encoding="utf-8").read().splitlines()
+    brain = await Brain.open(
+        db, key=salt, hub_rows=hub_rows, flush_interval=0.05, batch_size=100, max_pending=len(lines)
+    )
+    await brain.opt_in("t", "g", "u")
+    await brain.set_channel("t", "g", "c", True)
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    grown = max(os.path.getsize(db + suffix) for suffix in ("", "-wal", "-shm"))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (grown + 300_000, hard))  # room for a few batches
+    for n, line in enumerate(lines):
+        await brain.learn(Message("t", "g", "c", "u", str(n), line))
+    loop = asyncio.get_running_loop()
+    while True:
+        command = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+        if command == "status":
+            print(brain.store.pending, brain.store.committed, flush=True)
+        elif command == "space":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+            await brain.close()
+            print(brain.store.committed, brain.store.duplicates, flush=True)
+            return
+
+
+asyncio.run(main())
+"""
+HUB_ROWS = 20  # so that the corpus makes hubs, whose cached arrays a failed transaction must not keep
+
+
+def full_disk_corpus(path: Path) -> list[str]:
+    """New words on every line (a failed batch creates tokens) and a few wide contexts (hubs)."""
+    lines = [f"the common w{i} x{i % 40} y{(i * 7) % 300} then z{i} and q{i * 31 % 997}" for i in range(2500)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
+def test_a_real_full_disk_pauses_learning_and_the_resumed_database_equals_a_clean_import(
+    tmp_path: Path,
 ) -> None:
-    brain = await Brain.open(db_path, flush_interval=0.05, batch_size=100)
+    source, db, clean = tmp_path / "corpus.txt", tmp_path / "full.sqlite3", tmp_path / "clean.sqlite3"
+    lines = full_disk_corpus(source)
+    script = tmp_path / "writer.py"
+    script.write_text(FULL_DISK_WRITER, encoding="utf-8")
+    writer = subprocess.Popen(
+        [sys.executable, str(script), str(db), str(source), SALT.hex(), str(HUB_ROWS)],
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdin is not None and writer.stdout is not None and writer.stderr is not None
     try:
-        await brain.opt_in("t", "g", "u")
-        await brain.set_channel("t", "g", "c", True)
-        async with brain.store.w.execute("PRAGMA page_count") as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        # The database may not grow any more: SQLite answers "database or disk is full".
-        await brain.store.w.execute(f"PRAGMA max_page_count = {row[0]}")
-        for i in range(300):
-            await brain.learn(Message("t", "g", "c", "u", str(i), f"message {i} with some words {i * 7}"))
-        with pytest.raises(StoreError, match="full"):
-            await brain.flush()
-        await asyncio.sleep(0.3)  # the flusher keeps failing, backs off, and keeps the queue
-        assert brain.store.pending == 300
-        assert "learning paused" in caplog.text
-        with sqlite3.connect(db_path) as conn:
+        log = []
+        while not any("learning paused" in line for line in log):  # the writer's own log says so
+            line = writer.stderr.readline()
+            assert line, "the writer ended without pausing:\n" + "".join(log)
+            log.append(line)
+        assert "disk full" in log[-1], log[-1]
+        writer.stdin.write("status\n")
+        writer.stdin.flush()
+        pending, committed = (int(v) for v in writer.stdout.readline().split())
+        assert pending > 0 and committed > 0, "the limit should fall in the middle of the corpus"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            assert conn.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+            assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] <= len(lines) - pending
 
-        await brain.store.w.execute("PRAGMA max_page_count = 1073741823")  # space again
-        await brain.flush()
-        assert brain.store.pending == 0
-        assert (await brain.counts(ChainKey("t", "g", "c")))["messages_seen"] == 300
+        writer.stdin.write("space\n")  # space again: the writer raises its limit and finishes
+        writer.stdin.flush()
+        learned, duplicates = (int(v) for v in writer.stdout.readline().split())
+        assert writer.wait(timeout=120) == 0, writer.stderr.read()
     finally:
-        await brain.close()
+        writer.kill()
+        writer.wait()
+    assert (learned, duplicates) == (len(lines), 0)
+
+    async def clean_import() -> None:
+        brain = await Brain.open(clean, key=SALT, hub_rows=HUB_ROWS, batch_size=100)
+        try:
+            await brain.opt_in("t", "g", "u")
+            await brain.set_channel("t", "g", "c", True)
+            for n, line in enumerate(lines):
+                await brain.learn(Message("t", "g", "c", "u", str(n), line))
+        finally:
+            await brain.close()
+
+    asyncio.run(clean_import())
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert hub_count(db) > 0 and hub_errors(db) == []
+    assert logical_dump(db, SALT) == logical_dump(clean, SALT)
 
 
 async def test_a_newer_schema_is_refused_by_the_brain(db_path: Path) -> None:
