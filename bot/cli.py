@@ -14,6 +14,7 @@ import logging
 import random
 import sqlite3
 import sys
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -282,7 +283,7 @@ def stats(settings: Settings, chain: str, as_json: bool, png: Path | None) -> No
 
 @command()
 def chains(settings: Settings) -> None:
-    """List the chains of the database: name, messages and tokens learned."""
+    """List the chains of the database: name, messages and tokens learned, and when it last learned."""
     found = run_async(settings, lambda brain: brain.chains())
     if not found:
         click.echo(errors.no_chains(settings.db_path))
@@ -291,9 +292,10 @@ def chains(settings: Settings) -> None:
         c.key.channel if c.key.platform == LOCAL else "/".join(dataclasses.astuple(c.key)) for c in found
     ]
     width = max(len("chain"), *(len(n) for n in names))
-    click.echo(f"{'chain':<{width}}  {'messages':>12}  {'tokens':>14}")
+    click.echo(f"{'chain':<{width}}  {'messages':>12}  {'tokens':>14}  last learned (UTC)")
     for name, c in zip(names, found, strict=True):
-        click.echo(f"{name:<{width}}  {c.messages:>12,}  {c.tokens:>14,}")
+        when = "-" if c.learned_at is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(c.learned_at))
+        click.echo(f"{name:<{width}}  {c.messages:>12,}  {c.tokens:>14,}  {when}")
 
 
 def _fail(message: str, code: int, state: Global) -> int:

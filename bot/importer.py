@@ -338,7 +338,7 @@ async def learn_source(
     from tqdm import tqdm
 
     result = ImportResult()
-    committed, duplicates = brain.store.committed, brain.store.duplicates
+    before = brain.written
     by_bytes = source.fmt == "text"
     bar = tqdm(
         desc=f"importing {source.path.name}",
@@ -360,8 +360,9 @@ async def learn_source(
         await brain.flush()
     finally:
         bar.close()
-    result.learned = brain.store.committed - committed
-    result.duplicates += brain.store.duplicates - duplicates
+    after = brain.written
+    result.learned = after.learned - before.learned
+    result.duplicates += after.duplicates - before.duplicates
     return result
 
 

@@ -32,7 +32,9 @@ def figures(r: RetentionReport) -> list[tuple[str, str]]:
         (
             "found by an attack",
             f"{r.extracted_eidetic.value:.1%} of the messages said once ({r.extracted_eidetic.hits:,}) "
-            f"among the {r.extraction_budget:,} most likely messages",
+            f"among the {r.extraction_budget:,} most likely messages; with the database and its key, a "
+            f"search the fingerprints guide finds {r.extracted_with_key.value:.1%} "
+            f"({r.extracted_with_key.hits:,})",
         ),
         (
             "all messages",

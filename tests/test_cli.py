@@ -8,6 +8,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -191,10 +193,15 @@ def test_chains_lists_every_chain_with_its_counts(
     second.write_text(CORPUS, encoding="utf-8")
     run(db, "import", str(second), "--chain", "a-second-one")
     capsys.readouterr()
+    before = time.time()
     assert run(db, "chains") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["chain", "messages", "tokens"]
-    assert [line.split() for line in lines[1:]] == [["a-second-one", "4", "24"], ["cats", "4", "24"]]
+    assert lines[0].split() == ["chain", "messages", "tokens", "last", "learned", "(UTC)"]
+    rows = [line.split() for line in lines[1:]]
+    assert [row[:3] for row in rows] == [["a-second-one", "4", "24"], ["cats", "4", "24"]]
+    for row in rows:  # learned within the last minutes, shown to the minute
+        learned = datetime.strptime(" ".join(row[3:]), "%Y-%m-%d %H:%M").replace(tzinfo=UTC).timestamp()
+        assert before - 600 <= learned <= before
 
 
 def test_the_import_progress_bar_counts_bytes_to_a_total(

@@ -84,6 +84,11 @@ class Brain:
         """Flush pending learning and close the store."""
         await self.store.close()
 
+    @property
+    def written(self) -> FlushResult:
+        """Messages committed, and dropped as already learned, since the database was opened."""
+        return FlushResult(self.store.committed, self.store.duplicates)
+
     async def flush(self) -> FlushResult:
         """Commit all pending learning now."""
         return await self.store.flush()

@@ -166,6 +166,7 @@ class ChainSummary:
     key: ChainKey
     messages: int
     tokens: int
+    learned_at: int | None = None  # unix seconds of the last message learned (None: not recorded)
 
 
 @dataclass(frozen=True, slots=True)

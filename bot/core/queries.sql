@@ -357,7 +357,11 @@ SELECT DISTINCT ctx, next_id FROM transitions
 WHERE chain_id = ? AND ctx >= ? AND ctx < ? AND next_id > 1 ORDER BY ctx, next_id;
 
 -- name: all_chains
-SELECT platform, guild, channel, messages_seen, tokens_seen FROM chains ORDER BY platform, guild, channel;
+SELECT platform, guild, channel, messages_seen, tokens_seen, learned_at
+FROM chains ORDER BY platform, guild, channel;
+
+-- name: chain_learned_at
+UPDATE chains SET learned_at = ? WHERE id = ?;
 
 -- name: chain_author_ids
 -- The external ids of a chain's authors, at most ? of them (markovbot generate --author).

@@ -79,6 +79,7 @@ JSON_KEYS = (
     "long_runs_common",
     "extracted",
     "extracted_eidetic",
+    "extracted_with_key",
     "extraction_budget",
     "prefixes",
     "samples",
@@ -103,6 +104,7 @@ RATE_FIELDS = (
     "long_runs_common",
     "extracted",
     "extracted_eidetic",
+    "extracted_with_key",
 )
 
 
@@ -138,6 +140,7 @@ class RetentionReport:
     long_runs_common: Rate
     extracted: Rate  # learned messages the unprompted best-first attack reproduces
     extracted_eidetic: Rate
+    extracted_with_key: Rate  # of the messages said once, what a search the key guides reproduces
     extraction_budget: int
     prefixes: int  # distinct opening prefixes of the chain
     samples: int
@@ -299,14 +302,26 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
     return round(kept_transitions), round(kept_fingerprints), round(kept_recent)
 
 
-async def extraction_candidates(brain: Brain, info: ChainInfo, budget: int) -> list[tuple[int, ...]]:
+async def extraction_candidates(
+    brain: Brain, info: ChainInfo, budget: int, *, guided: bool = False
+) -> list[tuple[int, ...]]:
     """The attack: best-first search for the most likely complete messages from BEGIN.
 
     Expands states in order of path probability, follows at most BRANCHING successors per
     state, and stops after `budget` complete candidates or budget * EXPANSION_FACTOR expansions.
+    guided: the attacker holds the database and its key, and follows a path only while its last
+    K tokens are a learned K-run (the window fingerprints confirm it), so the budget goes to
+    paths that are parts of learned messages.
     """
-    order = info.order
+    order, k = info.order, info.run_length
     branches: dict[tuple[int, ...], list[tuple[float, int]]] = {}
+    runs: dict[tuple[int, ...], bool] = {}
+
+    async def learned_run(run: tuple[int, ...]) -> bool:
+        if run not in runs:
+            _, windows = brain.fingerprints.guarded(await brain.store.texts(run), k, info.scheme)
+            runs[run] = bool(await brain.store.named("windows_present", info.id, json.dumps(windows)))
+        return runs[run]
 
     async def best(ctx: tuple[int, ...]) -> list[tuple[float, int]]:
         # (-log probability, token) of the most likely successors; a state is often reached again.
@@ -330,13 +345,18 @@ async def extraction_candidates(brain: Brain, info: ChainInfo, budget: int) -> l
         for step, token in await best(ctx):
             if token != chainmod.END and len(path) >= chainmod.MAX_WALK:
                 continue
-            heapq.heappush(heap, (cost + step, next(tie), (*ctx, token)[-order:], (*path, token)))
+            longer = (*path, token)
+            if guided and token != chainmod.END and len(longer) >= k and not await learned_run(longer[-k:]):
+                continue
+            heapq.heappush(heap, (cost + step, next(tie), (*ctx, token)[-order:], longer))
     return found
 
 
-async def _extraction(brain: Brain, info: ChainInfo, budget: int, thresholds: Thresholds) -> Split:
+async def _extraction(
+    brain: Brain, info: ChainInfo, budget: int, thresholds: Thresholds, *, guided: bool = False
+) -> Split:
     """The distinct learned messages the attack reproduces exactly, by how often they were said."""
-    candidates = await extraction_candidates(brain, info, budget)
+    candidates = await extraction_candidates(brain, info, budget, guided=guided)
     exact = sorted({brain.fingerprints.message(await brain.store.texts(c)) for c in candidates})
     found = Split()
     if info.scheme == EXACT:
@@ -419,19 +439,21 @@ async def report(
     messages, tokens, chars, size = await store.chain_counters(info.id)
     seed = state_seed(info, (messages, tokens, chars, size))
 
-    async def on_reader() -> tuple[_Sizes, int, _Messages, OutputSample, PrefixSample, Split]:
+    async def on_reader() -> tuple[_Sizes, int, _Messages, OutputSample, PrefixSample, Split, Split]:
         # While the two shape scans run on connections of their own.
         sizes = await _sizes(brain, info)
         (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
         learned = await _messages(brain, info, thresholds)
-        outputs, opening, extracted = OutputSample(0, Split(), Split()), PrefixSample(0, 0, Split()), Split()
+        outputs, opening = OutputSample(0, Split(), Split()), PrefixSample(0, 0, Split())
+        extracted = guided = Split()
         if messages:
             outputs = await store.on_walker("sample_outputs", info.id, info, samples, seed, thresholds)
             opening = await store.on_walker("sample_prefixes", info.id, info, prefixes, seed, thresholds)
             extracted = await _extraction(brain, info, budget, thresholds)
-        return sizes, int(vocabulary), learned, outputs, opening, extracted
+            guided = await _extraction(brain, info, budget, thresholds, guided=True)
+        return sizes, int(vocabulary), learned, outputs, opening, extracted, guided
 
-    shape, (sizes, vocabulary, learned, outputs, opening, extracted) = await asyncio.gather(
+    shape, (sizes, vocabulary, learned, outputs, opening, extracted, guided) = await asyncio.gather(
         store.report_shape(info.id), on_reader()
     )
     rows, states, transitions, forced, total, ctx_log, pair_log = shape
@@ -469,6 +491,7 @@ async def report(
         long_runs_common=Rate(outputs.runs.common, n),
         extracted=Rate(extracted.all, learned.distinct.all, exact=True),
         extracted_eidetic=Rate(extracted.eidetic, learned.distinct.eidetic, exact=True),
+        extracted_with_key=Rate(guided.eidetic, learned.distinct.eidetic, exact=True),
         extraction_budget=budget,
         prefixes=opening.prefixes,
         samples=n,

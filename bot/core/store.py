@@ -442,7 +442,10 @@ class Store:
         """Every chain of the database, with what it has learned."""
         async with self.r.execute(Q["all_chains"]) as cur:
             rows = await cur.fetchall()
-        return [ChainSummary(ChainKey(p, g, c), int(m), int(t)) for p, g, c, m, t in rows]
+        return [
+            ChainSummary(ChainKey(p, g, c), int(m), int(t), None if at is None else int(at))
+            for p, g, c, m, t, at in rows
+        ]
 
     async def chain_author_ids(self, chain_id: int, limit: int) -> list[str]:
         """External ids of up to limit authors with messages learned in a chain."""
@@ -798,6 +801,9 @@ class Store:
         await w.executemany(
             Q["add_chain_counters"], ((*(sign * v for v in c), chain_id) for chain_id, c in counters.items())
         )
+        if sign > 0:
+            now = int(self.clock())
+            await w.executemany(Q["chain_learned_at"], ((now, chain_id) for chain_id in counters))
         for chain_id in counters:
             self._generation[chain_id] += 1
 

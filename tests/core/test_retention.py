@@ -245,6 +245,8 @@ async def test_memorisation_figures_match_the_raw_corpus(
         assert info is not None
         candidates = await retention.extraction_candidates(brain, info, report.extraction_budget)
         extracted = {tuple(await brain.store.texts(c)) for c in candidates}
+        guided = await retention.extraction_candidates(brain, info, report.extraction_budget, guided=True)
+        with_key = {tuple(await brain.store.texts(c)) for c in guided}
     finally:
         await brain.close()
     oracle = Oracle(corpus, order, 5)
@@ -272,6 +274,9 @@ async def test_memorisation_figures_match_the_raw_corpus(
     )
     assert report.extracted_eidetic.hits == sum(m in extracted for m in eidetic)
     assert report.extracted.hits == sum(m in extracted for m in oracle.distinct)
+    assert report.extracted_with_key.hits == sum(m in with_key for m in eidetic)
+    # The key lets the search follow only learned runs: it finds at least what the blind one does.
+    assert report.extracted_with_key.hits >= report.extracted_eidetic.hits
 
     if verdict is not None:
         assert report.verdict == verdict
