@@ -13,6 +13,7 @@ from typing import Any
 
 from bot.core import hubs, keys
 from bot.core.sealed import Sealer
+from bot.core.store import migrations
 
 
 def recent_rows(db: sqlite3.Connection, key: bytes) -> list[tuple[str, str, int, int, bytes | None]]:
@@ -120,3 +121,27 @@ def hub_count(path: Path) -> int:
         return int(db.execute("SELECT count(*) FROM hubs").fetchone()[0])
     finally:
         db.close()
+
+
+def downgrade(path: Path, version: int) -> None:
+    """Rewrite a database in the schema of an older version: its tables, with the columns they had then."""
+    old = path.with_name(path.name + ".old")
+    db = sqlite3.connect(old)
+    try:
+        for number, sql in migrations():
+            if number <= version:
+                db.executescript(sql)
+        db.execute(f"PRAGMA user_version = {version}")
+        db.execute("ATTACH DATABASE ? AS current", (str(path),))
+        tables = [name for (name,) in db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            columns = ", ".join(row[1] for row in db.execute(f'PRAGMA main.table_info("{table}")'))
+            db.execute(f'DELETE FROM main."{table}"')  # rows a migration seeded come from the copy
+            db.execute(f'INSERT INTO main."{table}" ({columns}) SELECT {columns} FROM current."{table}"')
+        db.commit()
+        db.execute("DETACH DATABASE current")
+    finally:
+        db.close()
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    old.replace(path)

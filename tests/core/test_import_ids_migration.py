@@ -12,6 +12,7 @@ import pytest
 from bot.cli import main
 from bot.core.brain import Brain
 from bot.core.models import Message
+from tests.core.dump import downgrade
 
 LINES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"]
 
@@ -46,8 +47,7 @@ def test_old_import_ids_are_rewritten_and_a_reimport_learns_nothing_twice(
 ) -> None:
     db = tmp_path / "m.db"
     asyncio.run(build_old_database(db))
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA user_version = 5")  # as a database from before 0006
+    downgrade(db, 5)  # as a database from before 0006
 
     (tmp_path / "corpus.txt").write_text("\n".join(LINES) + "\n", encoding="utf-8")
     monkeypatch.setenv("MARKOV_WALKER", "thread")

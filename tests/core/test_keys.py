@@ -15,10 +15,10 @@ import pytest
 from bot.cli import main
 from bot.config import ConfigError, Settings
 from bot.core import fingerprints, keys
-from bot.core import store as store_module
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, Message
 from bot.core.store import Store, StoreError
+from tests.core.dump import downgrade
 
 CHAIN = ChainKey("t", "g", "c")
 OLD_KEY = bytes(range(16))
@@ -62,34 +62,11 @@ async def legacy_database(path: Path, monkeypatch: pytest.MonkeyPatch, texts: li
             await brain.close()
     downgrade(path, LEGACY_VERSION)
     with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM meta WHERE key = ?", (keys.CHECK_META,))
         db.execute("INSERT INTO meta (key, value) VALUES ('salt', ?)", (OLD_KEY.hex(),))
 
 
 LEGACY_VERSION = 2  # the schema of databases that kept their key in meta
-
-
-def downgrade(path: Path, version: int) -> None:
-    """Rewrite a database in the schema of an older version: its tables, with the columns they had then."""
-    old = path.with_name(path.name + ".old")
-    db = sqlite3.connect(old)
-    try:
-        for number, sql in store_module.migrations():
-            if number <= version:
-                db.executescript(sql)
-        db.execute(f"PRAGMA user_version = {version}")
-        db.execute("ATTACH DATABASE ? AS current", (str(path),))
-        tables = [name for (name,) in db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            columns = ", ".join(row[1] for row in db.execute(f'PRAGMA main.table_info("{table}")'))
-            db.execute(f'INSERT INTO main."{table}" ({columns}) SELECT {columns} FROM current."{table}"')
-        db.execute("DELETE FROM main.meta WHERE key = ?", (keys.CHECK_META,))
-        db.commit()
-        db.execute("DETACH DATABASE current")
-    finally:
-        db.close()
-    for suffix in ("-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    old.replace(path)
 
 
 async def test_a_new_database_gets_a_private_key_file_and_keeps_only_a_check(db_path: Path) -> None:
