@@ -49,63 +49,7 @@ BYTES_METHOD = (
     "pages of each table and index (SQLite dbstat), shared among chains in proportion to their rows"
 )
 
-#: The JSON keys of `markovbot stats --json`, in order.
-JSON_KEYS = (
-    "messages_seen",
-    "tokens_seen",
-    "chars_seen",
-    "bytes_seen",
-    "distinct_messages",
-    "eidetic_messages",
-    "common_messages",
-    "vocabulary",
-    "states",
-    "transitions",
-    "bytes_kept",
-    "bytes_transitions",
-    "bytes_fingerprints",
-    "bytes_recent",
-    "kept_ratio",
-    "forced_share",
-    "entropy_bits",
-    "discoverable",
-    "discoverable_eidetic",
-    "discoverable_common",
-    "copies",
-    "copies_eidetic",
-    "copies_common",
-    "long_runs",
-    "long_runs_eidetic",
-    "long_runs_common",
-    "extracted",
-    "extracted_eidetic",
-    "extracted_with_key",
-    "extraction_budget",
-    "prefixes",
-    "samples",
-    "run_length",
-    "order",
-    "seed",
-    "common_times",
-    "common_authors",
-    "verdict",
-)
-
 NONE = Rate(0, 0)
-RATE_FIELDS = (
-    "discoverable",
-    "discoverable_eidetic",
-    "discoverable_common",
-    "copies",
-    "copies_eidetic",
-    "copies_common",
-    "long_runs",
-    "long_runs_eidetic",
-    "long_runs_common",
-    "extracted",
-    "extracted_eidetic",
-    "extracted_with_key",
-)
 
 
 @dataclass(frozen=True)
@@ -186,6 +130,12 @@ class RetentionReport:
         fields.update(run_length=run_length, order=order, common_times=COMMON_TIMES)
         fields.update(common_authors=COMMON_AUTHORS)
         return cls(**fields)
+
+
+#: The report's rates (each with its sample and interval).
+RATE_FIELDS = tuple(f.name for f in dataclasses.fields(RetentionReport) if f.type == "Rate")
+#: The JSON keys of `markovbot stats --json`, in order: every field, then the verdict.
+JSON_KEYS = (*(f.name for f in dataclasses.fields(RetentionReport)), "verdict")
 
 
 def human_bytes(n: float) -> str:
