@@ -324,22 +324,24 @@ WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) GROUP BY 
 -- name: report_messages
 -- Distinct learned messages (by exact fingerprint: scheme 1) in all and longer than the order (?4),
 -- each split into said once (1-eidetic) and common (said at least ?2 times, or by ?3 authors).
+-- The chain's rows are read in table order and sorted (+chain_id: not through an index, whose
+-- lookups into the table cost 4x at 1,000,000 messages).
 SELECT count(*), total(times = 1), total(times >= ?2 OR authors >= ?3),
        total(long), total(long AND times = 1), total(long AND (times >= ?2 OR authors >= ?3))
 FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, max(tokens) > ?4 AS long
-      FROM messages WHERE chain_id = ?1 GROUP BY fingerprint);
+      FROM (SELECT fingerprint, author_id, tokens FROM messages WHERE +chain_id = ?1 ORDER BY fingerprint)
+      GROUP BY fingerprint);
 
 -- name: report_normal_messages
--- The same under scheme 2: distinct exact messages, each counted as often as its normalised form
--- was learned (a message said once is said once in every form).
-SELECT count(*), total(times = 1), total(times >= ?2 OR authors >= ?3),
-       total(long), total(long AND times = 1), total(long AND (times >= ?2 OR authors >= ?3))
-FROM (SELECT max(m.tokens) > ?4 AS long, n.times, n.authors
-      FROM messages AS m
-      JOIN (SELECT normal, count(*) AS times, count(DISTINCT author_id) AS authors
-            FROM messages WHERE chain_id = ?1 AND normal IS NOT NULL GROUP BY normal) AS n
-        ON n.normal = m.normal
-      WHERE m.chain_id = ?1 GROUP BY m.fingerprint);
+-- The same under scheme 2: distinct exact messages (variants), each counted as often as its
+-- normalised form was learned (a message said once is said once in every form). Read as above.
+SELECT total(variants), total(times = 1), total(CASE WHEN times >= ?2 OR authors >= ?3 THEN variants END),
+       total(long_variants), total(CASE WHEN times = 1 THEN long_variants END),
+       total(CASE WHEN times >= ?2 OR authors >= ?3 THEN long_variants END)
+FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, count(DISTINCT fingerprint) AS variants,
+             count(DISTINCT CASE WHEN tokens > ?4 THEN fingerprint END) AS long_variants
+      FROM (SELECT normal, fingerprint, author_id, tokens FROM messages WHERE +chain_id = ?1 ORDER BY normal)
+      GROUP BY normal);
 
 -- name: exact_multiplicity
 -- How often the normalised form of the learned message with this exact fingerprint was learned.

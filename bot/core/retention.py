@@ -330,15 +330,13 @@ class _Messages:
 
 
 async def _messages(brain: Brain, info: ChainInfo, thresholds: Thresholds) -> _Messages:
-    row = (
-        await brain.store.named(
-            "report_messages" if info.scheme == EXACT else "report_normal_messages",
-            info.id,
-            thresholds.times,
-            thresholds.authors,
-            info.order,
-        )
-    )[0]
+    row = await brain.store.scan(
+        "report_messages" if info.scheme == EXACT else "report_normal_messages",
+        info.id,
+        thresholds.times,
+        thresholds.authors,
+        info.order,
+    )
     a, a1, ac, b, b1, bc = (int(v or 0) for v in row)
     return _Messages(Split(a, a1, ac), Split(b, b1, bc))
 
@@ -389,22 +387,26 @@ async def report(
     messages, tokens, chars, size = await store.chain_counters(info.id)
     seed = state_seed(info, (messages, tokens, chars, size))
 
-    async def on_reader() -> tuple[_Sizes, int, _Messages, OutputSample, PrefixSample, Split, Split]:
-        # While the two shape scans run on connections of their own.
+    async def on_reader() -> tuple[_Sizes, int, Split, Split]:
         sizes = await _sizes(brain, info)
         (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
-        learned = await _messages(brain, info, thresholds)
-        outputs, opening = OutputSample(0, Split(), Split()), PrefixSample(0, 0, Split())
         extracted = guided = Split()
         if messages:
-            outputs = await store.on_walker("sample_outputs", info.id, info, samples, seed, thresholds)
-            opening = await store.on_walker("sample_prefixes", info.id, info, prefixes, seed, thresholds)
             extracted = await _extraction(brain, info, budget, thresholds)
             guided = await _extraction(brain, info, budget, thresholds, guided=True)
-        return sizes, int(vocabulary), learned, outputs, opening, extracted, guided
+        return sizes, int(vocabulary), extracted, guided
 
-    shape, (sizes, vocabulary, learned, outputs, opening, extracted, guided) = await asyncio.gather(
-        store.report_shape(info.id), on_reader()
+    async def on_walker() -> tuple[OutputSample, PrefixSample]:
+        if not messages:
+            return OutputSample(0, Split(), Split()), PrefixSample(0, 0, Split())
+        outputs = await store.on_walker("sample_outputs", info.id, info, samples, seed, thresholds)
+        opening = await store.on_walker("sample_prefixes", info.id, info, prefixes, seed, thresholds)
+        return outputs, opening
+
+    # Side by side: the shape's two scans and the messages' one (each on a connection of its own in
+    # a thread; SQLite releases the GIL), the walker's samples, and the reader's attack.
+    shape, learned, (outputs, opening), (sizes, vocabulary, extracted, guided) = await asyncio.gather(
+        store.report_shape(info.id), _messages(brain, info, thresholds), on_walker(), on_reader()
     )
     rows, states, transitions, forced, total, ctx_log, pair_log = shape
     entropy = (ctx_log - pair_log) / total if total else 0.0

@@ -1186,6 +1186,10 @@ class Store:
         rows, count, forced, total, tlogt = states
         return int(rows), int(count), int(pairs[0]), int(forced), int(total), float(tlogt), float(pairs[1])
 
+    async def scan(self, name: str, *params: Any) -> tuple[Any, ...]:
+        """The one row of a named read-only report statement, on a connection of its own in a thread."""
+        return await asyncio.to_thread(_read_row, self.path, Q[name], params)
+
     def generation(self, chain_id: int) -> int:
         """A number that changes whenever the chain is written to (by this process)."""
         return self._generation[chain_id]
