@@ -89,9 +89,10 @@ def generated(result: Generated, *, start: str | None = None, member: str | None
 #: What is kept of a member's messages: exactly what the tables hold, no more, no less.
 STORED = (
     "I don't keep the text of your messages: I keep how often each word follows the words "
-    "before it (counted per member), the id and length of each message I learned, and "
+    "before it (counted per member), the id and length of each message I learned, "
     "secret-keyed fingerprints of each message and of its runs of words, used only to refuse "
-    "to post a copy of them."
+    "to post a copy of them, and, for a few days after I learn a message here, its words as "
+    "encrypted numbers, so that deleting or editing it is honoured."
 )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from pathlib import Path
 
 from bot import replies
+from bot.core.brain import Brain
 from bot.replies import CONSOLE, DISCORD, MATRIX, quote, render
 
 PING = re.compile(r"@(everyone|here|room)\b|<@[!&]?\d+>|@[a-z0-9._=/+-]+:[a-z0-9.-]+", re.IGNORECASE)
@@ -38,3 +41,24 @@ def test_quoted_input_is_one_short_line() -> None:
     long = quote("@room " * 2000)
     assert len(long) == replies.QUOTE_CHARS + 2 and long.endswith("…'")
     assert len(replies.unknown_command("@room " * 2000)) < 100
+
+
+async def test_what_is_stored_names_every_table_that_holds_a_members_data(tmp_path: Path) -> None:
+    # The opt-in reply and /markov me say exactly what the tables hold of a member: a table that
+    # starts holding something per author must be named there too.
+    said = {
+        "transitions": "how often each word follows",
+        "messages": "the id and length of each message",
+        "windows": "fingerprints of each message and of its runs of words",
+        "recent_messages": "its words as encrypted numbers",
+    }
+    await (await Brain.open(tmp_path / "m.sqlite3")).close()
+    with sqlite3.connect(tmp_path / "m.sqlite3") as db:
+        tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        per_author = {
+            t for t in tables if any(c[1] == "author_id" for c in db.execute(f'PRAGMA table_info("{t}")'))
+        }
+    assert per_author == set(said)
+    for phrase in said.values():
+        assert phrase in replies.STORED
+    assert replies.STORED in replies.OPTED_IN
