@@ -15,9 +15,6 @@ DELETE FROM meta WHERE key = ?;
 -- name: table_names
 SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%';
 
--- name: insert_meta_if_missing
-INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING;
-
 -- name: take_ids
 -- Reserves ?1 ids of the counter named ?2 (next_token_id, next_author_id, next_chain_id) inside
 -- the write transaction; returns the first.
@@ -302,9 +299,6 @@ SELECT (SELECT count(*) FROM transitions), (SELECT count(*) FROM windows),
 
 -- name: table_bytes
 SELECT name, sum(pgsize) FROM dbstat WHERE aggregate = TRUE GROUP BY name;
-
--- name: messages_with_fingerprints
-SELECT count(*) FROM messages WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?));
 
 -- name: message_multiplicity
 -- How often each given fingerprint was learned in a chain, and by how many authors.
