@@ -18,6 +18,7 @@ from bot.cooldowns import GENERATE, MAX_COUNT, STATS, Cooldowns
 from bot.core import retention
 from bot.core.brain import Brain
 from bot.core.chart import alt_text, render_card
+from bot.core.models import Generated
 from bot.stats_text import figures
 from cogs.common import (
     NO_MENTIONS,
@@ -78,13 +79,16 @@ class Markov(commands.Cog):
                 await reply(interaction, replies.not_opted_in(member.display_name))
                 return
             author = str(member.id)
+        chain = chain_key(guild, source)
+        who = member.display_name if member is not None else None
+        refused = await self.brain.refusal(chain, start=start, author=author)
+        if refused is not None:  # refused anyway: not a reason to wait
+            await reply(interaction, replies.generated(Generated(refused), start=start, member=who))
+            return
         if await self._cooling(interaction, guild.id, GENERATE):
             return
-        results = await self.brain.generate_many(
-            chain_key(guild, source), count, start=start, author=author, rng=self.rng
-        )
+        results = await self.brain.generate_many(chain, count, start=start, author=author, rng=self.rng)
         texts = [r.text for r in results if r.ok and r.text]
-        who = member.display_name if member is not None else None
         if not texts:
             await reply(interaction, replies.generated(results[-1], start=start, member=who))
             return

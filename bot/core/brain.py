@@ -332,6 +332,36 @@ class Brain:
                 return None
         return ids
 
+    async def refusal(
+        self, chain: ChainKey, *, start: str | None = None, author: str | None = None
+    ) -> GenerateStatus | None:
+        """Why generate would say no at once (no chain, no such member, unknown start), or None.
+
+        Front ends ask before a cooldown, so a request that is refused anyway is not told to wait.
+        """
+        resolved = await self._resolve(chain, start, author)
+        return resolved if isinstance(resolved, GenerateStatus) else None
+
+    async def _resolve(
+        self, chain: ChainKey, start: str | None, author: str | None
+    ) -> tuple[ChainInfo, int | None, list[int]] | GenerateStatus:
+        """(chain, author id, start token ids) of a generate request, or why there is nothing to walk."""
+        info = await self.store.find_chain(chain)
+        if info is None:
+            return GenerateStatus.NO_CHAIN
+        author_id = None
+        if author is not None:
+            author_id = await self.store.find_author(chain.platform, chain.guild, author)
+            if author_id is None:
+                return GenerateStatus.NO_MEMBER_DATA
+        start_ids: list[int] = []
+        if start is not None and start.strip():
+            found = await self._start_ids(start)
+            if not found:
+                return GenerateStatus.UNKNOWN_START
+            start_ids = found
+        return info, author_id, start_ids
+
     async def generate(
         self,
         chain: ChainKey,
@@ -344,20 +374,10 @@ class Brain:
     ) -> Generated:
         """Generate one message from a chain, optionally from a start word and one member's part."""
         rng = rng or random.Random()
-        info = await self.store.find_chain(chain)
-        if info is None:
-            return Generated(GenerateStatus.NO_CHAIN)
-        author_id = None
-        if author is not None:
-            author_id = await self.store.find_author(chain.platform, chain.guild, author)
-            if author_id is None:
-                return Generated(GenerateStatus.NO_MEMBER_DATA)
-        start_ids: list[int] = []
-        if start is not None and start.strip():
-            found = await self._start_ids(start)
-            if not found:
-                return Generated(GenerateStatus.UNKNOWN_START)
-            start_ids = found
+        resolved = await self._resolve(chain, start, author)
+        if isinstance(resolved, GenerateStatus):
+            return Generated(resolved)
+        info, author_id, start_ids = resolved
         if guard is None:
             guard = (await self.store.settings(chain.platform, chain.guild)).copy_guard
         attempts = tries or self.tries

@@ -263,6 +263,7 @@ async def test_an_unexpected_error_gets_a_short_reply_and_is_logged(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom")
 
+    await learn_corpus(world)  # so that nothing refuses the request before it is generated
     monkeypatch.setattr(world.brain, "generate", broken)
     result = await world.bob.slash(world.general, "markov generate")
     assert result.ephemeral
@@ -352,6 +353,11 @@ async def test_refusals_come_before_the_cooldown(world: World) -> None:
     assert not not_in.ephemeral
     imitate = await world.alice.slash(world.general, "markov generate", member=world.bob)
     assert "hasn't opted in" in imitate.response.content
+    # bob is cooling down; a start word nobody ever said is still refused as such, not slowed down.
+    unknown = await world.bob.slash(world.general, "markov generate", start="zyzzyva")
+    assert unknown.ephemeral and "don't know the word 'zyzzyva'" in unknown.response.content
+    slowed = await world.bob.slash(world.general, "markov generate")
+    assert slowed.response.content.startswith("Slow down")
 
 
 async def test_stats_has_a_cooldown_of_its_own(world: World) -> None:
