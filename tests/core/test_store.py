@@ -143,14 +143,15 @@ asyncio.run(main())
 
 
 def rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table but meta (which holds the key check), ids included."""
+    """Every row of every table but meta (which holds the key check), ids included; not the times learned."""
     with contextlib.closing(sqlite3.connect(path)) as db:
         found = {}
         for (table,) in db.execute(Q["table_names"]):
             if table != "meta":
-                width = len(db.execute(f"SELECT * FROM {table} LIMIT 0").description)
-                order = ", ".join(str(i) for i in range(1, width + 1))
-                found[table] = db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+                names = [c[1] for c in db.execute(f"PRAGMA table_info({table})") if c[1] != "learned_at"]
+                columns = ", ".join(names)
+                order = ", ".join(str(i) for i in range(1, len(names) + 1))
+                found[table] = db.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()
         return found
 
 
