@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -64,7 +65,11 @@ async def test_generate_has_a_per_member_cooldown_said_once(
     await command(alice, running, room, "!markov channel enable")
     await command(alice, running, room, "!markov optin")
     await command(alice, running, room, "!markov settings copy_guard off")
-    await alice.say(room, "the only thing I ever said")
+    said = await alice.say(room, "the only thing I ever said")
+    async with asyncio.timeout(20):  # the bot has it (queued at least), then it is committed
+        while not await running.brain.is_learned("matrix", said):
+            await alice.client.sync(timeout=100)
+    await running.brain.flush()
     (first,) = await command(alice, running, room, "!markov generate")
     assert first == "the only thing I ever said"
     (slow,) = await command(alice, running, room, "!markov generate")
