@@ -485,6 +485,14 @@ async def test_an_edit_after_a_restart_replaces_the_learned_version(tmp_path: Pa
     assert logical_dump(first, FINGERPRINT_KEY) == logical_dump(never, FINGERPRINT_KEY)
 
 
+async def assert_unlearning_refused(brain: Brain, db_path: Path, message_id: str) -> None:
+    """Unlearning the message by id is refused as not matching, and changes nothing."""
+    before = logical_dump(db_path, FINGERPRINT_KEY)
+    assert await brain.unlearn_id(P, message_id) is UnlearnStatus.TEXT_MISMATCH
+    assert await brain.is_learned(P, message_id)
+    assert logical_dump(db_path, FINGERPRINT_KEY) == before
+
+
 async def test_a_recent_row_that_does_not_match_the_fingerprint_unlearns_nothing(db_path: Path) -> None:
     brain = await open_brain(db_path)
     try:
@@ -494,10 +502,7 @@ async def test_a_recent_row_that_does_not_match_the_fingerprint_unlearns_nothing
             for mid, other in (("1", "2"), ("2", "1")):
                 resealed = brain.store.sealer.seal(P, mid, rows[other] or b"")
                 db.execute("UPDATE recent_messages SET token_ids = ? WHERE message_id = ?", (resealed, mid))
-        before = logical_dump(db_path, FINGERPRINT_KEY)
-        assert await brain.unlearn_id(P, "1") is UnlearnStatus.TEXT_MISMATCH
-        assert await brain.is_learned(P, "1")
-        assert logical_dump(db_path, FINGERPRINT_KEY) == before
+        await assert_unlearning_refused(brain, db_path, "1")
     finally:
         await brain.close()
 
@@ -513,10 +518,7 @@ async def test_recent_rows_are_sealed_so_the_database_alone_does_not_give_them_b
             assert not recent_rows(db, b"another key 0123")[0][4]  # another key opens nothing
             # A sealed row moved to another message does not open: refused, nothing changes.
             db.execute("UPDATE recent_messages SET token_ids = ? WHERE message_id = '1'", (blobs["2"],))
-        before = logical_dump(db_path, FINGERPRINT_KEY)
-        assert await brain.unlearn_id(P, "1") is UnlearnStatus.TEXT_MISMATCH
-        assert await brain.is_learned(P, "1")
-        assert logical_dump(db_path, FINGERPRINT_KEY) == before
+        await assert_unlearning_refused(brain, db_path, "1")
     finally:
         await brain.close()
 
