@@ -15,20 +15,18 @@ import json
 import logging
 import math
 import os
-import re
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from bot.core import chain as chainmod
-from bot.core import fingerprints, keys
+from bot.core import fingerprints, keys, schema
 from bot.core import hubs as hubmod
 from bot.core.chain import Choices
 from bot.core.lru import LRU
@@ -42,6 +40,16 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
+
+# Re-exported: callers import these from here.
+from bot.core.schema import APPLICATION_ID as APPLICATION_ID
+from bot.core.schema import LEGACY_TABLES as LEGACY_TABLES
+from bot.core.schema import SCHEMA_VERSION as SCHEMA_VERSION
+from bot.core.schema import WAL_SWITCH_SECONDS as WAL_SWITCH_SECONDS
+from bot.core.schema import NotMarkovbotDatabase as NotMarkovbotDatabase
+from bot.core.schema import SchemaTooNew as SchemaTooNew
+from bot.core.schema import StoreError as StoreError
+from bot.core.schema import migrations as migrations
 from bot.core.sealed import Sealer
 from bot.core.sql import Q, tune_sqlite
 from bot.core.walker import Version, Walker, WalkerDied, WalkerProcess
@@ -63,37 +71,8 @@ HUBS_IN_MEMORY = 1024  # hubs the writer keeps unpacked between commits
 EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete or edit after a restart
 PRUNE_SECONDS = 60.0  # the writer drops recent messages past the window at most this often ...
 PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at the next flush)
-WAL_SWITCH_SECONDS = 10.0  # how long opening a file waits for another process switching it to WAL
-APPLICATION_ID = 0x4D4B5642  # "MKVB" in the database header (PRAGMA application_id, migration 0003)
-# What a markovbot database made before it had an application id holds (schema versions 1 and 2).
-LEGACY_TABLES = frozenset({"meta", "tokens", "chains", "authors", "transitions", "messages", "windows"})
 # SQLite's codes for a write the disk refused: no space left (ENOSPC), or the file may not grow (EFBIG).
 DISK_FULL_CODES = frozenset({13, 778})  # SQLITE_FULL, SQLITE_IOERR_WRITE
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer markovbot."""
-
-
-class StoreError(RuntimeError):
-    """The database cannot be written (read-only, disk full, locked ...)."""
-
-
-class NotMarkovbotDatabase(StoreError):
-    """The file is not a markovbot database (another program's SQLite file, or not SQLite); left as it was."""
-
-
-def migrations() -> list[tuple[int, str]]:
-    folder = resources.files("bot.core").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        match = re.fullmatch(r"(\d{4})_.+\.sql", entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text("utf-8")))
-    return sorted(found)
-
-
-SCHEMA_VERSION = migrations()[-1][0]
 
 
 def _aggregate(
@@ -229,15 +208,15 @@ class Store:
         # closed event loop (omnilib/aiosqlite#389).
         tune_sqlite()
         # Checked before anything writes: a file the store refuses is left byte for byte.
-        await asyncio.to_thread(_check_file, self.path)
-        await asyncio.to_thread(_probe, self.path)
+        await asyncio.to_thread(schema.check_file, self.path)
+        await asyncio.to_thread(schema.probe, self.path)
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             await self._writer.execute("PRAGMA busy_timeout = 5000")
-            await self._enable_wal()
+            await schema.enable_wal(self._writer)
             await self._writer.execute("PRAGMA synchronous = NORMAL")
             await self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-            await self._migrate()
+            await schema.migrate(self._writer, self.path)
             await self._writer.execute(Q["create_hub_candidates"])
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self._reader.execute("PRAGMA busy_timeout = 5000")
@@ -293,44 +272,6 @@ class Store:
         if self._reader is None:
             raise RuntimeError("store is not open")
         return self._reader
-
-    async def _enable_wal(self) -> None:
-        """Switch the file to WAL, retrying while another process opening it at once holds it.
-
-        Switching needs the file to itself, and SQLite answers "database is locked" at once, without
-        its busy handler, when another connection is switching the same new file meanwhile.
-        """
-        deadline = time.monotonic() + WAL_SWITCH_SECONDS
-        while True:
-            try:
-                await self.w.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(0.05)
-
-    async def _migrate(self) -> None:
-        """Apply the migrations this file lacks, in one transaction that first checks the file again.
-
-        Inside BEGIN IMMEDIATE: another process opening the same new file at once waits, then
-        finds the schema made (statement by statement: executescript would commit the BEGIN).
-        """
-        await self.w.execute("BEGIN IMMEDIATE")
-        try:
-            version = _identify(self.path, *(await _describe(self.w)))
-            for number, sql in migrations():
-                if number <= version:
-                    continue
-                log.info("applying migration %04d to %s", number, self.path)
-                for statement in _statements(sql):
-                    await self.w.execute(statement)
-                await self.w.execute(f"PRAGMA user_version = {number}")
-            await self.w.execute("COMMIT")
-        except BaseException:
-            if self.w.in_transaction:
-                await self.w.execute("ROLLBACK")
-            raise
 
     @staticmethod
     async def _ensure_math(conn: aiosqlite.Connection) -> None:
@@ -1198,87 +1139,6 @@ class Store:
 def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
     """A message's token ids, packed as stored in recent_messages."""
     return chainmod.pack([ids[t] for t in tokens])
-
-
-async def _describe(conn: aiosqlite.Connection) -> tuple[int, int, set[str]]:
-    """(application_id, user_version, table names) of the database, on the writer."""
-    values = []
-    for pragma in ("application_id", "user_version"):
-        async with conn.execute(f"PRAGMA {pragma}") as cur:
-            row = await cur.fetchone()
-        values.append(int(row[0]) if row else 0)
-    async with conn.execute(Q["table_names"]) as cur:
-        tables = {str(name) for (name,) in await cur.fetchall()}
-    return values[0], values[1], tables
-
-
-def _identify(path: Path, application_id: int, version: int, tables: set[str]) -> int:
-    """The schema version of a markovbot database (0: an empty file); raises when the store must refuse it."""
-    if application_id == APPLICATION_ID:
-        ours = True
-    elif application_id != 0:
-        ours = False
-    elif tables:  # made before migration 0003, or by another program
-        ours = tables >= LEGACY_TABLES and version >= 1
-    else:  # an empty file; one with only a newer user_version is taken for a newer markovbot's
-        ours = version == 0 or version > SCHEMA_VERSION
-    if not ours:
-        raise NotMarkovbotDatabase(
-            f"cannot use the database {path}: it is another program's SQLite database, not markovbot's "
-            "(left untouched); point MARKOV_DB at another file."
-        )
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNew(
-            f"{path} has schema version {version}, but this markovbot knows only up to "
-            f"{SCHEMA_VERSION}: upgrade markovbot, or point MARKOV_DB at another file."
-        )
-    return version
-
-
-def _check_file(path: Path) -> None:
-    """Refuse a file that is not a markovbot database this markovbot can use, before anything writes to it.
-
-    Read as immutable: no lock, no -wal or -shm file made. The migration's transaction checks again
-    (another process may have changed the file since).
-    """
-    try:
-        if path.stat().st_size == 0:
-            return
-    except FileNotFoundError:
-        return
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-    try:
-        application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        tables = {str(name) for (name,) in conn.execute(Q["table_names"])}
-    except sqlite3.DatabaseError as exc:
-        raise NotMarkovbotDatabase(
-            f"cannot use the database {path}: it is not a SQLite database ({exc}; left untouched); "
-            "point MARKOV_DB at another file."
-        ) from None
-    finally:
-        conn.close()
-    _identify(path, application_id, version, tables)
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of a migration file, one by one."""
-    statements, buffer = [], ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip() and not all(
-        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
-    ):
-        raise ValueError(f"a migration ends with an incomplete statement: {buffer.strip()[:60]!r}")
-    return statements
-
-
-def _probe(path: Path) -> None:
-    """Open and close the database file with plain sqlite3; raises what SQLite raises."""
-    sqlite3.connect(path).close()
 
 
 def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
