@@ -29,6 +29,8 @@ from bot.core import chain as chainmod
 from bot.core import fingerprints, keys, schema
 from bot.core import hubs as hubmod
 from bot.core.chain import Choices
+from bot.core.connections import Connections
+from bot.core.guildstate import GuildState
 from bot.core.lru import LRU
 from bot.core.models import (
     ChainInfo,
@@ -147,8 +149,8 @@ class Store:
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_pending = max_pending
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._db = Connections()
+        self._guilds = GuildState(self._db)
         if walker not in WALKERS:
             raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
         self.walker = walker
@@ -177,7 +179,6 @@ class Store:
         self.walker_pid: int | None = None  # the walker process, when there is one
         self._pending: list[PendingMessage] = []
         self._pending_ids: set[tuple[str, str]] = set()
-        self._write_lock = asyncio.Lock()
         self._room = asyncio.Condition()
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -187,9 +188,6 @@ class Store:
         self._generation: Counter[int] = Counter()  # bumped on every write to a chain
         self._chains: dict[ChainKey, ChainInfo] = {}
         self._authors: dict[tuple[str, str, str], int] = {}
-        self._consent: dict[tuple[str, str], set[str]] = {}
-        self._channels: dict[tuple[str, str], set[str]] = {}
-        self._settings: dict[tuple[str, str], GuildSettings] = {}
         self.last_error: str | None = None
         self.key = b""  # the fingerprint key (bot.core.keys), once open
         self._sealer: Sealer | None = None  # seals recent messages with a key derived from it
@@ -210,20 +208,20 @@ class Store:
         # Checked before anything writes: a file the store refuses is left byte for byte.
         await asyncio.to_thread(schema.check_file, self.path)
         await asyncio.to_thread(schema.probe, self.path)
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            await self._writer.execute("PRAGMA busy_timeout = 5000")
-            await schema.enable_wal(self._writer)
-            await self._writer.execute("PRAGMA synchronous = NORMAL")
-            await self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-            await schema.migrate(self._writer, self.path)
-            await self._writer.execute(Q["create_hub_candidates"])
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._reader.execute("PRAGMA busy_timeout = 5000")
-            await self._reader.execute("PRAGMA query_only = ON")
+            await self.w.execute("PRAGMA busy_timeout = 5000")
+            await schema.enable_wal(self.w)
+            await self.w.execute("PRAGMA synchronous = NORMAL")
+            await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            await schema.migrate(self.w, self.path)
+            await self.w.execute(Q["create_hub_candidates"])
+            self._db.reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self.r.execute("PRAGMA busy_timeout = 5000")
+            await self.r.execute("PRAGMA query_only = ON")
             self.key = await self._load_key()
             self._sealer = Sealer(self.key)
-            await self._ensure_math(self._reader)
+            await self._ensure_math(self.r)
             await self._start_walker()
         except BaseException:
             await self._close_connections()
@@ -248,10 +246,10 @@ class Store:
 
     async def _close_connections(self) -> None:
         await self._stop_walker()
-        for conn in (self._reader, self._writer):
+        for conn in (self._db.reader, self._db.writer):
             if conn is not None:
                 await conn.close()
-        self._reader = self._writer = None
+        self._db.reader = self._db.writer = None
 
     async def __aenter__(self) -> Store:
         return await self.open()
@@ -260,18 +258,19 @@ class Store:
         await self.close()
 
     @property
+    def _writer(self) -> aiosqlite.Connection | None:
+        """The writer connection, or None when the store is not open."""
+        return self._db.writer
+
+    @property
     def w(self) -> aiosqlite.Connection:
         """The writer connection."""
-        if self._writer is None:
-            raise RuntimeError("store is not open")
-        return self._writer
+        return self._db.w
 
     @property
     def r(self) -> aiosqlite.Connection:
         """The reader connection."""
-        if self._reader is None:
-            raise RuntimeError("store is not open")
-        return self._reader
+        return self._db.r
 
     @staticmethod
     async def _ensure_math(conn: aiosqlite.Connection) -> None:
@@ -329,7 +328,7 @@ class Store:
 
     async def set_meta(self, key: str, value: str) -> None:
         """Store a value in the meta table."""
-        async with self._write_lock:
+        async with self._db.write_lock:
             await self.w.execute(Q["set_meta"], (key, value))
 
     # ---------------------------------------------------------------- chains and authors
@@ -374,7 +373,7 @@ class Store:
             else:
                 found.append(ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3])))
 
-        async with self._write_lock:
+        async with self._db.write_lock:
             await self._transaction(work)
             self._chains[key] = found[0]
         return found[0]
@@ -428,7 +427,7 @@ class Store:
             else:
                 made.append(int(row[0]))
 
-        async with self._write_lock:
+        async with self._db.write_lock:
             await self._transaction(work)
             self._authors[key] = made[0]
         return made[0]
@@ -437,80 +436,27 @@ class Store:
 
     async def consenting(self, platform: str, guild: str) -> set[str]:
         """Members of a guild who opted in."""
-        key = (platform, guild)
-        found = self._consent.get(key)
-        if found is None:  # kept in a local: a failed transaction may clear the cache meanwhile
-            async with self.r.execute(Q["get_consent"], key) as cur:
-                found = self._consent[key] = {str(row[0]) for row in await cur.fetchall()}
-        return found
+        return await self._guilds.consenting(platform, guild)
 
     async def set_consent(self, platform: str, guild: str, member: str, opted_in: bool) -> bool:
         """Opt a member in or out; True when that changed something."""
-        members = await self.consenting(platform, guild)
-        if (member in members) == opted_in:
-            return False
-        async with self._write_lock:
-            if opted_in:
-                await self.w.execute(Q["add_consent"], (platform, guild, member, int(time.time())))
-                members.add(member)
-            else:
-                await self.w.execute(Q["remove_consent"], (platform, guild, member))
-                members.discard(member)
-        return True
+        return await self._guilds.set_consent(platform, guild, member, opted_in)
 
     async def enabled_channels(self, platform: str, guild: str) -> set[str]:
         """Channels of a guild where learning is enabled."""
-        key = (platform, guild)
-        found = self._channels.get(key)
-        if found is None:
-            async with self.r.execute(Q["get_enabled_channels"], key) as cur:
-                found = self._channels[key] = {str(row[0]) for row in await cur.fetchall()}
-        return found
+        return await self._guilds.enabled_channels(platform, guild)
 
     async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
         """Enable or disable learning in a channel; True when that changed something."""
-        channels = await self.enabled_channels(platform, guild)
-        if (channel in channels) == enabled:
-            return False
-        async with self._write_lock:
-            if enabled:
-                await self.w.execute(Q["enable_channel"], (platform, guild, channel, int(time.time())))
-                channels.add(channel)
-            else:
-                await self.w.execute(Q["disable_channel"], (platform, guild, channel))
-                channels.discard(channel)
-        return True
+        return await self._guilds.set_channel(platform, guild, channel, enabled)
 
     async def settings(self, platform: str, guild: str) -> GuildSettings:
         """A guild's settings (defaults when never changed)."""
-        key = (platform, guild)
-        found = self._settings.get(key)
-        if found is None:
-            async with self.r.execute(Q["get_settings"], key) as cur:
-                row = await cur.fetchone()
-            found = self._settings[key] = (
-                GuildSettings(int(row[0]), bool(row[1]), float(row[2]), int(row[3]), bool(row[4]))
-                if row
-                else GuildSettings()
-            )
-        return found
+        return await self._guilds.settings(platform, guild)
 
     async def put_settings(self, platform: str, guild: str, settings: GuildSettings) -> None:
         """Save a guild's settings (validated by the caller)."""
-        async with self._write_lock:
-            await self.w.execute(
-                Q["put_settings"],
-                (
-                    platform,
-                    guild,
-                    settings.order,
-                    int(settings.reply_on_mention),
-                    settings.chime_chance,
-                    settings.run_length,
-                    int(settings.copy_guard),
-                ),
-            )
-        self._settings[(platform, guild)] = settings
+        await self._guilds.put_settings(platform, guild, settings)
 
     # ---------------------------------------------------------------- the batched writer
 
@@ -559,7 +505,7 @@ class Store:
     async def flush(self) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages."""
         learned = duplicates = 0
-        async with self._write_lock:
+        async with self._db.write_lock:
             while self._pending:
                 batch = self._pending[: self.batch_size]
                 try:
@@ -876,7 +822,7 @@ class Store:
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
         await self.flush()
-        async with self._write_lock:
+        async with self._db.write_lock:
             async with self.w.execute(Q["message_by_id"], (item.platform, item.message_id)) as cur:
                 row = await cur.fetchone()
             if row is None:
@@ -934,9 +880,7 @@ class Store:
         self._hub_arrays.clear()
         self._hub_short.clear()
         self._hubs_changed = True
-        self._consent.clear()
-        self._channels.clear()
-        self._settings.clear()
+        self._guilds.clear()
 
     async def _mark_removal(self, chain_ids: Iterable[int]) -> None:
         """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""
@@ -987,10 +931,10 @@ class Store:
             await self.w.execute(Q["remove_consent"], (platform, guild, external_id))
             await self._mark_removal(chains)
 
-        async with self._write_lock:
+        async with self._db.write_lock:
             await self._transaction(work)
         self._authors.pop((platform, guild, external_id), None)
-        self._consent.get((platform, guild), set()).discard(external_id)
+        self._guilds.drop_member(platform, guild, external_id)
         return ForgetResult(*totals)
 
     async def reset(self, key: ChainKey) -> int:
@@ -1022,7 +966,7 @@ class Store:
             self._hub_arrays.clear()
             self._hubs_changed = True
 
-        async with self._write_lock:
+        async with self._db.write_lock:
             await self._transaction(work)
         self._chains.pop(key, None)
         self._generation[info.id] += 1
