@@ -5,6 +5,10 @@ Learning is queued and committed in batches (one transaction per batch, at most 
 most the batch not yet committed. Reads go through a second connection, and generation walks
 on a thread or in a process of its own with a third (see bot.core.walker); in WAL mode none of
 them waits for the writer.
+
+Store is a façade over its parts, each in a module of its own: schema (the file and its
+migrations), connections, guildstate, registry (chains and authors), vocabulary, hubcache,
+writer (every write transaction) and learnqueue (queued learning and the flusher).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from bot.core.chain import Choices
 from bot.core.connections import Connections
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
+from bot.core.learnqueue import DISK_FULL_CODES as DISK_FULL_CODES
+from bot.core.learnqueue import LearningQueue
 from bot.core.lru import LRU as LRU
 from bot.core.models import (
     ChainInfo,
@@ -53,7 +59,6 @@ from bot.core.sealed import Sealer
 from bot.core.sql import Q, tune_sqlite
 from bot.core.vocabulary import Vocabulary
 from bot.core.walker import Version, Walker, WalkerDied, WalkerProcess
-from bot.core.writer import DISK_FULL_CODES as DISK_FULL_CODES
 from bot.core.writer import Writer
 
 # The `import X as X` lines re-export names that callers and tests import from here.
@@ -78,7 +83,7 @@ PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at 
 
 
 class Store:
-    """Owns the database: migrations, the batched writer, typed reads and caches."""
+    """Owns the database: opens it, starts the walker, and answers for its parts (a thin façade)."""
 
     def __init__(
         self,
@@ -124,14 +129,18 @@ class Store:
             self._guilds,
             self._registry,
             self._generation,
-            path=self.path,
-            flush_interval=flush_interval,
-            batch_size=batch_size,
-            max_pending=max_pending,
             edit_window_days=edit_window_days,
             clock=clock,
             prune_seconds=PRUNE_SECONDS,
             prune_rows=PRUNE_ROWS,
+        )
+        self._queue = LearningQueue(
+            self._db,
+            self._writes,
+            path=self.path,
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            max_pending=max_pending,
         )
 
     # ---------------------------------------------------------------- the writer's settings and totals
@@ -139,17 +148,17 @@ class Store:
     @property
     def flush_interval(self) -> float:
         """Seconds between commits of queued learning, at most."""
-        return self._writes.flush_interval
+        return self._queue.flush_interval
 
     @property
     def batch_size(self) -> int:
         """Messages per transaction, at most."""
-        return self._writes.batch_size
+        return self._queue.batch_size
 
     @property
     def max_pending(self) -> int:
         """Queued messages from which learning waits."""
-        return self._writes.max_pending
+        return self._queue.max_pending
 
     @property
     def edit_window_days(self) -> int:
@@ -164,17 +173,17 @@ class Store:
     @property
     def last_error(self) -> str | None:
         """Why the last write failed, or None when it succeeded."""
-        return self._writes.last_error
+        return self._queue.last_error
 
     @property
     def committed(self) -> int:
         """Messages committed since open."""
-        return self._writes.committed
+        return self._queue.committed
 
     @property
     def duplicates(self) -> int:
         """Messages dropped as already learned since open."""
-        return self._writes.duplicates
+        return self._queue.duplicates
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -207,12 +216,12 @@ class Store:
         except BaseException:
             await self._close_connections()
             raise
-        self._writes.start()
+        self._queue.start()
         return self
 
     async def close(self) -> None:
         """Flush what is pending, stop the flusher and close both connections."""
-        await self._writes.stop()
+        await self._queue.stop()
         try:
             if self._writer is not None:
                 await self.flush()
@@ -373,19 +382,19 @@ class Store:
     @property
     def pending(self) -> int:
         """Messages queued and not yet committed."""
-        return self._writes.pending
+        return self._queue.pending
 
     def is_pending(self, platform: str, message_id: str) -> bool:
         """True when the message is queued for the next flush."""
-        return self._writes.is_pending(platform, message_id)
+        return self._queue.is_pending(platform, message_id)
 
     async def enqueue(self, message: PendingMessage) -> bool:
         """Queue a message for learning, waiting while the queue is full; False if already queued."""
-        return await self._writes.enqueue(message)
+        return await self._queue.enqueue(message)
 
     async def flush(self) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages."""
-        return await self._writes.flush()
+        return await self._queue.flush()
 
     # ---------------------------------------------------------------- unlearning
 
@@ -425,14 +434,17 @@ class Store:
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
+        await self.flush()
         return await self._writes.unlearn(item)
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction."""
+        await self.flush()
         return await self._writes.forget(platform, guild, external_id)
 
     async def reset(self, key: ChainKey) -> int:
         """Delete a chain entirely; returns how many learned messages it held."""
+        await self.flush()
         return await self._writes.reset(key)
 
     # ---------------------------------------------------------------- reads for generation

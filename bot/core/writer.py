@@ -1,16 +1,14 @@
-"""The writer: the learning queue and its flusher, batches applied in one transaction each, forget, reset, unlearn."""
+"""The writer: batches applied in one transaction each, forget, reset, unlearn, pruning, new chains and authors."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
 import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from pathlib import Path
 
 from bot.core import chain as chainmod
 from bot.core import fingerprints
@@ -27,15 +25,11 @@ from bot.core.models import (
     UnlearnStatus,
 )
 from bot.core.registry import Registry
-from bot.core.schema import StoreError
 from bot.core.sealed import Sealer
 from bot.core.sql import Q
 from bot.core.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
-
-# SQLite's codes for a write the disk refused: no space left (ENOSPC), or the file may not grow (EFBIG).
-DISK_FULL_CODES = frozenset({13, 778})  # SQLITE_FULL, SQLITE_IOERR_WRITE
 
 
 def _aggregate(
@@ -76,7 +70,7 @@ def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
 
 
 class Writer:
-    """Every write of the store: queued learning committed in batches, and removals, under the write lock."""
+    """Every write transaction of the store (the caller holds the write lock, or the method takes it)."""
 
     def __init__(
         self,
@@ -87,10 +81,6 @@ class Writer:
         registry: Registry,
         generation: Counter[int],
         *,
-        path: Path,
-        flush_interval: float,
-        batch_size: int,
-        max_pending: int,
         edit_window_days: int,
         clock: Callable[[], float],
         prune_seconds: float,
@@ -102,10 +92,6 @@ class Writer:
         self._guilds = guilds
         self._registry = registry
         self._generation = generation  # bumped on every write to a chain
-        self.path = path
-        self.flush_interval = flush_interval
-        self.batch_size = batch_size
-        self.max_pending = max_pending
         self.edit_window_days = edit_window_days
         self.clock = clock  # unix seconds: when a message was learned, and when its row expires
         self._prune_seconds = prune_seconds
@@ -114,17 +100,7 @@ class Writer:
         # The writer's caches describe the file as of data_version (None: drop them at the next
         # transaction, e.g. after one failed); another connection's commit changes it.
         self._data_version: int | None = None
-        self._pending: list[PendingMessage] = []
-        self._pending_ids: set[tuple[str, str]] = set()
-        self._room = asyncio.Condition()
-        self._flusher: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._closing = False
         self._sealer: Sealer | None = None  # seals recent messages, once the store has its key
-        self.last_error: str | None = None
-        #: Totals since open: messages committed, and messages dropped as already learned.
-        self.committed = 0
-        self.duplicates = 0
 
     @property
     def sealer(self) -> Sealer:
@@ -137,93 +113,11 @@ class Writer:
     def sealer(self, sealer: Sealer) -> None:
         self._sealer = sealer
 
-    def start(self) -> None:
-        """Start the flusher."""
-        self._flusher = asyncio.create_task(self._flush_loop(), name="markov-flusher")
+    def prune_due(self) -> bool:
+        """True when recent messages past the window are due to be dropped."""
+        return self.clock() >= self._next_prune
 
-    async def stop(self) -> None:
-        """Stop the flusher (what is pending stays queued)."""
-        if self._flusher is not None:
-            # Stopped by a flag, not cancelled: on Python 3.11 a cancel that races the wake-up
-            # event can be swallowed by the wait, and the flusher would never end.
-            self._closing = True
-            self._wake.set()
-            await self._flusher
-            self._flusher = None
-
-    @property
-    def pending(self) -> int:
-        """Messages queued and not yet committed."""
-        return len(self._pending)
-
-    def is_pending(self, platform: str, message_id: str) -> bool:
-        """True when the message is queued for the next flush."""
-        return (platform, message_id) in self._pending_ids
-
-    async def enqueue(self, message: PendingMessage) -> bool:
-        """Queue a message for learning, waiting while the queue is full; False if already queued."""
-        key = (message.platform, message.message_id)
-        async with self._room:
-            await self._room.wait_for(lambda: len(self._pending) < self.max_pending)
-            if key in self._pending_ids:
-                return False
-            self._pending.append(message)
-            self._pending_ids.add(key)
-        if len(self._pending) >= self.batch_size:
-            self._wake.set()
-            await asyncio.sleep(0)  # let the flusher start on the batch while we go on
-        return True
-
-    async def _flush_loop(self) -> None:
-        backoff = self.flush_interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
-                    await self._wake.wait()
-            self._wake.clear()
-            if self._closing:
-                return
-            try:
-                await self.flush()
-                backoff = self.flush_interval
-            except StoreError:
-                backoff = min(30.0, backoff * 2)
-                log.warning("learning paused, retrying in %.0f s: %s", backoff, self.last_error)
-            except Exception:
-                backoff = min(30.0, backoff * 2)
-                log.exception("flush failed; learning paused, retrying in %.0f s", backoff)
-
-    async def flush(self) -> FlushResult:
-        """Commit everything queued, in batches of at most batch_size messages."""
-        learned = duplicates = 0
-        async with self._db.write_lock:
-            while self._pending:
-                batch = self._pending[: self.batch_size]
-                try:
-                    result = await self._commit(batch)
-                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-                    full = getattr(exc, "sqlite_errorcode", None) in DISK_FULL_CODES
-                    self.last_error = f"disk full ({exc})" if full else str(exc)
-                    raise StoreError(f"could not write to {self.path}: {self.last_error}") from exc
-                self.last_error = None
-                self.committed += result.learned
-                self.duplicates += result.duplicates
-                learned += result.learned
-                duplicates += result.duplicates
-                async with self._room:
-                    del self._pending[: len(batch)]
-                    for item in batch:
-                        self._pending_ids.discard((item.platform, item.message_id))
-                    self._room.notify_all()
-            if self.clock() >= self._next_prune:
-                try:
-                    await self._prune()
-                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-                    self.last_error = str(exc)
-                    raise StoreError(f"could not write to {self.path}: {exc}") from exc
-        return FlushResult(learned, duplicates)
-
-    async def _prune(self) -> None:
+    async def prune(self) -> None:
         """Drop recent messages learned before the window, in one bounded transaction (write lock held)."""
         now = self.clock()
         cutoff = now - self.edit_window_days * 86_400 if self.edit_window_days else math.inf
@@ -244,7 +138,8 @@ class Writer:
         if dropped[0]:
             log.debug("dropped %d recent messages past the %d-day window", dropped[0], self.edit_window_days)
 
-    async def _commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
+    async def commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
+        """Learn a batch in one transaction (the caller holds the write lock), less messages already learned."""
         fresh: list[PendingMessage] = []
 
         async def work() -> None:
@@ -351,7 +246,6 @@ class Writer:
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
-        await self.flush()
         async with self._db.write_lock:
             async with self._db.w.execute(Q["message_by_id"], (item.platform, item.message_id)) as cur:
                 row = await cur.fetchone()
@@ -418,7 +312,6 @@ class Writer:
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction."""
-        await self.flush()
         author_id = await self._registry.find_author(platform, guild, external_id)
         chains = await self._registry.chains_of_guild(platform, guild)
         totals = [0, 0, 0]
@@ -466,7 +359,6 @@ class Writer:
 
     async def reset(self, key: ChainKey) -> int:
         """Delete a chain entirely; returns how many learned messages it held."""
-        await self.flush()
         info = await self._registry.find_chain(key)
         if info is None:
             return 0
