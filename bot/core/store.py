@@ -5,33 +5,37 @@ Learning is queued and committed in batches (one transaction per batch, at most 
 most the batch not yet committed. Reads go through a second connection, and generation walks
 on a thread or in a process of its own with a third (see bot.core.walker); in WAL mode none of
 them waits for the writer.
+
+Store is a façade over its parts, each in a module of its own: schema (the file and its
+migrations), connections, guildstate, registry (chains and authors), vocabulary, hubcache,
+writer (every write transaction) and learnqueue (queued learning and the flusher).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import math
 import os
-import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from bot.core import chain as chainmod
-from bot.core import fingerprints, keys
-from bot.core import hubs as hubmod
+from bot.core import keys, schema
 from bot.core.chain import Choices
-from bot.core.lru import LRU
+from bot.core.connections import Connections
+from bot.core.guildstate import GuildState
+from bot.core.hubcache import HubCache
+from bot.core.learnqueue import DISK_FULL_CODES as DISK_FULL_CODES
+from bot.core.learnqueue import LearningQueue
+from bot.core.lru import LRU as LRU
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -42,9 +46,22 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
+from bot.core.registry import Registry
+from bot.core.schema import APPLICATION_ID as APPLICATION_ID
+from bot.core.schema import LEGACY_TABLES as LEGACY_TABLES
+from bot.core.schema import SCHEMA_VERSION as SCHEMA_VERSION
+from bot.core.schema import WAL_SWITCH_SECONDS as WAL_SWITCH_SECONDS
+from bot.core.schema import NotMarkovbotDatabase as NotMarkovbotDatabase
+from bot.core.schema import SchemaTooNew as SchemaTooNew
+from bot.core.schema import StoreError as StoreError
+from bot.core.schema import migrations as migrations
 from bot.core.sealed import Sealer
 from bot.core.sql import Q, tune_sqlite
+from bot.core.vocabulary import Vocabulary
 from bot.core.walker import Version, Walker, WalkerDied, WalkerProcess
+from bot.core.writer import Writer
+
+# The `import X as X` lines re-export names that callers and tests import from here.
 
 log = logging.getLogger(__name__)
 
@@ -63,91 +80,10 @@ HUBS_IN_MEMORY = 1024  # hubs the writer keeps unpacked between commits
 EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete or edit after a restart
 PRUNE_SECONDS = 60.0  # the writer drops recent messages past the window at most this often ...
 PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at the next flush)
-WAL_SWITCH_SECONDS = 10.0  # how long opening a file waits for another process switching it to WAL
-APPLICATION_ID = 0x4D4B5642  # "MKVB" in the database header (PRAGMA application_id, migration 0003)
-# What a markovbot database made before it had an application id holds (schema versions 1 and 2).
-LEGACY_TABLES = frozenset({"meta", "tokens", "chains", "authors", "transitions", "messages", "windows"})
-# SQLite's codes for a write the disk refused: no space left (ENOSPC), or the file may not grow (EFBIG).
-DISK_FULL_CODES = frozenset({13, 778})  # SQLITE_FULL, SQLITE_IOERR_WRITE
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer markovbot."""
-
-
-class StoreError(RuntimeError):
-    """The database cannot be written (read-only, disk full, locked ...)."""
-
-
-class NotMarkovbotDatabase(StoreError):
-    """The file is not a markovbot database (another program's SQLite file, or not SQLite); left as it was."""
-
-
-def migrations() -> list[tuple[int, str]]:
-    folder = resources.files("bot.core").joinpath("migrations")
-    found = []
-    for entry in folder.iterdir():
-        match = re.fullmatch(r"(\d{4})_.+\.sql", entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.read_text("utf-8")))
-    return sorted(found)
-
-
-SCHEMA_VERSION = migrations()[-1][0]
-
-
-def _aggregate(
-    batch: Sequence[PendingMessage], ids: dict[str, int]
-) -> tuple[
-    list[tuple[tuple[int, bytes, int, int], int]],
-    list[tuple[tuple[int, int, int], int]],
-    Counter[int],
-    dict[int, list[int]],
-]:
-    """Count a batch: transition rows, window rows (both sorted by key), token refs, chain counters.
-
-    Sorted rows make each statement walk its B-tree in key order (2x faster than random order).
-    """
-    trans: Counter[tuple[int, bytes, int, int]] = Counter()
-    windows: Counter[tuple[int, int, int]] = Counter()
-    refs: Counter[int] = Counter()
-    counters: dict[int, list[int]] = {}
-    for item in batch:
-        chain_id, author_id = item.chain.id, item.author_id
-        token_ids = [ids[t] for t in item.tokens]
-        trans.update(
-            (chain_id, ctx, nxt, author_id) for ctx, nxt in chainmod.transitions(token_ids, item.chain.order)
-        )
-        refs.update(token_ids)
-        windows.update((chain_id, fp, author_id) for fp in item.windows)
-        c = counters.setdefault(chain_id, [0, 0, 0, 0])
-        c[0] += 1
-        c[1] += len(item.tokens)
-        c[2] += item.chars
-        c[3] += item.bytes
-    return sorted(trans.items()), sorted(windows.items()), refs, counters
-
-
-HubKey = tuple[int, bytes]  # (chain id, context)
-
-
-def _by_context(
-    rows: Iterable[tuple[tuple[int, bytes, int, int], int]], hubs: set[HubKey]
-) -> tuple[dict[HubKey, Counter[int]], Counter[HubKey]]:
-    """Split transition rows by context: counts per successor for hubs, occurrences of the rest."""
-    deltas: dict[HubKey, Counter[int]] = {}
-    seen: Counter[HubKey] = Counter()
-    for (chain_id, ctx, next_id, _), k in rows:
-        key = (chain_id, ctx)
-        if key in hubs:
-            deltas.setdefault(key, Counter())[next_id] += k
-        else:
-            seen[key] += k
-    return deltas, seen
 
 
 class Store:
-    """Owns the database: migrations, the batched writer, typed reads and caches."""
+    """Owns the database: opens it, starts the walker, and answers for its parts (a thin façade)."""
 
     def __init__(
         self,
@@ -165,11 +101,8 @@ class Store:
     ) -> None:
         self.path = Path(path)
         self._given_key = key  # the fingerprint key, or None: the key file beside the database
-        self.flush_interval = flush_interval
-        self.batch_size = batch_size
-        self.max_pending = max_pending
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._db = Connections()
+        self._guilds = GuildState(self._db)
         if walker not in WALKERS:
             raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
         self.walker = walker
@@ -179,44 +112,78 @@ class Store:
         self.hub_rows = hub_rows
         if edit_window_days < 0:
             raise ValueError(f"edit_window_days must be 0 or more, not {edit_window_days}")
-        self.edit_window_days = edit_window_days
-        self.clock = clock  # unix seconds: when a message was learned, and when its row expires
-        self._next_prune = -math.inf
-        self._hubs: set[HubKey] = set()  # (chain id, context) of every hub
-        self._hub_arrays: LRU[HubKey, hubmod.Packed] = LRU(HUBS_IN_MEMORY)
-        # Contexts counted and found narrow: how many rows each still lacked (a row per occurrence at most).
-        self._hub_short: LRU[HubKey, int] = LRU(cache_size)
-        self._hubs_changed = False  # in the open transaction
-        # The writer's caches describe the file as of data_version (None: drop them at the next
-        # transaction, e.g. after one failed); another connection's commit changes it.
-        self._data_version: int | None = None
-        self._hub_version = 0  # bumped after each commit or rollback that changed hubs (tells the walker)
+        self._hubs = HubCache(self._db, hub_rows, cache_size, HUBS_IN_MEMORY)
         # The walker: in a process of its own, or a Walker on a thread of this process.
         self._process: WalkerProcess | None = None
         self._walker: Walker | None = None
         self._thread: ThreadPoolExecutor | None = None
         self.walker_pid: int | None = None  # the walker process, when there is one
-        self._pending: list[PendingMessage] = []
-        self._pending_ids: set[tuple[str, str]] = set()
-        self._write_lock = asyncio.Lock()
-        self._room = asyncio.Condition()
-        self._flusher: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._closing = False
-        self._token_ids: LRU[str, int] = LRU(cache_size)  # the writer's, revalidated per transaction
-        self._token_texts: LRU[int, str] = LRU(cache_size)  # ids are never reused: true forever
+        self._vocabulary = Vocabulary(self._db, cache_size)
         self._generation: Counter[int] = Counter()  # bumped on every write to a chain
-        self._chains: dict[ChainKey, ChainInfo] = {}
-        self._authors: dict[tuple[str, str, str], int] = {}
-        self._consent: dict[tuple[str, str], set[str]] = {}
-        self._channels: dict[tuple[str, str], set[str]] = {}
-        self._settings: dict[tuple[str, str], GuildSettings] = {}
-        self.last_error: str | None = None
+        self._registry = Registry(self._db)
         self.key = b""  # the fingerprint key (bot.core.keys), once open
-        self._sealer: Sealer | None = None  # seals recent messages with a key derived from it
-        #: Totals since open: messages committed, and messages dropped as already learned.
-        self.committed = 0
-        self.duplicates = 0
+        self._writes = Writer(
+            self._db,
+            self._vocabulary,
+            self._hubs,
+            self._guilds,
+            self._registry,
+            self._generation,
+            edit_window_days=edit_window_days,
+            clock=clock,
+            prune_seconds=PRUNE_SECONDS,
+            prune_rows=PRUNE_ROWS,
+        )
+        self._queue = LearningQueue(
+            self._db,
+            self._writes,
+            path=self.path,
+            flush_interval=flush_interval,
+            batch_size=batch_size,
+            max_pending=max_pending,
+        )
+
+    # ---------------------------------------------------------------- the writer's settings and totals
+
+    @property
+    def flush_interval(self) -> float:
+        """Seconds between commits of queued learning, at most."""
+        return self._queue.flush_interval
+
+    @property
+    def batch_size(self) -> int:
+        """Messages per transaction, at most."""
+        return self._queue.batch_size
+
+    @property
+    def max_pending(self) -> int:
+        """Queued messages from which learning waits."""
+        return self._queue.max_pending
+
+    @property
+    def edit_window_days(self) -> int:
+        """Days a learned message's token ids are kept for a delete or edit."""
+        return self._writes.edit_window_days
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Unix seconds: when a message was learned, and when its row expires."""
+        return self._writes.clock
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last write failed, or None when it succeeded."""
+        return self._queue.last_error
+
+    @property
+    def committed(self) -> int:
+        """Messages committed since open."""
+        return self._queue.committed
+
+    @property
+    def duplicates(self) -> int:
+        """Messages dropped as already learned since open."""
+        return self._queue.duplicates
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -229,38 +196,32 @@ class Store:
         # closed event loop (omnilib/aiosqlite#389).
         tune_sqlite()
         # Checked before anything writes: a file the store refuses is left byte for byte.
-        await asyncio.to_thread(_check_file, self.path)
-        await asyncio.to_thread(_probe, self.path)
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        await asyncio.to_thread(schema.check_file, self.path)
+        await asyncio.to_thread(schema.probe, self.path)
+        self._db.writer = await aiosqlite.connect(self.path, isolation_level=None)
         try:
-            await self._writer.execute("PRAGMA busy_timeout = 5000")
-            await self._enable_wal()
-            await self._writer.execute("PRAGMA synchronous = NORMAL")
-            await self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-            await self._migrate()
-            await self._writer.execute(Q["create_hub_candidates"])
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._reader.execute("PRAGMA busy_timeout = 5000")
-            await self._reader.execute("PRAGMA query_only = ON")
+            await self.w.execute("PRAGMA busy_timeout = 5000")
+            await schema.enable_wal(self.w)
+            await self.w.execute("PRAGMA synchronous = NORMAL")
+            await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            await schema.migrate(self.w, self.path)
+            await self.w.execute(Q["create_hub_candidates"])
+            self._db.reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self.r.execute("PRAGMA busy_timeout = 5000")
+            await self.r.execute("PRAGMA query_only = ON")
             self.key = await self._load_key()
-            self._sealer = Sealer(self.key)
-            await self._ensure_math(self._reader)
+            self._writes.sealer = Sealer(self.key)
+            await self._ensure_math(self.r)
             await self._start_walker()
         except BaseException:
             await self._close_connections()
             raise
-        self._flusher = asyncio.create_task(self._flush_loop(), name="markov-flusher")
+        self._queue.start()
         return self
 
     async def close(self) -> None:
         """Flush what is pending, stop the flusher and close both connections."""
-        if self._flusher is not None:
-            # Stopped by a flag, not cancelled: on Python 3.11 a cancel that races the wake-up
-            # event can be swallowed by the wait, and the flusher would never end.
-            self._closing = True
-            self._wake.set()
-            await self._flusher
-            self._flusher = None
+        await self._queue.stop()
         try:
             if self._writer is not None:
                 await self.flush()
@@ -269,10 +230,10 @@ class Store:
 
     async def _close_connections(self) -> None:
         await self._stop_walker()
-        for conn in (self._reader, self._writer):
+        for conn in (self._db.reader, self._db.writer):
             if conn is not None:
                 await conn.close()
-        self._reader = self._writer = None
+        self._db.reader = self._db.writer = None
 
     async def __aenter__(self) -> Store:
         return await self.open()
@@ -281,56 +242,19 @@ class Store:
         await self.close()
 
     @property
+    def _writer(self) -> aiosqlite.Connection | None:
+        """The writer connection, or None when the store is not open."""
+        return self._db.writer
+
+    @property
     def w(self) -> aiosqlite.Connection:
         """The writer connection."""
-        if self._writer is None:
-            raise RuntimeError("store is not open")
-        return self._writer
+        return self._db.w
 
     @property
     def r(self) -> aiosqlite.Connection:
         """The reader connection."""
-        if self._reader is None:
-            raise RuntimeError("store is not open")
-        return self._reader
-
-    async def _enable_wal(self) -> None:
-        """Switch the file to WAL, retrying while another process opening it at once holds it.
-
-        Switching needs the file to itself, and SQLite answers "database is locked" at once, without
-        its busy handler, when another connection is switching the same new file meanwhile.
-        """
-        deadline = time.monotonic() + WAL_SWITCH_SECONDS
-        while True:
-            try:
-                await self.w.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(0.05)
-
-    async def _migrate(self) -> None:
-        """Apply the migrations this file lacks, in one transaction that first checks the file again.
-
-        Inside BEGIN IMMEDIATE: another process opening the same new file at once waits, then
-        finds the schema made (statement by statement: executescript would commit the BEGIN).
-        """
-        await self.w.execute("BEGIN IMMEDIATE")
-        try:
-            version = _identify(self.path, *(await _describe(self.w)))
-            for number, sql in migrations():
-                if number <= version:
-                    continue
-                log.info("applying migration %04d to %s", number, self.path)
-                for statement in _statements(sql):
-                    await self.w.execute(statement)
-                await self.w.execute(f"PRAGMA user_version = {number}")
-            await self.w.execute("COMMIT")
-        except BaseException:
-            if self.w.in_transaction:
-                await self.w.execute("ROLLBACK")
-            raise
+        return self._db.r
 
     @staticmethod
     async def _ensure_math(conn: aiosqlite.Connection) -> None:
@@ -388,502 +312,89 @@ class Store:
 
     async def set_meta(self, key: str, value: str) -> None:
         """Store a value in the meta table."""
-        async with self._write_lock:
+        async with self._db.write_lock:
             await self.w.execute(Q["set_meta"], (key, value))
 
     # ---------------------------------------------------------------- chains and authors
 
     async def find_chain(self, key: ChainKey) -> ChainInfo | None:
         """The chain's row, or None when nothing was ever learned there."""
-        info = self._chains.get(key)
-        if info is None:
-            async with self.r.execute(Q["chain_by_key"], (key.platform, key.guild, key.channel)) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                return None
-            info = self._chains[key] = ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
-        return info
+        return await self._registry.find_chain(key)
 
     async def chain(self, key: ChainKey, settings: GuildSettings) -> ChainInfo:
         """The chain's row, created with the guild's order and run length if new."""
         info = await self.find_chain(key)
         if info is not None:
             return info
-        found: list[ChainInfo] = []
-
-        async def work() -> None:
-            async with self.w.execute(Q["chain_by_key"], (key.platform, key.guild, key.channel)) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                chain_id = await self._take_ids("next_chain_id", 1)
-                scheme = fingerprints.CURRENT
-                await self.w.execute(
-                    Q["insert_chain"],
-                    (
-                        chain_id,
-                        key.platform,
-                        key.guild,
-                        key.channel,
-                        settings.order,
-                        settings.run_length,
-                        scheme,
-                    ),
-                )
-                found.append(ChainInfo(chain_id, settings.order, settings.run_length, scheme))
-            else:
-                found.append(ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3])))
-
-        async with self._write_lock:
-            await self._transaction(work)
-            self._chains[key] = found[0]
-        return found[0]
+        return await self._writes.add_chain(key, settings)
 
     async def all_chains(self) -> list[ChainSummary]:
         """Every chain of the database, with what it has learned."""
-        async with self.r.execute(Q["all_chains"]) as cur:
-            rows = await cur.fetchall()
-        return [
-            ChainSummary(ChainKey(p, g, c), int(m), int(t), None if at is None else int(at))
-            for p, g, c, m, t, at in rows
-        ]
+        return await self._registry.all_chains()
 
     async def chain_author_ids(self, chain_id: int, limit: int) -> list[str]:
         """External ids of up to limit authors with messages learned in a chain."""
-        async with self.r.execute(Q["chain_author_ids"], (chain_id, limit)) as cur:
-            return [str(row[0]) for row in await cur.fetchall()]
+        return await self._registry.chain_author_ids(chain_id, limit)
 
     async def chains_of_guild(self, platform: str, guild: str) -> list[int]:
         """Ids of every chain of a guild."""
-        async with self.r.execute(Q["chains_of_guild"], (platform, guild)) as cur:
-            return [int(row[0]) for row in await cur.fetchall()]
+        return await self._registry.chains_of_guild(platform, guild)
 
     async def find_author(self, platform: str, guild: str, external_id: str) -> int | None:
         """The author's internal id, or None."""
-        key = (platform, guild, external_id)
-        if key in self._authors:
-            return self._authors[key]
-        async with self.r.execute(Q["author_by_key"], key) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        self._authors[key] = int(row[0])
-        return self._authors[key]
+        return await self._registry.find_author(platform, guild, external_id)
 
     async def author(self, platform: str, guild: str, external_id: str) -> int:
         """The author's internal id, created if new."""
         found = await self.find_author(platform, guild, external_id)
         if found is not None:
             return found
-        key = (platform, guild, external_id)
-        made: list[int] = []
-
-        async def work() -> None:
-            async with self.w.execute(Q["author_by_key"], key) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                author_id = await self._take_ids("next_author_id", 1)
-                await self.w.execute(Q["insert_author"], (author_id, *key))
-                made.append(author_id)
-            else:
-                made.append(int(row[0]))
-
-        async with self._write_lock:
-            await self._transaction(work)
-            self._authors[key] = made[0]
-        return made[0]
+        return await self._writes.add_author(platform, guild, external_id)
 
     # ---------------------------------------------------------------- consent, channels, settings
 
     async def consenting(self, platform: str, guild: str) -> set[str]:
         """Members of a guild who opted in."""
-        key = (platform, guild)
-        found = self._consent.get(key)
-        if found is None:  # kept in a local: a failed transaction may clear the cache meanwhile
-            async with self.r.execute(Q["get_consent"], key) as cur:
-                found = self._consent[key] = {str(row[0]) for row in await cur.fetchall()}
-        return found
+        return await self._guilds.consenting(platform, guild)
 
     async def set_consent(self, platform: str, guild: str, member: str, opted_in: bool) -> bool:
         """Opt a member in or out; True when that changed something."""
-        members = await self.consenting(platform, guild)
-        if (member in members) == opted_in:
-            return False
-        async with self._write_lock:
-            if opted_in:
-                await self.w.execute(Q["add_consent"], (platform, guild, member, int(time.time())))
-                members.add(member)
-            else:
-                await self.w.execute(Q["remove_consent"], (platform, guild, member))
-                members.discard(member)
-        return True
+        return await self._guilds.set_consent(platform, guild, member, opted_in)
 
     async def enabled_channels(self, platform: str, guild: str) -> set[str]:
         """Channels of a guild where learning is enabled."""
-        key = (platform, guild)
-        found = self._channels.get(key)
-        if found is None:
-            async with self.r.execute(Q["get_enabled_channels"], key) as cur:
-                found = self._channels[key] = {str(row[0]) for row in await cur.fetchall()}
-        return found
+        return await self._guilds.enabled_channels(platform, guild)
 
     async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
         """Enable or disable learning in a channel; True when that changed something."""
-        channels = await self.enabled_channels(platform, guild)
-        if (channel in channels) == enabled:
-            return False
-        async with self._write_lock:
-            if enabled:
-                await self.w.execute(Q["enable_channel"], (platform, guild, channel, int(time.time())))
-                channels.add(channel)
-            else:
-                await self.w.execute(Q["disable_channel"], (platform, guild, channel))
-                channels.discard(channel)
-        return True
+        return await self._guilds.set_channel(platform, guild, channel, enabled)
 
     async def settings(self, platform: str, guild: str) -> GuildSettings:
         """A guild's settings (defaults when never changed)."""
-        key = (platform, guild)
-        found = self._settings.get(key)
-        if found is None:
-            async with self.r.execute(Q["get_settings"], key) as cur:
-                row = await cur.fetchone()
-            found = self._settings[key] = (
-                GuildSettings(int(row[0]), bool(row[1]), float(row[2]), int(row[3]), bool(row[4]))
-                if row
-                else GuildSettings()
-            )
-        return found
+        return await self._guilds.settings(platform, guild)
 
     async def put_settings(self, platform: str, guild: str, settings: GuildSettings) -> None:
         """Save a guild's settings (validated by the caller)."""
-        async with self._write_lock:
-            await self.w.execute(
-                Q["put_settings"],
-                (
-                    platform,
-                    guild,
-                    settings.order,
-                    int(settings.reply_on_mention),
-                    settings.chime_chance,
-                    settings.run_length,
-                    int(settings.copy_guard),
-                ),
-            )
-        self._settings[(platform, guild)] = settings
+        await self._guilds.put_settings(platform, guild, settings)
 
     # ---------------------------------------------------------------- the batched writer
 
     @property
     def pending(self) -> int:
         """Messages queued and not yet committed."""
-        return len(self._pending)
+        return self._queue.pending
 
     def is_pending(self, platform: str, message_id: str) -> bool:
         """True when the message is queued for the next flush."""
-        return (platform, message_id) in self._pending_ids
+        return self._queue.is_pending(platform, message_id)
 
     async def enqueue(self, message: PendingMessage) -> bool:
         """Queue a message for learning, waiting while the queue is full; False if already queued."""
-        key = (message.platform, message.message_id)
-        async with self._room:
-            await self._room.wait_for(lambda: len(self._pending) < self.max_pending)
-            if key in self._pending_ids:
-                return False
-            self._pending.append(message)
-            self._pending_ids.add(key)
-        if len(self._pending) >= self.batch_size:
-            self._wake.set()
-            await asyncio.sleep(0)  # let the flusher start on the batch while we go on
-        return True
-
-    async def _flush_loop(self) -> None:
-        backoff = self.flush_interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff):
-                    await self._wake.wait()
-            self._wake.clear()
-            if self._closing:
-                return
-            try:
-                await self.flush()
-                backoff = self.flush_interval
-            except StoreError:
-                backoff = min(30.0, backoff * 2)
-                log.warning("learning paused, retrying in %.0f s: %s", backoff, self.last_error)
-            except Exception:
-                backoff = min(30.0, backoff * 2)
-                log.exception("flush failed; learning paused, retrying in %.0f s", backoff)
+        return await self._queue.enqueue(message)
 
     async def flush(self) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages."""
-        learned = duplicates = 0
-        async with self._write_lock:
-            while self._pending:
-                batch = self._pending[: self.batch_size]
-                try:
-                    result = await self._commit(batch)
-                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-                    full = getattr(exc, "sqlite_errorcode", None) in DISK_FULL_CODES
-                    self.last_error = f"disk full ({exc})" if full else str(exc)
-                    raise StoreError(f"could not write to {self.path}: {self.last_error}") from exc
-                self.last_error = None
-                self.committed += result.learned
-                self.duplicates += result.duplicates
-                learned += result.learned
-                duplicates += result.duplicates
-                async with self._room:
-                    del self._pending[: len(batch)]
-                    for item in batch:
-                        self._pending_ids.discard((item.platform, item.message_id))
-                    self._room.notify_all()
-            if self.clock() >= self._next_prune:
-                try:
-                    await self._prune()
-                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-                    self.last_error = str(exc)
-                    raise StoreError(f"could not write to {self.path}: {exc}") from exc
-        return FlushResult(learned, duplicates)
-
-    async def _prune(self) -> None:
-        """Drop recent messages learned before the window, in one bounded transaction (write lock held)."""
-        now = self.clock()
-        cutoff = now - self.edit_window_days * 86_400 if self.edit_window_days else math.inf
-        dropped = [0]
-        async with self.w.execute(Q["recent_expired"], (cutoff,)) as cur:
-            expired = await cur.fetchone() is not None
-        if not expired:  # the usual case: no write transaction (and none on a read-only file)
-            self._next_prune = now + PRUNE_SECONDS
-            return
-
-        async def work() -> None:
-            async with self.w.execute(Q["prune_recent"], (cutoff, PRUNE_ROWS)) as cur:
-                dropped[0] = cur.rowcount
-
-        await self._transaction(work)
-        # A full prune leaves more behind: go on at the next flush rather than in a minute.
-        self._next_prune = now if dropped[0] >= PRUNE_ROWS else now + PRUNE_SECONDS
-        if dropped[0]:
-            log.debug("dropped %d recent messages past the %d-day window", dropped[0], self.edit_window_days)
-
-    async def _commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
-        fresh: list[PendingMessage] = []
-
-        async def work() -> None:
-            fresh.extend(await self._drop_orphans(await self._drop_known(batch)))
-            if fresh:
-                await self._apply(fresh, sign=1)
-
-        await self._transaction(work)
-        return FlushResult(len(fresh), len(batch) - len(fresh))
-
-    async def _drop_known(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
-        by_platform: dict[str, list[str]] = {}
-        for item in batch:
-            by_platform.setdefault(item.platform, []).append(item.message_id)
-        known: set[tuple[str, str]] = set()
-        for platform, ids in by_platform.items():
-            async with self.w.execute(Q["known_message_ids"], (platform, json.dumps(ids))) as cur:
-                known.update((platform, str(row[0])) for row in await cur.fetchall())
-        return [item for item in batch if (item.platform, item.message_id) not in known]
-
-    async def _drop_orphans(self, batch: list[PendingMessage]) -> list[PendingMessage]:
-        """Messages whose chain and author still exist (another process may have reset or forgotten them)."""
-        if not batch:
-            return batch
-        present = []
-        for name, wanted in (
-            ("existing_chains", {item.chain.id for item in batch}),
-            ("existing_authors", {item.author_id for item in batch}),
-        ):
-            async with self.w.execute(Q[name], (json.dumps(sorted(wanted)),)) as cur:
-                present.append({int(row[0]) for row in await cur.fetchall()})
-        kept = [item for item in batch if item.chain.id in present[0] and item.author_id in present[1]]
-        if len(kept) < len(batch):
-            log.info(
-                "dropped %d queued messages: their member was forgotten or chain reset",
-                len(batch) - len(kept),
-            )
-        return kept
-
-    async def _resolve(self, texts: Iterable[str], create: bool) -> dict[str, int]:
-        """Token ids for texts (on the writer), creating the missing ones when asked.
-
-        New ids follow the order in which texts first occur (not a set's, which varies with
-        PYTHONHASHSEED), taken from the database's counter inside the open transaction.
-        """
-        ids: dict[str, int] = {}
-        missing: list[str] = []
-        for text in dict.fromkeys(texts):
-            cached = self._token_ids.get(text)
-            if cached is None:
-                missing.append(text)
-            else:
-                ids[text] = cached
-        if missing:
-            async with self.w.execute(Q["tokens_by_text"], (json.dumps(missing),)) as cur:
-                for token_id, text in await cur.fetchall():
-                    ids[text] = int(token_id)
-            unknown = [text for text in missing if text not in ids]
-            if create and unknown:
-                first = await self._take_ids("next_token_id", len(unknown))
-                new = [(first + i, text) for i, text in enumerate(unknown)]
-                await self.w.executemany(Q["insert_token"], new)
-                ids.update((text, token_id) for token_id, text in new)
-            for text in missing:
-                if text in ids:
-                    self._token_ids.put(text, ids[text])
-        return ids
-
-    async def _take_ids(self, counter: str, n: int) -> int:
-        """Reserve n ids from a counter of the database, inside the open transaction; the first."""
-        async with self.w.execute(Q["take_ids"], (n, counter)) as cur:
-            row = await cur.fetchone()
-        assert row is not None, f"the counters table has no {counter}"
-        return int(row[0])
-
-    async def _apply(self, batch: Sequence[PendingMessage], sign: int) -> None:
-        """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction."""
-        ids = await self._resolve((t for item in batch for t in item.tokens), create=sign > 0)
-        # Counting is pure Python: done in a thread so the event loop keeps answering meanwhile.
-        trans_rows, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
-        w = self.w
-        if sign > 0:
-            await w.executemany(Q["upsert_transition"], ((*key, k) for key, k in trans_rows))
-            await w.executemany(Q["upsert_window"], ((*key, k) for key, k in window_rows))
-            await w.executemany(
-                Q["insert_message"],
-                (
-                    (
-                        i.platform,
-                        i.message_id,
-                        i.chain.id,
-                        i.author_id,
-                        i.fingerprint,
-                        i.normal,
-                        len(i.tokens),
-                        i.chars,
-                        i.bytes,
-                    )
-                    for i in batch
-                ),
-            )
-            if self.edit_window_days:
-                now = int(self.clock())
-                sealer = self.sealer
-                await w.executemany(
-                    Q["insert_recent"],
-                    (
-                        (
-                            i.platform,
-                            i.message_id,
-                            i.chain.id,
-                            i.author_id,
-                            now,
-                            sealer.seal(i.platform, i.message_id, _pack_tokens(i.tokens, ids)),
-                        )
-                        for i in batch
-                        if i.keep
-                    ),
-                )
-        else:
-            await w.executemany(Q["subtract_transition"], ((k, *key) for key, k in trans_rows))
-            await w.executemany(Q["subtract_window"], ((k, *key) for key, k in window_rows))
-            await w.executemany(Q["prune_transition"], (key for key, _ in trans_rows))
-            await w.executemany(Q["prune_window"], (key for key, _ in window_rows))
-            await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
-            await w.executemany(Q["delete_recent"], ((i.platform, i.message_id) for i in batch))
-        deltas, seen = await asyncio.to_thread(_by_context, trans_rows, self._hubs)
-        await self._add_to_hubs(deltas, sign)
-        if sign > 0:
-            await self._promote_hubs(seen, len(batch))
-        await self._add_refs({token_id: sign * n for token_id, n in refs.items()})
-        await w.executemany(
-            Q["add_chain_counters"], ((*(sign * v for v in c), chain_id) for chain_id, c in counters.items())
-        )
-        if sign > 0:
-            now = int(self.clock())
-            await w.executemany(Q["chain_learned_at"], ((now, chain_id) for chain_id in counters))
-        for chain_id in counters:
-            self._generation[chain_id] += 1
-
-    async def _add_refs(self, refs: dict[int, int]) -> None:
-        await self.w.executemany(Q["add_token_refs"], ((n, token_id) for token_id, n in refs.items() if n))
-        if any(n < 0 for n in refs.values()):
-            dropped = [token_id for token_id, n in refs.items() if n < 0]
-            async with self.w.execute(Q["delete_unused_tokens"], (json.dumps(dropped),)) as cur:
-                for token_id, text in await cur.fetchall():
-                    self._token_ids.pop(text)
-                    self._token_texts.pop(int(token_id))
-
-    # ---------------------------------------------------------------- hubs
-
-    async def _load_hubs(self) -> None:
-        """Read which contexts are hubs (in a transaction whose caches were dropped)."""
-        async with self.w.execute(Q["all_hubs"]) as cur:
-            self._hubs = {(int(c), bytes(x)) for c, x in await cur.fetchall()}
-        self._hub_arrays.clear()
-        self._hubs_changed = True
-
-    def _publish_hubs(self) -> None:
-        """After a commit or rollback: if hubs were made or dropped, tell the walker to look again."""
-        if self._hubs_changed:
-            self._hubs_changed = False
-            self._hub_version += 1
-
-    async def _hub(self, key: HubKey) -> hubmod.Packed:
-        packed = self._hub_arrays.get(key)
-        if packed is None:
-            async with self.w.execute(Q["hub"], key) as cur:
-                row = await cur.fetchone()
-            packed = hubmod.decode(row[0], row[1]) if row else hubmod.from_rows(())
-            self._hub_arrays.put(key, packed)
-        return packed
-
-    async def _add_to_hubs(self, deltas: dict[HubKey, Counter[int]], sign: int) -> None:
-        """Add (sign=1) or subtract (sign=-1) counts per successor to hubs, and store them."""
-        changed = []
-        for key, delta in deltas.items():
-            packed = await self._hub(key)
-            hubmod.add(packed, delta, sign)
-            changed.append((*key, *hubmod.encode(*packed)))
-        await self.w.executemany(Q["put_hub"], changed)
-
-    async def _promote_hubs(self, seen: Counter[HubKey], batch_size: int) -> None:
-        """Make hubs of the batch's contexts (seen: occurrences) that now have hub_rows rows or more.
-
-        A context found narrow is counted again only once it has occurred often enough since to
-        have gained the rows it lacked. In a large batch only contexts seen twice are counted: a
-        hub is common by definition, and counting every rare context would cost more than the batch.
-        """
-        least = 1 if batch_size < 200 else 2
-        candidates = []
-        for key, k in seen.items():
-            if key in self._hubs:
-                continue
-            short = self._hub_short.get(key)
-            if short is not None and short > k:
-                self._hub_short.put(key, short - k)
-            elif short is not None or k >= least:
-                candidates.append(key)
-        if not candidates:
-            return
-        w = self.w
-        await w.executemany(Q["add_hub_candidate"], candidates)
-        async with w.execute(Q["hub_candidate_rows"], (self.hub_rows,)) as cur:
-            counted = [((int(c), bytes(x)), int(n)) for c, x, n in await cur.fetchall()]
-        await w.execute(Q["clear_hub_candidates"])
-        for key, rows in counted:
-            if rows < self.hub_rows:
-                self._hub_short.put(key, self.hub_rows - rows)
-                continue
-            async with w.execute(Q["successors"], key) as cur:
-                packed = hubmod.from_rows(await cur.fetchall())
-            await w.execute(Q["put_hub"], (*key, *hubmod.encode(*packed)))
-            self._hubs.add(key)
-            self._hubs_changed = True
-            self._hub_arrays.put(key, packed)
-            self._hub_short.pop(key)
+        return await self._queue.flush()
 
     # ---------------------------------------------------------------- unlearning
 
@@ -893,23 +404,12 @@ class Store:
             row = await cur.fetchone()
         if row is None:
             return None
-        return await self._chain_by_id(int(row[0])), int(row[1]), int(row[2])
-
-    async def _chain_by_id(self, chain_id: int) -> ChainInfo:
-        info = next((c for c in self._chains.values() if c.id == chain_id), None)
-        if info is None:
-            async with self.r.execute(Q["chain_by_id"], (chain_id,)) as cur:
-                crow = await cur.fetchone()
-            assert crow is not None
-            info = ChainInfo(int(crow[0]), int(crow[1]), int(crow[2]), int(crow[3]))
-        return info
+        return await self._registry.chain_by_id(int(row[0])), int(row[1]), int(row[2])
 
     @property
     def sealer(self) -> Sealer:
         """Seals recent messages (see bot.core.sealed)."""
-        if self._sealer is None:
-            raise RuntimeError("store is not open")
-        return self._sealer
+        return self._writes.sealer
 
     @property
     def keeps_recent(self) -> bool:
@@ -928,181 +428,34 @@ class Store:
         if row is None:
             return None
         packed = self.sealer.open(platform, message_id, bytes(row[2]))
-        info = await self._chain_by_id(int(row[0]))
+        info = await self._registry.chain_by_id(int(row[0]))
         ids = list(chainmod.unpack(packed)) if packed is not None else None
         return info, int(row[1]), ids, int(row[3]), int(row[4])
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
         await self.flush()
-        async with self._write_lock:
-            async with self.w.execute(Q["message_by_id"], (item.platform, item.message_id)) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                return UnlearnStatus.NOT_LEARNED
-            if (int(row[0]), int(row[1]), int(row[2])) != (item.chain.id, item.author_id, item.fingerprint):
-                return UnlearnStatus.TEXT_MISMATCH
-
-            async def work() -> None:
-                await self._apply([item], sign=-1)
-                await self._mark_removal([item.chain.id])
-
-            await self._transaction(work)
-        return UnlearnStatus.UNLEARNED
-
-    async def _transaction(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Run work in one write transaction (the caller holds the write lock).
-
-        Whatever fails, and however (SQLite may have rolled back already, on a full disk say),
-        the caches the work may have changed are dropped, so memory never describes a
-        transaction the file does not hold.
-        """
-        try:
-            await self.w.execute("BEGIN IMMEDIATE")
-            await self._revalidate()
-            await work()
-            await self.w.execute("COMMIT")
-        except BaseException:
-            self._drop_caches()
-            try:
-                if self.w.in_transaction:
-                    await self.w.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                log.warning("rollback failed (%s); the next transaction reads the file again", exc)
-            raise
-        finally:
-            self._publish_hubs()
-
-    async def _revalidate(self) -> None:
-        """At the start of a write transaction: drop the writer's caches if another connection committed."""
-        async with self.w.execute("PRAGMA data_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else -1
-        if version != self._data_version:
-            self._drop_caches()
-            await self._load_hubs()
-            self._data_version = version
-
-    def _drop_caches(self) -> None:
-        """Forget everything the writer cached about the file (read again on use)."""
-        self._data_version = None
-        self._token_ids.clear()
-        self._chains.clear()
-        self._authors.clear()
-        self._hubs = set()
-        self._hub_arrays.clear()
-        self._hub_short.clear()
-        self._hubs_changed = True
-        self._consent.clear()
-        self._channels.clear()
-        self._settings.clear()
-
-    async def _mark_removal(self, chain_ids: Iterable[int]) -> None:
-        """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""
-        async with self.w.execute(Q["bump_removals"]) as cur:
-            row = await cur.fetchone()
-        assert row is not None, "the counters table has no removals"
-        await self.w.executemany(Q["mark_removal"], ((int(row[0]), chain_id) for chain_id in chain_ids))
+        return await self._writes.unlearn(item)
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction."""
         await self.flush()
-        author_id = await self.find_author(platform, guild, external_id)
-        chains = await self.chains_of_guild(platform, guild)
-        totals = [0, 0, 0]
-
-        async def work() -> None:
-            if author_id is None:
-                return
-            refs: Counter[int] = Counter()
-            for chain_id in chains:
-                async with self.w.execute(Q["author_message_totals"], (chain_id, author_id)) as cur:
-                    row = await cur.fetchone()
-                assert row is not None
-                n_messages, n_tokens, n_chars, n_bytes = (int(v) for v in row)
-                async with self.w.execute(Q["forget_author_transitions"], (chain_id, author_id)) as cur:
-                    rows = await cur.fetchall()
-                if not n_messages and not rows:
-                    continue
-                for _, n, k in rows:
-                    if n > chainmod.END:
-                        refs[n] -= k
-                deltas, _ = await asyncio.to_thread(
-                    _by_context, (((chain_id, bytes(x), n, author_id), k) for x, n, k in rows), self._hubs
-                )
-                await self._add_to_hubs(deltas, -1)
-                await self.w.execute(Q["delete_author_windows"], (chain_id, author_id))
-                await self.w.execute(Q["delete_author_messages"], (chain_id, author_id))
-                await self.w.execute(Q["delete_author_recent"], (chain_id, author_id))
-                await self.w.execute(
-                    Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
-                )
-                self._generation[chain_id] += 1
-                totals[0] += n_messages
-                totals[1] += n_tokens
-                totals[2] += 1
-            await self._add_refs(dict(refs))
-            await self.w.execute(Q["delete_author"], (author_id,))
-            await self.w.execute(Q["remove_consent"], (platform, guild, external_id))
-            await self._mark_removal(chains)
-
-        async with self._write_lock:
-            await self._transaction(work)
-        self._authors.pop((platform, guild, external_id), None)
-        self._consent.get((platform, guild), set()).discard(external_id)
-        return ForgetResult(*totals)
+        return await self._writes.forget(platform, guild, external_id)
 
     async def reset(self, key: ChainKey) -> int:
         """Delete a chain entirely; returns how many learned messages it held."""
         await self.flush()
-        info = await self.find_chain(key)
-        if info is None:
-            return 0
-        held = [0]
-
-        async def work() -> None:
-            async with self.w.execute(Q["chain_counters"], (info.id,)) as cur:
-                row = await cur.fetchone()
-            held[0] = int(row[0]) if row else 0
-            async with self.w.execute(Q["chain_token_refs"], (info.id,)) as cur:
-                refs = {int(n): -int(k) for n, k in await cur.fetchall()}
-            for name in (
-                "delete_chain_transitions",
-                "delete_chain_hubs",
-                "delete_chain_windows",
-                "delete_chain_messages",
-                "delete_chain_recent",
-                "delete_chain",
-            ):
-                await self.w.execute(Q[name], (info.id,))
-            await self._add_refs(refs)
-            await self._mark_removal(())  # a chain made later with this id starts past its last value
-            self._hubs = {hub for hub in self._hubs if hub[0] != info.id}
-            self._hub_arrays.clear()
-            self._hubs_changed = True
-
-        async with self._write_lock:
-            await self._transaction(work)
-        self._chains.pop(key, None)
-        self._generation[info.id] += 1
-        return held[0]
+        return await self._writes.reset(key)
 
     # ---------------------------------------------------------------- reads for generation
 
     async def token_id(self, text: str) -> int | None:
         """The id of a token, or None when it was never learned (read now: another process may drop it)."""
-        rows = await self.r.execute_fetchall(Q["token_id"], (text,))
-        return int(next(iter(rows))[0]) if rows else None
+        return await self._vocabulary.token_id(text)
 
     async def texts(self, ids: Sequence[int]) -> list[str]:
         """Token texts for ids."""
-        missing = [i for i in set(ids) if self._token_texts.get(i) is None]
-        found: dict[int, str] = {}
-        if missing:
-            for token_id, text in await self.r.execute_fetchall(Q["tokens_by_id"], (json.dumps(missing),)):
-                found[int(token_id)] = text
-                self._token_texts.put(int(token_id), text)
-        return [found.get(i) or self._token_texts.get(i) or "" for i in ids]
+        return await self._vocabulary.texts(ids)
 
     # ---------------------------------------------------------------- the walker
 
@@ -1129,7 +482,7 @@ class Store:
 
         A walker process that died (killed, out of memory) is started again and the call retried once.
         """
-        version = Version(chain_id, self._generation[chain_id], self._hub_version)
+        version = Version(chain_id, self._generation[chain_id], self._hubs.version)
         if self._walker is not None and self._thread is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, self._walker.call, method, version, *args
@@ -1193,92 +546,6 @@ class Store:
     def generation(self, chain_id: int) -> int:
         """A number that changes whenever the chain is written to (by this process)."""
         return self._generation[chain_id]
-
-
-def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
-    """A message's token ids, packed as stored in recent_messages."""
-    return chainmod.pack([ids[t] for t in tokens])
-
-
-async def _describe(conn: aiosqlite.Connection) -> tuple[int, int, set[str]]:
-    """(application_id, user_version, table names) of the database, on the writer."""
-    values = []
-    for pragma in ("application_id", "user_version"):
-        async with conn.execute(f"PRAGMA {pragma}") as cur:
-            row = await cur.fetchone()
-        values.append(int(row[0]) if row else 0)
-    async with conn.execute(Q["table_names"]) as cur:
-        tables = {str(name) for (name,) in await cur.fetchall()}
-    return values[0], values[1], tables
-
-
-def _identify(path: Path, application_id: int, version: int, tables: set[str]) -> int:
-    """The schema version of a markovbot database (0: an empty file); raises when the store must refuse it."""
-    if application_id == APPLICATION_ID:
-        ours = True
-    elif application_id != 0:
-        ours = False
-    elif tables:  # made before migration 0003, or by another program
-        ours = tables >= LEGACY_TABLES and version >= 1
-    else:  # an empty file; one with only a newer user_version is taken for a newer markovbot's
-        ours = version == 0 or version > SCHEMA_VERSION
-    if not ours:
-        raise NotMarkovbotDatabase(
-            f"cannot use the database {path}: it is another program's SQLite database, not markovbot's "
-            "(left untouched); point MARKOV_DB at another file."
-        )
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNew(
-            f"{path} has schema version {version}, but this markovbot knows only up to "
-            f"{SCHEMA_VERSION}: upgrade markovbot, or point MARKOV_DB at another file."
-        )
-    return version
-
-
-def _check_file(path: Path) -> None:
-    """Refuse a file that is not a markovbot database this markovbot can use, before anything writes to it.
-
-    Read as immutable: no lock, no -wal or -shm file made. The migration's transaction checks again
-    (another process may have changed the file since).
-    """
-    try:
-        if path.stat().st_size == 0:
-            return
-    except FileNotFoundError:
-        return
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
-    try:
-        application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        tables = {str(name) for (name,) in conn.execute(Q["table_names"])}
-    except sqlite3.DatabaseError as exc:
-        raise NotMarkovbotDatabase(
-            f"cannot use the database {path}: it is not a SQLite database ({exc}; left untouched); "
-            "point MARKOV_DB at another file."
-        ) from None
-    finally:
-        conn.close()
-    _identify(path, application_id, version, tables)
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of a migration file, one by one."""
-    statements, buffer = [], ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip() and not all(
-        part.strip().startswith("--") or not part.strip() for part in buffer.splitlines()
-    ):
-        raise ValueError(f"a migration ends with an incomplete statement: {buffer.strip()[:60]!r}")
-    return statements
-
-
-def _probe(path: Path) -> None:
-    """Open and close the database file with plain sqlite3; raises what SQLite raises."""
-    sqlite3.connect(path).close()
 
 
 def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -1,0 +1,130 @@
+"""The writer's hubs: which contexts are hubs, their unpacked counts, and making new ones."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterable
+
+from bot.core import hubs as hubmod
+from bot.core.connections import Connections
+from bot.core.lru import LRU
+from bot.core.sql import Q
+
+HubKey = tuple[int, bytes]  # (chain id, context)
+TransitionRow = tuple[tuple[int, bytes, int, int], int]  # ((chain id, context, next id, author id), count)
+
+
+def by_context(
+    rows: Iterable[TransitionRow], hubs: set[HubKey]
+) -> tuple[dict[HubKey, Counter[int]], Counter[HubKey]]:
+    """Split transition rows by context: counts per successor for hubs, occurrences of the rest."""
+    deltas: dict[HubKey, Counter[int]] = {}
+    seen: Counter[HubKey] = Counter()
+    for (chain_id, ctx, next_id, _), k in rows:
+        key = (chain_id, ctx)
+        if key in hubs:
+            deltas.setdefault(key, Counter())[next_id] += k
+        else:
+            seen[key] += k
+    return deltas, seen
+
+
+class HubCache:
+    """The hubs as the writer knows them (see bot.core.hubs), and a version the walker checks."""
+
+    def __init__(self, db: Connections, hub_rows: int, cache_size: int, in_memory: int) -> None:
+        self._db = db
+        self.hub_rows = hub_rows
+        self._hubs: set[HubKey] = set()  # (chain id, context) of every hub
+        self._hub_arrays: LRU[HubKey, hubmod.Packed] = LRU(in_memory)
+        # Contexts counted and found narrow: how many rows each still lacked (a row per occurrence at most).
+        self._hub_short: LRU[HubKey, int] = LRU(cache_size)
+        self._hubs_changed = False  # in the open transaction
+        self.version = 0  # bumped after each commit or rollback that changed hubs (tells the walker)
+
+    def clear(self) -> None:
+        """Forget every hub (read again at the next transaction)."""
+        self._hubs = set()
+        self._hub_arrays.clear()
+        self._hub_short.clear()
+        self._hubs_changed = True
+
+    def drop_chain(self, chain_id: int) -> None:
+        """Inside the transaction that deletes a chain: forget its hubs."""
+        self._hubs = {hub for hub in self._hubs if hub[0] != chain_id}
+        self._hub_arrays.clear()
+        self._hubs_changed = True
+
+    async def split(
+        self, rows: Iterable[TransitionRow]
+    ) -> tuple[dict[HubKey, Counter[int]], Counter[HubKey]]:
+        """by_context on the current hubs, in a thread so the event loop keeps answering meanwhile."""
+        return await asyncio.to_thread(by_context, rows, self._hubs)
+
+    async def load(self) -> None:
+        """Read which contexts are hubs (in a transaction whose caches were dropped)."""
+        async with self._db.w.execute(Q["all_hubs"]) as cur:
+            self._hubs = {(int(c), bytes(x)) for c, x in await cur.fetchall()}
+        self._hub_arrays.clear()
+        self._hubs_changed = True
+
+    def publish(self) -> None:
+        """After a commit or rollback: if hubs were made or dropped, tell the walker to look again."""
+        if self._hubs_changed:
+            self._hubs_changed = False
+            self.version += 1
+
+    async def _hub(self, key: HubKey) -> hubmod.Packed:
+        packed = self._hub_arrays.get(key)
+        if packed is None:
+            async with self._db.w.execute(Q["hub"], key) as cur:
+                row = await cur.fetchone()
+            packed = hubmod.decode(row[0], row[1]) if row else hubmod.from_rows(())
+            self._hub_arrays.put(key, packed)
+        return packed
+
+    async def add(self, deltas: dict[HubKey, Counter[int]], sign: int) -> None:
+        """Add (sign=1) or subtract (sign=-1) counts per successor to hubs, and store them."""
+        changed = []
+        for key, delta in deltas.items():
+            packed = await self._hub(key)
+            hubmod.add(packed, delta, sign)
+            changed.append((*key, *hubmod.encode(*packed)))
+        await self._db.w.executemany(Q["put_hub"], changed)
+
+    async def promote(self, seen: Counter[HubKey], batch_size: int) -> None:
+        """Make hubs of the batch's contexts (seen: occurrences) that now have hub_rows rows or more.
+
+        A context found narrow is counted again only once it has occurred often enough since to
+        have gained the rows it lacked. In a large batch only contexts seen twice are counted: a
+        hub is common by definition, and counting every rare context would cost more than the batch.
+        """
+        least = 1 if batch_size < 200 else 2
+        candidates = []
+        for key, k in seen.items():
+            if key in self._hubs:
+                continue
+            short = self._hub_short.get(key)
+            if short is not None and short > k:
+                self._hub_short.put(key, short - k)
+            elif short is not None or k >= least:
+                candidates.append(key)
+        if not candidates:
+            return
+        w = self._db.w
+        await w.executemany(Q["add_hub_candidate"], candidates)
+        async with w.execute(Q["hub_candidate_rows"], (self.hub_rows,)) as cur:
+            counted = [((int(c), bytes(x)), int(n)) for c, x, n in await cur.fetchall()]
+        await w.execute(Q["clear_hub_candidates"])
+        for key, rows in counted:
+            if rows < self.hub_rows:
+                self._hub_short.put(key, self.hub_rows - rows)
+                continue
+            async with w.execute(Q["successors"], key) as cur:
+                packed = hubmod.from_rows(await cur.fetchall())
+            await w.execute(Q["put_hub"], (*key, *hubmod.encode(*packed)))
+            self._hubs.add(key)
+            self._hubs_changed = True
+            self._hub_arrays.put(key, packed)
+            self._hub_short.pop(key)

@@ -1,0 +1,136 @@
+"""The learning queue: messages waiting to be learned, and the flusher that commits them in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from pathlib import Path
+
+from bot.core.connections import Connections
+from bot.core.models import FlushResult, PendingMessage
+from bot.core.schema import StoreError
+from bot.core.writer import Writer
+
+log = logging.getLogger(__name__)
+
+# SQLite's codes for a write the disk refused: no space left (ENOSPC), or the file may not grow (EFBIG).
+DISK_FULL_CODES = frozenset({13, 778})  # SQLITE_FULL, SQLITE_IOERR_WRITE
+
+
+class LearningQueue:
+    """Queued learning, committed at most every flush_interval seconds or batch_size messages."""
+
+    def __init__(
+        self,
+        db: Connections,
+        writer: Writer,
+        *,
+        path: Path,
+        flush_interval: float,
+        batch_size: int,
+        max_pending: int,
+    ) -> None:
+        self._db = db
+        self._writer = writer
+        self.path = path
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self.max_pending = max_pending
+        self._pending: list[PendingMessage] = []
+        self._pending_ids: set[tuple[str, str]] = set()
+        self._room = asyncio.Condition()
+        self._flusher: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self.last_error: str | None = None
+        #: Totals since open: messages committed, and messages dropped as already learned.
+        self.committed = 0
+        self.duplicates = 0
+
+    def start(self) -> None:
+        """Start the flusher."""
+        self._flusher = asyncio.create_task(self._flush_loop(), name="markov-flusher")
+
+    async def stop(self) -> None:
+        """Stop the flusher (what is pending stays queued)."""
+        if self._flusher is not None:
+            # Stopped by a flag, not cancelled: on Python 3.11 a cancel that races the wake-up
+            # event can be swallowed by the wait, and the flusher would never end.
+            self._closing = True
+            self._wake.set()
+            await self._flusher
+            self._flusher = None
+
+    @property
+    def pending(self) -> int:
+        """Messages queued and not yet committed."""
+        return len(self._pending)
+
+    def is_pending(self, platform: str, message_id: str) -> bool:
+        """True when the message is queued for the next flush."""
+        return (platform, message_id) in self._pending_ids
+
+    async def enqueue(self, message: PendingMessage) -> bool:
+        """Queue a message for learning, waiting while the queue is full; False if already queued."""
+        key = (message.platform, message.message_id)
+        async with self._room:
+            await self._room.wait_for(lambda: len(self._pending) < self.max_pending)
+            if key in self._pending_ids:
+                return False
+            self._pending.append(message)
+            self._pending_ids.add(key)
+        if len(self._pending) >= self.batch_size:
+            self._wake.set()
+            await asyncio.sleep(0)  # let the flusher start on the batch while we go on
+        return True
+
+    async def _flush_loop(self) -> None:
+        backoff = self.flush_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()
+            self._wake.clear()
+            if self._closing:
+                return
+            try:
+                await self.flush()
+                backoff = self.flush_interval
+            except StoreError:
+                backoff = min(30.0, backoff * 2)
+                log.warning("learning paused, retrying in %.0f s: %s", backoff, self.last_error)
+            except Exception:
+                backoff = min(30.0, backoff * 2)
+                log.exception("flush failed; learning paused, retrying in %.0f s", backoff)
+
+    async def flush(self) -> FlushResult:
+        """Commit everything queued, in batches of at most batch_size messages."""
+        learned = duplicates = 0
+        async with self._db.write_lock:
+            while self._pending:
+                batch = self._pending[: self.batch_size]
+                try:
+                    result = await self._writer.commit(batch)
+                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                    full = getattr(exc, "sqlite_errorcode", None) in DISK_FULL_CODES
+                    self.last_error = f"disk full ({exc})" if full else str(exc)
+                    raise StoreError(f"could not write to {self.path}: {self.last_error}") from exc
+                self.last_error = None
+                self.committed += result.learned
+                self.duplicates += result.duplicates
+                learned += result.learned
+                duplicates += result.duplicates
+                async with self._room:
+                    del self._pending[: len(batch)]
+                    for item in batch:
+                        self._pending_ids.discard((item.platform, item.message_id))
+                    self._room.notify_all()
+            if self._writer.prune_due():
+                try:
+                    await self._writer.prune()
+                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+                    self.last_error = str(exc)
+                    raise StoreError(f"could not write to {self.path}: {exc}") from exc
+        return FlushResult(learned, duplicates)

@@ -1,0 +1,441 @@
+"""The writer: batches applied in one transaction each, forget, reset, unlearn, pruning, new chains and authors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import sqlite3
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+
+from bot.core import chain as chainmod
+from bot.core import fingerprints
+from bot.core.connections import Connections, take_ids
+from bot.core.guildstate import GuildState
+from bot.core.hubcache import HubCache
+from bot.core.models import (
+    ChainInfo,
+    ChainKey,
+    FlushResult,
+    ForgetResult,
+    GuildSettings,
+    PendingMessage,
+    UnlearnStatus,
+)
+from bot.core.registry import Registry
+from bot.core.sealed import Sealer
+from bot.core.sql import Q
+from bot.core.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+def _aggregate(
+    batch: Sequence[PendingMessage], ids: dict[str, int]
+) -> tuple[
+    list[tuple[tuple[int, bytes, int, int], int]],
+    list[tuple[tuple[int, int, int], int]],
+    Counter[int],
+    dict[int, list[int]],
+]:
+    """Count a batch: transition rows, window rows (both sorted by key), token refs, chain counters.
+
+    Sorted rows make each statement walk its B-tree in key order (2x faster than random order).
+    """
+    trans: Counter[tuple[int, bytes, int, int]] = Counter()
+    windows: Counter[tuple[int, int, int]] = Counter()
+    refs: Counter[int] = Counter()
+    counters: dict[int, list[int]] = {}
+    for item in batch:
+        chain_id, author_id = item.chain.id, item.author_id
+        token_ids = [ids[t] for t in item.tokens]
+        trans.update(
+            (chain_id, ctx, nxt, author_id) for ctx, nxt in chainmod.transitions(token_ids, item.chain.order)
+        )
+        refs.update(token_ids)
+        windows.update((chain_id, fp, author_id) for fp in item.windows)
+        c = counters.setdefault(chain_id, [0, 0, 0, 0])
+        c[0] += 1
+        c[1] += len(item.tokens)
+        c[2] += item.chars
+        c[3] += item.bytes
+    return sorted(trans.items()), sorted(windows.items()), refs, counters
+
+
+def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
+    """A message's token ids, packed as stored in recent_messages."""
+    return chainmod.pack([ids[t] for t in tokens])
+
+
+class Writer:
+    """Every write transaction of the store (the caller holds the write lock, or the method takes it)."""
+
+    def __init__(
+        self,
+        db: Connections,
+        vocabulary: Vocabulary,
+        hubs: HubCache,
+        guilds: GuildState,
+        registry: Registry,
+        generation: Counter[int],
+        *,
+        edit_window_days: int,
+        clock: Callable[[], float],
+        prune_seconds: float,
+        prune_rows: int,
+    ) -> None:
+        self._db = db
+        self._vocabulary = vocabulary
+        self._hubs = hubs
+        self._guilds = guilds
+        self._registry = registry
+        self._generation = generation  # bumped on every write to a chain
+        self.edit_window_days = edit_window_days
+        self.clock = clock  # unix seconds: when a message was learned, and when its row expires
+        self._prune_seconds = prune_seconds
+        self._prune_rows = prune_rows
+        self._next_prune = -math.inf
+        # The writer's caches describe the file as of data_version (None: drop them at the next
+        # transaction, e.g. after one failed); another connection's commit changes it.
+        self._data_version: int | None = None
+        self._sealer: Sealer | None = None  # seals recent messages, once the store has its key
+
+    @property
+    def sealer(self) -> Sealer:
+        """Seals recent messages (see bot.core.sealed)."""
+        if self._sealer is None:
+            raise RuntimeError("store is not open")
+        return self._sealer
+
+    @sealer.setter
+    def sealer(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+
+    def prune_due(self) -> bool:
+        """True when recent messages past the window are due to be dropped."""
+        return self.clock() >= self._next_prune
+
+    async def prune(self) -> None:
+        """Drop recent messages learned before the window, in one bounded transaction (write lock held)."""
+        now = self.clock()
+        cutoff = now - self.edit_window_days * 86_400 if self.edit_window_days else math.inf
+        dropped = [0]
+        async with self._db.w.execute(Q["recent_expired"], (cutoff,)) as cur:
+            expired = await cur.fetchone() is not None
+        if not expired:  # the usual case: no write transaction (and none on a read-only file)
+            self._next_prune = now + self._prune_seconds
+            return
+
+        async def work() -> None:
+            async with self._db.w.execute(Q["prune_recent"], (cutoff, self._prune_rows)) as cur:
+                dropped[0] = cur.rowcount
+
+        await self._transaction(work)
+        # A full prune leaves more behind: go on at the next flush rather than in a minute.
+        self._next_prune = now if dropped[0] >= self._prune_rows else now + self._prune_seconds
+        if dropped[0]:
+            log.debug("dropped %d recent messages past the %d-day window", dropped[0], self.edit_window_days)
+
+    async def commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
+        """Learn a batch in one transaction (the caller holds the write lock), less messages already learned."""
+        fresh: list[PendingMessage] = []
+
+        async def work() -> None:
+            fresh.extend(await self._drop_orphans(await self._drop_known(batch)))
+            if fresh:
+                await self._apply(fresh, sign=1)
+
+        await self._transaction(work)
+        return FlushResult(len(fresh), len(batch) - len(fresh))
+
+    async def _drop_known(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
+        by_platform: dict[str, list[str]] = {}
+        for item in batch:
+            by_platform.setdefault(item.platform, []).append(item.message_id)
+        known: set[tuple[str, str]] = set()
+        for platform, ids in by_platform.items():
+            async with self._db.w.execute(Q["known_message_ids"], (platform, json.dumps(ids))) as cur:
+                known.update((platform, str(row[0])) for row in await cur.fetchall())
+        return [item for item in batch if (item.platform, item.message_id) not in known]
+
+    async def _drop_orphans(self, batch: list[PendingMessage]) -> list[PendingMessage]:
+        """Messages whose chain and author still exist (another process may have reset or forgotten them)."""
+        if not batch:
+            return batch
+        present = []
+        for name, wanted in (
+            ("existing_chains", {item.chain.id for item in batch}),
+            ("existing_authors", {item.author_id for item in batch}),
+        ):
+            async with self._db.w.execute(Q[name], (json.dumps(sorted(wanted)),)) as cur:
+                present.append({int(row[0]) for row in await cur.fetchall()})
+        kept = [item for item in batch if item.chain.id in present[0] and item.author_id in present[1]]
+        if len(kept) < len(batch):
+            log.info(
+                "dropped %d queued messages: their member was forgotten or chain reset",
+                len(batch) - len(kept),
+            )
+        return kept
+
+    async def _apply(self, batch: Sequence[PendingMessage], sign: int) -> None:
+        """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction."""
+        ids = await self._vocabulary.resolve((t for item in batch for t in item.tokens), create=sign > 0)
+        # Counting is pure Python: done in a thread so the event loop keeps answering meanwhile.
+        trans_rows, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
+        w = self._db.w
+        if sign > 0:
+            await w.executemany(Q["upsert_transition"], ((*key, k) for key, k in trans_rows))
+            await w.executemany(Q["upsert_window"], ((*key, k) for key, k in window_rows))
+            await w.executemany(
+                Q["insert_message"],
+                (
+                    (
+                        i.platform,
+                        i.message_id,
+                        i.chain.id,
+                        i.author_id,
+                        i.fingerprint,
+                        i.normal,
+                        len(i.tokens),
+                        i.chars,
+                        i.bytes,
+                    )
+                    for i in batch
+                ),
+            )
+            if self.edit_window_days:
+                now = int(self.clock())
+                sealer = self.sealer
+                await w.executemany(
+                    Q["insert_recent"],
+                    (
+                        (
+                            i.platform,
+                            i.message_id,
+                            i.chain.id,
+                            i.author_id,
+                            now,
+                            sealer.seal(i.platform, i.message_id, _pack_tokens(i.tokens, ids)),
+                        )
+                        for i in batch
+                        if i.keep
+                    ),
+                )
+        else:
+            await w.executemany(Q["subtract_transition"], ((k, *key) for key, k in trans_rows))
+            await w.executemany(Q["subtract_window"], ((k, *key) for key, k in window_rows))
+            await w.executemany(Q["prune_transition"], (key for key, _ in trans_rows))
+            await w.executemany(Q["prune_window"], (key for key, _ in window_rows))
+            await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
+            await w.executemany(Q["delete_recent"], ((i.platform, i.message_id) for i in batch))
+        deltas, seen = await self._hubs.split(trans_rows)
+        await self._hubs.add(deltas, sign)
+        if sign > 0:
+            await self._hubs.promote(seen, len(batch))
+        await self._vocabulary.add_refs({token_id: sign * n for token_id, n in refs.items()})
+        await w.executemany(
+            Q["add_chain_counters"], ((*(sign * v for v in c), chain_id) for chain_id, c in counters.items())
+        )
+        if sign > 0:
+            now = int(self.clock())
+            await w.executemany(Q["chain_learned_at"], ((now, chain_id) for chain_id in counters))
+        for chain_id in counters:
+            self._generation[chain_id] += 1
+
+    async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
+        """Subtract one learned message, given its tokens; refused when they do not match."""
+        async with self._db.write_lock:
+            async with self._db.w.execute(Q["message_by_id"], (item.platform, item.message_id)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return UnlearnStatus.NOT_LEARNED
+            if (int(row[0]), int(row[1]), int(row[2])) != (item.chain.id, item.author_id, item.fingerprint):
+                return UnlearnStatus.TEXT_MISMATCH
+
+            async def work() -> None:
+                await self._apply([item], sign=-1)
+                await self._mark_removal([item.chain.id])
+
+            await self._transaction(work)
+        return UnlearnStatus.UNLEARNED
+
+    async def _transaction(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run work in one write transaction (the caller holds the write lock).
+
+        Whatever fails, and however (SQLite may have rolled back already, on a full disk say),
+        the caches the work may have changed are dropped, so memory never describes a
+        transaction the file does not hold.
+        """
+        try:
+            await self._db.w.execute("BEGIN IMMEDIATE")
+            await self._revalidate()
+            await work()
+            await self._db.w.execute("COMMIT")
+        except BaseException:
+            self._drop_caches()
+            try:
+                if self._db.w.in_transaction:
+                    await self._db.w.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("rollback failed (%s); the next transaction reads the file again", exc)
+            raise
+        finally:
+            self._hubs.publish()
+
+    async def _revalidate(self) -> None:
+        """At the start of a write transaction: drop the writer's caches if another connection committed."""
+        async with self._db.w.execute("PRAGMA data_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else -1
+        if version != self._data_version:
+            self._drop_caches()
+            await self._hubs.load()
+            self._data_version = version
+
+    def _drop_caches(self) -> None:
+        """Forget everything the writer cached about the file (read again on use)."""
+        self._data_version = None
+        self._vocabulary.clear()
+        self._registry.chains.clear()
+        self._registry.authors.clear()
+        self._hubs.clear()
+        self._guilds.clear()
+
+    async def _mark_removal(self, chain_ids: Iterable[int]) -> None:
+        """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""
+        async with self._db.w.execute(Q["bump_removals"]) as cur:
+            row = await cur.fetchone()
+        assert row is not None, "the counters table has no removals"
+        await self._db.w.executemany(Q["mark_removal"], ((int(row[0]), chain_id) for chain_id in chain_ids))
+
+    async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
+        """Remove every contribution of a member to a guild's chains, in one transaction."""
+        author_id = await self._registry.find_author(platform, guild, external_id)
+        chains = await self._registry.chains_of_guild(platform, guild)
+        totals = [0, 0, 0]
+
+        async def work() -> None:
+            if author_id is None:
+                return
+            refs: Counter[int] = Counter()
+            for chain_id in chains:
+                async with self._db.w.execute(Q["author_message_totals"], (chain_id, author_id)) as cur:
+                    row = await cur.fetchone()
+                assert row is not None
+                n_messages, n_tokens, n_chars, n_bytes = (int(v) for v in row)
+                async with self._db.w.execute(Q["forget_author_transitions"], (chain_id, author_id)) as cur:
+                    rows = await cur.fetchall()
+                if not n_messages and not rows:
+                    continue
+                for _, n, k in rows:
+                    if n > chainmod.END:
+                        refs[n] -= k
+                deltas, _ = await self._hubs.split(
+                    ((chain_id, bytes(x), n, author_id), k) for x, n, k in rows
+                )
+                await self._hubs.add(deltas, -1)
+                await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
+                await self._db.w.execute(Q["delete_author_messages"], (chain_id, author_id))
+                await self._db.w.execute(Q["delete_author_recent"], (chain_id, author_id))
+                await self._db.w.execute(
+                    Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
+                )
+                self._generation[chain_id] += 1
+                totals[0] += n_messages
+                totals[1] += n_tokens
+                totals[2] += 1
+            await self._vocabulary.add_refs(dict(refs))
+            await self._db.w.execute(Q["delete_author"], (author_id,))
+            await self._db.w.execute(Q["remove_consent"], (platform, guild, external_id))
+            await self._mark_removal(chains)
+
+        async with self._db.write_lock:
+            await self._transaction(work)
+        self._registry.authors.pop((platform, guild, external_id), None)
+        self._guilds.drop_member(platform, guild, external_id)
+        return ForgetResult(*totals)
+
+    async def reset(self, key: ChainKey) -> int:
+        """Delete a chain entirely; returns how many learned messages it held."""
+        info = await self._registry.find_chain(key)
+        if info is None:
+            return 0
+        held = [0]
+
+        async def work() -> None:
+            async with self._db.w.execute(Q["chain_counters"], (info.id,)) as cur:
+                row = await cur.fetchone()
+            held[0] = int(row[0]) if row else 0
+            async with self._db.w.execute(Q["chain_token_refs"], (info.id,)) as cur:
+                refs = {int(n): -int(k) for n, k in await cur.fetchall()}
+            for name in (
+                "delete_chain_transitions",
+                "delete_chain_hubs",
+                "delete_chain_windows",
+                "delete_chain_messages",
+                "delete_chain_recent",
+                "delete_chain",
+            ):
+                await self._db.w.execute(Q[name], (info.id,))
+            await self._vocabulary.add_refs(refs)
+            await self._mark_removal(())  # a chain made later with this id starts past its last value
+            self._hubs.drop_chain(info.id)
+
+        async with self._db.write_lock:
+            await self._transaction(work)
+        self._registry.chains.pop(key, None)
+        self._generation[info.id] += 1
+        return held[0]
+
+    async def add_chain(self, key: ChainKey, settings: GuildSettings) -> ChainInfo:
+        """A new chain's row, made with the guild's order and run length (unless another process just did)."""
+        found: list[ChainInfo] = []
+
+        async def work() -> None:
+            async with self._db.w.execute(Q["chain_by_key"], (key.platform, key.guild, key.channel)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                chain_id = await take_ids(self._db.w, "next_chain_id", 1)
+                scheme = fingerprints.CURRENT
+                await self._db.w.execute(
+                    Q["insert_chain"],
+                    (
+                        chain_id,
+                        key.platform,
+                        key.guild,
+                        key.channel,
+                        settings.order,
+                        settings.run_length,
+                        scheme,
+                    ),
+                )
+                found.append(ChainInfo(chain_id, settings.order, settings.run_length, scheme))
+            else:
+                found.append(ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3])))
+
+        async with self._db.write_lock:
+            await self._transaction(work)
+            self._registry.chains[key] = found[0]
+        return found[0]
+
+    async def add_author(self, platform: str, guild: str, external_id: str) -> int:
+        """A new author's internal id (unless another process just made it)."""
+        key = (platform, guild, external_id)
+        made: list[int] = []
+
+        async def work() -> None:
+            async with self._db.w.execute(Q["author_by_key"], key) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                author_id = await take_ids(self._db.w, "next_author_id", 1)
+                await self._db.w.execute(Q["insert_author"], (author_id, *key))
+                made.append(author_id)
+            else:
+                made.append(int(row[0]))
+
+        async with self._db.write_lock:
+            await self._transaction(work)
+            self._registry.authors[key] = made[0]
+        return made[0]
