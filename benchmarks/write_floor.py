@@ -42,9 +42,11 @@ def stages(corpus: str, db: str) -> dict[str, float]:
     from bot.core import chain as chainmod
     from bot.core.fingerprints import Fingerprinter
     from bot.core.models import ChainInfo, PendingMessage
+    from bot.core.schema import migrations
     from bot.core.sql import Q
-    from bot.core.store import WRITER_CACHE_KIB, _aggregate, _migrations
+    from bot.core.store import WRITER_CACHE_KIB
     from bot.core.tokens import tokenize
+    from bot.core.writer import _aggregate
 
     text = Path(corpus).read_text("utf-8")
     lines = [line for line in text.splitlines() if line]
@@ -63,7 +65,7 @@ def stages(corpus: str, db: str) -> dict[str, float]:
     }
     pending = [
         PendingMessage(
-            "bench", str(i), chain, i % AUTHORS + 1, ts, fp, windows, len(line), len(line.encode())
+            "bench", str(i), chain, i % AUTHORS + 1, ts, fp, None, windows, len(line), len(line.encode())
         )
         for i, (line, ts, (fp, windows)) in enumerate(zip(lines, tokens, fps, strict=True))
     ]
@@ -75,7 +77,7 @@ def stages(corpus: str, db: str) -> dict[str, float]:
     try:
         for pragma in ("journal_mode = WAL", "synchronous = NORMAL", f"cache_size = -{WRITER_CACHE_KIB}"):
             conn.execute(f"PRAGMA {pragma}")
-        for _, sql in _migrations():
+        for _, sql in migrations():
             conn.executescript(sql)
         conn.execute(
             "INSERT INTO chains (id, platform, guild, channel, ord, run_length) VALUES (1, 'b', 'b', 'b', 2, 8)"
@@ -105,7 +107,17 @@ def stages(corpus: str, db: str) -> dict[str, float]:
                 "messages",
                 Q["insert_message"],
                 (
-                    (i.platform, i.message_id, 1, i.author_id, i.fingerprint, len(i.tokens), i.chars, i.bytes)
+                    (
+                        i.platform,
+                        i.message_id,
+                        1,
+                        i.author_id,
+                        i.fingerprint,
+                        i.normal,
+                        len(i.tokens),
+                        i.chars,
+                        i.bytes,
+                    )
                     for i in batch
                 ),
             )
