@@ -230,7 +230,7 @@ def test_cli_logs_warnings_only_unless_asked(tmp_path: Path, corpus: Path) -> No
     assert quiet.returncode == 0 and quiet.stderr == ""
     loud = subprocess.run([*base, "-v"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert loud.returncode == 0
-    assert "INFO bot.core.store: walker process" in loud.stderr
+    assert "INFO bot.core.walkerhost: walker process" in loud.stderr
     assert "DEBUG" not in loud.stderr
 
 

@@ -8,7 +8,8 @@ them waits for the writer.
 
 Store is a façade over its parts, each in a module of its own: schema (the file and its
 migrations), connections, guildstate, registry (chains and authors), vocabulary, hubcache,
-writer (every write transaction) and learnqueue (queued learning and the flusher).
+writer (every write transaction), learnqueue (queued learning and the flusher), keymeta (the
+fingerprint key's check value) and walkerhost (where the walker runs).
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from bot.core import chain as chainmod
-from bot.core import keys, schema
+from bot.core import schema
 from bot.core.chain import Choices
 from bot.core.connections import Connections
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
+from bot.core.keymeta import load_key
 from bot.core.learnqueue import DISK_FULL_CODES as DISK_FULL_CODES
 from bot.core.learnqueue import LearningQueue
 from bot.core.lru import LRU as LRU
@@ -58,7 +59,9 @@ from bot.core.schema import migrations as migrations
 from bot.core.sealed import Sealer
 from bot.core.sql import Q, tune_sqlite
 from bot.core.vocabulary import Vocabulary
-from bot.core.walker import Version, Walker, WalkerDied, WalkerProcess
+from bot.core.walker import Version
+from bot.core.walkerhost import WALKERS as WALKERS
+from bot.core.walkerhost import WalkerHost
 from bot.core.writer import Writer
 
 # The `import X as X` lines re-export names that callers and tests import from here.
@@ -66,7 +69,6 @@ from bot.core.writer import Writer
 log = logging.getLogger(__name__)
 
 
-WALKERS = ("thread", "process")  # where generation walks (see bot.core.walker)
 # Defaults, here once (bot.config reads these names for the bot's settings).
 FLUSH_INTERVAL = 1.0  # seconds between commits of queued learning, at most
 BATCH_SIZE = 2000  # messages per transaction, at most
@@ -106,6 +108,7 @@ class Store:
         if walker not in WALKERS:
             raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
         self.walker = walker
+        self._walkers: WalkerHost | None = None  # once open
         self.cache_size = cache_size
         if hub_rows < 1:
             raise ValueError(f"hub_rows must be at least 1, not {hub_rows}")
@@ -113,11 +116,6 @@ class Store:
         if edit_window_days < 0:
             raise ValueError(f"edit_window_days must be 0 or more, not {edit_window_days}")
         self._hubs = HubCache(self._db, hub_rows, cache_size, HUBS_IN_MEMORY)
-        # The walker: in a process of its own, or a Walker on a thread of this process.
-        self._process: WalkerProcess | None = None
-        self._walker: Walker | None = None
-        self._thread: ThreadPoolExecutor | None = None
-        self.walker_pid: int | None = None  # the walker process, when there is one
         self._vocabulary = Vocabulary(self._db, cache_size)
         self._generation: Counter[int] = Counter()  # bumped on every write to a chain
         self._registry = Registry(self._db)
@@ -209,10 +207,11 @@ class Store:
             self._db.reader = await aiosqlite.connect(self.path, isolation_level=None)
             await self.r.execute("PRAGMA busy_timeout = 5000")
             await self.r.execute("PRAGMA query_only = ON")
-            self.key = await self._load_key()
+            self.key = await load_key(self.w, self.path, self._given_key)
             self._writes.sealer = Sealer(self.key)
             await self._ensure_math(self.r)
-            await self._start_walker()
+            self._walkers = WalkerHost(self.path, self.key, self.cache_size, self.walker)
+            await self._walkers.start()
         except BaseException:
             await self._close_connections()
             raise
@@ -229,7 +228,9 @@ class Store:
             await self._close_connections()
 
     async def _close_connections(self) -> None:
-        await self._stop_walker()
+        walkers, self._walkers = self._walkers, None
+        if walkers is not None:
+            await walkers.stop()
         for conn in (self._db.reader, self._db.writer):
             if conn is not None:
                 await conn.close()
@@ -263,46 +264,6 @@ class Store:
             await conn.execute("SELECT log2(2)")
         except sqlite3.OperationalError:
             await conn.create_function("log2", 1, math.log2, deterministic=True)
-
-    async def _load_key(self) -> bytes:
-        """The fingerprint key, checked against the database's check value (see bot.core.keys).
-
-        A database from before the key file keeps its key as a salt in meta: it is written to the
-        key file (durably) first, then removed from meta in one transaction, so a crash between
-        the two leaves both, and the next open completes the move.
-        """
-        async with self.w.execute(Q["get_meta"], (keys.OLD_SALT_META,)) as cur:
-            row = await cur.fetchone()
-        salt = str(row[0]) if row else None
-        async with self.w.execute(Q["get_meta"], (keys.CHECK_META,)) as cur:
-            row = await cur.fetchone()
-        check = str(row[0]) if row else None
-        try:
-            key = await asyncio.to_thread(keys.resolve, self.path, self._given_key, salt=salt, check=check)
-        except keys.KeyRefused as exc:
-            raise StoreError(str(exc)) from None
-        if salt is not None or check is None:
-            await self._store_key_check(key, drop_salt=salt is not None)
-        return key
-
-    async def _store_key_check(self, key: bytes, *, drop_salt: bool) -> None:
-        """Record the key's check value and drop an old salt, zeroing its bytes in the file."""
-        await self.w.execute("PRAGMA secure_delete = ON")
-        await self.w.execute("BEGIN IMMEDIATE")
-        try:
-            await self.w.execute(Q["set_meta"], (keys.CHECK_META, keys.check_value(key)))
-            if drop_salt:
-                await self.w.execute(Q["delete_meta"], (keys.OLD_SALT_META,))
-            await self.w.execute("COMMIT")
-        except BaseException:
-            if self.w.in_transaction:
-                await self.w.execute("ROLLBACK")
-            raise
-        finally:
-            await self.w.execute("PRAGMA secure_delete = OFF")
-        if drop_salt:
-            # The old page (with the salt) would stay in the main file until the next checkpoint.
-            await self.w.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def get_meta(self, key: str) -> str | None:
         """A value from the meta table."""
@@ -459,44 +420,17 @@ class Store:
 
     # ---------------------------------------------------------------- the walker
 
-    async def _start_walker(self) -> None:
-        if self.walker == "process":
-            self._process = await WalkerProcess(self.path, self.key, self.cache_size).start()
-            self.walker_pid = self._process.pid
-            log.info("walker process %s started", self.walker_pid)
-        else:
-            self._walker = Walker(self.path, self.key, self.cache_size)
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="markov-walker")
-
-    async def _stop_walker(self) -> None:
-        process, walker, thread = self._process, self._walker, self._thread
-        self._process, self._walker, self._thread, self.walker_pid = None, None, None, None
-        if process is not None:
-            await process.close()
-        if walker is not None and thread is not None:
-            await asyncio.get_running_loop().run_in_executor(thread, walker.close)
-            await asyncio.to_thread(thread.shutdown)
+    @property
+    def walker_pid(self) -> int | None:
+        """The walker process, when there is one."""
+        return self._walkers.pid if self._walkers is not None else None
 
     async def on_walker(self, method: str, chain_id: int, *args: Any) -> Any:
-        """Run a Walker method for a chain on the walker (thread or process), its caches up to date.
-
-        A walker process that died (killed, out of memory) is started again and the call retried once.
-        """
-        version = Version(chain_id, self._generation[chain_id], self._hubs.version)
-        if self._walker is not None and self._thread is not None:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._thread, self._walker.call, method, version, *args
-            )
-        if self._process is None:
+        """Run a Walker method for a chain on the walker (thread or process), its caches up to date."""
+        if self._walkers is None:
             raise RuntimeError("store is not open")
-        try:
-            return await self._process.call(method, version, *args)
-        except WalkerDied:
-            log.warning("the walker process died; starting another")
-            await self._stop_walker()
-            await self._start_walker()
-            assert self._process is not None
-            return await self._process.call(method, version, *args)
+        version = Version(chain_id, self._generation[chain_id], self._hubs.version)
+        return await self._walkers.call(method, version, *args)
 
     async def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
         """Tokens that follow a context, with cumulative counts (cached on the walker)."""
