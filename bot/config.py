@@ -69,6 +69,7 @@ class Settings:
     batch_size: int = store.BATCH_SIZE
     max_pending: int = store.MAX_PENDING
     cache_size: int = store.CACHE_SIZE
+    import_memory_mb: int = store.BULK_MEMORY_MB
     walker: str = store.BOT_WALKER
     edit_window_days: int = 7
     cooldown_seconds: float = 5.0
@@ -95,6 +96,7 @@ class Settings:
             "batch_size": self.batch_size,
             "max_pending": self.max_pending,
             "cache_size": self.cache_size,
+            "bulk_memory_mb": self.import_memory_mb,
             "walker": self.walker,
             "key": self.fingerprint_key,
             "max_message_chars": self.max_message_chars,
@@ -129,6 +131,7 @@ class Settings:
             batch_size=_int(env, "MARKOV_BATCH_SIZE", store.BATCH_SIZE, 1, 100_000),
             max_pending=_int(env, "MARKOV_MAX_PENDING", store.MAX_PENDING, 1, 10_000_000),
             cache_size=_int(env, "MARKOV_CACHE_SIZE", store.CACHE_SIZE, 100, 10_000_000),
+            import_memory_mb=_int(env, "MARKOV_IMPORT_MEMORY_MB", store.BULK_MEMORY_MB, 64, 1_000_000),
             walker=walker,
             edit_window_days=_int(env, "MARKOV_EDIT_WINDOW_DAYS", 7, 0, 3650),
             cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),

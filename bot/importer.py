@@ -350,14 +350,14 @@ async def learn_source(
         mininterval=0.5,
     )
     try:
-        for done, item in source.items():
-            bar.update(done)
-            if isinstance(item, Entry):
-                await _learn(brain, chain, item, result)
-            elif item:
-                result.read += 1
-                setattr(result, item, getattr(result, item) + 1)
-        await brain.flush()
+        async with brain.bulk():
+            for done, item in source.items():
+                bar.update(done)
+                if isinstance(item, Entry):
+                    await _learn(brain, chain, item, result)
+                elif item:
+                    result.read += 1
+                    setattr(result, item, getattr(result, item) + 1)
     finally:
         bar.close()
     after = brain.written

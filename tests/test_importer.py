@@ -7,12 +7,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from bot import importer
-from bot.importer import TOO_LONG, Entry, ImportFormatError, detect_format, open_source
+from bot.core.brain import Brain
+from bot.core.models import ChainKey, FlushResult, Message, PendingMessage
+from bot.importer import TOO_LONG, Entry, ImportFormatError, detect_format, import_file, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,3 +114,30 @@ def test_a_50_mb_line_is_skipped_quickly_in_bounded_memory(tmp_path: Path) -> No
     assert int(peak_kib) < 300 * 1024, f"peak RSS {int(peak_kib) // 1024} MiB"
     assert elapsed < 20, f"{elapsed:.1f} s"
     print(f"50 MiB line: {elapsed:.2f} s, peak RSS {int(peak_kib) // 1024} MiB")
+
+
+async def test_an_import_commits_few_large_transactions_and_restores_the_live_batch_size(
+    tmp_path: Path,
+) -> None:
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"line {i} of the corpus\n" for i in range(5000)), encoding="utf-8")
+    brain = await Brain.open(tmp_path / "m.db", walker="thread", batch_size=500, bulk_memory_mb=64)
+    try:
+        sizes: list[int] = []
+        commit = brain.store._writes.commit
+
+        async def counted(batch: Sequence[PendingMessage]) -> FlushResult:
+            sizes.append(len(batch))
+            return await commit(batch)
+
+        brain.store._writes.commit = counted  # type: ignore[method-assign]
+        result = await import_file(brain, corpus, ChainKey("local", "local", "c"), progress=False)
+        assert result.learned == 5000
+        # 64 MB: a quarter for the batch at 2 KiB a message, 8,192 messages; live learning commits 500.
+        assert sizes == [5000]
+        assert (brain.store.batch_size, brain.store.max_pending) == (500, 20_000)
+        await brain.learn(Message("local", "local", "c", "a", "live", "one more line"), require_consent=False)
+        await brain.flush()
+        assert sizes == [5000, 1]
+    finally:
+        await brain.close()

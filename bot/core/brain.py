@@ -9,6 +9,7 @@ with a window of 0) can only be unlearned with its text, as the front end's cach
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -92,6 +93,10 @@ class Brain:
     async def flush(self) -> FlushResult:
         """Commit all pending learning now."""
         return await self.store.flush()
+
+    def bulk(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Learn in a few large transactions while the block runs (an import; see Store.bulk)."""
+        return self.store.bulk()
 
     @property
     def keeps_recent(self) -> bool:

@@ -8,11 +8,11 @@ from collections.abc import Iterable
 
 from bot.core import hubs as hubmod
 from bot.core.connections import Connections
+from bot.core.counting import TransitionRow
 from bot.core.lru import LRU
 from bot.core.sql import Q
 
 HubKey = tuple[int, bytes]  # (chain id, context)
-TransitionRow = tuple[tuple[int, bytes, int, int], int]  # ((chain id, context, next id, author id), count)
 
 
 def by_context(
@@ -21,7 +21,7 @@ def by_context(
     """Split transition rows by context: counts per successor for hubs, occurrences of the rest."""
     deltas: dict[HubKey, Counter[int]] = {}
     seen: Counter[HubKey] = Counter()
-    for (chain_id, ctx, next_id, _), k in rows:
+    for chain_id, ctx, next_id, _, k in rows:
         key = (chain_id, ctx)
         if key in hubs:
             deltas.setdefault(key, Counter())[next_id] += k

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bot.core.connections import Connections
@@ -44,10 +45,25 @@ class LearningQueue:
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing = False
+        self._sized = False  # inside sized(): the flusher commits full batches only
         self.last_error: str | None = None
         #: Totals since open: messages committed, and messages dropped as already learned.
         self.committed = 0
         self.duplicates = 0
+
+    @contextlib.asynccontextmanager
+    async def sized(self, batch_size: int, max_pending: int) -> AsyncIterator[None]:
+        """Commit only full batches of batch_size, holding up to max_pending, until the block ends (then flush)."""
+        saved = self.batch_size, self.max_pending
+        self.batch_size, self.max_pending, self._sized = batch_size, max_pending, True
+        try:
+            yield
+            await self.flush()
+        finally:
+            self.batch_size, self.max_pending = saved
+            self._sized = False
+            async with self._room:
+                self._room.notify_all()
 
     def start(self) -> None:
         """Start the flusher."""
@@ -96,7 +112,7 @@ class LearningQueue:
             if self._closing:
                 return
             try:
-                await self.flush()
+                await self.flush(full_only=self._sized)
                 backoff = self.flush_interval
             except StoreError:
                 backoff = min(30.0, backoff * 2)
@@ -105,11 +121,11 @@ class LearningQueue:
                 backoff = min(30.0, backoff * 2)
                 log.exception("flush failed; learning paused, retrying in %.0f s", backoff)
 
-    async def flush(self) -> FlushResult:
-        """Commit everything queued, in batches of at most batch_size messages."""
+    async def flush(self, *, full_only: bool = False) -> FlushResult:
+        """Commit everything queued (full_only: only full batches), in batches of at most batch_size messages."""
         learned = duplicates = 0
         async with self._db.write_lock:
-            while self._pending:
+            while self._pending and (not full_only or len(self._pending) >= self.batch_size):
                 batch = self._pending[: self.batch_size]
                 try:
                     result = await self._writer.commit(batch)

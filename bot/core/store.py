@@ -15,13 +15,14 @@ fingerprint key's check value) and walkerhost (where the walker runs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,8 @@ HUBS_IN_MEMORY = 1024  # hubs the writer keeps unpacked between commits
 EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete or edit after a restart
 PRUNE_SECONDS = 60.0  # the writer drops recent messages past the window at most this often ...
 PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at the next flush)
+BULK_MEMORY_MB = 1024  # what an import (markovbot import) may hold: queued messages, a batch, the page cache
+BULK_MESSAGE_BYTES = 2048  # memory per message an import holds queued or counting (measured: see bulk)
 
 
 class Store:
@@ -99,6 +102,7 @@ class Store:
         walker: str = WALKER,
         hub_rows: int = HUB_ROWS,
         edit_window_days: int = EDIT_WINDOW_DAYS,
+        bulk_memory_mb: int = BULK_MEMORY_MB,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
@@ -113,6 +117,9 @@ class Store:
         if hub_rows < 1:
             raise ValueError(f"hub_rows must be at least 1, not {hub_rows}")
         self.hub_rows = hub_rows
+        if bulk_memory_mb < 64:
+            raise ValueError(f"bulk_memory_mb must be at least 64, not {bulk_memory_mb}")
+        self.bulk_memory_mb = bulk_memory_mb
         if edit_window_days < 0:
             raise ValueError(f"edit_window_days must be 0 or more, not {edit_window_days}")
         self._hubs = HubCache(self._db, hub_rows, cache_size, HUBS_IN_MEMORY)
@@ -356,6 +363,27 @@ class Store:
     async def flush(self) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages."""
         return await self._queue.flush()
+
+    @contextlib.asynccontextmanager
+    async def bulk(self) -> AsyncIterator[None]:
+        """Learn in a few large transactions until the block ends (an import), within bulk_memory_mb.
+
+        A B-tree page changed by a transaction is written once (to the WAL, then the file) however
+        many rows of the transaction changed it, and a batch's rows are spread over the whole
+        tree: batches of 2,000 messages wrote a 125 MB database 83 times over at 200,000 messages,
+        batches of 100,000 three times. Half the budget holds queued messages (two batches: one
+        committing while the next fills), a quarter the writer's page cache.
+        """
+        budget = self.bulk_memory_mb * 2**20
+        batch = max(self.batch_size, budget // 4 // BULK_MESSAGE_BYTES)
+        await self.flush()
+        await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 4 // 1024)}")
+        try:
+            async with self._queue.sized(batch, max(self.max_pending, 2 * batch)):
+                yield
+        finally:
+            if self._db.writer is not None:
+                await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
 
     # ---------------------------------------------------------------- unlearning
 

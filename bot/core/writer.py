@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from bot.core import chain as chainmod
-from bot.core import fingerprints
+from bot.core import counting, fingerprints
 from bot.core.connections import Connections, take_ids
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
@@ -35,33 +35,24 @@ log = logging.getLogger(__name__)
 def _aggregate(
     batch: Sequence[PendingMessage], ids: dict[str, int]
 ) -> tuple[
-    list[tuple[tuple[int, bytes, int, int], int]],
-    list[tuple[tuple[int, int, int], int]],
-    Counter[int],
+    list[counting.TransitionRow],
+    list[counting.WindowRow],
+    dict[int, int],
     dict[int, list[int]],
 ]:
     """Count a batch: transition rows, window rows (both sorted by key), token refs, chain counters.
 
     Sorted rows make each statement walk its B-tree in key order (2x faster than random order).
     """
-    trans: Counter[tuple[int, bytes, int, int]] = Counter()
-    windows: Counter[tuple[int, int, int]] = Counter()
-    refs: Counter[int] = Counter()
+    trans, refs = counting.transitions(batch, ids)
     counters: dict[int, list[int]] = {}
     for item in batch:
-        chain_id, author_id = item.chain.id, item.author_id
-        token_ids = [ids[t] for t in item.tokens]
-        trans.update(
-            (chain_id, ctx, nxt, author_id) for ctx, nxt in chainmod.transitions(token_ids, item.chain.order)
-        )
-        refs.update(token_ids)
-        windows.update((chain_id, fp, author_id) for fp in item.windows)
-        c = counters.setdefault(chain_id, [0, 0, 0, 0])
+        c = counters.setdefault(item.chain.id, [0, 0, 0, 0])
         c[0] += 1
         c[1] += len(item.tokens)
         c[2] += item.chars
         c[3] += item.bytes
-    return sorted(trans.items()), sorted(windows.items()), refs, counters
+    return trans, counting.windows(batch), refs, counters
 
 
 def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
@@ -186,8 +177,8 @@ class Writer:
         trans_rows, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
         w = self._db.w
         if sign > 0:
-            await w.executemany(Q["upsert_transition"], ((*key, k) for key, k in trans_rows))
-            await w.executemany(Q["upsert_window"], ((*key, k) for key, k in window_rows))
+            await w.executemany(Q["upsert_transition"], trans_rows)
+            await w.executemany(Q["upsert_window"], window_rows)
             await w.executemany(
                 Q["insert_message"],
                 (
@@ -224,10 +215,10 @@ class Writer:
                     ),
                 )
         else:
-            await w.executemany(Q["subtract_transition"], ((k, *key) for key, k in trans_rows))
-            await w.executemany(Q["subtract_window"], ((k, *key) for key, k in window_rows))
-            await w.executemany(Q["prune_transition"], (key for key, _ in trans_rows))
-            await w.executemany(Q["prune_window"], (key for key, _ in window_rows))
+            await w.executemany(Q["subtract_transition"], ((row[-1], *row[:-1]) for row in trans_rows))
+            await w.executemany(Q["subtract_window"], ((row[-1], *row[:-1]) for row in window_rows))
+            await w.executemany(Q["prune_transition"], (row[:-1] for row in trans_rows))
+            await w.executemany(Q["prune_window"], (row[:-1] for row in window_rows))
             await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
             await w.executemany(Q["delete_recent"], ((i.platform, i.message_id) for i in batch))
         deltas, seen = await self._hubs.split(trans_rows)
@@ -332,9 +323,7 @@ class Writer:
                 for _, n, k in rows:
                     if n > chainmod.END:
                         refs[n] -= k
-                deltas, _ = await self._hubs.split(
-                    ((chain_id, bytes(x), n, author_id), k) for x, n, k in rows
-                )
+                deltas, _ = await self._hubs.split((chain_id, bytes(x), n, author_id, k) for x, n, k in rows)
                 await self._hubs.add(deltas, -1)
                 await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
                 await self._db.w.execute(Q["delete_author_messages"], (chain_id, author_id))

@@ -1,0 +1,122 @@
+"""Counting a batch of messages at once with numpy: transition rows, window rows, token refs.
+
+A batch of 100,000 messages holds about a million transitions; counting them as Python tuples
+in a Counter took 3.8x markovify's whole build of the same messages (most of it the garbage
+collector walking the tuples). Here they are columns of integers sorted once (np.lexsort), and
+equal neighbours are summed: the same rows in the same order, in a tenth of the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.core import chain as chainmod
+from bot.core.models import PendingMessage
+
+TransitionRow = tuple[int, bytes, int, int, int]  # (chain id, packed context, next id, author id, count)
+WindowRow = tuple[int, int, int, int]  # (chain id, fingerprint, author id, count)
+Ints = npt.NDArray[np.int64]
+
+
+def _paired(columns: Sequence[Ints]) -> list[Ints]:
+    """The same sort keys with neighbours fused into one int64 where both fit (fewer keys sort faster)."""
+    fused: list[Ints] = []
+    i = 0
+    while i < len(columns):
+        a = columns[i]
+        if i + 1 < len(columns):
+            b = columns[i + 1]
+            if len(a) and a.min() >= 0 and a.max() < 2**31 and b.min() >= 0 and b.max() < 2**32:
+                fused.append((a << 32) | b)
+                i += 2
+                continue
+        fused.append(a)
+        i += 1
+    return fused
+
+
+def _runs(columns: Sequence[Ints]) -> tuple[Ints, Ints]:
+    """Sort rows given as columns (the first varies slowest); (index of each distinct row, its count)."""
+    keys = _paired(columns)
+    order = np.lexsort(keys[::-1])
+    if not len(order):
+        return order, order
+    change = np.zeros(len(order), dtype=bool)
+    change[0] = True
+    for key in keys:
+        ordered = key[order]
+        change[1:] |= ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(change)
+    counts = np.diff(np.append(starts, len(order)))
+    return order[starts], counts.astype(np.int64)
+
+
+def transitions(
+    batch: Sequence[PendingMessage], ids: dict[str, int]
+) -> tuple[list[TransitionRow], dict[int, int]]:
+    """The batch's transition rows (chain, context, next, author, count), sorted by key, and token refs."""
+    rows: list[TransitionRow] = []
+    refs: dict[int, int] = {}
+    for order in sorted({item.chain.order for item in batch}):
+        group = [item for item in batch if item.chain.order == order]
+        sizes = np.array([len(item.tokens) for item in group], dtype=np.int64)
+        lengths = sizes + 1  # transitions of a message: one per token, and END
+        # Message i fills padded[offset_i : offset_i + order + lengths_i]: `order` BEGINs, its
+        # tokens, END. Its "next" tokens are the lengths_i positions after the BEGINs.
+        offsets = np.cumsum(lengths + order) - lengths - order
+        within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        nexts = np.repeat(offsets + order, lengths) + within
+        flat = np.full(int((lengths + order).sum()), chainmod.END, dtype=np.int64)
+        flat[np.repeat(offsets, order) + np.tile(np.arange(order), len(group))] = chainmod.BEGIN
+        is_token = within < np.repeat(sizes, lengths)
+        flat[nexts[is_token]] = np.fromiter(
+            (ids[t] for item in group for t in item.tokens), dtype=np.int64, count=int(sizes.sum())
+        )
+        chain_ids = np.repeat(np.array([item.chain.id for item in group], dtype=np.int64), lengths)
+        author_ids = np.repeat(np.array([item.author_id for item in group], dtype=np.int64), lengths)
+        context = [flat[nexts - order + c] for c in range(order)]
+        first, counts = _runs([chain_ids, *context, flat[nexts], author_ids])
+        packed = np.ascontiguousarray(np.stack([c[first] for c in context], axis=1).astype(">u4"))
+        ctx_blobs = packed.view(f"V{4 * order}").ravel().tolist()
+        rows.extend(
+            zip(
+                chain_ids[first].tolist(),
+                ctx_blobs,
+                flat[nexts][first].tolist(),
+                author_ids[first].tolist(),
+                counts.tolist(),
+                strict=True,
+            )
+        )
+        tokens = flat[flat > chainmod.END]
+        if len(tokens):
+            values, times = np.unique(tokens, return_counts=True)
+            for token_id, k in zip(values.tolist(), times.tolist(), strict=True):
+                refs[token_id] = refs.get(token_id, 0) + k
+    if len({item.chain.order for item in batch}) > 1:
+        rows.sort(key=lambda row: row[:4])  # chains of several orders in one batch: one sorted list
+    return rows, refs
+
+
+def windows(batch: Sequence[PendingMessage]) -> list[WindowRow]:
+    """The batch's window rows (chain, fingerprint, author, count), sorted by key."""
+    sizes = [len(item.windows) for item in batch]
+    total = sum(sizes)
+    if not total:
+        return []
+    fps = np.fromiter((fp for item in batch for fp in item.windows), dtype=np.int64, count=total)
+    chain_ids = np.repeat(np.array([item.chain.id for item in batch], dtype=np.int64), sizes)
+    author_ids = np.repeat(np.array([item.author_id for item in batch], dtype=np.int64), sizes)
+    first, counts = _runs([chain_ids, fps, author_ids])
+    return list(
+        zip(
+            chain_ids[first].tolist(),
+            fps[first].tolist(),
+            author_ids[first].tolist(),
+            counts.tolist(),
+            strict=True,
+        )
+    )

@@ -1,0 +1,68 @@
+"""Counting a batch with numpy gives exactly the rows that counting message by message gives."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.core import chain as chainmod
+from bot.core import counting
+from bot.core.models import ChainInfo, PendingMessage
+
+WORDS = [f"w{i}" for i in range(12)]
+# Ids as the vocabulary gives them, and some past 2**31 (a context's ids are packed as uint32).
+IDS = {w: (2 + i if i < 8 else 2**32 - 1 - i) for i, w in enumerate(WORDS)}
+
+messages = st.lists(
+    st.tuples(
+        st.sampled_from([(1, 1), (2, 2), (3, 3), (4, 2)]),  # (chain id, order)
+        st.sampled_from([1, 2, 2**40]),  # author id
+        st.lists(st.sampled_from(WORDS), min_size=1, max_size=9),
+        st.lists(st.integers(-(2**63), 2**63 - 1) | st.integers(0, 3), max_size=5),  # window fingerprints
+    ),
+    max_size=40,
+)
+
+
+def pending(batch: list[tuple[tuple[int, int], int, list[str], list[int]]]) -> list[PendingMessage]:
+    return [
+        PendingMessage(
+            platform="p",
+            message_id=str(i),
+            chain=ChainInfo(chain_id, order, 8, 2),
+            author_id=author,
+            tokens=tuple(tokens),
+            fingerprint=0,
+            normal=None,
+            windows=tuple(windows),
+            chars=1,
+            bytes=1,
+        )
+        for i, ((chain_id, order), author, tokens, windows) in enumerate(batch)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages)
+def test_transitions_are_the_sorted_sum_of_each_messages_transitions(batch: list) -> None:  # type: ignore[type-arg]
+    items = pending(batch)
+    expected: Counter[tuple[int, bytes, int, int]] = Counter()
+    refs: Counter[int] = Counter()
+    for item in items:
+        ids = [IDS[t] for t in item.tokens]
+        refs.update(ids)
+        for ctx, nxt in chainmod.transitions(ids, item.chain.order):
+            expected[(item.chain.id, ctx, nxt, item.author_id)] += 1
+    rows, counted_refs = counting.transitions(items, IDS)
+    assert rows == [(*key, k) for key, k in sorted(expected.items())]
+    assert counted_refs == dict(refs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages)
+def test_windows_are_the_sorted_sum_of_each_messages_windows(batch: list) -> None:  # type: ignore[type-arg]
+    items = pending(batch)
+    expected = Counter((item.chain.id, fp, item.author_id) for item in items for fp in item.windows)
+    assert counting.windows(items) == [(*key, k) for key, k in sorted(expected.items())]
