@@ -27,7 +27,7 @@ from bot.config import DEFAULT_DB, ConfigError, Settings
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GenerateStatus
 from bot.core.store import SchemaTooNew, StoreError
-from bot.core.walker import WalkerDied
+from bot.core.walkerhost import WalkerDied
 from bot.runtime import settle_heap
 
 log = logging.getLogger(__name__)

@@ -395,8 +395,8 @@ class Brain:
         # One draw seeds the walks: a few bytes to the walker process instead of rng's whole state
         # both ways, and rng's stream still decides every reply.
         seed = rng.getrandbits(64)
-        result: Generated = await self.store.on_walker(
-            "attempts", info.id, info, seed, start_ids, author_id, guard, attempts, now + self.guard_budget
+        result = await self.store.walker.attempts(
+            info, seed, start_ids, author_id, guard, attempts, now + self.guard_budget
         )
         if result.status is GenerateStatus.OK:
             self._replays.pop(verdict_key)
@@ -430,7 +430,7 @@ class Brain:
         """The retention report of a chain, cached for REPORT_TTL seconds while the chain is unchanged."""
         await self.store.flush()
         info = await self.store.find_chain(chain)
-        key = (info.id, self.store.generation(info.id)) if info else None
+        key = (info.id, self.store.versions.generation(info.id)) if info else None
         cached = self._reports.get(chain)
         if not fresh and cached and cached[0] == key and time.monotonic() - cached[1] < REPORT_TTL:
             return cached[2]

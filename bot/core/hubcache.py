@@ -11,6 +11,7 @@ from bot.core.connections import Connections
 from bot.core.counting import TransitionRow
 from bot.core.lru import LRU
 from bot.core.sql import Q
+from bot.core.versions import ChainVersions
 
 HubKey = tuple[int, bytes]  # (chain id, context)
 
@@ -31,17 +32,19 @@ def by_context(
 
 
 class HubCache:
-    """The hubs as the writer knows them (see bot.core.hubs), and a version the walker checks."""
+    """The hubs as the writer knows them (see bot.core.hubs); their changes tell the walker."""
 
-    def __init__(self, db: Connections, hub_rows: int, cache_size: int, in_memory: int) -> None:
+    def __init__(
+        self, db: Connections, versions: ChainVersions, hub_rows: int, cache_size: int, in_memory: int
+    ) -> None:
         self._db = db
+        self._versions = versions
         self.hub_rows = hub_rows
         self._hubs: set[HubKey] = set()  # (chain id, context) of every hub
         self._hub_arrays: LRU[HubKey, hubmod.Packed] = LRU(in_memory)
         # Contexts counted and found narrow: how many rows each still lacked (a row per occurrence at most).
         self._hub_short: LRU[HubKey, int] = LRU(cache_size)
         self._hubs_changed = False  # in the open transaction
-        self.version = 0  # bumped after each commit or rollback that changed hubs (tells the walker)
 
     def clear(self) -> None:
         """Forget every hub (read again at the next transaction)."""
@@ -73,7 +76,7 @@ class HubCache:
         """After a commit or rollback: if hubs were made or dropped, tell the walker to look again."""
         if self._hubs_changed:
             self._hubs_changed = False
-            self.version += 1
+            self._versions.hubs_changed()
 
     async def _hub(self, key: HubKey) -> hubmod.Packed:
         packed = self._hub_arrays.get(key)

@@ -29,6 +29,7 @@ from bot.core.memorisation import (
 )
 from bot.core.models import ChainInfo, ChainKey
 from bot.core.rates import Rate
+from bot.core.reports import TableRows
 
 if TYPE_CHECKING:
     from bot.core.brain import Brain
@@ -204,7 +205,7 @@ class _Sizes:
     """What the byte shares need besides the chain's transition rows and vocabulary."""
 
     pages: dict[str, int]  # bytes of each table and index
-    totals: tuple[int, int, int, int]  # rows of transitions, windows, messages, tokens (all chains)
+    totals: TableRows  # rows of transitions, windows, messages, tokens (all chains)
     window_rows: int
     message_rows: int
     recent_rows: tuple[int, int] = (0, 0)  # recent_messages rows of the chain, of all chains
@@ -212,17 +213,13 @@ class _Sizes:
 
 async def _sizes(brain: Brain, info: ChainInfo) -> _Sizes:
     store = brain.store
-    pages = {str(name): int(size) for name, size in await store.named("table_bytes")}
-    totals = (await store.named("table_rows"))[0]
-    (window_rows,) = (await store.named("rows_windows", info.id))[0]
-    (message_rows,) = (await store.named("chain_counters", info.id))[0][:1]
-    (recent, recent_total) = (await store.named("rows_recent", info.id))[0]
+    message_rows, _, _, _ = await store.chain_counters(info.id)
     return _Sizes(
-        pages,
-        (totals[0], totals[1], totals[2], totals[3]),
-        int(window_rows),
-        int(message_rows),
-        (int(recent), int(recent_total)),
+        await store.reports.table_bytes(),
+        await store.reports.table_rows(),
+        await store.reports.window_rows(info.id),
+        message_rows,
+        await store.reports.recent_rows(info.id),
     )
 
 
@@ -270,14 +267,14 @@ async def extraction_candidates(
     async def learned_run(run: tuple[int, ...]) -> bool:
         if run not in runs:
             _, windows = brain.fingerprints.guarded(await brain.store.texts(run), k, info.scheme)
-            runs[run] = bool(await brain.store.named("windows_present", info.id, json.dumps(windows)))
+            runs[run] = await brain.store.reports.windows_present(info.id, windows)
         return runs[run]
 
     async def best(ctx: tuple[int, ...]) -> list[tuple[float, int]]:
         # (-log probability, token) of the most likely successors; a state is often reached again.
         if ctx not in branches:
-            rows = await brain.store.named("top_successors", info.id, chainmod.pack(ctx), BRANCHING)
-            branches[ctx] = [(-math.log(int(k) / int(total)), int(token)) for token, k, total in rows]
+            rows = await brain.store.reports.top_successors(info.id, chainmod.pack(ctx), BRANCHING)
+            branches[ctx] = [(-math.log(k / total), token) for token, k, total in rows]
         return branches[ctx]
 
     tie = itertools.count()
@@ -311,13 +308,13 @@ async def _extraction(
     found = Split()
     if info.scheme == EXACT:
         for start in range(0, len(exact), 500):
-            chunk = json.dumps(exact[start : start + 500])
-            for _, times, authors in await brain.store.named("message_multiplicity", info.id, chunk):
-                found = found.add(int(times), int(authors), thresholds)
+            chunk = exact[start : start + 500]
+            for said in await brain.store.reports.message_multiplicity(info.id, chunk):
+                found = found.add(said.times, said.authors, thresholds)
         return found
     for fingerprint in exact:
-        for _, times, authors in await brain.store.named("exact_multiplicity", info.id, fingerprint):
-            found = found.add(int(times), int(authors), thresholds)
+        if (normal := await brain.store.reports.exact_multiplicity(info.id, fingerprint)) is not None:
+            found = found.add(normal.times, normal.authors, thresholds)
     return found
 
 
@@ -330,15 +327,16 @@ class _Messages:
 
 
 async def _messages(brain: Brain, info: ChainInfo, thresholds: Thresholds) -> _Messages:
-    row = await brain.store.scan(
-        "report_messages" if info.scheme == EXACT else "report_normal_messages",
+    n = await brain.store.reports.learned_messages(
         info.id,
-        thresholds.times,
-        thresholds.authors,
-        info.order,
+        normalised=info.scheme != EXACT,
+        times=thresholds.times,
+        authors=thresholds.authors,
+        order=info.order,
     )
-    a, a1, ac, b, b1, bc = (int(v or 0) for v in row)
-    return _Messages(Split(a, a1, ac), Split(b, b1, bc))
+    return _Messages(
+        Split(n.distinct, n.eidetic, n.common), Split(n.longer, n.longer_eidetic, n.longer_common)
+    )
 
 
 def _discoverable(sample: PrefixSample, longer: Split) -> tuple[Rate, Rate, Rate]:
@@ -389,24 +387,24 @@ async def report(
 
     async def on_reader() -> tuple[_Sizes, int, Split, Split]:
         sizes = await _sizes(brain, info)
-        (vocabulary,) = (await store.named("report_vocabulary", info.id))[0]
+        vocabulary = await store.reports.vocabulary(info.id)
         extracted = guided = Split()
         if messages:
             extracted = await _extraction(brain, info, budget, thresholds)
             guided = await _extraction(brain, info, budget, thresholds, guided=True)
-        return sizes, int(vocabulary), extracted, guided
+        return sizes, vocabulary, extracted, guided
 
     async def on_walker() -> tuple[OutputSample, PrefixSample]:
         if not messages:
             return OutputSample(0, Split(), Split()), PrefixSample(0, 0, Split())
-        outputs = await store.on_walker("sample_outputs", info.id, info, samples, seed, thresholds)
-        opening = await store.on_walker("sample_prefixes", info.id, info, prefixes, seed, thresholds)
+        outputs = await store.walker.sample_outputs(info, samples, seed, thresholds)
+        opening = await store.walker.sample_prefixes(info, prefixes, seed, thresholds)
         return outputs, opening
 
     # Side by side: the shape's two scans and the messages' one (each on a connection of its own in
     # a thread; SQLite releases the GIL), the walker's samples, and the reader's attack.
     shape, learned, (outputs, opening), (sizes, vocabulary, extracted, guided) = await asyncio.gather(
-        store.report_shape(info.id), _messages(brain, info, thresholds), on_walker(), on_reader()
+        store.reports.shape(info.id), _messages(brain, info, thresholds), on_walker(), on_reader()
     )
     rows, states, transitions, forced, total, ctx_log, pair_log = shape
     entropy = (ctx_log - pair_log) / total if total else 0.0

@@ -8,8 +8,10 @@ them waits for the writer.
 
 Store is a façade over its parts, each in a module of its own: schema (the file and its
 migrations), connections, guildstate, registry (chains and authors), vocabulary, hubcache,
-writer (every write transaction), learnqueue (queued learning and the flusher), keymeta (the
-fingerprint key's check value) and walkerhost (where the walker runs).
+writer (every write transaction), versions (where the writer stands on each chain), learnqueue
+(queued learning and the flusher), keymeta (the fingerprint key's check value), reports (the
+retention report's reads, as ``store.reports``) and walkerhost (where the walker runs), called
+through walkerclient (as ``store.walker``).
 """
 
 from __future__ import annotations
@@ -21,16 +23,13 @@ import math
 import os
 import sqlite3
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import aiosqlite
 
 from bot.core import chain as chainmod
 from bot.core import schema
-from bot.core.chain import Choices
 from bot.core.connections import Connections
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
@@ -49,6 +48,7 @@ from bot.core.models import (
     UnlearnStatus,
 )
 from bot.core.registry import Registry
+from bot.core.reports import Reports
 from bot.core.schema import APPLICATION_ID as APPLICATION_ID
 from bot.core.schema import LEGACY_TABLES as LEGACY_TABLES
 from bot.core.schema import SCHEMA_VERSION as SCHEMA_VERSION
@@ -59,8 +59,9 @@ from bot.core.schema import StoreError as StoreError
 from bot.core.schema import migrations as migrations
 from bot.core.sealed import Sealer
 from bot.core.sql import Q, tune_sqlite
+from bot.core.versions import ChainVersions
 from bot.core.vocabulary import Vocabulary
-from bot.core.walker import Version
+from bot.core.walkerclient import WalkerClient
 from bot.core.walkerhost import WALKERS as WALKERS
 from bot.core.walkerhost import WalkerHost
 from bot.core.writer import Writer
@@ -109,10 +110,10 @@ class Store:
         self._given_key = key  # the fingerprint key, or None: the key file beside the database
         self._db = Connections()
         self._guilds = GuildState(self._db)
-        if walker not in WALKERS:
-            raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
-        self.walker = walker
-        self._walkers: WalkerHost | None = None  # once open
+        self.versions = ChainVersions()  # where this process's writer stands on each chain
+        self._walker_host = WalkerHost(self.path, cache_size, walker)  # started on open
+        self.walker = WalkerClient(self._walker_host, self.versions)
+        self.reports = Reports(self._db, self.path)
         self.cache_size = cache_size
         if hub_rows < 1:
             raise ValueError(f"hub_rows must be at least 1, not {hub_rows}")
@@ -122,9 +123,8 @@ class Store:
         self.bulk_memory_mb = bulk_memory_mb
         if edit_window_days < 0:
             raise ValueError(f"edit_window_days must be 0 or more, not {edit_window_days}")
-        self._hubs = HubCache(self._db, hub_rows, cache_size, HUBS_IN_MEMORY)
+        self._hubs = HubCache(self._db, self.versions, hub_rows, cache_size, HUBS_IN_MEMORY)
         self._vocabulary = Vocabulary(self._db, cache_size)
-        self._generation: Counter[int] = Counter()  # bumped on every write to a chain
         self._registry = Registry(self._db)
         self.key = b""  # the fingerprint key (bot.core.keys), once open
         self._writes = Writer(
@@ -133,7 +133,7 @@ class Store:
             self._hubs,
             self._guilds,
             self._registry,
-            self._generation,
+            self.versions,
             edit_window_days=edit_window_days,
             clock=clock,
             prune_seconds=PRUNE_SECONDS,
@@ -217,8 +217,7 @@ class Store:
             self.key = await load_key(self.w, self.path, self._given_key)
             self._writes.sealer = Sealer(self.key)
             await self._ensure_math(self.r)
-            self._walkers = WalkerHost(self.path, self.key, self.cache_size, self.walker)
-            await self._walkers.start()
+            await self._walker_host.start(self.key)
         except BaseException:
             await self._close_connections()
             raise
@@ -235,9 +234,7 @@ class Store:
             await self._close_connections()
 
     async def _close_connections(self) -> None:
-        walkers, self._walkers = self._walkers, None
-        if walkers is not None:
-            await walkers.stop()
+        await self._walker_host.stop()
         for conn in (self._db.reader, self._db.writer):
             if conn is not None:
                 await conn.close()
@@ -446,24 +443,12 @@ class Store:
         """Token texts for ids."""
         return await self._vocabulary.texts(ids)
 
-    # ---------------------------------------------------------------- the walker
+    # ---------------------------------------------------------------- the walker and counts
 
     @property
     def walker_pid(self) -> int | None:
         """The walker process, when there is one."""
-        return self._walkers.pid if self._walkers is not None else None
-
-    async def on_walker(self, method: str, chain_id: int, *args: Any) -> Any:
-        """Run a Walker method for a chain on the walker (thread or process), its caches up to date."""
-        if self._walkers is None:
-            raise RuntimeError("store is not open")
-        version = Version(chain_id, self._generation[chain_id], self._hubs.version)
-        return await self._walkers.call(method, version, *args)
-
-    async def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
-        """Tokens that follow a context, with cumulative counts (cached on the walker)."""
-        choices: Choices = await self.on_walker("successors", chain_id, chain_id, ctx, author_id)
-        return choices
+        return self.walker.pid
 
     async def chain_counters(self, chain_id: int) -> tuple[int, int, int, int]:
         """(messages, tokens, characters, UTF-8 bytes) learned by a chain."""
@@ -481,44 +466,3 @@ class Store:
         """True when a message id was learned (committed)."""
         async with self.r.execute(Q["message_by_id"], (platform, message_id)) as cur:
             return await cur.fetchone() is not None
-
-    async def named(self, name: str, *params: Any) -> list[tuple[Any, ...]]:
-        """Run a named read-only statement on the reader (for reports)."""
-        async with self.r.execute(Q[name], params) as cur:
-            return [tuple(row) for row in await cur.fetchall()]
-
-    async def report_shape(self, chain_id: int) -> tuple[int, int, int, int, int, float, float]:
-        """(rows, states, pairs, forced, total, sum T log2 T, sum c log2 c) of a chain's transitions.
-
-        The two full scans run at once, each on a short-lived read-only connection of its own in
-        a thread (SQLite releases the GIL), so the reader stays free for the report's sampling
-        and attack meanwhile.
-        """
-        states, pairs = await asyncio.gather(
-            asyncio.to_thread(_read_row, self.path, Q["report_states"], (chain_id,)),
-            asyncio.to_thread(_read_row, self.path, Q["report_pairs"], (chain_id,)),
-        )
-        rows, count, forced, total, tlogt = states
-        return int(rows), int(count), int(pairs[0]), int(forced), int(total), float(tlogt), float(pairs[1])
-
-    async def scan(self, name: str, *params: Any) -> tuple[Any, ...]:
-        """The one row of a named read-only report statement, on a connection of its own in a thread."""
-        return await asyncio.to_thread(_read_row, self.path, Q[name], params)
-
-    def generation(self, chain_id: int) -> int:
-        """A number that changes whenever the chain is written to (by this process)."""
-        return self._generation[chain_id]
-
-
-def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The first row of a read-only query, on a connection of its own (run in a worker thread)."""
-    conn = sqlite3.connect(path)
-    try:
-        conn.execute("PRAGMA query_only = ON")
-        try:
-            conn.execute("SELECT log2(2)")
-        except sqlite3.OperationalError:
-            conn.create_function("log2", 1, math.log2, deterministic=True)
-        return tuple(conn.execute(sql, params).fetchone())
-    finally:
-        conn.close()

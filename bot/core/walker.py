@@ -1,30 +1,24 @@
 """Generation's side of the database: walks, the copy guard and their caches.
 
 A Walker is plain synchronous code over a read-only sqlite3 connection of its own. The Store
-runs it on a thread, or in a process of its own (the bot's default): there its walks and
-copy checks take no turns on the interpreter lock with the event loop and the writer, which
-under load held generate p99 back. Whatever crosses to it is picklable: chain ids and counters,
+runs it on a thread, or in a process of its own (the bot's default; see bot.core.walkerhost):
+there its walks and copy checks take no turns on the interpreter lock with the event loop and the
+writer, which under load held generate p99 back. The Store's side calls it through a typed client
+(bot.core.walkerclient) whose calls (bot.core.walkercalls) are picklable: chain ids and counters,
 token ids, random seeds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import itertools
 import json
 import logging
-import multiprocessing
-import os
 import random
-import signal
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from bot.core import chain as chainmod
 from bot.core import hubs, memorisation
@@ -33,8 +27,9 @@ from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
 from bot.core.memorisation import OutputSample, PrefixSample, Thresholds
 from bot.core.models import ChainInfo, Generated, GenerateStatus
-from bot.core.sql import Q, tune_sqlite
+from bot.core.sql import Q
 from bot.core.tokens import detokenize, neutralise
+from bot.core.versions import Version
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +44,6 @@ STALE_SECONDS = 30.0  # ... by this long (see Walker._fresh)
 # machine was busy.
 MIN_GUARD_TRIES = 5
 MAX_OUTPUT_CHARS = 1900
-
-
-class Version(NamedTuple):
-    """Where this process's writer stands on one chain, sent with every call.
-
-    What other processes commit, the walker learns from the file itself (see Walker.call).
-    """
-
-    chain_id: int
-    generation: int  # bumped on every write to the chain
-    hubs: int = 0  # bumped after a commit that made or dropped hubs (in any chain)
 
 
 class Walker:
@@ -82,8 +66,8 @@ class Walker:
         self._generation: dict[int, tuple[int, int]] = {}  # per chain: (writer's generation, _commits)
         self._removals: dict[int, int] = {}  # per chain: its removals column, keys the caches
 
-    def call(self, method: str, version: Version, *args: Any) -> Any:
-        """Bring the caches' view of the chain up to date, then run one of the methods below.
+    def sync(self, version: Version) -> None:
+        """Bring the caches' view of the chain up to date, before a call (see bot.core.walkercalls).
 
         One PRAGMA data_version per call: it changes when another connection (this process's
         writer, or another process) committed. Only then is the chain's removals column read
@@ -102,7 +86,6 @@ class Walker:
         if version.hubs != self._hubs_version:
             self._hub_contexts.clear()
             self._hubs_version = version.hubs
-        return getattr(self, method)(*args)
 
     def close(self) -> None:
         """Close the connection (it reopens on the next read)."""
@@ -238,7 +221,7 @@ class Walker:
         runs = bool(windows) and bool(self._rows("windows_present", (chain.id, json.dumps(windows))))
         return whole, runs
 
-    # ---------------------------------------------------------------- what the Store calls
+    # ---------------------------------------------------------------- what the calls run (bot.core.walkercalls)
 
     def attempts(
         self,
@@ -281,10 +264,6 @@ class Walker:
         reader = self.reader(chain)
         return [self.texts(chainmod.walk(reader, rng) or []) for _ in range(samples)]
 
-    def pid(self) -> int:
-        """The process this walker runs in."""
-        return os.getpid()
-
     def sample_outputs(
         self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
     ) -> OutputSample:
@@ -296,122 +275,3 @@ class Walker:
     ) -> PrefixSample:
         """The report's discoverable sample: greedy walks from the chain's opening prefixes."""
         return memorisation.sample_prefixes(self, chain, samples, seed, thresholds)
-
-
-class WalkerDied(RuntimeError):
-    """The walker process ended (killed, out of memory) before it answered."""
-
-
-class WalkerProcess:
-    """A Walker in a process of its own, driven from the event loop over a pipe.
-
-    The event loop writes each call to the pipe and reads the answers when the pipe is readable:
-    no thread in between (a process pool's feeder thread cost 0.6 ms a call). The process ends
-    when the pipe closes: on close(), or when the bot's process dies, however it dies.
-    """
-
-    def __init__(self, path: str | Path, key: bytes, cache_size: int) -> None:
-        self._args = (str(path), key, cache_size)
-        self._conn: Connection | None = None
-        self._process: BaseProcess | None = None
-        self._answers: dict[int, asyncio.Future[Any]] = {}
-        self._ids = itertools.count()
-        self.pid: int | None = None
-
-    async def start(self) -> WalkerProcess:
-        """Start the process and wait until it answers (the first reply does not wait for a Python)."""
-        context = multiprocessing.get_context("spawn")
-        self._conn, theirs = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(theirs, *self._args), name="markov-walker", daemon=True
-        )
-        self._process.start()
-        theirs.close()  # so that the pipe closes when the walker ends
-        asyncio.get_running_loop().add_reader(self._conn.fileno(), self._on_readable)
-        try:
-            self.pid = await self.call("pid", Version(0, 0))
-        except WalkerDied as exc:
-            await self.close()
-            raise WalkerDied(
-                "the walker process did not start (its error is printed above); a script that opens "
-                'the database must run its code under `if __name__ == "__main__":`, or use '
-                "MARKOV_WALKER=thread"
-            ) from exc
-        return self
-
-    async def call(self, method: str, version: Version, *args: Any) -> Any:
-        """Run a Walker method in the process; raises WalkerDied if it ends first."""
-        if self._conn is None:
-            raise WalkerDied("the walker process is not running")
-        answer = asyncio.get_running_loop().create_future()
-        call_id = next(self._ids)
-        self._answers[call_id] = answer
-        try:
-            self._conn.send((call_id, method, version, args))
-        except OSError as exc:
-            self._answers.pop(call_id, None)
-            self._ended()
-            raise WalkerDied("the walker process is gone") from exc
-        return await answer
-
-    def _on_readable(self) -> None:
-        assert self._conn is not None
-        try:
-            while self._conn.poll():
-                call_id, ok, value = self._conn.recv()
-                answer = self._answers.pop(call_id, None)
-                if answer is None or answer.done():
-                    continue
-                if ok:
-                    answer.set_result(value)
-                else:
-                    answer.set_exception(value)
-        except (EOFError, OSError):
-            self._ended()
-
-    def _ended(self) -> None:
-        """The pipe closed: fail what was waiting, and stop listening."""
-        if self._conn is not None:
-            asyncio.get_running_loop().remove_reader(self._conn.fileno())
-            self._conn.close()
-            self._conn = None
-        answers, self._answers = self._answers, {}
-        for answer in answers.values():
-            if not answer.done():
-                answer.set_exception(WalkerDied("the walker process ended before it answered"))
-
-    async def close(self) -> None:
-        """Close the pipe; the process ends on its own (killed if it has not within 5 s)."""
-        self._ended()
-        process, self._process = self._process, None
-        if process is not None:
-            await asyncio.to_thread(process.join, 5)
-            if process.is_alive():
-                process.kill()
-                await asyncio.to_thread(process.join)
-
-
-def _serve(conn: Connection, path: str, key: bytes, cache_size: int) -> None:
-    """The walker process: answer calls until the pipe closes."""
-    # Ctrl-C in a terminal reaches the whole process group: the bot shuts down, and closes the pipe.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    tune_sqlite()
-    walker = Walker(path, key, cache_size)
-    try:
-        while True:
-            try:
-                call_id, method, version, args = conn.recv()
-            except (EOFError, OSError):
-                return
-            try:
-                answer = (call_id, True, walker.call(method, version, *args))
-            except Exception as exc:
-                answer = (call_id, False, exc)
-            try:
-                conn.send(answer)
-            except OSError:
-                return
-            except Exception as exc:  # an answer that does not pickle: say so instead
-                conn.send((call_id, False, RuntimeError(f"the walker could not send its answer: {exc!r}")))
-    finally:
-        walker.close()

@@ -27,6 +27,7 @@ from bot.core.models import (
 from bot.core.registry import Registry
 from bot.core.sealed import Sealer
 from bot.core.sql import Q
+from bot.core.versions import ChainVersions
 from bot.core.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Writer:
         hubs: HubCache,
         guilds: GuildState,
         registry: Registry,
-        generation: Counter[int],
+        versions: ChainVersions,
         *,
         edit_window_days: int,
         clock: Callable[[], float],
@@ -82,7 +83,7 @@ class Writer:
         self._hubs = hubs
         self._guilds = guilds
         self._registry = registry
-        self._generation = generation  # bumped on every write to a chain
+        self._versions = versions  # told of every write to a chain
         self.edit_window_days = edit_window_days
         self.clock = clock  # unix seconds: when a message was learned, and when its row expires
         self._prune_seconds = prune_seconds
@@ -233,7 +234,7 @@ class Writer:
             now = int(self.clock())
             await w.executemany(Q["chain_learned_at"], ((now, chain_id) for chain_id in counters))
         for chain_id in counters:
-            self._generation[chain_id] += 1
+            self._versions.wrote(chain_id)
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
@@ -331,7 +332,7 @@ class Writer:
                 await self._db.w.execute(
                     Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
                 )
-                self._generation[chain_id] += 1
+                self._versions.wrote(chain_id)
                 totals[0] += n_messages
                 totals[1] += n_tokens
                 totals[2] += 1
@@ -375,7 +376,7 @@ class Writer:
         async with self._db.write_lock:
             await self._transaction(work)
         self._registry.chains.pop(key, None)
-        self._generation[info.id] += 1
+        self._versions.wrote(info.id)
         return held[0]
 
     async def add_chain(self, key: ChainKey, settings: GuildSettings) -> ChainInfo:

@@ -381,7 +381,7 @@ async def wide_chain(brain: Brain) -> tuple[ChainKey, bytes]:
     info = await brain.store.find_chain(key)
     assert info is not None
     begin = chainmod.pack([chainmod.BEGIN] * info.order)
-    ids, _ = await brain.store.successors(info.id, begin)
+    ids, _ = await brain.store.walker.successors(info.id, begin)
     assert len(ids) > walker.WIDE_STATE
     return key, begin
 
@@ -392,24 +392,25 @@ async def test_a_wide_state_read_before_new_learning_may_lag_it_briefly(
     key, begin = await wide_chain(brain)
     info = await brain.store.find_chain(key)
     assert info is not None
-    before = await brain.store.successors(info.id, begin)
+    before = await brain.store.walker.successors(info.id, begin)
     await learn_all(brain, [msg("bob", "late", "latecomer and so on")])
-    assert await brain.store.successors(info.id, begin) is before, "reused, not re-read"
+    assert await brain.store.walker.successors(info.id, begin) is before, "reused, not re-read"
     late = await brain.store.token_id("latecomer")
     monkeypatch.setattr(walker, "STALE_SECONDS", 0.0)
-    assert late in (await brain.store.successors(info.id, begin))[0], "re-read once stale"
+    assert late in (await brain.store.walker.successors(info.id, begin))[0], "re-read once stale"
 
 
 async def test_forget_and_unlearn_invalidate_cached_wide_states_at_once(brain: Brain) -> None:
     key, begin = await wide_chain(brain)
     info = await brain.store.find_chain(key)
     assert info is not None
+    successors = brain.store.walker.successors
     zebra, opener0 = await brain.store.token_id("zebra"), await brain.store.token_id("opener0")
-    assert {zebra, opener0} <= set((await brain.store.successors(info.id, begin))[0]), "cached with both"
+    assert {zebra, opener0} <= set((await successors(info.id, begin))[0]), "cached with both"
     await brain.forget(P, G, "alice")
-    assert zebra not in (await brain.store.successors(info.id, begin))[0]
+    assert zebra not in (await successors(info.id, begin))[0]
     assert await brain.unlearn(msg("bob", "b0", "opener0 and so on")) is UnlearnStatus.UNLEARNED
-    openers = set((await brain.store.successors(info.id, begin))[0])
+    openers = set((await successors(info.id, begin))[0])
     assert opener0 not in openers
     assert await brain.store.token_id("opener1") in openers
 

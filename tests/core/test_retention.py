@@ -109,7 +109,7 @@ async def sampled_outputs(brain: Brain, samples: int, seed: int) -> list[tuple[s
     """The same outputs the report samples: guard off, the report's seed."""
     info = await brain.store.find_chain(KEY)
     assert info is not None
-    walks = await brain.store.on_walker("walks", info.id, info, samples, seed)
+    walks = await brain.store.walker.walks(info, samples, seed)
     return [tuple(tokens) for tokens in walks]
 
 

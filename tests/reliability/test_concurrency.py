@@ -185,8 +185,8 @@ async def test_the_walker_serves_no_transition_another_process_forgot(tmp_path: 
         assert None not in ids
         only, alice, bob, says = (i for i in ids if i is not None)
         alice_ctx, bob_ctx = chainmod.pack([only, alice]), chainmod.pack([bob, says])
-        assert (await brain.store.successors(info.id, alice_ctx))[0]  # cached on the walker now
-        assert (await brain.store.successors(info.id, bob_ctx))[0]
+        assert (await brain.store.walker.successors(info.id, alice_ctx))[0]  # cached on the walker now
+        assert (await brain.store.walker.successors(info.id, bob_ctx))[0]
 
         script = tmp_path / "forget.py"
         script.write_text(FORGET, encoding="utf-8")
@@ -195,8 +195,8 @@ async def test_the_walker_serves_no_transition_another_process_forgot(tmp_path: 
         )
         assert await forget.wait() == 0
 
-        assert not (await brain.store.successors(info.id, alice_ctx))[0]
-        assert (await brain.store.successors(info.id, bob_ctx))[0]
+        assert not (await brain.store.walker.successors(info.id, alice_ctx))[0]
+        assert (await brain.store.walker.successors(info.id, bob_ctx))[0]
         for _ in range(20):
             result = await brain.generate(ChainKey("t", "g", "c"), guard=False)
             assert result.ok and "alice" not in (result.text or "")
