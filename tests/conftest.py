@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from bot.core import writer
 from bot.core.brain import Brain
+
+
+@pytest.fixture(autouse=True)
+def merge_every_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stores opened by a test merge their delta rows into blocks at every commit, so that every
+    read and every write of a test meets the blocks (bot.core.blocks); the shipped threshold
+    (MERGE_ROWS) keeps small chains in the delta. Tests of the delta pass merge_rows themselves."""
+    monkeypatch.setattr(writer, "MERGE_ROWS", 0)
 
 
 @pytest.fixture

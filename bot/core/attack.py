@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core import chain as chainmod
+from bot.core import chainrows
 from bot.core.fingerprints import Fingerprinter
 from bot.core.sql import Q
 
@@ -58,6 +59,7 @@ def _attack(db: sqlite3.Connection, key: bytes, chain_id: int, max_tokens: int, 
     if row is None:
         return AttackResult()
     order = int(row[0])
+    blocked = "transition_blocks" in {name for (name,) in db.execute(Q["table_names"])}
     learned = {int(fp) for (fp,) in db.execute(Q["chain_message_fingerprints"], (chain_id,))}
     fingerprints = Fingerprinter(key)
     texts: dict[int, str] = {}
@@ -70,7 +72,10 @@ def _attack(db: sqlite3.Connection, key: bytes, chain_id: int, max_tokens: int, 
             break
         ctx, path = stack.pop()
         result.expanded += 1
-        successors = [int(n) for n, _ in db.execute(Q["successors"], (chain_id, chainmod.pack(ctx)))]
+        if blocked:
+            successors = [n for n, _ in chainrows.successors(db, chain_id, chainmod.pack(ctx))]
+        else:  # a file from before blocks: every count is a row of transitions
+            successors = [int(n) for n, _ in db.execute(Q["successors"], (chain_id, chainmod.pack(ctx)))]
         missing = [n for n in successors if n > chainmod.END and n not in texts]
         if missing:
             texts.update((int(i), t) for i, t in db.execute(Q["tokens_by_id"], (json.dumps(missing),)))

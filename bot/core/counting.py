@@ -8,11 +8,14 @@ equal neighbours are summed: the same rows in the same order, in a tenth of the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.models import PendingMessage
 
@@ -21,26 +24,9 @@ WindowRow = tuple[int, int, int, int]  # (chain id, fingerprint, author id, coun
 Ints = npt.NDArray[np.int64]
 
 
-def _paired(columns: Sequence[Ints]) -> list[Ints]:
-    """The same sort keys with neighbours fused into one int64 where both fit (fewer keys sort faster)."""
-    fused: list[Ints] = []
-    i = 0
-    while i < len(columns):
-        a = columns[i]
-        if i + 1 < len(columns):
-            b = columns[i + 1]
-            if len(a) and a.min() >= 0 and a.max() < 2**31 and b.min() >= 0 and b.max() < 2**32:
-                fused.append((a << 32) | b)
-                i += 2
-                continue
-        fused.append(a)
-        i += 1
-    return fused
-
-
 def _runs(columns: Sequence[Ints]) -> tuple[Ints, Ints]:
     """Sort rows given as columns (the first varies slowest); (index of each distinct row, its count)."""
-    keys = _paired(columns)
+    keys = blocks.sort_keys(columns)
     order = np.lexsort(keys[::-1])
     if not len(order):
         return order, order
@@ -54,11 +40,32 @@ def _runs(columns: Sequence[Ints]) -> tuple[Ints, Ints]:
     return order[starts], counts.astype(np.int64)
 
 
-def transitions(
-    batch: Sequence[PendingMessage], ids: dict[str, int]
-) -> tuple[list[TransitionRow], dict[int, int]]:
-    """The batch's transition rows (chain, context, next, author, count), sorted by key, and token refs."""
-    rows: list[TransitionRow] = []
+@dataclass(frozen=True)
+class Counted:
+    """One chain's transitions in a batch: forward entries (c1..cn, next, author, count), sorted by key."""
+
+    chain_id: int
+    order: int
+    entries: blocks.Entries
+
+    def rows(self) -> list[TransitionRow]:
+        """The entries as rows of the transitions table."""
+        e = self.entries
+        return list(
+            zip(
+                itertools.repeat(self.chain_id),
+                blocks.ctx_blobs(e, self.order),
+                e[:, self.order].tolist(),
+                e[:, self.order + 1].tolist(),
+                e[:, -1].tolist(),
+                strict=False,
+            )
+        )
+
+
+def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Counted], dict[int, int]]:
+    """The batch's transitions, per chain in chain order, and token refs."""
+    counted: list[Counted] = []
     refs: dict[int, int] = {}
     for order in sorted({item.chain.order for item in batch}):
         group = [item for item in batch if item.chain.order == order]
@@ -79,26 +86,28 @@ def transitions(
         author_ids = np.repeat(np.array([item.author_id for item in group], dtype=np.int64), lengths)
         context = [flat[nexts - order + c] for c in range(order)]
         first, counts = _runs([chain_ids, *context, flat[nexts], author_ids])
-        packed = np.ascontiguousarray(np.stack([c[first] for c in context], axis=1).astype(">u4"))
-        ctx_blobs = packed.view(f"V{4 * order}").ravel().tolist()
-        rows.extend(
-            zip(
-                chain_ids[first].tolist(),
-                ctx_blobs,
-                flat[nexts][first].tolist(),
-                author_ids[first].tolist(),
-                counts.tolist(),
-                strict=True,
-            )
+        entries = np.stack(
+            [*(c[first] for c in context), flat[nexts][first], author_ids[first], counts], axis=1
         )
+        chains = chain_ids[first]
+        bounds = np.flatnonzero(np.r_[True, chains[1:] != chains[:-1], True])
+        for lo, hi in itertools.pairwise(bounds.tolist()):
+            counted.append(Counted(int(chains[lo]), order, entries[lo:hi]))
         tokens = flat[flat > chainmod.END]
         if len(tokens):
             values, times = np.unique(tokens, return_counts=True)
             for token_id, k in zip(values.tolist(), times.tolist(), strict=True):
                 refs[token_id] = refs.get(token_id, 0) + k
-    if len({item.chain.order for item in batch}) > 1:
-        rows.sort(key=lambda row: row[:4])  # chains of several orders in one batch: one sorted list
-    return rows, refs
+    counted.sort(key=lambda c: c.chain_id)
+    return counted, refs
+
+
+def transitions(
+    batch: Sequence[PendingMessage], ids: dict[str, int]
+) -> tuple[list[TransitionRow], dict[int, int]]:
+    """The batch's transition rows (chain, context, next, author, count), sorted by key, and token refs."""
+    counted, refs = count(batch, ids)
+    return [row for c in counted for row in c.rows()], refs
 
 
 def windows(batch: Sequence[PendingMessage]) -> list[WindowRow]:

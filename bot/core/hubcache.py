@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
+from bot.core import blocks
+from bot.core import chain as chainmod
 from bot.core import hubs as hubmod
 from bot.core.connections import Connections
-from bot.core.counting import TransitionRow
+from bot.core.counting import Counted, TransitionRow
 from bot.core.lru import LRU
 from bot.core.sql import Q
 from bot.core.versions import ChainVersions
@@ -29,6 +34,12 @@ def by_context(
         else:
             seen[key] += k
     return deltas, seen
+
+
+def _contexts(counted: Counted) -> npt.NDArray[np.void]:
+    """The packed context of each of a chain's batch entries."""
+    packed = np.ascontiguousarray(counted.entries[:, : counted.order].astype(">u4"))
+    return packed.view(f"V{4 * counted.order}").ravel()
 
 
 class HubCache:
@@ -124,10 +135,39 @@ class HubCache:
             if rows < self.hub_rows:
                 self._hub_short.put(key, self.hub_rows - rows)
                 continue
-            async with w.execute(Q["successors"], key) as cur:
-                packed = hubmod.from_rows(await cur.fetchall())
-            await w.execute(Q["put_hub"], (*key, *hubmod.encode(*packed)))
-            self._hubs.add(key)
-            self._hubs_changed = True
-            self._hub_arrays.put(key, packed)
+            await self._make(key)
             self._hub_short.pop(key)
+
+    async def _make(self, key: HubKey) -> None:
+        """Make a context a hub, its counts read from its blocks and delta rows."""
+        chain_id, ctx = key
+        order = len(ctx) // 4
+        async with self._db.w.execute(
+            Q["block_range"], (chain_id, blocks.FORWARD, *blocks.prefix_range(chainmod.unpack(ctx), order))
+        ) as cur:
+            found = blocks.from_rows([tuple(r) for r in await cur.fetchall()], order, chainmod.unpack(ctx))
+        counts: Counter[int] = Counter()
+        for next_id, k in zip(found[:, order].tolist(), found[:, -1].tolist(), strict=True):
+            counts[next_id] += k
+        async with self._db.w.execute(Q["successors"], key) as cur:
+            for next_id, k in await cur.fetchall():
+                counts[int(next_id)] += int(k)
+        packed = hubmod.from_rows(sorted(counts.items()))
+        await self._db.w.execute(Q["put_hub"], (*key, *hubmod.encode(*packed)))
+        self._hubs.add(key)
+        self._hubs_changed = True
+        self._hub_arrays.put(key, packed)
+
+    def rows_of_hubs(self, counted: Counted) -> list[TransitionRow]:
+        """The rows of a chain's batch entries whose context is a hub (to add to the hubs)."""
+        contexts = [ctx for chain_id, ctx in self._hubs if chain_id == counted.chain_id]
+        if not contexts:
+            return []
+        mine = np.isin(_contexts(counted), np.array(contexts, dtype=f"V{4 * counted.order}"))
+        return Counted(counted.chain_id, counted.order, counted.entries[mine]).rows()
+
+    async def make_missing(self, chain_id: int, contexts: Sequence[bytes]) -> None:
+        """Make hubs of these contexts of a chain, those not hubs yet (a merge found them wide)."""
+        for ctx in contexts:
+            if (chain_id, ctx) not in self._hubs:
+                await self._make((chain_id, ctx))

@@ -29,6 +29,8 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from bot.core import chain as chainmod
 from bot.core import fingerprints
 from bot.core.models import ChainInfo
@@ -133,14 +135,6 @@ def sample_outputs(
     return OutputSample(samples, copies, runs)
 
 
-def prefix_range(order: int) -> tuple[bytes, bytes]:
-    """The packed contexts (BEGIN, t1 .. t(n-1)), t1 not BEGIN, whose successors end a prefix."""
-    if order == 1:
-        return chainmod.pack([chainmod.BEGIN]), chainmod.pack([1])
-    low = [chainmod.BEGIN, chainmod.FIRST_TOKEN_ID] + [0] * (order - 2)
-    return chainmod.pack(low), chainmod.pack([1] + [0] * (order - 1))
-
-
 def greedy(walker: Walker, chain: ChainInfo, prefix: tuple[int, ...], cache: dict[bytes, int]) -> list[int]:
     """The greedy walk from a prefix: the most likely successor at each step, ties to the smaller id."""
     n = chain.order
@@ -167,16 +161,18 @@ def sample_prefixes(
     walker: Walker, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
 ) -> PrefixSample:
     """Greedy-walk a uniform sample of the chain's opening prefixes; count those that give a learned message."""
-    low, high = prefix_range(chain.order)
-    ((total,),) = walker.query("prefix_count", (chain.id, low, high))
-    total = int(total)
-    picked = set(random.Random(seed).sample(range(total), min(samples, total)))
+    entries = walker.forward(chain, [chainmod.BEGIN])
+    keep = entries[:, chain.order] > chainmod.END
+    if chain.order > 1:
+        keep &= entries[:, 1] != chainmod.BEGIN
+    openings = np.unique(entries[keep][:, : chain.order + 1], axis=0)  # (context, next), sorted
+    total = len(openings)
+    picked = sorted(random.Random(seed).sample(range(total), min(samples, total)))
     cache: dict[bytes, int] = {}
     hits = Split()
-    for index, (ctx, next_id) in enumerate(walker.stream("prefixes", (chain.id, low, high))):
-        if index not in picked:
-            continue
-        prefix = (*chainmod.unpack(bytes(ctx))[1:], int(next_id))
+    for index in picked:
+        row = openings[index].tolist()
+        prefix = (*row[1 : chain.order], row[chain.order])
         walked = greedy(walker, chain, prefix, cache)
         if len(walked) <= chain.order:
             continue  # the walk ends at once: no rest to reproduce

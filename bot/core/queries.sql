@@ -184,33 +184,52 @@ DELETE FROM messages WHERE chain_id = ? AND author_id = ?;
 SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND ctx = ?
 GROUP BY next_id ORDER BY next_id;
 
--- name: top_successors
--- The extraction attack's branches: the most frequent successors of a context (ties: larger id
--- first), each with the context's total count. SQLite keeps the top rows while it scans.
-SELECT next_id, k, total
-FROM (SELECT next_id, sum(count) AS k, sum(sum(count)) OVER () AS total
-      FROM transitions WHERE chain_id = ? AND ctx = ? GROUP BY next_id)
-ORDER BY k DESC, next_id DESC LIMIT ?;
 
--- name: author_successors
-SELECT next_id, count FROM transitions
-WHERE chain_id = ? AND ctx = ? AND author_id = ? ORDER BY next_id;
+-- name: block_index
+-- Transition blocks (bot/core/blocks.py) of a chain in one direction, in key order.
+SELECT id, first FROM transition_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;
 
--- name: predecessors
-SELECT substr(ctx, 1, 4), sum(count) FROM transitions
-WHERE chain_id = ? AND next_id = ? AND substr(ctx, 5) = ? GROUP BY ctx ORDER BY ctx;
+-- name: block_range
+-- The blocks that may hold keys from ?3 to ?4: the last starting at or before ?3, and those after it up to ?4.
+SELECT data FROM transition_blocks WHERE chain_id = ?1 AND direction = ?2 AND first <= ?4
+AND first >= coalesce((SELECT max(first) FROM transition_blocks
+                       WHERE chain_id = ?1 AND direction = ?2 AND first <= ?3), x'')
+ORDER BY first;
 
--- name: author_predecessors
-SELECT substr(ctx, 1, 4), count FROM transitions
-WHERE chain_id = ? AND next_id = ? AND author_id = ? AND substr(ctx, 5) = ? ORDER BY ctx;
+-- name: block_all
+SELECT data FROM transition_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;
 
--- name: entries_into
-SELECT ctx, sum(count) FROM transitions WHERE chain_id = ? AND next_id = ?
-GROUP BY ctx ORDER BY ctx LIMIT ?;
+-- name: block_data
+SELECT data FROM transition_blocks WHERE id IN (SELECT value FROM json_each(?)) ORDER BY first;
 
--- name: author_entries_into
-SELECT ctx, count FROM transitions
-WHERE chain_id = ? AND next_id = ? AND author_id = ? ORDER BY ctx LIMIT ?;
+-- name: delete_block
+DELETE FROM transition_blocks WHERE id = ?;
+
+-- name: insert_block
+INSERT INTO transition_blocks (chain_id, direction, first, entries, data) VALUES (?, ?, ?, ?, ?);
+
+-- name: delete_chain_blocks
+DELETE FROM transition_blocks WHERE chain_id = ?;
+
+-- name: block_entries
+SELECT coalesce(sum(entries), 0) FROM transition_blocks WHERE chain_id = ? AND direction = 0;
+
+-- name: delta_count
+SELECT count FROM transitions WHERE chain_id = ? AND ctx = ? AND next_id = ? AND author_id = ?;
+
+-- name: delta_forward
+-- Delta rows (transitions not yet merged into blocks: bot.core.chainrows) of contexts from ?2 to ?3.
+SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND ctx >= ?2 AND ctx <= ?3;
+
+-- name: delta_into
+SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ? AND next_id = ?;
+
+-- name: delta_into_suffix
+SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ? AND next_id = ? AND substr(ctx, 5) = ?;
+
+-- name: delta_all
+SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?;
+
 
 -- name: message_fingerprint_exists
 SELECT 1 FROM messages WHERE chain_id = ? AND fingerprint = ? LIMIT 1;
@@ -264,31 +283,14 @@ ON CONFLICT (platform, guild) DO UPDATE SET
     chime_chance = excluded.chime_chance, run_length = excluded.run_length,
     copy_guard = excluded.copy_guard;
 
--- name: report_states
--- rows, states, forced (weighted), total count, sum of T*log2(T) over states. One scan in primary-key
--- order, grouping rows as they come. A state is forced when its smallest and largest successor are
--- the same token. (T*log2(T) is 0 at T = 1, the most common count: skipping the call saves 12%.)
-SELECT total(n), count(*), total(CASE WHEN lo = hi THEN t END),
-       total(t), total(CASE WHEN t > 1 THEN t * log2(t) END)
-FROM (SELECT count(*) AS n, sum(count) AS t, min(next_id) AS lo, max(next_id) AS hi
-      FROM transitions WHERE chain_id = ? GROUP BY ctx);
 
--- name: report_pairs
--- (state, successor) pairs and the sum of c*log2(c) over them, counts summed over authors.
--- Apart from report_states: grouping these sums again by state made SQLite sort them (2x slower).
-SELECT count(*), total(CASE WHEN k > 1 THEN k * log2(k) END)
-FROM (SELECT sum(count) AS k FROM transitions WHERE chain_id = ? GROUP BY ctx, next_id);
 
--- name: report_vocabulary
--- Distinct successors by hopping from one next_id to the following one on transitions_into (one
--- seek per word) instead of reading every row of the index: 0.1 s instead of 5.5 s at 1M messages.
-WITH RECURSIVE v(id) AS (
-    SELECT min(next_id) FROM transitions WHERE chain_id = ?1 AND next_id > 1
-    UNION ALL
-    SELECT (SELECT min(next_id) FROM transitions WHERE chain_id = ?1 AND next_id > v.id)
-    FROM v WHERE v.id IS NOT NULL
-)
-SELECT count(id) FROM v;
+
+-- name: rows_delta
+SELECT count(*) FROM transitions WHERE chain_id = ?;
+
+-- name: block_bytes
+SELECT (SELECT sum(length(data)) FROM transition_blocks WHERE chain_id = ?), (SELECT sum(length(data)) FROM transition_blocks);
 
 -- name: rows_windows
 SELECT count(*) FROM windows WHERE chain_id = ?;
@@ -343,14 +345,7 @@ SELECT ?2, count(*), count(DISTINCT author_id) FROM messages
 WHERE chain_id = ?1 AND normal = (SELECT normal FROM messages WHERE chain_id = ?1 AND fingerprint = ?2 LIMIT 1)
 HAVING count(*) > 0;
 
--- name: prefix_count
--- Distinct opening prefixes (a message's first n tokens): transitions out of (BEGIN, t1 .. t(n-1)).
-SELECT count(*) FROM (SELECT DISTINCT ctx, next_id FROM transitions
-                      WHERE chain_id = ? AND ctx >= ? AND ctx < ? AND next_id > 1);
 
--- name: prefixes
-SELECT DISTINCT ctx, next_id FROM transitions
-WHERE chain_id = ? AND ctx >= ? AND ctx < ? AND next_id > 1 ORDER BY ctx, next_id;
 
 -- name: all_chains
 SELECT platform, guild, channel, messages_seen, tokens_seen, learned_at

@@ -6,21 +6,37 @@ import asyncio
 import json
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
+
+from bot.core import chain as chainmod
+from bot.core import chainrows
+from bot.core.chainrows import Shape as Shape
 from bot.core.connections import Connections
 from bot.core.sql import Q
 
 
 class TableRows(NamedTuple):
-    """Rows of the tables the byte shares are split by, over every chain."""
+    """Rows of the tables the byte shares are split by, over every chain (transitions: the delta's)."""
 
     transitions: int
     windows: int
     messages: int
     tokens: int
+
+
+class BlockBytes(NamedTuple):
+    """Bytes of transition blocks: a chain's, and every chain's."""
+
+    chain: int
+    every: int
+
+
+T = TypeVar("T")
 
 
 class Branch(NamedTuple):
@@ -37,18 +53,6 @@ class Multiplicity(NamedTuple):
     fingerprint: int
     times: int
     authors: int
-
-
-class Shape(NamedTuple):
-    """A chain's transitions: what the state, forced-share and entropy figures are made of."""
-
-    rows: int
-    states: int
-    pairs: int  # (state, successor) pairs, counts summed over authors
-    forced: int  # count of transitions out of states with one successor
-    total: int  # count of every transition
-    state_log: float  # sum of T log2 T over states (T: a state's count)
-    pair_log: float  # sum of c log2 c over pairs (c: a pair's count)
 
 
 class LearnedMessages(NamedTuple):
@@ -68,6 +72,33 @@ class Reports:
     def __init__(self, db: Connections, path: Path) -> None:
         self._db = db
         self._path = path
+        # Transition reads (bot.core.chainrows) are numpy over blocks: on a sqlite3 connection of
+        # their own, in a thread of their own, opened on first use and closed with the store.
+        self._thread: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def _entries(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(connection, *args) on the reports' own connection and thread."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="markov-reports")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn, args)
+
+    def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._conn is None:
+            self._conn = _connect(self._path)
+        return fn(self._conn, *args)
+
+    async def close(self) -> None:
+        """Close the reports' connection and stop its thread."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(thread, self._close)
+            await asyncio.to_thread(thread.shutdown)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     async def _rows(self, name: str, *params: Any) -> list[tuple[Any, ...]]:
         async with self._db.r.execute(Q[name], params) as cur:
@@ -92,10 +123,19 @@ class Reports:
         ((mine, every),) = await self._rows("rows_recent", chain_id)
         return int(mine), int(every)
 
-    async def vocabulary(self, chain_id: int) -> int:
-        """Distinct tokens a chain can walk to."""
-        ((n,),) = await self._rows("report_vocabulary", chain_id)
+    async def delta_rows(self, chain_id: int) -> int:
+        """A chain's transition rows not yet merged into blocks."""
+        ((n,),) = await self._rows("rows_delta", chain_id)
         return int(n)
+
+    async def block_bytes(self, chain_id: int) -> BlockBytes:
+        """Bytes of a chain's transition blocks, and of every chain's."""
+        ((mine, every),) = await self._rows("block_bytes", chain_id)
+        return BlockBytes(int(mine or 0), int(every or 0))
+
+    async def vocabulary(self, chain_id: int, order: int) -> int:
+        """Distinct tokens a chain can walk to."""
+        return await self._entries(_vocabulary, chain_id, order)
 
     async def windows_present(self, chain_id: int, windows: Sequence[int]) -> bool:
         """True when any of these K-run fingerprints was learned in the chain."""
@@ -103,8 +143,7 @@ class Reports:
 
     async def top_successors(self, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
         """A context's `limit` most frequent successors, most frequent first (ties: larger id first)."""
-        rows = await self._rows("top_successors", chain_id, ctx, limit)
-        return [Branch(int(token), int(k), int(total)) for token, k, total in rows]
+        return await self._entries(_top_successors, chain_id, ctx, limit)
 
     async def message_multiplicity(self, chain_id: int, fingerprints: Sequence[int]) -> list[Multiplicity]:
         """How often each learned message among these exact fingerprints was said (absent ones left out)."""
@@ -116,21 +155,9 @@ class Reports:
         rows = await self._rows("exact_multiplicity", chain_id, fingerprint)
         return Multiplicity(int(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
 
-    async def shape(self, chain_id: int) -> Shape:
-        """A chain's transitions, counted (see Shape).
-
-        The two full scans run at once, each on a short-lived read-only connection of its own in
-        a thread (SQLite releases the GIL), so the reader stays free for the report's sampling
-        and attack meanwhile.
-        """
-        states, pairs = await asyncio.gather(
-            asyncio.to_thread(_read_row, self._path, Q["report_states"], (chain_id,)),
-            asyncio.to_thread(_read_row, self._path, Q["report_pairs"], (chain_id,)),
-        )
-        rows, count, forced, total, state_log = states
-        return Shape(
-            int(rows), int(count), int(pairs[0]), int(forced), int(total), float(state_log), float(pairs[1])
-        )
+    async def shape(self, chain_id: int, order: int) -> Shape:
+        """A chain's transitions, counted (see chainrows.Shape): a full read, on a connection of its own."""
+        return await asyncio.to_thread(_shape, self._path, chain_id, order)
 
     async def learned_messages(
         self, chain_id: int, *, normalised: bool, times: int, authors: int, order: int
@@ -145,15 +172,42 @@ class Reports:
         return LearnedMessages(*(int(v or 0) for v in row))
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """A read-only connection (made in the thread that uses it)."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA query_only = ON")
+    try:
+        conn.execute("SELECT log2(2)")
+    except sqlite3.OperationalError:
+        conn.create_function("log2", 1, math.log2, deterministic=True)
+    return conn
+
+
 def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
     """The first row of a read-only query, on a connection of its own (run in a worker thread)."""
-    conn = sqlite3.connect(path)
+    conn = _connect(path)
     try:
-        conn.execute("PRAGMA query_only = ON")
-        try:
-            conn.execute("SELECT log2(2)")
-        except sqlite3.OperationalError:
-            conn.create_function("log2", 1, math.log2, deterministic=True)
         return tuple(conn.execute(sql, params).fetchone())
     finally:
         conn.close()
+
+
+def _shape(path: Path, chain_id: int, order: int) -> Shape:
+    conn = _connect(path)
+    try:
+        return chainrows.shape(chainrows.every(conn, chain_id, order), order)
+    finally:
+        conn.close()
+
+
+def _vocabulary(conn: sqlite3.Connection, chain_id: int, order: int) -> int:
+    nexts = chainrows.every(conn, chain_id, order)[:, order]
+    return len(np.unique(nexts[nexts > chainmod.END]))
+
+
+def _top_successors(conn: sqlite3.Connection, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
+    """The extraction attack's branches: a context's most frequent successors (ties: larger id first)."""
+    rows = chainrows.successors(conn, chain_id, ctx)
+    total = sum(k for _, k in rows)
+    top = sorted(rows, key=lambda row: (-row[1], -row[0]))[:limit]
+    return [Branch(token, k, total) for token, k in top]

@@ -14,7 +14,7 @@ import itertools
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.core import chain as chainmod
@@ -29,7 +29,7 @@ from bot.core.memorisation import (
 )
 from bot.core.models import ChainInfo, ChainKey
 from bot.core.rates import Rate
-from bot.core.reports import TableRows
+from bot.core.reports import BlockBytes, TableRows
 
 if TYPE_CHECKING:
     from bot.core.brain import Brain
@@ -209,6 +209,8 @@ class _Sizes:
     window_rows: int
     message_rows: int
     recent_rows: tuple[int, int] = (0, 0)  # recent_messages rows of the chain, of all chains
+    delta_rows: int = 0  # the chain's transition rows not yet merged into blocks
+    block_bytes: BlockBytes = field(default_factory=lambda: BlockBytes(0, 0))  # the chain's, every chain's
 
 
 async def _sizes(brain: Brain, info: ChainInfo) -> _Sizes:
@@ -220,10 +222,12 @@ async def _sizes(brain: Brain, info: ChainInfo) -> _Sizes:
         await store.reports.window_rows(info.id),
         message_rows,
         await store.reports.recent_rows(info.id),
+        await store.reports.delta_rows(info.id),
+        await store.reports.block_bytes(info.id),
     )
 
 
-def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[int, int, int]:
+def _bytes_kept(sizes: _Sizes, vocabulary: int) -> tuple[int, int, int]:
     """(transition, fingerprint, recent message) bytes of a chain; see BYTES_METHOD."""
     total_trans, total_windows, total_messages, total_tokens = sizes.totals
 
@@ -237,9 +241,16 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int, transition_rows: int) -> tuple[i
         name for name in sizes.pages if name == "tokens" or name.startswith("sqlite_autoindex_tokens")
     ]
     message_tables = ["messages", "messages_by_author", "messages_by_fingerprint", "messages_by_normal"]
-    transition_tables = ["transitions", "transitions_into", "hubs", "sqlite_autoindex_hubs_1"]
-    kept_transitions = share(transition_tables, transition_rows, total_trans) + share(
-        token_tables, vocabulary, total_tokens
+    delta_tables = ["transitions", "transitions_into", "hubs", "sqlite_autoindex_hubs_1"]
+    block_tables = ["transition_blocks", "sqlite_autoindex_transition_blocks_1"]
+    # Tables without a row of any chain (the delta right after a merge) go with the blocks, and
+    # the other way round: every page is some chain's.
+    by_delta = (sizes.delta_rows, total_trans) if total_trans else sizes.block_bytes
+    by_blocks = sizes.block_bytes if sizes.block_bytes.every else (sizes.delta_rows, total_trans)
+    kept_transitions = (
+        share(delta_tables, *by_delta)
+        + share(block_tables, *by_blocks)
+        + share(token_tables, vocabulary, total_tokens)
     )
     recent_tables = ["recent_messages", "recent_messages_by_author", "recent_messages_by_time"]
     kept_fingerprints = share(["windows"], sizes.window_rows, total_windows) + share(
@@ -387,7 +398,7 @@ async def report(
 
     async def on_reader() -> tuple[_Sizes, int, Split, Split]:
         sizes = await _sizes(brain, info)
-        vocabulary = await store.reports.vocabulary(info.id)
+        vocabulary = await store.reports.vocabulary(info.id, info.order)
         extracted = guided = Split()
         if messages:
             extracted = await _extraction(brain, info, budget, thresholds)
@@ -404,11 +415,11 @@ async def report(
     # Side by side: the shape's two scans and the messages' one (each on a connection of its own in
     # a thread; SQLite releases the GIL), the walker's samples, and the reader's attack.
     shape, learned, (outputs, opening), (sizes, vocabulary, extracted, guided) = await asyncio.gather(
-        store.reports.shape(info.id), _messages(brain, info, thresholds), on_walker(), on_reader()
+        store.reports.shape(info.id, info.order), _messages(brain, info, thresholds), on_walker(), on_reader()
     )
-    rows, states, transitions, forced, total, ctx_log, pair_log = shape
+    _, states, transitions, forced, total, ctx_log, pair_log = shape
     entropy = (ctx_log - pair_log) / total if total else 0.0
-    kept_transitions, kept_fingerprints, kept_recent = _bytes_kept(sizes, vocabulary, rows)
+    kept_transitions, kept_fingerprints, kept_recent = _bytes_kept(sizes, vocabulary)
     bytes_kept = kept_transitions + kept_fingerprints + kept_recent
     discoverable = _discoverable(opening, learned.longer)
     n = outputs.samples

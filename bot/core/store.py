@@ -104,6 +104,7 @@ class Store:
         hub_rows: int = HUB_ROWS,
         edit_window_days: int = EDIT_WINDOW_DAYS,
         bulk_memory_mb: int = BULK_MEMORY_MB,
+        merge_rows: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
@@ -139,6 +140,8 @@ class Store:
             prune_seconds=PRUNE_SECONDS,
             prune_rows=PRUNE_ROWS,
         )
+        if merge_rows is not None:
+            self._writes.merge_rows = merge_rows  # else writer.MERGE_ROWS (see bot.core.writer)
         self._queue = LearningQueue(
             self._db,
             self._writes,
@@ -235,6 +238,7 @@ class Store:
 
     async def _close_connections(self) -> None:
         await self._walker_host.stop()
+        await self.reports.close()
         for conn in (self._db.reader, self._db.writer):
             if conn is not None:
                 await conn.close()
@@ -375,10 +379,12 @@ class Store:
         batch = max(self.batch_size, budget // 4 // BULK_MESSAGE_BYTES)
         await self.flush()
         await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 4 // 1024)}")
+        self._writes.direct = True  # each batch merges into the blocks: no delta rows to move later
         try:
             async with self._queue.sized(batch, max(self.max_pending, 2 * batch)):
                 yield
         finally:
+            self._writes.direct = False
             if self._db.writer is not None:
                 await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
 

@@ -108,7 +108,8 @@ def tokenize(text: str) -> list[str]:
         if kind in _PLACEHOLDER_OF:
             tokens.append(_PLACEHOLDER_OF[kind])
         elif len(match.group()) <= MAX_TOKEN_CHARS:  # longer "words" are noise, not language
-            tokens.append(match.group())
+            # A prepended mark (U+0890, U+0600...) begins a grapheme that takes in the space after it.
+            tokens.extend(match.group().split() if kind == "other" else (match.group(),))
     return tokens
 
 

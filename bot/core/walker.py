@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.core import chain as chainmod
-from bot.core import hubs, memorisation
+from bot.core import chainrows, hubs, memorisation
 from bot.core.chain import ChainReader, Choices
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
@@ -112,6 +112,10 @@ class Walker:
         """The rows of a named read-only statement, one at a time (for scans too big to hold)."""
         return iter(self._connection().execute(Q[name], params))
 
+    def forward(self, chain: ChainInfo, prefix: Sequence[int]) -> chainrows.Entries:
+        """A chain's entries whose context starts with prefix (see bot.core.chainrows)."""
+        return chainrows.forward(self._connection(), chain.id, chain.order, prefix)
+
     # ---------------------------------------------------------------- what a walk reads
 
     def reader(self, chain: ChainInfo, author_id: int | None = None) -> ChainReader:
@@ -120,7 +124,7 @@ class Walker:
             chain.order,
             functools.partial(self.successors, chain.id, author_id=author_id),
             functools.partial(self._predecessors, chain.id, author_id=author_id),
-            functools.partial(self._entries_into, chain.id, author_id=author_id),
+            functools.partial(self._entries_into, chain.id, chain.order, author_id=author_id),
         )
 
     def successors(self, chain_id: int, ctx: bytes, author_id: int | None = None) -> Choices:
@@ -129,12 +133,14 @@ class Walker:
         cached = self._fresh(chain_id, self._choices.get(key))
         if cached is not None:
             return cached
-        if author_id is not None:
-            choices = chainmod.cumulative(self._rows("author_successors", (chain_id, ctx, author_id)))
-        elif ctx in self._hubs_of(chain_id) and (hub := self._rows("hub", (chain_id, ctx))):
+        if (
+            author_id is None
+            and ctx in self._hubs_of(chain_id)
+            and (hub := self._rows("hub", (chain_id, ctx)))
+        ):
             choices = hubs.choices(hubs.decode(*hub[0]))
         else:
-            choices = chainmod.cumulative(self._rows("successors", (chain_id, ctx)))
+            choices = chainmod.cumulative(chainrows.successors(self._connection(), chain_id, ctx, author_id))
         self._choices.put(key, (choices, self._generation.get(chain_id), time.monotonic()))
         return choices
 
@@ -154,28 +160,26 @@ class Walker:
         cached = self._fresh(chain_id, self._choices.get(key))
         if cached is not None:
             return cached
-        if author_id is None:
-            rows = self._rows("predecessors", (chain_id, next_id, suffix))
-        else:
-            rows = self._rows("author_predecessors", (chain_id, next_id, author_id, suffix))
-        choices = chainmod.cumulative([(chainmod.unpack(bytes(p))[0], int(k)) for p, k in rows])
+        order = len(suffix) // 4 + 1
+        entries = chainrows.backward(self._connection(), chain_id, order, next_id, chainmod.unpack(suffix))
+        choices = chainmod.cumulative(chainrows.by_column(chainrows.of_author(entries, author_id), 0))
         self._choices.put(key, (choices, self._generation.get(chain_id), time.monotonic()))
         return choices
 
     def _entries_into(
-        self, chain_id: int, next_id: int, author_id: int | None = None
+        self, chain_id: int, order: int, next_id: int, author_id: int | None = None
     ) -> tuple[list[bytes], Choices]:
         """Contexts that lead into a token, and choices over their indexes weighted by count."""
         key = (chain_id, self._removals.get(chain_id), author_id, next_id)
         cached = self._fresh(chain_id, self._entries.get(key))
         if cached is not None:
             return cached
-        if author_id is None:
-            rows = self._rows("entries_into", (chain_id, next_id, ENTRY_LIMIT))
-        else:
-            rows = self._rows("author_entries_into", (chain_id, next_id, author_id, ENTRY_LIMIT))
-        contexts = [bytes(ctx) for ctx, _ in rows]
-        result = contexts, chainmod.cumulative([(i, int(k)) for i, (_, k) in enumerate(rows)])
+        entries = chainrows.of_author(
+            chainrows.backward(self._connection(), chain_id, order, next_id, None), author_id
+        )
+        keys, counts = chainrows.grouped(entries[:, :order], entries[:, -1])
+        contexts = [chainmod.pack(ctx) for ctx in keys[:ENTRY_LIMIT]]
+        result = contexts, chainmod.cumulative(list(enumerate(counts[:ENTRY_LIMIT])))
         self._entries.put(key, (result, self._generation.get(chain_id), time.monotonic()))
         return result
 

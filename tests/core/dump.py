@@ -5,13 +5,14 @@ Two databases that learned the same messages dump equal, whatever ids they assig
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import struct
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bot.core import hubs, keys
+from bot.core import blocks, chainrows, hubs, keys
 from bot.core.sealed import Sealer
 from bot.core.store import migrations
 
@@ -62,10 +63,7 @@ def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
                 if m  # a chain row that learned nothing is an empty shell
             ),
             "transitions": Counter(
-                {
-                    (chains[c], authors[a], ctx(x), tokens[n]): k
-                    for c, x, n, a, k in db.execute("SELECT * FROM transitions")
-                }
+                {(chains[c], authors[a], ctx(x), tokens[n]): k for c, x, n, a, k in transition_rows(db)}
             ),
             "windows": Counter(
                 {(chains[c], f, authors[a]): k for c, f, a, k in db.execute("SELECT * FROM windows")}
@@ -82,12 +80,28 @@ def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
                 (p, m, chains[c], authors[a], ctx(x) if x is not None else None)
                 for p, m, c, a, x in (recent_rows(db, database_key(path, key)) if has_recent(db) else [])
             ),
-            "authors_with_data": sorted(
-                authors[a] for (a,) in db.execute("SELECT DISTINCT author_id FROM transitions")
-            ),
+            "authors_with_data": sorted({authors[a] for _, _, _, a, _ in transition_rows(db)}),
         }
     finally:
         db.close()
+
+
+def transition_rows(db: sqlite3.Connection) -> list[tuple[int, bytes, int, int, int]]:
+    """(chain, context, next, author, count) of every chain, blocks and delta rows summed (bot.core.chainrows)."""
+    rows = []
+    for chain_id, order in db.execute("SELECT id, ord FROM chains").fetchall():
+        entries = chainrows.every(db, chain_id, order)
+        rows.extend(
+            zip(
+                [chain_id] * len(entries),
+                blocks.ctx_blobs(entries, order),
+                entries[:, order].tolist(),
+                entries[:, order + 1].tolist(),
+                entries[:, -1].tolist(),
+                strict=True,
+            )
+        )
+    return rows
 
 
 def has_recent(db: sqlite3.Connection) -> bool:
@@ -102,11 +116,7 @@ def hub_errors(path: Path) -> list[tuple[int, bytes]]:
         wrong = []
         for chain_id, ctx, ids, counts in db.execute("SELECT * FROM hubs").fetchall():
             packed = hubs.decode(ids, counts)
-            summed = db.execute(
-                "SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND ctx = ? "
-                "GROUP BY next_id ORDER BY next_id",
-                (chain_id, ctx),
-            ).fetchall()
+            summed = chainrows.successors(db, chain_id, bytes(ctx))
             if list(zip(*packed, strict=True)) != summed:
                 wrong.append((chain_id, ctx))
         return wrong
@@ -138,6 +148,11 @@ def downgrade(path: Path, version: int) -> None:
             columns = ", ".join(row[1] for row in db.execute(f'PRAGMA main.table_info("{table}")'))
             db.execute(f'DELETE FROM main."{table}"')  # rows a migration seeded come from the copy
             db.execute(f'INSERT INTO main."{table}" ({columns}) SELECT {columns} FROM current."{table}"')
+        if "transition_blocks" not in tables:  # before blocks, every count was a row of transitions
+            with contextlib.closing(sqlite3.connect(path)) as current:
+                rows = transition_rows(current)
+            db.execute("DELETE FROM main.transitions")
+            db.executemany("INSERT INTO main.transitions VALUES (?, ?, ?, ?, ?)", rows)
         db.commit()
         db.execute("DETACH DATABASE current")
     finally:

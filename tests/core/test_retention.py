@@ -357,6 +357,8 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
     chain_tables = (
         "transitions",
         "transitions_into",
+        "transition_blocks",
+        "sqlite_autoindex_transition_blocks_1",
         "hubs",
         "sqlite_autoindex_hubs_1",
         "windows",

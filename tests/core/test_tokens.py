@@ -177,3 +177,8 @@ def test_the_ascii_fast_path_tokenizes_exactly_like_the_unicode_grammar(pieces: 
         if len(token) <= tokens.MAX_TOKEN_CHARS or kind in placeholders
     ]
     assert tokenize(text) == reference
+
+
+def test_a_prepended_mark_before_a_space_is_not_a_token_with_a_space() -> None:
+    assert tokenize("\u0890 x") == ["\u0890", "x"]
+    assert tokenize("a \u0600 b") == ["a", "\u0600", "b"]

@@ -19,7 +19,7 @@ from bot.core.brain import Brain
 from bot.core.models import ChainKey, Message
 from bot.core.tokens import tokenize
 from bot.importer import import_file
-from tests.core.dump import logical_dump
+from tests.core.dump import logical_dump, transition_rows
 
 LINES = 30_000
 BATCH = 500
@@ -60,7 +60,7 @@ def check_sound(db: Path, lines: list[str]) -> int:
         seen = conn.execute(
             "SELECT coalesce(sum(messages_seen), 0), coalesce(sum(tokens_seen), 0) FROM chains"
         ).fetchone()
-        total = conn.execute("SELECT coalesce(sum(count), 0) FROM transitions").fetchone()[0]
+        total = sum(row[-1] for row in transition_rows(conn))
     numbers = [int(i.split(":")[1]) for i in ids]
     tokens = sum(len(tokenize(lines[n - 1])) for n in numbers)
     assert seen == (len(ids), tokens)

@@ -1,0 +1,240 @@
+"""Transition counts in blocks: a chain's entries sorted, cut into runs, packed and compressed.
+
+An entry is one author's count of one transition. Each chain keeps its entries twice, in two
+orders (directions): forward by (context, next, author), for what follows a context; backward by
+(next, context's last n-1 tokens, its first token, author), for what leads into a token (start
+words walk backward). A block is a row holding up to BLOCK_ENTRIES consecutive entries: its first
+key (big-endian uint32s, so that SQLite orders blobs as the keys) and the entries' columns, each
+in the narrowest unsigned type that holds it, the first as differences, all zlib-compressed.
+About 5 bytes an entry where a row of the transitions table and its index took 40.
+
+Learning lands in the transitions table first (the delta: cheap to upsert while small); the
+writer merges it into blocks (bot.core.writer). A read is the sum of both.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import struct
+import zlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.core.sql import Q
+
+Entries = npt.NDArray[np.int64]  # (n, width): key columns, then the count
+FORWARD, BACKWARD = 0, 1
+DIRECTIONS = (FORWARD, BACKWARD)
+BLOCK_ENTRIES = 1024  # entries per block at most
+_TYPES = (np.dtype("<u1"), np.dtype("<u2"), np.dtype("<u4"), np.dtype("<u8"))
+_TOPS = (2**8 - 1, 2**16 - 1, 2**32 - 1, 2**64 - 1)
+_HEADER = struct.Struct("<IB")  # entries, columns
+
+
+def width(order: int) -> int:
+    """Columns of an entry: order context tokens, next, author, count."""
+    return order + 3
+
+
+def to_direction(forward: Entries, order: int, direction: int) -> Entries:
+    """Entries in forward column order (c1..cn, next, author, count) rearranged for a direction."""
+    if direction == FORWARD:
+        return forward
+    columns = [order, *range(1, order), 0, order + 1, order + 2]  # next, c2..cn, c1, author, count
+    return np.ascontiguousarray(forward[:, columns])
+
+
+def to_forward(entries: Entries, order: int, direction: int) -> Entries:
+    """The inverse of to_direction."""
+    if direction == FORWARD:
+        return entries
+    columns = [order, *range(1, order), 0, order + 1, order + 2]
+    back = np.empty_like(entries)
+    back[:, columns] = entries
+    return back
+
+
+# ---------------------------------------------------------------- packing
+
+
+def encode(entries: Entries) -> bytes:
+    """A block's bytes: entries sorted by key, counts above zero."""
+    n, columns = entries.shape
+    parts = [_HEADER.pack(n, columns)]
+    codes = bytearray()
+    body = []
+    for c in range(columns):
+        column = entries[:, c]
+        if c == 0:
+            column = np.diff(column, prepend=0)
+        top = int(column.max()) if n else 0
+        code = next(i for i, most in enumerate(_TOPS) if top <= most)
+        codes.append(code)
+        body.append(column.astype(_TYPES[code]).tobytes())
+    parts.append(bytes(codes))
+    parts.extend(body)
+    return zlib.compress(b"".join(parts), 1)
+
+
+def decode(data: bytes) -> Entries:
+    """The entries of a block."""
+    raw = zlib.decompress(data)
+    n, columns = _HEADER.unpack_from(raw)
+    offset = _HEADER.size + columns
+    out = np.empty((n, columns), dtype=np.int64)
+    for c, code in enumerate(raw[_HEADER.size : offset]):
+        kind = _TYPES[code]
+        out[:, c] = np.frombuffer(raw, dtype=kind, count=n, offset=offset)
+        offset += n * kind.itemsize
+    if n:
+        out[:, 0] = np.cumsum(out[:, 0])
+    return out
+
+
+def key_bytes(key: Sequence[int]) -> bytes:
+    """A key (or a key's prefix) as stored in a block's first column: big-endian uint32s."""
+    return struct.pack(f">{len(key)}I", *key)
+
+
+def first_key(entries: Entries) -> bytes:
+    """The first key of sorted entries, as stored."""
+    return key_bytes(entries[0, :-1].tolist())
+
+
+# ---------------------------------------------------------------- sorting and summing
+
+
+def sort_keys(columns: Sequence[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.int64]]:
+    """Sort keys for np.lexsort (the first varies slowest), neighbours fused into one int64 where both fit."""
+    fused: list[npt.NDArray[np.int64]] = []
+    i = 0
+    while i < len(columns):
+        a = columns[i]
+        if i + 1 < len(columns) and len(a):
+            b = columns[i + 1]
+            if a.min() >= 0 and a.max() < 2**31 and b.min() >= 0 and b.max() < 2**32:
+                fused.append((a << 32) | b)
+                i += 2
+                continue
+        fused.append(a)
+        i += 1
+    return fused
+
+
+def summed(entries: Entries, *, signed: bool = False) -> Entries:
+    """Entries sorted by key, the counts of equal keys added up, entries at zero dropped.
+
+    A count below zero is an error (more unlearned than learned), unless signed (a change to apply).
+    """
+    if not len(entries):
+        return entries
+    keys = sort_keys([entries[:, c] for c in range(entries.shape[1] - 1)])
+    order = np.lexsort(keys[::-1])
+    change = np.zeros(len(order), dtype=bool)
+    change[0] = True
+    for key in keys:
+        ordered = key[order]
+        change[1:] |= ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(change)
+    out = entries[order[starts]]
+    out[:, -1] = np.add.reduceat(entries[order, -1], starts)
+    if not signed and len(out) and out[:, -1].min() < 0:
+        raise ValueError("a count would go below zero: subtracted more than was learned")
+    kept: Entries = out[out[:, -1] != 0]
+    return kept
+
+
+def chunks(entries: Entries) -> Iterator[Entries]:
+    """Sorted entries cut into blocks of at most BLOCK_ENTRIES, evenly."""
+    n = len(entries)
+    if not n:
+        return
+    pieces = -(-n // BLOCK_ENTRIES)
+    bounds = [n * i // pieces for i in range(pieces + 1)]
+    for lo, hi in itertools.pairwise(bounds):
+        yield entries[lo:hi]
+
+
+def owners(firsts: Sequence[bytes], entries: Entries) -> npt.NDArray[np.intp]:
+    """For sorted entries, the index of the block each falls in (the last whose first key is not above it)."""
+    if not firsts:
+        return np.zeros(len(entries), dtype=np.intp)
+    starts = np.array([struct.unpack(f">{len(f) // 4}I", f) for f in firsts], dtype=np.int64)
+    keys = entries[:, :-1]
+    # Sort the blocks' first keys among the entries' keys (a first key before an equal entry), and
+    # count the first keys met up to each entry.
+    both = np.concatenate([starts, keys])
+    tag = np.concatenate([np.zeros(len(starts), dtype=np.int64), np.ones(len(keys), dtype=np.int64)])
+    order = np.lexsort([tag, *both.T[::-1]])
+    seen = np.cumsum(tag[order] == 0)
+    found = np.empty(len(both), dtype=np.int64)
+    found[order] = seen
+    return np.maximum(found[len(starts) :] - 1, 0).astype(np.intp)
+
+
+def runs(blocks: npt.NDArray[np.intp]) -> list[npt.NDArray[np.intp]]:
+    """Distinct block indexes grouped into runs of consecutive ones."""
+    distinct = np.unique(blocks)
+    return np.split(distinct, np.flatnonzero(np.diff(distinct) > 1) + 1) if len(distinct) else []
+
+
+# ---------------------------------------------------------------- reading (a sqlite3 connection)
+
+
+def with_prefix(entries: Entries, prefix: Sequence[int]) -> Entries:
+    """The entries whose key starts with prefix."""
+    if not len(entries) or not prefix:
+        return entries
+    keep = np.all(entries[:, : len(prefix)] == np.array(prefix, dtype=np.int64), axis=1)
+    return entries[keep]
+
+
+def read_prefix(
+    conn: sqlite3.Connection, chain_id: int, order: int, direction: int, prefix: Sequence[int]
+) -> Entries:
+    """A chain's block entries whose key (in the direction's order) starts with prefix."""
+    rows = conn.execute(Q["block_range"], (chain_id, direction, *prefix_range(prefix, order))).fetchall()
+    return from_rows(rows, order, prefix)
+
+
+def prefix_range(prefix: Sequence[int], order: int) -> tuple[bytes, bytes]:
+    """(lo, hi) of the keys that start with prefix, as block_range takes them."""
+    lo = key_bytes(prefix)
+    return lo, lo + b"\xff" * 4 * (width(order) - 1 - len(prefix))
+
+
+def from_rows(rows: Sequence[tuple[Any, ...]], order: int, prefix: Sequence[int]) -> Entries:
+    """The entries with prefix of the blocks block_range gave."""
+    if not rows:
+        return np.empty((0, width(order)), dtype=np.int64)
+    found: Entries = np.concatenate([decode(bytes(data)) for (data,) in rows])
+    return with_prefix(found, prefix)
+
+
+def read_all(conn: sqlite3.Connection, chain_id: int, order: int, direction: int) -> Entries:
+    """Every block entry of a chain in a direction, sorted."""
+    rows = conn.execute(Q["block_all"], (chain_id, direction)).fetchall()
+    if not rows:
+        return np.empty((0, width(order)), dtype=np.int64)
+    found: Entries = np.concatenate([decode(data) for (data,) in rows])
+    return found
+
+
+def delta_forward(rows: Sequence[tuple[Any, ...]], order: int) -> Entries:
+    """Rows of the transitions table (ctx, next, author, count) as forward entries."""
+    if not rows:
+        return np.empty((0, width(order)), dtype=np.int64)
+    ctx = np.frombuffer(b"".join(bytes(r[0]) for r in rows), dtype=">u4").reshape(len(rows), order)
+    rest = np.array([r[1:] for r in rows], dtype=np.int64)
+    return summed(np.concatenate([ctx.astype(np.int64), rest], axis=1), signed=True)
+
+
+def ctx_blobs(forward: Entries, order: int) -> list[bytes]:
+    """The packed context of each forward entry, as the transitions table stores it."""
+    packed = np.ascontiguousarray(forward[:, :order].astype(">u4"))
+    blobs: list[bytes] = packed.view(f"V{4 * order}").ravel().tolist()
+    return blobs

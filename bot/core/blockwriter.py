@@ -1,0 +1,131 @@
+"""The writer's side of transition blocks (bot.core.blocks): merging counts in, dropping an author or a chain.
+
+Every method runs inside the writer's open transaction, on its connection. A merge reads only
+the blocks its entries fall in, a window of them at a time, and writes them back re-cut: the
+numpy work runs in a thread so the event loop keeps answering meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+
+from bot.core import blocks
+from bot.core.blocks import BACKWARD, DIRECTIONS, FORWARD, Entries
+from bot.core.connections import Connections
+from bot.core.sql import Q
+
+WINDOW = 64  # blocks re-cut together at most (bounds the memory and the sort of one merge step)
+
+
+def _recut(
+    old: list[Entries], part: Entries, order: int, wide: int
+) -> tuple[list[tuple[bytes, int, bytes]], list[bytes]]:
+    """Old blocks' entries and a signed change to them, merged and cut again: (first, entries, data)
+    rows, and (forward) the contexts with `wide` entries or more among them."""
+    merged = blocks.summed(np.concatenate([*old, part]))
+    rows = [(blocks.first_key(c), len(c), blocks.encode(c)) for c in blocks.chunks(merged)]
+    if not wide or not len(merged):
+        return rows, []
+    contexts = np.ascontiguousarray(merged[:, :order].astype(">u4")).view(f"V{4 * order}").ravel()
+    values, times = np.unique(contexts, return_counts=True)
+    return rows, [bytes(v) for v in values[times >= wide].tolist()]
+
+
+def _change(forward: Entries, order: int, direction: int) -> Entries:
+    """Signed counts to merge, in a direction's key order."""
+    return blocks.summed(blocks.to_direction(forward, order, direction), signed=True)
+
+
+class BlockWriter:
+    """Writes a chain's transition blocks inside the writer's transaction."""
+
+    def __init__(self, db: Connections) -> None:
+        self._db = db
+
+    async def _index(self, chain_id: int, direction: int) -> tuple[list[int], list[bytes]]:
+        async with self._db.w.execute(Q["block_index"], (chain_id, direction)) as cur:
+            rows = await cur.fetchall()
+        return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
+
+    async def _data(self, ids: list[int]) -> list[Entries]:
+        async with self._db.w.execute(Q["block_data"], (json.dumps(ids),)) as cur:
+            rows = await cur.fetchall()
+        return await asyncio.to_thread(lambda: [blocks.decode(bytes(r[0])) for r in rows])
+
+    async def _replace(
+        self, chain_id: int, direction: int, ids: list[int], rows: list[tuple[bytes, int, bytes]]
+    ) -> None:
+        await self._db.w.executemany(Q["delete_block"], ((i,) for i in ids))
+        await self._db.w.executemany(
+            Q["insert_block"], ((chain_id, direction, first, n, data) for first, n, data in rows)
+        )
+
+    async def merge(self, chain_id: int, order: int, forward: Entries, wide: int = 0) -> list[bytes]:
+        """Add signed counts (forward column order, any order of rows) to a chain's blocks, both directions.
+
+        Returns the contexts found with `wide` entries or more in the blocks rewritten (0: none), for hubs.
+        """
+        found: list[bytes] = []
+        if not len(forward):
+            return found
+        for direction in DIRECTIONS:
+            threshold = wide if direction == FORWARD else 0
+            change = await asyncio.to_thread(_change, forward, order, direction)
+            if not len(change):
+                continue
+            ids, firsts = await self._index(chain_id, direction)
+            if not ids:
+                rows, contexts = await asyncio.to_thread(_recut, [], change, order, threshold)
+                await self._replace(chain_id, direction, [], rows)
+                found.extend(contexts)
+                continue
+            owner = await asyncio.to_thread(blocks.owners, firsts, change)
+            for run in blocks.runs(owner):
+                for lo in range(0, len(run), WINDOW):
+                    window = run[lo : lo + WINDOW]
+                    first, last = int(window[0]), int(window[-1])
+                    part = change[(owner >= first) & (owner <= last)]
+                    taken = [ids[i] for i in window.tolist()]
+                    old = await self._data(taken)
+                    rows, contexts = await asyncio.to_thread(_recut, old, part, order, threshold)
+                    await self._replace(chain_id, direction, taken, rows)
+                    found.extend(contexts)
+        return found
+
+    async def drop_author(self, chain_id: int, order: int, author_id: int) -> Entries:
+        """Remove an author's entries from a chain's blocks; returns them (forward column order)."""
+        removed = np.empty((0, blocks.width(order)), dtype=np.int64)
+        for direction in DIRECTIONS:
+            ids, _ = await self._index(chain_id, direction)
+            for lo in range(0, len(ids), WINDOW):
+                taken = ids[lo : lo + WINDOW]
+                for block_id, entries in zip(taken, await self._data(taken), strict=True):
+                    mine = entries[:, -2] == author_id
+                    if not mine.any():
+                        continue
+                    if direction == FORWARD:
+                        removed = np.concatenate([removed, entries[mine]])
+                    kept = entries[~mine]
+                    rows = [(blocks.first_key(kept), len(kept), blocks.encode(kept))] if len(kept) else []
+                    await self._replace(chain_id, direction, [block_id], rows)
+        return removed
+
+    async def token_counts(self, chain_id: int, order: int) -> dict[int, int]:
+        """Count of each next token over a chain's blocks (what a reset takes from the vocabulary's refs)."""
+        counts: dict[int, int] = {}
+        ids, _ = await self._index(chain_id, BACKWARD)
+        for lo in range(0, len(ids), WINDOW):
+            for entries in await self._data(ids[lo : lo + WINDOW]):
+                nexts = entries[:, 0]  # backward blocks sort by next token first
+                starts = np.flatnonzero(np.r_[True, nexts[1:] != nexts[:-1]])
+                sums = np.add.reduceat(entries[:, -1], starts) if len(starts) else starts
+                for token, k in zip(nexts[starts].tolist(), sums.tolist(), strict=True):
+                    counts[token] = counts.get(token, 0) + k
+        return counts
+
+    async def drop_chain(self, chain_id: int) -> None:
+        """Delete every block of a chain."""
+        await self._db.w.execute(Q["delete_chain_blocks"], (chain_id,))

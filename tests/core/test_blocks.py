@@ -1,0 +1,113 @@
+"""Transition blocks: packing round-trips, and merges of signed counts keep exactly the sum of what was merged."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import aiosqlite
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.core import blocks, blockwriter, chainrows, schema
+from bot.core.blocks import BACKWARD, FORWARD
+from bot.core.blockwriter import BlockWriter
+from bot.core.connections import Connections
+
+ORDER = 2
+CHAIN = 7
+Key = tuple[int, int, int, int]  # c1, c2, next, author
+
+keys = st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(1, 6), st.sampled_from([1, 2, 2**31 + 5]))
+changes = st.lists(st.dictionaries(keys, st.integers(1, 3), max_size=30), min_size=1, max_size=6)
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 3 entries, re-cut 2 at a time: every merge splits, joins and walks windows."""
+    monkeypatch.setattr(blocks, "BLOCK_ENTRIES", 3)
+    monkeypatch.setattr(blockwriter, "WINDOW", 2)
+
+
+def entries(counts: dict[Key, int]) -> np.ndarray:  # type: ignore[type-arg]
+    return np.array([(*k, v) for k, v in counts.items()], dtype=np.int64).reshape(-1, blocks.width(ORDER))
+
+
+def as_counter(found: np.ndarray) -> Counter[Key]:  # type: ignore[type-arg]
+    return Counter({tuple(row[:-1]): row[-1] for row in found.tolist()})  # type: ignore[misc]
+
+
+@st.composite
+def learn_then_unlearn(draw: st.DrawFn) -> list[dict[Key, int]]:
+    """Batches to learn, then some of what was learned taken away again (never more than was learned)."""
+    batches = draw(changes)
+    total: Counter[Key] = Counter()
+    for batch in batches:
+        total.update(batch)
+    for _ in range(draw(st.integers(0, 3))):
+        if not total:
+            break
+        taken = draw(st.dictionaries(st.sampled_from(sorted(total)), st.integers(1, 3), max_size=10))
+        taken = {k: -min(v, total[k]) for k, v in taken.items()}
+        total.update({k: v for k, v in taken.items()})
+        total = +total
+        batches.append(taken)
+    return batches
+
+
+def run(path: Path, batches: list[dict[Key, int]]) -> None:
+    async def merge_all() -> None:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await schema.migrate(conn, path)
+            db = Connections(writer=conn)
+            for batch in batches:
+                await conn.execute("BEGIN IMMEDIATE")
+                await BlockWriter(db).merge(CHAIN, ORDER, entries(batch))
+                await conn.execute("COMMIT")
+        finally:
+            await conn.close()
+
+    asyncio.run(merge_all())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(learn_then_unlearn())
+def test_merges_keep_exactly_the_sum_in_both_directions(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[dict[Key, int]]
+) -> None:
+    path = tmp_path_factory.mktemp("blocks") / "b.sqlite3"
+    run(path, batches)
+    expected: Counter[Key] = Counter()
+    for batch in batches:
+        expected.update(batch)
+    expected = +expected
+    with sqlite3.connect(path) as conn:
+        assert as_counter(chainrows.every(conn, CHAIN, ORDER)) == expected
+        for next_id in range(1, 7):
+            into = as_counter(chainrows.backward(conn, CHAIN, ORDER, next_id, None))
+            assert into == Counter({k: v for k, v in expected.items() if k[2] == next_id})
+        for direction in (FORWARD, BACKWARD):
+            rows = conn.execute(
+                "SELECT first, entries, data FROM transition_blocks WHERE direction = ? ORDER BY first",
+                (direction,),
+            ).fetchall()
+            assert all(0 < n <= blocks.BLOCK_ENTRIES for _, n, _ in rows)
+            decoded = [blocks.decode(data) for _, _, data in rows]
+            assert all(blocks.first_key(d) == first for (first, _, _), d in zip(rows, decoded, strict=True))
+            whole = np.concatenate(decoded) if decoded else np.empty((0, 5), dtype=np.int64)
+            assert (blocks.summed(whole) == whole).all()  # sorted across blocks, each key once, none at 0
+
+
+def test_a_merge_refuses_to_take_more_than_was_learned(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="below zero"):
+        run(tmp_path / "b.sqlite3", [{(0, 0, 2, 1): 1}, {(0, 0, 2, 1): -2}])
+
+
+def test_packing_round_trips_wide_values() -> None:
+    found = np.array([[0, 2**32 - 1, 5, 2**40, 1], [3, 0, 1, 1, 2**33]], dtype=np.int64)
+    assert (blocks.decode(blocks.encode(found)) == found).all()
