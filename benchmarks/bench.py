@@ -251,6 +251,24 @@ def run_concurrent(db: str, corpus: str, calls: int, rate: float) -> dict[str, A
     return asyncio.run(_concurrent(db, corpus, calls, rate))
 
 
+async def _forget(db: str) -> dict[str, Any]:
+    from bot.core.brain import Brain
+
+    brain = await Brain.open(db, **shipped_options())
+    try:
+        start = time.perf_counter()
+        result = await brain.forget(CHAIN[0], CHAIN[1], "0")
+        elapsed = time.perf_counter() - start
+    finally:
+        await brain.close()
+    return {"forget_s": elapsed, "messages": result.messages}
+
+
+def run_forget(db: str) -> dict[str, Any]:
+    """/markov forget of one of the members (a fiftieth of the messages), timed; the last step (it changes the file)."""
+    return asyncio.run(_forget(db))
+
+
 def _child(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...], queue: mp.Queue[Any]) -> None:
     logging.basicConfig(level=logging.WARNING)
     queue.put(fn(*args))
@@ -348,6 +366,12 @@ def table(r: dict[str, Any]) -> str:
         ("kept ÷ seen", "", f"{rep['kept_ratio']:.2f}", ""),
         ("/markov stats (s)", "", f"{gen['stats_s']:.2f}", ""),
         (
+            "/markov forget of one member (s)",
+            "",
+            f"{r['forget']['forget_s']:.2f} ({r['forget']['messages']:,} messages)",
+            "",
+        ),
+        (
             "guarded p99 while ingesting (ms)",
             "",
             f"{con['p99_ms']:.2f} at {con['ingest_rate_during']:,.0f} msgs/s into another chain",
@@ -392,6 +416,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["ingest"] = in_process(run_ingest, corpus, db)
         results["generate"] = in_process(run_generate, db, args.calls)
         results["concurrent"] = in_process(run_concurrent, db, corpus, min(args.calls, 500), 1000.0)
+        results["forget"] = in_process(run_forget, db)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))

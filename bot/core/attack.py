@@ -73,7 +73,7 @@ def _attack(db: sqlite3.Connection, key: bytes, chain_id: int, max_tokens: int, 
         ctx, path = stack.pop()
         result.expanded += 1
         if blocked:
-            successors = [n for n, _ in chainrows.successors(db, chain_id, chainmod.pack(ctx))]
+            successors = chainrows.successors(db, chain_id, chainmod.pack(ctx))[0]
         else:  # a file from before blocks: every count is a row of transitions
             successors = [int(n) for n, _ in db.execute(Q["successors"], (chain_id, chainmod.pack(ctx)))]
         missing = [n for n in successors if n > chainmod.END and n not in texts]

@@ -44,6 +44,11 @@ def transitions(ids: Sequence[int], order: int) -> Iterator[tuple[bytes, int]]:
         yield pack(padded[i - order : i]), padded[i]
 
 
+def weighted(ids: Sequence[int], counts: Sequence[int]) -> Choices:
+    """Ids and their counts (all above zero) as choices: ids and cumulative weights."""
+    return array("q", ids), array("q", itertools.accumulate(counts))
+
+
 def cumulative(rows: Sequence[tuple[int, int]]) -> Choices:
     """Turn (id, count) rows into ids and cumulative weights for choose()."""
     # Loops in C only: a wide state has tens of thousands of rows, and a loop in Python over

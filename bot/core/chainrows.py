@@ -8,9 +8,10 @@ author, count), each key once with its whole count.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -18,9 +19,9 @@ import numpy as np
 from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.blocks import BACKWARD, FORWARD, Entries
+from bot.core.sql import Q
 
 __all__ = ["Entries"]
-from bot.core.sql import Q
 
 
 def _delta(conn: sqlite3.Connection, name: str, params: tuple[object, ...], order: int) -> Entries:
@@ -77,9 +78,118 @@ def every(conn: sqlite3.Connection, chain_id: int, order: int) -> Entries:
     return _sum(found, delta)
 
 
+SCAN_BLOCKS = 256  # blocks a scan holds decoded at once (about 2.5 MB)
+
+
+def scan(conn: sqlite3.Connection, chain_id: int, order: int, visit: Callable[[Entries], None]) -> None:
+    """Every entry of a chain, sorted, handed to visit in chunks that each hold whole contexts.
+
+    Memory stays at a window of blocks (and the delta rows), whatever the chain's size.
+    """
+    with snapshot(conn):
+        delta = _delta(conn, "delta_all", (chain_id,), order)
+        index = conn.execute(Q["block_index"], (chain_id, FORWARD)).fetchall()
+        ids, firsts = [int(r[0]) for r in index], [bytes(r[1]) for r in index]
+        owner = blocks.owners(firsts, delta)
+        carry = np.empty((0, blocks.width(order)), dtype=np.int64)
+        for lo in range(0, max(len(ids), 1), SCAN_BLOCKS):
+            taken = ids[lo : lo + SCAN_BLOCKS]
+            rows = conn.execute(Q["block_data_by_id"], (json.dumps(taken),)).fetchall() if taken else []
+            decoded = {int(i): blocks.decode(bytes(data)) for i, data in rows}
+            part = delta[(owner >= lo) & (owner < lo + SCAN_BLOCKS)] if taken else delta
+            merged = np.concatenate([carry, *(decoded[i] for i in taken), part])
+            if len(part):
+                merged = blocks.summed(merged)
+            if lo + SCAN_BLOCKS >= len(ids):
+                carry = merged
+                break
+            last = len(blocks.with_prefix(merged, merged[-1, :order].tolist())) if len(merged) else 0
+            if len(merged) > last:
+                visit(merged[: len(merged) - last])
+            carry = merged[len(merged) - last :]
+        if len(carry):
+            visit(carry)
+
+
 def of_author(entries: Entries, author_id: int | None) -> Entries:
     """The entries of one author (all of them for None)."""
     return entries if author_id is None else entries[entries[:, -2] == author_id]
+
+
+Counts = tuple[list[int], list[int]]  # (token ids ascending, the count of each)
+
+
+def _runs(values: Entries, counts: Entries) -> tuple[Entries, Entries]:
+    """Sorted values with their counts: each distinct value once, its counts added up."""
+    if not len(values):
+        return values, counts
+    change = np.empty(len(values), dtype=bool)
+    change[0] = True
+    np.not_equal(values[1:], values[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    return values[starts], np.add.reduceat(counts, starts)
+
+
+def _with_delta(found: tuple[Entries, Entries], values: Entries, counts: Entries) -> Counts:
+    """Counts by value from the blocks (sorted runs) and from delta rows (any order), added up."""
+    ids, sums = found
+    if len(values):
+        order = np.argsort(np.concatenate([ids, values]), kind="stable")
+        ids, sums = _runs(np.concatenate([ids, values])[order], np.concatenate([sums, counts])[order])
+    return ids.tolist(), sums.tolist()
+
+
+def successors(
+    conn: sqlite3.Connection,
+    chain_id: int,
+    ctx: bytes,
+    author_id: int | None = None,
+    cache: blocks.Cache | None = None,
+) -> Counts:
+    """Tokens that follow a context, with their counts (of one author, when given)."""
+    order = len(ctx) // 4
+    with snapshot(conn):
+        found = blocks.read_prefix(conn, chain_id, order, FORWARD, chainmod.unpack(ctx), cache)
+        delta = conn.execute(Q["delta_successors"], (chain_id, ctx)).fetchall()
+    found = of_author(found, author_id)
+    mine = [(n, k) for n, a, k in delta if author_id is None or a == author_id]
+    values = np.array([n for n, _ in mine], dtype=np.int64)
+    return _with_delta(
+        _runs(found[:, order], found[:, -1]), values, np.array([k for _, k in mine], dtype=np.int64)
+    )
+
+
+def predecessors(
+    conn: sqlite3.Connection,
+    chain_id: int,
+    next_id: int,
+    suffix: bytes,
+    author_id: int | None = None,
+    cache: blocks.Cache | None = None,
+) -> Counts:
+    """Tokens that can precede (suffix, next): the first token of contexts leading into next, with counts."""
+    order = len(suffix) // 4 + 1
+    with snapshot(conn):
+        prefix = [next_id, *chainmod.unpack(suffix)]
+        found = blocks.read_prefix(conn, chain_id, order, BACKWARD, prefix, cache)
+        delta = conn.execute(Q["delta_into_suffix"], (chain_id, next_id, suffix)).fetchall()
+    found = of_author(found, author_id)  # backward: (next, c2..cn, c1, author, count), sorted by c1
+    mine = [
+        (chainmod.unpack(bytes(x)[:4])[0], k) for x, _, a, k in delta if author_id is None or a == author_id
+    ]
+    values = np.array([c for c, _ in mine], dtype=np.int64)
+    return _with_delta(
+        _runs(found[:, order], found[:, -1]), values, np.array([k for _, k in mine], dtype=np.int64)
+    )
+
+
+def entries_into(
+    conn: sqlite3.Connection, chain_id: int, order: int, next_id: int, author_id: int | None, limit: int
+) -> tuple[list[bytes], list[int]]:
+    """The first `limit` contexts (in key order) that lead into a token, packed, with their counts."""
+    entries = of_author(backward(conn, chain_id, order, next_id, None), author_id)
+    keys, counts = grouped(entries[:, :order], entries[:, -1])
+    return [chainmod.pack(k) for k in keys[:limit]], counts[:limit]
 
 
 def grouped(keys: Entries, counts: Entries) -> tuple[list[tuple[int, ...]], list[int]]:
@@ -94,21 +204,6 @@ def grouped(keys: Entries, counts: Entries) -> tuple[list[tuple[int, ...]], list
     return [tuple(k) for k in keys[starts].tolist()], np.add.reduceat(counts, starts).tolist()
 
 
-def by_column(entries: Entries, column: int) -> list[tuple[int, int]]:
-    """(value, summed count) of one column, ascending (e.g. successors: the next column)."""
-    keys, counts = grouped(entries[:, [column]], entries[:, -1])
-    return [(k[0], c) for k, c in zip(keys, counts, strict=True)]
-
-
-def successors(
-    conn: sqlite3.Connection, chain_id: int, ctx: bytes, author_id: int | None = None
-) -> list[tuple[int, int]]:
-    """(next id, count) after a context, ascending by id."""
-    order = len(ctx) // 4
-    entries = of_author(forward(conn, chain_id, order, chainmod.unpack(ctx)), author_id)
-    return by_column(entries, order)
-
-
 class Shape(NamedTuple):
     """What the report's state, forced-share and entropy figures are made of (see bot.core.reports)."""
 
@@ -119,6 +214,19 @@ class Shape(NamedTuple):
     total: int
     state_log: float
     pair_log: float
+
+
+def add_shapes(a: Shape, b: Shape) -> Shape:
+    """The shape of two sets of whole contexts together."""
+    return Shape(
+        a.rows + b.rows,
+        a.states + b.states,
+        a.pairs + b.pairs,
+        a.forced + b.forced,
+        a.total + b.total,
+        a.state_log + b.state_log,
+        a.pair_log + b.pair_log,
+    )
 
 
 def shape(entries: Entries, order: int) -> Shape:

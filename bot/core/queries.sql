@@ -196,6 +196,18 @@ AND first >= coalesce((SELECT max(first) FROM transition_blocks
                        WHERE chain_id = ?1 AND direction = ?2 AND first <= ?3), x'')
 ORDER BY first;
 
+-- name: block_range_ids
+SELECT id FROM transition_blocks WHERE chain_id = ?1 AND direction = ?2 AND first <= ?4
+AND first >= coalesce((SELECT max(first) FROM transition_blocks
+                       WHERE chain_id = ?1 AND direction = ?2 AND first <= ?3), x'')
+ORDER BY first;
+
+-- name: block_data_one
+SELECT id, data FROM transition_blocks WHERE id = ?;
+
+-- name: block_data_by_id
+SELECT id, data FROM transition_blocks WHERE id IN (SELECT value FROM json_each(?));
+
 -- name: block_all
 SELECT data FROM transition_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;
 
@@ -220,6 +232,9 @@ SELECT count FROM transitions WHERE chain_id = ? AND ctx = ? AND next_id = ? AND
 -- name: delta_forward
 -- Delta rows (transitions not yet merged into blocks: bot.core.chainrows) of contexts from ?2 to ?3.
 SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND ctx >= ?2 AND ctx <= ?3;
+
+-- name: delta_successors
+SELECT next_id, author_id, count FROM transitions WHERE chain_id = ? AND ctx = ?;
 
 -- name: delta_into
 SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ? AND next_id = ?;

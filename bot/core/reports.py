@@ -13,10 +13,11 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from bot.core import blocks, chainrows
 from bot.core import chain as chainmod
-from bot.core import chainrows
 from bot.core.chainrows import Shape as Shape
 from bot.core.connections import Connections
+from bot.core.lru import LRU
 from bot.core.sql import Q
 
 
@@ -76,6 +77,7 @@ class Reports:
         # their own, in a thread of their own, opened on first use and closed with the store.
         self._thread: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)
 
     async def _entries(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(connection, *args) on the reports' own connection and thread."""
@@ -143,7 +145,7 @@ class Reports:
 
     async def top_successors(self, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
         """A context's `limit` most frequent successors, most frequent first (ties: larger id first)."""
-        return await self._entries(_top_successors, chain_id, ctx, limit)
+        return await self._entries(_top_successors, chain_id, ctx, limit, self._blocks)
 
     async def message_multiplicity(self, chain_id: int, fingerprints: Sequence[int]) -> list[Multiplicity]:
         """How often each learned message among these exact fingerprints was said (absent ones left out)."""
@@ -194,20 +196,33 @@ def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _shape(path: Path, chain_id: int, order: int) -> Shape:
     conn = _connect(path)
+    whole = [chainrows.Shape(0, 0, 0, 0, 0, 0.0, 0.0)]
     try:
-        return chainrows.shape(chainrows.every(conn, chain_id, order), order)
+        chainrows.scan(conn, chain_id, order, lambda chunk: whole.append(chainrows.shape(chunk, order)))
     finally:
         conn.close()
+    total = whole[0]
+    for part in whole[1:]:
+        total = chainrows.add_shapes(total, part)
+    return total
 
 
 def _vocabulary(conn: sqlite3.Connection, chain_id: int, order: int) -> int:
-    nexts = chainrows.every(conn, chain_id, order)[:, order]
-    return len(np.unique(nexts[nexts > chainmod.END]))
+    seen: set[int] = set()
+
+    def visit(chunk: chainrows.Entries) -> None:
+        nexts = chunk[:, order]
+        seen.update(np.unique(nexts[nexts > chainmod.END]).tolist())
+
+    chainrows.scan(conn, chain_id, order, visit)
+    return len(seen)
 
 
-def _top_successors(conn: sqlite3.Connection, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
+def _top_successors(
+    conn: sqlite3.Connection, chain_id: int, ctx: bytes, limit: int, cache: blocks.Cache
+) -> list[Branch]:
     """The extraction attack's branches: a context's most frequent successors (ties: larger id first)."""
-    rows = chainrows.successors(conn, chain_id, ctx)
+    rows = list(zip(*chainrows.successors(conn, chain_id, ctx, cache=cache), strict=True))
     total = sum(k for _, k in rows)
     top = sorted(rows, key=lambda row: (-row[1], -row[0]))[:limit]
     return [Branch(token, k, total) for token, k in top]

@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.core import blocks, chainrows, hubs, memorisation
 from bot.core import chain as chainmod
-from bot.core import chainrows, hubs, memorisation
 from bot.core.chain import ChainReader, Choices
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
@@ -58,6 +58,7 @@ class Walker:
             max(16, cache_size // 100)
         )
         self._texts: LRU[int, str] = LRU(cache_size)  # token ids are never reused: true forever
+        self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)  # decoded by id: ids are never reused
         self._hub_contexts: dict[int, set[bytes]] = {}  # per chain, as of _hubs_version
         self._hubs_version = 0
         self._data_version: int | None = None  # PRAGMA data_version when last looked
@@ -140,7 +141,9 @@ class Walker:
         ):
             choices = hubs.choices(hubs.decode(*hub[0]))
         else:
-            choices = chainmod.cumulative(chainrows.successors(self._connection(), chain_id, ctx, author_id))
+            choices = chainmod.weighted(
+                *chainrows.successors(self._connection(), chain_id, ctx, author_id, self._blocks)
+            )
         self._choices.put(key, (choices, self._generation.get(chain_id), time.monotonic()))
         return choices
 
@@ -160,9 +163,9 @@ class Walker:
         cached = self._fresh(chain_id, self._choices.get(key))
         if cached is not None:
             return cached
-        order = len(suffix) // 4 + 1
-        entries = chainrows.backward(self._connection(), chain_id, order, next_id, chainmod.unpack(suffix))
-        choices = chainmod.cumulative(chainrows.by_column(chainrows.of_author(entries, author_id), 0))
+        choices = chainmod.weighted(
+            *chainrows.predecessors(self._connection(), chain_id, next_id, suffix, author_id, self._blocks)
+        )
         self._choices.put(key, (choices, self._generation.get(chain_id), time.monotonic()))
         return choices
 
@@ -174,12 +177,10 @@ class Walker:
         cached = self._fresh(chain_id, self._entries.get(key))
         if cached is not None:
             return cached
-        entries = chainrows.of_author(
-            chainrows.backward(self._connection(), chain_id, order, next_id, None), author_id
+        contexts, counts = chainrows.entries_into(
+            self._connection(), chain_id, order, next_id, author_id, ENTRY_LIMIT
         )
-        keys, counts = chainrows.grouped(entries[:, :order], entries[:, -1])
-        contexts = [chainmod.pack(ctx) for ctx in keys[:ENTRY_LIMIT]]
-        result = contexts, chainmod.cumulative(list(enumerate(counts[:ENTRY_LIMIT])))
+        result = contexts, chainmod.weighted(range(len(counts)), counts)
         self._entries.put(key, (result, self._generation.get(chain_id), time.monotonic()))
         return result
 

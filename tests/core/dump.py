@@ -116,7 +116,7 @@ def hub_errors(path: Path) -> list[tuple[int, bytes]]:
         wrong = []
         for chain_id, ctx, ids, counts in db.execute("SELECT * FROM hubs").fetchall():
             packed = hubs.decode(ids, counts)
-            summed = chainrows.successors(db, chain_id, bytes(ctx))
+            summed = list(zip(*chainrows.successors(db, chain_id, bytes(ctx)), strict=True))
             if list(zip(*packed, strict=True)) != summed:
                 wrong.append((chain_id, ctx))
         return wrong

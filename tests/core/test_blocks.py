@@ -103,6 +103,46 @@ def test_merges_keep_exactly_the_sum_in_both_directions(
             assert (blocks.summed(whole) == whole).all()  # sorted across blocks, each key once, none at 0
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes, st.dictionaries(keys, st.integers(1, 3), max_size=30))
+def test_reads_and_scans_add_the_delta_rows_to_the_blocks(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    batches: list[dict[Key, int]],
+    delta: dict[Key, int],
+) -> None:
+    monkeypatch.setattr(chainrows, "SCAN_BLOCKS", 2)
+    path = tmp_path_factory.mktemp("blocks") / "b.sqlite3"
+    run(path, batches)
+    expected: Counter[Key] = Counter(delta)
+    for batch in batches:
+        expected.update(batch)
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO transitions VALUES (?, ?, ?, ?, ?)",
+            [(CHAIN, blocks.key_bytes(k[:2]), k[2], k[3], v) for k, v in delta.items()],
+        )
+        conn.commit()
+        every = chainrows.every(conn, CHAIN, ORDER)
+        assert as_counter(every) == expected
+        chunks: list[np.ndarray] = []  # type: ignore[type-arg]
+        chainrows.scan(conn, CHAIN, ORDER, chunks.append)
+        assert all(len(c) for c in chunks)
+        assert (np.concatenate([every[:0], *chunks]) == every).all()
+        whole = chainrows.shape(every, ORDER)
+        parts = [chainrows.shape(c, ORDER) for c in chunks]
+        assert sum(p.states for p in parts) == whole.states and sum(p.forced for p in parts) == whole.forced
+        for c1 in range(6):
+            for c2 in range(6):
+                ctx = blocks.key_bytes([c1, c2])
+                ids, counts = chainrows.successors(conn, CHAIN, ctx)
+                want = Counter()
+                for k, v in expected.items():
+                    if k[:2] == (c1, c2):
+                        want[k[2]] += v
+                assert dict(zip(ids, counts, strict=True)) == dict(want) and ids == sorted(ids)
+
+
 def test_a_merge_refuses_to_take_more_than_was_learned(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="below zero"):
         run(tmp_path / "b.sqlite3", [{(0, 0, 2, 1): 1}, {(0, 0, 2, 1): -2}])
