@@ -102,14 +102,6 @@ def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Co
     return counted, refs
 
 
-def transitions(
-    batch: Sequence[PendingMessage], ids: dict[str, int]
-) -> tuple[list[TransitionRow], dict[int, int]]:
-    """The batch's transition rows (chain, context, next, author, count), sorted by key, and token refs."""
-    counted, refs = count(batch, ids)
-    return [row for c in counted for row in c.rows()], refs
-
-
 def windows(batch: Sequence[PendingMessage]) -> list[WindowRow]:
     """The batch's window rows (chain, fingerprint, author, count), sorted by key."""
     sizes = [len(item.windows) for item in batch]

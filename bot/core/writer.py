@@ -183,7 +183,7 @@ class Writer:
     async def _apply(self, batch: Sequence[PendingMessage], sign: int) -> None:
         """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction."""
         ids = await self._vocabulary.resolve((t for item in batch for t in item.tokens), create=sign > 0)
-        # Counting is pure Python: done in a thread so the event loop keeps answering meanwhile.
+        # Counting (numpy, and Python around it) runs in a thread so the event loop keeps answering.
         counted, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
         w = self._db.w
         trans_rows: list[counting.TransitionRow] = []
@@ -288,9 +288,9 @@ class Writer:
                 row = await cur.fetchone()
             if self.merge_rows and delta < (int(row[0]) if row else 0) // MERGE_SHARE:
                 continue
-            await self.merge(chain_id, order)
+            await self._merge_delta(chain_id, order)
 
-    async def merge(self, chain_id: int, order: int) -> None:
+    async def _merge_delta(self, chain_id: int, order: int) -> None:
         """Move a chain's delta rows into its blocks (inside the open transaction)."""
         async with self._db.w.execute(Q["delta_all"], (chain_id,)) as cur:
             rows = [tuple(r) for r in await cur.fetchall()]

@@ -55,7 +55,8 @@ def test_transitions_are_the_sorted_sum_of_each_messages_transitions(batch: list
         refs.update(ids)
         for ctx, nxt in chainmod.transitions(ids, item.chain.order):
             expected[(item.chain.id, ctx, nxt, item.author_id)] += 1
-    rows, counted_refs = counting.transitions(items, IDS)
+    counted, counted_refs = counting.count(items, IDS)
+    rows = [row for c in counted for row in c.rows()]
     assert rows == [(*key, k) for key, k in sorted(expected.items())]
     assert counted_refs == dict(refs)
 
