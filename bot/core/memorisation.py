@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -104,12 +105,14 @@ def _multiplicity(walker: Walker, name: str, chain_id: int, found: list[int]) ->
     return {int(f): (int(times), int(authors)) for f, times, authors in rows}
 
 
-def exact_multiplicity(walker: Walker, chain: ChainInfo, exact: int) -> tuple[int, int] | None:
-    """(times, authors) of the learned message with this exact fingerprint (said in any form), or None."""
+def exact_multiplicity(walker: Walker, chain: ChainInfo, tokens: Sequence[str]) -> tuple[int, int] | None:
+    """(times, authors) of a learned message, given its exact tokens (said in any form), or None."""
+    exact = walker.fingerprints.message(tokens)
     if chain.scheme == fingerprints.EXACT:
         return _multiplicity(walker, "message_multiplicity", chain.id, [exact]).get(exact)
-    rows = walker.query("exact_multiplicity", (chain.id, exact))
-    return (int(rows[0][1]), int(rows[0][2])) if rows else None
+    normal = walker.fingerprints.whole(tokens, chain.scheme)
+    rows = walker.query("exact_multiplicity", (chain.id, normal, exact))
+    return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
 
 def sample_outputs(
@@ -176,8 +179,7 @@ def sample_prefixes(
         walked = greedy(walker, chain, prefix, cache)
         if len(walked) <= chain.order:
             continue  # the walk ends at once: no rest to reproduce
-        whole = walker.fingerprints.message(walker.texts(walked))
-        found = exact_multiplicity(walker, chain, whole)
+        found = exact_multiplicity(walker, chain, walker.texts(walked))
         if found is not None:
             hits = hits.add(*found, thresholds)
     return PrefixSample(total, len(picked), hits)

@@ -247,7 +247,8 @@ SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?;
 
 
 -- name: message_fingerprint_exists
-SELECT 1 FROM messages WHERE chain_id = ? AND fingerprint = ? LIMIT 1;
+-- Chains of fingerprint scheme 1 (normal IS NULL: the partial index messages_by_fingerprint).
+SELECT 1 FROM messages WHERE chain_id = ? AND fingerprint = ? AND normal IS NULL LIMIT 1;
 
 -- name: normal_exists
 SELECT 1 FROM messages WHERE chain_id = ? AND normal = ? LIMIT 1;
@@ -318,9 +319,9 @@ SELECT (SELECT count(*) FROM transitions), (SELECT count(*) FROM windows),
 SELECT name, sum(pgsize) FROM dbstat WHERE aggregate = TRUE GROUP BY name;
 
 -- name: message_multiplicity
--- How often each given fingerprint was learned in a chain, and by how many authors.
+-- How often each given fingerprint was learned in a chain of scheme 1, and by how many authors.
 SELECT fingerprint, count(*), count(DISTINCT author_id) FROM messages
-WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) GROUP BY fingerprint;
+WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) AND normal IS NULL GROUP BY fingerprint;
 
 -- name: normal_multiplicity
 -- The same by normalised fingerprint (chains of fingerprint scheme 2).
@@ -355,13 +356,11 @@ FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, count(DIST
       GROUP BY normal);
 
 -- name: exact_multiplicity
--- How often the normalised form of the learned message with this exact fingerprint was learned.
-SELECT ?2, count(*), count(DISTINCT author_id) FROM messages
-WHERE chain_id = ?1 AND normal = (SELECT normal FROM messages WHERE chain_id = ?1 AND fingerprint = ?2 LIMIT 1)
-HAVING count(*) > 0;
-
-
-
+-- How often the normalised form ?2 was learned, and by how many authors, when the exact message ?3
+-- was learned among them (scheme 2: read through messages_by_normal, no exact index needed).
+SELECT count(*), count(DISTINCT author_id) FROM messages
+WHERE chain_id = ?1 AND normal = ?2
+HAVING max(fingerprint = ?3) = 1;
 -- name: all_chains
 SELECT platform, guild, channel, messages_seen, tokens_seen, learned_at
 FROM chains ORDER BY platform, guild, channel;

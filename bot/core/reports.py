@@ -152,10 +152,10 @@ class Reports:
         rows = await self._rows("message_multiplicity", chain_id, json.dumps(list(fingerprints)))
         return [Multiplicity(int(fp), int(times), int(authors)) for fp, times, authors in rows]
 
-    async def exact_multiplicity(self, chain_id: int, fingerprint: int) -> Multiplicity | None:
-        """How often the normalised form of the learned message with this exact fingerprint was said."""
-        rows = await self._rows("exact_multiplicity", chain_id, fingerprint)
-        return Multiplicity(int(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
+    async def exact_multiplicity(self, chain_id: int, normal: int, exact: int) -> Multiplicity | None:
+        """How often a normalised form was said (scheme 2), when the exact message `exact` is among them."""
+        rows = await self._rows("exact_multiplicity", chain_id, normal, exact)
+        return Multiplicity(exact, int(rows[0][0]), int(rows[0][1])) if rows else None
 
     async def shape(self, chain_id: int, order: int) -> Shape:
         """A chain's transitions, counted (see chainrows.Shape): a full read, on a connection of its own."""

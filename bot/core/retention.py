@@ -315,7 +315,8 @@ async def _extraction(
 ) -> Split:
     """The distinct learned messages the attack reproduces exactly, by how often they were said."""
     candidates = await extraction_candidates(brain, info, budget, guided=guided)
-    exact = sorted({brain.fingerprints.message(await brain.store.texts(c)) for c in candidates})
+    texts = [await brain.store.texts(c) for c in candidates]
+    exact = sorted({brain.fingerprints.message(t) for t in texts})
     found = Split()
     if info.scheme == EXACT:
         for start in range(0, len(exact), 500):
@@ -323,8 +324,10 @@ async def _extraction(
             for said in await brain.store.reports.message_multiplicity(info.id, chunk):
                 found = found.add(said.times, said.authors, thresholds)
         return found
+    forms = {brain.fingerprints.message(t): brain.fingerprints.whole(t, info.scheme) for t in texts}
     for fingerprint in exact:
-        if (normal := await brain.store.reports.exact_multiplicity(info.id, fingerprint)) is not None:
+        normal = await brain.store.reports.exact_multiplicity(info.id, forms[fingerprint], fingerprint)
+        if normal is not None:
             found = found.add(normal.times, normal.authors, thresholds)
     return found
 
