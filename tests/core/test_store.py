@@ -252,3 +252,27 @@ def test_sqlite_memory_statistics_go_off_only_while_no_connection_is_open(case: 
         [sys.executable, "-c", MEMORY_PROBE, case], capture_output=True, text=True, check=True
     ).stdout
     assert out.split() == expected.split()
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("message_fingerprint_exists", (1, 5)),
+        ("normal_exists", (1, 5)),
+        ("exact_multiplicity", (1, 5, 6)),
+        ("message_multiplicity", (1, "[5, 6]")),
+        ("windows_present", (1, "[5, 6]")),
+        ("known_message_ids", ("t", '["1", "2"]')),
+        ("message_by_id", ("t", "1")),
+        ("block_range_ids", (1, 0, b"\x00", b"\xff")),
+    ],
+)
+async def test_the_guard_and_the_reports_lookups_read_through_an_index(
+    db_path: Path, name: str, params: tuple[Any, ...]
+) -> None:
+    async with Store(db_path, walker="thread"):
+        pass
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        plan = " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {Q[name]}", params))
+    assert "SEARCH" in plan and "SCAN messages" not in plan and "SCAN windows" not in plan, plan
+    assert "(chain_id=?)" not in plan, plan  # an index searched by chain alone reads the whole chain
