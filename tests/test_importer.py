@@ -133,7 +133,7 @@ async def test_an_import_commits_few_large_transactions_and_restores_the_live_ba
         brain.store._writes.commit = counted  # type: ignore[method-assign]
         result = await import_file(brain, corpus, ChainKey("local", "local", "c"), progress=False)
         assert result.learned == 5000
-        # 64 MB: a quarter for the batch at 2 KiB a message, 8,192 messages; live learning commits 500.
+        # 64 MB: a quarter for the batch at 3 KiB a message, 5,461 messages; live learning commits 500.
         assert sizes == [5000]
         assert (brain.store.batch_size, brain.store.max_pending) == (500, 20_000)
         await brain.learn(Message("local", "local", "c", "a", "live", "one more line"), require_consent=False)

@@ -18,6 +18,7 @@ from bot.core.connections import Connections
 from bot.core.sql import Q
 
 WINDOW = 64  # blocks re-cut together at most (bounds the memory and the sort of one merge step)
+SCAN_WINDOW = 512  # blocks read at once when every block is visited (a forget)
 
 
 def _recut(
@@ -26,7 +27,7 @@ def _recut(
     """Old blocks' entries and a signed change to them, merged and cut again: (first, entries, data)
     rows, and (forward) the contexts with `wide` entries or more among them."""
     merged = blocks.summed(np.concatenate([*old, part]))
-    rows = [(blocks.first_key(c), len(c), blocks.encode(c)) for c in blocks.chunks(merged)]
+    rows = blocks.encode_chunks(merged)
     if not wide or not len(merged):
         return rows, []
     contexts = np.ascontiguousarray(merged[:, :order].astype(">u4")).view(f"V{4 * order}").ravel()
@@ -37,6 +38,13 @@ def _recut(
 def _change(forward: Entries, order: int, direction: int) -> Entries:
     """Signed counts to merge, in a direction's key order."""
     return blocks.summed(blocks.to_direction(forward, order, direction), signed=True)
+
+
+def _without_author(rows: list[bytes], author_id: int) -> tuple[list[tuple[bytes, int, bytes]], Entries]:
+    """Blocks (in key order) cut again without an author's entries, and those entries."""
+    entries = np.concatenate([blocks.decode(data) for data in rows])
+    mine = entries[:, -2] == author_id
+    return blocks.encode_chunks(entries[~mine]), entries[mine]
 
 
 class BlockWriter:
@@ -96,22 +104,25 @@ class BlockWriter:
         return found
 
     async def drop_author(self, chain_id: int, order: int, author_id: int) -> Entries:
-        """Remove an author's entries from a chain's blocks; returns them (forward column order)."""
-        removed = np.empty((0, blocks.width(order)), dtype=np.int64)
+        """Remove an author's entries from a chain's blocks; returns them (forward column order).
+
+        Every block is read, a window at a time, and the windows that held the author's entries
+        are cut again without them.
+        """
+        removed: list[Entries] = []
         for direction in DIRECTIONS:
             ids, _ = await self._index(chain_id, direction)
-            for lo in range(0, len(ids), WINDOW):
-                taken = ids[lo : lo + WINDOW]
-                for block_id, entries in zip(taken, await self._data(taken), strict=True):
-                    mine = entries[:, -2] == author_id
-                    if not mine.any():
-                        continue
-                    if direction == FORWARD:
-                        removed = np.concatenate([removed, entries[mine]])
-                    kept = entries[~mine]
-                    rows = [(blocks.first_key(kept), len(kept), blocks.encode(kept))] if len(kept) else []
-                    await self._replace(chain_id, direction, [block_id], rows)
-        return removed
+            for lo in range(0, len(ids), SCAN_WINDOW):
+                taken = ids[lo : lo + SCAN_WINDOW]
+                async with self._db.w.execute(Q["block_data_by_id"], (json.dumps(taken),)) as cur:
+                    rows = [bytes(data) for _, data in await cur.fetchall()]  # in key order
+                kept, theirs = await asyncio.to_thread(_without_author, rows, author_id)
+                if not len(theirs):
+                    continue
+                await self._replace(chain_id, direction, taken, kept)
+                if direction == FORWARD:
+                    removed.append(theirs)
+        return np.concatenate(removed) if removed else np.empty((0, blocks.width(order)), dtype=np.int64)
 
     async def token_counts(self, chain_id: int, order: int) -> dict[int, int]:
         """Count of each next token over a chain's blocks (what a reset takes from the vocabulary's refs)."""

@@ -84,23 +84,26 @@ SCAN_BLOCKS = 256  # blocks a scan holds decoded at once (about 2.5 MB)
 def scan(conn: sqlite3.Connection, chain_id: int, order: int, visit: Callable[[Entries], None]) -> None:
     """Every entry of a chain, sorted, handed to visit in chunks that each hold whole contexts.
 
-    Memory stays at a window of blocks (and the delta rows), whatever the chain's size.
+    Memory stays at a window of blocks and the delta rows of its contexts, whatever the chain's size.
     """
+    width = 4 * order
     with snapshot(conn):
-        delta = _delta(conn, "delta_all", (chain_id,), order)
         index = conn.execute(Q["block_index"], (chain_id, FORWARD)).fetchall()
-        ids, firsts = [int(r[0]) for r in index], [bytes(r[1]) for r in index]
-        owner = blocks.owners(firsts, delta)
+        ids, firsts = [int(r[0]) for r in index], [bytes(r[1])[:width] for r in index]
         carry = np.empty((0, blocks.width(order)), dtype=np.int64)
-        for lo in range(0, max(len(ids), 1), SCAN_BLOCKS):
+        windows = range(0, max(len(ids), 1), SCAN_BLOCKS)
+        for lo in windows:
             taken = ids[lo : lo + SCAN_BLOCKS]
+            # The delta rows of the contexts from this window's first block to the next window's.
+            low = firsts[lo] if lo else b""
+            high = firsts[lo + SCAN_BLOCKS] if lo + SCAN_BLOCKS < len(ids) else b"\xff" * (width + 1)
+            part = _delta(conn, "delta_range", (chain_id, low, high), order)
             rows = conn.execute(Q["block_data_by_id"], (json.dumps(taken),)).fetchall() if taken else []
             decoded = {int(i): blocks.decode(bytes(data)) for i, data in rows}
-            part = delta[(owner >= lo) & (owner < lo + SCAN_BLOCKS)] if taken else delta
             merged = np.concatenate([carry, *(decoded[i] for i in taken), part])
             if len(part):
                 merged = blocks.summed(merged)
-            if lo + SCAN_BLOCKS >= len(ids):
+            if lo == windows[-1]:
                 carry = merged
                 break
             last = len(blocks.with_prefix(merged, merged[-1, :order].tolist())) if len(merged) else 0

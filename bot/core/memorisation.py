@@ -168,7 +168,11 @@ def sample_prefixes(
     keep = entries[:, chain.order] > chainmod.END
     if chain.order > 1:
         keep &= entries[:, 1] != chainmod.BEGIN
-    openings = np.unique(entries[keep][:, : chain.order + 1], axis=0)  # (context, next), sorted
+    pairs = entries[keep][:, : chain.order + 1]  # (context, next) of each entry, sorted by key
+    del entries
+    change = np.ones(len(pairs), dtype=bool)
+    change[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
+    openings = pairs[change]  # each (context, next) once, sorted
     total = len(openings)
     picked = sorted(random.Random(seed).sample(range(total), min(samples, total)))
     cache: dict[bytes, int] = {}

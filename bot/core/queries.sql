@@ -236,6 +236,11 @@ SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND c
 -- name: delta_successors
 SELECT next_id, author_id, count FROM transitions WHERE chain_id = ? AND ctx = ?;
 
+-- name: delta_range
+-- Delta rows of contexts from ?2 up to (not including) ?3, in key order.
+SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND ctx >= ?2 AND ctx < ?3
+ORDER BY ctx, next_id, author_id;
+
 -- name: delta_into
 SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ? AND next_id = ?;
 

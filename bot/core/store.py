@@ -85,7 +85,7 @@ EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete
 PRUNE_SECONDS = 60.0  # the writer drops recent messages past the window at most this often ...
 PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at the next flush)
 BULK_MEMORY_MB = 1024  # what an import (markovbot import) may hold: queued messages, a batch, the page cache
-BULK_MESSAGE_BYTES = 2048  # memory per message an import holds queued or counting (measured: see bulk)
+BULK_MESSAGE_BYTES = 3072  # memory per message an import holds queued, counted or merged (measured at 1M)
 
 
 class Store:
