@@ -175,6 +175,20 @@ def sort_keys(columns: Sequence[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.i
     return fused
 
 
+def distinct_rows(
+    columns: Sequence[npt.NDArray[np.int64]],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Sort rows given as columns (the first varies slowest): the order, and where each distinct row starts in it."""
+    keys = sort_keys(columns)
+    order = np.lexsort(keys[::-1])
+    change = np.zeros(len(order), dtype=bool)
+    change[:1] = True
+    for key in keys:
+        ordered = key[order]
+        change[1:] |= ordered[1:] != ordered[:-1]
+    return order, np.flatnonzero(change)
+
+
 def summed(entries: Entries, *, signed: bool = False) -> Entries:
     """Entries sorted by key, the counts of equal keys added up, entries at zero dropped.
 
@@ -182,14 +196,7 @@ def summed(entries: Entries, *, signed: bool = False) -> Entries:
     """
     if not len(entries):
         return entries
-    keys = sort_keys([entries[:, c] for c in range(entries.shape[1] - 1)])
-    order = np.lexsort(keys[::-1])
-    change = np.zeros(len(order), dtype=bool)
-    change[0] = True
-    for key in keys:
-        ordered = key[order]
-        change[1:] |= ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(change)
+    order, starts = distinct_rows([entries[:, c] for c in range(entries.shape[1] - 1)])
     out = entries[order[starts]]
     out[:, -1] = np.add.reduceat(entries[order, -1], starts)
     if not signed and len(out) and out[:, -1].min() < 0:

@@ -46,16 +46,6 @@ def _sum(found: Entries, delta: Entries) -> Entries:
     return found if not len(delta) else blocks.summed(np.concatenate([found, delta]))
 
 
-def forward(conn: sqlite3.Connection, chain_id: int, order: int, prefix: Sequence[int]) -> Entries:
-    """Entries whose context starts with prefix (at most order tokens), sorted by key."""
-    lo = blocks.key_bytes(prefix)
-    hi = lo + b"\xff" * 4 * (order - len(prefix))
-    with snapshot(conn):
-        found = blocks.read_prefix(conn, chain_id, order, FORWARD, prefix)
-        delta = _delta(conn, "delta_forward", (chain_id, lo, hi), order)
-    return _sum(found, delta)
-
-
 def backward(
     conn: sqlite3.Connection, chain_id: int, order: int, next_id: int, suffix: Sequence[int] | None
 ) -> Entries:
@@ -81,28 +71,42 @@ def every(conn: sqlite3.Connection, chain_id: int, order: int) -> Entries:
 SCAN_BLOCKS = 256  # blocks a scan holds decoded at once (about 2.5 MB)
 
 
-def scan(conn: sqlite3.Connection, chain_id: int, order: int, visit: Callable[[Entries], None]) -> None:
-    """Every entry of a chain, sorted, handed to visit in chunks that each hold whole contexts.
+def scan(
+    conn: sqlite3.Connection,
+    chain_id: int,
+    order: int,
+    visit: Callable[[Entries], None],
+    prefix: Sequence[int] = (),
+) -> None:
+    """Every entry of a chain (whose context starts with prefix), sorted, handed to visit in chunks
+    that each hold whole contexts.
 
     Memory stays at a window of blocks and the delta rows of its contexts, whatever the chain's size.
     """
     width = 4 * order
+    start = blocks.key_bytes(prefix)
+    end = start + b"\xff" * (width - len(start) + 1)  # above every context that starts with prefix
     with snapshot(conn):
-        index = conn.execute(Q["block_index"], (chain_id, FORWARD)).fetchall()
+        if prefix:
+            bounds = (chain_id, FORWARD, *blocks.prefix_range(prefix, order))
+            index = conn.execute(Q["block_range_index"], bounds).fetchall()
+        else:
+            index = conn.execute(Q["block_index"], (chain_id, FORWARD)).fetchall()
         ids, firsts = [int(r[0]) for r in index], [bytes(r[1])[:width] for r in index]
         carry = np.empty((0, blocks.width(order)), dtype=np.int64)
         windows = range(0, max(len(ids), 1), SCAN_BLOCKS)
         for lo in windows:
             taken = ids[lo : lo + SCAN_BLOCKS]
             # The delta rows of the contexts from this window's first block to the next window's.
-            low = firsts[lo] if lo else b""
-            high = firsts[lo + SCAN_BLOCKS] if lo + SCAN_BLOCKS < len(ids) else b"\xff" * (width + 1)
+            low = max(firsts[lo], start) if lo else start
+            high = min(firsts[lo + SCAN_BLOCKS], end) if lo + SCAN_BLOCKS < len(ids) else end
             part = _delta(conn, "delta_range", (chain_id, low, high), order)
             rows = conn.execute(Q["block_data_by_id"], (json.dumps(taken),)).fetchall() if taken else []
             decoded = {int(i): blocks.decode(bytes(data)) for i, data in rows}
             merged = np.concatenate([carry, *(decoded[i] for i in taken), part])
             if len(part):
                 merged = blocks.summed(merged)
+            merged = blocks.with_prefix(merged, prefix)
             if lo == windows[-1]:
                 carry = merged
                 break

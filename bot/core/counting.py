@@ -26,16 +26,7 @@ Ints = npt.NDArray[np.int64]
 
 def _runs(columns: Sequence[Ints]) -> tuple[Ints, Ints]:
     """Sort rows given as columns (the first varies slowest); (index of each distinct row, its count)."""
-    keys = blocks.sort_keys(columns)
-    order = np.lexsort(keys[::-1])
-    if not len(order):
-        return order, order
-    change = np.zeros(len(order), dtype=bool)
-    change[0] = True
-    for key in keys:
-        ordered = key[order]
-        change[1:] |= ordered[1:] != ordered[:-1]
-    starts = np.flatnonzero(change)
+    order, starts = blocks.distinct_rows(columns)
     counts = np.diff(np.append(starts, len(order)))
     return order[starts], counts.astype(np.int64)
 

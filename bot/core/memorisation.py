@@ -164,22 +164,26 @@ def sample_prefixes(
     walker: Walker, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
 ) -> PrefixSample:
     """Greedy-walk a uniform sample of the chain's opening prefixes; count those that give a learned message."""
-    entries = walker.forward(chain, [chainmod.BEGIN])
-    keep = entries[:, chain.order] > chainmod.END
-    if chain.order > 1:
-        keep &= entries[:, 1] != chainmod.BEGIN
-    pairs = entries[keep][:, : chain.order + 1]  # (context, next) of each entry, sorted by key
-    del entries
-    change = np.ones(len(pairs), dtype=bool)
-    change[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
-    openings = pairs[change]  # each (context, next) once, sorted
+    n = chain.order
+    parts: list[np.ndarray] = []
+
+    def visit(chunk: np.ndarray) -> None:
+        keep = chunk[:, n] > chainmod.END
+        if n > 1:
+            keep &= chunk[:, 1] != chainmod.BEGIN
+        pairs = chunk[keep][:, 1 : n + 1]  # (t1 .. t(n-1), next) of each entry, sorted by key
+        change = np.ones(len(pairs), dtype=bool)
+        change[1:] = np.any(pairs[1:] != pairs[:-1], axis=1)
+        parts.append(pairs[change].astype(np.int32))  # each once: whole contexts stay in one chunk
+
+    walker.scan(chain, [chainmod.BEGIN], visit)
+    openings = np.concatenate(parts) if parts else np.empty((0, n), dtype=np.int32)
     total = len(openings)
     picked = sorted(random.Random(seed).sample(range(total), min(samples, total)))
     cache: dict[bytes, int] = {}
     hits = Split()
     for index in picked:
-        row = openings[index].tolist()
-        prefix = (*row[1 : chain.order], row[chain.order])
+        prefix = tuple(openings[index].tolist())
         walked = greedy(walker, chain, prefix, cache)
         if len(walked) <= chain.order:
             continue  # the walk ends at once: no rest to reproduce

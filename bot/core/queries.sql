@@ -205,6 +205,12 @@ ORDER BY first;
 -- name: block_data_one
 SELECT id, data FROM transition_blocks WHERE id = ?;
 
+-- name: block_range_index
+SELECT id, first FROM transition_blocks WHERE chain_id = ?1 AND direction = ?2 AND first <= ?4
+AND first >= coalesce((SELECT max(first) FROM transition_blocks
+                       WHERE chain_id = ?1 AND direction = ?2 AND first <= ?3), x'')
+ORDER BY first;
+
 -- name: block_data_by_id
 SELECT id, data FROM transition_blocks WHERE id IN (SELECT value FROM json_each(?));
 
@@ -229,9 +235,6 @@ SELECT coalesce(sum(entries), 0) FROM transition_blocks WHERE chain_id = ? AND d
 -- name: delta_count
 SELECT count FROM transitions WHERE chain_id = ? AND ctx = ? AND next_id = ? AND author_id = ?;
 
--- name: delta_forward
--- Delta rows (transitions not yet merged into blocks: bot.core.chainrows) of contexts from ?2 to ?3.
-SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND ctx >= ?2 AND ctx <= ?3;
 
 -- name: delta_successors
 SELECT next_id, author_id, count FROM transitions WHERE chain_id = ? AND ctx = ?;

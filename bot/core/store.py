@@ -372,13 +372,14 @@ class Store:
         A B-tree page changed by a transaction is written once (to the WAL, then the file) however
         many rows of the transaction changed it, and a batch's rows are spread over the whole
         tree: batches of 2,000 messages wrote a 125 MB database 83 times over at 200,000 messages,
-        batches of 100,000 three times. Half the budget holds queued messages (two batches: one
-        committing while the next fills), a quarter the writer's page cache.
+        batches of 100,000 three times. A quarter of the budget is a batch (BULK_MESSAGE_BYTES a
+        message: queued, counted and merged, two batches at once), an eighth the writer's page
+        cache; the rest is the interpreter's own (1,083 MB at 1,000,000 messages with a quarter).
         """
         budget = self.bulk_memory_mb * 2**20
         batch = max(self.batch_size, budget // 4 // BULK_MESSAGE_BYTES)
         await self.flush()
-        await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 4 // 1024)}")
+        await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 8 // 1024)}")
         self._writes.direct = True  # each batch merges into the blocks: no delta rows to move later
         try:
             async with self._queue.sized(batch, max(self.max_pending, 2 * batch)):

@@ -16,7 +16,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -113,9 +113,11 @@ class Walker:
         """The rows of a named read-only statement, one at a time (for scans too big to hold)."""
         return iter(self._connection().execute(Q[name], params))
 
-    def forward(self, chain: ChainInfo, prefix: Sequence[int]) -> chainrows.Entries:
-        """A chain's entries whose context starts with prefix (see bot.core.chainrows)."""
-        return chainrows.forward(self._connection(), chain.id, chain.order, prefix)
+    def scan(
+        self, chain: ChainInfo, prefix: Sequence[int], visit: Callable[[chainrows.Entries], None]
+    ) -> None:
+        """A chain's entries whose context starts with prefix, in chunks (see chainrows.scan)."""
+        chainrows.scan(self._connection(), chain.id, chain.order, visit, prefix)
 
     # ---------------------------------------------------------------- what a walk reads
 

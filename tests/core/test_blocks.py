@@ -129,6 +129,10 @@ def test_reads_and_scans_add_the_delta_rows_to_the_blocks(
         chainrows.scan(conn, CHAIN, ORDER, chunks.append)
         assert all(len(c) for c in chunks)
         assert (np.concatenate([every[:0], *chunks]) == every).all()
+        for c1 in range(6):
+            opening: list[np.ndarray] = []  # type: ignore[type-arg]
+            chainrows.scan(conn, CHAIN, ORDER, opening.append, [c1])
+            assert (np.concatenate([every[:0], *opening]) == every[every[:, 0] == c1]).all()
         whole = chainrows.shape(every, ORDER)
         parts = [chainrows.shape(c, ORDER) for c in chunks]
         assert sum(p.states for p in parts) == whole.states and sum(p.forced for p in parts) == whole.forced
