@@ -47,7 +47,8 @@ SOME = 0.1  # below these, a chain gives back little of what any one person said
 COPIES_SOME = 0.05
 
 BYTES_METHOD = (
-    "pages of each table and index (SQLite dbstat), shared among chains in proportion to their rows"
+    "pages of each table and index (SQLite dbstat), shared among chains in proportion to their rows "
+    "(to their bytes, for transition blocks)"
 )
 
 NONE = Rate(0, 0)
