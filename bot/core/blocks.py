@@ -19,7 +19,7 @@ import json
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -80,25 +80,6 @@ def to_forward(entries: Entries, order: int, direction: int) -> Entries:
 # ---------------------------------------------------------------- packing
 
 
-def encode(entries: Entries) -> bytes:
-    """A block's bytes: entries sorted by key, counts above zero."""
-    n, columns = entries.shape
-    parts = [_HEADER.pack(n, columns)]
-    codes = bytearray()
-    body = []
-    for c in range(columns):
-        column = entries[:, c]
-        if c == 0:
-            column = np.diff(column, prepend=0)
-        top = int(column.max()) if n else 0
-        code = next(i for i, most in enumerate(_TOPS) if top <= most)
-        codes.append(code)
-        body.append(column.astype(_TYPES[code]).tobytes())
-    parts.append(bytes(codes))
-    parts.extend(body)
-    return _compress(b"".join(parts))
-
-
 def encode_chunks(entries: Entries) -> list[tuple[bytes, int, bytes]]:
     """Sorted entries cut into blocks: (first key, entries, data) of each, all packed at once.
 
@@ -150,14 +131,6 @@ def key_bytes(key: Sequence[int]) -> bytes:
     return struct.pack(f">{len(key)}I", *key)
 
 
-def first_key(entries: Entries) -> bytes:
-    """The first key of sorted entries, as stored."""
-    return key_bytes(entries[0, :-1].tolist())
-
-
-# ---------------------------------------------------------------- sorting and summing
-
-
 def sort_keys(columns: Sequence[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.int64]]:
     """Sort keys for np.lexsort (the first varies slowest), neighbours fused into one int64 where both fit."""
     fused: list[npt.NDArray[np.int64]] = []
@@ -203,17 +176,6 @@ def summed(entries: Entries, *, signed: bool = False) -> Entries:
         raise ValueError("a count would go below zero: subtracted more than was learned")
     kept: Entries = out[out[:, -1] != 0]
     return kept
-
-
-def chunks(entries: Entries) -> Iterator[Entries]:
-    """Sorted entries cut into blocks of at most BLOCK_ENTRIES, evenly."""
-    n = len(entries)
-    if not n:
-        return
-    pieces = -(-n // BLOCK_ENTRIES)
-    bounds = [n * i // pieces for i in range(pieces + 1)]
-    for lo, hi in itertools.pairwise(bounds):
-        yield entries[lo:hi]
 
 
 def owners(firsts: Sequence[bytes], entries: Entries) -> npt.NDArray[np.intp]:
@@ -321,8 +283,12 @@ def delta_forward(rows: Sequence[tuple[Any, ...]], order: int) -> Entries:
     return summed(np.concatenate([ctx.astype(np.int64), rest], axis=1), signed=True)
 
 
+def contexts(forward: Entries, order: int) -> npt.NDArray[np.void]:
+    """The packed context of each forward entry, as the transitions table stores it (comparable, hashable)."""
+    return np.ascontiguousarray(forward[:, :order].astype(">u4")).view(f"V{4 * order}").ravel()
+
+
 def ctx_blobs(forward: Entries, order: int) -> list[bytes]:
-    """The packed context of each forward entry, as the transitions table stores it."""
-    packed = np.ascontiguousarray(forward[:, :order].astype(">u4"))
-    blobs: list[bytes] = packed.view(f"V{4 * order}").ravel().tolist()
+    """The packed context of each forward entry, as bytes."""
+    blobs: list[bytes] = contexts(forward, order).tolist()
     return blobs

@@ -30,8 +30,7 @@ def _recut(
     rows = blocks.encode_chunks(merged)
     if not wide or not len(merged):
         return rows, []
-    contexts = np.ascontiguousarray(merged[:, :order].astype(">u4")).view(f"V{4 * order}").ravel()
-    values, times = np.unique(contexts, return_counts=True)
+    values, times = np.unique(blocks.contexts(merged, order), return_counts=True)
     return rows, [bytes(v) for v in values[times >= wide].tolist()]
 
 
@@ -114,8 +113,8 @@ class BlockWriter:
             ids, _ = await self._index(chain_id, direction)
             for lo in range(0, len(ids), SCAN_WINDOW):
                 taken = ids[lo : lo + SCAN_WINDOW]
-                async with self._db.w.execute(Q["block_data_by_id"], (json.dumps(taken),)) as cur:
-                    rows = [bytes(data) for _, data in await cur.fetchall()]  # in key order
+                async with self._db.w.execute(Q["block_data"], (json.dumps(taken),)) as cur:
+                    rows = [bytes(data) for (data,) in await cur.fetchall()]  # in key order (ids are not)
                 kept, theirs = await asyncio.to_thread(_without_author, rows, author_id)
                 if not len(theirs):
                     continue

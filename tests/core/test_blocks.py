@@ -59,7 +59,7 @@ def learn_then_unlearn(draw: st.DrawFn) -> list[dict[Key, int]]:
     return batches
 
 
-def run(path: Path, batches: list[dict[Key, int]]) -> None:
+def run(path: Path, batches: list[dict[Key, int]], forget: int | None = None) -> None:
     async def merge_all() -> None:
         conn = await aiosqlite.connect(path, isolation_level=None)
         try:
@@ -68,6 +68,10 @@ def run(path: Path, batches: list[dict[Key, int]]) -> None:
             for batch in batches:
                 await conn.execute("BEGIN IMMEDIATE")
                 await BlockWriter(db).merge(CHAIN, ORDER, entries(batch))
+                await conn.execute("COMMIT")
+            if forget is not None:
+                await conn.execute("BEGIN IMMEDIATE")
+                await BlockWriter(db).drop_author(CHAIN, ORDER, forget)
                 await conn.execute("COMMIT")
         finally:
             await conn.close()
@@ -98,7 +102,10 @@ def test_merges_keep_exactly_the_sum_in_both_directions(
             ).fetchall()
             assert all(0 < n <= blocks.BLOCK_ENTRIES for _, n, _ in rows)
             decoded = [blocks.decode(data) for _, _, data in rows]
-            assert all(blocks.first_key(d) == first for (first, _, _), d in zip(rows, decoded, strict=True))
+            assert all(
+                blocks.key_bytes(d[0, :-1].tolist()) == first
+                for (first, _, _), d in zip(rows, decoded, strict=True)
+            )
             whole = np.concatenate(decoded) if decoded else np.empty((0, 5), dtype=np.int64)
             assert (blocks.summed(whole) == whole).all()  # sorted across blocks, each key once, none at 0
 
@@ -147,11 +154,38 @@ def test_reads_and_scans_add_the_delta_rows_to_the_blocks(
                 assert dict(zip(ids, counts, strict=True)) == dict(want) and ids == sorted(ids)
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes)
+def test_dropping_an_author_leaves_exactly_the_others(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[dict[Key, int]]
+) -> None:
+    path = tmp_path_factory.mktemp("blocks") / "b.sqlite3"
+    run(path, batches, forget=2)
+    expected: Counter[Key] = Counter()
+    for batch in batches:
+        expected.update({k: v for k, v in batch.items() if k[3] != 2})
+    with sqlite3.connect(path) as conn:
+        assert as_counter(chainrows.every(conn, CHAIN, ORDER)) == expected
+        for direction in (FORWARD, BACKWARD):
+            rows = conn.execute(
+                "SELECT data FROM transition_blocks WHERE direction = ? ORDER BY first", (direction,)
+            ).fetchall()
+            whole = (
+                np.concatenate([blocks.decode(d) for (d,) in rows])
+                if rows
+                else np.empty((0, 5), dtype=np.int64)
+            )
+            assert (blocks.summed(whole) == whole).all()  # still sorted across blocks
+
+
 def test_a_merge_refuses_to_take_more_than_was_learned(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="below zero"):
         run(tmp_path / "b.sqlite3", [{(0, 0, 2, 1): 1}, {(0, 0, 2, 1): -2}])
 
 
 def test_packing_round_trips_wide_values() -> None:
-    found = np.array([[0, 2**32 - 1, 5, 2**40, 1], [3, 0, 1, 1, 2**33]], dtype=np.int64)
-    assert (blocks.decode(blocks.encode(found)) == found).all()
+    found = np.array([[0, 2**32 - 1, 5, 2**32 - 1, 1], [3, 0, 1, 1, 2**40]], dtype=np.int64)
+    [(first, n, data)] = blocks.encode_chunks(found)
+    assert (
+        (blocks.decode(data) == found).all() and n == 2 and first == blocks.key_bytes(found[0, :-1].tolist())
+    )
