@@ -46,7 +46,7 @@ def stages(corpus: str, db: str) -> dict[str, float]:
     from bot.core.sql import Q
     from bot.core.store import WRITER_CACHE_KIB
     from bot.core.tokens import tokenize
-    from bot.core.writer import _aggregate
+    from bot.core.writer import _aggregate, message_rows
 
     text = Path(corpus).read_text("utf-8")
     lines = [line for line in text.splitlines() if line]
@@ -94,33 +94,16 @@ def stages(corpus: str, db: str) -> dict[str, float]:
             sql_time[name] += time.perf_counter() - start
 
         stored: set[str] = set()
-        for n, (trans_rows, window_rows, refs, _) in enumerate(batches):
+        for n, (counted, window_rows, refs, _) in enumerate(batches):
             batch = pending[n * BATCH : (n + 1) * BATCH]
             fresh = {t for item in batch for t in item.tokens} - stored
             stored |= fresh
             new = sorted((vocabulary[t], t) for t in fresh)
             run("begin", "BEGIN IMMEDIATE", None)
             run("tokens", Q["insert_token"], new)
-            run("transitions", Q["upsert_transition"], ((*key, k) for key, k in trans_rows))
-            run("windows", Q["upsert_window"], ((*key, k) for key, k in window_rows))
-            run(
-                "messages",
-                Q["insert_message"],
-                (
-                    (
-                        i.platform,
-                        i.message_id,
-                        1,
-                        i.author_id,
-                        i.fingerprint,
-                        i.normal,
-                        len(i.tokens),
-                        i.chars,
-                        i.bytes,
-                    )
-                    for i in batch
-                ),
-            )
+            run("transitions", Q["upsert_transition"], [row for c in counted for row in c.rows()])
+            run("windows", Q["upsert_window"], window_rows)
+            run("messages", Q["insert_message"], message_rows(batch))
             run("token refs", Q["add_token_refs"], ((k, t) for t, k in refs.items()))
             run("commit", "COMMIT", None)
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core import writer
+from bot.core import countwriter
 from bot.core.brain import Brain
 
 
@@ -16,7 +16,7 @@ def merge_every_commit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Stores opened by a test merge their delta rows into blocks at every commit, so that every
     read and every write of a test meets the blocks (bot.core.blocks); the shipped threshold
     (MERGE_ROWS) keeps small chains in the delta. Tests of the delta pass merge_rows themselves."""
-    monkeypatch.setattr(writer, "MERGE_ROWS", 0)
+    monkeypatch.setattr(countwriter, "MERGE_ROWS", 0)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import numpy.typing as npt
 
 from bot.core import blocks
 from bot.core import chain as chainmod
@@ -34,12 +33,6 @@ def by_context(
         else:
             seen[key] += k
     return deltas, seen
-
-
-def _contexts(counted: Counted) -> npt.NDArray[np.void]:
-    """The packed context of each of a chain's batch entries."""
-    packed = np.ascontiguousarray(counted.entries[:, : counted.order].astype(">u4"))
-    return packed.view(f"V{4 * counted.order}").ravel()
 
 
 class HubCache:
@@ -163,7 +156,9 @@ class HubCache:
         contexts = [ctx for chain_id, ctx in self._hubs if chain_id == counted.chain_id]
         if not contexts:
             return []
-        mine = np.isin(_contexts(counted), np.array(contexts, dtype=f"V{4 * counted.order}"))
+        mine = np.isin(
+            blocks.contexts(counted.entries, counted.order), np.array(contexts, dtype=f"V{4 * counted.order}")
+        )
         return Counted(counted.chain_id, counted.order, counted.entries[mine]).rows()
 
     async def make_missing(self, chain_id: int, contexts: Sequence[bytes]) -> None:

@@ -141,7 +141,7 @@ class Store:
             prune_rows=PRUNE_ROWS,
         )
         if merge_rows is not None:
-            self._writes.merge_rows = merge_rows  # else writer.MERGE_ROWS (see bot.core.writer)
+            self._writes.counts.merge_rows = merge_rows  # else countwriter.MERGE_ROWS
         self._queue = LearningQueue(
             self._db,
             self._writes,
@@ -380,12 +380,12 @@ class Store:
         batch = max(self.batch_size, budget // 4 // BULK_MESSAGE_BYTES)
         await self.flush()
         await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 8 // 1024)}")
-        self._writes.direct = True  # each batch merges into the blocks: no delta rows to move later
+        self._writes.counts.direct = True  # each batch merges into the blocks: no delta rows to move later
         try:
             async with self._queue.sized(batch, max(self.max_pending, 2 * batch)):
                 yield
         finally:
-            self._writes.direct = False
+            self._writes.counts.direct = False
             if self._db.writer is not None:
                 await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
 

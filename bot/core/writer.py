@@ -8,14 +8,12 @@ import logging
 import math
 import sqlite3
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
-import numpy as np
-
-from bot.core import blocks, counting, fingerprints
 from bot.core import chain as chainmod
-from bot.core.blockwriter import BlockWriter
+from bot.core import counting, fingerprints
 from bot.core.connections import Connections, take_ids
+from bot.core.countwriter import CountWriter
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
 from bot.core.models import (
@@ -34,9 +32,6 @@ from bot.core.versions import ChainVersions
 from bot.core.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
-
-MERGE_ROWS = 20_000  # delta rows of a chain from which they are merged into its blocks ...
-MERGE_SHARE = 8  # ... once they are also an eighth of what its blocks hold (each merge rewrites them)
 
 
 def _aggregate(
@@ -60,6 +55,22 @@ def _aggregate(
         c[2] += item.chars
         c[3] += item.bytes
     return trans, counting.windows(batch), refs, counters
+
+
+def message_rows(batch: Sequence[PendingMessage]) -> Iterator[tuple[object, ...]]:
+    """The messages table's row of each message of a batch."""
+    for i in batch:
+        yield (
+            i.platform,
+            i.message_id,
+            i.chain.id,
+            i.author_id,
+            i.fingerprint,
+            i.normal,
+            len(i.tokens),
+            i.chars,
+            i.bytes,
+        )
 
 
 def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
@@ -99,9 +110,7 @@ class Writer:
         # transaction, e.g. after one failed); another connection's commit changes it.
         self._data_version: int | None = None
         self._sealer: Sealer | None = None  # seals recent messages, once the store has its key
-        self._blocks = BlockWriter(db)
-        self.direct = False  # batches merge straight into blocks (an import), not through the delta
-        self.merge_rows = MERGE_ROWS  # 0: merge at every commit (the tests' default: every read meets blocks)
+        self.counts = CountWriter(db, hubs)  # where transition counts go: the delta or the blocks
 
     @property
     def sealer(self) -> Sealer:
@@ -186,33 +195,10 @@ class Writer:
         # Counting (numpy, and Python around it) runs in a thread so the event loop keeps answering.
         counted, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
         w = self._db.w
-        trans_rows: list[counting.TransitionRow] = []
-        if sign > 0 and self.direct:
-            for c in counted:
-                trans_rows.extend(self._hubs.rows_of_hubs(c))
-        else:
-            trans_rows = await asyncio.to_thread(lambda: [row for c in counted for row in c.rows()])
         if sign > 0:
-            if not self.direct:
-                await w.executemany(Q["upsert_transition"], trans_rows)
+            await self.counts.add(counted, len(batch))
             await w.executemany(Q["upsert_window"], window_rows)
-            await w.executemany(
-                Q["insert_message"],
-                (
-                    (
-                        i.platform,
-                        i.message_id,
-                        i.chain.id,
-                        i.author_id,
-                        i.fingerprint,
-                        i.normal,
-                        len(i.tokens),
-                        i.chars,
-                        i.bytes,
-                    )
-                    for i in batch
-                ),
-            )
+            await w.executemany(Q["insert_message"], message_rows(batch))
             if self.edit_window_days:
                 now = int(self.clock())
                 sealer = self.sealer
@@ -232,20 +218,11 @@ class Writer:
                     ),
                 )
         else:
-            await self._subtract(counted, trans_rows)
+            await self.counts.subtract(counted)
             await w.executemany(Q["subtract_window"], ((row[-1], *row[:-1]) for row in window_rows))
             await w.executemany(Q["prune_window"], (row[:-1] for row in window_rows))
             await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
             await w.executemany(Q["delete_recent"], ((i.platform, i.message_id) for i in batch))
-        deltas, seen = await self._hubs.split(trans_rows)
-        await self._hubs.add(deltas, sign)
-        if sign > 0 and self.direct:
-            for c in counted:  # after the hubs took the batch's counts: a hub made here reads them whole
-                wide = await self._blocks.merge(c.chain_id, c.order, c.entries, self._hubs.hub_rows)
-                await self._hubs.make_missing(c.chain_id, wide)
-        elif sign > 0:
-            await self._hubs.promote(seen, len(batch))
-            await self._merge_due({c.chain_id: c.order for c in counted})
         await self._vocabulary.add_refs({token_id: sign * n for token_id, n in refs.items()})
         await w.executemany(
             Q["add_chain_counters"], ((*(sign * v for v in c), chain_id) for chain_id, c in counters.items())
@@ -255,49 +232,6 @@ class Writer:
             await w.executemany(Q["chain_learned_at"], ((now, chain_id) for chain_id in counters))
         for chain_id in counters:
             self._versions.wrote(chain_id)
-
-    async def _subtract(
-        self, counted: Sequence[counting.Counted], rows: list[counting.TransitionRow]
-    ) -> None:
-        """Take rows' counts from the delta as far as it holds them, the rest from the blocks."""
-        w = self._db.w
-        rest: dict[int, list[tuple[int, ...]]] = {}
-        orders = {c.chain_id: c.order for c in counted}
-        for chain_id, ctx, next_id, author_id, k in rows:
-            async with w.execute(Q["delta_count"], (chain_id, ctx, next_id, author_id)) as cur:
-                found = await cur.fetchone()
-            held = min(k, int(found[0])) if found else 0
-            if held:
-                await w.execute(Q["subtract_transition"], (held, chain_id, ctx, next_id, author_id))
-                await w.execute(Q["prune_transition"], (chain_id, ctx, next_id, author_id))
-            if k > held:
-                rest.setdefault(chain_id, []).append((*chainmod.unpack(ctx), next_id, author_id, held - k))
-        for chain_id, entries in rest.items():
-            await self._blocks.merge(chain_id, orders[chain_id], np.array(entries, dtype=np.int64))
-
-    async def _merge_due(self, orders: dict[int, int]) -> None:
-        """Merge a chain's delta rows into its blocks once they are many, for their share of the chain."""
-        w = self._db.w
-        for chain_id, order in orders.items():
-            async with w.execute(Q["rows_delta"], (chain_id,)) as cur:
-                row = await cur.fetchone()
-            delta = int(row[0]) if row else 0
-            if not delta or delta < self.merge_rows:
-                continue
-            async with w.execute(Q["block_entries"], (chain_id,)) as cur:
-                row = await cur.fetchone()
-            if self.merge_rows and delta < (int(row[0]) if row else 0) // MERGE_SHARE:
-                continue
-            await self._merge_delta(chain_id, order)
-
-    async def _merge_delta(self, chain_id: int, order: int) -> None:
-        """Move a chain's delta rows into its blocks (inside the open transaction)."""
-        async with self._db.w.execute(Q["delta_all"], (chain_id,)) as cur:
-            rows = [tuple(r) for r in await cur.fetchall()]
-        entries = await asyncio.to_thread(blocks.delta_forward, rows, order)
-        wide = await self._blocks.merge(chain_id, order, entries, self._hubs.hub_rows)
-        await self._db.w.execute(Q["delete_chain_transitions"], (chain_id,))
-        await self._hubs.make_missing(chain_id, wide)
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
@@ -380,25 +314,11 @@ class Writer:
                     row = await cur.fetchone()
                 assert row is not None
                 n_messages, n_tokens, n_chars, n_bytes = (int(v) for v in row)
-                async with self._db.w.execute(Q["forget_author_transitions"], (chain_id, author_id)) as cur:
-                    rows = [(bytes(x), int(n), int(k)) for x, n, k in await cur.fetchall()]
                 info = await self._registry.chain_by_id(chain_id)
-                removed = await self._blocks.drop_author(chain_id, info.order, author_id)
-                rows.extend(
-                    zip(
-                        blocks.ctx_blobs(removed, info.order),
-                        removed[:, info.order].tolist(),
-                        removed[:, -1].tolist(),
-                        strict=True,
-                    )
-                )
-                if not n_messages and not rows:
+                entries, taken = await self.counts.forget_author(chain_id, info.order, author_id)
+                if not n_messages and not entries:
                     continue
-                for _, n, k in rows:
-                    if n > chainmod.END:
-                        refs[n] -= k
-                deltas, _ = await self._hubs.split((chain_id, x, n, author_id, k) for x, n, k in rows)
-                await self._hubs.add(deltas, -1)
+                refs.update(taken)
                 await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
                 await self._db.w.execute(Q["delete_author_messages"], (chain_id, author_id))
                 await self._db.w.execute(Q["delete_author_recent"], (chain_id, author_id))
@@ -431,15 +351,8 @@ class Writer:
             async with self._db.w.execute(Q["chain_counters"], (info.id,)) as cur:
                 row = await cur.fetchone()
             held[0] = int(row[0]) if row else 0
-            async with self._db.w.execute(Q["chain_token_refs"], (info.id,)) as cur:
-                refs = {int(n): -int(k) for n, k in await cur.fetchall()}
-            for n, k in (await self._blocks.token_counts(info.id, info.order)).items():
-                if n > chainmod.END:
-                    refs[n] = refs.get(n, 0) - k
+            refs = await self.counts.drop_chain(info.id, info.order)
             for name in (
-                "delete_chain_blocks",
-                "delete_chain_transitions",
-                "delete_chain_hubs",
                 "delete_chain_windows",
                 "delete_chain_messages",
                 "delete_chain_recent",
@@ -448,7 +361,6 @@ class Writer:
                 await self._db.w.execute(Q[name], (info.id,))
             await self._vocabulary.add_refs(refs)
             await self._mark_removal(())  # a chain made later with this id starts past its last value
-            self._hubs.drop_chain(info.id)
 
         async with self._db.write_lock:
             await self._transaction(work)

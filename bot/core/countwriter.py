@@ -1,0 +1,132 @@
+"""Where a chain's transition counts go: the delta rows (the transitions table) or the blocks.
+
+Live learning upserts into the delta, merged into the blocks once it is large enough for its
+share of the chain; an import (direct) merges each batch straight into the blocks. Subtracting
+takes what the delta holds and the rest from the blocks. The hubs (bot.core.hubcache) learn of
+every change here. Every method runs inside the writer's open transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from bot.core import blocks
+from bot.core import chain as chainmod
+from bot.core.blockwriter import BlockWriter
+from bot.core.connections import Connections
+from bot.core.counting import Counted
+from bot.core.hubcache import HubCache
+from bot.core.sql import Q
+
+MERGE_ROWS = 20_000  # delta rows of a chain from which they are merged into its blocks ...
+MERGE_SHARE = 8  # ... once they are also an eighth of what its blocks hold (each merge rewrites them)
+
+
+class CountWriter:
+    """Adds, subtracts and removes a chain's transition counts, in the delta or the blocks."""
+
+    def __init__(self, db: Connections, hubs: HubCache) -> None:
+        self._db = db
+        self._hubs = hubs
+        self._blocks = BlockWriter(db)
+        self.direct = False  # batches merge straight into blocks (an import), not through the delta
+        self.merge_rows = MERGE_ROWS  # 0: merge at every commit (the tests' default: every read meets blocks)
+
+    async def add(self, counted: Sequence[Counted], batch_size: int) -> None:
+        """Learn a batch's transitions (and tell the hubs)."""
+        if self.direct:
+            rows = [row for c in counted for row in self._hubs.rows_of_hubs(c)]
+        else:
+            rows = await asyncio.to_thread(lambda: [row for c in counted for row in c.rows()])
+            await self._db.w.executemany(Q["upsert_transition"], rows)
+        deltas, seen = await self._hubs.split(rows)
+        await self._hubs.add(deltas, 1)
+        if self.direct:
+            for c in counted:  # after the hubs took the batch's counts: a hub made here reads them whole
+                wide = await self._blocks.merge(c.chain_id, c.order, c.entries, self._hubs.hub_rows)
+                await self._hubs.make_missing(c.chain_id, wide)
+        else:
+            await self._hubs.promote(seen, batch_size)
+            await self._merge_due({c.chain_id: c.order for c in counted})
+
+    async def subtract(self, counted: Sequence[Counted]) -> None:
+        """Take a batch's transitions away: from the delta as far as it holds them, the rest from the blocks."""
+        w = self._db.w
+        rows = [row for c in counted for row in c.rows()]
+        rest: dict[int, list[tuple[int, ...]]] = {}
+        for chain_id, ctx, next_id, author_id, k in rows:
+            async with w.execute(Q["delta_count"], (chain_id, ctx, next_id, author_id)) as cur:
+                found = await cur.fetchone()
+            held = min(k, int(found[0])) if found else 0
+            if held:
+                await w.execute(Q["subtract_transition"], (held, chain_id, ctx, next_id, author_id))
+                await w.execute(Q["prune_transition"], (chain_id, ctx, next_id, author_id))
+            if k > held:
+                rest.setdefault(chain_id, []).append((*chainmod.unpack(ctx), next_id, author_id, held - k))
+        orders = {c.chain_id: c.order for c in counted}
+        for chain_id, entries in rest.items():
+            await self._blocks.merge(chain_id, orders[chain_id], np.array(entries, dtype=np.int64))
+        deltas, _ = await self._hubs.split(rows)
+        await self._hubs.add(deltas, -1)
+
+    async def forget_author(self, chain_id: int, order: int, author_id: int) -> tuple[int, Counter[int]]:
+        """Remove an author's transitions from a chain: (how many entries, the token refs they held, negative)."""
+        async with self._db.w.execute(Q["forget_author_transitions"], (chain_id, author_id)) as cur:
+            rows = [(bytes(x), int(n), int(k)) for x, n, k in await cur.fetchall()]
+        removed = await self._blocks.drop_author(chain_id, order, author_id)
+        rows.extend(
+            zip(
+                blocks.ctx_blobs(removed, order),
+                removed[:, order].tolist(),
+                removed[:, -1].tolist(),
+                strict=True,
+            )
+        )
+        refs: Counter[int] = Counter()
+        for _, n, k in rows:
+            if n > chainmod.END:
+                refs[n] -= k
+        deltas, _ = await self._hubs.split((chain_id, x, n, author_id, k) for x, n, k in rows)
+        await self._hubs.add(deltas, -1)
+        return len(rows), refs
+
+    async def drop_chain(self, chain_id: int, order: int) -> dict[int, int]:
+        """Delete a chain's transitions and hubs; the token refs they held (negative), by token."""
+        async with self._db.w.execute(Q["chain_token_refs"], (chain_id,)) as cur:
+            refs = {int(n): -int(k) for n, k in await cur.fetchall()}
+        for n, k in (await self._blocks.token_counts(chain_id, order)).items():
+            if n > chainmod.END:
+                refs[n] = refs.get(n, 0) - k
+        await self._blocks.drop_chain(chain_id)
+        await self._db.w.execute(Q["delete_chain_transitions"], (chain_id,))
+        await self._db.w.execute(Q["delete_chain_hubs"], (chain_id,))
+        self._hubs.drop_chain(chain_id)
+        return refs
+
+    async def _merge_due(self, orders: dict[int, int]) -> None:
+        """Merge a chain's delta rows into its blocks once they are many, for their share of the chain."""
+        w = self._db.w
+        for chain_id, order in orders.items():
+            async with w.execute(Q["rows_delta"], (chain_id,)) as cur:
+                row = await cur.fetchone()
+            delta = int(row[0]) if row else 0
+            if not delta or delta < self.merge_rows:
+                continue
+            async with w.execute(Q["block_entries"], (chain_id,)) as cur:
+                row = await cur.fetchone()
+            if self.merge_rows and delta < (int(row[0]) if row else 0) // MERGE_SHARE:
+                continue
+            await self._merge_delta(chain_id, order)
+
+    async def _merge_delta(self, chain_id: int, order: int) -> None:
+        """Move a chain's delta rows into its blocks."""
+        async with self._db.w.execute(Q["delta_all"], (chain_id,)) as cur:
+            rows = [tuple(r) for r in await cur.fetchall()]
+        entries = await asyncio.to_thread(blocks.delta_forward, rows, order)
+        wide = await self._blocks.merge(chain_id, order, entries, self._hubs.hub_rows)
+        await self._db.w.execute(Q["delete_chain_transitions"], (chain_id,))
+        await self._hubs.make_missing(chain_id, wide)
