@@ -42,7 +42,7 @@ def stages(corpus: str, db: str) -> dict[str, float]:
     from bot.core import chain as chainmod
     from bot.core.fingerprints import Fingerprinter
     from bot.core.models import ChainInfo, PendingMessage
-    from bot.core.schema import migrations
+    from bot.core.schema import MIGRATION_FUNCTIONS, migrations
     from bot.core.sql import Q
     from bot.core.store import WRITER_CACHE_KIB
     from bot.core.tokens import tokenize
@@ -77,6 +77,8 @@ def stages(corpus: str, db: str) -> dict[str, float]:
     try:
         for pragma in ("journal_mode = WAL", "synchronous = NORMAL", f"cache_size = -{WRITER_CACHE_KIB}"):
             conn.execute(f"PRAGMA {pragma}")
+        for name, arity, function in MIGRATION_FUNCTIONS:
+            conn.create_function(name, arity, function, deterministic=True)
         for _, sql in migrations():
             conn.executescript(sql)
         conn.execute(

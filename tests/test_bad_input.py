@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from bot.core import keys
+from bot.core.messagekeys import message_key
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\n"
@@ -220,8 +221,14 @@ def test_refused_with_one_line_and_nothing_changed(
     assert not Path("/nonexistent").exists()
 
 
-def ids(db: sqlite3.Connection) -> list[str]:
-    return sorted(m for (m,) in db.execute("SELECT message_id FROM messages WHERE chain_id = 2"))
+def ids(db: sqlite3.Connection) -> list[int]:
+    """The keys of chain 2's learned messages (bot.core.messagekeys), sorted."""
+    return sorted(m for (m,) in db.execute("SELECT id FROM messages WHERE chain_id = 2"))
+
+
+def imported(*message_ids: str) -> list[int]:
+    """The keys of messages imported by the CLI, sorted."""
+    return sorted(message_key("local", m) for m in message_ids)
 
 
 def words(db: sqlite3.Connection) -> set[str]:
@@ -235,19 +242,19 @@ MENTION = message(
 )
 
 PARTLY: list[tuple[str, Callable[[Path], str], list[str], str, Callable[[sqlite3.Connection], bool]]] = [
-    ("one-byte-file", write("m.txt", "x"), [], "read 1 messages: learned 1,", lambda db: ids(db) == ["m.txt:1"]),
-    ("mixed-line-endings", write("m.txt", "a b\r\nc d\re f\ng h"), [], "learned 4,", lambda db: ids(db) == [f"m.txt:{i}" for i in range(1, 5)]),
+    ("one-byte-file", write("m.txt", "x"), [], "read 1 messages: learned 1,", lambda db: ids(db) == imported("m.txt:1")),
+    ("mixed-line-endings", write("m.txt", "a b\r\nc d\re f\ng h"), [], "learned 4,", lambda db: ids(db) == imported(*(f"m.txt:{i}" for i in range(1, 5)))),
     ("utf8-bom", write("m.txt", "\ufeffhello there\n"), [], "learned 1,", lambda db: "hello" in words(db)),
     ("first-line-starts-with-brace", write("m.txt", '{hi} there\n{"a": 1} not json\n'), [], "learned 2,", lambda db: "hi" in words(db)),
     ("first-line-is-a-footnote", write("m.txt", "[1] a footnote\n[citation needed]\n"), [], "learned 2,", lambda db: "footnote" in words(db)),
     ("a-line-not-utf8", write("m.txt", b"good line here\ncaf\xe9 au lait\nanother good one\n"), [], "learned 2, already learned 0, skipped 0 (empty, bots or system messages), not UTF-8 1 lines", lambda db: "lait" not in words(db)),
     ("a-line-too-long", write("m.txt", f"short one\n{LONG}\nshort two\n"), [], "learned 2, already learned 0, skipped 0 (empty, bots or system messages), too long (over 4,000 characters) 1", lambda db: "word" not in words(db)),
     ("a-lower-limit", write("m.txt", "short one\nthis line is longer\n"), ["--env", "MARKOV_MAX_MESSAGE_CHARS=10"], "learned 1, already learned 0, skipped 0 (empty, bots or system messages), too long (over 10 characters) 1", lambda db: "longer" not in words(db)),
-    ("duplicate-ids", write("e.json", export(message(), message(content="other text"))), [], "read 2 messages: learned 1, already learned 1,", lambda db: ids(db) == ["10"] and "other" not in words(db)),
-    ("future-timestamp", write("e.json", export(message(timestamp="2999-01-01T00:00:00+00:00"))), [], "learned 1,", lambda db: ids(db) == ["10"]),
+    ("duplicate-ids", write("e.json", export(message(), message(content="other text"))), [], "read 2 messages: learned 1, already learned 1,", lambda db: ids(db) == imported("10") and "other" not in words(db)),
+    ("future-timestamp", write("e.json", export(message(timestamp="2999-01-01T00:00:00+00:00"))), [], "learned 1,", lambda db: ids(db) == imported("10")),
     ("bots-and-system-messages", write("e.json", export(message(author={"id": "1", "isBot": True}), message(id="11", type="ChannelPinnedMessage"), message(id="12", content="  "))), [], "learned 0, already learned 0, skipped 3", lambda db: ids(db) == []),
     ("mentions-become-placeholders", write("e.json", export(MENTION)), [], "learned 1,", lambda db: {"<@user>", "said", "Bob"} <= words(db) and not {"Alice", "Smith", "Al"} & words(db)),
-    ("plain-json-array", write("a.json", '[{"content": "hi there"}, {"content": "yo", "id": 5, "author": "bob"}]'), [], "learned 2,", lambda db: ids(db) == ["5", "a.json:1"]),
+    ("plain-json-array", write("a.json", '[{"content": "hi there"}, {"content": "yo", "id": 5, "author": "bob"}]'), [], "learned 2,", lambda db: ids(db) == imported("5", "a.json:1")),
     ("json-forced-as-text", write("e.json", export(message())), ["--format", "text"], "learned 1,", lambda db: "messages" in words(db)),
 ]  # fmt: skip
 

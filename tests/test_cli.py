@@ -16,6 +16,7 @@ import pytest
 
 from bot.cli import main
 from bot.core import retention
+from bot.core.messagekeys import message_key
 
 CORPUS = (
     "the cat sat on the mat\nthe dog sat on the log\n\nhello world, how are you?\nthe cat likes the dog\n"
@@ -81,7 +82,8 @@ def test_discord_chat_exporter_json_learns_per_author_and_skips_bots(
     assert run(db, "import", str(path), "--chain", "c") == 0
     assert "learned 2" in capsys.readouterr().out
     with sqlite3.connect(db) as conn:
-        assert sorted(r[0] for r in conn.execute("SELECT message_id FROM messages")) == ["10", "13"]
+        learned = sorted(r[0] for r in conn.execute("SELECT id FROM messages"))
+        assert learned == sorted(message_key("local", i) for i in ("10", "13"))
         assert conn.execute("SELECT count(*) FROM tokens WHERE text IN ('beep', 'pinned')").fetchone() == (0,)
 
 

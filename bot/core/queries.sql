@@ -160,25 +160,28 @@ DELETE FROM temp.hub_candidates;
 -- name: delete_chain_messages
 DELETE FROM messages WHERE chain_id = ?;
 
--- name: known_message_ids
-SELECT message_id FROM messages WHERE platform = ? AND message_id IN (SELECT value FROM json_each(?));
+-- name: known_message_keys
+-- Messages are keyed by message_key(platform, message_id) (bot/core/messagekeys.py).
+SELECT id FROM messages WHERE id IN (SELECT value FROM json_each(?));
 
--- name: message_by_id
-SELECT chain_id, author_id, fingerprint, tokens, chars, bytes FROM messages WHERE platform = ? AND message_id = ?;
+-- name: message_by_key
+SELECT chain_id, author_id, fingerprint, tokens, chars, bytes FROM messages WHERE id = ?;
 
 -- name: insert_message
-INSERT INTO messages (platform, message_id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+INSERT INTO messages (id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: delete_message
-DELETE FROM messages WHERE platform = ? AND message_id = ?;
+DELETE FROM messages WHERE id = ?;
 
 -- name: author_message_totals
-SELECT count(*), coalesce(sum(tokens), 0), coalesce(sum(chars), 0), coalesce(sum(bytes), 0)
-FROM messages WHERE chain_id = ? AND author_id = ?;
+-- A member's messages in each chain of their guild (an author id is of one guild), in one scan
+-- of the table: no index by author (18 bytes a message; this scan takes 0.2 s at 1,000,000).
+SELECT chain_id, count(*), sum(tokens), sum(chars), sum(bytes)
+FROM messages WHERE author_id = ? GROUP BY chain_id;
 
 -- name: delete_author_messages
-DELETE FROM messages WHERE chain_id = ? AND author_id = ?;
+DELETE FROM messages WHERE author_id = ?;
 
 -- name: successors
 SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND ctx = ?
@@ -388,9 +391,10 @@ VALUES (?, ?, ?, ?, ?, ?);
 
 -- name: recent_message
 -- A recent message's tokens, with what its messages row says (both rows exist or neither).
+-- ?3: message_key(?1, ?2).
 SELECT r.chain_id, r.author_id, r.token_ids, m.chars, m.bytes
-FROM recent_messages AS r JOIN messages AS m ON m.platform = r.platform AND m.message_id = r.message_id
-WHERE r.platform = ? AND r.message_id = ?;
+FROM recent_messages AS r JOIN messages AS m ON m.id = ?3
+WHERE r.platform = ?1 AND r.message_id = ?2;
 
 -- name: delete_recent
 DELETE FROM recent_messages WHERE platform = ? AND message_id = ?;

@@ -7,11 +7,13 @@ import logging
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
 import aiosqlite
 
+from bot.core.messagekeys import message_key
 from bot.core.sql import Q
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,9 @@ def migrations() -> list[tuple[int, str]]:
 
 SCHEMA_VERSION = migrations()[-1][0]
 
+# The Python functions migrations call (0011: message_key), given to the connection that applies them.
+MIGRATION_FUNCTIONS: tuple[tuple[str, int, Callable[..., object]], ...] = (("message_key", 2, message_key),)
+
 
 async def enable_wal(conn: aiosqlite.Connection) -> None:
     """Switch the file to WAL, retrying while another process opening it at once holds it.
@@ -70,6 +75,8 @@ async def migrate(conn: aiosqlite.Connection, path: Path) -> None:
     Inside BEGIN IMMEDIATE: another process opening the same new file at once waits, then
     finds the schema made (statement by statement: executescript would commit the BEGIN).
     """
+    for name, arity, function in MIGRATION_FUNCTIONS:
+        await conn.create_function(name, arity, function, deterministic=True)
     await conn.execute("BEGIN IMMEDIATE")
     try:
         version = identify(path, *(await describe(conn)))

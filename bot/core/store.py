@@ -37,6 +37,7 @@ from bot.core.keymeta import load_key
 from bot.core.learnqueue import DISK_FULL_CODES as DISK_FULL_CODES
 from bot.core.learnqueue import LearningQueue
 from bot.core.lru import LRU as LRU
+from bot.core.messagekeys import message_key
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -393,7 +394,7 @@ class Store:
 
     async def message(self, platform: str, message_id: str) -> tuple[ChainInfo, int, int] | None:
         """(chain, author id, fingerprint) of a learned message, or None."""
-        async with self.r.execute(Q["message_by_id"], (platform, message_id)) as cur:
+        async with self.r.execute(Q["message_by_key"], (message_key(platform, message_id),)) as cur:
             row = await cur.fetchone()
         if row is None:
             return None
@@ -416,7 +417,9 @@ class Store:
 
         The token ids are None when the sealed row does not open (another key, or moved or altered).
         """
-        async with self.r.execute(Q["recent_message"], (platform, message_id)) as cur:
+        async with self.r.execute(
+            Q["recent_message"], (platform, message_id, message_key(platform, message_id))
+        ) as cur:
             row = await cur.fetchone()
         if row is None:
             return None
@@ -471,5 +474,5 @@ class Store:
 
     async def is_learned(self, platform: str, message_id: str) -> bool:
         """True when a message id was learned (committed)."""
-        async with self.r.execute(Q["message_by_id"], (platform, message_id)) as cur:
+        async with self.r.execute(Q["message_by_key"], (message_key(platform, message_id),)) as cur:
             return await cur.fetchone() is not None

@@ -16,6 +16,7 @@ from bot.core.connections import Connections, take_ids
 from bot.core.countwriter import CountWriter
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
+from bot.core.messagekeys import message_key
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -61,8 +62,7 @@ def message_rows(batch: Sequence[PendingMessage]) -> Iterator[tuple[object, ...]
     """The messages table's row of each message of a batch."""
     for i in batch:
         yield (
-            i.platform,
-            i.message_id,
+            message_key(i.platform, i.message_id),
             i.chain.id,
             i.author_id,
             i.fingerprint,
@@ -161,14 +161,16 @@ class Writer:
         return FlushResult(len(fresh), len(batch) - len(fresh))
 
     async def _drop_known(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
-        by_platform: dict[str, list[str]] = {}
-        for item in batch:
-            by_platform.setdefault(item.platform, []).append(item.message_id)
-        known: set[tuple[str, str]] = set()
-        for platform, ids in by_platform.items():
-            async with self._db.w.execute(Q["known_message_ids"], (platform, json.dumps(ids))) as cur:
-                known.update((platform, str(row[0])) for row in await cur.fetchall())
-        return [item for item in batch if (item.platform, item.message_id) not in known]
+        """The batch less messages whose key is learned already, or met earlier in the batch (a key's collision)."""
+        keys = [message_key(item.platform, item.message_id) for item in batch]
+        async with self._db.w.execute(Q["known_message_keys"], (json.dumps(keys),)) as cur:
+            known = {int(row[0]) for row in await cur.fetchall()}
+        fresh = []
+        for key, item in zip(keys, batch, strict=True):
+            if key not in known:
+                known.add(key)
+                fresh.append(item)
+        return fresh
 
     async def _drop_orphans(self, batch: list[PendingMessage]) -> list[PendingMessage]:
         """Messages whose chain and author still exist (another process may have reset or forgotten them)."""
@@ -221,7 +223,9 @@ class Writer:
             await self.counts.subtract(counted)
             await w.executemany(Q["subtract_window"], ((row[-1], *row[:-1]) for row in window_rows))
             await w.executemany(Q["prune_window"], (row[:-1] for row in window_rows))
-            await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
+            await w.executemany(
+                Q["delete_message"], ((message_key(i.platform, i.message_id),) for i in batch)
+            )
             await w.executemany(Q["delete_recent"], ((i.platform, i.message_id) for i in batch))
         await self._vocabulary.add_refs({token_id: sign * n for token_id, n in refs.items()})
         await w.executemany(
@@ -236,7 +240,8 @@ class Writer:
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
         async with self._db.write_lock:
-            async with self._db.w.execute(Q["message_by_id"], (item.platform, item.message_id)) as cur:
+            key = message_key(item.platform, item.message_id)
+            async with self._db.w.execute(Q["message_by_key"], (key,)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 return UnlearnStatus.NOT_LEARNED
@@ -309,18 +314,16 @@ class Writer:
             if author_id is None:
                 return
             refs: Counter[int] = Counter()
+            async with self._db.w.execute(Q["author_message_totals"], (author_id,)) as cur:
+                learned = {int(row[0]): tuple(int(v) for v in row[1:]) for row in await cur.fetchall()}
             for chain_id in chains:
-                async with self._db.w.execute(Q["author_message_totals"], (chain_id, author_id)) as cur:
-                    row = await cur.fetchone()
-                assert row is not None
-                n_messages, n_tokens, n_chars, n_bytes = (int(v) for v in row)
+                n_messages, n_tokens, n_chars, n_bytes = learned.get(chain_id, (0, 0, 0, 0))
                 info = await self._registry.chain_by_id(chain_id)
                 entries, taken = await self.counts.forget_author(chain_id, info.order, author_id)
                 if not n_messages and not entries:
                     continue
                 refs.update(taken)
                 await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
-                await self._db.w.execute(Q["delete_author_messages"], (chain_id, author_id))
                 await self._db.w.execute(Q["delete_author_recent"], (chain_id, author_id))
                 await self._db.w.execute(
                     Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
@@ -330,6 +333,7 @@ class Writer:
                 totals[1] += n_tokens
                 totals[2] += 1
             await self._vocabulary.add_refs(dict(refs))
+            await self._db.w.execute(Q["delete_author_messages"], (author_id,))
             await self._db.w.execute(Q["delete_author"], (author_id,))
             await self._db.w.execute(Q["remove_consent"], (platform, guild, external_id))
             await self._mark_removal(chains)

@@ -9,10 +9,12 @@ import contextlib
 import sqlite3
 import struct
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from bot.core import blocks, chainrows, hubs, keys
+from bot.core.messagekeys import message_key
 from bot.core.sealed import Sealer
 from bot.core.store import migrations
 
@@ -69,10 +71,9 @@ def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
                 {(chains[c], f, authors[a]): k for c, f, a, k in db.execute("SELECT * FROM windows")}
             ),
             "messages": sorted(
-                (p, m, chains[c], authors[a], f, nf, t, ch, b)
-                for p, m, c, a, f, nf, t, ch, b in db.execute(
-                    "SELECT platform, message_id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes "
-                    "FROM messages"
+                (i, chains[c], authors[a], f, nf, t, ch, b)
+                for i, c, a, f, nf, t, ch, b in db.execute(
+                    "SELECT id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes FROM messages"
                 )
             ),
             # learned_at is left out: two databases that learned the same messages at other times dump equal.
@@ -133,8 +134,12 @@ def hub_count(path: Path) -> int:
         db.close()
 
 
-def downgrade(path: Path, version: int) -> None:
-    """Rewrite a database in the schema of an older version: its tables, with the columns they had then."""
+def downgrade(path: Path, version: int, ids: Iterable[tuple[str, str]] = ()) -> None:
+    """Rewrite a database in the schema of an older version: its tables, with the columns they had then.
+
+    Before 0011 messages were keyed by (platform, message_id), which a key does not give back: ids
+    names every (platform, message id) learned, and a learned message missing from it fails.
+    """
     old = path.with_name(path.name + ".old")
     db = sqlite3.connect(old)
     try:
@@ -143,11 +148,21 @@ def downgrade(path: Path, version: int) -> None:
                 db.executescript(sql)
         db.execute(f"PRAGMA user_version = {version}")
         db.execute("ATTACH DATABASE ? AS current", (str(path),))
+        db.execute("CREATE TEMP TABLE learned_ids (id INTEGER PRIMARY KEY, platform TEXT, message_id TEXT)")
+        db.executemany(
+            "INSERT OR IGNORE INTO temp.learned_ids VALUES (?, ?, ?)", ((message_key(*i), *i) for i in ids)
+        )
         tables = [name for (name,) in db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
         for table in tables:
             columns = ", ".join(row[1] for row in db.execute(f'PRAGMA main.table_info("{table}")'))
             db.execute(f'DELETE FROM main."{table}"')  # rows a migration seeded come from the copy
-            db.execute(f'INSERT INTO main."{table}" ({columns}) SELECT {columns} FROM current."{table}"')
+            source = f'current."{table}"'
+            if table == "messages" and "platform" in columns:
+                source = "current.messages AS m JOIN temp.learned_ids USING (id)"
+                learned = db.execute("SELECT count(*) FROM current.messages").fetchone()[0]
+                named = db.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+                assert named == learned, f"{learned - named} learned messages have no id in ids"
+            db.execute(f'INSERT INTO main."{table}" ({columns}) SELECT {columns} FROM {source}')
         if "transition_blocks" not in tables:  # before blocks, every count was a row of transitions
             with contextlib.closing(sqlite3.connect(path)) as current:
                 rows = transition_rows(current)

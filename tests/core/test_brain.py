@@ -17,6 +17,7 @@ from bot.core import chain as chainmod
 from bot.core import store as store_module
 from bot.core import walker
 from bot.core.brain import RECHECK_TRIES, Brain
+from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
 from bot.core.store import PRUNE_SECONDS
 from bot.core.tokens import tokenize
@@ -437,10 +438,10 @@ def orphan_recent_tokens(path: Path) -> list[int]:
     """Token ids of recent rows that are not in the vocabulary with refs > 0, or rows without a message."""
     with sqlite3.connect(path) as db:
         refs = {int(i): int(r) for i, r in db.execute("SELECT id, refs FROM tokens")}
-        learned = {(p, m) for p, m in db.execute("SELECT platform, message_id FROM messages")}
+        learned = {int(k) for (k,) in db.execute("SELECT id FROM messages")}
         bad = []
         for p, m, _, _, packed in recent_rows(db, FINGERPRINT_KEY):
-            if (p, m) not in learned or packed is None:
+            if message_key(p, m) not in learned or packed is None:
                 bad.append(-1)
                 continue
             bad += [i for i in chainmod.unpack(packed) if refs.get(i, 0) <= 0]

@@ -11,6 +11,7 @@ import pytest
 
 from bot.cli import main
 from bot.core.brain import Brain
+from bot.core.messagekeys import message_key
 from bot.core.models import Message
 from tests.core.dump import downgrade
 
@@ -20,6 +21,16 @@ LINES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"]
 def old_id(name: str, number: int, text: str) -> str:
     """The id an import gave a line before 0006: file name, line number and an unsalted hash."""
     return f"{name}:{number}:{hashlib.blake2b(text.encode(), digest_size=6).hexdigest()}"
+
+
+# Every (platform, message id) build_old_database learns.
+LEARNED = [
+    *(("local", old_id("corpus.txt", number, text)) for number, text in enumerate(LINES, start=1)),
+    ("local", "123456789"),
+    ("discord", old_id("corpus.txt", 1, "x")),
+    ("local", "other.txt:1"),
+    ("local", old_id("other.txt", 1, "b")),
+]
 
 
 async def build_old_database(db: Path) -> None:
@@ -47,18 +58,19 @@ def test_old_import_ids_are_rewritten_and_a_reimport_learns_nothing_twice(
 ) -> None:
     db = tmp_path / "m.db"
     asyncio.run(build_old_database(db))
-    downgrade(db, 5)  # as a database from before 0006
+    downgrade(db, 5, LEARNED)  # as a database from before 0006
 
     (tmp_path / "corpus.txt").write_text("\n".join(LINES) + "\n", encoding="utf-8")
     monkeypatch.setenv("MARKOV_WALKER", "thread")
     assert main(["import", str(tmp_path / "corpus.txt"), "--chain", "c", "--db", str(db)]) == 0
     assert "learned 0, already learned 3" in capsys.readouterr().out
     with sqlite3.connect(db) as conn:
-        ids = sorted((p, m) for p, m in conn.execute("SELECT platform, message_id FROM messages"))
+        keys = sorted(int(k) for (k,) in conn.execute("SELECT id FROM messages"))
         assert conn.execute("PRAGMA user_version").fetchone()[0] >= 6
         assert conn.execute("SELECT messages_seen FROM chains WHERE channel = 'c'").fetchone() == (4,)
-    assert ids == sorted(
-        [
+    assert keys == sorted(
+        message_key(p, m)
+        for p, m in [
             ("discord", old_id("corpus.txt", 1, "x")),
             ("local", "123456789"),
             ("local", "corpus.txt:1"),

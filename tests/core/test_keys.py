@@ -60,7 +60,7 @@ async def legacy_database(path: Path, monkeypatch: pytest.MonkeyPatch, texts: li
             await learn(brain, texts)
         finally:
             await brain.close()
-    downgrade(path, LEGACY_VERSION)
+    downgrade(path, LEGACY_VERSION, [("t", str(i)) for i in range(len(texts))])
     with sqlite3.connect(path) as db:
         db.execute("DELETE FROM meta WHERE key = ?", (keys.CHECK_META,))
         db.execute("INSERT INTO meta (key, value) VALUES ('salt', ?)", (OLD_KEY.hex(),))

@@ -363,7 +363,6 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
         "sqlite_autoindex_hubs_1",
         "windows",
         "messages",
-        "messages_by_author",
         "messages_by_fingerprint",
         "messages_by_normal",
         "tokens",

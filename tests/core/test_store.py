@@ -262,8 +262,9 @@ def test_sqlite_memory_statistics_go_off_only_while_no_connection_is_open(case: 
         ("exact_multiplicity", (1, 5, 6)),
         ("message_multiplicity", (1, "[5, 6]")),
         ("windows_present", (1, "[5, 6]")),
-        ("known_message_ids", ("t", '["1", "2"]')),
-        ("message_by_id", ("t", "1")),
+        ("known_message_keys", ("[1, 2]",)),
+        ("message_by_key", (1,)),
+        ("recent_message", ("t", "1", 1)),
         ("block_range_ids", (1, 0, b"\x00", b"\xff")),
     ],
 )

@@ -16,6 +16,7 @@ import pytest
 
 from bot.core import keys
 from bot.core.brain import Brain
+from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, Message
 from bot.core.tokens import tokenize
 from bot.importer import import_file
@@ -56,16 +57,17 @@ def check_sound(db: Path, lines: list[str]) -> int:
     """integrity_check passes and the counts are exactly those of the committed messages."""
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        ids = [row[0] for row in conn.execute("SELECT message_id FROM messages")]
+        learned = [row[0] for row in conn.execute("SELECT id FROM messages")]
         seen = conn.execute(
             "SELECT coalesce(sum(messages_seen), 0), coalesce(sum(tokens_seen), 0) FROM chains"
         ).fetchone()
         total = sum(row[-1] for row in transition_rows(conn))
-    numbers = [int(i.split(":")[1]) for i in ids]
+    line_of = {message_key("local", f"corpus.txt:{n}"): n for n in range(1, len(lines) + 1)}
+    numbers = [line_of[k] for k in learned]  # every learned message is a line of the corpus
     tokens = sum(len(tokenize(lines[n - 1])) for n in numbers)
-    assert seen == (len(ids), tokens)
-    assert total == tokens + len(ids)  # one transition per token, plus one into END per message
-    return len(ids)
+    assert seen == (len(learned), tokens)
+    assert total == tokens + len(learned)  # one transition per token, plus one into END per message
+    return len(learned)
 
 
 def env() -> dict[str, str]:

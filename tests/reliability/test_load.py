@@ -16,6 +16,7 @@ import pytest
 from benchmarks import corpus
 from bot.config import Settings
 from bot.core.brain import Brain
+from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, Message
 from bot.runtime import settle_heap
 
@@ -89,9 +90,9 @@ async def test_sustained_load_loses_nothing_and_stays_bounded(
         await brain.close()
 
     with sqlite3.connect(db_path) as conn:
-        stored = [row[0] for row in conn.execute("SELECT message_id FROM messages")]
+        stored = [row[0] for row in conn.execute("SELECT id FROM messages")]
         seen = conn.execute("SELECT sum(messages_seen) FROM chains").fetchone()[0]
-    assert sorted(stored) == sorted(sent) and seen == len(sent)
+    assert sorted(stored) == sorted(message_key("t", m) for m in sent) and seen == len(sent)
     assert peak <= MAX_PENDING
     assert len(sent) >= RATE * SECONDS * 0.5, f"only {len(sent)} messages in {SECONDS} s"
     latencies.sort()
