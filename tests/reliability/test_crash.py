@@ -62,7 +62,11 @@ def check_sound(db: Path, lines: list[str]) -> int:
             "SELECT coalesce(sum(messages_seen), 0), coalesce(sum(tokens_seen), 0) FROM chains"
         ).fetchone()
         total = sum(row[-1] for row in transition_rows(conn))
-    line_of = {message_key("local", f"corpus.txt:{n}"): n for n in range(1, len(lines) + 1)}
+    line_of = {  # the ids an import and the live script give line n
+        message_key(platform, f"{prefix}:{n}"): n
+        for platform, prefix in (("local", "corpus.txt"), ("t", "live"))
+        for n in range(1, len(lines) + 1)
+    }
     numbers = [line_of[k] for k in learned]  # every learned message is a line of the corpus
     tokens = sum(len(tokenize(lines[n - 1])) for n in numbers)
     assert seen == (len(learned), tokens)
@@ -203,4 +207,4 @@ def test_kill_during_forget_is_all_or_nothing(tmp_path: Path, delay: float) -> N
     else:
         authors = Counter(k[1][2] for k in after["transitions"])
         assert set(authors) == {"bob"}
-        assert all(m[3][2] == "bob" for m in after["messages"])
+        assert all(m[2][2] == "bob" for m in after["messages"])
