@@ -386,18 +386,16 @@ WHERE id IN (SELECT DISTINCT author_id FROM messages WHERE chain_id = ?)
 ORDER BY external_id LIMIT ?;
 
 -- name: insert_recent
-INSERT INTO recent_messages (platform, message_id, chain_id, author_id, learned_at, token_ids)
-VALUES (?, ?, ?, ?, ?, ?);
+INSERT INTO recent_messages (id, chain_id, author_id, learned_at, token_ids) VALUES (?, ?, ?, ?, ?);
 
 -- name: recent_message
 -- A recent message's tokens, with what its messages row says (both rows exist or neither).
--- ?3: message_key(?1, ?2).
 SELECT r.chain_id, r.author_id, r.token_ids, m.chars, m.bytes
-FROM recent_messages AS r JOIN messages AS m ON m.id = ?3
-WHERE r.platform = ?1 AND r.message_id = ?2;
+FROM recent_messages AS r JOIN messages AS m ON m.id = r.id
+WHERE r.id = ?;
 
 -- name: delete_recent
-DELETE FROM recent_messages WHERE platform = ? AND message_id = ?;
+DELETE FROM recent_messages WHERE id = ?;
 
 -- name: delete_author_recent
 DELETE FROM recent_messages WHERE chain_id = ? AND author_id = ?;
@@ -407,8 +405,8 @@ DELETE FROM recent_messages WHERE chain_id = ?;
 
 -- name: prune_recent
 -- At most ?2 of the oldest rows learned before ?1 (bounded work per prune).
-DELETE FROM recent_messages WHERE (platform, message_id) IN (
-    SELECT platform, message_id FROM recent_messages WHERE learned_at < ?1 ORDER BY learned_at LIMIT ?2
+DELETE FROM recent_messages WHERE id IN (
+    SELECT id FROM recent_messages WHERE learned_at < ?1 ORDER BY learned_at LIMIT ?2
 );
 
 -- name: rows_recent

@@ -2,8 +2,9 @@
 
 A recent message (kept as token ids for the edit window, see bot.core.store) is encrypted and
 authenticated with ChaCha20-Poly1305 under a key derived from the fingerprint key, which lives
-outside the database (bot.core.keys). The row's platform and message id are authenticated too,
-so a row moved to another message id does not open.
+outside the database (bot.core.keys). The row's key (bot.core.messagekeys: of its platform and
+message id) is authenticated too, so a row moved to another message does not open. Rows sealed
+before migration 0011 are bound to the platform and message id themselves, which open() is given.
 """
 
 from __future__ import annotations
@@ -28,26 +29,37 @@ class Sealer:
             b"", key=fingerprint_key, digest_size=32, person=b"markovbot-recent"
         ).digest()
 
-    def seal(self, platform: str, message_id: str, data: bytes) -> bytes:
-        """nonce + ciphertext + tag of data, bound to the message's platform and id."""
+    def seal(self, key: int, data: bytes, bound: bytes | None = None) -> bytes:
+        """nonce + ciphertext + tag of data, bound to the message's key (or to bound: id_bound, as before 0011)."""
         nonce = os.urandom(NONCE_BYTES)
         cipher = ChaCha20_Poly1305.new(key=self._key, nonce=nonce)
-        cipher.update(_bound(platform, message_id))
+        cipher.update(key_bound(key) if bound is None else bound)
         ciphertext, tag = cipher.encrypt_and_digest(data)
         return nonce + ciphertext + tag
 
-    def open(self, platform: str, message_id: str, sealed: bytes) -> bytes | None:
-        """The data sealed for this message, or None when the blob is not one (another key, tampered)."""
+    def open(self, key: int, sealed: bytes, message: tuple[str, str] | None = None) -> bytes | None:
+        """The data sealed for this message, or None when the blob is not one (another key, tampered).
+
+        message: its (platform, message id), which a row sealed before migration 0011 is bound to.
+        """
         if len(sealed) < NONCE_BYTES + TAG_BYTES:
             return None
         nonce, ciphertext, tag = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:-TAG_BYTES], sealed[-TAG_BYTES:]
-        cipher = ChaCha20_Poly1305.new(key=self._key, nonce=nonce)
-        cipher.update(_bound(platform, message_id))
-        try:
-            return bytes(cipher.decrypt_and_verify(ciphertext, tag))
-        except ValueError:
-            return None
+        for bound in (key_bound(key), *([id_bound(*message)] if message is not None else [])):
+            cipher = ChaCha20_Poly1305.new(key=self._key, nonce=nonce)
+            cipher.update(bound)
+            try:
+                return bytes(cipher.decrypt_and_verify(ciphertext, tag))
+            except ValueError:
+                continue
+        return None
 
 
-def _bound(platform: str, message_id: str) -> bytes:
+def key_bound(key: int) -> bytes:
+    """What a row is bound to: its message key."""
+    return b"key\x1f" + key.to_bytes(8, "big", signed=True)
+
+
+def id_bound(platform: str, message_id: str) -> bytes:
+    """What a row sealed before migration 0011 is bound to: its platform and message id."""
     return f"{platform}\x1f{message_id}".encode("utf-8", "surrogatepass")

@@ -417,13 +417,12 @@ class Store:
 
         The token ids are None when the sealed row does not open (another key, or moved or altered).
         """
-        async with self.r.execute(
-            Q["recent_message"], (platform, message_id, message_key(platform, message_id))
-        ) as cur:
+        key = message_key(platform, message_id)
+        async with self.r.execute(Q["recent_message"], (key,)) as cur:
             row = await cur.fetchone()
         if row is None:
             return None
-        packed = self.sealer.open(platform, message_id, bytes(row[2]))
+        packed = self.sealer.open(key, bytes(row[2]), (platform, message_id))
         info = await self._registry.chain_by_id(int(row[0]))
         ids = list(chainmod.unpack(packed)) if packed is not None else None
         return info, int(row[1]), ids, int(row[3]), int(row[4])

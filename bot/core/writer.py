@@ -78,6 +78,16 @@ def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
     return chainmod.pack([ids[t] for t in tokens])
 
 
+def _recent_rows(
+    batch: Sequence[PendingMessage], ids: dict[str, int], now: int, sealer: Sealer
+) -> Iterator[tuple[object, ...]]:
+    """The recent_messages row of each message of a batch kept for the edit window."""
+    for i in batch:
+        if i.keep:
+            key = message_key(i.platform, i.message_id)
+            yield key, i.chain.id, i.author_id, now, sealer.seal(key, _pack_tokens(i.tokens, ids))
+
+
 class Writer:
     """Every write transaction of the store (the caller holds the write lock, or the method takes it)."""
 
@@ -202,31 +212,15 @@ class Writer:
             await w.executemany(Q["upsert_window"], window_rows)
             await w.executemany(Q["insert_message"], message_rows(batch))
             if self.edit_window_days:
-                now = int(self.clock())
-                sealer = self.sealer
-                await w.executemany(
-                    Q["insert_recent"],
-                    (
-                        (
-                            i.platform,
-                            i.message_id,
-                            i.chain.id,
-                            i.author_id,
-                            now,
-                            sealer.seal(i.platform, i.message_id, _pack_tokens(i.tokens, ids)),
-                        )
-                        for i in batch
-                        if i.keep
-                    ),
-                )
+                rows = _recent_rows(batch, ids, int(self.clock()), self.sealer)
+                await w.executemany(Q["insert_recent"], rows)
         else:
             await self.counts.subtract(counted)
             await w.executemany(Q["subtract_window"], ((row[-1], *row[:-1]) for row in window_rows))
             await w.executemany(Q["prune_window"], (row[:-1] for row in window_rows))
-            await w.executemany(
-                Q["delete_message"], ((message_key(i.platform, i.message_id),) for i in batch)
-            )
-            await w.executemany(Q["delete_recent"], ((i.platform, i.message_id) for i in batch))
+            keys = [(message_key(i.platform, i.message_id),) for i in batch]
+            await w.executemany(Q["delete_message"], keys)
+            await w.executemany(Q["delete_recent"], keys)
         await self._vocabulary.add_refs({token_id: sign * n for token_id, n in refs.items()})
         await w.executemany(
             Q["add_chain_counters"], ((*(sign * v for v in c), chain_id) for chain_id, c in counters.items())

@@ -15,18 +15,16 @@ from typing import Any
 
 from bot.core import blocks, chainrows, hubs, keys
 from bot.core.messagekeys import message_key
-from bot.core.sealed import Sealer
+from bot.core.sealed import Sealer, id_bound
 from bot.core.store import migrations
 
 
-def recent_rows(db: sqlite3.Connection, key: bytes) -> list[tuple[str, str, int, int, bytes | None]]:
-    """(platform, message id, chain id, author id, packed token ids or None if sealed otherwise) of recent rows."""
+def recent_rows(db: sqlite3.Connection, key: bytes) -> list[tuple[int, int, int, bytes | None]]:
+    """(message key, chain id, author id, packed token ids or None if sealed otherwise) of recent rows."""
     sealer = Sealer(key)
     return [
-        (p, m, int(c), int(a), sealer.open(p, m, bytes(x)))
-        for p, m, c, a, x in db.execute(
-            "SELECT platform, message_id, chain_id, author_id, token_ids FROM recent_messages"
-        )
+        (int(i), int(c), int(a), sealer.open(int(i), bytes(x)))
+        for i, c, a, x in db.execute("SELECT id, chain_id, author_id, token_ids FROM recent_messages")
     ]
 
 
@@ -78,8 +76,8 @@ def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
             ),
             # learned_at is left out: two databases that learned the same messages at other times dump equal.
             "recent_messages": sorted(
-                (p, m, chains[c], authors[a], ctx(x) if x is not None else None)
-                for p, m, c, a, x in (recent_rows(db, database_key(path, key)) if has_recent(db) else [])
+                (i, chains[c], authors[a], ctx(x) if x is not None else None)
+                for i, c, a, x in (recent_rows(db, database_key(path, key)) if has_recent(db) else [])
             ),
             "authors_with_data": sorted({authors[a] for _, _, _, a, _ in transition_rows(db)}),
         }
@@ -105,9 +103,27 @@ def transition_rows(db: sqlite3.Connection) -> list[tuple[int, bytes, int, int, 
     return rows
 
 
-def has_recent(db: sqlite3.Connection) -> bool:
+def has_recent(db: sqlite3.Connection, schema: str = "main") -> bool:
     """True when the database holds recent rows (only then is its key needed)."""
-    return db.execute("SELECT 1 FROM recent_messages LIMIT 1").fetchone() is not None
+    return db.execute(f"SELECT 1 FROM {schema}.recent_messages LIMIT 1").fetchone() is not None
+
+
+def _downgrade_recent(db: sqlite3.Connection, key: bytes) -> None:
+    """Recent rows keyed by (platform, message_id) and sealed bound to them, as before 0011."""
+    sealer = Sealer(key)
+    rows = db.execute(
+        "SELECT r.id, platform, message_id, chain_id, author_id, learned_at, token_ids "
+        "FROM current.recent_messages AS r JOIN temp.learned_ids USING (id)"
+    ).fetchall()
+    assert len(rows) == db.execute("SELECT count(*) FROM current.recent_messages").fetchone()[0]
+    for i, p, m, c, a, t, x in rows:
+        data = sealer.open(i, bytes(x))
+        assert data is not None, "a recent row does not open with the key given"
+        db.execute(
+            "INSERT INTO main.recent_messages (platform, message_id, chain_id, author_id, learned_at, token_ids) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (p, m, c, a, t, sealer.seal(0, data, id_bound(p, m))),
+        )
 
 
 def hub_errors(path: Path) -> list[tuple[int, bytes]]:
@@ -134,11 +150,14 @@ def hub_count(path: Path) -> int:
         db.close()
 
 
-def downgrade(path: Path, version: int, ids: Iterable[tuple[str, str]] = ()) -> None:
+def downgrade(
+    path: Path, version: int, ids: Iterable[tuple[str, str]] = (), key: bytes | None = None
+) -> None:
     """Rewrite a database in the schema of an older version: its tables, with the columns they had then.
 
-    Before 0011 messages were keyed by (platform, message_id), which a key does not give back: ids
-    names every (platform, message id) learned, and a learned message missing from it fails.
+    Before 0011 messages and recent messages were keyed by (platform, message_id), which a key does
+    not give back: ids names every (platform, message id) learned, and a learned message missing from
+    it fails. Recent rows are sealed again bound to their id, as then (key: the fingerprint key).
     """
     old = path.with_name(path.name + ".old")
     db = sqlite3.connect(old)
@@ -162,6 +181,9 @@ def downgrade(path: Path, version: int, ids: Iterable[tuple[str, str]] = ()) -> 
                 learned = db.execute("SELECT count(*) FROM current.messages").fetchone()[0]
                 named = db.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
                 assert named == learned, f"{learned - named} learned messages have no id in ids"
+            if table == "recent_messages" and "platform" in columns:
+                _downgrade_recent(db, database_key(path, key) if has_recent(db, "current") else b"")
+                continue
             db.execute(f'INSERT INTO main."{table}" ({columns}) SELECT {columns} FROM {source}')
         if "transition_blocks" not in tables:  # before blocks, every count was a row of transitions
             with contextlib.closing(sqlite3.connect(path)) as current:

@@ -429,9 +429,14 @@ class Clock:
         return self.now
 
 
-def recent_ids(path: Path) -> list[str]:
+def keyed(*message_ids: str) -> list[int]:
+    """The keys of messages of platform P (bot.core.messagekeys), sorted."""
+    return sorted(message_key(P, m) for m in message_ids)
+
+
+def recent_keys(path: Path) -> list[int]:
     with sqlite3.connect(path) as db:
-        return sorted(str(m) for (m,) in db.execute("SELECT message_id FROM recent_messages"))
+        return sorted(int(k) for (k,) in db.execute("SELECT id FROM recent_messages"))
 
 
 def orphan_recent_tokens(path: Path) -> list[int]:
@@ -440,8 +445,8 @@ def orphan_recent_tokens(path: Path) -> list[int]:
         refs = {int(i): int(r) for i, r in db.execute("SELECT id, refs FROM tokens")}
         learned = {int(k) for (k,) in db.execute("SELECT id FROM messages")}
         bad = []
-        for p, m, _, _, packed in recent_rows(db, FINGERPRINT_KEY):
-            if message_key(p, m) not in learned or packed is None:
+        for key, _, _, packed in recent_rows(db, FINGERPRINT_KEY):
+            if key not in learned or packed is None:
                 bad.append(-1)
                 continue
             bad += [i for i in chainmod.unpack(packed) if refs.get(i, 0) <= 0]
@@ -464,7 +469,7 @@ async def test_a_delete_after_a_restart_is_unlearned_exactly(tmp_path: Path) -> 
     await learn_all(other, messages[1:])
     await other.close()
     assert logical_dump(first, FINGERPRINT_KEY) == logical_dump(never, FINGERPRINT_KEY)
-    assert recent_ids(first) == ["2"]
+    assert recent_keys(first) == keyed("2")
 
 
 async def test_an_edit_after_a_restart_replaces_the_learned_version(tmp_path: Path) -> None:
@@ -500,10 +505,11 @@ async def test_a_recent_row_that_does_not_match_the_fingerprint_unlearns_nothing
     try:
         await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("alice", "2", "the sat cat")])
         with sqlite3.connect(db_path) as db:  # each row sealed anew with the other's tokens
-            rows = {m: packed for _, m, _, _, packed in recent_rows(db, FINGERPRINT_KEY)}
+            rows = {key: packed for key, _, _, packed in recent_rows(db, FINGERPRINT_KEY)}
             for mid, other in (("1", "2"), ("2", "1")):
-                resealed = brain.store.sealer.seal(P, mid, rows[other] or b"")
-                db.execute("UPDATE recent_messages SET token_ids = ? WHERE message_id = ?", (resealed, mid))
+                key = message_key(P, mid)
+                resealed = brain.store.sealer.seal(key, rows[message_key(P, other)] or b"")
+                db.execute("UPDATE recent_messages SET token_ids = ? WHERE id = ?", (resealed, key))
         await assert_unlearning_refused(brain, db_path, "1")
     finally:
         await brain.close()
@@ -515,11 +521,12 @@ async def test_recent_rows_are_sealed_so_the_database_alone_does_not_give_them_b
         await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("alice", "2", "the sat cat")])
         with sqlite3.connect(db_path) as db:
             ids = {t: int(i) for i, t in db.execute("SELECT id, text FROM tokens")}
-            blobs = dict(db.execute("SELECT message_id, token_ids FROM recent_messages"))
-            assert chainmod.pack([ids[w] for w in ("the", "cat", "sat")]) not in blobs["1"]
-            assert not recent_rows(db, b"another key 0123")[0][4]  # another key opens nothing
+            blobs = dict(db.execute("SELECT id, token_ids FROM recent_messages"))
+            one, two = message_key(P, "1"), message_key(P, "2")
+            assert chainmod.pack([ids[w] for w in ("the", "cat", "sat")]) not in blobs[one]
+            assert not recent_rows(db, b"another key 0123")[0][3]  # another key opens nothing
             # A sealed row moved to another message does not open: refused, nothing changes.
-            db.execute("UPDATE recent_messages SET token_ids = ? WHERE message_id = '1'", (blobs["2"],))
+            db.execute("UPDATE recent_messages SET token_ids = ? WHERE id = ?", (blobs[two], one))
         await assert_unlearning_refused(brain, db_path, "1")
     finally:
         await brain.close()
@@ -529,15 +536,15 @@ async def test_a_window_of_zero_keeps_no_rows_and_drops_those_kept_before(db_pat
     brain = await open_brain(db_path)
     await learn_all(brain, [msg("alice", "1", "the cat sat")])
     await brain.close()
-    assert recent_ids(db_path) == ["1"]
+    assert recent_keys(db_path) == keyed("1")
     clock = Clock()  # stands still: the prune at the first flush is the only one
     brain = await Brain.open(db_path, flush_interval=60, key=FINGERPRINT_KEY, edit_window_days=0, clock=clock)
     try:
         assert not brain.keeps_recent
         await brain.flush()
-        assert recent_ids(db_path) == []  # dropped at the first flush
+        assert recent_keys(db_path) == keyed()  # dropped at the first flush
         await learn_all(brain, [msg("alice", "2", "the dog ran")])
-        assert recent_ids(db_path) == []  # and none written
+        assert recent_keys(db_path) == keyed()  # and none written
         assert await brain.unlearn_id(P, "1") is UnlearnStatus.NOT_KEPT
         assert await brain.unlearn(msg("alice", "1", "the cat sat")) is UnlearnStatus.UNLEARNED
     finally:
@@ -556,19 +563,19 @@ async def test_rows_older_than_the_window_are_pruned_in_bounded_steps(
         await learn_all(brain, [msg("alice", "new", "a newer message")])
         clock.now += 4 * 86_400 - 1  # the first five are 7 days old less a second: kept
         await brain.flush()
-        assert len(recent_ids(db_path)) == 6
+        assert len(recent_keys(db_path)) == 6
         clock.now += 2
         await brain.flush()
-        assert len(recent_ids(db_path)) == 6  # past the window, but the last prune was 2 s ago
+        assert len(recent_keys(db_path)) == 6  # past the window, but the last prune was 2 s ago
         clock.now += PRUNE_SECONDS
         await brain.flush()  # two at a time, and again at the next flush while some are left
-        assert len(recent_ids(db_path)) == 4
+        assert len(recent_keys(db_path)) == 4
         await brain.flush()
         await brain.flush()
-        assert recent_ids(db_path) == ["new"]
+        assert recent_keys(db_path) == keyed("new")
         clock.now += 1
         await brain.flush()
-        assert recent_ids(db_path) == ["new"]
+        assert recent_keys(db_path) == keyed("new")
         assert await brain.unlearn_id(P, "0") is UnlearnStatus.NOT_KEPT  # learned, kept as before
         assert await brain.is_learned(P, "0")
         assert await brain.unlearn_id(P, "new") is UnlearnStatus.UNLEARNED
@@ -589,9 +596,9 @@ async def test_forget_and_reset_drop_the_members_and_the_chains_rows(db_path: Pa
             ],
         )
         await brain.forget(P, G, "alice")
-        assert recent_ids(db_path) == ["2", "4"]
+        assert recent_keys(db_path) == keyed("2", "4")
         await brain.reset(ChainKey(P, G, "c2"))
-        assert recent_ids(db_path) == ["2"]
+        assert recent_keys(db_path) == keyed("2")
     finally:
         await brain.close()
 

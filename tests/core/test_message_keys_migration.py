@@ -14,6 +14,7 @@ from bot.core import writer
 from bot.core.brain import Brain
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, Message, UnlearnStatus
+from bot.core.tokens import tokenize
 from bot.importer import import_file
 from tests.core.dump import downgrade, logical_dump
 
@@ -53,24 +54,36 @@ async def test_a_schema_9_file_migrates_exactly_and_keeps_deduping_and_unlearnin
     db = tmp_path / "old.sqlite3"
     await learn(db, corpus, LIVE)
     expected = logical_dump(db, KEY)
-    downgrade(db, 9, learned_ids(corpus))
+    downgrade(db, 9, learned_ids(corpus), KEY)  # recent rows sealed bound to their text id, as then
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (9,)
         assert conn.execute("SELECT count(*) FROM messages WHERE platform = 'local'").fetchone() == (4,)
-        assert conn.execute("SELECT count(*) FROM recent_messages").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM recent_messages WHERE platform = 'discord'").fetchone() == (
+            3,
+        )
 
     brain = await Brain.open(db, flush_interval=0.05, key=KEY)
     try:
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA user_version").fetchone()[0] >= 11
             assert "platform" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
-        assert logical_dump(db, KEY) == expected  # every row converted, nothing lost or changed
+        migrated = logical_dump(db, KEY)
+        # Every row converted, nothing lost or changed; the recent rows open only given their text id.
+        assert {**migrated, "recent_messages": None} == {**expected, "recent_messages": None}
+        assert [row[:3] for row in migrated["recent_messages"]] == [
+            row[:3] for row in expected["recent_messages"]
+        ]
+        assert all(row[3] is None for row in migrated["recent_messages"])
+        for m in LIVE:
+            found = await brain.store.recent(m.platform, m.id)
+            assert found is not None and found[2] is not None
+            assert await brain.store.texts(found[2]) == list(tokenize(m.text))
         again = await import_file(brain, corpus, CHAIN, progress=False)
         assert (again.learned, again.duplicates) == (0, len(LINES))
         for m in LIVE:  # re-delivered: learned nothing twice
             await brain.learn(m)
         await brain.flush()
-        assert logical_dump(db, KEY) == expected
+        assert logical_dump(db, KEY) == migrated
         assert await brain.unlearn_id("discord", "1002") is UnlearnStatus.UNLEARNED  # via its recent row
         assert await brain.unlearn_id("discord", "1002") is UnlearnStatus.NOT_LEARNED
         await brain.forget("discord", "g", "alice")

@@ -264,7 +264,7 @@ def test_sqlite_memory_statistics_go_off_only_while_no_connection_is_open(case: 
         ("windows_present", (1, "[5, 6]")),
         ("known_message_keys", ("[1, 2]",)),
         ("message_by_key", (1,)),
-        ("recent_message", ("t", "1", 1)),
+        ("recent_message", (1,)),
         ("block_range_ids", (1, 0, b"\x00", b"\xff")),
     ],
 )

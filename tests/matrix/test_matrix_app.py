@@ -17,6 +17,7 @@ from nio import AsyncClient, RoomCreateResponse
 
 from bot.config import Settings
 from bot.core.brain import Brain
+from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, Message
 from bot.matrix_app import MatrixBot, login, run_matrix, serve
 from tests.core.dump import logical_dump
@@ -193,7 +194,7 @@ async def test_redactions_and_edits_after_a_restart_are_applied_exactly(
     guild = running.bot.server_name
     await stop_bot(running)
     with sqlite3.connect(running.settings.db_path) as db:  # as if learned before the edit window
-        db.execute("DELETE FROM recent_messages WHERE message_id = ?", (ids[3],))
+        db.execute("DELETE FROM recent_messages WHERE id = ?", (message_key(PLATFORM, ids[3]),))
 
     again = await start_bot()  # nothing of the texts is in memory any more
     await alice.client.room_redact(room, ids[0], reason="oops")
