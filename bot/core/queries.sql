@@ -398,7 +398,8 @@ WHERE r.id = ?;
 DELETE FROM recent_messages WHERE id = ?;
 
 -- name: delete_author_recent
-DELETE FROM recent_messages WHERE chain_id = ? AND author_id = ?;
+-- A member's recent rows in every chain of their guild, in one scan (no index by author, as messages).
+DELETE FROM recent_messages WHERE author_id = ?;
 
 -- name: delete_chain_recent
 DELETE FROM recent_messages WHERE chain_id = ?;

@@ -253,7 +253,7 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int) -> tuple[int, int, int]:
         + share(block_tables, *by_blocks)
         + share(token_tables, vocabulary, total_tokens)
     )
-    recent_tables = ["recent_messages", "recent_messages_by_author", "recent_messages_by_time"]
+    recent_tables = ["recent_messages", "recent_messages_by_time"]
     kept_fingerprints = share(["windows"], sizes.window_rows, total_windows) + share(
         message_tables, sizes.message_rows, total_messages
     )

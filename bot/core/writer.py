@@ -318,7 +318,6 @@ class Writer:
                     continue
                 refs.update(taken)
                 await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
-                await self._db.w.execute(Q["delete_author_recent"], (chain_id, author_id))
                 await self._db.w.execute(
                     Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
                 )
@@ -328,6 +327,7 @@ class Writer:
                 totals[2] += 1
             await self._vocabulary.add_refs(dict(refs))
             await self._db.w.execute(Q["delete_author_messages"], (author_id,))
+            await self._db.w.execute(Q["delete_author_recent"], (author_id,))
             await self._db.w.execute(Q["delete_author"], (author_id,))
             await self._db.w.execute(Q["remove_consent"], (platform, guild, external_id))
             await self._mark_removal(chains)

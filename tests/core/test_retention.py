@@ -368,7 +368,6 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
         "tokens",
         "sqlite_autoindex_tokens_1",
         "recent_messages",
-        "recent_messages_by_author",
         "recent_messages_by_time",
     )
     assert one.bytes_kept + two.bytes_kept == pytest.approx(sum(pages[t] for t in chain_tables), abs=4)
