@@ -30,6 +30,13 @@ class TableRows(NamedTuple):
     tokens: int
 
 
+class Scanned(NamedTuple):
+    """What one full read of a chain's transitions gives the report."""
+
+    shape: Shape
+    vocabulary: int  # distinct tokens the chain can walk to
+
+
 class BlockBytes(NamedTuple):
     """Bytes of transition blocks: a chain's, and every chain's."""
 
@@ -135,10 +142,6 @@ class Reports:
         ((mine, every),) = await self._rows("block_bytes", chain_id)
         return BlockBytes(int(mine or 0), int(every or 0))
 
-    async def vocabulary(self, chain_id: int, order: int) -> int:
-        """Distinct tokens a chain can walk to."""
-        return await self._entries(_vocabulary, chain_id, order)
-
     async def windows_present(self, chain_id: int, windows: Sequence[int]) -> bool:
         """True when any of these K-run fingerprints was learned in the chain."""
         return bool(await self._rows("windows_present", chain_id, json.dumps(list(windows))))
@@ -157,9 +160,10 @@ class Reports:
         rows = await self._rows("exact_multiplicity", chain_id, normal, exact)
         return Multiplicity(exact, int(rows[0][0]), int(rows[0][1])) if rows else None
 
-    async def shape(self, chain_id: int, order: int) -> Shape:
-        """A chain's transitions, counted (see chainrows.Shape): a full read, on a connection of its own."""
-        return await asyncio.to_thread(_shape, self._path, chain_id, order)
+    async def scan(self, chain_id: int, order: int) -> Scanned:
+        """A chain's transitions counted (see chainrows.Shape), and its vocabulary: one full read, on a
+        connection of its own."""
+        return await asyncio.to_thread(_scan, self._path, chain_id, order)
 
     async def learned_messages(
         self, chain_id: int, *, normalised: bool, times: int, authors: int, order: int
@@ -194,28 +198,24 @@ def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
         conn.close()
 
 
-def _shape(path: Path, chain_id: int, order: int) -> Shape:
+def _scan(path: Path, chain_id: int, order: int) -> Scanned:
     conn = _connect(path)
     whole = [chainrows.Shape(0, 0, 0, 0, 0, 0.0, 0.0)]
+    seen: set[int] = set()
+
+    def visit(chunk: chainrows.Entries) -> None:
+        whole.append(chainrows.shape(chunk, order))
+        nexts = chunk[:, order]
+        seen.update(np.unique(nexts[nexts > chainmod.END]).tolist())
+
     try:
-        chainrows.scan(conn, chain_id, order, lambda chunk: whole.append(chainrows.shape(chunk, order)))
+        chainrows.scan(conn, chain_id, order, visit)
     finally:
         conn.close()
     total = whole[0]
     for part in whole[1:]:
         total = chainrows.add_shapes(total, part)
-    return total
-
-
-def _vocabulary(conn: sqlite3.Connection, chain_id: int, order: int) -> int:
-    seen: set[int] = set()
-
-    def visit(chunk: chainrows.Entries) -> None:
-        nexts = chunk[:, order]
-        seen.update(np.unique(nexts[nexts > chainmod.END]).tolist())
-
-    chainrows.scan(conn, chain_id, order, visit)
-    return len(seen)
+    return Scanned(total, len(seen))
 
 
 def _top_successors(

@@ -400,14 +400,13 @@ async def report(
     messages, tokens, chars, size = await store.chain_counters(info.id)
     seed = state_seed(info, (messages, tokens, chars, size))
 
-    async def on_reader() -> tuple[_Sizes, int, Split, Split]:
+    async def on_reader() -> tuple[_Sizes, Split, Split]:
         sizes = await _sizes(brain, info)
-        vocabulary = await store.reports.vocabulary(info.id, info.order)
         extracted = guided = Split()
         if messages:
             extracted = await _extraction(brain, info, budget, thresholds)
             guided = await _extraction(brain, info, budget, thresholds, guided=True)
-        return sizes, vocabulary, extracted, guided
+        return sizes, extracted, guided
 
     async def on_walker() -> tuple[OutputSample, PrefixSample]:
         if not messages:
@@ -416,12 +415,13 @@ async def report(
         opening = await store.walker.sample_prefixes(info, prefixes, seed, thresholds)
         return outputs, opening
 
-    # Side by side: the shape's two scans and the messages' one (each on a connection of its own in
+    # Side by side: the transitions' scan and the messages' one (each on a connection of its own in
     # a thread; SQLite releases the GIL), the walker's samples, and the reader's attack.
-    shape, learned, (outputs, opening), (sizes, vocabulary, extracted, guided) = await asyncio.gather(
-        store.reports.shape(info.id, info.order), _messages(brain, info, thresholds), on_walker(), on_reader()
+    scanned, learned, (outputs, opening), (sizes, extracted, guided) = await asyncio.gather(
+        store.reports.scan(info.id, info.order), _messages(brain, info, thresholds), on_walker(), on_reader()
     )
-    _, states, transitions, forced, total, ctx_log, pair_log = shape
+    _, states, transitions, forced, total, ctx_log, pair_log = scanned.shape
+    vocabulary = scanned.vocabulary
     entropy = (ctx_log - pair_log) / total if total else 0.0
     kept_transitions, kept_fingerprints, kept_recent = _bytes_kept(sizes, vocabulary)
     bytes_kept = kept_transitions + kept_fingerprints + kept_recent
