@@ -14,6 +14,8 @@ import itertools
 import json
 import logging
 import math
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,7 @@ DEFAULT_PREFIXES = 2400  # opening prefixes greedy-walked for the discoverable r
 DEFAULT_BUDGET = 1000  # candidate messages the extraction attack may produce
 BRANCHING = 32  # most likely successors the attack follows from each state
 EXPANSION_FACTOR = 20  # states the attack may expand per candidate of budget
+PRUNE_SLACK = 4096  # states the attack's frontier holds past what it can still pop before it is cut
 REPLAYS = 0.5  # a chain that gives back this share of messages said once replays its source ...
 COPIES_REPLAY = 0.2  # ... as does one whose outputs copy one this often
 SOME = 0.1  # below these, a chain gives back little of what any one person said
@@ -273,7 +276,7 @@ async def extraction_candidates(
     paths that are parts of learned messages.
     """
     order, k = info.order, info.run_length
-    branches: dict[tuple[int, ...], list[tuple[float, int]]] = {}
+    branches: dict[bytes, tuple[array[float], array[int]]] = {}  # packed: a few MB for 20,000 states
     runs: dict[tuple[int, ...], bool] = {}
 
     async def learned_run(run: tuple[int, ...]) -> bool:
@@ -282,12 +285,16 @@ async def extraction_candidates(
             runs[run] = await brain.store.reports.windows_present(info.id, windows)
         return runs[run]
 
-    async def best(ctx: tuple[int, ...]) -> list[tuple[float, int]]:
+    async def best(ctx: tuple[int, ...]) -> Iterable[tuple[float, int]]:
         # (-log probability, token) of the most likely successors; a state is often reached again.
-        if ctx not in branches:
-            rows = await brain.store.reports.top_successors(info.id, chainmod.pack(ctx), BRANCHING)
-            branches[ctx] = [(-math.log(k / total), token) for token, k, total in rows]
-        return branches[ctx]
+        packed = chainmod.pack(ctx)
+        if packed not in branches:
+            rows = await brain.store.reports.top_successors(info.id, packed, BRANCHING)
+            branches[packed] = (
+                array("d", [-math.log(k / total) for _, k, total in rows]),
+                array("q", [token for token, _, _ in rows]),
+            )
+        return zip(*branches[packed], strict=True)
 
     tie = itertools.count()
     heap: list[tuple[float, int, tuple[int, ...], tuple[int, ...]]] = [
@@ -308,6 +315,11 @@ async def extraction_candidates(
             if guided and token != chainmod.END and len(longer) >= k and not await learned_run(longer[-k:]):
                 continue
             heapq.heappush(heap, (cost + step, next(tie), (*ctx, token)[-order:], longer))
+        # At most `left` more states are ever popped, so the rest (ties are broken by the counter:
+        # a total order) can never be: dropping them keeps memory bounded and the result the same.
+        left = budget - len(found) + budget * EXPANSION_FACTOR - expansions
+        if len(heap) > 2 * left + PRUNE_SLACK:
+            heap = heapq.nsmallest(left, heap)  # sorted, so already a heap
     return found
 
 
