@@ -10,6 +10,10 @@ About 3.5 bytes an entry where a row of the transitions table and its index took
 
 Learning lands in the transitions table first (the delta: cheap to upsert while small); the
 writer merges it into blocks (bot.core.writer). A read is the sum of both.
+
+The K-token window fingerprints of a chain (kind WINDOWS, table window_blocks; delta: the windows
+table) are kept the same way, in one direction: entries (fingerprint's high 32 bits, its low 32
+bits, author, count), about 6.5 bytes an entry where a row of the windows table took 17.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,6 +62,50 @@ def _decompress(data: bytes) -> bytes:
 def width(order: int) -> int:
     """Columns of an entry: order context tokens, next, author, count."""
     return order + 3
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A table of blocks: the prefix of its statements' names in queries.sql, and its directions."""
+
+    statements: str
+    directions: tuple[int, ...]
+    columns: int = 0  # columns of an entry, when the chain's order does not set them
+
+    def q(self, name: str) -> str:
+        """The kind's version of a block statement."""
+        return Q[self.statements + name]
+
+    def width(self, order: int) -> int:
+        """Columns of an entry of a chain of this order."""
+        return self.columns or width(order)
+
+
+TRANSITIONS = Kind("", DIRECTIONS)
+WINDOWS = Kind("window_", (FORWARD,), 4)  # (fingerprint high, low, author, count)
+_SIGN = 2**31
+
+
+def split_fingerprints(fps: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Signed 64-bit fingerprints as (high 32 bits with the sign flipped, low 32 bits): both
+    unsigned, and ordered as the fingerprints are."""
+    values = np.asarray(fps, dtype=np.int64)
+    return (values >> 32) + _SIGN, values & 0xFFFFFFFF
+
+
+def join_fingerprints(high: npt.NDArray[np.int64], low: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The inverse of split_fingerprints."""
+    joined: npt.NDArray[np.int64] = ((high - _SIGN) << 32) | low
+    return joined
+
+
+def window_entries(rows: Sequence[tuple[int, int, int]]) -> Entries:
+    """(fingerprint, author, count) rows as window entries, summed by key (counts may be signed)."""
+    if not rows:
+        return np.empty((0, WINDOWS.columns), dtype=np.int64)
+    table = np.array(rows, dtype=np.int64).reshape(len(rows), 3)
+    high, low = split_fingerprints(table[:, 0])
+    return summed(np.column_stack([high, low, table[:, 1], table[:, 2]]), signed=True)
 
 
 def to_direction(forward: Entries, order: int, direction: int) -> Entries:
@@ -265,11 +314,13 @@ def from_rows(rows: Sequence[tuple[Any, ...]], order: int, prefix: Sequence[int]
     return with_prefix(found, prefix)
 
 
-def read_all(conn: sqlite3.Connection, chain_id: int, order: int, direction: int) -> Entries:
+def read_all(
+    conn: sqlite3.Connection, chain_id: int, order: int, direction: int, kind: Kind = TRANSITIONS
+) -> Entries:
     """Every block entry of a chain in a direction, sorted."""
-    rows = conn.execute(Q["block_all"], (chain_id, direction)).fetchall()
+    rows = conn.execute(kind.q("block_all"), (chain_id, direction)).fetchall()
     if not rows:
-        return np.empty((0, width(order)), dtype=np.int64)
+        return np.empty((0, kind.width(order)), dtype=np.int64)
     found: Entries = np.concatenate([decode(data) for (data,) in rows])
     return found
 

@@ -1,0 +1,131 @@
+"""A chain's window fingerprints as one view: its window blocks (bot.core.blocks, kind WINDOWS) plus
+the windows delta rows not yet merged.
+
+Every read of window fingerprints goes through here, on a plain sqlite3 connection (the walker's
+copy guard, the report's). A lookup finds, for each fingerprint, the block that may hold it by a
+binary search over the chain's block index (kept per connection while the blocks are unchanged),
+decodes that block (or takes it from a cache) and searches it, and asks the delta in one query.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.core import blocks
+from bot.core.blocks import FORWARD, WINDOWS, Entries
+from bot.core.chainrows import snapshot
+from bot.core.lru import LRU
+from bot.core.sql import Q
+
+Keys = npt.NDArray[np.uint64]  # fingerprints as unsigned keys (sign bit flipped): ordered as the blocks
+Stamp = tuple[int | None, int | None]  # window_block_stamp: (the table's sequence, the chain's removals)
+_FLIP = np.uint64(2**63)
+
+
+def keys_of(fps: Sequence[int] | npt.NDArray[np.int64]) -> Keys:
+    """Fingerprints as the unsigned keys the blocks sort by (high, low bits as one number)."""
+    flipped: Keys = np.asarray(fps, dtype=np.int64).view(np.uint64) ^ _FLIP
+    return flipped
+
+
+def _entry_keys(entries: Entries) -> Keys:
+    joined: Keys = (entries[:, 0].astype(np.uint64) << np.uint64(32)) | entries[:, 1].astype(np.uint64)
+    return joined
+
+
+def every(conn: sqlite3.Connection, chain_id: int) -> Entries:
+    """Every window entry of a chain, blocks and delta summed: (fingerprint, author, count), sorted."""
+    with snapshot(conn):
+        found = blocks.read_all(conn, chain_id, 0, FORWARD, WINDOWS)
+        delta = blocks.window_entries(conn.execute(Q["window_delta_all"], (chain_id,)).fetchall())
+    both = blocks.summed(np.concatenate([found, delta])) if len(delta) else found
+    out: Entries = np.column_stack([blocks.join_fingerprints(both[:, 0], both[:, 1]), both[:, 2:]])
+    return out
+
+
+class WindowReader:
+    """Looks fingerprints up in chains' window blocks and deltas, with caches; one thread at a time."""
+
+    def __init__(self, cached_blocks: int = blocks.CACHED_BLOCKS) -> None:
+        self._index: dict[int, tuple[Stamp, npt.NDArray[np.int64], Keys]] = {}
+        self._blocks: LRU[int, tuple[Keys, Entries]] = LRU(cached_blocks)  # ids are never reused
+
+    def _index_of(self, conn: sqlite3.Connection, chain_id: int) -> tuple[npt.NDArray[np.int64], Keys]:
+        """A chain's window block ids and the first fingerprint key of each, in key order."""
+        ((seq, removals),) = conn.execute(Q["window_block_stamp"], (chain_id,)).fetchall()
+        stamp = (seq, removals)
+        held = self._index.get(chain_id)
+        if held is not None and held[0] == stamp:
+            return held[1], held[2]
+        rows = conn.execute(WINDOWS.q("block_index"), (chain_id, FORWARD)).fetchall()
+        ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
+        firsts: Keys = np.frombuffer(b"".join(bytes(r[1])[:8] for r in rows), dtype=">u8").astype(np.uint64)
+        self._index[chain_id] = (stamp, ids, firsts)
+        return ids, firsts
+
+    def _decoded(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[Keys, Entries]]:
+        """Blocks by id, decoded (from the cache, the rest read in one query)."""
+        held = {i: found for i in ids if (found := self._blocks.get(i)) is not None}
+        missing = [i for i in ids if i not in held]
+        if missing:
+            for block_id, data in conn.execute(WINDOWS.q("block_data_by_id"), (json.dumps(missing),)):
+                entries = blocks.decode(bytes(data))
+                held[int(block_id)] = decoded = (_entry_keys(entries), entries)
+                self._blocks.put(int(block_id), decoded)
+        return held
+
+    def _block_entries(self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]) -> list[Entries]:
+        """For each fingerprint, its block entries (high, low, author, count); read inside a snapshot."""
+        ids, firsts = self._index_of(conn, chain_id)
+        wanted = keys_of(fps)
+        if not len(ids):
+            return [np.empty((0, WINDOWS.columns), dtype=np.int64) for _ in fps]
+        # The blocks that may hold a key: from the last starting before it (its entries of the key
+        # may end that block) to the last starting at it (a key's authors may span blocks).
+        los = np.maximum(np.searchsorted(firsts, wanted, "left") - 1, 0).tolist()
+        his = (np.searchsorted(firsts, wanted, "right") - 1).tolist()
+        needed = sorted({int(ids[b]) for lo, hi in zip(los, his, strict=True) for b in range(lo, hi + 1)})
+        decoded = self._decoded(conn, needed)
+        out = []
+        for key, lo, hi in zip(wanted.tolist(), los, his, strict=True):
+            parts = []
+            for b in range(lo, hi + 1):
+                keys, entries = decoded[int(ids[b])]
+                start, end = np.searchsorted(keys, key, "left"), np.searchsorted(keys, key, "right")
+                if end > start:
+                    parts.append(entries[start:end])
+            out.append(np.concatenate(parts) if parts else np.empty((0, WINDOWS.columns), dtype=np.int64))
+        return out
+
+    def present(self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]) -> bool:
+        """True when any of these fingerprints was learned in the chain (the copy guard's K-runs)."""
+        if not fps:
+            return False
+        with snapshot(conn):
+            if conn.execute(Q["windows_present"], (chain_id, json.dumps(list(fps)))).fetchone():
+                return True
+            return any(len(found) for found in self._block_entries(conn, chain_id, fps))
+
+    def multiplicity(
+        self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]
+    ) -> dict[int, tuple[int, int]]:
+        """(times learned, authors) of each of these fingerprints learned in the chain (absent ones left out)."""
+        if not fps:
+            return {}
+        distinct = sorted(set(fps))
+        with snapshot(conn):
+            found = self._block_entries(conn, chain_id, distinct)
+            delta = conn.execute(Q["window_delta_of"], (chain_id, json.dumps(distinct))).fetchall()
+        counts: dict[int, dict[int, int]] = {}
+        for fp, entries in zip(distinct, found, strict=True):
+            for author_id, k in entries[:, 2:].tolist():
+                counts.setdefault(fp, {})[author_id] = k
+        for fp, author_id, k in delta:
+            mine = counts.setdefault(int(fp), {})
+            mine[int(author_id)] = mine.get(int(author_id), 0) + int(k)
+        return {fp: (sum(by.values()), len(by)) for fp, by in counts.items() if by}
