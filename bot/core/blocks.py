@@ -160,13 +160,14 @@ def encode_chunks(entries: Entries) -> list[tuple[bytes, int, bytes]]:
     return rows
 
 
-def decode(data: bytes) -> Entries:
-    """The entries of a block."""
+def decode(data: bytes, leading: int = 0) -> Entries:
+    """The entries of a block (only their first `leading` columns, when given)."""
     raw = _decompress(data)
     n, columns = _HEADER.unpack_from(raw)
     offset = _HEADER.size + columns
-    out = np.empty((n, columns), dtype=np.int64)
-    for c, code in enumerate(raw[_HEADER.size : offset]):
+    codes = raw[_HEADER.size : offset][: leading or columns]
+    out = np.empty((n, len(codes)), dtype=np.int64)
+    for c, code in enumerate(codes):
         kind = _TYPES[code]
         out[:, c] = np.frombuffer(raw, dtype=kind, count=n, offset=offset)
         offset += n * kind.itemsize

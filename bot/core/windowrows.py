@@ -43,17 +43,24 @@ def every(conn: sqlite3.Connection, chain_id: int) -> Entries:
     with snapshot(conn):
         found = blocks.read_all(conn, chain_id, 0, FORWARD, WINDOWS)
         delta = blocks.window_entries(conn.execute(Q["window_delta_all"], (chain_id,)).fetchall())
-    both = blocks.summed(np.concatenate([found, delta])) if len(delta) else found
-    out: Entries = np.column_stack([blocks.join_fingerprints(both[:, 0], both[:, 1]), both[:, 2:]])
+    return every_of(blocks.summed(np.concatenate([found, delta])) if len(delta) else found)
+
+
+def every_of(entries: Entries) -> Entries:
+    """Window entries as (fingerprint, author, count)."""
+    out: Entries = np.column_stack([blocks.join_fingerprints(entries[:, 0], entries[:, 1]), entries[:, 2:]])
     return out
+
+
+CACHED_BLOCKS = 4096  # blocks a reader keeps the fingerprint keys of (2 KB each)
 
 
 class WindowReader:
     """Looks fingerprints up in chains' window blocks and deltas, with caches; one thread at a time."""
 
-    def __init__(self, cached_blocks: int = blocks.CACHED_BLOCKS) -> None:
+    def __init__(self, cached_blocks: int = CACHED_BLOCKS) -> None:
         self._index: dict[int, tuple[Stamp, npt.NDArray[np.int64], Keys]] = {}
-        self._blocks: LRU[int, tuple[Keys, Entries]] = LRU(cached_blocks)  # ids are never reused
+        self._keys: LRU[int, Keys] = LRU(cached_blocks)  # each block's keys, by id (ids are never reused)
 
     def _index_of(self, conn: sqlite3.Connection, chain_id: int) -> tuple[npt.NDArray[np.int64], Keys]:
         """A chain's window block ids and the first fingerprint key of each, in key order."""
@@ -68,39 +75,28 @@ class WindowReader:
         self._index[chain_id] = (stamp, ids, firsts)
         return ids, firsts
 
-    def _decoded(self, conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[Keys, Entries]]:
-        """Blocks by id, decoded (from the cache, the rest read in one query)."""
-        held = {i: found for i in ids if (found := self._blocks.get(i)) is not None}
+    def _candidates(self, conn: sqlite3.Connection, chain_id: int, wanted: Keys) -> list[int]:
+        """Ids (in key order) of the blocks that may hold these keys: for each, from the last block
+        starting before it (its entries of the key may end that block) to the last starting at it
+        (a key's authors may span blocks)."""
+        ids, firsts = self._index_of(conn, chain_id)
+        if not len(ids):
+            return []
+        los = np.maximum(np.searchsorted(firsts, wanted, "left") - 1, 0)
+        his = np.searchsorted(firsts, wanted, "right") - 1
+        spans = [range(lo, hi + 1) for lo, hi in zip(los.tolist(), his.tolist(), strict=True)]
+        return [int(ids[b]) for b in sorted({b for span in spans for b in span})]
+
+    def _block_keys(self, conn: sqlite3.Connection, ids: list[int]) -> Keys:
+        """The keys of these blocks (given in key order), one sorted array; from the cache, the rest read in one query."""
+        held = {i: found for i in ids if (found := self._keys.get(i)) is not None}
         missing = [i for i in ids if i not in held]
         if missing:
             for block_id, data in conn.execute(WINDOWS.q("block_data_by_id"), (json.dumps(missing),)):
-                entries = blocks.decode(bytes(data))
-                held[int(block_id)] = decoded = (_entry_keys(entries), entries)
-                self._blocks.put(int(block_id), decoded)
-        return held
-
-    def _block_entries(self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]) -> list[Entries]:
-        """For each fingerprint, its block entries (high, low, author, count); read inside a snapshot."""
-        ids, firsts = self._index_of(conn, chain_id)
-        wanted = keys_of(fps)
-        if not len(ids):
-            return [np.empty((0, WINDOWS.columns), dtype=np.int64) for _ in fps]
-        # The blocks that may hold a key: from the last starting before it (its entries of the key
-        # may end that block) to the last starting at it (a key's authors may span blocks).
-        los = np.maximum(np.searchsorted(firsts, wanted, "left") - 1, 0).tolist()
-        his = (np.searchsorted(firsts, wanted, "right") - 1).tolist()
-        needed = sorted({int(ids[b]) for lo, hi in zip(los, his, strict=True) for b in range(lo, hi + 1)})
-        decoded = self._decoded(conn, needed)
-        out = []
-        for key, lo, hi in zip(wanted.tolist(), los, his, strict=True):
-            parts = []
-            for b in range(lo, hi + 1):
-                keys, entries = decoded[int(ids[b])]
-                start, end = np.searchsorted(keys, key, "left"), np.searchsorted(keys, key, "right")
-                if end > start:
-                    parts.append(entries[start:end])
-            out.append(np.concatenate(parts) if parts else np.empty((0, WINDOWS.columns), dtype=np.int64))
-        return out
+                held[int(block_id)] = keys = _entry_keys(blocks.decode(bytes(data), 2))
+                self._keys.put(int(block_id), keys)
+        joined: Keys = np.concatenate([held[i] for i in ids if i in held] or [np.empty(0, dtype=np.uint64)])
+        return joined
 
     def present(self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]) -> bool:
         """True when any of these fingerprints was learned in the chain (the copy guard's K-runs)."""
@@ -109,7 +105,12 @@ class WindowReader:
         with snapshot(conn):
             if conn.execute(Q["windows_present"], (chain_id, json.dumps(list(fps)))).fetchone():
                 return True
-            return any(len(found) for found in self._block_entries(conn, chain_id, fps))
+            wanted = keys_of(fps)
+            keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
+        if not len(keys):
+            return False
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        return bool((keys[at] == wanted).any())
 
     def multiplicity(
         self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]
@@ -118,12 +119,15 @@ class WindowReader:
         if not fps:
             return {}
         distinct = sorted(set(fps))
-        with snapshot(conn):
-            found = self._block_entries(conn, chain_id, distinct)
-            delta = conn.execute(Q["window_delta_of"], (chain_id, json.dumps(distinct))).fetchall()
         counts: dict[int, dict[int, int]] = {}
-        for fp, entries in zip(distinct, found, strict=True):
-            for author_id, k in entries[:, 2:].tolist():
+        with snapshot(conn):
+            wanted = keys_of(distinct)
+            ids = self._candidates(conn, chain_id, wanted)
+            rows = conn.execute(WINDOWS.q("block_data_by_id"), (json.dumps(ids),)).fetchall() if ids else []
+            delta = conn.execute(Q["window_delta_of"], (chain_id, json.dumps(distinct))).fetchall()
+        for _, data in rows:
+            entries = blocks.decode(bytes(data))
+            for fp, author_id, k in every_of(entries[np.isin(_entry_keys(entries), wanted)]).tolist():
                 counts.setdefault(fp, {})[author_id] = k
         for fp, author_id, k in delta:
             mine = counts.setdefault(int(fp), {})
