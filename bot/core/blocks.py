@@ -41,6 +41,7 @@ BLOCK_ENTRIES = 256  # entries per block at most (a read decodes one or two: 15 
 _TYPES = (np.dtype("<u1"), np.dtype("<u2"), np.dtype("<u4"), np.dtype("<u8"))
 _TOPS = (2**8 - 1, 2**16 - 1, 2**32 - 1, 2**64 - 1)
 _HEADER = struct.Struct("<IB")  # entries, columns
+PLANES = 0x80  # a column code's flag: the column's values stored as byte planes (all low bytes first)
 ZSTD_LEVEL = 3  # 8 µs to pack a block, 3.5 to unpack (zlib's fastest: 64 and 7), 5% larger
 _codecs = threading.local()  # a zstd (de)compressor may not be shared between threads at once
 
@@ -133,7 +134,10 @@ def encode_chunks(entries: Entries) -> list[tuple[bytes, int, bytes]]:
     """Sorted entries cut into blocks: (first key, entries, data) of each, all packed at once.
 
     Each column takes the narrowest type that holds it across all the blocks (zstd takes up the
-    slack), so a column is converted once, not once a block: a forget rewrites every block.
+    slack), so a column is converted once, not once a block: a forget rewrites every block. A
+    first column of 4 bytes or more (the differences of window fingerprints' high bits, each
+    block's first value whole) is stored as byte planes, all low bytes first: its mostly-zero high
+    bytes then sit together, where zstd packs them to nearly nothing (7.0 -> 6.2 bytes an entry).
     """
     n, columns = entries.shape
     if not n:
@@ -150,11 +154,18 @@ def encode_chunks(entries: Entries) -> list[tuple[bytes, int, bytes]]:
         column = first if c == 0 else entries[:, c]
         top = int(column.max())
         code = next(i for i, most in enumerate(_TOPS) if top <= most)
+        raw = column.astype(_TYPES[code]).view(np.uint8).reshape(n, _TYPES[code].itemsize)
+        if c == 0 and code >= 2:  # wide differences (window fingerprints): byte planes, a row each
+            code |= PLANES
+            raw = raw.T
         codes.append(code)
-        packed.append((column.astype(_TYPES[code]).tobytes(), _TYPES[code].itemsize))
+        packed.append(raw)
     rows = []
     for lo, hi in itertools.pairwise(bounds):
-        body = b"".join(raw[lo * size : hi * size] for raw, size in packed)
+        body = b"".join(
+            (raw[:, lo:hi] if code & PLANES else raw[lo:hi]).tobytes()
+            for raw, code in zip(packed, codes, strict=True)
+        )
         data = _compress(_HEADER.pack(hi - lo, columns) + bytes(codes) + body)
         rows.append((key_bytes(entries[lo, :-1].tolist()), hi - lo, data))
     return rows
@@ -168,8 +179,12 @@ def decode(data: bytes, leading: int = 0) -> Entries:
     codes = raw[_HEADER.size : offset][: leading or columns]
     out = np.empty((n, len(codes)), dtype=np.int64)
     for c, code in enumerate(codes):
-        kind = _TYPES[code]
-        out[:, c] = np.frombuffer(raw, dtype=kind, count=n, offset=offset)
+        kind = _TYPES[code & ~PLANES]
+        if code & PLANES:
+            planes = np.frombuffer(raw, dtype=np.uint8, count=n * kind.itemsize, offset=offset)
+            out[:, c] = np.ascontiguousarray(planes.reshape(kind.itemsize, n).T).view(kind).ravel()
+        else:
+            out[:, c] = np.frombuffer(raw, dtype=kind, count=n, offset=offset)
         offset += n * kind.itemsize
     if n:
         out[:, 0] = np.cumsum(out[:, 0])

@@ -254,11 +254,12 @@ INSERT INTO window_blocks (chain_id, direction, first, entries, data) VALUES (?,
 -- name: window_delete_chain_blocks
 DELETE FROM window_blocks WHERE chain_id = ?;
 
--- name: window_block_stamp
--- What a reader's copy of a chain's window block index is current with: every merge inserts
--- blocks (the sequence moves); blocks only deleted (forget, unlearn, reset) move the chain's removals.
-SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'window_blocks'),
-       (SELECT removals FROM chains WHERE id = ?);
+-- name: window_version
+-- What a reader's copy of a chain's window block index is current with (a new value at every change).
+SELECT window_version FROM chains WHERE id = ?;
+
+-- name: set_window_version
+UPDATE chains SET window_version = ? WHERE id = ?;
 
 -- name: window_delta_all
 SELECT fingerprint, author_id, count FROM windows WHERE chain_id = ?;

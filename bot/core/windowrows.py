@@ -23,7 +23,6 @@ from bot.core.lru import LRU
 from bot.core.sql import Q
 
 Keys = npt.NDArray[np.uint64]  # fingerprints as unsigned keys (sign bit flipped): ordered as the blocks
-Stamp = tuple[int | None, int | None]  # window_block_stamp: (the table's sequence, the chain's removals)
 _FLIP = np.uint64(2**63)
 
 
@@ -59,20 +58,20 @@ class WindowReader:
     """Looks fingerprints up in chains' window blocks and deltas, with caches; one thread at a time."""
 
     def __init__(self, cached_blocks: int = CACHED_BLOCKS) -> None:
-        self._index: dict[int, tuple[Stamp, npt.NDArray[np.int64], Keys]] = {}
+        self._index: dict[int, tuple[int, npt.NDArray[np.int64], Keys]] = {}  # by chain, with its version
         self._keys: LRU[int, Keys] = LRU(cached_blocks)  # each block's keys, by id (ids are never reused)
 
     def _index_of(self, conn: sqlite3.Connection, chain_id: int) -> tuple[npt.NDArray[np.int64], Keys]:
         """A chain's window block ids and the first fingerprint key of each, in key order."""
-        ((seq, removals),) = conn.execute(Q["window_block_stamp"], (chain_id,)).fetchall()
-        stamp = (seq, removals)
+        found = conn.execute(Q["window_version"], (chain_id,)).fetchone()
+        version = int(found[0]) if found else -1
         held = self._index.get(chain_id)
-        if held is not None and held[0] == stamp:
+        if held is not None and held[0] == version:
             return held[1], held[2]
         rows = conn.execute(WINDOWS.q("block_index"), (chain_id, FORWARD)).fetchall()
         ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
         firsts: Keys = np.frombuffer(b"".join(bytes(r[1])[:8] for r in rows), dtype=">u8").astype(np.uint64)
-        self._index[chain_id] = (stamp, ids, firsts)
+        self._index[chain_id] = (version, ids, firsts)
         return ids, firsts
 
     def _candidates(self, conn: sqlite3.Connection, chain_id: int, wanted: Keys) -> list[int]:

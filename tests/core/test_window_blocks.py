@@ -18,7 +18,7 @@ from bot.core.blocks import WINDOWS
 from bot.core.blockwriter import BlockWriter
 from bot.core.brain import Brain
 from bot.core.connections import Connections
-from bot.core.models import ChainKey, Message
+from bot.core.models import ChainKey, Message, UnlearnStatus
 from bot.core.walker import Walker
 from tests.core.dump import downgrade, logical_dump
 
@@ -190,3 +190,45 @@ def test_an_old_database_with_window_rows_migrates_and_its_windows_are_still_fou
         assert conn.execute("SELECT count(*) FROM window_blocks").fetchone()[0] > 0
     assert asyncio.run(guard_finds(path, "x the dog sat on the mat near the old dog y")) == (True, True)
     assert asyncio.run(guard_finds(path, "a new line of words to learn here")) == (True, True)
+
+
+def test_a_walker_kept_open_sees_every_change_to_the_window_blocks(tmp_path: Path) -> None:
+    """The guard's cached block index and blocks follow merges, an unlearn and a forget."""
+    path = tmp_path / "m.sqlite3"
+
+    async def work() -> list[bool]:
+        brain = await Brain.open(path, flush_interval=0.05)
+        seen: list[bool] = []
+        walker: Walker | None = None
+        text = "the owl sat on the mat near the old owl door today"
+
+        async def guard() -> None:
+            nonlocal walker
+            info = await brain.store.find_chain(ChainKey("local", "local", "c"))
+            assert info is not None
+            walker = walker or Walker(path, brain.store.key, 100)
+            seen.append(walker.copies(info, text.split())[1])
+
+        try:
+            for i, line in enumerate(LINES[:3]):
+                await brain.learn(Message("local", "local", "c", "a", f"m{i}", line), require_consent=False)
+            await brain.flush()
+            await guard()  # not learned yet: the index is read and kept
+            owl = Message("local", "local", "c", "b", "owl", text)
+            await brain.learn(owl, require_consent=False)
+            await brain.flush()
+            await guard()  # merged into blocks: found
+            assert await brain.unlearn(owl) is UnlearnStatus.UNLEARNED
+            await guard()  # subtracted from the blocks: gone
+            await brain.learn(Message("local", "local", "c", "b", "owl2", text), require_consent=False)
+            await brain.flush()
+            await guard()
+            await brain.forget("local", "local", "b")
+            await guard()  # forgotten: gone
+        finally:
+            if walker is not None:
+                walker.close()
+            await brain.close()
+        return seen
+
+    assert asyncio.run(work()) == [False, True, False, True, False]

@@ -13,3 +13,9 @@ CREATE TABLE window_blocks (
     data      BLOB    NOT NULL,
     UNIQUE (chain_id, direction, first)
 );
+
+-- Each chain's window blocks' version: a value of the window_changes counter, taken by every
+-- change to them, so a reader keeps a chain's block index until that chain's blocks change
+-- (0: the chain never had any).
+ALTER TABLE chains ADD COLUMN window_version INTEGER NOT NULL DEFAULT 0;
+INSERT OR IGNORE INTO counters (name, value) VALUES ('window_changes', 1);
