@@ -13,7 +13,7 @@ writer merges it into blocks (bot.core.writer). A read is the sum of both.
 
 The K-token window fingerprints of a chain (kind WINDOWS, table window_blocks; delta: the windows
 table) are kept the same way, in one direction: entries (fingerprint's high 32 bits, its low 32
-bits, author, count), about 6.5 bytes an entry where a row of the windows table took 17.
+bits, author, count), 6.2 bytes an entry where a row of the windows table took 17 (200,000 messages).
 """
 
 from __future__ import annotations

@@ -47,17 +47,13 @@ class CountWriter:
         self.direct = False  # batches merge straight into blocks (an import), not through the delta
         self.merge_rows = MERGE_ROWS  # 0: merge at every commit (the tests' default: every read meets blocks)
 
-    async def add(
-        self, counted: Sequence[Counted], batch_size: int, windows: Sequence[WindowRow] = ()
-    ) -> None:
+    async def add(self, counted: Sequence[Counted], batch_size: int, windows: Sequence[WindowRow]) -> None:
         """Learn a batch's transitions (and tell the hubs) and window fingerprints."""
         if self.direct:
             await self._merge_windows(_by_chain(windows))
-        else:
-            await self._db.w.executemany(Q["upsert_window"], windows)
-        if self.direct:
             rows = [row for c in counted for row in self._hubs.rows_of_hubs(c)]
         else:
+            await self._db.w.executemany(Q["upsert_window"], windows)  # before a merge that takes them
             rows = await asyncio.to_thread(lambda: [row for c in counted for row in c.rows()])
             await self._db.w.executemany(Q["upsert_transition"], rows)
         deltas, seen = await self._hubs.split(rows)
@@ -70,7 +66,7 @@ class CountWriter:
             await self._hubs.promote(seen, batch_size)
             await self._merge_due({c.chain_id: c.order for c in counted})
 
-    async def subtract(self, counted: Sequence[Counted], windows: Sequence[WindowRow] = ()) -> None:
+    async def subtract(self, counted: Sequence[Counted], windows: Sequence[WindowRow]) -> None:
         """Take a batch's transitions and windows away: from the delta as far as it holds them, the rest
         from the blocks."""
         w = self._db.w

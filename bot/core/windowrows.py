@@ -104,12 +104,17 @@ class WindowReader:
         with snapshot(conn):
             if conn.execute(Q["windows_present"], (chain_id, json.dumps(list(fps)))).fetchone():
                 return True
-            wanted = keys_of(fps)
-            keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
+            return bool(self._in_blocks(conn, chain_id, keys_of(fps)).any())
+
+    def _in_blocks(self, conn: sqlite3.Connection, chain_id: int, wanted: Keys) -> npt.NDArray[np.bool_]:
+        """Which of these keys the chain's blocks hold."""
+        keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
         if not len(keys):
-            return False
-        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-        return bool((keys[at] == wanted).any())
+            return np.zeros(len(wanted), dtype=bool)
+        found: npt.NDArray[np.bool_] = (
+            keys[np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)] == wanted
+        )
+        return found
 
     def multiplicity(
         self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]
@@ -121,12 +126,13 @@ class WindowReader:
         counts: dict[int, dict[int, int]] = {}
         with snapshot(conn):
             wanted = keys_of(distinct)
-            ids = self._candidates(conn, chain_id, wanted)
+            held = wanted[self._in_blocks(conn, chain_id, wanted)]  # only their blocks are decoded whole
+            ids = self._candidates(conn, chain_id, held) if len(held) else []
             rows = conn.execute(WINDOWS.q("block_data_by_id"), (json.dumps(ids),)).fetchall() if ids else []
             delta = conn.execute(Q["window_delta_of"], (chain_id, json.dumps(distinct))).fetchall()
         for _, data in rows:
             entries = blocks.decode(bytes(data))
-            for fp, author_id, k in every_of(entries[np.isin(_entry_keys(entries), wanted)]).tolist():
+            for fp, author_id, k in every_of(entries[np.isin(_entry_keys(entries), held)]).tolist():
                 counts.setdefault(fp, {})[author_id] = k
         for fp, author_id, k in delta:
             mine = counts.setdefault(int(fp), {})
