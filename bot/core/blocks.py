@@ -72,6 +72,7 @@ class Kind:
     statements: str
     directions: tuple[int, ...]
     columns: int = 0  # columns of an entry, when the chain's order does not set them
+    versioned: bool = False  # every change gives the chain a new version (the <statements>changes counter)
 
     def q(self, name: str) -> str:
         """The kind's version of a block statement."""
@@ -83,7 +84,7 @@ class Kind:
 
 
 TRANSITIONS = Kind("", DIRECTIONS)
-WINDOWS = Kind("window_", (FORWARD,), 4)  # (fingerprint high, low, author, count)
+WINDOWS = Kind("window_", (FORWARD,), 4, versioned=True)  # (fingerprint high, low, author, count)
 _SIGN = 2**31
 
 

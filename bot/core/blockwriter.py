@@ -14,7 +14,7 @@ import numpy as np
 
 from bot.core import blocks
 from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, Entries, Kind
-from bot.core.connections import Connections
+from bot.core.connections import Connections, take_ids
 
 WINDOW = 64  # blocks re-cut together at most (bounds the memory and the sort of one merge step)
 SCAN_WINDOW = 512  # blocks read at once when every block is visited (a forget)
@@ -69,6 +69,13 @@ class BlockWriter:
         await self._db.w.executemany(
             self._kind.q("insert_block"), ((chain_id, direction, first, n, data) for first, n, data in rows)
         )
+        await self._changed(chain_id)
+
+    async def _changed(self, chain_id: int) -> None:
+        """After a change to a chain's blocks: a new version, when the kind keeps them (readers cache by it)."""
+        if self._kind.versioned:
+            version = await take_ids(self._db.w, self._kind.statements + "changes", 1)
+            await self._db.w.execute(self._kind.q("set_version"), (version, chain_id))
 
     async def merge(self, chain_id: int, order: int, forward: Entries, wide: int = 0) -> list[bytes]:
         """Add signed counts (forward column order, any order of rows) to a chain's blocks, in each direction.
@@ -139,3 +146,4 @@ class BlockWriter:
     async def drop_chain(self, chain_id: int) -> None:
         """Delete every block of a chain."""
         await self._db.w.execute(self._kind.q("delete_chain_blocks"), (chain_id,))
+        await self._changed(chain_id)

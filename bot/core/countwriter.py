@@ -19,7 +19,7 @@ import numpy as np
 from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.blockwriter import BlockWriter
-from bot.core.connections import Connections, take_ids
+from bot.core.connections import Connections
 from bot.core.counting import Counted, WindowRow
 from bot.core.hubcache import HubCache
 from bot.core.sql import Q
@@ -103,7 +103,6 @@ class CountWriter:
         token refs they held, negative)."""
         await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
         await self._windows.drop_author(chain_id, 0, author_id)
-        await self._window_changed(chain_id)
         async with self._db.w.execute(Q["forget_author_transitions"], (chain_id, author_id)) as cur:
             rows = [(bytes(x), int(n), int(k)) for x, n, k in await cur.fetchall()]
         removed = await self._blocks.drop_author(chain_id, order, author_id)
@@ -157,14 +156,7 @@ class CountWriter:
         """Add signed (fingerprint, author, count) rows of each chain to its window blocks."""
         for chain_id, rows in chains.items():
             entries = await asyncio.to_thread(blocks.window_entries, rows)
-            if len(entries):
-                await self._windows.merge(chain_id, 0, entries)
-                await self._window_changed(chain_id)
-
-    async def _window_changed(self, chain_id: int) -> None:
-        """Give a chain's window blocks a new version (readers then read their index again)."""
-        version = await take_ids(self._db.w, "window_changes", 1)
-        await self._db.w.execute(Q["set_window_version"], (version, chain_id))
+            await self._windows.merge(chain_id, 0, entries)
 
     async def _merge_delta(self, chain_id: int, order: int) -> None:
         """Move a chain's delta rows (transitions and windows) into its blocks."""

@@ -258,7 +258,9 @@ DELETE FROM window_blocks WHERE chain_id = ?;
 -- What a reader's copy of a chain's window block index is current with (a new value at every change).
 SELECT window_version FROM chains WHERE id = ?;
 
--- name: set_window_version
+-- name: window_set_version
+-- A value of the window_changes counter, taken as the chain's window blocks change (a reader that
+-- cached their index then reads it again).
 UPDATE chains SET window_version = ? WHERE id = ?;
 
 -- name: window_delta_all

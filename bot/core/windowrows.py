@@ -86,15 +86,18 @@ class WindowReader:
         spans = [range(lo, hi + 1) for lo, hi in zip(los.tolist(), his.tolist(), strict=True)]
         return [int(ids[b]) for b in sorted({b for span in spans for b in span})]
 
-    def _block_keys(self, conn: sqlite3.Connection, ids: list[int]) -> Keys:
-        """The keys of these blocks (given in key order), one sorted array; from the cache, the rest read in one query."""
+    def _block_keys(self, conn: sqlite3.Connection, ids: list[int]) -> Keys | None:
+        """The keys of these blocks (given in key order), one sorted array; from the cache, the rest
+        read in one query. None when one is gone (the index was out of date)."""
         held = {i: found for i in ids if (found := self._keys.get(i)) is not None}
         missing = [i for i in ids if i not in held]
         if missing:
             for block_id, data in conn.execute(WINDOWS.q("block_data_by_id"), (json.dumps(missing),)):
                 held[int(block_id)] = keys = _entry_keys(blocks.decode(bytes(data), 2))
                 self._keys.put(int(block_id), keys)
-        joined: Keys = np.concatenate([held[i] for i in ids if i in held] or [np.empty(0, dtype=np.uint64)])
+        if len(held) < len(ids):
+            return None
+        joined: Keys = np.concatenate([held[i] for i in ids] or [np.empty(0, dtype=np.uint64)])
         return joined
 
     def present(self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]) -> bool:
@@ -109,6 +112,13 @@ class WindowReader:
     def _in_blocks(self, conn: sqlite3.Connection, chain_id: int, wanted: Keys) -> npt.NDArray[np.bool_]:
         """Which of these keys the chain's blocks hold."""
         keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
+        if (
+            keys is None
+        ):  # blocks changed without a new version (a writer that did not say): read the index again
+            self._index.pop(chain_id, None)
+            keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
+            if keys is None:
+                raise RuntimeError(f"chain {chain_id}'s window block index names blocks that are gone")
         if not len(keys):
             return np.zeros(len(wanted), dtype=bool)
         found: npt.NDArray[np.bool_] = (

@@ -62,6 +62,10 @@ def run(path: Path, batches: list[dict[Key, int]], delta: dict[Key, int], forget
         conn = await aiosqlite.connect(path, isolation_level=None)
         try:
             await schema.migrate(conn, path)
+            await conn.execute(
+                "INSERT OR IGNORE INTO chains (id, platform, guild, channel, ord, run_length) VALUES (?, 'p', 'g', 'c', 2, 8)",
+                (CHAIN,),
+            )
             writer = BlockWriter(Connections(writer=conn), WINDOWS)
             for batch in batches:
                 await conn.execute("BEGIN IMMEDIATE")
@@ -232,3 +236,25 @@ def test_a_walker_kept_open_sees_every_change_to_the_window_blocks(tmp_path: Pat
         return seen
 
     assert asyncio.run(work()) == [False, True, False, True, False]
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+def test_a_reader_kept_open_follows_blocks_re_cut(tmp_path: Path, versioned: bool) -> None:
+    """Every change gives the chain a new version, and the reader reads the index again; a writer
+    that did not say (versioned False: the old version put back) is caught when a needed block is gone."""
+    path = tmp_path / "w.sqlite3"
+    run(path, [{(fp, 1): 1 for fp in range(0, 40, 2)}], {})
+    reader = windowrows.WindowReader(cached_blocks=1 if not versioned else windowrows.CACHED_BLOCKS)
+    with sqlite3.connect(path) as conn:
+        assert reader.present(conn, CHAIN, [10]) and not reader.present(conn, CHAIN, [11])
+        assert reader.present(conn, CHAIN, [30])  # the block of 10 leaves the cache of one
+        (before,) = conn.execute("SELECT window_version FROM chains WHERE id = ?", (CHAIN,)).fetchone()
+    run(path, [{(11, 1): 1}], {})  # re-cuts the block of 10 and 11
+    with sqlite3.connect(path) as conn:
+        (after,) = conn.execute("SELECT window_version FROM chains WHERE id = ?", (CHAIN,)).fetchone()
+        assert after != before
+        if not versioned:
+            conn.execute("UPDATE chains SET window_version = ? WHERE id = ?", (before, CHAIN))
+            conn.commit()
+        assert reader.present(conn, CHAIN, [11]) and reader.present(conn, CHAIN, [10])
+        assert reader.multiplicity(conn, CHAIN, [11, 12, 13]) == {11: (1, 1), 12: (1, 1)}
