@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from bot.core import blocks, chainrows
+from bot.core import blocks, chainrows, windowrows
 from bot.core import chain as chainmod
 from bot.core.chainrows import Shape as Shape
 from bot.core.connections import Connections
@@ -85,6 +85,7 @@ class Reports:
         self._thread: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)
+        self._windows = windowrows.WindowReader()
 
     async def _entries(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(connection, *args) on the reports' own connection and thread."""
@@ -123,7 +124,7 @@ class Reports:
         return TableRows(*(int(n) for n in row))
 
     async def window_rows(self, chain_id: int) -> int:
-        """A chain's rows of K-run fingerprints."""
+        """A chain's K-run fingerprint entries (delta rows and block entries)."""
         ((n,),) = await self._rows("rows_windows", chain_id)
         return int(n)
 
@@ -144,7 +145,7 @@ class Reports:
 
     async def windows_present(self, chain_id: int, windows: Sequence[int]) -> bool:
         """True when any of these K-run fingerprints was learned in the chain."""
-        return bool(await self._rows("windows_present", chain_id, json.dumps(list(windows))))
+        return await self._entries(self._windows.present, chain_id, list(windows))
 
     async def top_successors(self, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
         """A context's `limit` most frequent successors, most frequent first (ties: larger id first)."""

@@ -257,7 +257,8 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int) -> tuple[int, int, int]:
         + share(token_tables, vocabulary, total_tokens)
     )
     recent_tables = ["recent_messages", "recent_messages_by_author", "recent_messages_by_time"]
-    kept_fingerprints = share(["windows"], sizes.window_rows, total_windows) + share(
+    window_tables = ["windows", "window_blocks", "sqlite_autoindex_window_blocks_1"]
+    kept_fingerprints = share(window_tables, sizes.window_rows, total_windows) + share(
         message_tables, sizes.message_rows, total_messages
     )
     kept_recent = share(recent_tables, *sizes.recent_rows)

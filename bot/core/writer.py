@@ -196,8 +196,7 @@ class Writer:
         counted, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
         w = self._db.w
         if sign > 0:
-            await self.counts.add(counted, len(batch))
-            await w.executemany(Q["upsert_window"], window_rows)
+            await self.counts.add(counted, len(batch), window_rows)
             await w.executemany(Q["insert_message"], message_rows(batch))
             if self.edit_window_days:
                 now = int(self.clock())
@@ -218,9 +217,7 @@ class Writer:
                     ),
                 )
         else:
-            await self.counts.subtract(counted)
-            await w.executemany(Q["subtract_window"], ((row[-1], *row[:-1]) for row in window_rows))
-            await w.executemany(Q["prune_window"], (row[:-1] for row in window_rows))
+            await self.counts.subtract(counted, window_rows)
             await w.executemany(Q["delete_message"], ((i.platform, i.message_id) for i in batch))
             await w.executemany(Q["delete_recent"], ((i.platform, i.message_id) for i in batch))
         await self._vocabulary.add_refs({token_id: sign * n for token_id, n in refs.items()})
@@ -319,7 +316,6 @@ class Writer:
                 if not n_messages and not entries:
                     continue
                 refs.update(taken)
-                await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
                 await self._db.w.execute(Q["delete_author_messages"], (chain_id, author_id))
                 await self._db.w.execute(Q["delete_author_recent"], (chain_id, author_id))
                 await self._db.w.execute(
@@ -353,7 +349,6 @@ class Writer:
             held[0] = int(row[0]) if row else 0
             refs = await self.counts.drop_chain(info.id, info.order)
             for name in (
-                "delete_chain_windows",
                 "delete_chain_messages",
                 "delete_chain_recent",
                 "delete_chain",

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bot.core import blocks, chainrows, hubs, keys
+from bot.core import blocks, chainrows, hubs, keys, windowrows
 from bot.core.sealed import Sealer
 from bot.core.store import migrations
 
@@ -65,9 +65,7 @@ def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
             "transitions": Counter(
                 {(chains[c], authors[a], ctx(x), tokens[n]): k for c, x, n, a, k in transition_rows(db)}
             ),
-            "windows": Counter(
-                {(chains[c], f, authors[a]): k for c, f, a, k in db.execute("SELECT * FROM windows")}
-            ),
+            "windows": Counter({(chains[c], f, authors[a]): k for c, f, a, k in window_rows(db)}),
             "messages": sorted(
                 (p, m, chains[c], authors[a], f, nf, t, ch, b)
                 for p, m, c, a, f, nf, t, ch, b in db.execute(
@@ -101,6 +99,14 @@ def transition_rows(db: sqlite3.Connection) -> list[tuple[int, bytes, int, int, 
                 strict=True,
             )
         )
+    return rows
+
+
+def window_rows(db: sqlite3.Connection) -> list[tuple[int, int, int, int]]:
+    """(chain, fingerprint, author, count) of every chain, blocks and delta rows summed (bot.core.windowrows)."""
+    rows = []
+    for (chain_id,) in db.execute("SELECT id FROM chains").fetchall():
+        rows.extend((chain_id, f, a, k) for f, a, k in windowrows.every(db, chain_id).tolist())
     return rows
 
 
@@ -153,6 +159,11 @@ def downgrade(path: Path, version: int) -> None:
                 rows = transition_rows(current)
             db.execute("DELETE FROM main.transitions")
             db.executemany("INSERT INTO main.transitions VALUES (?, ?, ?, ?, ?)", rows)
+        if "window_blocks" not in tables:  # before window blocks, every window was a row of windows
+            with contextlib.closing(sqlite3.connect(path)) as current:
+                windows = window_rows(current)
+            db.execute("DELETE FROM main.windows")
+            db.executemany("INSERT INTO main.windows VALUES (?, ?, ?, ?)", windows)
         db.commit()
         db.execute("DETACH DATABASE current")
     finally:

@@ -364,6 +364,8 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
         "hubs",
         "sqlite_autoindex_hubs_1",
         "windows",
+        "window_blocks",
+        "sqlite_autoindex_window_blocks_1",
         "messages",
         "messages_by_author",
         "messages_by_fingerprint",
