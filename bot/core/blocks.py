@@ -10,6 +10,10 @@ About 3.5 bytes an entry where a row of the transitions table and its index took
 
 Learning lands in the transitions table first (the delta: cheap to upsert while small); the
 writer merges it into blocks (bot.core.writer). A read is the sum of both.
+
+The K-token window fingerprints of a chain (kind WINDOWS, table window_blocks; delta: the windows
+table) are kept the same way, in one direction: entries (fingerprint's high 32 bits, its low 32
+bits, author, count), 6.2 bytes an entry where a row of the windows table took 17 (200,000 messages).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,6 +41,7 @@ BLOCK_ENTRIES = 256  # entries per block at most (a read decodes one or two: 15 
 _TYPES = (np.dtype("<u1"), np.dtype("<u2"), np.dtype("<u4"), np.dtype("<u8"))
 _TOPS = (2**8 - 1, 2**16 - 1, 2**32 - 1, 2**64 - 1)
 _HEADER = struct.Struct("<IB")  # entries, columns
+PLANES = 0x80  # a column code's flag: the column's values stored as byte planes (all low bytes first)
 ZSTD_LEVEL = 3  # 8 µs to pack a block, 3.5 to unpack (zlib's fastest: 64 and 7), 5% larger
 _codecs = threading.local()  # a zstd (de)compressor may not be shared between threads at once
 
@@ -57,6 +63,51 @@ def _decompress(data: bytes) -> bytes:
 def width(order: int) -> int:
     """Columns of an entry: order context tokens, next, author, count."""
     return order + 3
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A table of blocks: the prefix of its statements' names in queries.sql, and its directions."""
+
+    statements: str
+    directions: tuple[int, ...]
+    columns: int = 0  # columns of an entry, when the chain's order does not set them
+    versioned: bool = False  # every change gives the chain a new version (the <statements>changes counter)
+
+    def q(self, name: str) -> str:
+        """The kind's version of a block statement."""
+        return Q[self.statements + name]
+
+    def width(self, order: int) -> int:
+        """Columns of an entry of a chain of this order."""
+        return self.columns or width(order)
+
+
+TRANSITIONS = Kind("", DIRECTIONS)
+WINDOWS = Kind("window_", (FORWARD,), 4, versioned=True)  # (fingerprint high, low, author, count)
+_SIGN = 2**31
+
+
+def split_fingerprints(fps: npt.ArrayLike) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Signed 64-bit fingerprints as (high 32 bits with the sign flipped, low 32 bits): both
+    unsigned, and ordered as the fingerprints are."""
+    values = np.asarray(fps, dtype=np.int64)
+    return (values >> 32) + _SIGN, values & 0xFFFFFFFF
+
+
+def join_fingerprints(high: npt.NDArray[np.int64], low: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The inverse of split_fingerprints."""
+    joined: npt.NDArray[np.int64] = ((high - _SIGN) << 32) | low
+    return joined
+
+
+def window_entries(rows: Sequence[tuple[int, int, int]]) -> Entries:
+    """(fingerprint, author, count) rows as window entries, summed by key (counts may be signed)."""
+    if not rows:
+        return np.empty((0, WINDOWS.columns), dtype=np.int64)
+    table = np.array(rows, dtype=np.int64).reshape(len(rows), 3)
+    high, low = split_fingerprints(table[:, 0])
+    return summed(np.column_stack([high, low, table[:, 1], table[:, 2]]), signed=True)
 
 
 def to_direction(forward: Entries, order: int, direction: int) -> Entries:
@@ -84,7 +135,10 @@ def encode_chunks(entries: Entries) -> list[tuple[bytes, int, bytes]]:
     """Sorted entries cut into blocks: (first key, entries, data) of each, all packed at once.
 
     Each column takes the narrowest type that holds it across all the blocks (zstd takes up the
-    slack), so a column is converted once, not once a block: a forget rewrites every block.
+    slack), so a column is converted once, not once a block: a forget rewrites every block. A
+    first column of 4 bytes or more (the differences of window fingerprints' high bits, each
+    block's first value whole) is stored as byte planes, all low bytes first: its mostly-zero high
+    bytes then sit together, where zstd packs them to nearly nothing (7.0 -> 6.2 bytes an entry).
     """
     n, columns = entries.shape
     if not n:
@@ -101,25 +155,37 @@ def encode_chunks(entries: Entries) -> list[tuple[bytes, int, bytes]]:
         column = first if c == 0 else entries[:, c]
         top = int(column.max())
         code = next(i for i, most in enumerate(_TOPS) if top <= most)
+        raw = column.astype(_TYPES[code]).view(np.uint8).reshape(n, _TYPES[code].itemsize)
+        if c == 0 and code >= 2:  # wide differences (window fingerprints): byte planes, a row each
+            code |= PLANES
+            raw = raw.T
         codes.append(code)
-        packed.append((column.astype(_TYPES[code]).tobytes(), _TYPES[code].itemsize))
+        packed.append(raw)
     rows = []
     for lo, hi in itertools.pairwise(bounds):
-        body = b"".join(raw[lo * size : hi * size] for raw, size in packed)
+        body = b"".join(
+            (raw[:, lo:hi] if code & PLANES else raw[lo:hi]).tobytes()
+            for raw, code in zip(packed, codes, strict=True)
+        )
         data = _compress(_HEADER.pack(hi - lo, columns) + bytes(codes) + body)
         rows.append((key_bytes(entries[lo, :-1].tolist()), hi - lo, data))
     return rows
 
 
-def decode(data: bytes) -> Entries:
-    """The entries of a block."""
+def decode(data: bytes, leading: int = 0) -> Entries:
+    """The entries of a block (only their first `leading` columns, when given)."""
     raw = _decompress(data)
     n, columns = _HEADER.unpack_from(raw)
     offset = _HEADER.size + columns
-    out = np.empty((n, columns), dtype=np.int64)
-    for c, code in enumerate(raw[_HEADER.size : offset]):
-        kind = _TYPES[code]
-        out[:, c] = np.frombuffer(raw, dtype=kind, count=n, offset=offset)
+    codes = raw[_HEADER.size : offset][: leading or columns]
+    out = np.empty((n, len(codes)), dtype=np.int64)
+    for c, code in enumerate(codes):
+        kind = _TYPES[code & ~PLANES]
+        if code & PLANES:
+            planes = np.frombuffer(raw, dtype=np.uint8, count=n * kind.itemsize, offset=offset)
+            out[:, c] = np.ascontiguousarray(planes.reshape(kind.itemsize, n).T).view(kind).ravel()
+        else:
+            out[:, c] = np.frombuffer(raw, dtype=kind, count=n, offset=offset)
         offset += n * kind.itemsize
     if n:
         out[:, 0] = np.cumsum(out[:, 0])
@@ -265,11 +331,13 @@ def from_rows(rows: Sequence[tuple[Any, ...]], order: int, prefix: Sequence[int]
     return with_prefix(found, prefix)
 
 
-def read_all(conn: sqlite3.Connection, chain_id: int, order: int, direction: int) -> Entries:
+def read_all(
+    conn: sqlite3.Connection, chain_id: int, order: int, direction: int, kind: Kind = TRANSITIONS
+) -> Entries:
     """Every block entry of a chain in a direction, sorted."""
-    rows = conn.execute(Q["block_all"], (chain_id, direction)).fetchall()
+    rows = conn.execute(kind.q("block_all"), (chain_id, direction)).fetchall()
     if not rows:
-        return np.empty((0, width(order)), dtype=np.int64)
+        return np.empty((0, kind.width(order)), dtype=np.int64)
     found: Entries = np.concatenate([decode(data) for (data,) in rows])
     return found
 

@@ -1,4 +1,4 @@
-"""The writer's side of transition blocks (bot.core.blocks): merging counts in, dropping an author or a chain.
+"""The writer's side of blocks (bot.core.blocks): merging counts in, dropping an author or a chain.
 
 Every method runs inside the writer's open transaction, on its connection. A merge reads only
 the blocks its entries fall in, a window of them at a time, and writes them back re-cut: the
@@ -13,9 +13,8 @@ import json
 import numpy as np
 
 from bot.core import blocks
-from bot.core.blocks import BACKWARD, DIRECTIONS, FORWARD, Entries
-from bot.core.connections import Connections
-from bot.core.sql import Q
+from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, Entries, Kind
+from bot.core.connections import Connections, take_ids
 
 WINDOW = 64  # blocks re-cut together at most (bounds the memory and the sort of one merge step)
 SCAN_WINDOW = 512  # blocks read at once when every block is visited (a forget)
@@ -47,38 +46,46 @@ def _without_author(rows: list[bytes], author_id: int) -> tuple[list[tuple[bytes
 
 
 class BlockWriter:
-    """Writes a chain's transition blocks inside the writer's transaction."""
+    """Writes a chain's blocks of one kind (transitions or windows) inside the writer's transaction."""
 
-    def __init__(self, db: Connections) -> None:
+    def __init__(self, db: Connections, kind: Kind = TRANSITIONS) -> None:
         self._db = db
+        self._kind = kind
 
     async def _index(self, chain_id: int, direction: int) -> tuple[list[int], list[bytes]]:
-        async with self._db.w.execute(Q["block_index"], (chain_id, direction)) as cur:
+        async with self._db.w.execute(self._kind.q("block_index"), (chain_id, direction)) as cur:
             rows = await cur.fetchall()
         return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
 
     async def _data(self, ids: list[int]) -> list[Entries]:
-        async with self._db.w.execute(Q["block_data"], (json.dumps(ids),)) as cur:
+        async with self._db.w.execute(self._kind.q("block_data"), (json.dumps(ids),)) as cur:
             rows = await cur.fetchall()
         return await asyncio.to_thread(lambda: [blocks.decode(bytes(r[0])) for r in rows])
 
     async def _replace(
         self, chain_id: int, direction: int, ids: list[int], rows: list[tuple[bytes, int, bytes]]
     ) -> None:
-        await self._db.w.executemany(Q["delete_block"], ((i,) for i in ids))
+        await self._db.w.executemany(self._kind.q("delete_block"), ((i,) for i in ids))
         await self._db.w.executemany(
-            Q["insert_block"], ((chain_id, direction, first, n, data) for first, n, data in rows)
+            self._kind.q("insert_block"), ((chain_id, direction, first, n, data) for first, n, data in rows)
         )
+        await self._changed(chain_id)
+
+    async def _changed(self, chain_id: int) -> None:
+        """After a change to a chain's blocks: a new version, when the kind keeps them (readers cache by it)."""
+        if self._kind.versioned:
+            version = await take_ids(self._db.w, self._kind.statements + "changes", 1)
+            await self._db.w.execute(self._kind.q("set_version"), (version, chain_id))
 
     async def merge(self, chain_id: int, order: int, forward: Entries, wide: int = 0) -> list[bytes]:
-        """Add signed counts (forward column order, any order of rows) to a chain's blocks, both directions.
+        """Add signed counts (forward column order, any order of rows) to a chain's blocks, in each direction.
 
         Returns the contexts found with `wide` entries or more in the blocks rewritten (0: none), for hubs.
         """
         found: list[bytes] = []
         if not len(forward):
             return found
-        for direction in DIRECTIONS:
+        for direction in self._kind.directions:
             threshold = wide if direction == FORWARD else 0
             change = await asyncio.to_thread(_change, forward, order, direction)
             if not len(change):
@@ -109,11 +116,11 @@ class BlockWriter:
         are cut again without them.
         """
         removed: list[Entries] = []
-        for direction in DIRECTIONS:
+        for direction in self._kind.directions:
             ids, _ = await self._index(chain_id, direction)
             for lo in range(0, len(ids), SCAN_WINDOW):
                 taken = ids[lo : lo + SCAN_WINDOW]
-                async with self._db.w.execute(Q["block_data"], (json.dumps(taken),)) as cur:
+                async with self._db.w.execute(self._kind.q("block_data"), (json.dumps(taken),)) as cur:
                     rows = [bytes(data) for (data,) in await cur.fetchall()]  # in key order (ids are not)
                 kept, theirs = await asyncio.to_thread(_without_author, rows, author_id)
                 if not len(theirs):
@@ -121,10 +128,10 @@ class BlockWriter:
                 await self._replace(chain_id, direction, taken, kept)
                 if direction == FORWARD:
                     removed.append(theirs)
-        return np.concatenate(removed) if removed else np.empty((0, blocks.width(order)), dtype=np.int64)
+        return np.concatenate(removed) if removed else np.empty((0, self._kind.width(order)), dtype=np.int64)
 
     async def token_counts(self, chain_id: int, order: int) -> dict[int, int]:
-        """Count of each next token over a chain's blocks (what a reset takes from the vocabulary's refs)."""
+        """Count of each next token over a chain's transition blocks (what a reset takes from the vocabulary's refs)."""
         counts: dict[int, int] = {}
         ids, _ = await self._index(chain_id, BACKWARD)
         for lo in range(0, len(ids), WINDOW):
@@ -138,4 +145,5 @@ class BlockWriter:
 
     async def drop_chain(self, chain_id: int) -> None:
         """Delete every block of a chain."""
-        await self._db.w.execute(Q["delete_chain_blocks"], (chain_id,))
+        await self._db.w.execute(self._kind.q("delete_chain_blocks"), (chain_id,))
+        await self._changed(chain_id)

@@ -1,16 +1,18 @@
-"""Where a chain's transition counts go: the delta rows (the transitions table) or the blocks.
+"""Where a chain's transition and window counts go: the delta rows (the transitions and windows
+tables) or the blocks (transition_blocks, window_blocks).
 
-Live learning upserts into the delta, merged into the blocks once it is large enough for its
-share of the chain; an import (direct) merges each batch straight into the blocks. Subtracting
-takes what the delta holds and the rest from the blocks. The hubs (bot.core.hubcache) learn of
-every change here. Every method runs inside the writer's open transaction.
+Live learning upserts into the deltas, merged into the blocks once the transitions are large
+enough for their share of the chain (the windows with them); an import (direct) merges each batch
+straight into the blocks. Subtracting takes what a delta holds and the rest from the blocks. The
+hubs (bot.core.hubcache) learn of every transition change here. Every method runs inside the
+writer's open transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -18,7 +20,7 @@ from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.blockwriter import BlockWriter
 from bot.core.connections import Connections
-from bot.core.counting import Counted
+from bot.core.counting import Counted, WindowRow
 from bot.core.hubcache import HubCache
 from bot.core.sql import Q
 
@@ -26,21 +28,32 @@ MERGE_ROWS = 20_000  # delta rows of a chain from which they are merged into its
 MERGE_SHARE = 8  # ... once they are also an eighth of what its blocks hold (each merge rewrites them)
 
 
+def _by_chain(rows: Iterable[tuple[int, int, int, int]]) -> dict[int, list[tuple[int, int, int]]]:
+    """(chain, fingerprint, author, count) window rows grouped by chain."""
+    chains: dict[int, list[tuple[int, int, int]]] = {}
+    for chain_id, fp, author_id, k in rows:
+        chains.setdefault(chain_id, []).append((fp, author_id, k))
+    return chains
+
+
 class CountWriter:
-    """Adds, subtracts and removes a chain's transition counts, in the delta or the blocks."""
+    """Adds, subtracts and removes a chain's transition and window counts, in the delta or the blocks."""
 
     def __init__(self, db: Connections, hubs: HubCache) -> None:
         self._db = db
         self._hubs = hubs
         self._blocks = BlockWriter(db)
+        self._windows = BlockWriter(db, blocks.WINDOWS)
         self.direct = False  # batches merge straight into blocks (an import), not through the delta
         self.merge_rows = MERGE_ROWS  # 0: merge at every commit (the tests' default: every read meets blocks)
 
-    async def add(self, counted: Sequence[Counted], batch_size: int) -> None:
-        """Learn a batch's transitions (and tell the hubs)."""
+    async def add(self, counted: Sequence[Counted], batch_size: int, windows: Sequence[WindowRow]) -> None:
+        """Learn a batch's transitions (and tell the hubs) and window fingerprints."""
         if self.direct:
+            await self._merge_windows(_by_chain(windows))
             rows = [row for c in counted for row in self._hubs.rows_of_hubs(c)]
         else:
+            await self._db.w.executemany(Q["upsert_window"], windows)  # before a merge that takes them
             rows = await asyncio.to_thread(lambda: [row for c in counted for row in c.rows()])
             await self._db.w.executemany(Q["upsert_transition"], rows)
         deltas, seen = await self._hubs.split(rows)
@@ -53,9 +66,21 @@ class CountWriter:
             await self._hubs.promote(seen, batch_size)
             await self._merge_due({c.chain_id: c.order for c in counted})
 
-    async def subtract(self, counted: Sequence[Counted]) -> None:
-        """Take a batch's transitions away: from the delta as far as it holds them, the rest from the blocks."""
+    async def subtract(self, counted: Sequence[Counted], windows: Sequence[WindowRow]) -> None:
+        """Take a batch's transitions and windows away: from the delta as far as it holds them, the rest
+        from the blocks."""
         w = self._db.w
+        left: list[tuple[int, int, int, int]] = []
+        for chain_id, fp, author_id, k in windows:
+            async with w.execute(Q["window_delta_count"], (chain_id, fp, author_id)) as cur:
+                found = await cur.fetchone()
+            held = min(k, int(found[0])) if found else 0
+            if held:
+                await w.execute(Q["subtract_window"], (held, chain_id, fp, author_id))
+                await w.execute(Q["prune_window"], (chain_id, fp, author_id))
+            if k > held:
+                left.append((chain_id, fp, author_id, held - k))
+        await self._merge_windows(_by_chain(left))
         rows = [row for c in counted for row in c.rows()]
         rest: dict[int, list[tuple[int, ...]]] = {}
         for chain_id, ctx, next_id, author_id, k in rows:
@@ -74,7 +99,10 @@ class CountWriter:
         await self._hubs.add(deltas, -1)
 
     async def forget_author(self, chain_id: int, order: int, author_id: int) -> tuple[int, Counter[int]]:
-        """Remove an author's transitions from a chain: (how many entries, the token refs they held, negative)."""
+        """Remove an author's transitions and windows from a chain: (how many transition entries, the
+        token refs they held, negative)."""
+        await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
+        await self._windows.drop_author(chain_id, 0, author_id)
         async with self._db.w.execute(Q["forget_author_transitions"], (chain_id, author_id)) as cur:
             rows = [(bytes(x), int(n), int(k)) for x, n, k in await cur.fetchall()]
         removed = await self._blocks.drop_author(chain_id, order, author_id)
@@ -95,13 +123,15 @@ class CountWriter:
         return len(rows), refs
 
     async def drop_chain(self, chain_id: int, order: int) -> dict[int, int]:
-        """Delete a chain's transitions and hubs; the token refs they held (negative), by token."""
+        """Delete a chain's transitions, windows and hubs; the token refs they held (negative), by token."""
         async with self._db.w.execute(Q["chain_token_refs"], (chain_id,)) as cur:
             refs = {int(n): -int(k) for n, k in await cur.fetchall()}
         for n, k in (await self._blocks.token_counts(chain_id, order)).items():
             if n > chainmod.END:
                 refs[n] = refs.get(n, 0) - k
         await self._blocks.drop_chain(chain_id)
+        await self._windows.drop_chain(chain_id)
+        await self._db.w.execute(Q["delete_chain_windows"], (chain_id,))
         await self._db.w.execute(Q["delete_chain_transitions"], (chain_id,))
         await self._db.w.execute(Q["delete_chain_hubs"], (chain_id,))
         self._hubs.drop_chain(chain_id)
@@ -122,8 +152,18 @@ class CountWriter:
                 continue
             await self._merge_delta(chain_id, order)
 
+    async def _merge_windows(self, chains: dict[int, list[tuple[int, int, int]]]) -> None:
+        """Add signed (fingerprint, author, count) rows of each chain to its window blocks."""
+        for chain_id, rows in chains.items():
+            entries = await asyncio.to_thread(blocks.window_entries, rows)
+            await self._windows.merge(chain_id, 0, entries)
+
     async def _merge_delta(self, chain_id: int, order: int) -> None:
-        """Move a chain's delta rows into its blocks."""
+        """Move a chain's delta rows (transitions and windows) into its blocks."""
+        async with self._db.w.execute(Q["window_delta_all"], (chain_id,)) as cur:
+            windows = [(int(f), int(a), int(k)) for f, a, k in await cur.fetchall()]
+        await self._merge_windows({chain_id: windows})
+        await self._db.w.execute(Q["delete_chain_windows"], (chain_id,))
         async with self._db.w.execute(Q["delta_all"], (chain_id,)) as cur:
             rows = [tuple(r) for r in await cur.fetchall()]
         entries = await asyncio.to_thread(blocks.delta_forward, rows, order)

@@ -98,7 +98,7 @@ def message_query(chain: ChainInfo) -> str:
 
 
 def _multiplicity(walker: Walker, name: str, chain_id: int, found: list[int]) -> dict[int, tuple[int, int]]:
-    """(times, authors) of each fingerprint found (name: a message or window multiplicity statement)."""
+    """(times, authors) of each fingerprint found (name: a message multiplicity statement)."""
     if not found:
         return {}
     rows = walker.query(name, (chain_id, json.dumps(found)))
@@ -130,7 +130,7 @@ def sample_outputs(
         if found is not None:
             copies = copies.add(*found, thresholds)
         _, windows = walker.fingerprints.guarded(tokens, chain.run_length, chain.scheme)
-        matched = list(_multiplicity(walker, "window_multiplicity", chain.id, windows).values())
+        matched = list(walker.window_multiplicity(chain.id, windows).values())
         if matched:
             once = any(times == 1 for times, _ in matched)
             common = all(thresholds.common(times, authors) for times, authors in matched)

@@ -235,6 +235,47 @@ DELETE FROM transition_blocks WHERE chain_id = ?;
 -- name: block_entries
 SELECT coalesce(sum(entries), 0) FROM transition_blocks WHERE chain_id = ? AND direction = 0;
 
+-- name: window_block_index
+-- Window blocks (bot/core/blocks.py, kind WINDOWS): the statements above, over window_blocks.
+SELECT id, first FROM window_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;
+
+-- name: window_block_data
+SELECT data FROM window_blocks WHERE id IN (SELECT value FROM json_each(?)) ORDER BY first;
+
+-- name: window_block_data_by_id
+SELECT id, data FROM window_blocks WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: window_block_all
+SELECT data FROM window_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;
+
+-- name: window_delete_block
+DELETE FROM window_blocks WHERE id = ?;
+
+-- name: window_insert_block
+INSERT INTO window_blocks (chain_id, direction, first, entries, data) VALUES (?, ?, ?, ?, ?);
+
+-- name: window_delete_chain_blocks
+DELETE FROM window_blocks WHERE chain_id = ?;
+
+-- name: window_version
+-- What a reader's copy of a chain's window block index is current with (a new value at every change).
+SELECT window_version FROM chains WHERE id = ?;
+
+-- name: window_set_version
+-- A value of the window_changes counter, taken as the chain's window blocks change (a reader that
+-- cached their index then reads it again).
+UPDATE chains SET window_version = ? WHERE id = ?;
+
+-- name: window_delta_all
+SELECT fingerprint, author_id, count FROM windows WHERE chain_id = ?;
+
+-- name: window_delta_of
+SELECT fingerprint, author_id, count FROM windows
+WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?));
+
+-- name: window_delta_count
+SELECT count FROM windows WHERE chain_id = ? AND fingerprint = ? AND author_id = ?;
+
 -- name: delta_count
 SELECT count FROM transitions WHERE chain_id = ? AND ctx = ? AND next_id = ? AND author_id = ?;
 
@@ -272,6 +313,7 @@ SELECT ord FROM chains WHERE id = ?;
 SELECT fingerprint FROM messages WHERE chain_id = ?;
 
 -- name: windows_present
+-- The delta's part of the copy guard's K-run lookup (bot/core/windowrows.py reads the blocks).
 SELECT DISTINCT fingerprint FROM windows
 WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?));
 
@@ -320,10 +362,13 @@ SELECT count(*) FROM transitions WHERE chain_id = ?;
 SELECT (SELECT sum(length(data)) FROM transition_blocks WHERE chain_id = ?), (SELECT sum(length(data)) FROM transition_blocks);
 
 -- name: rows_windows
-SELECT count(*) FROM windows WHERE chain_id = ?;
+-- A chain's window entries: delta rows and block entries (a key in both counts twice until merged).
+SELECT (SELECT count(*) FROM windows WHERE chain_id = ?1)
+     + (SELECT coalesce(sum(entries), 0) FROM window_blocks WHERE chain_id = ?1);
 
 -- name: table_rows
-SELECT (SELECT count(*) FROM transitions), (SELECT count(*) FROM windows),
+SELECT (SELECT count(*) FROM transitions),
+       (SELECT count(*) FROM windows) + (SELECT coalesce(sum(entries), 0) FROM window_blocks),
        (SELECT count(*) FROM messages), (SELECT count(*) FROM tokens);
 
 -- name: table_bytes
@@ -339,10 +384,6 @@ WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) AND norma
 SELECT normal, count(*), count(DISTINCT author_id) FROM messages
 WHERE chain_id = ? AND normal IN (SELECT value FROM json_each(?)) GROUP BY normal;
 
--- name: window_multiplicity
--- How often each given K-window fingerprint was learned in a chain, and by how many authors.
-SELECT fingerprint, sum(count), count(*) FROM windows
-WHERE chain_id = ? AND fingerprint IN (SELECT value FROM json_each(?)) GROUP BY fingerprint;
 
 -- name: report_messages
 -- Distinct learned messages (by exact fingerprint: scheme 1) in all and longer than the order (?4),

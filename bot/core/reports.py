@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from bot.core import blocks, chainrows
+from bot.core import blocks, chainrows, windowrows
 from bot.core import chain as chainmod
 from bot.core.chainrows import Shape as Shape
 from bot.core.connections import Connections
@@ -28,6 +28,13 @@ class TableRows(NamedTuple):
     windows: int
     messages: int
     tokens: int
+
+
+class Scanned(NamedTuple):
+    """What one full read of a chain's transitions gives the report."""
+
+    shape: Shape
+    vocabulary: int  # distinct tokens the chain can walk to
 
 
 class BlockBytes(NamedTuple):
@@ -78,6 +85,7 @@ class Reports:
         self._thread: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)
+        self._windows = windowrows.WindowReader()
 
     async def _entries(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(connection, *args) on the reports' own connection and thread."""
@@ -116,7 +124,7 @@ class Reports:
         return TableRows(*(int(n) for n in row))
 
     async def window_rows(self, chain_id: int) -> int:
-        """A chain's rows of K-run fingerprints."""
+        """A chain's K-run fingerprint entries (delta rows and block entries)."""
         ((n,),) = await self._rows("rows_windows", chain_id)
         return int(n)
 
@@ -135,13 +143,9 @@ class Reports:
         ((mine, every),) = await self._rows("block_bytes", chain_id)
         return BlockBytes(int(mine or 0), int(every or 0))
 
-    async def vocabulary(self, chain_id: int, order: int) -> int:
-        """Distinct tokens a chain can walk to."""
-        return await self._entries(_vocabulary, chain_id, order)
-
     async def windows_present(self, chain_id: int, windows: Sequence[int]) -> bool:
         """True when any of these K-run fingerprints was learned in the chain."""
-        return bool(await self._rows("windows_present", chain_id, json.dumps(list(windows))))
+        return await self._entries(self._windows.present, chain_id, list(windows))
 
     async def top_successors(self, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
         """A context's `limit` most frequent successors, most frequent first (ties: larger id first)."""
@@ -157,9 +161,10 @@ class Reports:
         rows = await self._rows("exact_multiplicity", chain_id, normal, exact)
         return Multiplicity(exact, int(rows[0][0]), int(rows[0][1])) if rows else None
 
-    async def shape(self, chain_id: int, order: int) -> Shape:
-        """A chain's transitions, counted (see chainrows.Shape): a full read, on a connection of its own."""
-        return await asyncio.to_thread(_shape, self._path, chain_id, order)
+    async def scan(self, chain_id: int, order: int) -> Scanned:
+        """A chain's transitions counted (see chainrows.Shape), and its vocabulary: one full read, on a
+        connection of its own."""
+        return await asyncio.to_thread(_scan, self._path, chain_id, order)
 
     async def learned_messages(
         self, chain_id: int, *, normalised: bool, times: int, authors: int, order: int
@@ -194,28 +199,24 @@ def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
         conn.close()
 
 
-def _shape(path: Path, chain_id: int, order: int) -> Shape:
+def _scan(path: Path, chain_id: int, order: int) -> Scanned:
     conn = _connect(path)
     whole = [chainrows.Shape(0, 0, 0, 0, 0, 0.0, 0.0)]
+    seen: set[int] = set()
+
+    def visit(chunk: chainrows.Entries) -> None:
+        whole.append(chainrows.shape(chunk, order))
+        nexts = chunk[:, order]
+        seen.update(np.unique(nexts[nexts > chainmod.END]).tolist())
+
     try:
-        chainrows.scan(conn, chain_id, order, lambda chunk: whole.append(chainrows.shape(chunk, order)))
+        chainrows.scan(conn, chain_id, order, visit)
     finally:
         conn.close()
     total = whole[0]
     for part in whole[1:]:
         total = chainrows.add_shapes(total, part)
-    return total
-
-
-def _vocabulary(conn: sqlite3.Connection, chain_id: int, order: int) -> int:
-    seen: set[int] = set()
-
-    def visit(chunk: chainrows.Entries) -> None:
-        nexts = chunk[:, order]
-        seen.update(np.unique(nexts[nexts > chainmod.END]).tolist())
-
-    chainrows.scan(conn, chain_id, order, visit)
-    return len(seen)
+    return Scanned(total, len(seen))
 
 
 def _top_successors(

@@ -14,6 +14,8 @@ import itertools
 import json
 import logging
 import math
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,7 @@ DEFAULT_PREFIXES = 2400  # opening prefixes greedy-walked for the discoverable r
 DEFAULT_BUDGET = 1000  # candidate messages the extraction attack may produce
 BRANCHING = 32  # most likely successors the attack follows from each state
 EXPANSION_FACTOR = 20  # states the attack may expand per candidate of budget
+PRUNE_SLACK = 4096  # states the attack's frontier holds past what it can still pop before it is cut
 REPLAYS = 0.5  # a chain that gives back this share of messages said once replays its source ...
 COPIES_REPLAY = 0.2  # ... as does one whose outputs copy one this often
 SOME = 0.1  # below these, a chain gives back little of what any one person said
@@ -254,7 +257,8 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int) -> tuple[int, int, int]:
         + share(token_tables, vocabulary, total_tokens)
     )
     recent_tables = ["recent_messages", "recent_messages_by_time"]
-    kept_fingerprints = share(["windows"], sizes.window_rows, total_windows) + share(
+    window_tables = ["windows", "window_blocks", "sqlite_autoindex_window_blocks_1"]
+    kept_fingerprints = share(window_tables, sizes.window_rows, total_windows) + share(
         message_tables, sizes.message_rows, total_messages
     )
     kept_recent = share(recent_tables, *sizes.recent_rows)
@@ -273,7 +277,7 @@ async def extraction_candidates(
     paths that are parts of learned messages.
     """
     order, k = info.order, info.run_length
-    branches: dict[tuple[int, ...], list[tuple[float, int]]] = {}
+    branches: dict[bytes, tuple[array[float], array[int]]] = {}  # packed: a few MB for 20,000 states
     runs: dict[tuple[int, ...], bool] = {}
 
     async def learned_run(run: tuple[int, ...]) -> bool:
@@ -282,12 +286,16 @@ async def extraction_candidates(
             runs[run] = await brain.store.reports.windows_present(info.id, windows)
         return runs[run]
 
-    async def best(ctx: tuple[int, ...]) -> list[tuple[float, int]]:
+    async def best(ctx: tuple[int, ...]) -> Iterable[tuple[float, int]]:
         # (-log probability, token) of the most likely successors; a state is often reached again.
-        if ctx not in branches:
-            rows = await brain.store.reports.top_successors(info.id, chainmod.pack(ctx), BRANCHING)
-            branches[ctx] = [(-math.log(k / total), token) for token, k, total in rows]
-        return branches[ctx]
+        packed = chainmod.pack(ctx)
+        if packed not in branches:
+            rows = await brain.store.reports.top_successors(info.id, packed, BRANCHING)
+            branches[packed] = (
+                array("d", [-math.log(k / total) for _, k, total in rows]),
+                array("q", [token for token, _, _ in rows]),
+            )
+        return zip(*branches[packed], strict=True)
 
     tie = itertools.count()
     heap: list[tuple[float, int, tuple[int, ...], tuple[int, ...]]] = [
@@ -308,6 +316,11 @@ async def extraction_candidates(
             if guided and token != chainmod.END and len(longer) >= k and not await learned_run(longer[-k:]):
                 continue
             heapq.heappush(heap, (cost + step, next(tie), (*ctx, token)[-order:], longer))
+        # At most `left` more states are ever popped, so the rest (ties are broken by the counter:
+        # a total order) can never be: dropping them keeps memory bounded and the result the same.
+        left = budget - len(found) + budget * EXPANSION_FACTOR - expansions
+        if len(heap) > 2 * left + PRUNE_SLACK:
+            heap = heapq.nsmallest(left, heap)  # sorted, so already a heap
     return found
 
 
@@ -400,14 +413,13 @@ async def report(
     messages, tokens, chars, size = await store.chain_counters(info.id)
     seed = state_seed(info, (messages, tokens, chars, size))
 
-    async def on_reader() -> tuple[_Sizes, int, Split, Split]:
+    async def on_reader() -> tuple[_Sizes, Split, Split]:
         sizes = await _sizes(brain, info)
-        vocabulary = await store.reports.vocabulary(info.id, info.order)
         extracted = guided = Split()
         if messages:
             extracted = await _extraction(brain, info, budget, thresholds)
             guided = await _extraction(brain, info, budget, thresholds, guided=True)
-        return sizes, vocabulary, extracted, guided
+        return sizes, extracted, guided
 
     async def on_walker() -> tuple[OutputSample, PrefixSample]:
         if not messages:
@@ -416,12 +428,13 @@ async def report(
         opening = await store.walker.sample_prefixes(info, prefixes, seed, thresholds)
         return outputs, opening
 
-    # Side by side: the shape's two scans and the messages' one (each on a connection of its own in
+    # Side by side: the transitions' scan and the messages' one (each on a connection of its own in
     # a thread; SQLite releases the GIL), the walker's samples, and the reader's attack.
-    shape, learned, (outputs, opening), (sizes, vocabulary, extracted, guided) = await asyncio.gather(
-        store.reports.shape(info.id, info.order), _messages(brain, info, thresholds), on_walker(), on_reader()
+    scanned, learned, (outputs, opening), (sizes, extracted, guided) = await asyncio.gather(
+        store.reports.scan(info.id, info.order), _messages(brain, info, thresholds), on_walker(), on_reader()
     )
-    _, states, transitions, forced, total, ctx_log, pair_log = shape
+    _, states, transitions, forced, total, ctx_log, pair_log = scanned.shape
+    vocabulary = scanned.vocabulary
     entropy = (ctx_log - pair_log) / total if total else 0.0
     kept_transitions, kept_fingerprints, kept_recent = _bytes_kept(sizes, vocabulary)
     bytes_kept = kept_transitions + kept_fingerprints + kept_recent

@@ -80,6 +80,11 @@ CACHE_SIZE = 50_000  # entries per cache (token ids, texts, walked states)
 WALKER = "thread"  # a Store opened by a script or a test: needs no `if __name__ == "__main__":`
 BOT_WALKER = "process"  # the bot: walks take no turns on the interpreter lock with the event loop
 WRITER_CACHE_KIB = 65_536  # the writer's SQLite page cache (the default 2 MB makes upserts seek)
+# WAL pages from which a commit checkpoints (SQLite's default 1,000): the delta's hot pages, dirtied
+# by every commit, reach the main file once per 64 MB of log, not once per 4 MB (commits took 14.5 s
+# of a 200,000-message live ingest, 8.3 s with this).
+WAL_CHECKPOINT_PAGES = 16_384
+WAL_KEPT_BYTES = 4 << 20  # what of the log's file stays on disk once a checkpoint has emptied it
 HUB_ROWS = 1000  # transition rows from which a context becomes a hub (see bot.core.hubs)
 HUBS_IN_MEMORY = 1024  # hubs the writer keeps unpacked between commits
 EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete or edit after a restart
@@ -213,6 +218,8 @@ class Store:
             await schema.enable_wal(self.w)
             await self.w.execute("PRAGMA synchronous = NORMAL")
             await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+            await self.w.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+            await self.w.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
             await schema.migrate(self.w, self.path)
             await self.w.execute(Q["create_hub_candidates"])
             self._db.reader = await aiosqlite.connect(self.path, isolation_level=None)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.core import blocks, chainrows, hubs, memorisation
+from bot.core import blocks, chainrows, hubs, memorisation, windowrows
 from bot.core import chain as chainmod
 from bot.core.chain import ChainReader, Choices
 from bot.core.fingerprints import Fingerprinter
@@ -59,6 +59,7 @@ class Walker:
         )
         self._texts: LRU[int, str] = LRU(cache_size)  # token ids are never reused: true forever
         self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)  # decoded by id: ids are never reused
+        self._windows = windowrows.WindowReader()  # the copy guard's K-run lookups, with their caches
         self._hub_contexts: dict[int, set[bytes]] = {}  # per chain, as of _hubs_version
         self._hubs_version = 0
         self._data_version: int | None = None  # PRAGMA data_version when last looked
@@ -225,8 +226,12 @@ class Walker:
             whole = bool(self._rows("message_fingerprint_exists", (chain.id, exact)))
         else:
             whole = bool(self._rows("normal_exists", (chain.id, normal)))
-        runs = bool(windows) and bool(self._rows("windows_present", (chain.id, json.dumps(windows))))
+        runs = self._windows.present(self._connection(), chain.id, windows)
         return whole, runs
+
+    def window_multiplicity(self, chain_id: int, fps: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """(times learned, authors) of each of these K-run fingerprints learned in the chain."""
+        return self._windows.multiplicity(self._connection(), chain_id, fps)
 
     # ---------------------------------------------------------------- what the calls run (bot.core.walkercalls)
 

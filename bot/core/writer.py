@@ -208,16 +208,13 @@ class Writer:
         counted, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
         w = self._db.w
         if sign > 0:
-            await self.counts.add(counted, len(batch))
-            await w.executemany(Q["upsert_window"], window_rows)
+            await self.counts.add(counted, len(batch), window_rows)
             await w.executemany(Q["insert_message"], message_rows(batch))
             if self.edit_window_days:
                 rows = _recent_rows(batch, ids, int(self.clock()), self.sealer)
                 await w.executemany(Q["insert_recent"], rows)
         else:
-            await self.counts.subtract(counted)
-            await w.executemany(Q["subtract_window"], ((row[-1], *row[:-1]) for row in window_rows))
-            await w.executemany(Q["prune_window"], (row[:-1] for row in window_rows))
+            await self.counts.subtract(counted, window_rows)
             keys = [(message_key(i.platform, i.message_id),) for i in batch]
             await w.executemany(Q["delete_message"], keys)
             await w.executemany(Q["delete_recent"], keys)
@@ -317,7 +314,6 @@ class Writer:
                 if not n_messages and not entries:
                     continue
                 refs.update(taken)
-                await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
                 await self._db.w.execute(
                     Q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
                 )
@@ -351,7 +347,6 @@ class Writer:
             held[0] = int(row[0]) if row else 0
             refs = await self.counts.drop_chain(info.id, info.order)
             for name in (
-                "delete_chain_windows",
                 "delete_chain_messages",
                 "delete_chain_recent",
                 "delete_chain",

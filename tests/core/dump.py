@@ -13,17 +13,23 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bot.core import blocks, chainrows, hubs, keys
+from bot.core import blocks, chainrows, hubs, keys, windowrows
 from bot.core.messagekeys import message_key
 from bot.core.sealed import Sealer, id_bound
 from bot.core.store import migrations
 
 
-def recent_rows(db: sqlite3.Connection, key: bytes) -> list[tuple[int, int, int, bytes | None]]:
-    """(message key, chain id, author id, packed token ids or None if sealed otherwise) of recent rows."""
+def recent_rows(
+    db: sqlite3.Connection, key: bytes, ids: Iterable[tuple[str, str]] = ()
+) -> list[tuple[int, int, int, bytes | None]]:
+    """(message key, chain id, author id, packed token ids or None if sealed otherwise) of recent rows.
+
+    ids: the (platform, message id) of rows sealed before migration 0011 (bound to them, not the key).
+    """
     sealer = Sealer(key)
+    named = {message_key(*i): i for i in ids}
     return [
-        (int(i), int(c), int(a), sealer.open(int(i), bytes(x)))
+        (int(i), int(c), int(a), sealer.open(int(i), bytes(x), named.get(int(i))))
         for i, c, a, x in db.execute("SELECT id, chain_id, author_id, token_ids FROM recent_messages")
     ]
 
@@ -37,8 +43,8 @@ def database_key(path: Path, key: bytes | None = None) -> bytes:
     return found
 
 
-def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
-    """Everything the database holds, independent of id assignment (key: to open recent rows)."""
+def logical_dump(path: Path, key: bytes | None = None, ids: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
+    """Everything the database holds, independent of id assignment (key, ids: to open recent rows)."""
     db = sqlite3.connect(path)
     try:
         tokens = {i: t for i, t in db.execute("SELECT id, text FROM tokens")}
@@ -65,9 +71,7 @@ def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
             "transitions": Counter(
                 {(chains[c], authors[a], ctx(x), tokens[n]): k for c, x, n, a, k in transition_rows(db)}
             ),
-            "windows": Counter(
-                {(chains[c], f, authors[a]): k for c, f, a, k in db.execute("SELECT * FROM windows")}
-            ),
+            "windows": Counter({(chains[c], f, authors[a]): k for c, f, a, k in window_rows(db)}),
             "messages": sorted(
                 (i, chains[c], authors[a], f, nf, t, ch, b)
                 for i, c, a, f, nf, t, ch, b in db.execute(
@@ -77,7 +81,7 @@ def logical_dump(path: Path, key: bytes | None = None) -> dict[str, Any]:
             # learned_at is left out: two databases that learned the same messages at other times dump equal.
             "recent_messages": sorted(
                 (i, chains[c], authors[a], ctx(x) if x is not None else None)
-                for i, c, a, x in (recent_rows(db, database_key(path, key)) if has_recent(db) else [])
+                for i, c, a, x in (recent_rows(db, database_key(path, key), ids) if has_recent(db) else [])
             ),
             "authors_with_data": sorted({authors[a] for _, _, _, a, _ in transition_rows(db)}),
         }
@@ -100,6 +104,14 @@ def transition_rows(db: sqlite3.Connection) -> list[tuple[int, bytes, int, int, 
                 strict=True,
             )
         )
+    return rows
+
+
+def window_rows(db: sqlite3.Connection) -> list[tuple[int, int, int, int]]:
+    """(chain, fingerprint, author, count) of every chain, blocks and delta rows summed (bot.core.windowrows)."""
+    rows = []
+    for (chain_id,) in db.execute("SELECT id FROM chains").fetchall():
+        rows.extend((chain_id, f, a, k) for f, a, k in windowrows.every(db, chain_id).tolist())
     return rows
 
 
@@ -190,6 +202,11 @@ def downgrade(
                 rows = transition_rows(current)
             db.execute("DELETE FROM main.transitions")
             db.executemany("INSERT INTO main.transitions VALUES (?, ?, ?, ?, ?)", rows)
+        if "window_blocks" not in tables:  # before window blocks, every window was a row of windows
+            with contextlib.closing(sqlite3.connect(path)) as current:
+                windows = window_rows(current)
+            db.execute("DELETE FROM main.windows")
+            db.executemany("INSERT INTO main.windows VALUES (?, ?, ?, ?)", windows)
         db.commit()
         db.execute("DETACH DATABASE current")
     finally:

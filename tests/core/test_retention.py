@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import math
 import random
 import sqlite3
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -362,6 +364,8 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
         "hubs",
         "sqlite_autoindex_hubs_1",
         "windows",
+        "window_blocks",
+        "sqlite_autoindex_window_blocks_1",
         "messages",
         "messages_by_fingerprint",
         "messages_by_normal",
@@ -425,3 +429,30 @@ def test_the_copy_guard_never_lets_a_copy_through(corpus: list[str], seed: int, 
             assert not any(tokens[i : i + k] in windows for i in range(len(tokens) - k + 1))
         else:
             assert status is GenerateStatus.COPY_GUARD
+
+
+@pytest.mark.parametrize("guided", [False, True])
+async def test_cutting_the_attacks_frontier_changes_none_of_its_candidates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, guided: bool
+) -> None:
+    # Order 2 over 300 words: the search spends its whole expansion budget, so a wrong cut shows.
+    brain = await learned_brain(tmp_path / "r.db", varied_corpus(1500, words=300), order=2, run_length=5)
+    try:
+        info = await brain.store.find_chain(KEY)
+        assert info is not None
+        monkeypatch.setattr(retention, "PRUNE_SLACK", 10**9)
+        whole = await retention.extraction_candidates(brain, info, 10, guided=guided)
+        cuts = []
+        nsmallest = heapq.nsmallest
+
+        def counted(n: int, items: list[Any]) -> list[Any]:
+            cuts.append(len(items) - n)
+            return nsmallest(n, items)
+
+        monkeypatch.setattr(retention, "PRUNE_SLACK", 0)
+        monkeypatch.setattr(heapq, "nsmallest", counted)
+        cut = await retention.extraction_candidates(brain, info, 10, guided=guided)
+    finally:
+        await brain.close()
+    assert cuts and sum(cuts) > 0  # the frontier was cut ...
+    assert whole and cut == whole  # ... and the same candidates came out, in the same order
