@@ -361,6 +361,10 @@ class Store:
         """Queue a message for learning, waiting while the queue is full; False if already queued."""
         return await self._queue.enqueue(message)
 
+    async def enqueue_many(self, messages: Sequence[PendingMessage]) -> int:
+        """Queue messages in order, waiting while the queue is full; how many were (the rest already were)."""
+        return await self._queue.enqueue_many(messages)
+
     async def flush(self) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages."""
         return await self._queue.flush()
