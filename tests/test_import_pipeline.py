@@ -51,7 +51,10 @@ def corpus_lines(n: int) -> list[str]:
 
 
 async def open_brain(path: Path) -> Brain:
-    return await Brain.open(path, key=KEY, walker="thread", bulk_memory_mb=64, clock=lambda: NOW)
+    # Batches of 11,000 messages with a worker or without (the budget would make 10,922 and 5,461).
+    return await Brain.open(
+        path, key=KEY, walker="thread", bulk_memory_mb=128, batch_size=11_000, clock=lambda: NOW
+    )
 
 
 async def learn_one_by_one(path: Path, entries: Sequence[tuple[str, str, str]]) -> dict[LearnStatus, int]:
@@ -86,7 +89,7 @@ def dump(path: Path) -> list[str]:
 
 
 async def test_batches_in_a_worker_make_the_same_database_byte_for_byte(tmp_path: Path) -> None:
-    lines = corpus_lines(12_000)  # three commits of 5,461 messages at 64 MB
+    lines = corpus_lines(25_000)  # three commits
     source = tmp_path / "c.txt"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     entries = [(f"c.txt:{i + 1}", "import", text) for i, text in enumerate(lines)]
@@ -100,6 +103,7 @@ async def test_batches_in_a_worker_make_the_same_database_byte_for_byte(tmp_path
         statuses[LearnStatus.EMPTY],
     )
     assert here.too_long == 1 and here.skipped == 1 and here.learned == len(lines) - 2
+    assert here.learned > 2 * 11_000
     serial = dump(tmp_path / "serial.db")
     assert len(serial) > 1000
     assert dump(tmp_path / "here.db") == serial
@@ -223,3 +227,25 @@ async def test_an_empty_batch_and_a_chain_without_a_token_make_nothing(tmp_path:
     finally:
         await brain.close()
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(("workers", "sizes"), [(0, [10_922, 1078]), (1, [5461, 5461, 1078])])
+async def test_the_worker_s_memory_is_taken_from_the_import_s_budget(
+    tmp_path: Path, workers: int, sizes: list[int]
+) -> None:
+    source = tmp_path / "c.txt"
+    source.write_text("".join(f"line {i} of the corpus\n" for i in range(12_000)), encoding="utf-8")
+    brain = await Brain.open(tmp_path / "m.db", walker="thread", bulk_memory_mb=128)
+    commits: list[int] = []
+    commit = brain.store._writes.commit
+
+    async def counted(batch: Sequence[PendingMessage]) -> FlushResult:
+        commits.append(len(batch))
+        return await commit(batch)
+
+    brain.store._writes.commit = counted  # type: ignore[method-assign]
+    try:
+        await learn_source(brain, open_source(source), CHAIN, progress=False, workers=workers)
+    finally:
+        await brain.close()
+    assert commits == sizes

@@ -96,9 +96,9 @@ class Brain:
         """Commit all pending learning now."""
         return await self.store.flush()
 
-    def bulk(self) -> contextlib.AbstractAsyncContextManager[None]:
+    def bulk(self, reserve_mb: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
         """Learn in a few large transactions while the block runs (an import; see Store.bulk)."""
-        return self.store.bulk()
+        return self.store.bulk(reserve_mb)
 
     @property
     def keeps_recent(self) -> bool:
@@ -195,10 +195,14 @@ class Brain:
     ) -> AsyncIterator[BatchLearner]:
         """Learn batches of a chain's messages in a few large transactions (an import; no consent check).
 
-        workers=1 prepares them in a worker process while this one writes (0: here). Everything
+        workers=1 prepares them in a worker process while this one writes (0: here), its memory
+        taken from the import's budget (none when the budget is too small to share). Everything
         offered is queued when the block ends, and committed when it ends without an error.
         """
-        async with self.bulk(), preparing.preparer(self.fingerprints, self.store.key, workers) as prep:
+        if self.store.bulk_memory_mb < 2 * preparing.WORKER_MB:
+            workers = 0
+        reserve = preparing.WORKER_MB if workers else 0
+        async with self.bulk(reserve), preparing.preparer(self.fingerprints, self.store.key, workers) as prep:
             learner = BatchLearner(self.store, prep, chain, self.max_message_chars, deletable=deletable)
             yield learner
             await learner.finish()

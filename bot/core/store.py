@@ -370,8 +370,10 @@ class Store:
         return await self._queue.flush()
 
     @contextlib.asynccontextmanager
-    async def bulk(self) -> AsyncIterator[None]:
+    async def bulk(self, reserve_mb: int = 0) -> AsyncIterator[None]:
         """Learn in a few large transactions until the block ends (an import), within bulk_memory_mb.
+
+        reserve_mb: what the import holds outside this process (its worker), taken off the budget.
 
         A B-tree page changed by a transaction is written once (to the WAL, then the file) however
         many rows of the transaction changed it, and a batch's rows are spread over the whole
@@ -380,7 +382,7 @@ class Store:
         message: queued, counted and merged, two batches at once), an eighth the writer's page
         cache; the rest is the interpreter's own (1,083 MB at 1,000,000 messages with a quarter).
         """
-        budget = self.bulk_memory_mb * 2**20
+        budget = (self.bulk_memory_mb - reserve_mb) * 2**20
         batch = max(self.batch_size, budget // 4 // BULK_MESSAGE_BYTES)
         await self.flush()
         await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 8 // 1024)}")
