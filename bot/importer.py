@@ -335,13 +335,14 @@ def _neutralise(content: str, names: dict[str, str]) -> str:
 
 
 async def learn_source(
-    brain: Brain, source: Source, chain: ChainKey, *, progress: bool = True, workers: int | None = None
+    brain: Brain, source: Source, chain: ChainKey, *, progress: bool = True, workers: int | None = 0
 ) -> ImportResult:
     """Learn every message of a checked file into a chain; re-running learns nothing twice.
 
-    Messages go to the brain BATCH at a time, prepared in a worker process (workers=1; by default
-    when the file is large enough to pay for starting one and there is a second core) while this
-    process writes.
+    Messages go to the brain BATCH at a time. workers=1 prepares them in a worker process while
+    this one writes (a script must then run under `if __name__ == "__main__":`, as spawn imports
+    its main module); None: a worker when the file is large enough to pay for starting one and
+    there is a second core (markovbot import).
     """
     from tqdm import tqdm
 
@@ -394,8 +395,14 @@ async def learn_source(
 
 
 async def import_file(
-    brain: Brain, path: Path, chain: ChainKey, *, fmt: str = "auto", progress: bool = True
+    brain: Brain,
+    path: Path,
+    chain: ChainKey,
+    *,
+    fmt: str = "auto",
+    progress: bool = True,
+    workers: int | None = 0,
 ) -> ImportResult:
-    """Check a file and learn it into a chain (ImportFormatError when it cannot be learned)."""
+    """Check a file and learn it into a chain (ImportFormatError when it cannot be learned); see learn_source."""
     source = open_source(path, fmt=fmt, max_chars=brain.max_message_chars)
-    return await learn_source(brain, source, chain, progress=progress)
+    return await learn_source(brain, source, chain, progress=progress, workers=workers)

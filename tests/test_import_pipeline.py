@@ -20,6 +20,7 @@ import pytest
 from benchmarks.corpus import write_zipf_corpus
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, FlushResult, LearnStatus, Message, PendingMessage
+from bot.core.preparing import PreparerDied
 from bot.core.schema import StoreError
 from bot.importer import ImportResult, learn_source, open_source
 
@@ -249,3 +250,28 @@ async def test_the_worker_s_memory_is_taken_from_the_import_s_budget(
     finally:
         await brain.close()
     assert commits == sizes
+
+
+async def test_a_worker_killed_mid_import_is_named_and_nothing_is_left_waiting(tmp_path: Path) -> None:
+    source = tmp_path / "c.txt"
+    source.write_text("\n".join(corpus_lines(40_000)) + "\n", encoding="utf-8")
+    brain = await open_brain(tmp_path / "m.db")
+    commit = brain.store._writes.commit
+    killed: list[int] = []
+
+    async def killing(batch: Sequence[PendingMessage]) -> FlushResult:
+        for child in multiprocessing.active_children():
+            if child.pid is not None and not killed:
+                killed.append(child.pid)
+                os.kill(child.pid, signal.SIGKILL)
+        return await commit(batch)
+
+    brain.store._writes.commit = killing  # type: ignore[method-assign]
+    try:
+        with pytest.raises(PreparerDied, match="worker process ended"):
+            await learn_source(brain, open_source(source), CHAIN, progress=False, workers=1)
+    finally:
+        brain.store._writes.commit = commit  # type: ignore[method-assign]
+        await brain.close()
+    assert killed
+    assert multiprocessing.active_children() == []

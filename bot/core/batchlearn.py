@@ -64,6 +64,14 @@ class BatchLearner:
         while self._ahead:
             await self._queue_next()
 
+    def abandon(self) -> None:
+        """Drop the batches offered and not yet queued (the import failed): nothing waits for them."""
+        for _, _, future in self._ahead:
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: a worker's error is not reported twice
+            future.cancel()
+        self._ahead.clear()
+
     async def _scheme(self) -> tuple[int, int]:
         """(run length, fingerprint scheme) the chain's fingerprints are made with (a new chain's if none)."""
         if self._info is None:
@@ -76,7 +84,7 @@ class BatchLearner:
     async def _queue_next(self) -> None:
         """Wait for the oldest batch's preparation and queue its messages for the writer."""
         batch, scheme, future = self._ahead.popleft()
-        prepared = await future
+        prepared = await self._prep.result(future)
         platform, guild = self._chain.platform, self._chain.guild
         authors: dict[str, int] = {}  # looked up once a batch (a member forgotten meanwhile is made again)
         out: list[PendingMessage] = []

@@ -204,8 +204,11 @@ class Brain:
         reserve = preparing.WORKER_MB if workers else 0
         async with self.bulk(reserve), preparing.preparer(self.fingerprints, self.store.key, workers) as prep:
             learner = BatchLearner(self.store, prep, chain, self.max_message_chars, deletable=deletable)
-            yield learner
-            await learner.finish()
+            try:
+                yield learner
+                await learner.finish()
+            finally:
+                learner.abandon()
 
     async def _prepare(
         self, message: Message, *, create: bool, info: ChainInfo | None = None, keep: bool = True

@@ -19,6 +19,7 @@ import multiprocessing
 import signal
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from bot.core.fingerprints import Fingerprinter
 from bot.core.models import ChainInfo, PendingMessage
@@ -96,6 +97,16 @@ def _prepare_in_worker(texts: Sequence[str], run_length: int, scheme: int) -> li
     return prepare_all(_worker_fp, texts, run_length, scheme)
 
 
+DIED = (
+    "the import's worker process ended before it answered (killed, out of memory, or it could not "
+    "start: its error is printed above); nothing of the unfinished batch was committed"
+)
+
+
+class PreparerDied(RuntimeError):
+    """The worker process ended (killed, out of memory, or it could not start) before it answered."""
+
+
 class Preparer:
     """Prepares batches of texts, in this process (workers=0) or in one worker process (workers=1)."""
 
@@ -126,7 +137,17 @@ class Preparer:
             future: asyncio.Future[list[Prepared | None]] = loop.create_future()
             future.set_result(prepare_all(self.fp, texts, run_length, scheme))
             return future
-        return loop.run_in_executor(self._pool, _prepare_in_worker, list(texts), run_length, scheme)
+        try:
+            return loop.run_in_executor(self._pool, _prepare_in_worker, list(texts), run_length, scheme)
+        except BrokenProcessPool as exc:
+            raise PreparerDied(DIED) from exc
+
+    async def result(self, future: asyncio.Future[list[Prepared | None]]) -> list[Prepared | None]:
+        """A submitted batch's messages, prepared; PreparerDied when the worker ended first."""
+        try:
+            return await future
+        except BrokenProcessPool as exc:
+            raise PreparerDied(DIED) from exc
 
     def stop(self) -> None:
         """Stop the worker: what is queued is dropped, a batch under way finishes, the process is joined."""
