@@ -52,9 +52,9 @@ def corpus_lines(n: int) -> list[str]:
 
 
 async def open_brain(path: Path) -> Brain:
-    # Batches of 11,000 messages with a worker or without (the budget would make 10,922 and 5,461).
+    # Batches of 33,000 messages with a worker or without (the budget would make 32,768 and 19,114).
     return await Brain.open(
-        path, key=KEY, walker="thread", bulk_memory_mb=128, batch_size=11_000, clock=lambda: NOW
+        path, key=KEY, walker="thread", bulk_memory_mb=384, batch_size=33_000, clock=lambda: NOW
     )
 
 
@@ -90,7 +90,7 @@ def dump(path: Path) -> list[str]:
 
 
 async def test_batches_in_a_worker_make_the_same_database_byte_for_byte(tmp_path: Path) -> None:
-    lines = corpus_lines(25_000)  # three commits
+    lines = corpus_lines(40_000)  # two commits
     source = tmp_path / "c.txt"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     entries = [(f"c.txt:{i + 1}", "import", text) for i, text in enumerate(lines)]
@@ -104,7 +104,7 @@ async def test_batches_in_a_worker_make_the_same_database_byte_for_byte(tmp_path
         statuses[LearnStatus.EMPTY],
     )
     assert here.too_long == 1 and here.skipped == 1 and here.learned == len(lines) - 2
-    assert here.learned > 2 * 11_000
+    assert here.learned > 33_000
     serial = dump(tmp_path / "serial.db")
     assert len(serial) > 1000
     assert dump(tmp_path / "here.db") == serial
@@ -127,7 +127,7 @@ async def test_authors_repeated_ids_and_a_new_chain_are_made_as_one_by_one_does(
 
 async def test_an_import_that_fails_leaves_no_worker_behind(tmp_path: Path) -> None:
     source = tmp_path / "c.txt"
-    source.write_text("\n".join(corpus_lines(12_000)) + "\n", encoding="utf-8")
+    source.write_text("\n".join(corpus_lines(40_000)) + "\n", encoding="utf-8")
     brain = await open_brain(tmp_path / "m.db")
     seen: list[multiprocessing.process.BaseProcess] = []
     commit = brain.store._writes.commit
@@ -230,13 +230,13 @@ async def test_an_empty_batch_and_a_chain_without_a_token_make_nothing(tmp_path:
     await asyncio.sleep(0)
 
 
-@pytest.mark.parametrize(("workers", "sizes"), [(0, [10_922, 1078]), (1, [5461, 5461, 1078])])
+@pytest.mark.parametrize(("workers", "sizes"), [(0, [32_768, 7232]), (1, [19_114, 19_114, 1772])])
 async def test_the_worker_s_memory_is_taken_from_the_import_s_budget(
     tmp_path: Path, workers: int, sizes: list[int]
 ) -> None:
     source = tmp_path / "c.txt"
-    source.write_text("".join(f"line {i} of the corpus\n" for i in range(12_000)), encoding="utf-8")
-    brain = await Brain.open(tmp_path / "m.db", walker="thread", bulk_memory_mb=128)
+    source.write_text("".join(f"line {i} of the corpus\n" for i in range(40_000)), encoding="utf-8")
+    brain = await Brain.open(tmp_path / "m.db", walker="thread", bulk_memory_mb=384)
     commits: list[int] = []
     commit = brain.store._writes.commit
 
@@ -254,7 +254,7 @@ async def test_the_worker_s_memory_is_taken_from_the_import_s_budget(
 
 async def test_a_worker_killed_mid_import_is_named_and_nothing_is_left_waiting(tmp_path: Path) -> None:
     source = tmp_path / "c.txt"
-    source.write_text("\n".join(corpus_lines(40_000)) + "\n", encoding="utf-8")
+    source.write_text("\n".join(corpus_lines(80_000)) + "\n", encoding="utf-8")
     brain = await open_brain(tmp_path / "m.db")
     commit = brain.store._writes.commit
     killed: list[int] = []
