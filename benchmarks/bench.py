@@ -134,7 +134,7 @@ async def _import(corpus: str, db: str) -> dict[str, Any]:
     try:
         before = written_bytes()
         start = time.perf_counter()
-        result = await import_file(brain, Path(corpus), ChainKey(*CHAIN), progress=False)
+        result = await import_file(brain, Path(corpus), ChainKey(*CHAIN), progress=False, workers=None)
         elapsed = time.perf_counter() - start
     finally:
         await brain.close()

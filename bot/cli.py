@@ -26,6 +26,7 @@ from bot import errors, replies
 from bot.config import DEFAULT_DB, ConfigError, Settings
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GenerateStatus
+from bot.core.preparing import PreparerDied
 from bot.core.store import SchemaTooNew, StoreError
 from bot.core.walkerhost import WalkerDied
 from bot.runtime import settle_heap
@@ -144,6 +145,8 @@ def run_async(settings: Settings, work: Callable[[Brain], Awaitable[T]]) -> T:
         raise errors.UserError(str(exc)) from exc
     except WalkerDied as exc:
         raise errors.UserError(errors.walker_died(exc)) from exc
+    except PreparerDied as exc:
+        raise errors.UserError(str(exc)) from exc
     except (sqlite3.DatabaseError, OSError) as exc:
         raise errors.UserError(errors.db_unusable(settings.db_path, exc)) from exc
 
@@ -196,7 +199,9 @@ def import_(settings: Settings, path: Path, chain: str, fmt: str, progress: bool
 
     source = open_source(path, fmt=fmt, max_chars=settings.max_message_chars)  # before the database opens
     show = sys.stderr.isatty() if progress is None else progress
-    result = run_async(settings, lambda brain: learn_source(brain, source, local_chain(chain), progress=show))
+    result = run_async(
+        settings, lambda brain: learn_source(brain, source, local_chain(chain), progress=show, workers=None)
+    )
     click.echo(
         errors.import_summary(
             result.read,

@@ -12,16 +12,17 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import os
 import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from bot import errors
 from bot.core.brain import Brain
-from bot.core.models import ChainKey, LearnStatus, Message
+from bot.core.models import ChainKey, LearnStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ CHUNK = 2**20  # bytes per read when scanning a file or skipping a long line
 NOT_UTF8_SHARE = 0.1  # a file with more of its bytes not UTF-8 than this is binary, not text
 BOMS = {codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32", codecs.BOM_UTF16_LE: "UTF-16"}
 BOMS[codecs.BOM_UTF16_BE] = "UTF-16"
+BATCH = 2000  # messages handed to the brain at once
+PARALLEL_BYTES = 2**20  # files from this size on are prepared in a worker process (starting one takes ~0.2 s)
 KINDS = {stat.S_ISDIR: "directory", stat.S_ISFIFO: "FIFO (named pipe)", stat.S_ISSOCK: "socket"}
 
 
@@ -40,9 +43,8 @@ class ImportFormatError(errors.UserError):
     """The file is not something import can learn; the message says why."""
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One message to offer for learning."""
+class Entry(NamedTuple):
+    """One message to offer for learning (a tuple, as Brain.importing takes it)."""
 
     id: str
     author: str
@@ -179,6 +181,7 @@ def _text_items(path: Path, max_chars: int) -> Iterator[tuple[int, Entry | str]]
     A line ends at \\n, \\r\\n or a lone \\r (mixed endings read as one would expect).
     """
     number = 0
+    name = path.name
     with path.open("rb") as f:
         for read, line in _lines(f, cap=4 * max_chars + 2):
             if line is None:
@@ -196,7 +199,7 @@ def _text_items(path: Path, max_chars: int) -> Iterator[tuple[int, Entry | str]]
                     yield done, NOT_UTF8
                     continue
                 if text.strip():
-                    yield done, Entry(f"{path.name}:{number}", LOCAL_AUTHOR, text)
+                    yield done, Entry(f"{name}:{number}", LOCAL_AUTHOR, text)
                 elif done:
                     yield done, ""  # blank: progress only
 
@@ -332,11 +335,19 @@ def _neutralise(content: str, names: dict[str, str]) -> str:
 
 
 async def learn_source(
-    brain: Brain, source: Source, chain: ChainKey, *, progress: bool = True
+    brain: Brain, source: Source, chain: ChainKey, *, progress: bool = True, workers: int | None = 0
 ) -> ImportResult:
-    """Learn every message of a checked file into a chain; re-running learns nothing twice."""
+    """Learn every message of a checked file into a chain; re-running learns nothing twice.
+
+    Messages go to the brain BATCH at a time. workers=1 prepares them in a worker process while
+    this one writes (a script must then run under `if __name__ == "__main__":`, as spawn imports
+    its main module); None: a worker when the file is large enough to pay for starting one and
+    there is a second core (markovbot import).
+    """
     from tqdm import tqdm
 
+    if workers is None:
+        workers = 1 if source.size >= PARALLEL_BYTES and (os.cpu_count() or 1) > 1 else 0
     result = ImportResult()
     before = brain.written
     by_bytes = source.fmt == "text"
@@ -350,43 +361,48 @@ async def learn_source(
         mininterval=0.5,
     )
     try:
-        async with brain.bulk():
-            for done, item in source.items():
-                bar.update(done)
+        async with brain.importing(chain, workers=workers) as learner:
+            batch: list[Entry] = []
+            done = 0
+            for step, item in source.items():
+                done += step
                 if isinstance(item, Entry):
-                    await _learn(brain, chain, item, result)
+                    batch.append(item)
+                    if len(batch) < BATCH:
+                        continue
+                    await learner.add(batch)
+                    result.read += len(batch)
+                    batch = []
+                    bar.update(done)
+                    done = 0
                 elif item:
                     result.read += 1
                     setattr(result, item, getattr(result, item) + 1)
+            await learner.add(batch)
+            result.read += len(batch)
+        bar.update(done)
     finally:
         bar.close()
+    statuses = learner.statuses
+    result.queued = statuses.pop(LearnStatus.QUEUED, 0)
+    result.too_long += statuses.pop(LearnStatus.TOO_LONG, 0)
+    result.duplicates += statuses.pop(LearnStatus.ALREADY_PENDING, 0)
+    result.skipped += sum(statuses.values())
     after = brain.written
     result.learned = after.learned - before.learned
     result.duplicates += after.duplicates - before.duplicates
     return result
 
 
-async def _learn(brain: Brain, chain: ChainKey, entry: Entry, result: ImportResult) -> None:
-    """Offer one message and count what became of it."""
-    result.read += 1
-    learned = await brain.learn(
-        Message(chain.platform, chain.guild, chain.channel, entry.author, entry.id, entry.text),
-        require_consent=False,
-        deletable=False,  # no platform deletes a line of a file: nothing is kept for the edit window
-    )
-    if learned.queued:
-        result.queued += 1
-    elif learned.status is LearnStatus.TOO_LONG:
-        result.too_long += 1
-    elif learned.status is LearnStatus.ALREADY_PENDING:
-        result.duplicates += 1
-    else:
-        result.skipped += 1
-
-
 async def import_file(
-    brain: Brain, path: Path, chain: ChainKey, *, fmt: str = "auto", progress: bool = True
+    brain: Brain,
+    path: Path,
+    chain: ChainKey,
+    *,
+    fmt: str = "auto",
+    progress: bool = True,
+    workers: int | None = 0,
 ) -> ImportResult:
-    """Check a file and learn it into a chain (ImportFormatError when it cannot be learned)."""
+    """Check a file and learn it into a chain (ImportFormatError when it cannot be learned); see learn_source."""
     source = open_source(path, fmt=fmt, max_chars=brain.max_message_chars)
-    return await learn_source(brain, source, chain, progress=progress)
+    return await learn_source(brain, source, chain, progress=progress, workers=workers)

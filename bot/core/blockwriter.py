@@ -101,7 +101,9 @@ class BlockWriter:
                 for lo in range(0, len(run), WINDOW):
                     window = run[lo : lo + WINDOW]
                     first, last = int(window[0]), int(window[-1])
-                    part = change[(owner >= first) & (owner <= last)]
+                    # owner is sorted (change is): the window's part is a slice, not a mask of all of it
+                    lo_at, hi_at = np.searchsorted(owner, [first, last + 1])
+                    part = change[lo_at:hi_at]
                     taken = [ids[i] for i in window.tolist()]
                     old = await self._data(taken)
                     rows, contexts = await asyncio.to_thread(_recut, old, part, order, threshold)

@@ -15,9 +15,11 @@ import logging
 import os
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from bot.core import retention
+from bot.core import preparing, retention
+from bot.core.batchlearn import BatchLearner
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
 from bot.core.models import (
@@ -94,9 +96,9 @@ class Brain:
         """Commit all pending learning now."""
         return await self.store.flush()
 
-    def bulk(self) -> contextlib.AbstractAsyncContextManager[None]:
+    def bulk(self, reserve_mb: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
         """Learn in a few large transactions while the block runs (an import; see Store.bulk)."""
-        return self.store.bulk()
+        return self.store.bulk(reserve_mb)
 
     @property
     def keeps_recent(self) -> bool:
@@ -180,17 +182,36 @@ class Brain:
                 return LearnResult(LearnStatus.NOT_OPTED_IN)
             if not await self.is_enabled(message.platform, message.guild, message.channel):
                 return LearnResult(LearnStatus.CHANNEL_DISABLED)
-        pending = await self._prepare(message, create=True)
+        pending = await self._prepare(message, create=True, keep=deletable)
         if pending is None:
             return LearnResult(LearnStatus.EMPTY)
-        if not deletable:
-            pending = dataclasses.replace(pending, keep=False)
         if not await self.store.enqueue(pending):
             return LearnResult(LearnStatus.ALREADY_PENDING)
         return LearnResult(LearnStatus.QUEUED, len(pending.tokens))
 
+    @contextlib.asynccontextmanager
+    async def importing(
+        self, chain: ChainKey, *, workers: int = 1, deletable: bool = False
+    ) -> AsyncIterator[BatchLearner]:
+        """Learn batches of a chain's messages in a few large transactions (an import; no consent check).
+
+        workers=1 prepares them in a worker process while this one writes (0: here), its memory
+        taken from the import's budget (none when the budget is too small to share). Everything
+        offered is queued when the block ends, and committed when it ends without an error.
+        """
+        if self.store.bulk_memory_mb < 2 * preparing.WORKER_MB:
+            workers = 0
+        reserve = preparing.WORKER_MB if workers else 0
+        async with self.bulk(reserve), preparing.preparer(self.fingerprints, self.store.key, workers) as prep:
+            learner = BatchLearner(self.store, prep, chain, self.max_message_chars, deletable=deletable)
+            try:
+                yield learner
+                await learner.finish()
+            finally:
+                learner.abandon()
+
     async def _prepare(
-        self, message: Message, *, create: bool, info: ChainInfo | None = None
+        self, message: Message, *, create: bool, info: ChainInfo | None = None, keep: bool = True
     ) -> PendingMessage | None:
         tokens = tuple(tokenize(message.text))
         if not tokens:
@@ -205,7 +226,9 @@ class Brain:
         if author_id is None:
             return None
         size = len(message.text.encode("utf-8", "surrogatepass"))
-        return self._pending(message.platform, message.id, info, author_id, tokens, len(message.text), size)
+        return self._pending(
+            message.platform, message.id, info, author_id, tokens, len(message.text), size, keep
+        )
 
     def _pending(
         self,
@@ -216,21 +239,11 @@ class Brain:
         tokens: tuple[str, ...],
         chars: int,
         size: int,
+        keep: bool = True,
     ) -> PendingMessage:
         """A message ready for the writer: its tokens with the fingerprints of the chain's scheme."""
-        normal, windows = self.fingerprints.guarded(tokens, info.run_length, info.scheme)
-        return PendingMessage(
-            platform=platform,
-            message_id=message_id,
-            chain=info,
-            author_id=author_id,
-            tokens=tokens,
-            fingerprint=self.fingerprints.message(tokens),
-            normal=normal,
-            windows=tuple(windows),
-            chars=chars,
-            bytes=size,
-        )
+        prepared = preparing.fingerprinted(self.fingerprints, tokens, info.run_length, info.scheme)
+        return preparing.pending(platform, message_id, info, author_id, prepared, chars, size, keep)
 
     async def unlearn(self, message: Message) -> UnlearnStatus:
         """Remove a learned message, given the text it was learned with (see unlearn_id without it)."""

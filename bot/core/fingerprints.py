@@ -19,7 +19,9 @@ normalises like the learned one is never subtracted in its place.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import struct
 import unicodedata
 from collections.abc import Sequence
 
@@ -56,13 +58,23 @@ class Fingerprinter:
     """Hashes whole messages and their K-token windows with a key kept outside the database."""
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # The key fills BLAKE2b's first block: hashed once here, and each hash starts from a copy.
+        self._keyed = hashlib.blake2b(digest_size=8, key=key)
+
+    def _digests(self, parts: Sequence[bytes]) -> tuple[int, ...]:
+        """The keyed 64-bit hash of each part, as signed integers (big-endian digests)."""
+        copy = self._keyed.copy
+        digests = []
+        for part in parts:
+            h = copy()
+            h.update(part)
+            digests.append(h.digest())
+        return struct.unpack(f">{len(digests)}q", b"".join(digests))
 
     def _hash(self, tokens: Sequence[str]) -> int:
-        digest = hashlib.blake2b(
-            SEPARATOR.join(tokens).encode("utf-8"), digest_size=8, key=self._key
-        ).digest()
-        return int.from_bytes(digest, "big", signed=True)
+        h = self._keyed.copy()
+        h.update(SEPARATOR.join(tokens).encode("utf-8"))
+        return int.from_bytes(h.digest(), "big", signed=True)
 
     def message(self, tokens: Sequence[str]) -> int:
         """Fingerprint of a whole message's exact token sequence."""
@@ -70,7 +82,16 @@ class Fingerprinter:
 
     def windows(self, tokens: Sequence[str], k: int) -> list[int]:
         """Fingerprints of every run of k consecutive tokens (none when shorter than k)."""
-        return [self._hash(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
+        n = len(tokens) - k + 1
+        if n <= 0:
+            return []
+        # The tokens joined and encoded once; each window is a slice of those bytes: token i starts
+        # at the length of the tokens before it plus i separators.
+        text = SEPARATOR.join(tokens)
+        data = text.encode("utf-8")
+        sizes = map(len, tokens) if len(data) == len(text) else (len(t.encode()) for t in tokens)
+        before = list(itertools.accumulate(sizes, initial=0))
+        return list(self._digests([data[before[i] + i : before[i + k] + i + k - 1] for i in range(n)]))
 
     def guarded(self, tokens: Sequence[str], k: int, scheme: int) -> tuple[int | None, list[int]]:
         """What the guard looks up: (the normalised whole message, or None under scheme 1; K-runs)."""

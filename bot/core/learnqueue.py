@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from bot.core.connections import Connections
@@ -101,6 +101,25 @@ class LearningQueue:
             self._wake.set()
             await asyncio.sleep(0)  # let the flusher start on the batch while we go on
         return True
+
+    async def enqueue_many(self, messages: Sequence[PendingMessage]) -> int:
+        """Queue messages in order as enqueue() would one by one (waiting while the queue is full); how many were."""
+        queued = done = 0
+        while done < len(messages):
+            async with self._room:
+                await self._room.wait_for(lambda: len(self._pending) < self.max_pending)
+                room = self.max_pending - len(self._pending)
+                for message in messages[done : done + room]:
+                    key = (message.platform, message.message_id)
+                    if key not in self._pending_ids:
+                        self._pending.append(message)
+                        self._pending_ids.add(key)
+                        queued += 1
+                done += room
+            if len(self._pending) >= self.batch_size:
+                self._wake.set()
+                await asyncio.sleep(0)
+        return queued
 
     async def _flush_loop(self) -> None:
         backoff = self.flush_interval

@@ -369,13 +369,19 @@ class Store:
         """Queue a message for learning, waiting while the queue is full; False if already queued."""
         return await self._queue.enqueue(message)
 
+    async def enqueue_many(self, messages: Sequence[PendingMessage]) -> int:
+        """Queue messages in order, waiting while the queue is full; how many were (the rest already were)."""
+        return await self._queue.enqueue_many(messages)
+
     async def flush(self) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages."""
         return await self._queue.flush()
 
     @contextlib.asynccontextmanager
-    async def bulk(self) -> AsyncIterator[None]:
+    async def bulk(self, reserve_mb: int = 0) -> AsyncIterator[None]:
         """Learn in a few large transactions until the block ends (an import), within bulk_memory_mb.
+
+        reserve_mb: what the import holds outside this process (its worker), taken off the budget.
 
         A B-tree page changed by a transaction is written once (to the WAL, then the file) however
         many rows of the transaction changed it, and a batch's rows are spread over the whole
@@ -384,7 +390,7 @@ class Store:
         message: queued, counted and merged, two batches at once), an eighth the writer's page
         cache; the rest is the interpreter's own (1,083 MB at 1,000,000 messages with a quarter).
         """
-        budget = self.bulk_memory_mb * 2**20
+        budget = (self.bulk_memory_mb - reserve_mb) * 2**20
         batch = max(self.batch_size, budget // 4 // BULK_MESSAGE_BYTES)
         await self.flush()
         await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 8 // 1024)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -207,4 +208,37 @@ async def test_unlearning_still_needs_the_exact_text(brain: Brain) -> None:
         assert await brain.unlearn(Message("t", "g", "c", "a", "1", near)) is UnlearnStatus.TEXT_MISMATCH
     assert (
         await brain.unlearn(Message("t", "g", "c", "a", "1", "Hello there, World")) is UnlearnStatus.UNLEARNED
+    )
+
+
+@given(
+    st.lists(st.text(st.characters(blacklist_characters="\x1f", blacklist_categories=("Cs",)), max_size=5)),
+    st.integers(1, 9),
+)
+def test_a_window_is_the_keyed_hash_of_its_tokens_joined(tokens: list[str], k: int) -> None:
+    """Windows are sliced from the tokens joined once: each is still keyed BLAKE2b of its own k tokens."""
+
+    def keyed(run: list[str]) -> int:
+        digest = hashlib.blake2b("\x1f".join(run).encode(), digest_size=8, key=KEY).digest()
+        return int.from_bytes(digest, "big", signed=True)
+
+    fp = Fingerprinter(KEY)
+    assert fp.windows(tokens, k) == [keyed(tokens[i : i + k]) for i in range(len(tokens) - k + 1)]
+    assert fp.message(tokens) == keyed(["\x02", *tokens])
+
+
+def test_fingerprints_stored_by_earlier_versions_are_made_again() -> None:
+    """Values computed by the code before windows were sliced from one encoding: a chain's rows stay valid."""
+    fp = Fingerprinter(KEY)
+    tokens = ["Café", "au", "lait", ",", "ok"]
+    assert fp.message(tokens) == 2895214584555914506
+    assert fp.windows(tokens, 2) == [
+        -8505955199739479033,
+        642234837866134715,
+        -4426365819199586336,
+        -1635308179034031189,
+    ]
+    assert fp.guarded(tokens, 3, fingerprints.NORMALISED) == (
+        -1710244099771990441,
+        [7616393047043951846, 1689224228576036625, 1345104370852199138],
     )

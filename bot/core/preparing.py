@@ -1,0 +1,171 @@
+"""Preparing messages for the writer: tokens and keyed fingerprints, here or in a worker process.
+
+What preparing a message means is said once, here: `prepare` (from its text) and `fingerprinted`
+(from its tokens, as unlearning by id has them). Live learning prepares one message at a time
+on the event loop; an import prepares batches through a Preparer, in a worker process with
+workers=1 so that this process only writes (the results are the same: the same functions run).
+
+The worker gets the fingerprint key from its initializer, which multiprocessing's spawn sends it
+over a pipe: never in its command line or environment, and it is never logged. It ignores Ctrl-C
+(the terminal sends it to the whole process group): this process stops it, on any exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from bot.core.fingerprints import Fingerprinter
+from bot.core.models import ChainInfo, PendingMessage
+from bot.core.tokens import tokenize
+
+log = logging.getLogger(__name__)
+
+#: What an import with a worker takes off its budget: the worker and the resource tracker spawn starts
+#: beside it (40 + 13 MB at 1,000,000 messages), and the next batch, which the queue now holds whole
+#: while the writer commits one (the main process peaked at 1,017 MB with 64 taken off, 902 with 160).
+WORKER_MB = 160
+
+#: A prepared message: (tokens, fingerprint of the exact tokens, normalised fingerprint or None, windows).
+Prepared = tuple[tuple[str, ...], int, int | None, tuple[int, ...]]
+
+
+def fingerprinted(fp: Fingerprinter, tokens: tuple[str, ...], run_length: int, scheme: int) -> Prepared:
+    """A message's tokens with the fingerprints of its chain's scheme and run length."""
+    normal, windows = fp.guarded(tokens, run_length, scheme)
+    return tokens, fp.message(tokens), normal, tuple(windows)
+
+
+def prepare(
+    fp: Fingerprinter, text: str, run_length: int, scheme: int, shared: dict[str, str] | None = None
+) -> Prepared | None:
+    """A message's text tokenized and fingerprinted; None when it holds no token.
+
+    shared: equal tokens become one string object (a queued import holds ~40% less, and pickles so).
+    """
+    tokens = tuple(tokenize(text))
+    if not tokens:
+        return None
+    if shared is not None:
+        tokens = tuple([shared.setdefault(t, t) for t in tokens])
+    return fingerprinted(fp, tokens, run_length, scheme)
+
+
+def pending(
+    platform: str,
+    message_id: str,
+    info: ChainInfo,
+    author_id: int,
+    prepared: Prepared,
+    chars: int,
+    size: int,
+    keep: bool = True,
+) -> PendingMessage:
+    """A prepared message as the writer takes it."""
+    tokens, fingerprint, normal, windows = prepared
+    return PendingMessage(
+        platform, message_id, info, author_id, tokens, fingerprint, normal, windows, chars, size, keep
+    )
+
+
+def prepare_all(
+    fp: Fingerprinter, texts: Sequence[str], run_length: int, scheme: int
+) -> list[Prepared | None]:
+    """prepare() of each text, in order, equal tokens shared."""
+    shared: dict[str, str] = {}
+    return [prepare(fp, text, run_length, scheme, shared) for text in texts]
+
+
+# ---------------------------------------------------------------- the worker process
+
+_worker_fp: Fingerprinter | None = None  # in a worker: its fingerprinter
+
+
+def _start_worker(key: bytes) -> None:
+    """A worker's initializer: keep the key's fingerprinter; leave Ctrl-C to the parent."""
+    global _worker_fp
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_fp = Fingerprinter(key)
+
+
+def _prepare_in_worker(texts: Sequence[str], run_length: int, scheme: int) -> list[Prepared | None]:
+    assert _worker_fp is not None, "the worker was started without its key"
+    return prepare_all(_worker_fp, texts, run_length, scheme)
+
+
+DIED = (
+    "the import's worker process ended before it answered (killed, out of memory, or it could not "
+    "start: its error is printed above); nothing of the unfinished batch was committed"
+)
+
+
+class PreparerDied(RuntimeError):
+    """The worker process ended (killed, out of memory, or it could not start) before it answered."""
+
+
+class Preparer:
+    """Prepares batches of texts, in this process (workers=0) or in one worker process (workers=1)."""
+
+    def __init__(self, fp: Fingerprinter, key: bytes, workers: int) -> None:
+        if workers not in (0, 1):
+            raise ValueError(f"workers must be 0 or 1, not {workers}")
+        self.fp = fp
+        self._key = key
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the worker (a spawned process: this one runs threads, which fork would copy half-made)."""
+        if self.workers:
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(self._key,),
+            )
+
+    def submit(
+        self, texts: Sequence[str], run_length: int, scheme: int
+    ) -> asyncio.Future[list[Prepared | None]]:
+        """Prepare texts; in a worker, this returns at once and the future resolves when it is done."""
+        loop = asyncio.get_running_loop()
+        if self._pool is None:
+            future: asyncio.Future[list[Prepared | None]] = loop.create_future()
+            future.set_result(prepare_all(self.fp, texts, run_length, scheme))
+            return future
+        try:
+            return loop.run_in_executor(self._pool, _prepare_in_worker, list(texts), run_length, scheme)
+        except BrokenProcessPool as exc:
+            raise PreparerDied(DIED) from exc
+
+    async def result(self, future: asyncio.Future[list[Prepared | None]]) -> list[Prepared | None]:
+        """A submitted batch's messages, prepared; PreparerDied when the worker ended first."""
+        try:
+            return await future
+        except BrokenProcessPool as exc:
+            raise PreparerDied(DIED) from exc
+
+    def stop(self) -> None:
+        """Stop the worker: what is queued is dropped, a batch under way finishes, the process is joined."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.asynccontextmanager
+async def preparer(fp: Fingerprinter, key: bytes, workers: int) -> AsyncIterator[Preparer]:
+    """A started Preparer, stopped (its worker joined) however the block ends."""
+    prep = Preparer(fp, key, workers)
+    prep.start()
+    try:
+        yield prep
+    finally:
+        # Joined in a thread, so the event loop runs meanwhile; shielded, so a second Ctrl-C
+        # cannot leave the worker behind.
+        await asyncio.shield(asyncio.to_thread(prep.stop))
