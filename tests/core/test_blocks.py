@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 import numpy as np
@@ -21,6 +22,7 @@ from bot.core.connections import Connections
 ORDER = 2
 CHAIN = 7
 Key = tuple[int, int, int, int]  # c1, c2, next, author
+K = TypeVar("K", bound=tuple[int, ...])
 
 keys = st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(1, 6), st.sampled_from([1, 2, 2**31 + 5]))
 changes = st.lists(st.dictionaries(keys, st.integers(1, 3), max_size=30), min_size=1, max_size=6)
@@ -42,10 +44,10 @@ def as_counter(found: np.ndarray) -> Counter[Key]:  # type: ignore[type-arg]
 
 
 @st.composite
-def learn_then_unlearn(draw: st.DrawFn) -> list[dict[Key, int]]:
+def learn_then_unlearn(draw: st.DrawFn, changes: st.SearchStrategy[list[dict[K, int]]]) -> list[dict[K, int]]:
     """Batches to learn, then some of what was learned taken away again (never more than was learned)."""
     batches = draw(changes)
-    total: Counter[Key] = Counter()
+    total: Counter[K] = Counter()
     for batch in batches:
         total.update(batch)
     for _ in range(draw(st.integers(0, 3))):
@@ -53,7 +55,7 @@ def learn_then_unlearn(draw: st.DrawFn) -> list[dict[Key, int]]:
             break
         taken = draw(st.dictionaries(st.sampled_from(sorted(total)), st.integers(1, 3), max_size=10))
         taken = {k: -min(v, total[k]) for k, v in taken.items()}
-        total.update({k: v for k, v in taken.items()})
+        total.update(taken)
         total = +total
         batches.append(taken)
     return batches
@@ -80,7 +82,7 @@ def run(path: Path, batches: list[dict[Key, int]], forget: int | None = None) ->
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(learn_then_unlearn())
+@given(learn_then_unlearn(changes))
 def test_merges_keep_exactly_the_sum_in_both_directions(
     tmp_path_factory: pytest.TempPathFactory, batches: list[dict[Key, int]]
 ) -> None:

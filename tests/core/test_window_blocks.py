@@ -21,6 +21,7 @@ from bot.core.connections import Connections
 from bot.core.models import ChainKey, Message, UnlearnStatus
 from bot.core.walker import Walker
 from tests.core.dump import downgrade, logical_dump
+from tests.core.test_blocks import learn_then_unlearn
 
 CHAIN = 7
 Key = tuple[int, int]  # fingerprint, author
@@ -35,24 +36,6 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 3 entries, re-cut 2 at a time: a fingerprint's authors span blocks."""
     monkeypatch.setattr(blocks, "BLOCK_ENTRIES", 3)
     monkeypatch.setattr(blockwriter, "WINDOW", 2)
-
-
-@st.composite
-def learn_then_unlearn(draw: st.DrawFn) -> list[dict[Key, int]]:
-    """Batches to learn, then some of what was learned taken away again (never more than was learned)."""
-    batches = draw(changes)
-    total: Counter[Key] = Counter()
-    for batch in batches:
-        total.update(batch)
-    for _ in range(draw(st.integers(0, 3))):
-        if not total:
-            break
-        taken = draw(st.dictionaries(st.sampled_from(sorted(total)), st.integers(1, 3), max_size=10))
-        taken = {k: -min(v, total[k]) for k, v in taken.items()}
-        total.update(taken)
-        total = +total
-        batches.append(taken)
-    return batches
 
 
 def run(path: Path, batches: list[dict[Key, int]], delta: dict[Key, int], forget: int | None = None) -> None:
@@ -111,7 +94,7 @@ def check(path: Path, expected: Counter[Key]) -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(learn_then_unlearn(), st.dictionaries(keys, st.integers(1, 3), max_size=10))
+@given(learn_then_unlearn(changes), st.dictionaries(keys, st.integers(1, 3), max_size=10))
 def test_signed_merges_and_the_delta_read_back_as_exactly_the_sum(
     tmp_path_factory: pytest.TempPathFactory, batches: list[dict[Key, int]], delta: dict[Key, int]
 ) -> None:
