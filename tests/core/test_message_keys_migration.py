@@ -114,6 +114,7 @@ def test_message_keys_are_fixed_across_versions_and_hash_seeds(tmp_path: Path) -
     assert message_key("discord", "1001") == PINNED_DISCORD
     assert message_key("local", "c.txt:1") == PINNED_LOCAL
     probe = "from bot.core.messagekeys import message_key as k; print(k('discord', '1001'), k('local', 'c.txt:1'))"
+    assert message_key("matrix", "$ev1:example.org") == PINNED_MATRIX
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONHASHSEED": seed}
         out = subprocess.run(
@@ -122,7 +123,14 @@ def test_message_keys_are_fixed_across_versions_and_hash_seeds(tmp_path: Path) -
         assert out.stdout.split() == [str(PINNED_DISCORD), str(PINNED_LOCAL)]
     assert message_key("discord", "1001") != message_key("local", "1001")  # the platform is part of it
     assert -(2**63) <= message_key("x", "\ud800") < 2**63  # any id a platform or file gives
+    # Discord's ids keep their order (a live bot appends rows); anything else Discord might send is hashed.
+    snowflakes = ["1180000000000000000", "1180000000000000001", "1190000000000000000"]
+    assert [message_key("discord", i) for i in snowflakes] == [int(i) for i in snowflakes]
+    for odd in ("01001", "9" * 20, "１２３", "-5", ""):
+        assert message_key("discord", odd) not in (1001, 123, -5), odd
+    assert message_key("discord", "01001") != message_key("discord", "1001")
 
 
-PINNED_DISCORD = 1534664745915265684
+PINNED_DISCORD = 1001  # Discord's ids are their own keys
+PINNED_MATRIX = 3928656778325052849
 PINNED_LOCAL = 1006691402508701510
