@@ -1,5 +1,6 @@
--- The messages table keyed by a 64-bit hash of (platform, message_id) (bot/core/messagekeys.py,
--- the function message_key that the migration runner provides), in a rowid table: the text key of
+-- The messages table keyed by a 64-bit number for (platform, message_id) (Discord's own id, a hash
+-- of any other: bot/core/messagekeys.py, the function message_key that the migration runner
+-- provides), in a rowid table: the text key of
 -- the WITHOUT ROWID table was stored in the table and again in each index entry. messages_by_author
 -- goes: forget reads the author's rows in one scan of the table (0.03 s for the totals and 0.2 s for
 -- the delete of 10,000 rows at 1,000,000 messages, as through the index). At 1,000,000 imported
