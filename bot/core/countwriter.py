@@ -36,6 +36,10 @@ def _by_chain(rows: Iterable[tuple[int, int, int, int]]) -> dict[int, list[tuple
     return chains
 
 
+_TRANSITION_DELTA = ("delta_count", "subtract_transition", "prune_transition")
+_WINDOW_DELTA = ("window_delta_count", "subtract_window", "prune_window")
+
+
 class CountWriter:
     """Adds, subtracts and removes a chain's transition and window counts, in the delta or the blocks."""
 
@@ -69,27 +73,16 @@ class CountWriter:
     async def subtract(self, counted: Sequence[Counted], windows: Sequence[WindowRow]) -> None:
         """Take a batch's transitions and windows away: from the delta as far as it holds them, the rest
         from the blocks."""
-        w = self._db.w
         left: list[tuple[int, int, int, int]] = []
         for chain_id, fp, author_id, k in windows:
-            async with w.execute(Q["window_delta_count"], (chain_id, fp, author_id)) as cur:
-                found = await cur.fetchone()
-            held = min(k, int(found[0])) if found else 0
-            if held:
-                await w.execute(Q["subtract_window"], (held, chain_id, fp, author_id))
-                await w.execute(Q["prune_window"], (chain_id, fp, author_id))
+            held = await self._take(_WINDOW_DELTA, (chain_id, fp, author_id), k)
             if k > held:
                 left.append((chain_id, fp, author_id, held - k))
         await self._merge_windows(_by_chain(left))
         rows = [row for c in counted for row in c.rows()]
         rest: dict[int, list[tuple[int, ...]]] = {}
         for chain_id, ctx, next_id, author_id, k in rows:
-            async with w.execute(Q["delta_count"], (chain_id, ctx, next_id, author_id)) as cur:
-                found = await cur.fetchone()
-            held = min(k, int(found[0])) if found else 0
-            if held:
-                await w.execute(Q["subtract_transition"], (held, chain_id, ctx, next_id, author_id))
-                await w.execute(Q["prune_transition"], (chain_id, ctx, next_id, author_id))
+            held = await self._take(_TRANSITION_DELTA, (chain_id, ctx, next_id, author_id), k)
             if k > held:
                 rest.setdefault(chain_id, []).append((*chainmod.unpack(ctx), next_id, author_id, held - k))
         orders = {c.chain_id: c.order for c in counted}
@@ -97,6 +90,17 @@ class CountWriter:
             await self._blocks.merge(chain_id, orders[chain_id], np.array(entries, dtype=np.int64))
         deltas, _ = await self._hubs.split(rows)
         await self._hubs.add(deltas, -1)
+
+    async def _take(self, statements: tuple[str, str, str], key: tuple[object, ...], k: int) -> int:
+        """Take up to k from a delta row (count, subtract, prune: its statements); how much it held."""
+        count, subtract, prune = (Q[name] for name in statements)
+        async with self._db.w.execute(count, key) as cur:
+            found = await cur.fetchone()
+        held = min(k, int(found[0])) if found else 0
+        if held:
+            await self._db.w.execute(subtract, (held, *key))
+            await self._db.w.execute(prune, key)
+        return held
 
     async def forget_author(self, chain_id: int, order: int, author_id: int) -> tuple[int, Counter[int]]:
         """Remove an author's transitions and windows from a chain: (how many transition entries, the

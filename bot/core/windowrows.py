@@ -112,9 +112,7 @@ class WindowReader:
     def _in_blocks(self, conn: sqlite3.Connection, chain_id: int, wanted: Keys) -> npt.NDArray[np.bool_]:
         """Which of these keys the chain's blocks hold."""
         keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
-        if (
-            keys is None
-        ):  # blocks changed without a new version (a writer that did not say): read the index again
+        if keys is None:  # blocks changed without a new version (a writer that did not say): read again
             self._index.pop(chain_id, None)
             keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
             if keys is None:

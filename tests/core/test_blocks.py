@@ -43,6 +43,18 @@ def as_counter(found: np.ndarray) -> Counter[Key]:  # type: ignore[type-arg]
     return Counter({tuple(row[:-1]): row[-1] for row in found.tolist()})  # type: ignore[misc]
 
 
+def assert_well_formed(rows: list[tuple[bytes, int, bytes]], width: int) -> None:
+    """(first, entries, data) rows of blocks in key order: each within size, its first key its
+    first entry's, and their entries sorted across blocks, each key once, none at 0."""
+    assert all(0 < n <= blocks.BLOCK_ENTRIES for _, n, _ in rows)
+    decoded = [blocks.decode(data) for _, _, data in rows]
+    assert all(
+        blocks.key_bytes(d[0, :-1].tolist()) == first for (first, _, _), d in zip(rows, decoded, strict=True)
+    )
+    whole = np.concatenate(decoded) if decoded else np.empty((0, width), dtype=np.int64)
+    assert (blocks.summed(whole) == whole).all()
+
+
 @st.composite
 def learn_then_unlearn(draw: st.DrawFn, changes: st.SearchStrategy[list[dict[K, int]]]) -> list[dict[K, int]]:
     """Batches to learn, then some of what was learned taken away again (never more than was learned)."""
@@ -102,14 +114,7 @@ def test_merges_keep_exactly_the_sum_in_both_directions(
                 "SELECT first, entries, data FROM transition_blocks WHERE direction = ? ORDER BY first",
                 (direction,),
             ).fetchall()
-            assert all(0 < n <= blocks.BLOCK_ENTRIES for _, n, _ in rows)
-            decoded = [blocks.decode(data) for _, _, data in rows]
-            assert all(
-                blocks.key_bytes(d[0, :-1].tolist()) == first
-                for (first, _, _), d in zip(rows, decoded, strict=True)
-            )
-            whole = np.concatenate(decoded) if decoded else np.empty((0, 5), dtype=np.int64)
-            assert (blocks.summed(whole) == whole).all()  # sorted across blocks, each key once, none at 0
+            assert_well_formed(rows, 5)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -21,7 +21,7 @@ from bot.core.connections import Connections
 from bot.core.models import ChainKey, Message, UnlearnStatus
 from bot.core.walker import Walker
 from tests.core.dump import downgrade, logical_dump
-from tests.core.test_blocks import learn_then_unlearn
+from tests.core.test_blocks import assert_well_formed, learn_then_unlearn
 
 CHAIN = 7
 Key = tuple[int, int]  # fingerprint, author
@@ -83,14 +83,7 @@ def check(path: Path, expected: Counter[Key]) -> None:
             assert reader.multiplicity(conn, CHAIN, [fp]) == ({fp: (times, authors)} if times else {})
         assert reader.present(conn, CHAIN, fps) == bool(expected)
         rows = conn.execute("SELECT first, entries, data FROM window_blocks ORDER BY first").fetchall()
-        assert all(0 < n <= blocks.BLOCK_ENTRIES for _, n, _ in rows)
-        decoded = [blocks.decode(data) for _, _, data in rows]
-        assert all(
-            blocks.key_bytes(d[0, :-1].tolist()) == first
-            for (first, _, _), d in zip(rows, decoded, strict=True)
-        )
-        whole = np.concatenate(decoded) if decoded else np.empty((0, 4), dtype=np.int64)
-        assert (blocks.summed(whole) == whole).all()  # sorted across blocks, each key once, none at 0
+        assert_well_formed(rows, 4)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
