@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -19,8 +20,9 @@ import pytest
 
 from benchmarks.corpus import write_zipf_corpus
 from bot.core.brain import Brain
+from bot.core.fingerprints import Fingerprinter
 from bot.core.models import ChainKey, FlushResult, LearnStatus, Message, PendingMessage
-from bot.core.preparing import PreparerDied
+from bot.core.preparing import Preparer, PreparerDied
 from bot.core.schema import StoreError
 from bot.importer import ImportResult, learn_source, open_source
 
@@ -274,4 +276,24 @@ async def test_a_worker_killed_mid_import_is_named_and_nothing_is_left_waiting(t
         brain.store._writes.commit = commit  # type: ignore[method-assign]
         await brain.close()
     assert killed
+    assert multiprocessing.active_children() == []
+
+
+async def test_a_worker_killed_while_sending_a_result_is_named_and_the_pool_stops() -> None:
+    # The exact moment cannot be hit from outside, so it is staged: half a message on the result
+    # pipe, which leaves the pool's manager thread waiting for the rest (CPython 3.11), then the
+    # worker killed. Before the fix the wait for the next batch, and then stop, hung for ever.
+    prep = Preparer(Fingerprinter(bytes(32)), bytes(32), 1)
+    prep.start()
+    try:
+        assert await prep.result(prep.submit(["hello world"], 3, 2))  # the worker is up
+        pool = prep._pool
+        assert pool is not None
+        pool._result_queue._writer._send(struct.pack("!i", 1000) + b"x" * 10)  # type: ignore[attr-defined]
+        for process in list(pool._processes.values()):  # type: ignore[attr-defined]
+            os.kill(process.pid, signal.SIGKILL)
+        with pytest.raises(PreparerDied, match="worker process ended"):
+            await asyncio.wait_for(prep.result(prep.submit(["more text"], 3, 2)), 30)
+    finally:
+        await asyncio.wait_for(asyncio.to_thread(prep.stop), 30)
     assert multiprocessing.active_children() == []
