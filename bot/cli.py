@@ -199,9 +199,15 @@ def import_(settings: Settings, path: Path, chain: str, fmt: str, progress: bool
 
     source = open_source(path, fmt=fmt, max_chars=settings.max_message_chars)  # before the database opens
     show = sys.stderr.isatty() if progress is None else progress
-    result = run_async(
-        settings, lambda brain: learn_source(brain, source, local_chain(chain), progress=show, workers=None)
-    )
+    try:
+        result = run_async(
+            settings,
+            lambda brain: learn_source(brain, source, local_chain(chain), progress=show, workers=None),
+        )
+    except errors.UserError as exc:
+        if isinstance(exc.__cause__, StoreError):
+            raise errors.UserError(errors.import_stopped(exc)) from exc
+        raise
     click.echo(
         errors.import_summary(
             result.read,

@@ -70,6 +70,7 @@ class Settings:
     max_pending: int = store.MAX_PENDING
     cache_size: int = store.CACHE_SIZE
     import_memory_mb: int = store.BULK_MEMORY_MB
+    import_commit_seconds: float = store.BULK_COMMIT_SECONDS
     walker: str = store.BOT_WALKER
     edit_window_days: int = 7
     cooldown_seconds: float = 5.0
@@ -97,6 +98,7 @@ class Settings:
             "max_pending": self.max_pending,
             "cache_size": self.cache_size,
             "bulk_memory_mb": self.import_memory_mb,
+            "bulk_commit_seconds": self.import_commit_seconds,
             "walker": self.walker,
             "key": self.fingerprint_key,
             "max_message_chars": self.max_message_chars,
@@ -132,6 +134,9 @@ class Settings:
             max_pending=_int(env, "MARKOV_MAX_PENDING", store.MAX_PENDING, 1, 10_000_000),
             cache_size=_int(env, "MARKOV_CACHE_SIZE", store.CACHE_SIZE, 100, 10_000_000),
             import_memory_mb=_int(env, "MARKOV_IMPORT_MEMORY_MB", store.BULK_MEMORY_MB, 64, 1_000_000),
+            import_commit_seconds=_float(
+                env, "MARKOV_IMPORT_COMMIT_SECONDS", store.BULK_COMMIT_SECONDS, 0.0, 86_400.0
+            ),
             walker=walker,
             edit_window_days=_int(env, "MARKOV_EDIT_WINDOW_DAYS", 7, 0, 3650),
             cooldown_seconds=_float(env, "MARKOV_COOLDOWN_SECONDS", 5.0, 0.0, 3600.0),

@@ -119,6 +119,11 @@ def db_unusable(path: Path, reason: object) -> str:
     return f"cannot use the database {path}: {reason}"
 
 
+def import_stopped(reason: object) -> str:
+    """An import's write failed: what it had committed stays, and a rerun resumes after it."""
+    return f"{reason}. The import stopped; what it committed is kept: run it again to go on from there."
+
+
 def walker_died(reason: object) -> str:
     """The walker process could not start."""
     return f"{reason}."

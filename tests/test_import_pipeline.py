@@ -232,7 +232,7 @@ async def test_an_empty_batch_and_a_chain_without_a_token_make_nothing(tmp_path:
     await asyncio.sleep(0)
 
 
-@pytest.mark.parametrize(("workers", "sizes"), [(0, [32_768, 7232]), (1, [19_114, 19_114, 1772])])
+@pytest.mark.parametrize(("workers", "sizes"), [(0, [16_384, 16_384, 7232]), (1, [9557] * 4 + [1772])])
 async def test_the_worker_s_memory_is_taken_from_the_import_s_budget(
     tmp_path: Path, workers: int, sizes: list[int]
 ) -> None:

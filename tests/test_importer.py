@@ -131,13 +131,18 @@ async def test_an_import_commits_few_large_transactions_and_restores_the_live_ba
             return await commit(batch)
 
         brain.store._writes.commit = counted  # type: ignore[method-assign]
+        statements: list[str] = []
+        await brain.store.w.set_trace_callback(statements.append)
         result = await import_file(brain, corpus, ChainKey("local", "local", "c"), progress=False)
         assert result.learned == 5000
-        # 64 MB: a quarter for the batch at 3 KiB a message, 5,461 messages; live learning commits 500.
-        assert sizes == [5000]
+        # 64 MB: an eighth for a batch at 3 KiB a message, 2,730 messages; both in one transaction
+        # (a quarter of the budget, 16 MB, holds far more than their staged counts).
+        assert sizes == [2730, 2270]
+        assert statements.count("COMMIT") == 1  # the chain, its author and both batches
         assert (brain.store.batch_size, brain.store.max_pending) == (500, 20_000)
         await brain.learn(Message("local", "local", "c", "a", "live", "one more line"), require_consent=False)
         await brain.flush()
-        assert sizes == [5000, 1]
+        assert sizes == [2730, 2270, 1]
     finally:
+        await brain.store.w.set_trace_callback(None)
         await brain.close()

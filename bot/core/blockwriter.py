@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
-from bot.core import blocks
+from bot.core import blocks, staging
 from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, Entries, Kind
 from bot.core.connections import Connections, take_ids
+from bot.core.staging import Chunk
 
 WINDOW = 64  # blocks re-cut together at most (bounds the memory and the sort of one merge step)
 SCAN_WINDOW = 512  # blocks read at once when every block is visited (a forget)
@@ -86,29 +88,55 @@ class BlockWriter:
         if not len(forward):
             return found
         for direction in self._kind.directions:
-            threshold = wide if direction == FORWARD else 0
             change = await asyncio.to_thread(_change, forward, order, direction)
-            if not len(change):
-                continue
-            ids, firsts = await self._index(chain_id, direction)
-            if not ids:
-                rows, contexts = await asyncio.to_thread(_recut, [], change, order, threshold)
-                await self._replace(chain_id, direction, [], rows)
+            if len(change):
+                ids, firsts = await self._index(chain_id, direction)
+                found += await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
+        return found
+
+    async def merge_sorted(
+        self, chain_id: int, order: int, direction: int, runs: Sequence[Sequence[Chunk]], wide: int = 0
+    ) -> list[bytes]:
+        """Merge staged runs (bot.core.staging) into a chain's blocks of one direction, in one pass in
+        key order: each block is rewritten once at most. Returns the wide contexts, as merge does."""
+        ids, firsts = await self._index(chain_id, direction)
+        group = order if direction == FORWARD and wide else 0
+        parts = staging.merged_parts(runs, firsts, group, staging.PART_ENTRIES)
+        found: list[bytes] = []
+        while (change := await asyncio.to_thread(next, parts, None)) is not None:
+            found += await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
+        return found
+
+    async def _merge_part(
+        self,
+        chain_id: int,
+        order: int,
+        direction: int,
+        ids: list[int],
+        firsts: list[bytes],
+        change: Entries,
+        wide: int,
+    ) -> list[bytes]:
+        """Merge a sorted change into the blocks (ids, firsts: the index before any of it) that own it."""
+        threshold = wide if direction == FORWARD else 0
+        if not ids:
+            rows, contexts = await asyncio.to_thread(_recut, [], change, order, threshold)
+            await self._replace(chain_id, direction, [], rows)
+            return contexts
+        found: list[bytes] = []
+        owner = await asyncio.to_thread(blocks.owners, firsts, change)
+        for run in blocks.runs(owner):
+            for lo in range(0, len(run), WINDOW):
+                window = run[lo : lo + WINDOW]
+                first, last = int(window[0]), int(window[-1])
+                # owner is sorted (change is): the window's part is a slice, not a mask of all of it
+                lo_at, hi_at = np.searchsorted(owner, [first, last + 1])
+                part = change[lo_at:hi_at]
+                taken = [ids[i] for i in window.tolist()]
+                old = await self._data(taken)
+                rows, contexts = await asyncio.to_thread(_recut, old, part, order, threshold)
+                await self._replace(chain_id, direction, taken, rows)
                 found.extend(contexts)
-                continue
-            owner = await asyncio.to_thread(blocks.owners, firsts, change)
-            for run in blocks.runs(owner):
-                for lo in range(0, len(run), WINDOW):
-                    window = run[lo : lo + WINDOW]
-                    first, last = int(window[0]), int(window[-1])
-                    # owner is sorted (change is): the window's part is a slice, not a mask of all of it
-                    lo_at, hi_at = np.searchsorted(owner, [first, last + 1])
-                    part = change[lo_at:hi_at]
-                    taken = [ids[i] for i in window.tolist()]
-                    old = await self._data(taken)
-                    rows, contexts = await asyncio.to_thread(_recut, old, part, order, threshold)
-                    await self._replace(chain_id, direction, taken, rows)
-                    found.extend(contexts)
         return found
 
     async def drop_author(self, chain_id: int, order: int, author_id: int) -> Entries:

@@ -2,8 +2,8 @@
 tables) or the blocks (transition_blocks, window_blocks).
 
 Live learning upserts into the deltas, merged into the blocks once the transitions are large
-enough for their share of the chain (the windows with them); an import (direct) merges each batch
-straight into the blocks. Subtracting takes what a delta holds and the rest from the blocks. The
+enough for their share of the chain (the windows with them); an import stages each batch's counts
+(bot.core.staging) and merges them all into the blocks before its transaction commits. Subtracting takes what a delta holds and the rest from the blocks. The
 hubs (bot.core.hubcache) learn of every transition change here. Every method runs inside the
 writer's open transaction.
 """
@@ -23,6 +23,7 @@ from bot.core.connections import Connections
 from bot.core.counting import Counted, WindowRow
 from bot.core.hubcache import HubCache
 from bot.core.sql import Q
+from bot.core.staging import Staging
 
 MERGE_ROWS = 20_000  # delta rows of a chain from which they are merged into its blocks ...
 MERGE_SHARE = 8  # ... once they are also an eighth of what its blocks hold (each merge rewrites them)
@@ -48,13 +49,13 @@ class CountWriter:
         self._hubs = hubs
         self._blocks = BlockWriter(db)
         self._windows = BlockWriter(db, blocks.WINDOWS)
-        self.direct = False  # batches merge straight into blocks (an import), not through the delta
+        self.staging: Staging | None = None  # an import's: batches are staged, not upserted into the delta
         self.merge_rows = MERGE_ROWS  # 0: merge at every commit (the tests' default: every read meets blocks)
 
     async def add(self, counted: Sequence[Counted], batch_size: int, windows: Sequence[WindowRow]) -> None:
         """Learn a batch's transitions (and tell the hubs) and window fingerprints."""
-        if self.direct:
-            await self._merge_windows(_by_chain(windows))
+        staging = self.staging
+        if staging is not None:
             rows = [row for c in counted for row in self._hubs.rows_of_hubs(c)]
         else:
             await self._db.w.executemany(Q["upsert_window"], windows)  # before a merge that takes them
@@ -62,13 +63,32 @@ class CountWriter:
             await self._db.w.executemany(Q["upsert_transition"], rows)
         deltas, seen = await self._hubs.split(rows)
         await self._hubs.add(deltas, 1)
-        if self.direct:
-            for c in counted:  # after the hubs took the batch's counts: a hub made here reads them whole
-                wide = await self._blocks.merge(c.chain_id, c.order, c.entries, self._hubs.hub_rows)
-                await self._hubs.make_missing(c.chain_id, wide)
+        if staging is not None:
+            await asyncio.to_thread(self._stage, staging, counted, windows)
         else:
             await self._hubs.promote(seen, batch_size)
             await self._merge_due({c.chain_id: c.order for c in counted})
+
+    @staticmethod
+    def _stage(staging: Staging, counted: Sequence[Counted], windows: Sequence[WindowRow]) -> None:
+        for chain_id, rows in _by_chain(windows).items():
+            staging.add(blocks.WINDOWS, chain_id, 0, blocks.window_entries(rows))
+        for c in counted:
+            staging.add(blocks.TRANSITIONS, c.chain_id, c.order, c.entries)
+
+    async def merge_staged(self) -> None:
+        """Merge what is staged into the blocks, each block rewritten once at most (then drop it)."""
+        if self.staging is None:
+            return
+        for kind, chain_id, order in self.staging.chains():
+            writer = self._blocks if kind is blocks.TRANSITIONS else self._windows
+            wide = self._hubs.hub_rows if kind is blocks.TRANSITIONS else 0
+            for direction in kind.directions:
+                runs = self.staging.runs(kind, chain_id, direction)
+                found = await writer.merge_sorted(chain_id, order, direction, runs, wide)
+                if found:  # after the hubs took the counts: a hub made here reads them whole
+                    await self._hubs.make_missing(chain_id, found)
+        self.staging.clear()
 
     async def subtract(self, counted: Sequence[Counted], windows: Sequence[WindowRow]) -> None:
         """Take a batch's transitions and windows away: from the delta as far as it holds them, the rest

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from bot.core.connections import Connections
 from bot.core.models import FlushResult, PendingMessage
@@ -15,6 +16,7 @@ from bot.core.schema import StoreError
 from bot.core.writer import Writer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # SQLite's codes for a write the disk refused: no space left (ENOSPC), or the file may not grow (EFBIG).
 DISK_FULL_CODES = frozenset({13, 778})  # SQLITE_FULL, SQLITE_IOERR_WRITE
@@ -46,24 +48,39 @@ class LearningQueue:
         self._wake = asyncio.Event()
         self._closing = False
         self._sized = False  # inside sized(): the flusher commits full batches only
+        self._failure: StoreError | None = None  # why an import's transaction failed (inside sized())
         self.last_error: str | None = None
         #: Totals since open: messages committed, and messages dropped as already learned.
         self.committed = 0
         self.duplicates = 0
 
     @contextlib.asynccontextmanager
-    async def sized(self, batch_size: int, max_pending: int) -> AsyncIterator[None]:
-        """Commit only full batches of batch_size, holding up to max_pending, until the block ends (then flush)."""
+    async def sized(
+        self, batch_size: int, max_pending: int, staged_bytes: int, seconds: float
+    ) -> AsyncIterator[None]:
+        """An import, until the block ends: full batches of batch_size only, up to max_pending held,
+        in one transaction that commits once its staged counts reach staged_bytes or it has been
+        open for seconds, and at the end.
+
+        A failed commit rolls back every batch since the last one, so the import stops there: the
+        next enqueue (or the end of the block) raises the StoreError; what was committed is kept.
+        """
         saved = self.batch_size, self.max_pending
         self.batch_size, self.max_pending, self._sized = batch_size, max_pending, True
+        self._failure = None
+        self._writer.begin_bulk(staged_bytes, seconds)
         try:
             yield
             await self.flush()
         finally:
             self.batch_size, self.max_pending = saved
             self._sized = False
+            async with self._db.write_lock:
+                await self._write(self._writer.end_bulk())
             async with self._room:
                 self._room.notify_all()
+        if self._failure is not None:
+            raise self._failure
 
     def start(self) -> None:
         """Start the flusher."""
@@ -107,7 +124,9 @@ class LearningQueue:
         queued = done = 0
         while done < len(messages):
             async with self._room:
-                await self._room.wait_for(lambda: len(self._pending) < self.max_pending)
+                await self._room.wait_for(lambda: len(self._pending) < self.max_pending or self._failure)
+                if self._failure is not None:
+                    raise self._failure
                 room = self.max_pending - len(self._pending)
                 for message in messages[done : done + room]:
                     key = (message.platform, message.message_id)
@@ -133,7 +152,12 @@ class LearningQueue:
             try:
                 await self.flush(full_only=self._sized)
                 backoff = self.flush_interval
-            except StoreError:
+            except StoreError as exc:
+                if self._sized:  # an import's transaction rolled back: the import stops (see sized)
+                    async with self._room:
+                        self._failure = self._failure or exc
+                        self._room.notify_all()
+                    continue
                 backoff = min(30.0, backoff * 2)
                 log.warning("learning paused, retrying in %.0f s: %s", backoff, self.last_error)
             except Exception:
@@ -146,13 +170,7 @@ class LearningQueue:
         async with self._db.write_lock:
             while self._pending and (not full_only or len(self._pending) >= self.batch_size):
                 batch = self._pending[: self.batch_size]
-                try:
-                    result = await self._writer.commit(batch)
-                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-                    full = getattr(exc, "sqlite_errorcode", None) in DISK_FULL_CODES
-                    self.last_error = f"disk full ({exc})" if full else str(exc)
-                    raise StoreError(f"could not write to {self.path}: {self.last_error}") from exc
-                self.last_error = None
+                result = await self._write(self._writer.commit(batch))
                 self.committed += result.learned
                 self.duplicates += result.duplicates
                 learned += result.learned
@@ -163,9 +181,16 @@ class LearningQueue:
                         self._pending_ids.discard((item.platform, item.message_id))
                     self._room.notify_all()
             if self._writer.prune_due():
-                try:
-                    await self._writer.prune()
-                except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
-                    self.last_error = str(exc)
-                    raise StoreError(f"could not write to {self.path}: {exc}") from exc
+                await self._write(self._writer.prune())
         return FlushResult(learned, duplicates)
+
+    async def _write(self, work: Awaitable[T]) -> T:
+        """Await a write of the writer's; SQLite's errors become a StoreError that says what failed."""
+        try:
+            done = await work
+        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+            full = getattr(exc, "sqlite_errorcode", None) in DISK_FULL_CODES
+            self.last_error = f"disk full ({exc})" if full else str(exc)
+            raise StoreError(f"could not write to {self.path}: {self.last_error}") from exc
+        self.last_error = None
+        return done

@@ -91,7 +91,8 @@ EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete
 PRUNE_SECONDS = 60.0  # the writer drops recent messages past the window at most this often ...
 PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at the next flush)
 BULK_MEMORY_MB = 1024  # what an import (markovbot import) may hold: queued messages, a batch, the page cache
-BULK_MESSAGE_BYTES = 3072  # memory per message an import holds queued, counted or merged (measured at 1M)
+BULK_MESSAGE_BYTES = 3072  # memory per message an import holds queued or counted (measured at 1M)
+BULK_COMMIT_SECONDS = 60.0  # an import commits at least this often (what a crash loses; what a bot waits)
 
 
 class Store:
@@ -110,6 +111,7 @@ class Store:
         hub_rows: int = HUB_ROWS,
         edit_window_days: int = EDIT_WINDOW_DAYS,
         bulk_memory_mb: int = BULK_MEMORY_MB,
+        bulk_commit_seconds: float = BULK_COMMIT_SECONDS,
         merge_rows: int | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -128,6 +130,7 @@ class Store:
         if bulk_memory_mb < 64:
             raise ValueError(f"bulk_memory_mb must be at least 64, not {bulk_memory_mb}")
         self.bulk_memory_mb = bulk_memory_mb
+        self.bulk_commit_seconds = bulk_commit_seconds
         if edit_window_days < 0:
             raise ValueError(f"edit_window_days must be 0 or more, not {edit_window_days}")
         self._hubs = HubCache(self._db, self.versions, hub_rows, cache_size, HUBS_IN_MEMORY)
@@ -384,22 +387,22 @@ class Store:
         reserve_mb: what the import holds outside this process (its worker), taken off the budget.
 
         A B-tree page changed by a transaction is written once (to the WAL, then the file) however
-        many rows of the transaction changed it, and a batch's rows are spread over the whole
-        tree: batches of 2,000 messages wrote a 125 MB database 83 times over at 200,000 messages,
-        batches of 100,000 three times. A quarter of the budget is a batch (BULK_MESSAGE_BYTES a
-        message: queued, counted and merged, two batches at once), an eighth the writer's page
-        cache; the rest is the interpreter's own (1,083 MB at 1,000,000 messages with a quarter).
+        many rows of the transaction changed it, and a batch's rows are spread over the whole tree:
+        so the batches share one transaction, their counts staged in memory, packed (see
+        bot.core.staging), until a quarter of the budget is staged or bulk_commit_seconds have passed. An eighth of the budget is a
+        batch (BULK_MESSAGE_BYTES a message: queued and counted, two batches at once), an eighth
+        the writer's page cache; the rest is the interpreter's own.
         """
         budget = (self.bulk_memory_mb - reserve_mb) * 2**20
-        batch = max(self.batch_size, budget // 4 // BULK_MESSAGE_BYTES)
+        batch = max(self.batch_size, budget // 8 // BULK_MESSAGE_BYTES)
         await self.flush()
         await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 8 // 1024)}")
-        self._writes.counts.direct = True  # each batch merges into the blocks: no delta rows to move later
         try:
-            async with self._queue.sized(batch, max(self.max_pending, 2 * batch)):
+            async with self._queue.sized(
+                batch, max(self.max_pending, 2 * batch), budget // 4, self.bulk_commit_seconds
+            ):
                 yield
         finally:
-            self._writes.counts.direct = False
             if self._db.writer is not None:
                 await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
 

@@ -7,8 +7,10 @@ import json
 import logging
 import math
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from bot.core import chain as chainmod
 from bot.core import counting, fingerprints
@@ -27,12 +29,26 @@ from bot.core.models import (
     UnlearnStatus,
 )
 from bot.core.registry import Registry
+from bot.core.schema import StoreError
 from bot.core.sealed import Sealer
 from bot.core.sql import Q
+from bot.core.staging import Staging
 from bot.core.versions import ChainVersions
 from bot.core.vocabulary import Vocabulary
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Bulk:
+    """An import's transaction, shared by its batches."""
+
+    staged_bytes: int  # staged counts from which it commits ...
+    seconds: float  # ... or time open from which it does
+    opened: float = 0.0  # when it began (time.monotonic)
+    open: bool = False
+    failed: str | None = None  # why it was rolled back (then every later batch is refused)
+    chains: set[int] = field(default_factory=set)  # chains it wrote to
 
 
 def _aggregate(
@@ -121,6 +137,7 @@ class Writer:
         self._data_version: int | None = None
         self._sealer: Sealer | None = None  # seals recent messages, once the store has its key
         self.counts = CountWriter(db, hubs)  # where transition counts go: the delta or the blocks
+        self._bulk: _Bulk | None = None  # an import's: batches share a transaction, counts staged
 
     @property
     def sealer(self) -> Sealer:
@@ -134,8 +151,22 @@ class Writer:
         self._sealer = sealer
 
     def prune_due(self) -> bool:
-        """True when recent messages past the window are due to be dropped."""
-        return self.clock() >= self._next_prune
+        """True when recent messages past the window are due to be dropped (not during an import)."""
+        return self._bulk is None and self.clock() >= self._next_prune
+
+    def begin_bulk(self, staged_bytes: int, seconds: float) -> None:
+        """From now, batches share one transaction, their counts staged, committed once the staged
+        counts reach staged_bytes (see bot.core.staging) or it has been open for seconds, and at end_bulk."""
+        self._bulk = _Bulk(staged_bytes, seconds)
+        self.counts.staging = Staging()
+
+    async def end_bulk(self) -> None:
+        """Commit the open bulk transaction, if any (the caller holds the write lock), and leave bulk mode."""
+        try:
+            await self._commit_bulk()
+        finally:
+            self._bulk = None
+            self.counts.staging = None
 
     async def prune(self) -> None:
         """Drop recent messages learned before the window, in one bounded transaction (write lock held)."""
@@ -160,6 +191,8 @@ class Writer:
 
     async def commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
         """Learn a batch in one transaction (the caller holds the write lock), less messages already learned."""
+        if self._bulk is not None:
+            return await self._commit_in_bulk(self._bulk, batch)
         fresh: list[PendingMessage] = []
 
         async def work() -> None:
@@ -169,6 +202,63 @@ class Writer:
 
         await self._transaction(work)
         return FlushResult(len(fresh), len(batch) - len(fresh))
+
+    async def _commit_in_bulk(self, bulk: _Bulk, batch: Sequence[PendingMessage]) -> FlushResult:
+        """Learn a batch in the open bulk transaction (begun if none is); commit it once enough is staged."""
+        if (
+            bulk.failed is not None
+        ):  # what the failed transaction held is gone: learning more would leave a gap
+            raise StoreError(f"the import stopped: {bulk.failed}")
+        try:
+            await self._open_bulk(bulk)
+            fresh = await self._drop_orphans(await self._drop_known(batch))
+            if fresh:
+                await self._apply(fresh, sign=1)
+                bulk.chains.update(item.chain.id for item in fresh)
+        except BaseException as exc:
+            await self._abandon_bulk(bulk, exc)
+            raise
+        staged = self.counts.staging.nbytes if self.counts.staging is not None else 0
+        if staged >= bulk.staged_bytes or time.monotonic() - bulk.opened >= bulk.seconds:
+            await self._commit_bulk()
+        return FlushResult(len(fresh), len(batch) - len(fresh))
+
+    async def _open_bulk(self, bulk: _Bulk) -> None:
+        """Begin the import's transaction, unless it is open."""
+        if bulk.failed is not None:  # what it held is gone: learning more would leave a gap
+            raise StoreError(f"the import stopped: {bulk.failed}")
+        if not bulk.open:
+            await self._db.w.execute("BEGIN IMMEDIATE")
+            bulk.open, bulk.opened = True, time.monotonic()
+            await self._revalidate()
+
+    async def _commit_bulk(self) -> None:
+        """Merge what the open bulk transaction staged into the blocks, and commit it."""
+        bulk = self._bulk
+        if bulk is None or not bulk.open:
+            return
+        try:
+            await self.counts.merge_staged()
+            await self._db.w.execute("COMMIT")
+        except BaseException as exc:
+            await self._abandon_bulk(bulk, exc)
+            raise
+        bulk.open = False
+        for chain_id in bulk.chains:  # the walker's caches read the chains again
+            self._versions.wrote(chain_id)
+        bulk.chains.clear()
+        self._hubs.publish()
+
+    async def _abandon_bulk(self, bulk: _Bulk, exc: BaseException) -> None:
+        """After a bulk transaction failed: roll it back, drop every cache, and refuse further batches
+        (when it held any: a transaction that failed to begin lost nothing)."""
+        if bulk.open and bulk.failed is None:
+            bulk.failed = str(exc) or type(exc).__name__
+        bulk.open = False
+        if self.counts.staging is not None:
+            self.counts.staging.clear()
+        await self._rollback()
+        self._hubs.publish()
 
     async def _drop_known(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
         """The batch less messages whose key is learned already, or met earlier in the batch (a key's collision)."""
@@ -246,28 +336,43 @@ class Writer:
             await self._transaction(work)
         return UnlearnStatus.UNLEARNED
 
-    async def _transaction(self, work: Callable[[], Awaitable[None]]) -> None:
+    async def _transaction(self, work: Callable[[], Awaitable[None]], *, join_bulk: bool = False) -> None:
         """Run work in one write transaction (the caller holds the write lock).
 
         Whatever fails, and however (SQLite may have rolled back already, on a full disk say),
         the caches the work may have changed are dropped, so memory never describes a
-        transaction the file does not hold.
+        transaction the file does not hold. An import's open transaction is committed first, or
+        (join_bulk: work that only adds what the import needs, a chain or an author) takes the work.
         """
+        bulk = self._bulk
+        if bulk is not None and join_bulk:
+            try:
+                await self._open_bulk(bulk)
+                await work()
+            except BaseException as exc:
+                await self._abandon_bulk(bulk, exc)
+                raise
+            return
+        await self._commit_bulk()  # this transaction could not begin inside the import's
         try:
             await self._db.w.execute("BEGIN IMMEDIATE")
             await self._revalidate()
             await work()
             await self._db.w.execute("COMMIT")
         except BaseException:
-            self._drop_caches()
-            try:
-                if self._db.w.in_transaction:
-                    await self._db.w.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                log.warning("rollback failed (%s); the next transaction reads the file again", exc)
+            await self._rollback()
             raise
         finally:
             self._hubs.publish()
+
+    async def _rollback(self) -> None:
+        """After a failed transaction: drop the caches, and roll back unless SQLite did already."""
+        self._drop_caches()
+        try:
+            if self._db.w.in_transaction:
+                await self._db.w.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("rollback failed (%s); the next transaction reads the file again", exc)
 
     async def _revalidate(self) -> None:
         """At the start of a write transaction: drop the writer's caches if another connection committed."""
@@ -388,7 +493,7 @@ class Writer:
                 found.append(ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3])))
 
         async with self._db.write_lock:
-            await self._transaction(work)
+            await self._transaction(work, join_bulk=True)
             self._registry.chains[key] = found[0]
         return found[0]
 
@@ -408,6 +513,6 @@ class Writer:
                 made.append(int(row[0]))
 
         async with self._db.write_lock:
-            await self._transaction(work)
+            await self._transaction(work, join_bulk=True)
             self._registry.authors[key] = made[0]
         return made[0]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -147,3 +149,48 @@ def test_a_database_that_is_not_sqlite_fails_in_one_line(
     db.write_bytes(b"\x00junk" * 1000)
     assert main(["--db", str(db), "generate", "--chain", "c"]) == 1
     assert "cannot use the database" in capsys.readouterr().err
+
+
+def limited_import(db: Path, source: Path, limit: int | None) -> subprocess.CompletedProcess[str]:
+    """`markovbot import` in a process whose files may not grow past limit bytes (None: no limit)."""
+
+    def cap() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        if limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.getcwd(),
+        "MARKOV_FINGERPRINT_KEY": SALT.hex(),
+        "MARKOV_IMPORT_MEMORY_MB": "64",  # batches of 2,730 messages ...
+        "MARKOV_IMPORT_COMMIT_SECONDS": "0",  # ... each committed: the disk fills after some commits
+    }
+    command = [sys.executable, "-m", "bot", "--db", str(db), "import", str(source), "--chain", "c"]
+    return subprocess.run(
+        [*command, "--no-progress"], env=env, preexec_fn=cap, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_real_full_disk_stops_an_import_in_one_line_and_a_rerun_equals_a_clean_import(
+    tmp_path: Path,
+) -> None:
+    source, db, clean = tmp_path / "corpus.txt", tmp_path / "full.sqlite3", tmp_path / "clean.sqlite3"
+    lines = [f"w{i} and x{i % 97} then y{i * 7 % 1013} or z{i} q{i * 31 % 4099}" for i in range(30_000)]
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    full = limited_import(db, source, 1_500_000)
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert "Traceback" not in full.stderr
+    error = full.stderr.strip()
+    assert "\n" not in error and "disk full" in error and "run it again" in error, error
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        kept = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    assert 0 < kept < len(lines), "the limit should fall in the middle of the import"
+
+    resumed = limited_import(db, source, None)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"already learned {kept:,}" in resumed.stdout
+    assert limited_import(clean, source, None).returncode == 0
+    assert logical_dump(db, SALT) == logical_dump(clean, SALT)

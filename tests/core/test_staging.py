@@ -1,0 +1,120 @@
+"""Staged runs: merged in parts they sum exactly, never split an existing block or a context, and
+merged into blocks they leave exactly what merging batch by batch leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import aiosqlite
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.core import blocks, blockwriter, chainrows, schema, staging
+from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, WINDOWS
+from bot.core.blockwriter import BlockWriter
+from bot.core.connections import Connections
+from bot.core.staging import Staging, merged_parts
+from tests.core.test_blocks import CHAIN, ORDER, Key, as_counter, assert_well_formed, changes, entries
+
+firsts = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 7), st.integers(0, 3)))
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs of 3-entry chunks merged in parts of 4 entries or more: every merge makes many parts."""
+    monkeypatch.setattr(blocks, "BLOCK_ENTRIES", 3)
+    monkeypatch.setattr(blockwriter, "WINDOW", 2)
+    monkeypatch.setattr(staging, "PART_ENTRIES", 4)
+
+
+def staged(batches: list[dict[Key, int]]) -> Staging:
+    out = Staging()
+    for batch in batches:
+        out.add(TRANSITIONS, CHAIN, ORDER, entries(batch))
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(changes, firsts, st.booleans(), st.integers(1, 9))
+def test_parts_sum_the_runs_in_key_order_splitting_no_block_or_context(
+    batches: list[dict[Key, int]], align_keys: list[tuple[int, ...]], aligned: bool, size: int
+) -> None:
+    total: Counter[Key] = Counter()
+    for batch in batches:
+        total.update(batch)
+    runs = staged(batches).runs(TRANSITIONS, CHAIN, FORWARD)
+    align = sorted({blocks.key_bytes(k) for k in align_keys}) if aligned else []
+    parts = list(merged_parts(runs, align, 0 if align else ORDER, size))
+    whole = np.concatenate(parts) if parts else np.empty((0, 5), dtype=np.int64)
+    assert as_counter(whole) == +total
+    assert (blocks.summed(whole) == whole).all()  # sorted, each key once: parts in order, disjoint
+    if align:  # an existing block's range (from its first key to the next's) falls in one part
+        owner = [set(blocks.owners(align, part).tolist()) for part in parts]
+        assert all(not a & b for i, a in enumerate(owner) for b in owner[i + 1 :])
+    else:
+        contexts = [set(map(tuple, part[:, :ORDER].tolist())) for part in parts]
+        assert all(not a & b for i, a in enumerate(contexts) for b in contexts[i + 1 :])
+
+
+def merge(path: Path, before: list[dict[Key, int]], after: list[dict[Key, int]]) -> None:
+    """Merge `before` batch by batch (as live learning does), then `after` staged, in one pass."""
+
+    async def go() -> None:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await schema.migrate(conn, path)
+            db = Connections(writer=conn)
+            for batch in before:
+                await conn.execute("BEGIN IMMEDIATE")
+                await BlockWriter(db).merge(CHAIN, ORDER, entries(batch))
+                await conn.execute("COMMIT")
+            await conn.execute("BEGIN IMMEDIATE")
+            runs = staged(after)
+            for direction in (FORWARD, BACKWARD):
+                await BlockWriter(db).merge_sorted(
+                    CHAIN, ORDER, direction, runs.runs(TRANSITIONS, CHAIN, direction)
+                )
+            await conn.execute("COMMIT")
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes, changes)
+def test_staged_runs_merged_into_blocks_keep_exactly_the_sum_in_both_directions(
+    tmp_path_factory: pytest.TempPathFactory, before: list[dict[Key, int]], after: list[dict[Key, int]]
+) -> None:
+    path = tmp_path_factory.mktemp("staged") / "s.sqlite3"
+    merge(path, before, after)
+    expected: Counter[Key] = Counter()
+    for batch in [*before, *after]:
+        expected.update(batch)
+    with sqlite3.connect(path) as conn:
+        assert as_counter(chainrows.every(conn, CHAIN, ORDER)) == +expected
+        for next_id in range(1, 7):
+            into = as_counter(chainrows.backward(conn, CHAIN, ORDER, next_id, None))
+            assert into == Counter({k: v for k, v in expected.items() if k[2] == next_id})
+        for direction in (FORWARD, BACKWARD):
+            rows = conn.execute(
+                "SELECT first, entries, data FROM transition_blocks WHERE direction = ? ORDER BY first",
+                (direction,),
+            ).fetchall()
+            assert_well_formed(rows, 5)
+
+
+def test_staging_counts_what_it_holds_and_forgets_it_when_cleared() -> None:
+    runs = staged([{(1, 2, 3, 1): 2, (1, 2, 4, 1): 1}, {(1, 2, 3, 1): 1}])
+    runs.add(WINDOWS, CHAIN, 0, blocks.window_entries([(-5, 1, 1), (2**62, 1, 2)]))
+    assert runs.nbytes > 0
+    assert runs.chains() == [(TRANSITIONS, CHAIN, ORDER), (WINDOWS, CHAIN, 0)]
+    assert len(runs.runs(TRANSITIONS, CHAIN, BACKWARD)) == 2
+    assert len(runs.runs(WINDOWS, CHAIN, BACKWARD)) == 0
+    runs.clear()
+    assert (runs.nbytes, runs.chains(), bool(runs)) == (0, [], False)
