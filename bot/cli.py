@@ -24,6 +24,7 @@ import click
 
 from bot import errors, replies
 from bot.config import DEFAULT_DB, ConfigError, Settings
+from bot.core import engines
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GenerateStatus
 from bot.core.preparing import PreparerDied
@@ -66,8 +67,10 @@ class Global:
             settings = Settings.from_env()
         except ConfigError as exc:
             raise errors.UserError(str(exc)) from None
-        if self.db is not None:
-            settings = dataclasses.replace(settings, db_path=self.db)
+        if self.db is not None:  # --db names a SQLite file, whatever the environment selects
+            settings = dataclasses.replace(settings, db_path=self.db, postgres=None)
+        if settings.postgres is not None:
+            raise errors.UserError(engines.not_available_yet(settings.postgres))
         # Only the default folder (data/) is created; a mistyped path must not grow a tree.
         if settings.db_path != Path(DEFAULT_DB) and not settings.db_path.parent.is_dir():
             raise errors.UserError(errors.db_folder_missing(settings.db_path))
@@ -95,7 +98,7 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         type=DB_OPTION,
         expose_value=False,
         callback=_set_db,
-        help="SQLite file (default: MARKOV_DB or data/markov.sqlite3).",
+        help="SQLite file (default: MARKOV_DATABASE_URL, MARKOV_DB or data/markov.sqlite3).",
     )(fn)
     return click.option(
         "-v",

@@ -11,11 +11,11 @@ from typing import Any
 
 from dotenv import load_dotenv
 
-from bot.core import keys, store
+from bot.core import engines, keys, store
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DB = "data/markov.sqlite3"
+DEFAULT_DB = str(engines.DEFAULT_SQLITE_PATH)  # defined once, in bot.core.engines
 
 
 class ConfigError(ValueError):
@@ -59,11 +59,28 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}.")
 
 
+def _database(env: Mapping[str, str]) -> engines.DatabaseUrl:
+    """MARKOV_DATABASE_URL, else MARKOV_DB (the older name, a SQLite path), else the default file."""
+    raw = env.get(engines.ENV, "").strip()
+    legacy = env.get(engines.LEGACY_ENV, "").strip()
+    try:
+        database = engines.parse(raw or legacy, engines.ENV if raw else engines.LEGACY_ENV)
+    except engines.DatabaseUrlError as exc:
+        raise ConfigError(str(exc)) from None
+    if raw and legacy and database != engines.SqliteUrl(Path(legacy)):
+        raise ConfigError(
+            f"{engines.ENV} and {engines.LEGACY_ENV} name different databases: "
+            f"set only {engines.ENV} ({engines.LEGACY_ENV} is its older name)."
+        )
+    return database
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting markovbot reads; .env.example documents each."""
 
-    db_path: Path
+    db_path: Path  # the SQLite file (when postgres is None)
+    postgres: engines.PostgresUrl | None = None  # MARKOV_DATABASE_URL=postgresql://...: not usable yet
     log_level: str = "INFO"
     flush_interval: float = store.FLUSH_INTERVAL
     batch_size: int = store.BATCH_SIZE
@@ -87,7 +104,8 @@ class Settings:
 
     def __repr__(self) -> str:
         # Never print secrets, even in a traceback or a debug log.
-        return f"Settings(db_path={str(self.db_path)!r}, log_level={self.log_level!r}, ...)"
+        database = self.postgres.redacted if self.postgres else str(self.db_path)
+        return f"Settings(database={database!r}, log_level={self.log_level!r}, ...)"
 
     @property
     def store_options(self) -> dict[str, Any]:
@@ -126,8 +144,10 @@ class Settings:
             fingerprint_key = keys.parse(raw_key, keys.ENV) if raw_key else None
         except keys.KeyRefused as exc:
             raise ConfigError(str(exc)) from None
+        database = _database(env)
         return cls(
-            db_path=Path(env.get("MARKOV_DB", "").strip() or DEFAULT_DB),
+            db_path=database.path if isinstance(database, engines.SqliteUrl) else Path(DEFAULT_DB),
+            postgres=database if isinstance(database, engines.PostgresUrl) else None,
             log_level=level,
             flush_interval=_float(env, "MARKOV_FLUSH_INTERVAL", store.FLUSH_INTERVAL, 0.05, 1.0),
             batch_size=_int(env, "MARKOV_BATCH_SIZE", store.BATCH_SIZE, 1, 100_000),

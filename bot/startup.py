@@ -7,6 +7,7 @@ import sqlite3
 import sys
 
 from bot.config import Settings
+from bot.core import engines
 from bot.core.brain import Brain
 from bot.core.store import SchemaTooNew, StoreError
 from bot.runtime import settle_heap
@@ -20,6 +21,8 @@ class StartupError(Exception):
 
 async def open_brain(settings: Settings) -> Brain:
     """Open the database for a long-running bot; a storage problem raises StartupError."""
+    if settings.postgres is not None:
+        raise StartupError(engines.not_available_yet(settings.postgres))
     try:
         brain = await Brain.open(settings.db_path, **settings.store_options)
     except (SchemaTooNew, StoreError) as exc:

@@ -1,13 +1,20 @@
-"""Settings: MARKOV_EDIT_WINDOW_DAYS reaches the store, and a bad value gets one clear line."""
+"""Settings: MARKOV_EDIT_WINDOW_DAYS and the database reach the store, and a bad value gets one clear line."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config import ConfigError, Settings
 from bot.core.brain import Brain
+from bot.core.engines import PostgresUrl
+from bot.discord_app import run_discord
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_edit_window_defaults_to_7_days_and_reaches_the_store() -> None:
@@ -31,3 +38,69 @@ async def test_a_brain_opened_with_the_settings_keeps_recent_messages_or_not(tmp
             assert brain.keeps_recent is keeps
         finally:
             await brain.close()
+
+
+def test_the_database_is_the_default_file_a_path_or_a_url() -> None:
+    assert Settings.from_env({}, dotenv=False).db_path == Path("data/markov.sqlite3")
+    for env in ({"MARKOV_DATABASE_URL": "sqlite:///x/m.db"}, {"MARKOV_DB": "x/m.db"}):
+        settings = Settings.from_env(env, dotenv=False)
+        assert (settings.db_path, settings.postgres) == (Path("x/m.db"), None)
+    same = {"MARKOV_DATABASE_URL": "sqlite:///x/m.db", "MARKOV_DB": "x/m.db"}
+    assert Settings.from_env(same, dotenv=False).db_path == Path("x/m.db")
+    pg = Settings.from_env({"MARKOV_DATABASE_URL": "postgresql://bot:pw@db/markov"}, dotenv=False)
+    assert pg.postgres == PostgresUrl("postgresql://bot:pw@db/markov")
+    assert "pw" not in repr(pg)
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"MARKOV_DATABASE_URL": "mysql://db/markov"}, "MARKOV_DATABASE_URL must be a SQLite file"),
+        ({"MARKOV_DATABASE_URL": "a.db", "MARKOV_DB": "b.db"}, "name different databases"),
+        ({"MARKOV_DB": "redis://cache"}, "MARKOV_DB must be a SQLite file"),
+    ],
+)
+def test_a_database_setting_that_cannot_work_is_one_line(env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says) as caught:
+        Settings.from_env(env, dotenv=False)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("args", [["run"], ["matrix"], ["stats", "--chain", "c"], ["console"]])
+def test_selecting_postgresql_says_it_is_not_available_yet_in_one_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MARKOV_DATABASE_URL": "postgresql://bot:s3cret@127.0.0.1:5432/markov",
+        "DISCORD_TOKEN": "x",
+        "MATRIX_HOMESERVER": "http://127.0.0.1:1",
+        "MATRIX_USER_ID": "@bot:localhost",
+        "MATRIX_ACCESS_TOKEN": "x",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "the PostgreSQL store is not available yet" in lines[0]
+    assert "s3cret" not in done.stderr
+    assert not list(tmp_path.iterdir())  # no SQLite file was made instead
+
+
+def test_a_postgresql_url_refused_by_the_bots_start_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(tmp_path / "m.db", postgres=PostgresUrl("postgresql://db/markov"), discord_token="x")
+    assert run_discord(settings) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the PostgreSQL store is not available yet" in err
+    assert not (tmp_path / "m.db").exists()

@@ -1,4 +1,7 @@
-"""A guild's state: members who opted in, channels where learning is enabled, settings; with their caches."""
+"""A guild's state in SQLite: members who opted in, channels where learning is enabled, settings; cached.
+
+The SQLite implementation of bot.core.contracts.GuildStateStore (PostgreSQL: bot.core.postgres.guildstate).
+"""
 
 from __future__ import annotations
 
@@ -39,10 +42,12 @@ class GuildState:
 
     async def set_consent(self, platform: str, guild: str, member: str, opted_in: bool) -> bool:
         """Opt a member in or out; True when that changed something."""
-        members = await self.consenting(platform, guild)
-        if (member in members) == opted_in:
+        if (member in await self.consenting(platform, guild)) == opted_in:
             return False
         async with self._db.write_lock:
+            members = await self.consenting(platform, guild)  # again: a call at the same time may have won
+            if (member in members) == opted_in:
+                return False
             if opted_in:
                 await self._db.w.execute(Q["add_consent"], (platform, guild, member, int(time.time())))
                 members.add(member)
@@ -62,10 +67,12 @@ class GuildState:
 
     async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
         """Enable or disable learning in a channel; True when that changed something."""
-        channels = await self.enabled_channels(platform, guild)
-        if (channel in channels) == enabled:
+        if (channel in await self.enabled_channels(platform, guild)) == enabled:
             return False
         async with self._db.write_lock:
+            channels = await self.enabled_channels(platform, guild)  # again, as in set_consent
+            if (channel in channels) == enabled:
+                return False
             if enabled:
                 await self._db.w.execute(Q["enable_channel"], (platform, guild, channel, int(time.time())))
                 channels.add(channel)

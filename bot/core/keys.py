@@ -153,6 +153,6 @@ def resolve(
     if check is not None and check != check_value(key):
         raise KeyRefused(
             f"{source} is not the fingerprint key of {db_path}: use the key this database was "
-            f"created with ({key_file(db_path)} or {ENV}), or point MARKOV_DB at another file."
+            f"created with ({key_file(db_path)} or {ENV}), or point MARKOV_DATABASE_URL at another file."
         )
     return key

@@ -119,12 +119,12 @@ def identify(path: Path, application_id: int, version: int, tables: set[str]) ->
     if not ours:
         raise NotMarkovbotDatabase(
             f"cannot use the database {path}: it is another program's SQLite database, not markovbot's "
-            "(left untouched); point MARKOV_DB at another file."
+            "(left untouched); point MARKOV_DATABASE_URL at another file."
         )
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(
             f"{path} has schema version {version}, but this markovbot knows only up to "
-            f"{SCHEMA_VERSION}: upgrade markovbot, or point MARKOV_DB at another file."
+            f"{SCHEMA_VERSION}: upgrade markovbot, or point MARKOV_DATABASE_URL at another file."
         )
     return version
 
@@ -148,7 +148,7 @@ def check_file(path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise NotMarkovbotDatabase(
             f"cannot use the database {path}: it is not a SQLite database ({exc}; left untouched); "
-            "point MARKOV_DB at another file."
+            "point MARKOV_DATABASE_URL at another file."
         ) from None
     finally:
         conn.close()

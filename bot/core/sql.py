@@ -14,9 +14,9 @@ log = logging.getLogger(__name__)
 SQLITE_CONFIG_MEMSTATUS = 9  # sqlite3_config() option (sqlite3.h)
 
 
-def load_queries() -> dict[str, str]:
-    """The statements of queries.sql, by the name each is given there."""
-    text = resources.files("bot.core").joinpath("queries.sql").read_text("utf-8")
+def load_queries(package: str = "bot.core") -> dict[str, str]:
+    """The statements of a package's queries.sql (SQLite's: bot.core), by the name each is given there."""
+    text = resources.files(package).joinpath("queries.sql").read_text("utf-8")
     queries: dict[str, str] = {}
     for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
         name, _, body = block.partition("\n")

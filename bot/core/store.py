@@ -31,6 +31,7 @@ import aiosqlite
 from bot.core import chain as chainmod
 from bot.core import schema
 from bot.core.connections import Connections
+from bot.core.contracts import GuildStateStore
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
 from bot.core.keymeta import load_key
@@ -332,6 +333,11 @@ class Store:
         return await self._writes.add_author(platform, guild, external_id)
 
     # ---------------------------------------------------------------- consent, channels, settings
+
+    @property
+    def guild_state(self) -> GuildStateStore:
+        """The guild-state part, as its engine-neutral contract (bot.core.contracts)."""
+        return self._guilds
 
     async def consenting(self, platform: str, guild: str) -> set[str]:
         """Members of a guild who opted in."""
