@@ -228,6 +228,14 @@ def distinct_rows(
     return order, np.flatnonzero(change)
 
 
+def _in_key_order(entries: Entries) -> bool:
+    """True when each entry's key is above the one before (sorted, and every key once)."""
+    step = entries[1:, :-1] - entries[:-1, :-1]
+    moved = step != 0
+    first = np.argmax(moved, axis=1)  # the first column where neighbours differ
+    return bool(moved.any(axis=1).all() and (step[np.arange(len(step)), first] > 0).all())
+
+
 def summed(entries: Entries, *, signed: bool = False) -> Entries:
     """Entries sorted by key, the counts of equal keys added up, entries at zero dropped.
 
@@ -235,6 +243,8 @@ def summed(entries: Entries, *, signed: bool = False) -> Entries:
     """
     if not len(entries):
         return entries
+    if _in_key_order(entries) and (signed or entries[:, -1].min() > 0) and entries[:, -1].all():
+        return entries  # already summed (a batch's counts, a part of merged runs): no sort
     order, starts = distinct_rows([entries[:, c] for c in range(entries.shape[1] - 1)])
     out = entries[order[starts]]
     out[:, -1] = np.add.reduceat(entries[order, -1], starts)

@@ -31,8 +31,10 @@ def _recut(
     rows = blocks.encode_chunks(merged)
     if not wide or not len(merged):
         return rows, []
-    values, times = np.unique(blocks.contexts(merged, order), return_counts=True)
-    return rows, [bytes(v) for v in values[times >= wide].tolist()]
+    context = merged[:, :order]  # forward entries sort by context: each context's entries are a run
+    starts = np.flatnonzero(np.r_[True, np.any(context[1:] != context[:-1], axis=1)])
+    lengths = np.diff(np.r_[starts, len(merged)])
+    return rows, blocks.ctx_blobs(merged[starts[lengths >= wide]], order)
 
 
 def _change(forward: Entries, order: int, direction: int) -> Entries:
@@ -103,8 +105,15 @@ class BlockWriter:
         group = order if direction == FORWARD and wide else 0
         parts = staging.merged_parts(runs, firsts, group, staging.PART_ENTRIES)
         found: list[bytes] = []
-        while (change := await asyncio.to_thread(next, parts, None)) is not None:
-            found += await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
+        coming = asyncio.ensure_future(asyncio.to_thread(next, parts, None))
+        while (change := await coming) is not None:
+            # the next part is merged (numpy, in a thread) while this one is packed and written
+            coming = asyncio.ensure_future(asyncio.to_thread(next, parts, None))
+            try:
+                found += await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
+            except BaseException:
+                await asyncio.gather(coming, return_exceptions=True)  # the generator is not left running
+                raise
         return found
 
     async def _merge_part(

@@ -93,22 +93,31 @@ def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Co
     return counted, refs
 
 
-def windows(batch: Sequence[PendingMessage]) -> list[WindowRow]:
-    """The batch's window rows (chain, fingerprint, author, count), sorted by key."""
+def windows(batch: Sequence[PendingMessage]) -> Ints:
+    """The batch's windows as a table of rows (chain, fingerprint, author, count), sorted by key."""
     sizes = [len(item.windows) for item in batch]
     total = sum(sizes)
     if not total:
-        return []
+        return np.empty((0, 4), dtype=np.int64)
     fps = np.fromiter((fp for item in batch for fp in item.windows), dtype=np.int64, count=total)
     chain_ids = np.repeat(np.array([item.chain.id for item in batch], dtype=np.int64), sizes)
     author_ids = np.repeat(np.array([item.author_id for item in batch], dtype=np.int64), sizes)
     first, counts = _runs([chain_ids, fps, author_ids])
-    return list(
-        zip(
-            chain_ids[first].tolist(),
-            fps[first].tolist(),
-            author_ids[first].tolist(),
-            counts.tolist(),
-            strict=True,
-        )
-    )
+    return np.stack([chain_ids[first], fps[first], author_ids[first], counts], axis=1)
+
+
+def window_rows(table: Ints) -> list[WindowRow]:
+    """A window table's rows, as the windows table holds them."""
+    return [(c, f, a, k) for c, f, a, k in table.tolist()]
+
+
+def window_entries(table: Ints) -> dict[int, blocks.Entries]:
+    """A window table (sorted by key) as each chain's window entries (see blocks.window_entries)."""
+    out: dict[int, blocks.Entries] = {}
+    if not len(table):
+        return out
+    bounds = np.flatnonzero(np.r_[True, table[1:, 0] != table[:-1, 0], True])
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        high, low = blocks.split_fingerprints(table[lo:hi, 1])
+        out[int(table[lo, 0])] = np.column_stack([high, low, table[lo:hi, 2], table[lo:hi, 3]])
+    return out

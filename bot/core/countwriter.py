@@ -20,7 +20,7 @@ from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.blockwriter import BlockWriter
 from bot.core.connections import Connections
-from bot.core.counting import Counted, WindowRow
+from bot.core.counting import Counted, Ints, window_entries, window_rows
 from bot.core.hubcache import HubCache
 from bot.core.sql import Q
 from bot.core.staging import Staging
@@ -52,13 +52,15 @@ class CountWriter:
         self.staging: Staging | None = None  # an import's: batches are staged, not upserted into the delta
         self.merge_rows = MERGE_ROWS  # 0: merge at every commit (the tests' default: every read meets blocks)
 
-    async def add(self, counted: Sequence[Counted], batch_size: int, windows: Sequence[WindowRow]) -> None:
+    async def add(self, counted: Sequence[Counted], batch_size: int, windows: Ints) -> None:
         """Learn a batch's transitions (and tell the hubs) and window fingerprints."""
         staging = self.staging
         if staging is not None:
             rows = [row for c in counted for row in self._hubs.rows_of_hubs(c)]
         else:
-            await self._db.w.executemany(Q["upsert_window"], windows)  # before a merge that takes them
+            await self._db.w.executemany(
+                Q["upsert_window"], window_rows(windows)
+            )  # before a merge takes them
             rows = await asyncio.to_thread(lambda: [row for c in counted for row in c.rows()])
             await self._db.w.executemany(Q["upsert_transition"], rows)
         deltas, seen = await self._hubs.split(rows)
@@ -70,31 +72,33 @@ class CountWriter:
             await self._merge_due({c.chain_id: c.order for c in counted})
 
     @staticmethod
-    def _stage(staging: Staging, counted: Sequence[Counted], windows: Sequence[WindowRow]) -> None:
-        for chain_id, rows in _by_chain(windows).items():
-            staging.add(blocks.WINDOWS, chain_id, 0, blocks.window_entries(rows))
+    def _stage(staging: Staging, counted: Sequence[Counted], windows: Ints) -> None:
+        for chain_id, entries in window_entries(windows).items():
+            staging.add(blocks.WINDOWS, chain_id, 0, entries)
         for c in counted:
             staging.add(blocks.TRANSITIONS, c.chain_id, c.order, c.entries)
 
     async def merge_staged(self) -> None:
         """Merge what is staged into the blocks, each block rewritten once at most (then drop it)."""
-        if self.staging is None:
+        staging = self.staging
+        if staging is None:
             return
-        for kind, chain_id, order in self.staging.chains():
+
+        for kind, chain_id, order in staging.chains():
             writer = self._blocks if kind is blocks.TRANSITIONS else self._windows
             wide = self._hubs.hub_rows if kind is blocks.TRANSITIONS else 0
             for direction in kind.directions:
-                runs = self.staging.runs(kind, chain_id, direction)
+                runs = staging.runs(kind, chain_id, direction)
                 found = await writer.merge_sorted(chain_id, order, direction, runs, wide)
                 if found:  # after the hubs took the counts: a hub made here reads them whole
                     await self._hubs.make_missing(chain_id, found)
-        self.staging.clear()
+        staging.clear()
 
-    async def subtract(self, counted: Sequence[Counted], windows: Sequence[WindowRow]) -> None:
+    async def subtract(self, counted: Sequence[Counted], windows: Ints) -> None:
         """Take a batch's transitions and windows away: from the delta as far as it holds them, the rest
         from the blocks."""
         left: list[tuple[int, int, int, int]] = []
-        for chain_id, fp, author_id, k in windows:
+        for chain_id, fp, author_id, k in window_rows(windows):
             held = await self._take(_WINDOW_DELTA, (chain_id, fp, author_id), k)
             if k > held:
                 left.append((chain_id, fp, author_id, held - k))

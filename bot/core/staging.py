@@ -9,6 +9,7 @@ the blocks in one pass, in key order, a part at a time (see BlockWriter.merge_so
 from __future__ import annotations
 
 import bisect
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -76,8 +77,16 @@ def _last_between(align: Sequence[bytes], lo: bytes | None, hi: bytes) -> bytes 
 
 
 def _below(entries: Entries, bound: bytes) -> int:
-    """How many of the sorted entries have a key below bound (big-endian uint32s)."""
-    return int(np.count_nonzero(blocks.owners([bytes(len(bound)), bound], entries) == 0))
+    """How many of the sorted entries have a key below bound (big-endian uint32s): a binary search."""
+    key = struct.unpack(f">{len(bound) // 4}I", bound)
+    lo, hi = 0, len(entries)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tuple(entries[mid, : len(key)].tolist()) < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def merged_parts(

@@ -55,7 +55,7 @@ def _aggregate(
     batch: Sequence[PendingMessage], ids: dict[str, int]
 ) -> tuple[
     list[counting.Counted],
-    list[counting.WindowRow],
+    counting.Ints,
     dict[int, int],
     dict[int, list[int]],
 ]:

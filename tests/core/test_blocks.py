@@ -196,3 +196,22 @@ def test_packing_round_trips_wide_values() -> None:
     assert (
         (blocks.decode(data) == found).all() and n == 2 and first == blocks.key_bytes(found[0, :-1].tolist())
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(-2, 3)), max_size=12), st.booleans()
+)
+def test_summed_adds_equal_keys_in_key_order_whether_or_not_they_come_sorted(
+    rows: list[tuple[int, int, int]], presorted: bool
+) -> None:
+    table = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    if presorted:  # the fast path: already in key order, each key once
+        table = np.array([(*k, v) for k, v in sorted(as_counter(table).items())], dtype=np.int64).reshape(
+            -1, 3
+        )
+    expected: Counter[tuple[int, int]] = Counter()
+    for a, b, k in table.tolist():
+        expected[(a, b)] += k
+    found = blocks.summed(table, signed=True)
+    assert [(a, b, k) for a, b, k in found.tolist()] == sorted((*key, k) for key, k in expected.items() if k)

@@ -7,8 +7,8 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.core import blocks, counting
 from bot.core import chain as chainmod
-from bot.core import counting
 from bot.core.models import ChainInfo, PendingMessage
 
 WORDS = [f"w{i}" for i in range(12)]
@@ -66,4 +66,17 @@ def test_transitions_are_the_sorted_sum_of_each_messages_transitions(batch: list
 def test_windows_are_the_sorted_sum_of_each_messages_windows(batch: list) -> None:  # type: ignore[type-arg]
     items = pending(batch)
     expected = Counter((item.chain.id, fp, item.author_id) for item in items for fp in item.windows)
-    assert counting.windows(items) == [(*key, k) for key, k in sorted(expected.items())]
+    assert counting.window_rows(counting.windows(items)) == [(*key, k) for key, k in sorted(expected.items())]
+
+
+@settings(max_examples=100, deadline=None)
+@given(messages)
+def test_window_entries_are_each_chains_windows_as_blocks_hold_them(batch: list) -> None:  # type: ignore[type-arg]
+    table = counting.windows(pending(batch))
+    by_chain: dict[int, list[tuple[int, int, int]]] = {}
+    for chain_id, fp, author_id, k in counting.window_rows(table):
+        by_chain.setdefault(chain_id, []).append((fp, author_id, k))
+    found = counting.window_entries(table)
+    assert sorted(found) == sorted(by_chain)
+    for chain_id, rows in by_chain.items():
+        assert found[chain_id].tolist() == blocks.window_entries(rows).tolist()
