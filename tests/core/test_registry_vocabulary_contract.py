@@ -50,6 +50,10 @@ class Engine(Protocol):
 
 
 class SqliteEngine:
+    registry: RegistryStore
+    makes: RegistryWrites
+    vocabulary: VocabularyStore
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.store: Store | None = None
@@ -76,6 +80,10 @@ class SqliteEngine:
 
 
 class PostgresEngine:
+    registry: RegistryStore
+    makes: RegistryWrites
+    vocabulary: VocabularyStore
+
     def __init__(self, url: str) -> None:
         self.url = url
         self.db: PgDatabase | None = None
