@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from bot.core.connections import Connections
+from bot.core.contracts import RegistryStore, RegistryWrites
 from bot.core.models import ChainInfo, ChainKey, ChainSummary
 from bot.core.sql import Q
 
@@ -73,3 +76,10 @@ class Registry:
             return None
         self.authors[key] = int(row[0])
         return self.authors[key]
+
+
+if TYPE_CHECKING:
+    from bot.core.writer import Writer
+
+    _conforms: type[RegistryStore] = Registry  # mypy checks this part against its contract
+    _makes: type[RegistryWrites] = Writer  # SQLite makes chains and authors in its writer

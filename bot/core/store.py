@@ -31,7 +31,7 @@ import aiosqlite
 from bot.core import chain as chainmod
 from bot.core import schema
 from bot.core.connections import Connections
-from bot.core.contracts import GuildStateStore
+from bot.core.contracts import GuildStateStore, RegistryStore, VocabularyStore
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
 from bot.core.keymeta import load_key
@@ -338,6 +338,16 @@ class Store:
     def guild_state(self) -> GuildStateStore:
         """The guild-state part, as its engine-neutral contract (bot.core.contracts)."""
         return self._guilds
+
+    @property
+    def registry(self) -> RegistryStore:
+        """The chains-and-authors part, as its engine-neutral contract (bot.core.contracts)."""
+        return self._registry
+
+    @property
+    def vocabulary(self) -> VocabularyStore:
+        """The vocabulary part, as its engine-neutral contract (bot.core.contracts)."""
+        return self._vocabulary
 
     async def consenting(self, platform: str, guild: str) -> set[str]:
         """Members of a guild who opted in."""

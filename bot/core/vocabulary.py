@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from bot.core.connections import Connections, take_ids
+from bot.core.contracts import VocabularyStore
 from bot.core.lru import LRU
 from bot.core.sql import Q
 
@@ -79,3 +81,7 @@ class Vocabulary:
                 found[int(token_id)] = text
                 self._token_texts.put(int(token_id), text)
         return [found.get(i) or self._token_texts.get(i) or "" for i in ids]
+
+
+if TYPE_CHECKING:
+    _conforms: type[VocabularyStore] = Vocabulary  # mypy checks this part against its contract

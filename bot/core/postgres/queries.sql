@@ -68,3 +68,76 @@ WHERE (guild_settings.ord, guild_settings.reply_on_mention, guild_settings.chime
 -- name: notify_guild_state
 -- A marker through the guild-state channel (GuildState.sync waits for its own).
 SELECT pg_notify('markov_guild_state', $1);
+
+-- ---------------------------------------------------------------- registry (bot/core/postgres/registry.py)
+-- Orders use COLLATE "C" (code point order), as SQLite's BINARY does: the same lists on both engines.
+
+-- name: chain_by_key
+SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE platform = $1 AND guild = $2 AND channel = $3;
+
+-- name: chain_by_id
+SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE id = $1;
+
+-- name: insert_chain
+-- A new chain, unless another process made it first (then nothing is returned and the caller reads
+-- that one). It starts at the removals counter, as on SQLite.
+INSERT INTO chains (platform, guild, channel, ord, run_length, fingerprint_scheme, removals)
+VALUES ($1, $2, $3, $4, $5, $6, (SELECT value FROM counters WHERE name = 'removals'))
+ON CONFLICT (platform, guild, channel) DO NOTHING
+RETURNING id, ord, run_length, fingerprint_scheme;
+
+-- name: all_chains
+SELECT platform, guild, channel, messages_seen, tokens_seen, learned_at
+FROM chains ORDER BY platform COLLATE "C", guild COLLATE "C", channel COLLATE "C";
+
+-- name: chains_of_guild
+SELECT id FROM chains WHERE platform = $1 AND guild = $2 ORDER BY id;
+
+-- name: chain_author_ids
+-- The external ids of a chain's authors, at most $2 of them (markovbot generate --author).
+SELECT external_id FROM authors
+WHERE id IN (SELECT DISTINCT author_id FROM messages WHERE chain_id = $1)
+ORDER BY external_id COLLATE "C" LIMIT $2;
+
+-- name: author_by_key
+SELECT id FROM authors WHERE platform = $1 AND guild = $2 AND external_id = $3;
+
+-- name: insert_author
+-- A new author, unless another process made it first (then nothing is returned).
+INSERT INTO authors (platform, guild, external_id) VALUES ($1, $2, $3)
+ON CONFLICT (platform, guild, external_id) DO NOTHING
+RETURNING id;
+
+-- ---------------------------------------------------------------- vocabulary (bot/core/postgres/vocabulary.py)
+
+-- name: tokens_by_text
+SELECT id, text FROM tokens WHERE text = ANY($1::text[]);
+
+-- name: insert_tokens
+-- New tokens in the order given (the caller sorts them, so that every process waits for another's
+-- uncommitted rows in one order, never in a cycle), less those another process made first: their
+-- insert waits for that process's transaction, then returns nothing and the caller reads them.
+INSERT INTO tokens (text, refs)
+SELECT t, 0 FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i
+ON CONFLICT (text) DO NOTHING
+RETURNING id, text;
+
+-- name: lock_tokens
+-- The rows whose refs change, locked in id order before the update (two writers touching the same
+-- tokens then queue, never deadlock); an id missing here was deleted by another process.
+SELECT id FROM tokens WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE;
+
+-- name: add_token_refs
+-- One atomic update: refs = refs + n, whatever other writers add meanwhile.
+UPDATE tokens SET refs = tokens.refs + u.n
+FROM unnest($1::bigint[], $2::bigint[]) AS u(id, n)
+WHERE tokens.id = u.id;
+
+-- name: delete_unused_tokens
+DELETE FROM tokens WHERE refs <= 0 AND id = ANY($1::bigint[]) RETURNING id, text;
+
+-- name: token_id
+SELECT id FROM tokens WHERE text = $1;
+
+-- name: tokens_by_id
+SELECT id, text FROM tokens WHERE id = ANY($1::bigint[]);
