@@ -230,6 +230,8 @@ def distinct_rows(
 
 def _in_key_order(entries: Entries) -> bool:
     """True when each entry's key is above the one before (sorted, and every key once)."""
+    if not (entries[1:, 0] >= entries[:-1, 0]).all():  # the usual "no", from one column
+        return False
     step = entries[1:, :-1] - entries[:-1, :-1]
     moved = step != 0
     first = np.argmax(moved, axis=1)  # the first column where neighbours differ

@@ -153,7 +153,7 @@ class LearningQueue:
                 await self.flush(full_only=self._sized)
                 backoff = self.flush_interval
             except StoreError as exc:
-                if self._sized:  # an import's transaction rolled back: the import stops (see sized)
+                if self._writer.bulk_failed:  # an import's transaction rolled back: it stops (see sized)
                     async with self._room:
                         self._failure = self._failure or exc
                         self._room.notify_all()

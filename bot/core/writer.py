@@ -160,6 +160,11 @@ class Writer:
         self._bulk = _Bulk(staged_bytes, seconds)
         self.counts.staging = Staging()
 
+    @property
+    def bulk_failed(self) -> bool:
+        """True when an import's transaction was rolled back with batches in it (the import must stop)."""
+        return self._bulk is not None and self._bulk.failed is not None
+
     async def end_bulk(self) -> None:
         """Commit the open bulk transaction, if any (the caller holds the write lock), and leave bulk mode."""
         try:
