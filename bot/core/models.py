@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+
+from bot.core.messagekeys import message_key
 
 MIN_ORDER, MAX_ORDER = 1, 3
 MIN_RUN, MAX_RUN = 3, 32
@@ -184,3 +186,7 @@ class PendingMessage:
     chars: int
     bytes: int
     keep: bool = True  # kept, sealed, for the edit window: its platform may still delete or edit it
+    key: int = field(init=False)  # what its rows are keyed by (bot.core.messagekeys), hashed once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", message_key(self.platform, self.message_id))

@@ -18,7 +18,6 @@ from bot.core.connections import Connections, take_ids
 from bot.core.countwriter import CountWriter
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
-from bot.core.messagekeys import message_key
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -78,7 +77,7 @@ def message_rows(batch: Sequence[PendingMessage]) -> Iterator[tuple[object, ...]
     """The messages table's row of each message of a batch."""
     for i in batch:
         yield (
-            message_key(i.platform, i.message_id),
+            i.key,
             i.chain.id,
             i.author_id,
             i.fingerprint,
@@ -100,8 +99,7 @@ def _recent_rows(
     """The recent_messages row of each message of a batch kept for the edit window."""
     for i in batch:
         if i.keep:
-            key = message_key(i.platform, i.message_id)
-            yield key, i.chain.id, i.author_id, now, sealer.seal(key, _pack_tokens(i.tokens, ids))
+            yield i.key, i.chain.id, i.author_id, now, sealer.seal(i.key, _pack_tokens(i.tokens, ids))
 
 
 class Writer:
@@ -267,7 +265,7 @@ class Writer:
 
     async def _drop_known(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
         """The batch less messages whose key is learned already, or met earlier in the batch (a key's collision)."""
-        keys = [message_key(item.platform, item.message_id) for item in batch]
+        keys = [item.key for item in batch]
         async with self._db.w.execute(Q["known_message_keys"], (json.dumps(keys),)) as cur:
             known = {int(row[0]) for row in await cur.fetchall()}
         fresh = []
@@ -310,7 +308,7 @@ class Writer:
                 await w.executemany(Q["insert_recent"], rows)
         else:
             await self.counts.subtract(counted, window_rows)
-            keys = [(message_key(i.platform, i.message_id),) for i in batch]
+            keys = [(i.key,) for i in batch]
             await w.executemany(Q["delete_message"], keys)
             await w.executemany(Q["delete_recent"], keys)
         await self._vocabulary.add_refs({token_id: sign * n for token_id, n in refs.items()})
@@ -326,8 +324,7 @@ class Writer:
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
         async with self._db.write_lock:
-            key = message_key(item.platform, item.message_id)
-            async with self._db.w.execute(Q["message_by_key"], (key,)) as cur:
+            async with self._db.w.execute(Q["message_by_key"], (item.key,)) as cur:
                 row = await cur.fetchone()
             if row is None:
                 return UnlearnStatus.NOT_LEARNED

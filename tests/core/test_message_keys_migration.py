@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core import writer
+from bot.core import models
 from bot.core.brain import Brain
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, Message, UnlearnStatus
@@ -95,7 +95,7 @@ async def test_a_schema_9_file_migrates_exactly_and_keeps_deduping_and_unlearnin
 async def test_two_ids_with_one_key_learn_the_first_and_skip_the_second(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(writer, "message_key", lambda platform, message_id: 7)  # every id collides
+    monkeypatch.setattr(models, "message_key", lambda platform, message_id: 7)  # every id collides
     brain = await Brain.open(tmp_path / "c.sqlite3", flush_interval=0.05, key=KEY)
     try:
         for m in LIVE[:2]:
