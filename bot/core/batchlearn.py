@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from bot.core import fingerprints, preparing
 from bot.core.models import ChainInfo, ChainKey, LearnStatus, PendingMessage
-from bot.core.preparing import Prepared, Preparer
+from bot.core.preparing import Batch, Preparer
 from bot.core.store import Store
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,7 @@ class BatchLearner:
         self._max_chars = max_chars
         self._keep = deletable  # kept, sealed, for the edit window (see Brain.learn)
         self._info: ChainInfo | None = None
-        self._ahead: deque[tuple[list[Offered], tuple[int, int], asyncio.Future[list[Prepared | None]]]] = (
-            deque()
-        )
+        self._ahead: deque[tuple[list[Offered], tuple[int, int], asyncio.Future[Batch]]] = deque()
         #: What became of each message offered so far (QUEUED, TOO_LONG, EMPTY, ALREADY_PENDING...).
         self.statuses: Counter[LearnStatus] = Counter()
 
@@ -55,7 +53,9 @@ class BatchLearner:
         if not kept:
             return
         scheme = await self._scheme()
-        self._ahead.append((kept, scheme, self._prep.submit([m[2] for m in kept], *scheme)))
+        ids = [m[0] for m in kept]
+        future = self._prep.submit([m[2] for m in kept], *scheme, self._chain.platform, ids)
+        self._ahead.append((kept, scheme, future))
         while len(self._ahead) > AHEAD:
             await self._queue_next()
 
@@ -84,11 +84,11 @@ class BatchLearner:
     async def _queue_next(self) -> None:
         """Wait for the oldest batch's preparation and queue its messages for the writer."""
         batch, scheme, future = self._ahead.popleft()
-        prepared = await self._prep.result(future)
+        prepared, keys = await self._prep.result(future)
         platform, guild = self._chain.platform, self._chain.guild
         authors: dict[str, int] = {}  # looked up once a batch (a member forgotten meanwhile is made again)
         out: list[PendingMessage] = []
-        for (message_id, author, text), ready in zip(batch, prepared, strict=True):
+        for (message_id, author, text), ready, key in zip(batch, prepared, keys, strict=True):
             if ready is None:
                 self.statuses[LearnStatus.EMPTY] += 1
                 continue
@@ -103,7 +103,9 @@ class BatchLearner:
                 author_id = authors[author] = await self._store.author(platform, guild, author)
             size = len(text.encode("utf-8", "surrogatepass"))
             out.append(
-                preparing.pending(platform, message_id, info, author_id, ready, len(text), size, self._keep)
+                preparing.pending(
+                    platform, message_id, info, author_id, ready, len(text), size, self._keep, key
+                )
             )
         queued = await self._store.enqueue_many(out)
         self.statuses[LearnStatus.QUEUED] += queued

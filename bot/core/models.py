@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields
 from enum import StrEnum
 
 from bot.core.messagekeys import message_key
@@ -187,6 +187,8 @@ class PendingMessage:
     bytes: int
     keep: bool = True  # kept, sealed, for the edit window: its platform may still delete or edit it
     key: int = field(init=False)  # what its rows are keyed by (bot.core.messagekeys), hashed once
+    hashed: InitVar[int | None] = None  # the key, when it was hashed already (by an import's worker)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", message_key(self.platform, self.message_id))
+    def __post_init__(self, hashed: int | None) -> None:
+        key = message_key(self.platform, self.message_id) if hashed is None else hashed
+        object.__setattr__(self, "key", key)

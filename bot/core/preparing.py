@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from bot.core.fingerprints import Fingerprinter
+from bot.core.messagekeys import message_key
 from bot.core.models import ChainInfo, PendingMessage
 from bot.core.tokens import tokenize
 
@@ -34,6 +35,8 @@ WORKER_MB = 160
 
 #: A prepared message: (tokens, fingerprint of the exact tokens, normalised fingerprint or None, windows).
 Prepared = tuple[tuple[str, ...], int, int | None, tuple[int, ...]]
+#: A prepared batch: each message prepared (None: no token), and each message id's key.
+Batch = tuple[list[Prepared | None], list[int]]
 
 
 def fingerprinted(fp: Fingerprinter, tokens: tuple[str, ...], run_length: int, scheme: int) -> Prepared:
@@ -66,20 +69,23 @@ def pending(
     chars: int,
     size: int,
     keep: bool = True,
+    key: int | None = None,
 ) -> PendingMessage:
-    """A prepared message as the writer takes it."""
+    """A prepared message as the writer takes it (key: its id's, if hashed already)."""
     tokens, fingerprint, normal, windows = prepared
     return PendingMessage(
-        platform, message_id, info, author_id, tokens, fingerprint, normal, windows, chars, size, keep
+        platform, message_id, info, author_id, tokens, fingerprint, normal, windows, chars, size, keep, key
     )
 
 
 def prepare_all(
-    fp: Fingerprinter, texts: Sequence[str], run_length: int, scheme: int
-) -> list[Prepared | None]:
-    """prepare() of each text, in order, equal tokens shared."""
+    fp: Fingerprinter, texts: Sequence[str], run_length: int, scheme: int, platform: str, ids: Sequence[str]
+) -> Batch:
+    """prepare() of each text, in order, equal tokens shared; and the key of each id (on platform)."""
     shared: dict[str, str] = {}
-    return [prepare(fp, text, run_length, scheme, shared) for text in texts]
+    return [prepare(fp, text, run_length, scheme, shared) for text in texts], [
+        message_key(platform, message_id) for message_id in ids
+    ]
 
 
 # ---------------------------------------------------------------- the worker process
@@ -94,9 +100,11 @@ def _start_worker(key: bytes) -> None:
     _worker_fp = Fingerprinter(key)
 
 
-def _prepare_in_worker(texts: Sequence[str], run_length: int, scheme: int) -> list[Prepared | None]:
+def _prepare_in_worker(
+    texts: Sequence[str], run_length: int, scheme: int, platform: str, ids: Sequence[str]
+) -> Batch:
     assert _worker_fp is not None, "the worker was started without its key"
-    return prepare_all(_worker_fp, texts, run_length, scheme)
+    return prepare_all(_worker_fp, texts, run_length, scheme, platform, ids)
 
 
 DIED = (
@@ -131,20 +139,23 @@ class Preparer:
             )
 
     def submit(
-        self, texts: Sequence[str], run_length: int, scheme: int
-    ) -> asyncio.Future[list[Prepared | None]]:
-        """Prepare texts; in a worker, this returns at once and the future resolves when it is done."""
+        self, texts: Sequence[str], run_length: int, scheme: int, platform: str = "", ids: Sequence[str] = ()
+    ) -> asyncio.Future[Batch]:
+        """Prepare texts (and hash ids); in a worker, this returns at once and the future resolves when
+        it is done."""
         loop = asyncio.get_running_loop()
         if self._pool is None:
-            future: asyncio.Future[list[Prepared | None]] = loop.create_future()
-            future.set_result(prepare_all(self.fp, texts, run_length, scheme))
+            future: asyncio.Future[Batch] = loop.create_future()
+            future.set_result(prepare_all(self.fp, texts, run_length, scheme, platform, ids))
             return future
         try:
-            return loop.run_in_executor(self._pool, _prepare_in_worker, list(texts), run_length, scheme)
+            return loop.run_in_executor(
+                self._pool, _prepare_in_worker, list(texts), run_length, scheme, platform, list(ids)
+            )
         except BrokenProcessPool as exc:
             raise PreparerDied(DIED) from exc
 
-    async def result(self, future: asyncio.Future[list[Prepared | None]]) -> list[Prepared | None]:
+    async def result(self, future: asyncio.Future[Batch]) -> Batch:
         """A submitted batch's messages, prepared; PreparerDied when the worker ended first."""
         while not (await asyncio.wait({future}, timeout=WATCH_SECONDS))[0]:
             if self._pool is not None and _died(self._pool):  # the pool itself may never notice (see stop)
