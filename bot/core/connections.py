@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiosqlite
@@ -31,6 +33,31 @@ class Connections:
         if self.reader is None:
             raise RuntimeError("store is not open")
         return self.reader
+
+
+SECURE_DELETE = "FAST"  # the writer's: deleted content zeroed in the pages its writes rewrite anyway
+_SECURE_DELETE = {0: "OFF", 1: "ON", 2: "FAST"}  # what PRAGMA secure_delete reads, as it is set
+
+
+@contextlib.asynccontextmanager
+async def scrubbing(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+    """Writes inside the block zero what they delete, free pages too; after it the log is emptied
+    into the file (and truncated), so that no older copy of a page stays in either."""
+    (value,) = await pragma(conn, "secure_delete")
+    before = _SECURE_DELETE.get(int(str(value)), "OFF")
+    await pragma(conn, "secure_delete = ON")
+    try:
+        yield
+    finally:
+        await pragma(conn, f"secure_delete = {before}")
+    await pragma(conn, "wal_checkpoint(TRUNCATE)")
+
+
+async def pragma(conn: aiosqlite.Connection, text: str) -> tuple[object, ...]:
+    """Run a PRAGMA and read its row to the end (a statement left unread would keep a COMMIT waiting)."""
+    async with conn.execute(f"PRAGMA {text}") as cur:
+        rows = list(await cur.fetchall())
+    return tuple(rows[0]) if rows else ()
 
 
 async def take_ids(w: aiosqlite.Connection, counter: str, n: int) -> int:

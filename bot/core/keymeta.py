@@ -9,6 +9,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.core import keys
+from bot.core.connections import scrubbing
 from bot.core.schema import StoreError
 from bot.core.sql import Q
 
@@ -40,19 +41,14 @@ async def _meta(conn: aiosqlite.Connection, name: str) -> str | None:
 
 async def _store_check(conn: aiosqlite.Connection, key: bytes, *, drop_salt: bool) -> None:
     """Record the key's check value and drop an old salt, zeroing its bytes in the file."""
-    await conn.execute("PRAGMA secure_delete = ON")
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        await conn.execute(Q["set_meta"], (keys.CHECK_META, keys.check_value(key)))
-        if drop_salt:
-            await conn.execute(Q["delete_meta"], (keys.OLD_SALT_META,))
-        await conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            await conn.execute("ROLLBACK")
-        raise
-    finally:
-        await conn.execute("PRAGMA secure_delete = OFF")
-    if drop_salt:
-        # The old page (with the salt) would stay in the main file until the next checkpoint.
-        await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    async with scrubbing(conn):  # the old page (with the salt) would stay in the log and the file
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.execute(Q["set_meta"], (keys.CHECK_META, keys.check_value(key)))
+            if drop_salt:
+                await conn.execute(Q["delete_meta"], (keys.OLD_SALT_META,))
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise

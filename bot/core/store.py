@@ -30,7 +30,7 @@ import aiosqlite
 
 from bot.core import chain as chainmod
 from bot.core import schema
-from bot.core.connections import Connections
+from bot.core.connections import SECURE_DELETE, Connections, pragma
 from bot.core.contracts import GuildStateStore, RegistryStore, VocabularyStore
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
@@ -224,6 +224,7 @@ class Store:
             await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             await self.w.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
             await self.w.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
+            await pragma(self.w, f"secure_delete = {SECURE_DELETE}")
             await schema.migrate(self.w, self.path)
             await self.w.execute(Q["create_hub_candidates"])
             self._db.reader = await aiosqlite.connect(self.path, isolation_level=None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.core import chain as chainmod
 from bot.core import counting, fingerprints
-from bot.core.connections import Connections, take_ids
+from bot.core.connections import Connections, scrubbing, take_ids
 from bot.core.countwriter import CountWriter
 from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
@@ -435,7 +435,7 @@ class Writer:
             await self._db.w.execute(Q["remove_consent"], (platform, guild, external_id))
             await self._mark_removal(chains)
 
-        async with self._db.write_lock:
+        async with self._db.write_lock, scrubbing(self._db.w):  # the member's rows zeroed, not just freed
             await self._transaction(work)
         self._registry.authors.pop((platform, guild, external_id), None)
         self._guilds.drop_member(platform, guild, external_id)
@@ -462,7 +462,7 @@ class Writer:
             await self._vocabulary.add_refs(refs)
             await self._mark_removal(())  # a chain made later with this id starts past its last value
 
-        async with self._db.write_lock:
+        async with self._db.write_lock, scrubbing(self._db.w):
             await self._transaction(work)
         self._registry.chains.pop(key, None)
         self._versions.wrote(info.id)

@@ -670,3 +670,20 @@ def test_unlearn_by_id_forget_and_reset_in_any_order_equal_never_having_learned(
     after, never, orphans, hubs = run(go())  # type: ignore[misc]
     assert orphans == [] and hubs == []
     assert after == never
+
+
+async def test_a_forgotten_member_s_id_and_own_words_are_not_left_in_the_file(db_path: Path) -> None:
+    member, word = "member-7d1f3a", "zyxwvutsrqzq"  # an id and a word only this member ever used
+    others = [msg("bob", str(n), "the cat sat") for n in range(2, 40)]
+    brain = await open_brain(db_path)
+    try:
+        await learn_all(brain, [msg(member, "1", f"the {word} sat on the mat"), *others])
+        await brain.generate(ChainKey(P, G, "c1"))  # the walker reads the file meanwhile, as in the bot
+        await brain.forget(P, G, member)
+        files = sorted(p for p in db_path.parent.iterdir() if p.name.startswith(db_path.name))
+        assert len(files) >= 2, files  # the database and its log, the bot still running
+        for path in files:
+            data = path.read_bytes()
+            assert member.encode() not in data and word.encode() not in data, path.name
+    finally:
+        await brain.close()
