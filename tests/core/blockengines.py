@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Protocol
 
 import aiosqlite
-import numpy as np
 import pytest
 
-from bot.core import blocks, chainrows, schema
+from bot.core import blocks, chainrows, schema, windowrows
 from bot.core.blocks import Entries, Kind
 from bot.core.blockwriter import BlockWriter
 from bot.core.connections import Connections
@@ -42,6 +41,8 @@ class Session(Protocol):
     async def every(self, chain_id: int, order: int) -> Entries: ...
 
     async def backward(self, chain_id: int, order: int, next_id: int) -> Entries: ...
+
+    async def windows(self, chain_id: int) -> Entries: ...
 
     async def block_rows(self, direction: int, kind: Kind = blocks.TRANSITIONS) -> list[BlockRow]: ...
 
@@ -73,6 +74,10 @@ class SqliteSession:
         with sqlite3.connect(self.path) as conn:
             return chainrows.backward(conn, chain_id, order, next_id, None)
 
+    async def windows(self, chain_id: int) -> Entries:
+        with sqlite3.connect(self.path) as conn:
+            return windowrows.every(conn, chain_id)
+
     async def block_rows(self, direction: int, kind: Kind = blocks.TRANSITIONS) -> list[BlockRow]:
         table = "window_blocks" if kind.versioned else "transition_blocks"
         with sqlite3.connect(self.path) as conn:
@@ -100,6 +105,9 @@ class PostgresSession:
 
     async def backward(self, chain_id: int, order: int, next_id: int) -> Entries:
         return await blockrows.backward(self.db.pool, chain_id, order, next_id, None)
+
+    async def windows(self, chain_id: int) -> Entries:
+        return await blockrows.windows(self.db.pool, chain_id)
 
     async def block_rows(self, direction: int, kind: Kind = blocks.TRANSITIONS) -> list[BlockRow]:
         table = "window_blocks" if kind.versioned else "transition_blocks"
@@ -134,7 +142,3 @@ class BlockEngine:
             yield PostgresSession(db)
         finally:
             await db.close()
-
-
-def empty(width: int) -> Entries:
-    return np.empty((0, width), dtype=np.int64)

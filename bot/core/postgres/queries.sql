@@ -156,9 +156,6 @@ SELECT id, first FROM transition_blocks WHERE chain_id = $1 AND direction = $2 O
 -- name: block_data
 SELECT data FROM transition_blocks WHERE id = ANY($1::bigint[]) ORDER BY first;
 
--- name: block_data_by_id
-SELECT id, data FROM transition_blocks WHERE id = ANY($1::bigint[]);
-
 -- name: block_all
 SELECT data FROM transition_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
 
@@ -179,9 +176,6 @@ INSERT INTO transition_blocks (chain_id, direction, first, entries, data) VALUES
 -- name: delete_chain_blocks
 DELETE FROM transition_blocks WHERE chain_id = $1;
 
--- name: block_entries
-SELECT coalesce(sum(entries), 0) FROM transition_blocks WHERE chain_id = $1 AND direction = 0;
-
 -- name: window_lock_blocks
 SELECT pg_advisory_xact_lock(hashtextextended('markov window_blocks', $1));
 
@@ -190,9 +184,6 @@ SELECT id, first FROM window_blocks WHERE chain_id = $1 AND direction = $2 ORDER
 
 -- name: window_block_data
 SELECT data FROM window_blocks WHERE id = ANY($1::bigint[]) ORDER BY first;
-
--- name: window_block_data_by_id
-SELECT id, data FROM window_blocks WHERE id = ANY($1::bigint[]);
 
 -- name: window_block_all
 SELECT data FROM window_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
@@ -212,6 +203,3 @@ SELECT nextval('window_changes');
 
 -- name: window_set_version
 UPDATE chains SET window_version = $1 WHERE id = $2;
-
--- name: window_version
-SELECT window_version FROM chains WHERE id = $1;
