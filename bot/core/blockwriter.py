@@ -1,21 +1,24 @@
 """The writer's side of blocks (bot.core.blocks): merging counts in, dropping an author or a chain.
 
-Every method runs inside the writer's open transaction, on its connection. A merge reads only
-the blocks its entries fall in, a window of them at a time, and writes them back re-cut: the
-numpy work runs in a thread so the event loop keeps answering meanwhile.
+Every method runs inside the writer's open transaction, on its connection, through the SQL seam
+(bot.core.sqlconn): the same code on SQLite and PostgreSQL. A merge reads only the blocks its
+entries fall in, a window of them at a time, and writes them back re-cut: the numpy work runs in
+a thread so the event loop keeps answering meanwhile. Where other processes write the same
+database (PostgreSQL), a method first takes a transaction-level lock on the chain's blocks of its
+kind, so two writers never re-cut the same blocks from the same old copy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 
 import numpy as np
 
-from bot.core import blocks, staging
+from bot.core import blocks, sqlconn, staging
 from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, Entries, Kind
-from bot.core.connections import Connections, take_ids
+from bot.core.connections import Connections
+from bot.core.sqlconn import SqlConn
 from bot.core.staging import Chunk
 
 WINDOW = 64  # blocks re-cut together at most (bounds the memory and the sort of one merge step)
@@ -49,37 +52,58 @@ def _without_author(rows: list[bytes], author_id: int) -> tuple[list[tuple[bytes
     return blocks.encode_chunks(entries[~mine]), entries[mine]
 
 
-class BlockWriter:
-    """Writes a chain's blocks of one kind (transitions or windows) inside the writer's transaction."""
+_STATEMENTS = ("block_index", "block_data", "delete_block", "insert_block", "delete_chain_blocks")
+_VERSIONED = ("take_version", "set_version")  # kinds whose chains carry a version (windows)
+_SHARED = ("lock_blocks",)  # engines where other processes write too (PostgreSQL)
 
-    def __init__(self, db: Connections, kind: Kind = TRANSITIONS) -> None:
-        self._db = db
+
+class BlockWriter:
+    """Writes a chain's blocks of one kind (transitions or windows) inside the writer's transaction.
+
+    db: the store's SQLite connections (the writer's), or any engine's SQL seam.
+    """
+
+    def __init__(self, db: Connections | SqlConn, kind: Kind = TRANSITIONS) -> None:
+        self._sql = sqlconn.of(db)
         self._kind = kind
+        names = [
+            *_STATEMENTS,
+            *(_VERSIONED if kind.versioned else ()),
+            *(_SHARED if self._sql.shared else ()),
+        ]
+        self._q = {name: self._sql.statements[kind.statements + name] for name in names}
+
+    async def _begin(self, chain_id: int) -> None:
+        """Before touching a chain's blocks: inside a transaction, and (shared) holding its lock."""
+        if not self._sql.in_transaction:
+            raise RuntimeError("blocks are written only inside the writer's open transaction")
+        if self._sql.shared:
+            # held until the transaction ends; taking it again there is free, so no bookkeeping of ends
+            await self._sql.execute(self._q["lock_blocks"], (chain_id,))
 
     async def _index(self, chain_id: int, direction: int) -> tuple[list[int], list[bytes]]:
-        async with self._db.w.execute(self._kind.q("block_index"), (chain_id, direction)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._sql.fetchall(self._q["block_index"], (chain_id, direction))
         return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
 
     async def _data(self, ids: list[int]) -> list[Entries]:
-        async with self._db.w.execute(self._kind.q("block_data"), (json.dumps(ids),)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._sql.fetchall(self._q["block_data"], (ids,))
         return await asyncio.to_thread(lambda: [blocks.decode(bytes(r[0])) for r in rows])
 
     async def _replace(
         self, chain_id: int, direction: int, ids: list[int], rows: list[tuple[bytes, int, bytes]]
     ) -> None:
-        await self._db.w.executemany(self._kind.q("delete_block"), ((i,) for i in ids))
-        await self._db.w.executemany(
-            self._kind.q("insert_block"), ((chain_id, direction, first, n, data) for first, n, data in rows)
+        await self._sql.executemany(self._q["delete_block"], ((i,) for i in ids))
+        await self._sql.executemany(
+            self._q["insert_block"], ((chain_id, direction, first, n, data) for first, n, data in rows)
         )
         await self._changed(chain_id)
 
     async def _changed(self, chain_id: int) -> None:
         """After a change to a chain's blocks: a new version, when the kind keeps them (readers cache by it)."""
         if self._kind.versioned:
-            version = await take_ids(self._db.w, self._kind.statements + "changes", 1)
-            await self._db.w.execute(self._kind.q("set_version"), (version, chain_id))
+            row = await self._sql.fetchone(self._q["take_version"])
+            assert row is not None, "the version counter is missing"
+            await self._sql.execute(self._q["set_version"], (int(row[0]), chain_id))
 
     async def merge(self, chain_id: int, order: int, forward: Entries, wide: int = 0) -> list[bytes]:
         """Add signed counts (forward column order, any order of rows) to a chain's blocks, in each direction.
@@ -89,6 +113,7 @@ class BlockWriter:
         found: list[bytes] = []
         if not len(forward):
             return found
+        await self._begin(chain_id)
         for direction in self._kind.directions:
             change = await asyncio.to_thread(_change, forward, order, direction)
             if len(change):
@@ -101,6 +126,7 @@ class BlockWriter:
     ) -> list[bytes]:
         """Merge staged runs (bot.core.staging) into a chain's blocks of one direction, in one pass in
         key order: each block is rewritten once at most. Returns the wide contexts, as merge does."""
+        await self._begin(chain_id)
         ids, firsts = await self._index(chain_id, direction)
         group = order if direction == FORWARD and wide else 0
         parts = staging.merged_parts(runs, firsts, group, staging.PART_ENTRIES)
@@ -155,12 +181,13 @@ class BlockWriter:
         are cut again without them.
         """
         removed: list[Entries] = []
+        await self._begin(chain_id)
         for direction in self._kind.directions:
             ids, _ = await self._index(chain_id, direction)
             for lo in range(0, len(ids), SCAN_WINDOW):
                 taken = ids[lo : lo + SCAN_WINDOW]
-                async with self._db.w.execute(self._kind.q("block_data"), (json.dumps(taken),)) as cur:
-                    rows = [bytes(data) for (data,) in await cur.fetchall()]  # in key order (ids are not)
+                found = await self._sql.fetchall(self._q["block_data"], (taken,))
+                rows = [bytes(data) for (data,) in found]  # in key order (ids are not)
                 kept, theirs = await asyncio.to_thread(_without_author, rows, author_id)
                 if not len(theirs):
                     continue
@@ -172,6 +199,7 @@ class BlockWriter:
     async def token_counts(self, chain_id: int, order: int) -> dict[int, int]:
         """Count of each next token over a chain's transition blocks (what a reset takes from the vocabulary's refs)."""
         counts: dict[int, int] = {}
+        await self._begin(chain_id)
         ids, _ = await self._index(chain_id, BACKWARD)
         for lo in range(0, len(ids), WINDOW):
             for entries in await self._data(ids[lo : lo + WINDOW]):
@@ -184,5 +212,6 @@ class BlockWriter:
 
     async def drop_chain(self, chain_id: int) -> None:
         """Delete every block of a chain."""
-        await self._db.w.execute(self._kind.q("delete_chain_blocks"), (chain_id,))
+        await self._begin(chain_id)
+        await self._sql.execute(self._q["delete_chain_blocks"], (chain_id,))
         await self._changed(chain_id)

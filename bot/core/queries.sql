@@ -261,6 +261,11 @@ DELETE FROM window_blocks WHERE chain_id = ?;
 -- What a reader's copy of a chain's window block index is current with (a new value at every change).
 SELECT window_version FROM chains WHERE id = ?;
 
+-- name: window_take_version
+-- The next value of the window_changes counter, inside the write transaction (take_ids' statement
+-- for one id; bot.core.blockwriter names it per kind, as PostgreSQL's takes it from a sequence).
+UPDATE counters SET value = value + 1 WHERE name = 'window_changes' RETURNING value - 1;
+
 -- name: window_set_version
 -- A value of the window_changes counter, taken as the chain's window blocks change (a reader that
 -- cached their index then reads it again).

@@ -1,4 +1,5 @@
-"""Transition blocks: packing round-trips, and merges of signed counts keep exactly the sum of what was merged."""
+"""Transition blocks: packing round-trips, and merges of signed counts keep exactly the sum of what was
+merged, on every engine (tests/core/blockengines.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from bot.core import blocks, blockwriter, chainrows, schema
 from bot.core.blocks import BACKWARD, FORWARD
 from bot.core.blockwriter import BlockWriter
 from bot.core.connections import Connections
+from tests.core.blockengines import BlockEngine, Session
 
 ORDER = 2
 CHAIN = 7
@@ -41,6 +43,13 @@ def entries(counts: dict[Key, int]) -> np.ndarray:  # type: ignore[type-arg]
 
 def as_counter(found: np.ndarray) -> Counter[Key]:  # type: ignore[type-arg]
     return Counter({tuple(row[:-1]): row[-1] for row in found.tolist()})  # type: ignore[misc]
+
+
+def exact_counter(found: np.ndarray) -> Counter[Key]:  # type: ignore[type-arg]
+    """Entries read back as counts by key, each key found once (as_counter would hide a repeated one)."""
+    counts = as_counter(found)
+    assert len(counts) == len(found), "a key was read back more than once"
+    return counts
 
 
 def assert_well_formed(rows: list[tuple[bytes, int, bytes]], width: int) -> None:
@@ -93,28 +102,41 @@ def run(path: Path, batches: list[dict[Key, int]], forget: int | None = None) ->
     asyncio.run(merge_all())
 
 
+async def merge_batches(session: Session, batches: list[dict[Key, int]], forget: int | None = None) -> None:
+    """Merge each batch in a write transaction of its own; then drop an author, in another."""
+    for batch in batches:
+        async with session.transaction():
+            await session.writer().merge(CHAIN, ORDER, entries(batch))
+    if forget is not None:
+        async with session.transaction():
+            await session.writer().drop_author(CHAIN, ORDER, forget)
+
+
+async def assert_holds_exactly(session: Session, expected: Counter[Key]) -> None:
+    """The chain's entries read forward and backward are exactly expected; its blocks well formed."""
+    assert exact_counter(await session.every(CHAIN, ORDER)) == expected
+    for next_id in range(1, 7):
+        into = exact_counter(await session.backward(CHAIN, ORDER, next_id))
+        assert into == Counter({k: v for k, v in expected.items() if k[2] == next_id})
+    for direction in (FORWARD, BACKWARD):
+        assert_well_formed(await session.block_rows(direction), 5)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(learn_then_unlearn(changes))
 def test_merges_keep_exactly_the_sum_in_both_directions(
-    tmp_path_factory: pytest.TempPathFactory, batches: list[dict[Key, int]]
+    block_engine: BlockEngine, batches: list[dict[Key, int]]
 ) -> None:
-    path = tmp_path_factory.mktemp("blocks") / "b.sqlite3"
-    run(path, batches)
     expected: Counter[Key] = Counter()
     for batch in batches:
         expected.update(batch)
-    expected = +expected
-    with sqlite3.connect(path) as conn:
-        assert as_counter(chainrows.every(conn, CHAIN, ORDER)) == expected
-        for next_id in range(1, 7):
-            into = as_counter(chainrows.backward(conn, CHAIN, ORDER, next_id, None))
-            assert into == Counter({k: v for k, v in expected.items() if k[2] == next_id})
-        for direction in (FORWARD, BACKWARD):
-            rows = conn.execute(
-                "SELECT first, entries, data FROM transition_blocks WHERE direction = ? ORDER BY first",
-                (direction,),
-            ).fetchall()
-            assert_well_formed(rows, 5)
+
+    async def go() -> None:
+        async with block_engine.session() as session:
+            await merge_batches(session, batches)
+            await assert_holds_exactly(session, +expected)
+
+    asyncio.run(go())
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -164,30 +186,28 @@ def test_reads_and_scans_add_the_delta_rows_to_the_blocks(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes)
 def test_dropping_an_author_leaves_exactly_the_others(
-    tmp_path_factory: pytest.TempPathFactory, batches: list[dict[Key, int]]
+    block_engine: BlockEngine, batches: list[dict[Key, int]]
 ) -> None:
-    path = tmp_path_factory.mktemp("blocks") / "b.sqlite3"
-    run(path, batches, forget=2)
     expected: Counter[Key] = Counter()
     for batch in batches:
         expected.update({k: v for k, v in batch.items() if k[3] != 2})
-    with sqlite3.connect(path) as conn:
-        assert as_counter(chainrows.every(conn, CHAIN, ORDER)) == expected
-        for direction in (FORWARD, BACKWARD):
-            rows = conn.execute(
-                "SELECT data FROM transition_blocks WHERE direction = ? ORDER BY first", (direction,)
-            ).fetchall()
-            whole = (
-                np.concatenate([blocks.decode(d) for (d,) in rows])
-                if rows
-                else np.empty((0, 5), dtype=np.int64)
-            )
-            assert (blocks.summed(whole) == whole).all()  # still sorted across blocks
+
+    async def go() -> None:
+        async with block_engine.session() as session:
+            await merge_batches(session, batches, forget=2)
+            await assert_holds_exactly(session, expected)  # still sorted across blocks
+
+    asyncio.run(go())
 
 
-def test_a_merge_refuses_to_take_more_than_was_learned(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="below zero"):
-        run(tmp_path / "b.sqlite3", [{(0, 0, 2, 1): 1}, {(0, 0, 2, 1): -2}])
+def test_a_merge_refuses_to_take_more_than_was_learned(block_engine: BlockEngine) -> None:
+    async def go() -> None:
+        async with block_engine.session() as session:
+            with pytest.raises(ValueError, match="below zero"):
+                await merge_batches(session, [{(0, 0, 2, 1): 1}, {(0, 0, 2, 1): -2}])
+            assert as_counter(await session.every(CHAIN, ORDER)) == Counter({(0, 0, 2, 1): 1})
+
+    asyncio.run(go())
 
 
 def test_packing_round_trips_wide_values() -> None:

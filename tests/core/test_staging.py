@@ -4,22 +4,18 @@ merged into blocks they leave exactly what merging batch by batch leaves."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections import Counter
-from pathlib import Path
 
-import aiosqlite
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.core import blocks, blockwriter, chainrows, schema, staging
+from bot.core import blocks, blockwriter, staging
 from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, WINDOWS
-from bot.core.blockwriter import BlockWriter
-from bot.core.connections import Connections
 from bot.core.staging import Staging, merged_parts
-from tests.core.test_blocks import CHAIN, ORDER, Key, as_counter, assert_well_formed, changes, entries
+from tests.core.blockengines import BlockEngine, Session
+from tests.core.test_blocks import CHAIN, ORDER, Key, as_counter, assert_holds_exactly, changes, entries
 
 firsts = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 7), st.integers(0, 3)))
 
@@ -61,52 +57,34 @@ def test_parts_sum_the_runs_in_key_order_splitting_no_block_or_context(
         assert all(not a & b for i, a in enumerate(contexts) for b in contexts[i + 1 :])
 
 
-def merge(path: Path, before: list[dict[Key, int]], after: list[dict[Key, int]]) -> None:
+async def merge(session: Session, before: list[dict[Key, int]], after: list[dict[Key, int]]) -> None:
     """Merge `before` batch by batch (as live learning does), then `after` staged, in one pass."""
-
-    async def go() -> None:
-        conn = await aiosqlite.connect(path, isolation_level=None)
-        try:
-            await schema.migrate(conn, path)
-            db = Connections(writer=conn)
-            for batch in before:
-                await conn.execute("BEGIN IMMEDIATE")
-                await BlockWriter(db).merge(CHAIN, ORDER, entries(batch))
-                await conn.execute("COMMIT")
-            await conn.execute("BEGIN IMMEDIATE")
-            runs = staged(after)
-            for direction in (FORWARD, BACKWARD):
-                await BlockWriter(db).merge_sorted(
-                    CHAIN, ORDER, direction, runs.runs(TRANSITIONS, CHAIN, direction)
-                )
-            await conn.execute("COMMIT")
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
+    for batch in before:
+        async with session.transaction():
+            await session.writer().merge(CHAIN, ORDER, entries(batch))
+    async with session.transaction():
+        runs = staged(after)
+        for direction in (FORWARD, BACKWARD):
+            await session.writer().merge_sorted(
+                CHAIN, ORDER, direction, runs.runs(TRANSITIONS, CHAIN, direction)
+            )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(changes, changes)
 def test_staged_runs_merged_into_blocks_keep_exactly_the_sum_in_both_directions(
-    tmp_path_factory: pytest.TempPathFactory, before: list[dict[Key, int]], after: list[dict[Key, int]]
+    block_engine: BlockEngine, before: list[dict[Key, int]], after: list[dict[Key, int]]
 ) -> None:
-    path = tmp_path_factory.mktemp("staged") / "s.sqlite3"
-    merge(path, before, after)
     expected: Counter[Key] = Counter()
     for batch in [*before, *after]:
         expected.update(batch)
-    with sqlite3.connect(path) as conn:
-        assert as_counter(chainrows.every(conn, CHAIN, ORDER)) == +expected
-        for next_id in range(1, 7):
-            into = as_counter(chainrows.backward(conn, CHAIN, ORDER, next_id, None))
-            assert into == Counter({k: v for k, v in expected.items() if k[2] == next_id})
-        for direction in (FORWARD, BACKWARD):
-            rows = conn.execute(
-                "SELECT first, entries, data FROM transition_blocks WHERE direction = ? ORDER BY first",
-                (direction,),
-            ).fetchall()
-            assert_well_formed(rows, 5)
+
+    async def go() -> None:
+        async with block_engine.session() as session:
+            await merge(session, before, after)
+            await assert_holds_exactly(session, +expected)
+
+    asyncio.run(go())
 
 
 def test_staging_counts_what_it_holds_and_forgets_it_when_cleared() -> None:

@@ -20,6 +20,7 @@ from bot.core.brain import Brain
 from bot.core.connections import Connections
 from bot.core.models import ChainKey, Message, UnlearnStatus
 from bot.core.walker import Walker
+from tests.core.blockengines import BlockEngine
 from tests.core.dump import downgrade, logical_dump
 from tests.core.test_blocks import assert_well_formed, learn_then_unlearn
 
@@ -110,6 +111,32 @@ def test_dropping_an_author_leaves_exactly_the_others(
     for batch in batches:
         expected.update({k: v for k, v in batch.items() if k[1] != 2})
     check(path, expected)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(learn_then_unlearn(changes), st.booleans())
+def test_merges_and_a_dropped_author_read_back_as_exactly_the_sum_on_every_engine(
+    block_engine: BlockEngine, batches: list[dict[Key, int]], forget: bool
+) -> None:
+    expected: Counter[Key] = Counter()
+    for batch in batches:
+        expected.update(batch)
+    expected = Counter({k: v for k, v in expected.items() if v and not (forget and k[1] == 2)})
+
+    async def go() -> None:
+        async with block_engine.session() as session:
+            for batch in batches:
+                async with session.transaction():
+                    change = blocks.window_entries([(f, a, k) for (f, a), k in batch.items()])
+                    await session.writer(WINDOWS).merge(CHAIN, 0, change)
+            if forget:
+                async with session.transaction():
+                    await session.writer(WINDOWS).drop_author(CHAIN, 0, 2)
+            found = (await session.windows(CHAIN)).tolist()
+            assert Counter({(f, a): k for f, a, k in found}) == expected and len(found) == len(expected)
+            assert_well_formed(await session.block_rows(0, WINDOWS), 4)
+
+    asyncio.run(go())
 
 
 def test_fingerprints_split_and_join_exactly_in_signed_order() -> None:

@@ -141,3 +141,65 @@ SELECT id FROM tokens WHERE text = $1;
 
 -- name: tokens_by_id
 SELECT id, text FROM tokens WHERE id = ANY($1::bigint[]);
+
+-- ---------------------------------------------------------------- blocks (bot/core/blockwriter.py, bot/core/postgres/blockrows.py)
+-- SQLite's statements of the same names (bot/core/queries.sql); a list of ids is one bigint[].
+
+-- name: lock_blocks
+-- Held until the transaction ends: one writer at a time re-cuts a chain's transition blocks
+-- (two would each rewrite the same blocks from the same old copy and lose the other's counts).
+SELECT pg_advisory_xact_lock(hashtextextended('markov transition_blocks', $1));
+
+-- name: block_index
+SELECT id, first FROM transition_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
+
+-- name: block_data
+SELECT data FROM transition_blocks WHERE id = ANY($1::bigint[]) ORDER BY first;
+
+-- name: block_all
+SELECT data FROM transition_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
+
+-- name: block_range
+-- The blocks that may hold keys from $3 to $4: the last starting at or before $3, and those after it up to $4.
+SELECT data FROM transition_blocks WHERE chain_id = $1 AND direction = $2 AND first <= $4
+AND first >= coalesce((SELECT first FROM transition_blocks
+                       WHERE chain_id = $1 AND direction = $2 AND first <= $3
+                       ORDER BY first DESC LIMIT 1), '\x'::bytea)  -- max(bytea) does not exist
+ORDER BY first;
+
+-- name: delete_block
+DELETE FROM transition_blocks WHERE id = $1;
+
+-- name: insert_block
+INSERT INTO transition_blocks (chain_id, direction, first, entries, data) VALUES ($1, $2, $3, $4, $5);
+
+-- name: delete_chain_blocks
+DELETE FROM transition_blocks WHERE chain_id = $1;
+
+-- name: window_lock_blocks
+SELECT pg_advisory_xact_lock(hashtextextended('markov window_blocks', $1));
+
+-- name: window_block_index
+SELECT id, first FROM window_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
+
+-- name: window_block_data
+SELECT data FROM window_blocks WHERE id = ANY($1::bigint[]) ORDER BY first;
+
+-- name: window_block_all
+SELECT data FROM window_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
+
+-- name: window_delete_block
+DELETE FROM window_blocks WHERE id = $1;
+
+-- name: window_insert_block
+INSERT INTO window_blocks (chain_id, direction, first, entries, data) VALUES ($1, $2, $3, $4, $5);
+
+-- name: window_delete_chain_blocks
+DELETE FROM window_blocks WHERE chain_id = $1;
+
+-- name: window_take_version
+-- A new value for a chain's window_version (migration 0003's sequence: never waits for another writer).
+SELECT nextval('window_changes');
+
+-- name: window_set_version
+UPDATE chains SET window_version = $1 WHERE id = $2;
