@@ -125,17 +125,23 @@ class BlockWriter:
         self, chain_id: int, order: int, direction: int, runs: Sequence[Sequence[Chunk]], wide: int = 0
     ) -> list[bytes]:
         """Merge staged runs (bot.core.staging) into a chain's blocks of one direction, in one pass in
-        key order: each block is rewritten once at most. Returns the wide contexts, as merge does."""
+        key order, a part at a time: each block is rewritten once (the one a part's end falls in, twice).
+        Returns the wide contexts, as merge does."""
         await self._begin(chain_id)
         ids, firsts = await self._index(chain_id, direction)
+        existed = bool(ids)  # else the parts, disjoint and in order, only add blocks
         group = order if direction == FORWARD and wide else 0
-        parts = staging.merged_parts(runs, firsts, group, staging.PART_ENTRIES)
+        parts = staging.merged_parts(runs, group, staging.PART_ENTRIES)
         found: list[bytes] = []
         coming = asyncio.ensure_future(asyncio.to_thread(next, parts, None))
+        first = True
         while (change := await coming) is not None:
             # the next part is merged (numpy, in a thread) while this one is packed and written
             coming = asyncio.ensure_future(asyncio.to_thread(next, parts, None))
             try:
+                if existed and not first:  # the part before rewrote the block this one may start in
+                    ids, firsts = await self._index(chain_id, direction)
+                first = False
                 found += await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
             except BaseException:
                 await asyncio.gather(coming, return_exceptions=True)  # the generator is not left running

@@ -8,7 +8,6 @@ the blocks in one pass, in key order, a part at a time (see BlockWriter.merge_so
 
 from __future__ import annotations
 
-import bisect
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -68,14 +67,6 @@ class Staging:
         self.nbytes = 0
 
 
-def _last_between(align: Sequence[bytes], lo: bytes | None, hi: bytes) -> bytes | None:
-    """The last of the sorted keys align above lo (when given) and not above hi; None if none is."""
-    at = bisect.bisect_right(align, hi)
-    if at == 0 or (lo is not None and align[at - 1] <= lo):
-        return None
-    return align[at - 1]
-
-
 def _below(entries: Entries, bound: bytes) -> int:
     """How many of the sorted entries have a key below bound (big-endian uint32s): a binary search."""
     key = struct.unpack(f">{len(bound) // 4}I", bound)
@@ -90,41 +81,29 @@ def _below(entries: Entries, bound: bytes) -> int:
 
 
 def merged_parts(
-    runs: Sequence[Sequence[Chunk]],
-    align: Sequence[bytes] = (),
-    group: int = 0,
-    size: int = PART_ENTRIES,
+    runs: Sequence[Sequence[Chunk]], group: int = 0, size: int = PART_ENTRIES
 ) -> Iterator[Entries]:
     """The runs merged into one sorted, summed stream, yielded in parts of about size entries or more.
 
-    A part ends only where no chunk yet to be read can hold a smaller key. When align is given (the
-    sorted first keys of the blocks that exist) a part ends only at one of them (not the first:
-    keys below it belong to the first block), so that no existing block falls in two parts; otherwise never inside a group of entries that share their
-    first `group` columns (a context: the hubs look for wide ones in each part).
+    A part ends only where no chunk yet to be read can hold a smaller key, and never inside a group
+    of entries that share their first `group` columns (a context: the hubs look for wide ones in
+    each part).
     """
-    ends = align[1:]  # not at the first block's first key: entries below it are the first block's too
     order = sorted((run[i][0], r, i) for r, run in enumerate(runs) for i in range(len(run)))
     held: list[Entries] = []
     count = 0
-    last: bytes | None = None
     for j, (_, r, i) in enumerate(order):
         held.append(blocks.decode(runs[r][i][2]))
         count += len(held[-1])
         if count < size or j + 1 == len(order):
             continue
         bound = order[j + 1][0]  # every chunk not read yet starts at or after this key
-        if align:
-            aligned = _last_between(ends, last, bound)
-            if aligned is None:
-                continue
-            bound = aligned
-        elif group:  # the group's first key: its entries all fall after the cut
+        if group:  # the group's first key: its entries all fall after the cut
             bound = bound[: 4 * group] + bytes(len(bound) - 4 * group)
         merged = blocks.summed(np.concatenate(held), signed=True)
         cut = _below(merged, bound)
         held, count = [merged[cut:]], len(merged) - cut
         if cut:
-            last = bound
             yield merged[:cut]
     if held:
         rest = blocks.summed(np.concatenate(held), signed=True)

@@ -1,5 +1,5 @@
-"""Staged runs: merged in parts they sum exactly, never split an existing block or a context, and
-merged into blocks they leave exactly what merging batch by batch leaves."""
+"""Staged runs: merged in parts they sum exactly and never split a context, and merged into blocks
+they leave exactly what merging batch by batch leaves."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, WINDOWS
 from bot.core.staging import Staging, merged_parts
 from tests.core.blockengines import BlockEngine, Session
 from tests.core.test_blocks import CHAIN, ORDER, Key, as_counter, assert_holds_exactly, changes, entries
-
-firsts = st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 7), st.integers(0, 3)))
 
 
 @pytest.fixture(autouse=True)
@@ -36,25 +34,20 @@ def staged(batches: list[dict[Key, int]]) -> Staging:
 
 
 @settings(max_examples=80, deadline=None)
-@given(changes, firsts, st.booleans(), st.integers(1, 9))
-def test_parts_sum_the_runs_in_key_order_splitting_no_block_or_context(
-    batches: list[dict[Key, int]], align_keys: list[tuple[int, ...]], aligned: bool, size: int
+@given(changes, st.integers(1, 9))
+def test_parts_sum_the_runs_in_key_order_splitting_no_context(
+    batches: list[dict[Key, int]], size: int
 ) -> None:
     total: Counter[Key] = Counter()
     for batch in batches:
         total.update(batch)
     runs = staged(batches).runs(TRANSITIONS, CHAIN, FORWARD)
-    align = sorted({blocks.key_bytes(k) for k in align_keys}) if aligned else []
-    parts = list(merged_parts(runs, align, 0 if align else ORDER, size))
+    parts = list(merged_parts(runs, ORDER, size))
     whole = np.concatenate(parts) if parts else np.empty((0, 5), dtype=np.int64)
     assert as_counter(whole) == +total
     assert (blocks.summed(whole) == whole).all()  # sorted, each key once: parts in order, disjoint
-    if align:  # an existing block's range (from its first key to the next's) falls in one part
-        owner = [set(blocks.owners(align, part).tolist()) for part in parts]
-        assert all(not a & b for i, a in enumerate(owner) for b in owner[i + 1 :])
-    else:
-        contexts = [set(map(tuple, part[:, :ORDER].tolist())) for part in parts]
-        assert all(not a & b for i, a in enumerate(contexts) for b in contexts[i + 1 :])
+    contexts = [set(map(tuple, part[:, :ORDER].tolist())) for part in parts]
+    assert all(not a & b for i, a in enumerate(contexts) for b in contexts[i + 1 :])
 
 
 async def merge(session: Session, before: list[dict[Key, int]], after: list[dict[Key, int]]) -> None:
