@@ -104,14 +104,18 @@ class MarkovBot(commands.Bot):
             guild_only=True,
         )
         self._subcommands: dict[str, list[str]] = {}  # cog name -> its /markov subcommands
-        self.synced: bool | None = None  # after setup: True when commands were synced, False when unchanged
+        self.synced: bool | None = None  # after setup: True when commands were synced, False when not
 
     async def setup_hook(self) -> None:
-        """Register /markov, load the cogs, and sync the commands if they changed."""
+        """Register /markov, load the cogs, and sync the commands if they changed (one process of several)."""
         self.tree.add_command(self.markov_group)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.synced = await self.sync_commands()
+        if self.settings.shards.syncs_commands:
+            self.synced = await self.sync_commands()
+        else:  # a restart of this process must not resync what another process keeps up to date
+            log.info("commands are synced by the process holding shard 0: not syncing")
+            self.synced = False
 
     async def add_markov_cog(self, cog: commands.Cog) -> None:
         """Add a cog and move its app commands under the shared /markov group.
@@ -194,8 +198,28 @@ class MarkovBot(commands.Bot):
         """No prefix commands: messages are only learned (cogs.learning listens)."""
 
     async def on_ready(self) -> None:
-        """Say who we are once connected."""
-        log.info("logged in as %s (id %s) in %d server(s)", self.user, self.application_id, len(self.guilds))
+        """Say who we are once connected (the servers counted are this process's shards' only)."""
+        log.info(
+            "logged in as %s (id %s) in %d server(s), %s",
+            self.user,
+            self.application_id,
+            len(self.guilds),
+            self.settings.shards.describe(),
+        )
+
+
+class ShardedMarkovBot(MarkovBot, commands.AutoShardedBot):
+    """MarkovBot over several gateway connections: the shards of settings.shards (all of them when ids is None)."""
+
+
+def make_bot(brain: Brain, settings: Settings, **options: Any) -> MarkovBot:
+    """A MarkovBot for the settings: one connection unsharded, else the shards they name."""
+    plan = settings.shards
+    if plan.count is None:
+        return MarkovBot(brain, settings, **options)
+    if plan.ids is not None:
+        options["shard_ids"] = list(plan.ids)
+    return ShardedMarkovBot(brain, settings, shard_count=plan.count, **options)
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain: Brain | None = None) -> int:
@@ -216,7 +240,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
-    bot = MarkovBot(brain, settings)
+    bot = make_bot(brain, settings)
     code = 0
     try:
         async with bot:
