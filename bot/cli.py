@@ -164,7 +164,9 @@ def shard_plan(settings: Settings, ids_raw: str | None, count_raw: str | None) -
             ids,
             count,
             ids_source=shards.IDS_OPTION if ids_raw is not None else shards.IDS_ENV,
-            count_source=shards.COUNT_OPTION if count_raw is not None else shards.COUNT_ENV,
+            count_source=shards.COUNT_ENV
+            if count_raw is None and env.count is not None
+            else shards.COUNT_OPTION,
         )
     except shards.ShardError as exc:
         raise errors.UserError(str(exc)) from None
