@@ -1,19 +1,24 @@
-"""Sharded Discord end to end: two `markovbot run` processes, one shard each, over one database file."""
+"""Sharded Discord end to end: two `markovbot run` processes, one shard each, over one database file; one process holding every shard."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import discord
 import pytest
+import yarl
 
 from bot.core.brain import Brain
 from bot.core.models import ChainKey
-from tests.e2e.fake_discord import FakeDiscord, shard_of, user
+from bot.discord_app import make_bot
+from bot.shards import ShardPlan
+from tests.e2e.fake_discord import FakeDiscord, bot_settings, shard_of, shut_down, user
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -230,3 +235,40 @@ async def test_two_processes_one_shard_each_learn_once_forget_at_once_and_sync_o
             await brain.close()
     assert codes == [0, 0], first.log + "\n" + second.log
     assert not [line for p in (first, second) for line in p.lines if "Traceback" in line or " ERROR " in line]
+
+
+async def test_a_shard_count_alone_runs_every_shard_in_one_process(
+    two_shards: FakeDiscord, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = two_shards
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.http_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+    settings = dataclasses.replace(bot_settings(fake, tmp_path / "all.sqlite3"), shards=ShardPlan(None, 2))
+    brain = await Brain.open(settings.db_path, **{**settings.store_options, "walker": "thread"})
+    bot = make_bot(brain, settings, guild_ready_timeout=0.1)
+
+    async def at_once(shard_id: int | None, initial: bool) -> None:
+        """Discord lets a bot IDENTIFY once per 5 s (discord.py waits); the fake has no such limit."""
+
+    bot.before_identify_hook = at_once  # type: ignore[method-assign]
+    runner = asyncio.create_task(bot.start(settings.discord_token or ""))
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while not bot.is_ready():
+                assert not runner.done(), runner
+                await asyncio.sleep(0.05)
+        identified = [r[2]["shard"] for r in fake.requests if r[1] == "IDENTIFY"]
+        assert identified == [[0, 2], [1, 2]]
+        assert sorted(str(g.id) for g in bot.guilds) == sorted(fake.channels)
+        assert sorted(bot.shards) == [0, 1] and bot.shard_count == 2
+        assert (await bot.http.get_bot_gateway())[:2] == (2, fake.gateway_url)  # what Discord recommends
+
+        for guild, channel in fake.channels.items():
+            await brain.set_channel("discord", guild, channel, True)
+            await brain.opt_in("discord", guild, fake.member["id"])
+        ids = [await fake.send_message(fake.member, "the cat sat on the mat", guild=g) for g in fake.channels]
+        await until_learned(brain, ids)
+        puts = [r for r in fake.requests if r[0] == "PUT" and r[1].endswith("/commands")]
+        assert len(puts) == 1
+    finally:
+        await shut_down(bot, runner, brain)
