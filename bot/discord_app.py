@@ -31,6 +31,8 @@ EXTENSIONS = ("cogs.markov", "cogs.consent", "cogs.admin", "cogs.learning")
 HASH_KEY = "discord.commands_hash"
 GUILD_KEY = "discord.commands_guild"  # the test server commands were last synced to
 SHUTDOWN_TIMEOUT = 10.0  # seconds the client gets to finish after close()
+INVALID_SHARD = 4010  # gateway close codes
+SHARDING_REQUIRED = 4011
 MESSAGE_CACHE = 10_000  # messages kept in memory, so edits and deletes of recent messages can be unlearned
 
 
@@ -268,6 +270,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
             "(Bot → Privileged Gateway Intents → Message Content Intent)."
         )
         code = 1
+    except discord.ConnectionClosed as exc:
+        say(closed_reason(exc.code, settings))
+        code = 1
     except (aiohttp.ClientError, OSError, discord.GatewayNotFound) as exc:
         say(f"cannot reach Discord: {exc}")
         code = 1
@@ -279,6 +284,21 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
             loop.remove_signal_handler(sig)
         await brain.close()
     return code
+
+
+def closed_reason(code: int, settings: Settings) -> str:
+    """One line for a gateway close that ends the bot (4011 and 4010 are about sharding)."""
+    if code == SHARDING_REQUIRED:
+        return (
+            "Discord requires sharding for this bot (2,500 servers or more): "
+            "run it with --shard-count N (or MARKOV_SHARD_COUNT), see the README."
+        )
+    if code == INVALID_SHARD:
+        return (
+            f"Discord refused the shards ({settings.shards.describe()}): every process needs the same "
+            "--shard-count, and the shards must be below it."
+        )
+    return f"Discord closed the connection (code {code}); see its meaning in Discord's gateway close codes."
 
 
 def run_discord(settings: Settings) -> int:

@@ -97,6 +97,9 @@ class FakeDiscord:
             self.channels[guild_snowflake(shard, shards) if shards > 1 else snowflake()] = snowflake()
         self.guild_id, self.channel_id = next(iter(self.channels.items()))  # the first server (shard 0)
         self.also_deliver: dict[str, set[int]] = {}  # guild id -> more shard ids that get its events
+        self.require_sharding = (
+            False  # close an IDENTIFY without a shard with 4011, as Discord does for big bots
+        )
         self.replies: dict[str, dict[str, Any]] = {}  # interaction id -> the message its response made
         self._guild_of: dict[str, str] = {}  # interaction id -> its server
         self.owner = user(snowflake(), "owner")
@@ -276,6 +279,9 @@ class FakeDiscord:
         shard = (int(raw[0]), int(raw[1])) if raw else None
         self.requests.append(("GATEWAY", "IDENTIFY", {"intents": data.get("intents"), "shard": raw}))
         self._changed.set()
+        if self.require_sharding and not raw:
+            await ws.close(code=4011, message=b"Sharding required")
+            return
         self._sessions += 1
         self.session_id = session = f"fake-session-{self._sessions}"
         self._session_shards[session] = shard

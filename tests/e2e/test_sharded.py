@@ -16,7 +16,7 @@ import yarl
 
 from bot.core.brain import Brain
 from bot.core.models import ChainKey
-from bot.discord_app import make_bot
+from bot.discord_app import make_bot, serve
 from bot.shards import ShardPlan
 from tests.e2e.fake_discord import FakeDiscord, bot_settings, shard_of, shut_down, user
 
@@ -272,3 +272,22 @@ async def test_a_shard_count_alone_runs_every_shard_in_one_process(
         assert len(puts) == 1
     finally:
         await shut_down(bot, runner, brain)
+
+
+async def test_discord_requiring_shards_stops_an_unsharded_bot_in_one_line(
+    two_shards: FakeDiscord,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fake = two_shards
+    fake.require_sharding = True
+    monkeypatch.setattr(discord.http.Route, "BASE", fake.http_base)
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake.gateway_url))
+    settings = bot_settings(fake, tmp_path / "big.sqlite3")
+    brain = await Brain.open(settings.db_path, **{**settings.store_options, "walker": "thread"})
+    async with asyncio.timeout(DEADLINE):
+        assert await serve(settings, brain=brain) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Discord requires sharding" in err and "--shard-count" in err, err
+    assert "Traceback" not in err
