@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
-from bot import errors, replies
+from bot import errors, replies, shards
 from bot.config import DEFAULT_DB, ConfigError, Settings
 from bot.core import engines
 from bot.core.brain import Brain
@@ -154,11 +154,43 @@ def run_async(settings: Settings, work: Callable[[Brain], Awaitable[T]]) -> T:
         raise errors.UserError(errors.db_unusable(settings.db_path, exc)) from exc
 
 
+def shard_plan(settings: Settings, ids_raw: str | None, count_raw: str | None) -> shards.ShardPlan:
+    """The shards of `run`: each option replaces its environment variable, then both are checked together."""
+    env = settings.shards
+    try:
+        ids = shards.parse_ids(ids_raw, shards.IDS_OPTION) if ids_raw is not None else env.ids
+        count = shards.parse_count(count_raw, shards.COUNT_OPTION) if count_raw is not None else env.count
+        return shards.plan(
+            ids,
+            count,
+            ids_source=shards.IDS_OPTION if ids_raw is not None else shards.IDS_ENV,
+            count_source=shards.COUNT_ENV
+            if count_raw is None and env.count is not None
+            else shards.COUNT_OPTION,
+        )
+    except shards.ShardError as exc:
+        raise errors.UserError(str(exc)) from None
+
+
 @command(daemon=True)
-def run(settings: Settings) -> None:
+@click.option(
+    "--shards",
+    "shard_ids",
+    default=None,
+    metavar="IDS",
+    help="Discord shards this process runs: 0-1, 0,2 or 3 (needs --shard-count; default MARKOV_SHARDS).",
+)
+@click.option(
+    "--shard-count",
+    default=None,
+    metavar="N",
+    help="Shards across all processes (default MARKOV_SHARD_COUNT; without either: one connection).",
+)
+def run(settings: Settings, shard_ids: str | None, shard_count: str | None) -> None:
     """Run the Discord bot (needs DISCORD_TOKEN)."""
     from bot.discord_app import run_discord
 
+    settings = dataclasses.replace(settings, shards=shard_plan(settings, shard_ids, shard_count))
     code = run_discord(settings)
     if code:
         sys.exit(code)

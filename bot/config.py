@@ -11,6 +11,7 @@ from typing import Any
 
 from dotenv import load_dotenv
 
+from bot import shards as shardmod
 from bot.core import engines, keys, store
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,18 @@ def _database(env: Mapping[str, str]) -> engines.DatabaseUrl:
     return database
 
 
+def _shards(env: Mapping[str, str]) -> shardmod.ShardPlan:
+    """MARKOV_SHARDS and MARKOV_SHARD_COUNT, checked together."""
+    ids_raw = env.get(shardmod.IDS_ENV, "").strip()
+    count_raw = env.get(shardmod.COUNT_ENV, "").strip()
+    try:
+        ids = shardmod.parse_ids(ids_raw, shardmod.IDS_ENV) if ids_raw else None
+        count = shardmod.parse_count(count_raw, shardmod.COUNT_ENV) if count_raw else None
+        return shardmod.plan(ids, count, ids_source=shardmod.IDS_ENV, count_source=shardmod.COUNT_ENV)
+    except shardmod.ShardError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting markovbot reads; .env.example documents each."""
@@ -94,6 +107,7 @@ class Settings:
     max_message_chars: int = 4000
     discord_token: str | None = None
     discord_guild_id: int | None = None
+    shards: shardmod.ShardPlan = shardmod.UNSHARDED  # MARKOV_SHARDS / MARKOV_SHARD_COUNT (run's options win)
     matrix_homeserver: str | None = None
     matrix_user_id: str | None = None
     matrix_password: str | None = None
@@ -145,6 +159,7 @@ class Settings:
         except keys.KeyRefused as exc:
             raise ConfigError(str(exc)) from None
         database = _database(env)
+        shards = _shards(env)
         return cls(
             db_path=database.path if isinstance(database, engines.SqliteUrl) else Path(DEFAULT_DB),
             postgres=database if isinstance(database, engines.PostgresUrl) else None,
@@ -163,6 +178,7 @@ class Settings:
             max_message_chars=_int(env, "MARKOV_MAX_MESSAGE_CHARS", 4000, 1, 1_000_000),
             discord_token=env.get("DISCORD_TOKEN", "").strip() or None,
             discord_guild_id=int(guild_raw) if guild_raw else None,
+            shards=shards,
             matrix_homeserver=env.get("MATRIX_HOMESERVER", "").strip() or None,
             matrix_user_id=env.get("MATRIX_USER_ID", "").strip() or None,
             matrix_password=env.get("MATRIX_PASSWORD", "") or None,

@@ -31,6 +31,8 @@ EXTENSIONS = ("cogs.markov", "cogs.consent", "cogs.admin", "cogs.learning")
 HASH_KEY = "discord.commands_hash"
 GUILD_KEY = "discord.commands_guild"  # the test server commands were last synced to
 SHUTDOWN_TIMEOUT = 10.0  # seconds the client gets to finish after close()
+INVALID_SHARD = 4010  # gateway close codes
+SHARDING_REQUIRED = 4011
 MESSAGE_CACHE = 10_000  # messages kept in memory, so edits and deletes of recent messages can be unlearned
 
 
@@ -104,14 +106,18 @@ class MarkovBot(commands.Bot):
             guild_only=True,
         )
         self._subcommands: dict[str, list[str]] = {}  # cog name -> its /markov subcommands
-        self.synced: bool | None = None  # after setup: True when commands were synced, False when unchanged
+        self.synced: bool | None = None  # after setup: True when commands were synced, False when not
 
     async def setup_hook(self) -> None:
-        """Register /markov, load the cogs, and sync the commands if they changed."""
+        """Register /markov, load the cogs, and sync the commands if they changed (one process of several)."""
         self.tree.add_command(self.markov_group)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        self.synced = await self.sync_commands()
+        if self.settings.shards.syncs_commands:
+            self.synced = await self.sync_commands()
+        else:  # a restart of this process must not resync what another process keeps up to date
+            log.info("commands are synced by the process holding shard 0: not syncing")
+            self.synced = False
 
     async def add_markov_cog(self, cog: commands.Cog) -> None:
         """Add a cog and move its app commands under the shared /markov group.
@@ -194,8 +200,28 @@ class MarkovBot(commands.Bot):
         """No prefix commands: messages are only learned (cogs.learning listens)."""
 
     async def on_ready(self) -> None:
-        """Say who we are once connected."""
-        log.info("logged in as %s (id %s) in %d server(s)", self.user, self.application_id, len(self.guilds))
+        """Say who we are once connected (the servers counted are this process's shards' only)."""
+        log.info(
+            "logged in as %s (id %s) in %d server(s), %s",
+            self.user,
+            self.application_id,
+            len(self.guilds),
+            self.settings.shards.describe(),
+        )
+
+
+class ShardedMarkovBot(MarkovBot, commands.AutoShardedBot):
+    """MarkovBot over several gateway connections: the shards of settings.shards (all of them when ids is None)."""
+
+
+def make_bot(brain: Brain, settings: Settings, **options: Any) -> MarkovBot:
+    """A MarkovBot for the settings: one connection unsharded, else the shards they name."""
+    plan = settings.shards
+    if plan.count is None:
+        return MarkovBot(brain, settings, **options)
+    if plan.ids is not None:
+        options["shard_ids"] = list(plan.ids)
+    return ShardedMarkovBot(brain, settings, shard_count=plan.count, **options)
 
 
 async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain: Brain | None = None) -> int:
@@ -216,7 +242,7 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             handled.append(sig)
-    bot = MarkovBot(brain, settings)
+    bot = make_bot(brain, settings)
     code = 0
     try:
         async with bot:
@@ -244,6 +270,9 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
             "(Bot → Privileged Gateway Intents → Message Content Intent)."
         )
         code = 1
+    except discord.ConnectionClosed as exc:
+        say(closed_reason(exc.code, settings))
+        code = 1
     except (aiohttp.ClientError, OSError, discord.GatewayNotFound) as exc:
         say(f"cannot reach Discord: {exc}")
         code = 1
@@ -255,6 +284,21 @@ async def serve(settings: Settings, *, stop: asyncio.Event | None = None, brain:
             loop.remove_signal_handler(sig)
         await brain.close()
     return code
+
+
+def closed_reason(code: int, settings: Settings) -> str:
+    """One line for a gateway close that ends the bot (4011 and 4010 are about sharding)."""
+    if code == SHARDING_REQUIRED:
+        return (
+            "Discord requires sharding for this bot (2,500 servers or more): "
+            "run it with --shard-count N (or MARKOV_SHARD_COUNT), see the README."
+        )
+    if code == INVALID_SHARD:
+        return (
+            f"Discord refused the shards ({settings.shards.describe()}): every process needs the same "
+            "--shard-count, and the shards must be below it."
+        )
+    return f"Discord closed the connection (code {code}); see its meaning in Discord's gateway close codes."
 
 
 def run_discord(settings: Settings) -> int:

@@ -14,6 +14,7 @@ from discord import app_commands
 from bot.config import Settings
 from bot.core.brain import Brain
 from bot.discord_app import MarkovBot, intents, run_discord, serve
+from bot.shards import ShardPlan
 from tests.cogs.conftest import World
 
 SUBCOMMANDS = {
@@ -118,6 +119,17 @@ async def test_commands_sync_to_the_test_server_when_configured(db_path: Path, b
         assert [r.json for r in env.http_requests if r.method == "PUT"][1] == []
         assert env.backend.commands[server] == {}
         assert not await brain.store.get_meta(f"discord.commands_guild:{app}")
+
+
+async def test_only_the_process_holding_shard_0_syncs_the_commands(db_path: Path, brain: Brain) -> None:
+    other = MarkovBot(brain, Settings(db_path=db_path, shards=ShardPlan((1, 2), 4)))
+    async with simcord.run(other, strict_sync=False) as env:
+        assert other.synced is False and puts(env) == []  # a fresh database: nothing was ever synced
+        await env.restart_bot(MarkovBot(brain, Settings(db_path=db_path, shards=ShardPlan((1, 2), 4))))
+        assert puts(env) == []  # restarting another process never syncs
+        first = MarkovBot(brain, Settings(db_path=db_path, shards=ShardPlan((0,), 4)))
+        await env.restart_bot(first)
+        assert first.synced is True and puts(env) == [f"/applications/{first.application_id}/commands"]
 
 
 def test_no_token_is_one_line_and_exit_code_2(db_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,11 +27,33 @@ MEMBER = str(
 )  # view, send, history, embed, attach, app commands
 
 _ids = itertools.count(1_100_000_000_000_000_000)
+_guild_stamps = itertools.count(2_000_000_000_000_000_000 >> 22)
 
 
 def snowflake() -> str:
     """A fresh id."""
     return str(next(_ids))
+
+
+def shard_of(guild_id: str, count: int) -> int:
+    """The shard Discord delivers a guild's events to."""
+    return (int(guild_id) >> 22) % count
+
+
+def guild_snowflake(shard: int, count: int) -> str:
+    """A fresh id of a guild that lands on this shard (of count); from a range apart from snowflake()'s."""
+    while (stamp := next(_guild_stamps)) % count != shard:
+        pass
+    return str(stamp << 22)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Who gets a frame: one session, a guild's shard (or one shard), or everyone."""
+
+    session: str | None = None
+    guild: str | None = None
+    shard: int | None = None
 
 
 @dataclass
@@ -59,25 +81,41 @@ def user(uid: str, name: str, *, bot: bool = False) -> dict[str, Any]:
 
 
 class FakeDiscord:
-    """Just enough of Discord for one bot in one server: login, sync, messages, interactions."""
+    """Just enough of Discord for a bot: login, sync, messages, interactions; one server per shard.
 
-    def __init__(self) -> None:
+    With shards=2 there are two servers, one on each shard of two: a client that IDENTIFYs with
+    a shard [id, count] gets the events of the servers that shard owns ((guild_id >> 22) % count),
+    and one that IDENTIFYs without a shard gets all of them.
+    """
+
+    def __init__(self, shards: int = 1) -> None:
         self.app_id = snowflake()
         self.bot = user(self.app_id, "markovbot", bot=True)
-        self.guild_id = snowflake()
-        self.channel_id = snowflake()
+        self.shard_count = shards  # what GET /gateway/bot recommends
+        self.channels: dict[str, str] = {}  # guild id -> its one channel's id
+        for shard in range(shards):
+            self.channels[guild_snowflake(shard, shards) if shards > 1 else snowflake()] = snowflake()
+        self.guild_id, self.channel_id = next(iter(self.channels.items()))  # the first server (shard 0)
+        self.also_deliver: dict[str, set[int]] = {}  # guild id -> more shard ids that get its events
+        self.require_sharding = (
+            False  # close an IDENTIFY without a shard with 4011, as Discord does for big bots
+        )
+        self.replies: dict[str, dict[str, Any]] = {}  # interaction id -> the message its response made
+        self._guild_of: dict[str, str] = {}  # interaction id -> its server
         self.owner = user(snowflake(), "owner")
         self.member = user(snowflake(), "member")
         self.requests: list[tuple[str, str, Any]] = []  # (method, path, json body)
         self.responses: list[tuple[str, str, int, float]] = []  # (method, path, status, loop time)
         self.faults: list[Fault] = []
-        self.session_id: str | None = None
+        self.session_id: str | None = None  # the latest session
+        self._session_shards: dict[str, tuple[int, int] | None] = {}  # resumable sessions and their shard
+        self._ws: dict[web.WebSocketResponse, tuple[str, tuple[int, int] | None]] = {}  # session and shard
         self.replay_overlap = 0  # on RESUME, also replay this many events the client had already seen
         self._sessions = 0
         self._sockets: list[web.WebSocketResponse] = []
         self._live: list[web.WebSocketResponse] = []  # sockets that identified or resumed: they get events
         self._held: list[web.WebSocketResponse] = []  # connected, but events are not delivered (hold())
-        self._log: list[dict[str, Any]] = []  # every dispatched frame, for RESUME
+        self._log: list[tuple[dict[str, Any], Route]] = []  # every dispatched frame and its route, for RESUME
         self._seq = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -89,6 +127,7 @@ class FakeDiscord:
         """Listen on a free port of 127.0.0.1."""
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/api/v10/gateway/bot", self._gateway_bot)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -115,18 +154,20 @@ class FakeDiscord:
 
     # ------------------------------------------------------------------ state
 
-    def guild(self) -> dict[str, Any]:
-        """The one server: @everyone may read and write; the owner is the owner."""
+    def guild(self, guild_id: str | None = None) -> dict[str, Any]:
+        """A server (the first by default): @everyone may read and write; the owner is the owner."""
         joined = "2024-01-01T00:00:00+00:00"
+        gid = guild_id or self.guild_id
+        channel_id = self.channels[gid]
         return {
-            "id": self.guild_id,
+            "id": gid,
             "name": "test server",
             "owner_id": self.owner["id"],
             "icon": None,
             "features": [],
             "roles": [
                 {
-                    "id": self.guild_id,
+                    "id": gid,
                     "name": "@everyone",
                     "permissions": MEMBER,
                     "position": 0,
@@ -138,13 +179,13 @@ class FakeDiscord:
             ],
             "channels": [
                 {
-                    "id": self.channel_id,
+                    "id": channel_id,
                     "type": 0,
                     "name": "general",
                     "position": 0,
                     "permission_overwrites": [],
                     "nsfw": False,
-                    "guild_id": self.guild_id,
+                    "guild_id": gid,
                 }
             ],
             "members": [
@@ -178,12 +219,15 @@ class FakeDiscord:
             "joined_at": joined,
         }
 
-    def message(self, author: dict[str, Any], content: str, mid: str | None = None) -> dict[str, Any]:
-        """A MESSAGE_CREATE payload in the general channel."""
+    def message(
+        self, author: dict[str, Any], content: str, mid: str | None = None, *, guild: str | None = None
+    ) -> dict[str, Any]:
+        """A MESSAGE_CREATE payload in a server's general channel (the first server's by default)."""
+        gid = guild or self.guild_id
         return {
             "id": mid or snowflake(),
-            "channel_id": self.channel_id,
-            "guild_id": self.guild_id,
+            "channel_id": self.channels[gid],
+            "guild_id": gid,
             "author": author,
             "member": {
                 "roles": [],
@@ -230,40 +274,67 @@ class FakeDiscord:
         return ws
 
     async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
-        """A new session: READY, then the server."""
-        self.requests.append(("GATEWAY", "IDENTIFY", {"intents": data.get("intents")}))
+        """A new session: READY with the servers of its shard, then each of them."""
+        raw = data.get("shard")
+        shard = (int(raw[0]), int(raw[1])) if raw else None
+        self.requests.append(("GATEWAY", "IDENTIFY", {"intents": data.get("intents"), "shard": raw}))
         self._changed.set()
+        if self.require_sharding and not raw:
+            await ws.close(code=4011, message=b"Sharding required")
+            return
         self._sessions += 1
-        self.session_id = f"fake-session-{self._sessions}"
+        self.session_id = session = f"fake-session-{self._sessions}"
+        self._session_shards[session] = shard
+        self._ws[ws] = (session, shard)
         self._live.append(ws)
+        guilds = [gid for gid in self.channels if self._owns(shard, gid)]
         ready = {
             "v": 10,
             "user": self.bot,
-            "guilds": [{"id": self.guild_id, "unavailable": True}],
-            "session_id": self.session_id,
+            "guilds": [{"id": gid, "unavailable": True} for gid in guilds],
+            "session_id": session,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": self.app_id, "flags": 0},
         }
-        await self.dispatch("READY", ready)
-        await self.dispatch("GUILD_CREATE", self.guild())
+        if raw:
+            ready["shard"] = raw
+        await self._send("READY", ready, Route(session=session))
+        for gid in guilds:
+            await self._send("GUILD_CREATE", self.guild(gid), Route(session=session))
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         """Replay what the client missed (and replay_overlap events it had), then RESUMED; or op 9."""
         session, seq = data.get("session_id"), data.get("seq") or 0
-        if self.session_id is None or session != self.session_id:
+        if session is None or session not in self._session_shards:
             self.requests.append(("GATEWAY", "RESUME", {"session_id": session, "seq": seq, "replayed": None}))
             self._changed.set()
             await ws.send_json({"op": 9, "d": False})
             return
+        shard = self._session_shards[session]
+        self._ws[ws] = (session, shard)
         sent, replayed = max(0, seq - self.replay_overlap), 0
-        while missed := [frame for frame in self._log if frame["s"] > sent]:
+        while missed := [f for f, route in self._log if f["s"] > sent and self._gets(session, shard, route)]:
             for frame in missed:  # events dispatched while this loop awaits are picked up next round
                 await ws.send_json(frame)
                 sent, replayed = frame["s"], replayed + 1
         self.requests.append(("GATEWAY", "RESUME", {"session_id": session, "seq": seq, "replayed": replayed}))
         self._changed.set()
         self._live.append(ws)
-        await self.dispatch("RESUMED", {})
+        await self._send("RESUMED", {}, Route(session=session))
+
+    def _owns(self, shard: tuple[int, int] | None, guild_id: str) -> bool:
+        """True when a session on this shard gets the guild's events."""
+        if shard is None:
+            return True
+        return shard_of(guild_id, shard[1]) == shard[0] or shard[0] in self.also_deliver.get(guild_id, ())
+
+    def _gets(self, session: str | None, shard: tuple[int, int] | None, route: Route) -> bool:
+        """True when a session (on that shard) gets a frame sent on this route."""
+        if route.session is not None:
+            return route.session == session
+        if route.shard is not None:
+            return shard is not None and shard[0] == route.shard
+        return route.guild is None or self._owns(shard, route.guild)
 
     @property
     def sequence(self) -> int:
@@ -295,24 +366,77 @@ class FakeDiscord:
         """Gateway op 9 INVALID_SESSION; when not resumable, the session is gone and only IDENTIFY works."""
         if not resumable:
             self.session_id = None
+            self._session_shards.clear()
         for ws in self._take_live():
             await ws.send_json({"op": 9, "d": resumable})
 
-    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send one gateway event to every connected client (and keep it for a RESUME)."""
+    async def dispatch(self, event: str, data: dict[str, Any], *, shard: int | None = None) -> None:
+        """Send one gateway event to the sessions that get it: its guild's shard (or `shard`), else every one."""
+        await self._send(event, data, Route(guild=data.get("guild_id"), shard=shard))
+
+    async def _send(self, event: str, data: dict[str, Any], route: Route) -> None:
+        """Send a frame to the live sessions on its route (and keep it for a RESUME)."""
         self._seq += 1
         frame = {"op": 0, "t": event, "s": self._seq, "d": data}
-        self._log.append(frame)
+        self._log.append((frame, route))
         for ws in list(self._live):
-            if not ws.closed:
+            if not ws.closed and ws in self._ws and self._gets(*self._ws[ws], route):
                 with contextlib.suppress(ConnectionResetError):
                     await ws.send_json(frame)
 
-    async def send_message(self, author: dict[str, Any], content: str, mid: str | None = None) -> str:
-        """A member posts in the general channel; returns the message id."""
-        payload = self.message(author, content, mid)
+    async def send_message(
+        self, author: dict[str, Any], content: str, mid: str | None = None, *, guild: str | None = None
+    ) -> str:
+        """A member posts in a server's general channel (the first server's by default); returns the message id."""
+        payload = self.message(author, content, mid, guild=guild)
         await self.dispatch("MESSAGE_CREATE", payload)
         return str(payload["id"])
+
+    def _member(self, invoker: dict[str, Any], permissions: str) -> dict[str, Any]:
+        return {
+            "user": invoker,
+            "roles": [],
+            "joined_at": "2024-01-01T00:00:00+00:00",
+            "flags": 0,
+            "deaf": False,
+            "mute": False,
+            "permissions": permissions,
+        }
+
+    def _interaction(
+        self, kind: int, invoker: dict[str, Any], guild: str, permissions: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An INTERACTION_CREATE payload in a server's general channel."""
+        interaction_id = snowflake()
+        channel_id = self.channels[guild]
+        self._guild_of[interaction_id] = guild
+        return {
+            "id": interaction_id,
+            "application_id": self.app_id,
+            "type": kind,
+            "token": f"token-{interaction_id}",
+            "version": 1,
+            "guild_id": guild,
+            "channel_id": channel_id,
+            "channel": {
+                "id": channel_id,
+                "type": 0,
+                "name": "general",
+                "guild_id": guild,
+                "permission_overwrites": [],
+                "nsfw": False,
+                "position": 0,
+            },
+            "member": self._member(invoker, permissions),
+            "app_permissions": MEMBER,
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": 10_485_760,
+            "authorizing_integration_owners": {"0": guild},
+            "context": 0,
+            "data": data,
+        }
 
     async def send_command(
         self,
@@ -321,55 +445,44 @@ class FakeDiscord:
         options: list[dict[str, Any]],
         *,
         permissions: str = MEMBER,
+        guild: str | None = None,
+        shard: int | None = None,
     ) -> str:
-        """A member runs /markov <subcommand>; returns the interaction id."""
-        interaction_id = snowflake()
-        await self.dispatch(
-            "INTERACTION_CREATE",
-            {
-                "id": interaction_id,
-                "application_id": self.app_id,
-                "type": 2,
-                "token": f"token-{interaction_id}",
-                "version": 1,
-                "guild_id": self.guild_id,
-                "channel_id": self.channel_id,
-                "channel": {
-                    "id": self.channel_id,
-                    "type": 0,
-                    "name": "general",
-                    "guild_id": self.guild_id,
-                    "permission_overwrites": [],
-                    "nsfw": False,
-                    "position": 0,
-                },
-                "member": {
-                    "user": invoker,
-                    "roles": [],
-                    "joined_at": "2024-01-01T00:00:00+00:00",
-                    "flags": 0,
-                    "deaf": False,
-                    "mute": False,
-                    "permissions": permissions,
-                },
-                "app_permissions": MEMBER,
-                "locale": "en-US",
-                "guild_locale": "en-US",
-                "entitlements": [],
-                "attachment_size_limit": 10_485_760,
-                "authorizing_integration_owners": {"0": self.guild_id},
-                "context": 0,
-                "data": {
-                    "id": snowflake(),
-                    "name": "markov",
-                    "type": 1,
-                    "options": [{"name": subcommand, "type": 1, "options": options}],
-                },
-            },
-        )
-        return interaction_id
+        """A member runs /markov <subcommand> (in the first server by default); returns the interaction id."""
+        data = {
+            "id": snowflake(),
+            "name": "markov",
+            "type": 1,
+            "options": [{"name": subcommand, "type": 1, "options": options}],
+        }
+        payload = self._interaction(2, invoker, guild or self.guild_id, permissions, data)
+        await self.dispatch("INTERACTION_CREATE", payload, shard=shard)
+        return str(payload["id"])
+
+    async def press(
+        self, invoker: dict[str, Any], interaction_id: str, label: str, *, shard: int | None = None
+    ) -> str:
+        """A member presses the button labelled `label` on the reply to an interaction; returns the press's id."""
+        _, _, body = await self.wait_for(lambda r: r[1].startswith(f"/interactions/{interaction_id}/"))
+        buttons = [c for row in body["data"]["components"] for c in row["components"]]
+        button = next(b for b in buttons if b.get("label") == label)
+        message = self.replies[interaction_id]
+        guild = str(message["guild_id"])
+        data = {"custom_id": button["custom_id"], "component_type": 2}
+        payload = self._interaction(3, invoker, guild, MEMBER, data)
+        payload["message"] = {**message, "components": body["data"]["components"], "flags": 64}
+        await self.dispatch("INTERACTION_CREATE", payload, shard=shard)
+        return str(payload["id"])
 
     # ------------------------------------------------------------------ REST
+
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        """GET /gateway/bot: where to connect and how many shards Discord recommends."""
+        self.requests.append(("GET", "/gateway/bot", None))
+        self._changed.set()
+        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        body = {"url": self.gateway_url, "shards": self.shard_count, "session_start_limit": limit}
+        return web.Response(body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
 
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["path"]
@@ -472,7 +585,9 @@ class FakeDiscord:
         if path.startswith("/interactions/"):
             # discord.py asks for the callback's result (with_response): the interaction and what it made.
             interaction_id = path.split("/")[2]
-            message = self.message(self.bot, ((body or {}).get("data") or {}).get("content", ""))
+            content = ((body or {}).get("data") or {}).get("content", "")
+            message = self.message(self.bot, content, guild=self._guild_of.get(interaction_id))
+            self.replies[interaction_id] = message
             return {
                 "interaction": {
                     "id": interaction_id,
@@ -483,8 +598,9 @@ class FakeDiscord:
                 },
                 "resource": {"type": (body or {}).get("type", 4), "message": message},
             }
-        if path.startswith(f"/channels/{self.channel_id}/messages") and method == "POST":
-            return self.message(self.bot, (body or {}).get("content", ""))
+        for guild, channel in self.channels.items():
+            if path.startswith(f"/channels/{channel}/messages") and method == "POST":
+                return self.message(self.bot, (body or {}).get("content", ""), guild=guild)
         if path.startswith("/webhooks/"):
             return self.message(self.bot, (body or {}).get("content", ""))
         log.warning("fake Discord has no answer for %s %s", method, path)
