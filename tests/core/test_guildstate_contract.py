@@ -22,8 +22,6 @@ from bot.core.postgres.connections import PgDatabase
 from bot.core.postgres.guildstate import GuildState as PgGuildState
 from bot.core.store import Store
 
-ENGINES = ["sqlite", "postgresql"]
-
 
 class Engine(Protocol):
     """One engine's guild state, opened and reopened, and a write behind its back."""
@@ -86,15 +84,6 @@ class PostgresEngine:
             )
         finally:
             await conn.close()
-
-
-@pytest.fixture(params=ENGINES)
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    """Each engine in turn: a SQLite file, or a fresh PostgreSQL database (asked for only when it runs)."""
-    if request.param == "sqlite":
-        return tmp_path / "markov.sqlite3"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 @pytest.fixture

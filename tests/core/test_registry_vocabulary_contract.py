@@ -25,7 +25,6 @@ from bot.core.postgres.transactions import PgWrites
 from bot.core.postgres.vocabulary import Vocabulary as PgVocabulary
 from bot.core.store import Store
 
-ENGINES = ["sqlite", "postgresql"]
 Work = Callable[[], Awaitable[None]]
 
 
@@ -110,15 +109,6 @@ class PostgresEngine:
             return [tuple(row) for row in await conn.fetch(sql, *args)]
         finally:
             await conn.close()
-
-
-@pytest.fixture(params=ENGINES)
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
-    """Each engine in turn: a SQLite file, or a fresh PostgreSQL database (asked for only when it runs)."""
-    if request.param == "sqlite":
-        return tmp_path / "markov.sqlite3"
-    url: str = request.getfixturevalue("pg_url")
-    return url
 
 
 @pytest.fixture
