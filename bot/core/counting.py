@@ -111,7 +111,7 @@ def window_rows(table: Ints) -> list[WindowRow]:
     return [(c, f, a, k) for c, f, a, k in table.tolist()]
 
 
-def window_entries(table: Ints) -> dict[int, blocks.Entries]:
+def window_entries_by_chain(table: Ints) -> dict[int, blocks.Entries]:
     """A window table (sorted by key) as each chain's window entries (see blocks.window_entries)."""
     out: dict[int, blocks.Entries] = {}
     if not len(table):

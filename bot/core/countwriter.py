@@ -20,7 +20,7 @@ from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.blockwriter import BlockWriter
 from bot.core.connections import Connections
-from bot.core.counting import Counted, Ints, window_entries, window_rows
+from bot.core.counting import Counted, Ints, window_entries_by_chain, window_rows
 from bot.core.hubcache import HubCache
 from bot.core.sql import Q
 from bot.core.staging import Staging
@@ -73,7 +73,7 @@ class CountWriter:
 
     @staticmethod
     def _stage(staging: Staging, counted: Sequence[Counted], windows: Ints) -> None:
-        for chain_id, entries in window_entries(windows).items():
+        for chain_id, entries in window_entries_by_chain(windows).items():
             staging.add(blocks.WINDOWS, chain_id, 0, entries)
         for c in counted:
             staging.add(blocks.TRANSITIONS, c.chain_id, c.order, c.entries)

@@ -37,9 +37,6 @@ class Staging:
         self._chains: dict[tuple[Kind, int], _Chain] = {}
         self.nbytes = 0
 
-    def __bool__(self) -> bool:
-        return bool(self._chains)
-
     def add(self, kind: Kind, chain_id: int, order: int, forward: Entries) -> None:
         """Stage signed counts (forward column order, any order of rows) as a run in each direction."""
         if not len(forward):

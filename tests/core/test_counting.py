@@ -76,7 +76,7 @@ def test_window_entries_are_each_chains_windows_as_blocks_hold_them(batch: list)
     by_chain: dict[int, list[tuple[int, int, int]]] = {}
     for chain_id, fp, author_id, k in counting.window_rows(table):
         by_chain.setdefault(chain_id, []).append((fp, author_id, k))
-    found = counting.window_entries(table)
+    found = counting.window_entries_by_chain(table)
     assert sorted(found) == sorted(by_chain)
     for chain_id, rows in by_chain.items():
         assert found[chain_id].tolist() == blocks.window_entries(rows).tolist()
