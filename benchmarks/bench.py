@@ -3,12 +3,15 @@
     python -m benchmarks.bench                      # 100,000-message synthetic Zipf corpus
     python -m benchmarks.bench --messages 1000000   # community scale
     python -m benchmarks.bench --file corpus.txt    # any text file, one message per line
+    python -m benchmarks.bench --postgres postgresql://root@127.0.0.1/test   # PostgreSQL beside SQLite
 
 Each side runs in its own process, so peak RSS (VmHWM) is measured apart: markovify's build and
 make_sentence (with its default overlap test); markovbot's ingest (tokenize, count, batched
 SQLite commits: the path the bot uses), then generation in a fresh process (guarded and not),
 the retention report, and generation while another chain ingests ~1,000 messages/s.
-Prints a Markdown table and writes JSON to benchmarks/results/.
+With --postgres (a server URL whose user may create databases), the same runs go again against a
+fresh PostgreSQL database on that server, and a second table sets the two engines side by side.
+Prints Markdown tables and writes JSON to benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -50,6 +53,44 @@ def peak_rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def is_postgres(db: str) -> bool:
+    """True when db is a PostgreSQL URL rather than a SQLite file."""
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+async def _pg_size(url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT pg_database_size(current_database())"))
+    finally:
+        await conn.close()
+
+
+def db_bytes(db: str) -> int:
+    """What the database takes on disk: the SQLite file and its log, or the PostgreSQL database."""
+    if is_postgres(db):
+        return asyncio.run(_pg_size(db))
+    return sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
+
+
+async def _pg_database(server: str, name: str, drop_only: bool = False) -> str:
+    """A fresh database on the server (dropped first if it exists); its URL."""
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlsplit(server)._replace(path=f"/{name}").geturl()
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -112,13 +153,25 @@ def run_ingest(corpus: str, db: str) -> dict[str, Any]:
     """markovbot ingest through Brain.learn and the batched writer."""
     result = asyncio.run(_ingest(corpus, db))
     result["peak_rss_mb"] = peak_rss_mb()
-    size = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
-    result["db_bytes"] = size
+    result["db_bytes"] = db_bytes(db)
     return result
 
 
-def written_bytes() -> int:
-    """Bytes this process has caused to be written to storage (/proc/self/io write_bytes)."""
+async def _wal_bytes(url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT wal_bytes FROM pg_stat_wal"))
+    finally:
+        await conn.close()
+
+
+def written_bytes(db: str = "") -> int:
+    """Bytes this process has caused to be written to storage (/proc/self/io write_bytes); for
+    PostgreSQL, the server's write-ahead log so far (its data pages follow at checkpoints)."""
+    if is_postgres(db):
+        return asyncio.run(_wal_bytes(db))
     for line in Path("/proc/self/io").read_text().splitlines():
         if line.startswith("write_bytes:"):
             return int(line.split()[1])
@@ -132,13 +185,13 @@ async def _import(corpus: str, db: str) -> dict[str, Any]:
 
     brain = await Brain.open(db, **shipped_options())
     try:
-        before = written_bytes()
+        before = await asyncio.to_thread(written_bytes, db)
         start = time.perf_counter()
         result = await import_file(brain, Path(corpus), ChainKey(*CHAIN), progress=False, workers=None)
         elapsed = time.perf_counter() - start
     finally:
         await brain.close()
-    written = written_bytes() - before
+    written = await asyncio.to_thread(written_bytes, db) - before
     return {
         "messages": result.learned,
         "import_s": elapsed,
@@ -151,7 +204,7 @@ def run_import(corpus: str, db: str) -> dict[str, Any]:
     """markovbot import (one author, in large transactions), as `markovbot import` runs it."""
     result = asyncio.run(_import(corpus, db))
     result["peak_rss_mb"] = peak_rss_mb()
-    result["db_bytes"] = sum(os.path.getsize(p) for p in (db, db + "-wal") if os.path.exists(p))
+    result["db_bytes"] = db_bytes(db)
     result["text_bytes"] = os.path.getsize(corpus)
     return result
 
@@ -405,6 +458,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--calls", type=int, default=1000, help="generations timed on each side")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument(
+        "--postgres",
+        help="a PostgreSQL server URL: run the engine's figures there too (databases markov_bench*)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         if args.file:
@@ -421,16 +478,89 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "calls": args.calls,
         }
         results["markovify"] = in_process(run_markovify, corpus, min(args.calls, 200))
-        results["import"] = in_process(run_import, corpus, os.path.join(tmp, "import.sqlite3"))
-        results["ingest"] = in_process(run_ingest, corpus, db)
-        results["generate"] = in_process(run_generate, db, args.calls)
-        results["concurrent"] = in_process(run_concurrent, db, corpus, min(args.calls, 500), 1000.0)
-        results["forget"] = in_process(run_forget, db)
+        results.update(engine_runs(corpus, os.path.join(tmp, "import.sqlite3"), db, args.calls))
+        if args.postgres:
+            pg_import = asyncio.run(_pg_database(args.postgres, "markov_bench_import"))
+            pg_db = asyncio.run(_pg_database(args.postgres, "markov_bench"))
+            try:
+                results["postgresql"] = engine_runs(corpus, pg_import, pg_db, args.calls)
+            finally:
+                for name in ("markov_bench_import", "markov_bench"):
+                    asyncio.run(_pg_database(args.postgres, name, drop_only=True))
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     (args.out / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2))
     print(table(results))
+    if "postgresql" in results:
+        print()
+        print(engines_table(results))
     return results
+
+
+def engine_runs(corpus: str, import_db: str, db: str, calls: int) -> dict[str, Any]:
+    """One engine's runs, each in a fresh process: import into import_db; ingest, generate, and forget in db."""
+    return {
+        "import": in_process(run_import, corpus, import_db),
+        "ingest": in_process(run_ingest, corpus, db),
+        "generate": in_process(run_generate, db, calls),
+        "concurrent": in_process(run_concurrent, db, corpus, min(calls, 500), 1000.0),
+        "forget": in_process(run_forget, db),
+    }
+
+
+def engines_table(r: dict[str, Any]) -> str:
+    """SQLite and PostgreSQL side by side, with markovify's build as the yardstick."""
+    mk, pg = r["markovify"], r["postgresql"]
+    build = mk["build_msgs_per_s"]
+
+    def both(fn: Callable[[dict[str, Any]], str]) -> tuple[str, str]:
+        return fn(r), fn(pg)
+
+    rows = [
+        (
+            "bulk import (msgs/s)",
+            *both(
+                lambda e: (
+                    f"{e['import']['import_msgs_per_s']:,.0f} "
+                    f"({e['import']['import_msgs_per_s'] / build:.2f}×)"
+                )
+            ),
+        ),
+        (
+            "live ingest (msgs/s)",
+            *both(
+                lambda e: (
+                    f"{e['ingest']['ingest_msgs_per_s']:,.0f} "
+                    f"({e['ingest']['ingest_msgs_per_s'] / build:.2f}×)"
+                )
+            ),
+        ),
+        (
+            "guarded p50 / p99, first calls (ms)",
+            *both(
+                lambda e: (
+                    f"{e['generate']['guarded']['p50_ms']:.2f} / {e['generate']['guarded']['p99_ms']:.2f}"
+                )
+            ),
+        ),
+        ("guarded p99 while ingesting (ms)", *both(lambda e: f"{e['concurrent']['p99_ms']:.2f}")),
+        ("/markov stats (s)", *both(lambda e: f"{e['generate']['stats_s']:.2f}")),
+        ("/markov forget of one member (s)", *both(lambda e: f"{e['forget']['forget_s']:.2f}")),
+        (
+            "on disk ÷ text (import)",
+            *both(lambda e: f"{e['import']['db_bytes'] / e['import']['text_bytes']:.2f}"),
+        ),
+        ("written during the import (MB)", *both(lambda e: f"{e['import']['written_bytes'] / 1e6:,.0f}")),
+        ("peak RSS generating (MB)", *both(lambda e: f"{sum(e['generate']['generating_rss_mb']):,.0f}")),
+    ]
+    lines = [
+        f"Both engines — markovify builds {build:,.0f} msgs/s in RAM in this run",
+        "",
+        "| figure | SQLite | PostgreSQL |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
