@@ -198,19 +198,20 @@ def key_bytes(key: Sequence[int]) -> bytes:
 
 
 def sort_keys(columns: Sequence[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.int64]]:
-    """Sort keys for np.lexsort (the first varies slowest), neighbours fused into one int64 where both fit."""
+    """Sort keys for np.lexsort (the first varies slowest): neighbouring columns fused into one int64
+    while their values' widths fit in 63 bits together (a chain's ids seldom need 20 bits, so a
+    whole key is often one int64, sorted in one pass)."""
     fused: list[npt.NDArray[np.int64]] = []
-    i = 0
-    while i < len(columns):
-        a = columns[i]
-        if i + 1 < len(columns) and len(a):
-            b = columns[i + 1]
-            if a.min() >= 0 and a.max() < 2**31 and b.min() >= 0 and b.max() < 2**32:
-                fused.append((a << 32) | b)
-                i += 2
-                continue
-        fused.append(a)
-        i += 1
+    width = 64  # bits used by the last fused key (64: start a new one)
+    for column in columns:
+        low = int(column.min()) if len(column) else 0
+        bits = int(column.max()).bit_length() if len(column) else 0
+        if low >= 0 and fused and width + bits <= 63:
+            fused[-1] = (fused[-1] << bits) | column
+            width += bits
+        else:
+            fused.append(column)
+            width = bits if low >= 0 else 64
     return fused
 
 
