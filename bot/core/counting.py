@@ -70,8 +70,9 @@ def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Co
         flat = np.full(int((lengths + order).sum()), chainmod.END, dtype=np.int64)
         flat[np.repeat(offsets, order) + np.tile(np.arange(order), len(group))] = chainmod.BEGIN
         is_token = within < np.repeat(sizes, lengths)
+        tokens_in_order = itertools.chain.from_iterable([item.tokens for item in group])
         flat[nexts[is_token]] = np.fromiter(
-            (ids[t] for item in group for t in item.tokens), dtype=np.int64, count=int(sizes.sum())
+            map(ids.__getitem__, tokens_in_order), dtype=np.int64, count=int(sizes.sum())
         )
         chain_ids = np.repeat(np.array([item.chain.id for item in group], dtype=np.int64), lengths)
         author_ids = np.repeat(np.array([item.author_id for item in group], dtype=np.int64), lengths)
@@ -99,7 +100,9 @@ def windows(batch: Sequence[PendingMessage]) -> Ints:
     total = sum(sizes)
     if not total:
         return np.empty((0, 4), dtype=np.int64)
-    fps = np.fromiter((fp for item in batch for fp in item.windows), dtype=np.int64, count=total)
+    fps = np.fromiter(
+        itertools.chain.from_iterable([item.windows for item in batch]), dtype=np.int64, count=total
+    )
     chain_ids = np.repeat(np.array([item.chain.id for item in batch], dtype=np.int64), sizes)
     author_ids = np.repeat(np.array([item.author_id for item in batch], dtype=np.int64), sizes)
     first, counts = _runs([chain_ids, fps, author_ids])
