@@ -211,6 +211,7 @@ class Store:
             prune_seconds=PRUNE_SECONDS,
             prune_rows=PRUNE_ROWS,
             lock=self._db.write_lock,
+            reads=self._reader,
         )
         # Chains and authors are made by SQLite's writer, or PostgreSQL's registry (identity columns).
         self._makes: RegistryWrites = self._writes if self._pg is None else self._registry  # type: ignore[assignment]

@@ -33,7 +33,7 @@ from bot.core.models import (
 from bot.core.registry import Registry
 from bot.core.sealed import Sealer
 from bot.core.versions import ChainVersions
-from bot.core.writetx import RETRIES, WriteTx
+from bot.core.writetx import RETRIES, ReaderSql, WriteTx
 
 if TYPE_CHECKING:
     from bot.core.postgres.registry import Registry as PgRegistry
@@ -112,9 +112,11 @@ class Writer:
         prune_seconds: float,
         prune_rows: int,
         lock: asyncio.Lock,
+        reads: ReaderSql,
     ) -> None:
         self.tx = tx
         self.lock = lock  # the store's write lock
+        self._reads = reads  # outside a transaction (the reader connection, or the pool)
         self._sql = tx.sql
         self._q = tx.sql.statements
         self._vocabulary = vocabulary
@@ -172,7 +174,7 @@ class Writer:
         # learned_at < cutoff, for whole seconds: the same as against the exact (fractional) cutoff
         cutoff = math.ceil(now - self.edit_window_days * 86_400) if self.edit_window_days else 2**63 - 1
         dropped = [0]
-        expired = await self._sql.fetchone(self._q["recent_expired"], (cutoff,)) is not None
+        expired = await self._reads.fetchone(self._q["recent_expired"], (cutoff,)) is not None
         if not expired:  # the usual case: no write transaction (and none on a read-only file)
             self._next_prune = now + self._prune_seconds
             return
