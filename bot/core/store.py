@@ -12,6 +12,12 @@ writer (every write transaction), versions (where the writer stands on each chai
 (queued learning and the flusher), keymeta (the fingerprint key's check value), reports (the
 retention report's reads, as ``store.reports``) and walkerhost (where the walker runs), called
 through walkerclient (as ``store.walker``).
+
+Given a PostgreSQL URL (postgresql://...) instead of a path, the same store runs on PostgreSQL
+(bot.core.storeparts picks each engine's parts): the writer and its transactions are one
+implementation over the SQL seam (bot.core.writetx), several processes may write at once, and
+hubs are off. Its fingerprint key file is named from key_path (default: the default SQLite
+file's, data/markov.sqlite3.key) unless the key is given.
 """
 
 from __future__ import annotations
@@ -33,7 +39,6 @@ from bot.core import chain as chainmod
 from bot.core import engines, schema
 from bot.core.connections import SECURE_DELETE, Connections, pragma
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
-from bot.core.guildstate import GuildState
 from bot.core.hubcache import HubCache
 from bot.core.keymeta import load_key, load_shared_key
 from bot.core.learnqueue import DISK_FULL_CODES as DISK_FULL_CODES
@@ -52,7 +57,6 @@ from bot.core.models import (
 )
 from bot.core.postgres.connections import PgDatabase
 from bot.core.postgres.guildstate import GuildState as PgGuildState
-from bot.core.registry import Registry
 from bot.core.reports import Reports
 from bot.core.schema import APPLICATION_ID as APPLICATION_ID
 from bot.core.schema import LEGACY_TABLES as LEGACY_TABLES
@@ -64,16 +68,15 @@ from bot.core.schema import StoreError as StoreError
 from bot.core.schema import migrations as migrations
 from bot.core.sealed import Sealer
 from bot.core.sql import Q, tune_sqlite
+from bot.core.storeparts import SQLITE_ERRORS, postgres_errors, postgres_parts, sqlite_parts
 from bot.core.versions import ChainVersions
-from bot.core.vocabulary import Vocabulary
 from bot.core.walkerclient import WalkerClient
 from bot.core.walkerhost import WALKERS as WALKERS
 from bot.core.walkerhost import WalkerHost
 from bot.core.writer import Writer
-from bot.core.writetx import PgTx, ReaderSql, SqliteTx, WriteTx
 
 if TYPE_CHECKING:
-    from bot.core.writer import AnyRegistry
+    pass
 
 # The `import X as X` lines re-export names that callers and tests import from here.
 
@@ -101,50 +104,6 @@ PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at 
 BULK_MEMORY_MB = 1024  # what an import (markovbot import) may hold: queued messages, a batch, the page cache
 BULK_MESSAGE_BYTES = 3072  # memory per message an import holds queued or counted (measured at 1M)
 BULK_COMMIT_SECONDS = 60.0  # an import commits at least this often (what a crash loses; what a bot waits)
-
-
-_SQLITE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.OperationalError, sqlite3.DatabaseError)
-
-
-def _postgres_errors() -> tuple[type[BaseException], ...]:
-    """What a failed PostgreSQL write raises (the learning queue says so as a StoreError)."""
-    import asyncpg
-
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-
-
-Parts = tuple[PgDatabase | None, WriteTx, GuildStateStore, "AnyRegistry", VocabularyStore, ReaderSql]
-
-
-def _sqlite_parts(db: Connections, cache_size: int) -> Parts:
-    """SQLite's parts: everything on the store's writer and reader connections."""
-    return (
-        None,
-        SqliteTx(db),
-        GuildState(db),
-        Registry(db),
-        Vocabulary(db, cache_size),
-        ReaderSql(Q, db, None),
-    )
-
-
-def _postgres_parts(url: engines.PostgresUrl, cache_size: int) -> Parts:
-    """PostgreSQL's parts: on the pool, the writer's on a pooled connection held per transaction."""
-    from bot.core.postgres.registry import Registry as PgRegistry
-    from bot.core.postgres.schema import PQ
-    from bot.core.postgres.transactions import PgWrites
-    from bot.core.postgres.vocabulary import Vocabulary as PgVocabulary
-
-    pg = PgDatabase(url)
-    writes = PgWrites(pg)
-    return (
-        pg,
-        PgTx(writes),
-        PgGuildState(pg),
-        PgRegistry(pg),
-        PgVocabulary(pg, writes, cache_size),
-        ReaderSql(PQ, None, pg),
-    )
 
 
 class Store:
@@ -191,7 +150,7 @@ class Store:
         if edit_window_days < 0:
             raise ValueError(f"edit_window_days must be 0 or more, not {edit_window_days}")
         parts = (
-            _sqlite_parts(self._db, cache_size) if self.url is None else _postgres_parts(self.url, cache_size)
+            sqlite_parts(self._db, cache_size) if self.url is None else postgres_parts(self.url, cache_size)
         )
         self._pg, tx, self._guilds, self._registry, self._vocabulary, self._reader = parts
         # Hubs are off on PostgreSQL (see bot.core.hubcache): kept across transactions, several writers would stale them.
@@ -221,7 +180,7 @@ class Store:
             self._db,
             self._writes,
             path=self.path if self.url is None else self.url.redacted,
-            errors=_SQLITE_ERRORS if self.url is None else _postgres_errors(),
+            errors=SQLITE_ERRORS if self.url is None else postgres_errors(),
             flush_interval=flush_interval,
             batch_size=batch_size,
             max_pending=max_pending,
