@@ -12,11 +12,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from bot.core.messagekeys import message_key
 from bot.core.models import LearnStatus, UnlearnStatus
 from tests.core.pg_dump import pg_counts
 from tests.core.writer_corpus import MEMBERS, corpus, dump, learn, open_brain
@@ -233,3 +235,31 @@ async def test_a_deadlocked_postgresql_transaction_runs_again_whole(
     finally:
         await other.close()
     assert await dump(pg_url) == await dump(reference)
+
+
+async def test_a_member_another_store_forgot_is_dropped_from_the_queue_and_the_caches(
+    where: Path | str, tmp_path: Path
+) -> None:
+    messages = [m for m in corpus(40) if m.author in ("alice", "bob")]
+    alice = next(m for m in messages if m.author == "alice")
+    first = await open_brain(where, tmp_path)
+    second = await open_brain(where, tmp_path)
+    try:
+        await learn(first, messages)
+        old_id = await first.store.find_author("t", "g", "alice")
+        assert old_id is not None
+        await first.learn(replace(alice, id="late"), require_consent=False)  # queued with alice's cached id
+        assert (await second.forget("t", "g", "alice")).messages > 0
+        result = await first.store.flush()
+        assert (result.learned, result.duplicates) == (0, 1)  # dropped: its author is gone
+        assert not await first.store.is_learned("t", "late")
+        assert "alice" not in {a for (_, _, a) in first.store._registry.authors}
+        await learn(first, [replace(alice, id="later")])  # made again, under a new id
+        assert await first.store.find_author("t", "g", "alice") not in (None, old_id)
+    finally:
+        await second.close()
+        await first.close()
+    dumped = await dump(where)
+    assert [m for m in dumped["messages"] if m[2][2] == "alice"] == [
+        m for m in dumped["messages"] if m[0] == message_key("t", "later")
+    ]
