@@ -63,6 +63,8 @@ async def load_shared_key(sql: ReaderSql, key_path: Path, given: bytes | None) -
     other keys, the second's is refused.
     """
     check = await _shared_meta(sql, keys.CHECK_META)
+    if given is None and check is None:  # the key file is made now, in a folder that may not exist yet
+        await asyncio.to_thread(key_path.parent.mkdir, parents=True, exist_ok=True)
     try:
         key = await asyncio.to_thread(keys.resolve, key_path, given, salt=None, check=check)
         if check is None:

@@ -18,8 +18,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bot.core import keys
 from bot.core.messagekeys import message_key
 from bot.core.models import LearnStatus, UnlearnStatus
+from bot.core.store import Store, StoreError
 from tests.core.pg_dump import pg_counts
 from tests.core.writer_corpus import MEMBERS, corpus, dump, learn, open_brain
 
@@ -263,3 +265,22 @@ async def test_a_member_another_store_forgot_is_dropped_from_the_queue_and_the_c
     assert [m for m in dumped["messages"] if m[2][2] == "alice"] == [
         m for m in dumped["messages"] if m[0] == message_key("t", "later")
     ]
+
+
+async def test_a_postgresql_store_given_no_key_makes_its_key_file_and_is_refused_another(
+    pg_url: str, tmp_path: Path
+) -> None:
+    key_path = tmp_path / "keys" / "markov"
+    store = await Store(pg_url, key_path=key_path, walker="thread").open()
+    try:
+        made = store.key
+    finally:
+        await store.close()
+    assert keys.read_file(keys.key_file(key_path)) == made
+    again = await Store(pg_url, key_path=key_path, walker="thread").open()
+    try:
+        assert again.key == made
+    finally:
+        await again.close()
+    with pytest.raises(StoreError, match="not the fingerprint key"):
+        await Store(pg_url, key=bytes(32), walker="thread").open()
