@@ -19,10 +19,9 @@ import numpy as np
 from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.blockwriter import BlockWriter
-from bot.core.connections import Connections
 from bot.core.counting import Counted, Ints, window_entries_by_chain, window_rows
 from bot.core.hubcache import HubCache
-from bot.core.sql import Q
+from bot.core.sqlconn import SqlConn
 from bot.core.staging import Staging
 
 MERGE_ROWS = 20_000  # delta rows of a chain from which they are merged into its blocks ...
@@ -44,11 +43,12 @@ _WINDOW_DELTA = ("window_delta_count", "subtract_window", "prune_window")
 class CountWriter:
     """Adds, subtracts and removes a chain's transition and window counts, in the delta or the blocks."""
 
-    def __init__(self, db: Connections, hubs: HubCache) -> None:
-        self._db = db
+    def __init__(self, sql: SqlConn, hubs: HubCache) -> None:
+        self._sql = sql
+        self._q = sql.statements
         self._hubs = hubs
-        self._blocks = BlockWriter(db)
-        self._windows = BlockWriter(db, blocks.WINDOWS)
+        self._blocks = BlockWriter(sql)
+        self._windows = BlockWriter(sql, blocks.WINDOWS)
         self.staging: Staging | None = None  # an import's: batches are staged, not upserted into the delta
         self.merge_rows = MERGE_ROWS  # 0: merge at every commit (the tests' default: every read meets blocks)
 
@@ -58,11 +58,12 @@ class CountWriter:
         if staging is not None:
             rows = [row for c in counted for row in self._hubs.rows_of_hubs(c)]
         else:
-            await self._db.w.executemany(
-                Q["upsert_window"], window_rows(windows)
+            # rows in key order (counting sorts them, chain first): every writer locks them in one order
+            await self._sql.executemany(
+                self._q["upsert_window"], window_rows(windows)
             )  # before a merge takes them
             rows = await asyncio.to_thread(lambda: [row for c in counted for row in c.rows()])
-            await self._db.w.executemany(Q["upsert_transition"], rows)
+            await self._sql.executemany(self._q["upsert_transition"], rows)
         deltas, seen = await self._hubs.split(rows)
         await self._hubs.add(deltas, 1)
         if staging is not None:
@@ -84,9 +85,12 @@ class CountWriter:
         if staging is None:
             return
 
-        for kind, chain_id, order in staging.chains():
+        staged = staging.chains()
+        if self._sql.shared:  # chains' block locks taken in one order by every writer
+            staged.sort(key=lambda s: (s[0] is not blocks.TRANSITIONS, s[1]))
+        for kind, chain_id, order in staged:
             writer = self._blocks if kind is blocks.TRANSITIONS else self._windows
-            wide = self._hubs.hub_rows if kind is blocks.TRANSITIONS else 0
+            wide = self._hubs.wide if kind is blocks.TRANSITIONS else 0
             for direction in kind.directions:
                 runs = staging.runs(kind, chain_id, direction)
                 found = await writer.merge_sorted(chain_id, order, direction, runs, wide)
@@ -117,22 +121,23 @@ class CountWriter:
 
     async def _take(self, statements: tuple[str, str, str], key: tuple[object, ...], k: int) -> int:
         """Take up to k from a delta row (count, subtract, prune: its statements); how much it held."""
-        count, subtract, prune = (Q[name] for name in statements)
-        async with self._db.w.execute(count, key) as cur:
-            found = await cur.fetchone()
+        count, subtract, prune = (self._q[name] for name in statements)
+        found = await self._sql.fetchone(
+            count, key
+        )  # PostgreSQL: locked, so no merge elsewhere takes it meanwhile
         held = min(k, int(found[0])) if found else 0
         if held:
-            await self._db.w.execute(subtract, (held, *key))
-            await self._db.w.execute(prune, key)
+            await self._sql.execute(subtract, (held, *key))
+            await self._sql.execute(prune, key)
         return held
 
     async def forget_author(self, chain_id: int, order: int, author_id: int) -> tuple[int, Counter[int]]:
         """Remove an author's transitions and windows from a chain: (how many transition entries, the
         token refs they held, negative)."""
-        await self._db.w.execute(Q["delete_author_windows"], (chain_id, author_id))
+        await self._sql.execute(self._q["delete_author_windows"], (chain_id, author_id))
         await self._windows.drop_author(chain_id, 0, author_id)
-        async with self._db.w.execute(Q["forget_author_transitions"], (chain_id, author_id)) as cur:
-            rows = [(bytes(x), int(n), int(k)) for x, n, k in await cur.fetchall()]
+        found = await self._sql.fetchall(self._q["forget_author_transitions"], (chain_id, author_id))
+        rows = [(bytes(x), int(n), int(k)) for x, n, k in found]
         removed = await self._blocks.drop_author(chain_id, order, author_id)
         rows.extend(
             zip(
@@ -152,30 +157,26 @@ class CountWriter:
 
     async def drop_chain(self, chain_id: int, order: int) -> dict[int, int]:
         """Delete a chain's transitions, windows and hubs; the token refs they held (negative), by token."""
-        async with self._db.w.execute(Q["chain_token_refs"], (chain_id,)) as cur:
-            refs = {int(n): -int(k) for n, k in await cur.fetchall()}
+        found = await self._sql.fetchall(self._q["chain_token_refs"], (chain_id,))
+        refs = {int(n): -int(k) for n, k in found}
         for n, k in (await self._blocks.token_counts(chain_id, order)).items():
             if n > chainmod.END:
                 refs[n] = refs.get(n, 0) - k
         await self._blocks.drop_chain(chain_id)
         await self._windows.drop_chain(chain_id)
-        await self._db.w.execute(Q["delete_chain_windows"], (chain_id,))
-        await self._db.w.execute(Q["delete_chain_transitions"], (chain_id,))
-        await self._db.w.execute(Q["delete_chain_hubs"], (chain_id,))
+        for name in ("delete_chain_windows", "delete_chain_transitions", "delete_chain_hubs"):
+            await self._sql.execute(self._q[name], (chain_id,))
         self._hubs.drop_chain(chain_id)
         return refs
 
     async def _merge_due(self, orders: dict[int, int]) -> None:
         """Merge a chain's delta rows into its blocks once they are many, for their share of the chain."""
-        w = self._db.w
-        for chain_id, order in orders.items():
-            async with w.execute(Q["rows_delta"], (chain_id,)) as cur:
-                row = await cur.fetchone()
+        for chain_id, order in sorted(orders.items()):
+            row = await self._sql.fetchone(self._q["rows_delta"], (chain_id,))
             delta = int(row[0]) if row else 0
             if not delta or delta < self.merge_rows:
                 continue
-            async with w.execute(Q["block_entries"], (chain_id,)) as cur:
-                row = await cur.fetchone()
+            row = await self._sql.fetchone(self._q["block_entries"], (chain_id,))
             if self.merge_rows and delta < (int(row[0]) if row else 0) // MERGE_SHARE:
                 continue
             await self._merge_delta(chain_id, order)
@@ -188,13 +189,11 @@ class CountWriter:
 
     async def _merge_delta(self, chain_id: int, order: int) -> None:
         """Move a chain's delta rows (transitions and windows) into its blocks."""
-        async with self._db.w.execute(Q["window_delta_all"], (chain_id,)) as cur:
-            windows = [(int(f), int(a), int(k)) for f, a, k in await cur.fetchall()]
-        await self._merge_windows({chain_id: windows})
-        await self._db.w.execute(Q["delete_chain_windows"], (chain_id,))
-        async with self._db.w.execute(Q["delta_all"], (chain_id,)) as cur:
-            rows = [tuple(r) for r in await cur.fetchall()]
-        entries = await asyncio.to_thread(blocks.delta_forward, rows, order)
-        wide = await self._blocks.merge(chain_id, order, entries, self._hubs.hub_rows)
-        await self._db.w.execute(Q["delete_chain_transitions"], (chain_id,))
+        # Read and deleted in one statement: a row another writer commits meanwhile is either taken
+        # here whole or left for the next merge (PostgreSQL), never deleted unread.
+        found = await self._sql.fetchall(self._q["take_window_delta"], (chain_id,))
+        await self._merge_windows({chain_id: sorted((int(f), int(a), int(k)) for f, a, k in found)})
+        found = await self._sql.fetchall(self._q["take_delta"], (chain_id,))
+        entries = await asyncio.to_thread(blocks.delta_forward, [tuple(r) for r in found], order)
+        wide = await self._blocks.merge(chain_id, order, entries, self._hubs.wide)
         await self._hubs.make_missing(chain_id, wide)

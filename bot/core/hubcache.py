@@ -1,4 +1,9 @@
-"""The writer's hubs: which contexts are hubs, their unpacked counts, and making new ones."""
+"""The writer's hubs: which contexts are hubs, their unpacked counts, and making new ones.
+
+Hubs are kept unpacked across transactions, which is exact only with one writer: on PostgreSQL
+(several writing processes) they are off (``enabled`` False): no hub is made, so the walker finds
+none and reads every context from the blocks and the delta.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,9 @@ import numpy as np
 from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core import hubs as hubmod
-from bot.core.connections import Connections
 from bot.core.counting import Counted, TransitionRow
 from bot.core.lru import LRU
-from bot.core.sql import Q
+from bot.core.sqlconn import SqlConn
 from bot.core.versions import ChainVersions
 
 HubKey = tuple[int, bytes]  # (chain id, context)
@@ -39,9 +43,18 @@ class HubCache:
     """The hubs as the writer knows them (see bot.core.hubs); their changes tell the walker."""
 
     def __init__(
-        self, db: Connections, versions: ChainVersions, hub_rows: int, cache_size: int, in_memory: int
+        self,
+        sql: SqlConn,
+        versions: ChainVersions,
+        hub_rows: int,
+        cache_size: int,
+        in_memory: int,
+        *,
+        enabled: bool = True,
     ) -> None:
-        self._db = db
+        self._sql = sql
+        self._q = sql.statements
+        self.enabled = enabled
         self._versions = versions
         self.hub_rows = hub_rows
         self._hubs: set[HubKey] = set()  # (chain id, context) of every hub
@@ -49,6 +62,11 @@ class HubCache:
         # Contexts counted and found narrow: how many rows each still lacked (a row per occurrence at most).
         self._hub_short: LRU[HubKey, int] = LRU(cache_size)
         self._hubs_changed = False  # in the open transaction
+
+    @property
+    def wide(self) -> int:
+        """Rows from which a merge reports a context as wide (a hub to make); 0 (none) when hubs are off."""
+        return self.hub_rows if self.enabled else 0
 
     def clear(self) -> None:
         """Forget every hub (read again at the next transaction)."""
@@ -67,12 +85,15 @@ class HubCache:
         self, rows: Iterable[TransitionRow]
     ) -> tuple[dict[HubKey, Counter[int]], Counter[HubKey]]:
         """by_context on the current hubs, in a thread so the event loop keeps answering meanwhile."""
+        if not self.enabled:
+            return {}, Counter()
         return await asyncio.to_thread(by_context, rows, self._hubs)
 
     async def load(self) -> None:
         """Read which contexts are hubs (in a transaction whose caches were dropped)."""
-        async with self._db.w.execute(Q["all_hubs"]) as cur:
-            self._hubs = {(int(c), bytes(x)) for c, x in await cur.fetchall()}
+        if not self.enabled:
+            return
+        self._hubs = {(int(c), bytes(x)) for c, x in await self._sql.fetchall(self._q["all_hubs"])}
         self._hub_arrays.clear()
         self._hubs_changed = True
 
@@ -85,8 +106,7 @@ class HubCache:
     async def _hub(self, key: HubKey) -> hubmod.Packed:
         packed = self._hub_arrays.get(key)
         if packed is None:
-            async with self._db.w.execute(Q["hub"], key) as cur:
-                row = await cur.fetchone()
+            row = await self._sql.fetchone(self._q["hub"], key)
             packed = hubmod.decode(row[0], row[1]) if row else hubmod.from_rows(())
             self._hub_arrays.put(key, packed)
         return packed
@@ -98,7 +118,8 @@ class HubCache:
             packed = await self._hub(key)
             hubmod.add(packed, delta, sign)
             changed.append((*key, *hubmod.encode(*packed)))
-        await self._db.w.executemany(Q["put_hub"], changed)
+        if changed:
+            await self._sql.executemany(self._q["put_hub"], changed)
 
     async def promote(self, seen: Counter[HubKey], batch_size: int) -> None:
         """Make hubs of the batch's contexts (seen: occurrences) that now have hub_rows rows or more.
@@ -107,6 +128,8 @@ class HubCache:
         have gained the rows it lacked. In a large batch only contexts seen twice are counted: a
         hub is common by definition, and counting every rare context would cost more than the batch.
         """
+        if not self.enabled:
+            return
         least = 1 if batch_size < 200 else 2
         candidates = []
         for key, k in seen.items():
@@ -119,11 +142,10 @@ class HubCache:
                 candidates.append(key)
         if not candidates:
             return
-        w = self._db.w
-        await w.executemany(Q["add_hub_candidate"], candidates)
-        async with w.execute(Q["hub_candidate_rows"], (self.hub_rows,)) as cur:
-            counted = [((int(c), bytes(x)), int(n)) for c, x, n in await cur.fetchall()]
-        await w.execute(Q["clear_hub_candidates"])
+        await self._sql.executemany(self._q["add_hub_candidate"], candidates)
+        found = await self._sql.fetchall(self._q["hub_candidate_rows"], (self.hub_rows,))
+        counted = [((int(c), bytes(x)), int(n)) for c, x, n in found]
+        await self._sql.execute(self._q["clear_hub_candidates"])
         for key, rows in counted:
             if rows < self.hub_rows:
                 self._hub_short.put(key, self.hub_rows - rows)
@@ -135,18 +157,16 @@ class HubCache:
         """Make a context a hub, its counts read from its blocks and delta rows."""
         chain_id, ctx = key
         order = len(ctx) // 4
-        async with self._db.w.execute(
-            Q["block_range"], (chain_id, blocks.FORWARD, *blocks.prefix_range(chainmod.unpack(ctx), order))
-        ) as cur:
-            found = blocks.from_rows([tuple(r) for r in await cur.fetchall()], order, chainmod.unpack(ctx))
+        args = (chain_id, blocks.FORWARD, *blocks.prefix_range(chainmod.unpack(ctx), order))
+        rows = await self._sql.fetchall(self._q["block_range"], args)
+        found = blocks.from_rows([tuple(r) for r in rows], order, chainmod.unpack(ctx))
         counts: Counter[int] = Counter()
         for next_id, k in zip(found[:, order].tolist(), found[:, -1].tolist(), strict=True):
             counts[next_id] += k
-        async with self._db.w.execute(Q["successors"], key) as cur:
-            for next_id, k in await cur.fetchall():
-                counts[int(next_id)] += int(k)
+        for next_id, k in await self._sql.fetchall(self._q["successors"], key):
+            counts[int(next_id)] += int(k)
         packed = hubmod.from_rows(sorted(counts.items()))
-        await self._db.w.execute(Q["put_hub"], (*key, *hubmod.encode(*packed)))
+        await self._sql.execute(self._q["put_hub"], (*key, *hubmod.encode(*packed)))
         self._hubs.add(key)
         self._hubs_changed = True
         self._hub_arrays.put(key, packed)
@@ -163,6 +183,8 @@ class HubCache:
 
     async def make_missing(self, chain_id: int, contexts: Sequence[bytes]) -> None:
         """Make hubs of these contexts of a chain, those not hubs yet (a merge found them wide)."""
+        if not self.enabled:
+            return
         for ctx in contexts:
             if (chain_id, ctx) not in self._hubs:
                 await self._make((chain_id, ctx))

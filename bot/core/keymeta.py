@@ -12,6 +12,7 @@ from bot.core import keys
 from bot.core.connections import scrubbing
 from bot.core.schema import StoreError
 from bot.core.sql import Q
+from bot.core.writetx import ReaderSql
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +53,29 @@ async def _store_check(conn: aiosqlite.Connection, key: bytes, *, drop_salt: boo
             if conn.in_transaction:
                 await conn.execute("ROLLBACK")
             raise
+
+
+async def load_shared_key(sql: ReaderSql, key_path: Path, given: bytes | None) -> bytes:
+    """The fingerprint key of a database other processes share (PostgreSQL), checked against its check value.
+
+    key_path: where its key file is named from (``<key_path>.key``, as beside a SQLite file). There is no
+    old salt to move. The check value is set once: two processes opening a new database at once with
+    other keys, the second's is refused.
+    """
+    check = await _shared_meta(sql, keys.CHECK_META)
+    if given is None and check is None:  # the key file is made now, in a folder that may not exist yet
+        await asyncio.to_thread(key_path.parent.mkdir, parents=True, exist_ok=True)
+    try:
+        key = await asyncio.to_thread(keys.resolve, key_path, given, salt=None, check=check)
+        if check is None:
+            await sql.execute(sql.statements["add_meta"], (keys.CHECK_META, keys.check_value(key)))
+            stored = await _shared_meta(sql, keys.CHECK_META)
+            await asyncio.to_thread(keys.resolve, key_path, key, salt=None, check=stored)
+    except keys.KeyRefused as exc:
+        raise StoreError(str(exc)) from None
+    return key
+
+
+async def _shared_meta(sql: ReaderSql, name: str) -> str | None:
+    row = await sql.fetchone(sql.statements["get_meta"], (name,))
+    return str(row[0]) if row else None

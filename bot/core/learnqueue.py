@@ -30,7 +30,8 @@ class LearningQueue:
         db: Connections,
         writer: Writer,
         *,
-        path: Path,
+        path: Path | str,
+        errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError, sqlite3.DatabaseError),
         flush_interval: float,
         batch_size: int,
         max_pending: int,
@@ -38,6 +39,7 @@ class LearningQueue:
         self._db = db
         self._writer = writer
         self.path = path
+        self._errors = errors  # what a failed write raises on this engine
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.max_pending = max_pending
@@ -188,7 +190,7 @@ class LearningQueue:
         """Await a write of the writer's; SQLite's errors become a StoreError that says what failed."""
         try:
             done = await work
-        except (sqlite3.OperationalError, sqlite3.DatabaseError) as exc:
+        except self._errors as exc:
             full = getattr(exc, "sqlite_errorcode", None) in DISK_FULL_CODES
             self.last_error = f"disk full ({exc})" if full else str(exc)
             raise StoreError(f"could not write to {self.path}: {self.last_error}") from exc

@@ -174,6 +174,18 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?);
 -- name: delete_message
 DELETE FROM messages WHERE id = ?;
 
+-- name: lock_message
+-- An unlearn's message (PostgreSQL locks it: two processes never subtract it twice).
+SELECT chain_id, author_id, fingerprint FROM messages WHERE id = ?;
+
+-- name: lock_author
+-- The first statement of a forget (PostgreSQL locks the row: learners elsewhere wait, see existing_authors).
+SELECT id FROM authors WHERE id = ?;
+
+-- name: lock_chain
+-- The first statement of a reset (as lock_author).
+SELECT id FROM chains WHERE id = ?;
+
 -- name: author_message_totals
 -- A member's messages in each chain of their guild (an author id is of one guild), in one scan
 -- of the table: no index by author (18 bytes a message; this scan takes 0.2 s at 1,000,000).
@@ -301,6 +313,13 @@ SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ? AND ne
 
 -- name: delta_all
 SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?;
+
+-- name: take_delta
+-- A chain's delta rows, read and deleted at once (their merge into the blocks; bot/core/countwriter.py).
+DELETE FROM transitions WHERE chain_id = ? RETURNING ctx, next_id, author_id, count;
+
+-- name: take_window_delta
+DELETE FROM windows WHERE chain_id = ? RETURNING fingerprint, author_id, count;
 
 
 -- name: message_fingerprint_exists
@@ -454,7 +473,7 @@ DELETE FROM recent_messages WHERE chain_id = ?;
 -- At most ?2 of the oldest rows learned before ?1 (bounded work per prune).
 DELETE FROM recent_messages WHERE id IN (
     SELECT id FROM recent_messages WHERE learned_at < ?1 ORDER BY learned_at LIMIT ?2
-);
+) RETURNING id;
 
 -- name: rows_recent
 SELECT count(*), (SELECT count(*) FROM recent_messages) FROM recent_messages WHERE chain_id = ?;

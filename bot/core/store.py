@@ -12,6 +12,12 @@ writer (every write transaction), versions (where the writer stands on each chai
 (queued learning and the flusher), keymeta (the fingerprint key's check value), reports (the
 retention report's reads, as ``store.reports``) and walkerhost (where the walker runs), called
 through walkerclient (as ``store.walker``).
+
+Given a PostgreSQL URL (postgresql://...) instead of a path, the same store runs on PostgreSQL
+(bot.core.storeparts picks each engine's parts): the writer and its transactions are one
+implementation over the SQL seam (bot.core.writetx), several processes may write at once, and
+hubs are off. Its fingerprint key file is named from key_path (default: the default SQLite
+file's, data/markov.sqlite3.key) unless the key is given.
 """
 
 from __future__ import annotations
@@ -25,16 +31,16 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiosqlite
 
 from bot.core import chain as chainmod
-from bot.core import schema
+from bot.core import engines, schema
 from bot.core.connections import SECURE_DELETE, Connections, pragma
-from bot.core.contracts import GuildStateStore, RegistryStore, VocabularyStore
-from bot.core.guildstate import GuildState
+from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
 from bot.core.hubcache import HubCache
-from bot.core.keymeta import load_key
+from bot.core.keymeta import load_key, load_shared_key
 from bot.core.learnqueue import DISK_FULL_CODES as DISK_FULL_CODES
 from bot.core.learnqueue import LearningQueue
 from bot.core.lru import LRU as LRU
@@ -49,7 +55,8 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
-from bot.core.registry import Registry
+from bot.core.postgres.connections import PgDatabase
+from bot.core.postgres.guildstate import GuildState as PgGuildState
 from bot.core.reports import Reports
 from bot.core.schema import APPLICATION_ID as APPLICATION_ID
 from bot.core.schema import LEGACY_TABLES as LEGACY_TABLES
@@ -61,12 +68,15 @@ from bot.core.schema import StoreError as StoreError
 from bot.core.schema import migrations as migrations
 from bot.core.sealed import Sealer
 from bot.core.sql import Q, tune_sqlite
+from bot.core.storeparts import SQLITE_ERRORS, postgres_errors, postgres_parts, sqlite_parts
 from bot.core.versions import ChainVersions
-from bot.core.vocabulary import Vocabulary
 from bot.core.walkerclient import WalkerClient
 from bot.core.walkerhost import WALKERS as WALKERS
 from bot.core.walkerhost import WalkerHost
 from bot.core.writer import Writer
+
+if TYPE_CHECKING:
+    pass
 
 # The `import X as X` lines re-export names that callers and tests import from here.
 
@@ -115,15 +125,20 @@ class Store:
         bulk_commit_seconds: float = BULK_COMMIT_SECONDS,
         merge_rows: int | None = None,
         clock: Callable[[], float] = time.time,
+        key_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.path = Path(path)
+        url = engines.parse(path) if isinstance(path, str) and "://" in path else None
+        self.url = url if isinstance(url, engines.PostgresUrl) else None  # None: a SQLite file
+        self.path = Path(path) if self.url is None else Path(key_path or engines.DEFAULT_SQLITE_PATH)
+        # PostgreSQL's fingerprint key file is named from key_path (<key_path>.key), as beside a SQLite file
+        where: Path | str = self.path if self.url is None else self.url.dsn
         self._given_key = key  # the fingerprint key, or None: the key file beside the database
-        self._db = Connections()
-        self._guilds = GuildState(self._db)
+        self._db = Connections()  # SQLite's connections; on PostgreSQL only its write lock is used
         self.versions = ChainVersions()  # where this process's writer stands on each chain
-        self._walker_host = WalkerHost(self.path, cache_size, walker)  # started on open
+        # pgread makes WalkerHost and Reports take a PostgreSQL URL string as where
+        self._walker_host = WalkerHost(where, cache_size, walker)  # type: ignore[arg-type]  # started on open
         self.walker = WalkerClient(self._walker_host, self.versions)
-        self.reports = Reports(self._db, self.path)
+        self.reports = Reports(self._db, where)  # type: ignore[arg-type]
         self.cache_size = cache_size
         if hub_rows < 1:
             raise ValueError(f"hub_rows must be at least 1, not {hub_rows}")
@@ -134,12 +149,17 @@ class Store:
         self.bulk_commit_seconds = bulk_commit_seconds
         if edit_window_days < 0:
             raise ValueError(f"edit_window_days must be 0 or more, not {edit_window_days}")
-        self._hubs = HubCache(self._db, self.versions, hub_rows, cache_size, HUBS_IN_MEMORY)
-        self._vocabulary = Vocabulary(self._db, cache_size)
-        self._registry = Registry(self._db)
+        parts = (
+            sqlite_parts(self._db, cache_size) if self.url is None else postgres_parts(self.url, cache_size)
+        )
+        self._pg, tx, self._guilds, self._registry, self._vocabulary, self._reader = parts
+        # Hubs are off on PostgreSQL (see bot.core.hubcache): kept across transactions, several writers would stale them.
+        self._hubs = HubCache(
+            tx.sql, self.versions, hub_rows, cache_size, HUBS_IN_MEMORY, enabled=self.url is None
+        )
         self.key = b""  # the fingerprint key (bot.core.keys), once open
         self._writes = Writer(
-            self._db,
+            tx,
             self._vocabulary,
             self._hubs,
             self._guilds,
@@ -149,13 +169,18 @@ class Store:
             clock=clock,
             prune_seconds=PRUNE_SECONDS,
             prune_rows=PRUNE_ROWS,
+            lock=self._db.write_lock,
+            reads=self._reader,
         )
+        # Chains and authors are made by SQLite's writer, or PostgreSQL's registry (identity columns).
+        self._makes: RegistryWrites = self._writes if self._pg is None else self._registry  # type: ignore[assignment]
         if merge_rows is not None:
             self._writes.counts.merge_rows = merge_rows  # else countwriter.MERGE_ROWS
         self._queue = LearningQueue(
             self._db,
             self._writes,
-            path=self.path,
+            path=self.path if self.url is None else self.url.redacted,
+            errors=SQLITE_ERRORS if self.url is None else postgres_errors(),
             flush_interval=flush_interval,
             batch_size=batch_size,
             max_pending=max_pending,
@@ -207,6 +232,8 @@ class Store:
 
     async def open(self) -> Store:
         """Open both connections, apply migrations, start the flusher."""
+        if self._pg is not None:
+            return await self._open_postgres(self._pg)
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # A path SQLite cannot open fails here, before aiosqlite starts a worker thread: aiosqlite
@@ -240,11 +267,35 @@ class Store:
         self._queue.start()
         return self
 
+    async def _open_postgres(self, pg: PgDatabase) -> Store:
+        """Migrate the PostgreSQL database, open its pool, listen for guild-state changes, start the flusher."""
+        await pg.start()
+        try:
+            await self._pg_guilds().start()
+            self.key = await load_shared_key(self._reader, self.path, self._given_key)
+            self._writes.sealer = Sealer(self.key)
+            await self._walker_host.start(self.key)
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._queue.start()
+        return self
+
+    def _pg_guilds(self) -> PgGuildState:
+        guilds = self._guilds
+        assert isinstance(guilds, PgGuildState)
+        return guilds
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store is open."""
+        return self._writer is not None if self._pg is None else self._pg.is_open
+
     async def close(self) -> None:
         """Flush what is pending, stop the flusher and close both connections."""
         await self._queue.stop()
         try:
-            if self._writer is not None:
+            if self.is_open:
                 await self.flush()
         finally:
             await self._close_connections()
@@ -256,6 +307,9 @@ class Store:
             if conn is not None:
                 await conn.close()
         self._db.reader = self._db.writer = None
+        if self._pg is not None:
+            await self._pg_guilds().close()
+            await self._pg.close()
 
     async def __aenter__(self) -> Store:
         return await self.open()
@@ -288,14 +342,13 @@ class Store:
 
     async def get_meta(self, key: str) -> str | None:
         """A value from the meta table."""
-        async with self.r.execute(Q["get_meta"], (key,)) as cur:
-            row = await cur.fetchone()
+        row = await self._reader.fetchone(self._reader.statements["get_meta"], (key,))
         return str(row[0]) if row else None
 
     async def set_meta(self, key: str, value: str) -> None:
         """Store a value in the meta table."""
         async with self._db.write_lock:
-            await self.w.execute(Q["set_meta"], (key, value))
+            await self._reader.execute(self._reader.statements["set_meta"], (key, value))
 
     # ---------------------------------------------------------------- chains and authors
 
@@ -308,7 +361,7 @@ class Store:
         info = await self.find_chain(key)
         if info is not None:
             return info
-        return await self._writes.add_chain(key, settings)
+        return await self._makes.add_chain(key, settings)
 
     async def all_chains(self) -> list[ChainSummary]:
         """Every chain of the database, with what it has learned."""
@@ -331,7 +384,7 @@ class Store:
         found = await self.find_author(platform, guild, external_id)
         if found is not None:
             return found
-        return await self._writes.add_author(platform, guild, external_id)
+        return await self._makes.add_author(platform, guild, external_id)
 
     # ---------------------------------------------------------------- consent, channels, settings
 
@@ -413,22 +466,24 @@ class Store:
         budget = (self.bulk_memory_mb - reserve_mb) * 2**20
         batch = max(self.batch_size, budget // 8 // BULK_MESSAGE_BYTES)
         await self.flush()
-        await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 8 // 1024)}")
+        if self._pg is None:
+            await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 8 // 1024)}")
         try:
             async with self._queue.sized(
                 batch, max(self.max_pending, 2 * batch), budget // 4, self.bulk_commit_seconds
             ):
                 yield
         finally:
-            if self._db.writer is not None:
+            if self._db.writer is not None:  # SQLite's
                 await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
 
     # ---------------------------------------------------------------- unlearning
 
     async def message(self, platform: str, message_id: str) -> tuple[ChainInfo, int, int] | None:
         """(chain, author id, fingerprint) of a learned message, or None."""
-        async with self.r.execute(Q["message_by_key"], (message_key(platform, message_id),)) as cur:
-            row = await cur.fetchone()
+        row = await self._reader.fetchone(
+            self._reader.statements["message_by_key"], (message_key(platform, message_id),)
+        )
         if row is None:
             return None
         return await self._registry.chain_by_id(int(row[0])), int(row[1]), int(row[2])
@@ -451,8 +506,7 @@ class Store:
         The token ids are None when the sealed row does not open (another key, or moved or altered).
         """
         key = message_key(platform, message_id)
-        async with self.r.execute(Q["recent_message"], (key,)) as cur:
-            row = await cur.fetchone()
+        row = await self._reader.fetchone(self._reader.statements["recent_message"], (key,))
         if row is None:
             return None
         packed = self.sealer.open(key, bytes(row[2]), (platform, message_id))
@@ -494,17 +548,17 @@ class Store:
 
     async def chain_counters(self, chain_id: int) -> tuple[int, int, int, int]:
         """(messages, tokens, characters, UTF-8 bytes) learned by a chain."""
-        async with self.r.execute(Q["chain_counters"], (chain_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._reader.fetchone(self._reader.statements["chain_counters"], (chain_id,))
         return (int(row[0]), int(row[1]), int(row[2]), int(row[3])) if row else (0, 0, 0, 0)
 
     async def member_totals(self, platform: str, guild: str, author_id: int) -> tuple[int, int, int]:
         """(messages, tokens, chains) learned from a member in a guild."""
-        async with self.r.execute(Q["member_totals"], (platform, guild, author_id)) as cur:
-            row = await cur.fetchone()
+        row = await self._reader.fetchone(
+            self._reader.statements["member_totals"], (platform, guild, author_id)
+        )
         return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
     async def is_learned(self, platform: str, message_id: str) -> bool:
         """True when a message id was learned (committed)."""
-        async with self.r.execute(Q["message_by_key"], (message_key(platform, message_id),)) as cur:
-            return await cur.fetchone() is not None
+        key = message_key(platform, message_id)
+        return await self._reader.fetchone(self._reader.statements["message_by_key"], (key,)) is not None

@@ -71,7 +71,7 @@ class SqliteEngine:
     async def write(self, work: Work) -> None:
         assert self.store is not None
         async with self.store._db.write_lock:
-            await self.store._writes._transaction(work)  # the writer's own: its rollback drops caches
+            await self.store._writes.transaction(work)  # the writer's own: its rollback drops caches
 
     async def raw(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with sqlite3.connect(self.path) as conn:  # beside the store, as another process would

@@ -203,3 +203,192 @@ SELECT nextval('window_changes');
 
 -- name: window_set_version
 UPDATE chains SET window_version = $1 WHERE id = $2;
+
+-- ---------------------------------------------------------------- writer (bot/core/writer.py, countwriter.py, hubcache.py)
+-- SQLite's statements of the same names (bot/core/queries.sql). Several processes write at once:
+-- rows a transaction will change are locked in one order by every writer (keys sorted by the
+-- caller), and what another writer must not change under a reader is locked where it is read.
+
+-- name: get_meta
+SELECT value FROM meta WHERE key = $1;
+
+-- name: set_meta
+INSERT INTO meta (key, value) VALUES ($1, $2)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: add_meta
+-- A value set once: a second process racing the first keeps the first's (the caller reads it back).
+INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING;
+
+-- name: known_message_keys
+SELECT id FROM messages WHERE id = ANY($1::bigint[]);
+
+-- name: existing_chains
+-- Locked (KEY SHARE) until the learning transaction ends: a reset elsewhere (lock_chain) waits for
+-- it, and a reset that went first has deleted the row, so it is not returned.
+SELECT id FROM chains WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE;
+
+-- name: existing_authors
+-- As existing_chains, against a forget elsewhere (lock_author).
+SELECT id FROM authors WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE;
+
+-- name: lock_chain
+SELECT id FROM chains WHERE id = $1 FOR UPDATE;
+
+-- name: lock_author
+SELECT id FROM authors WHERE id = $1 FOR UPDATE;
+
+-- name: lock_message
+-- Two processes unlearning one message: the second waits, then finds it gone.
+SELECT chain_id, author_id, fingerprint FROM messages WHERE id = $1 FOR UPDATE;
+
+-- name: message_by_key
+SELECT chain_id, author_id, fingerprint, tokens, chars, bytes FROM messages WHERE id = $1;
+
+-- name: insert_message
+INSERT INTO messages (id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
+
+-- name: delete_message
+DELETE FROM messages WHERE id = $1;
+
+-- name: author_message_totals
+SELECT chain_id, count(*), sum(tokens), sum(chars), sum(bytes)
+FROM messages WHERE author_id = $1 GROUP BY chain_id;
+
+-- name: delete_author_messages
+DELETE FROM messages WHERE author_id = $1;
+
+-- name: delete_chain_messages
+DELETE FROM messages WHERE chain_id = $1;
+
+-- name: member_totals
+SELECT count(*), coalesce(sum(m.tokens), 0), count(DISTINCT m.chain_id)
+FROM messages AS m JOIN chains AS c ON c.id = m.chain_id
+WHERE c.platform = $1 AND c.guild = $2 AND m.author_id = $3;
+
+-- name: insert_recent
+INSERT INTO recent_messages (id, chain_id, author_id, learned_at, token_ids) VALUES ($1, $2, $3, $4, $5);
+
+-- name: recent_message
+SELECT r.chain_id, r.author_id, r.token_ids, m.chars, m.bytes
+FROM recent_messages AS r JOIN messages AS m ON m.id = r.id
+WHERE r.id = $1;
+
+-- name: delete_recent
+DELETE FROM recent_messages WHERE id = $1;
+
+-- name: delete_author_recent
+DELETE FROM recent_messages WHERE author_id = $1;
+
+-- name: delete_chain_recent
+DELETE FROM recent_messages WHERE chain_id = $1;
+
+-- name: recent_expired
+SELECT 1 FROM recent_messages WHERE learned_at < $1 LIMIT 1;
+
+-- name: prune_recent
+-- At most $2 of the oldest rows learned before $1; SKIP LOCKED: rows another writer prunes are its own.
+DELETE FROM recent_messages WHERE id IN (
+    SELECT id FROM recent_messages WHERE learned_at < $1 ORDER BY learned_at LIMIT $2 FOR UPDATE SKIP LOCKED
+) RETURNING id;
+
+-- name: bump_removals
+UPDATE counters SET value = value + 1 WHERE name = 'removals' RETURNING value;
+
+-- name: mark_removal
+UPDATE chains SET removals = $1 WHERE id = $2;
+
+-- name: chain_counters
+SELECT messages_seen, tokens_seen, chars_seen, bytes_seen FROM chains WHERE id = $1;
+
+-- name: add_chain_counters
+UPDATE chains SET messages_seen = messages_seen + $1, tokens_seen = tokens_seen + $2,
+                  chars_seen = chars_seen + $3, bytes_seen = bytes_seen + $4
+WHERE id = $5;
+
+-- name: chain_learned_at
+-- Never back in time: another writer may have committed a later one.
+UPDATE chains SET learned_at = greatest(learned_at, $1) WHERE id = $2;
+
+-- name: delete_chain
+DELETE FROM chains WHERE id = $1;
+
+-- name: delete_author
+DELETE FROM authors WHERE id = $1;
+
+-- name: upsert_transition
+INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (chain_id, ctx, next_id, author_id) DO UPDATE SET count = transitions.count + excluded.count;
+
+-- name: upsert_window
+INSERT INTO windows (chain_id, fingerprint, author_id, count) VALUES ($1, $2, $3, $4)
+ON CONFLICT (chain_id, fingerprint, author_id) DO UPDATE SET count = windows.count + excluded.count;
+
+-- name: delta_count
+-- Locked: a merge elsewhere (take_delta) waits, so what is read here is still there to subtract.
+SELECT count FROM transitions WHERE chain_id = $1 AND ctx = $2 AND next_id = $3 AND author_id = $4 FOR UPDATE;
+
+-- name: window_delta_count
+SELECT count FROM windows WHERE chain_id = $1 AND fingerprint = $2 AND author_id = $3 FOR UPDATE;
+
+-- name: subtract_transition
+UPDATE transitions SET count = count - $1
+WHERE chain_id = $2 AND ctx = $3 AND next_id = $4 AND author_id = $5;
+
+-- name: subtract_window
+UPDATE windows SET count = count - $1 WHERE chain_id = $2 AND fingerprint = $3 AND author_id = $4;
+
+-- name: prune_transition
+DELETE FROM transitions
+WHERE chain_id = $1 AND ctx = $2 AND next_id = $3 AND author_id = $4 AND count <= 0;
+
+-- name: prune_window
+DELETE FROM windows WHERE chain_id = $1 AND fingerprint = $2 AND author_id = $3 AND count <= 0;
+
+-- name: forget_author_transitions
+DELETE FROM transitions WHERE chain_id = $1 AND author_id = $2 RETURNING ctx, next_id, count;
+
+-- name: delete_author_windows
+DELETE FROM windows WHERE chain_id = $1 AND author_id = $2;
+
+-- name: chain_token_refs
+SELECT next_id, sum(count) FROM transitions WHERE chain_id = $1 AND next_id > 1 GROUP BY next_id;
+
+-- name: delete_chain_transitions
+DELETE FROM transitions WHERE chain_id = $1;
+
+-- name: delete_chain_windows
+DELETE FROM windows WHERE chain_id = $1;
+
+-- name: take_delta
+-- A chain's delta rows, read and deleted in one statement: a row another writer commits meanwhile
+-- is taken whole or left for the next merge, never deleted unread.
+DELETE FROM transitions WHERE chain_id = $1 RETURNING ctx, next_id, author_id, count;
+
+-- name: take_window_delta
+DELETE FROM windows WHERE chain_id = $1 RETURNING fingerprint, author_id, count;
+
+-- name: rows_delta
+SELECT count(*) FROM transitions WHERE chain_id = $1;
+
+-- name: block_entries
+SELECT coalesce(sum(entries), 0) FROM transition_blocks WHERE chain_id = $1 AND direction = 0;
+
+-- name: successors
+SELECT next_id, sum(count) FROM transitions WHERE chain_id = $1 AND ctx = $2
+GROUP BY next_id ORDER BY next_id;
+
+-- name: delete_chain_hubs
+-- Hubs are off on PostgreSQL (bot/core/hubcache.py): the table stays empty; these keep the names whole.
+DELETE FROM hubs WHERE chain_id = $1;
+
+-- name: all_hubs
+SELECT chain_id, ctx FROM hubs;
+
+-- name: hub
+SELECT next_ids, counts FROM hubs WHERE chain_id = $1 AND ctx = $2;
+
+-- name: put_hub
+INSERT INTO hubs (chain_id, ctx, next_ids, counts) VALUES ($1, $2, $3, $4)
+ON CONFLICT (chain_id, ctx) DO UPDATE SET next_ids = excluded.next_ids, counts = excluded.counts;

@@ -13,6 +13,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+from asyncpg.transaction import Transaction
+
 from bot.core.postgres.connections import PgDatabase
 
 if TYPE_CHECKING:
@@ -28,6 +31,7 @@ class PgWrites:
         self._db = db
         self.lock = asyncio.Lock()
         self._conn: WriteConnection | None = None
+        self._tx: Transaction | None = None
         self._hooks: list[Callable[[bool], None]] = []
 
     def on_end(self, hook: Callable[[bool], None]) -> None:
@@ -41,17 +45,59 @@ class PgWrites:
             raise RuntimeError("no PostgreSQL write transaction is open")
         return self._conn
 
+    @property
+    def open(self) -> bool:
+        """Whether a write transaction is open."""
+        return self._conn is not None
+
+    async def begin(self) -> WriteConnection:
+        """Open a write transaction (READ COMMITTED) on a pooled connection, held until ``end``."""
+        await self.lock.acquire()
+        try:
+            conn = await self._db.pool.acquire()
+            try:
+                transaction = conn.transaction()
+                await transaction.start()
+            except BaseException:
+                await self._db.pool.release(conn)
+                raise
+        except BaseException:
+            self.lock.release()
+            raise
+        self._conn, self._tx = conn, transaction
+        return conn
+
+    async def end(self, commit: bool) -> None:
+        """Commit (or roll back) the open write transaction, release its connection and tell the parts."""
+        conn, transaction = self.w, self._tx
+        assert transaction is not None
+        committed = False
+        try:
+            if commit:
+                await transaction.commit()
+                committed = True
+            else:
+                await transaction.rollback()
+        finally:
+            self._conn = self._tx = None
+            try:
+                if not committed and conn.is_in_transaction():  # a failed COMMIT: the server rolls back
+                    await conn.execute("ROLLBACK")
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                pass  # the connection is broken: the pool discards it, the server rolled back
+            finally:
+                await self._db.pool.release(conn)
+                self.lock.release()
+                for hook in self._hooks:
+                    hook(committed)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[WriteConnection]:
         """Run the block in one write transaction (READ COMMITTED), committed when it returns, else rolled back."""
-        async with self.lock, self._db.pool.acquire() as conn:
-            committed = False
-            self._conn = conn
-            try:
-                async with conn.transaction():
-                    yield conn
-                committed = True
-            finally:
-                self._conn = None
-                for hook in self._hooks:
-                    hook(committed)
+        conn = await self.begin()
+        try:
+            yield conn
+        except BaseException:
+            await self.end(False)
+            raise
+        await self.end(True)

@@ -1,0 +1,98 @@
+"""An import's transaction, shared by its batches: begun explicitly, its counts staged, committed at the end.
+
+On SQLite it is the writer connection's BEGIN IMMEDIATE; on PostgreSQL a pooled connection held from
+the first batch to the commit (bot.core.writetx). A transaction that fails is not run again: what
+it held (batches since the last commit) is gone, and the import stops there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+from bot.core.models import FlushResult, PendingMessage
+from bot.core.schema import StoreError
+from bot.core.staging import Staging
+
+if TYPE_CHECKING:
+    from bot.core.writer import Writer
+
+
+class BulkWrite:
+    """An import's transaction, shared by its batches (bot.core.writer.Writer.begin_bulk)."""
+
+    def __init__(self, writer: Writer, staged_bytes: int, seconds: float) -> None:
+        self._writer = writer
+        self.staged_bytes = staged_bytes  # staged counts from which it commits ...
+        self.seconds = seconds  # ... or time open from which it does
+        self.opened = 0.0  # when it began (time.monotonic)
+        self.open = False
+        self.failed: str | None = None  # why it was rolled back (then every later batch is refused)
+        self.chains: set[int] = set()  # chains it wrote to
+        writer.counts.staging = Staging()
+
+    def close(self) -> None:
+        """Leave bulk mode: counts go to the delta again."""
+        self._writer.counts.staging = None
+
+    async def learn(self, batch: Sequence[PendingMessage]) -> FlushResult:
+        """Learn a batch in the open bulk transaction (begun if none is); commit it once enough is staged."""
+        fresh: list[PendingMessage] = []
+
+        async def work() -> None:
+            fresh.extend(await self._writer.fresh(batch))
+            if fresh:
+                await self._writer.apply(fresh, sign=1)
+                self.chains.update(item.chain.id for item in fresh)
+
+        await self.run(work)
+        staging = self._writer.counts.staging
+        staged = staging.nbytes if staging is not None else 0
+        if staged >= self.staged_bytes or time.monotonic() - self.opened >= self.seconds:
+            await self.commit()
+        return FlushResult(len(fresh), len(batch) - len(fresh))
+
+    async def run(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run work in the open bulk transaction (begun if none is); a failure rolls it back and stops the import."""
+        if (
+            self.failed is not None
+        ):  # what the failed transaction held is gone: learning more would leave a gap
+            raise StoreError(f"the import stopped: {self.failed}")
+        try:
+            if not self.open:
+                await self._writer.begin()
+                self.open, self.opened = True, time.monotonic()
+            await work()
+        except BaseException as exc:
+            await self._abandon(exc)
+            raise
+
+    async def commit(self) -> None:
+        """Merge what the open bulk transaction staged into the blocks, and commit it."""
+        if not self.open:
+            return
+        writer = self._writer
+        try:
+            await writer.counts.merge_staged()
+            await writer.tx.commit()
+        except BaseException as exc:
+            await self._abandon(exc)
+            raise
+        self.open = False
+        for chain_id in self.chains:  # the walker's caches read the chains again
+            writer._versions.wrote(chain_id)
+        self.chains.clear()
+        writer._hubs.publish()
+
+    async def _abandon(self, exc: BaseException) -> None:
+        """After the bulk transaction failed: roll it back, drop every cache, and refuse further batches
+        (when it held any: a transaction that failed to begin lost nothing)."""
+        if self.open and self.failed is None:
+            self.failed = str(exc) or type(exc).__name__
+        self.open = False
+        staging = self._writer.counts.staging
+        if staging is not None:
+            staging.clear()
+        await self._writer.rollback()
+        self._writer._hubs.publish()
