@@ -150,10 +150,16 @@ async def _write_sqlite(path: Path, data: Corpus, channel: str) -> ChainInfo:
 
 
 @asynccontextmanager
-async def _sqlite(path: Path) -> AsyncIterator[aiosqlite.Connection]:
+async def _sqlite(path: Path, migrate: bool = True) -> AsyncIterator[aiosqlite.Connection]:
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
-        await schema.migrate(conn, path)
+        if migrate:
+            await conn.execute(
+                "PRAGMA journal_mode = WAL"
+            )  # as the store opens it: readers never block a commit
+            await schema.migrate(conn, path)
+        else:
+            await conn.execute("PRAGMA busy_timeout = 5000")
         yield conn
     finally:
         await conn.close()
@@ -206,7 +212,7 @@ async def forget(where: Path | str, chain: ChainInfo, data: Corpus, author: int)
         for k in [k for k in counts if k[-1] == author]:
             del counts[k]
     if isinstance(where, Path):
-        async with _sqlite(where) as conn:
+        async with _sqlite(where, migrate=False) as conn:
             await conn.execute("BEGIN IMMEDIATE")
             await BlockWriter(Connections(writer=conn)).drop_author(chain.id, ORDER, author)
             await conn.execute(
@@ -232,7 +238,7 @@ async def learn_delta(where: Path | str, chain: ChainInfo, data: Corpus, key: Tk
     data.delta[key] += 1
     row = (chain.id, chainmod.pack(key[:ORDER]), key[ORDER], key[-1])
     if isinstance(where, Path):
-        async with _sqlite(where) as conn:
+        async with _sqlite(where, migrate=False) as conn:
             await conn.execute(
                 "INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES (?, ?, ?, ?, 1) "
                 "ON CONFLICT DO UPDATE SET count = count + 1",
