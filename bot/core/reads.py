@@ -38,7 +38,9 @@ class Reads(Protocol):
         ...
 
     def commits(self, chain_id: int) -> tuple[Hashable, int | None]:
-        """(a value that changes when another connection commits, the chain's removals or None if not read)."""
+        """What the walker checks its caches against before a call (see Walker.sync): (a value that
+        changes when another connection commits, the chain's removals) or, when the first is the
+        chain's own and the removals are read with it, (that value, the removals)."""
         ...
 
     def close(self) -> None:

@@ -122,7 +122,7 @@ class Reports:
             self._conn = None
 
     async def _rows(self, name: str, *params: Any) -> list[tuple[Any, ...]]:
-        if self._db is None:
+        if self._pg or self._db is None:  # PostgreSQL: the store's Connections are SQLite's, unused
             return await self._entries(_named, name, params)
         async with self._db.r.execute(Q[name], params) as cur:
             return [tuple(row) for row in await cur.fetchall()]

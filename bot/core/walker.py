@@ -32,7 +32,8 @@ from bot.core.versions import Version
 log = logging.getLogger(__name__)
 
 W = TypeVar("W", bound=tuple[Sequence[Any], Any])  # a cached read: (ids or contexts, weights)
-Stamp = tuple[int, int] | None  # what a cached read was current with: (writer's generation, commits seen)
+# What a cached read was current with: (writer's generation, commits seen or the chain's marker; see sync)
+Stamp = tuple[int, Hashable] | None
 
 ENTRY_LIMIT = 20_000  # contexts considered when anchoring a start word
 WIDE_STATE = 64  # successors from which a cached state may lag new learning ...
@@ -60,35 +61,37 @@ class Walker:
         self._windows = windowrows.WindowReader()  # the copy guard's K-run lookups, with their caches
         self._hub_contexts: dict[int, set[bytes]] = {}  # per chain, as of _hubs_version
         self._hubs_version = 0
-        self._data_version: Hashable = None  # what Reads.commits gave when last looked
+        self._data_version: Hashable = None  # SQLite's data_version when last looked (Reads.commits)
         self._commits = 0  # commits by other connections seen (changes of data_version)
         self._checked: dict[int, int] = {}  # per chain: _commits when its removals were read
-        self._generation: dict[int, tuple[int, int]] = {}  # per chain: (writer's generation, _commits)
+        self._generation: dict[int, tuple[int, Hashable]] = {}  # per chain: (writer's generation, commits)
         self._removals: dict[int, int] = {}  # per chain: its removals column, keys the caches
 
     def sync(self, version: Version) -> None:
         """Bring the caches' view of the chain up to date, before a call (see bot.core.walkercalls).
 
-        One look per call (Reads.commits): on SQLite, PRAGMA data_version, which changes when
-        another connection (this process's writer, or another process) committed; only then is the
-        chain's removals column read again. PostgreSQL has no data_version: there the look is one
-        statement giving the server's transaction snapshot (which changes when any writing
-        transaction starts or ends) and the chain's removals, read at every call. Either way a new
-        removals value (an unlearn, forget or reset, in any process) keys fresh caches at the next call.
+        One look per call (Reads.commits). On SQLite, PRAGMA data_version: it changes when another
+        connection (this process's writer, or another process) committed; only then is the chain's
+        removals column read again. PostgreSQL has no data_version: there the look is one row, the
+        chain's own, giving its removals and its learning counters (messages_seen, tokens_seen),
+        which every transaction that adds counts to the chain changes (see PgReads.commits). Either
+        way a new removals value (an unlearn, forget or reset, in any process) keys fresh caches at
+        the next call, and a commit that learned lets narrow cached states be read again.
         """
-        data_version, removals = self._connection().commits(version.chain_id)
-        if data_version != self._data_version:
-            self._data_version = data_version
-            self._commits += 1
         chain_id = version.chain_id
-        if removals is not None:
+        marker, removals = self._connection().commits(chain_id)
+        if removals is not None:  # PostgreSQL: the chain's own marker, and its removals
             self._removals[chain_id] = removals
-            self._checked[chain_id] = self._commits
-        elif self._checked.get(chain_id) != self._commits:
-            rows = self._rows("chain_removals", (chain_id,))
-            self._removals[chain_id] = int(rows[0][0]) if rows else -1
-            self._checked[chain_id] = self._commits
-        self._generation[chain_id] = (version.generation, self._commits)
+            self._generation[chain_id] = (version.generation, marker)
+        else:
+            if marker != self._data_version:
+                self._data_version = marker
+                self._commits += 1
+            if self._checked.get(chain_id) != self._commits:
+                rows = self._rows("chain_removals", (chain_id,))
+                self._removals[chain_id] = int(rows[0][0]) if rows else -1
+                self._checked[chain_id] = self._commits
+            self._generation[chain_id] = (version.generation, self._commits)
         if version.hubs != self._hubs_version:
             self._hub_contexts.clear()
             self._hubs_version = version.hubs

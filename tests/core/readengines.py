@@ -234,23 +234,32 @@ async def forget(where: Path | str, chain: ChainInfo, data: Corpus, author: int)
 
 
 async def learn_delta(where: Path | str, chain: ChainInfo, data: Corpus, key: Tkey) -> None:
-    """Another connection adds one count to the delta (live learning, no removal), and the corpus follows."""
+    """Another connection adds one count to the delta and the chain's counters in one transaction (live
+    learning, as the writer does it: no removal), and the corpus follows."""
     data.delta[key] += 1
     row = (chain.id, chainmod.pack(key[:ORDER]), key[ORDER], key[-1])
     if isinstance(where, Path):
         async with _sqlite(where, migrate=False) as conn:
+            await conn.execute("BEGIN IMMEDIATE")
             await conn.execute(
                 "INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES (?, ?, ?, ?, 1) "
                 "ON CONFLICT DO UPDATE SET count = count + 1",
                 row,
             )
+            await conn.execute(COUNTERS.replace("$1", "?"), (chain.id,))
+            await conn.execute("COMMIT")
         return
     db = await PgDatabase.open(PostgresUrl(where), max_size=1)
     try:
-        await db.pool.execute(
-            "INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES ($1, $2, $3, $4, 1) "
-            "ON CONFLICT (chain_id, ctx, next_id, author_id) DO UPDATE SET count = transitions.count + 1",
-            *row,
-        )
+        async with db.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES ($1, $2, $3, $4, 1) "
+                "ON CONFLICT (chain_id, ctx, next_id, author_id) DO UPDATE SET count = transitions.count + 1",
+                *row,
+            )
+            await conn.execute(COUNTERS, chain.id)
     finally:
         await db.close()
+
+
+COUNTERS = "UPDATE chains SET messages_seen = messages_seen + 1, tokens_seen = tokens_seen + 1 WHERE id = $1"

@@ -71,7 +71,7 @@ async def test_the_reports_read_the_same_figures_on_both_engines(tmp_path: Path,
     pg_chain = await readengines.write(pg_url, data)
     reader = await aiosqlite.connect(path)
     sqlite_reports = Reports(Connections(reader=reader), path)
-    pg_reports = Reports(None, pg_url)
+    pg_reports = Reports(Connections(), pg_url)  # as the Store makes it: SQLite's connections, unused
     try:
         on_sqlite = await figures(sqlite_reports, sqlite_chain.id, data)
         on_pg = await figures(pg_reports, pg_chain.id, data)

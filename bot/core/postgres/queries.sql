@@ -210,10 +210,9 @@ UPDATE chains SET window_version = $1 WHERE id = $2;
 -- window_block_index and window_block_all are above (the same statements serve both sides).
 
 -- name: chain_commits
--- The walker's check at every call (bot/core/postgres/reads.py, PgReads.commits): the server's
--- transaction snapshot, which changes when any writing transaction starts or ends, and the chain's
--- removals (NULL: no such chain).
-SELECT pg_current_snapshot()::text, (SELECT removals FROM chains WHERE id = $1);
+-- The walker's look at a chain before every call (bot/core/postgres/reads.py, PgReads.commits): its
+-- removals, and its learning counters, which every transaction that adds counts to it changes.
+SELECT removals, messages_seen, tokens_seen FROM chains WHERE id = $1;
 
 -- name: chain_removals
 SELECT removals FROM chains WHERE id = $1;

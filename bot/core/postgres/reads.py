@@ -80,16 +80,22 @@ class PgReads:
                 self._run(conn.execute("COMMIT"))
 
     def commits(self, chain_id: int) -> tuple[Hashable, int | None]:
-        """(the server's transaction snapshot, the chain's removals), in one statement.
+        """(the chain's learning counters, its removals), in one statement: one row by primary key.
 
-        PostgreSQL has no data_version; a snapshot (xmin:xmax:in-progress ids) changes whenever a
-        writing transaction, in any session, starts or ends, so an unchanged one means no commit
-        since (a change may be another database's: then a narrow cached state is only read again).
-        The removals column is read at every call all the same (one row by primary key): an
-        unlearn, forget or reset in any process is seen by the next call, exactly as on SQLite.
+        PostgreSQL has no data_version. What it stands for here is per chain: the writer changes a
+        chain's counts only in a transaction that also changes its messages_seen and tokens_seen
+        (learning) or bumps its removals (an unlearn, forget or reset), both columns of the chain's
+        row. The removals are read at every call, so a removal committed by any process is seen by
+        the next call, exactly as on SQLite; a change of the counters makes narrow cached states be
+        read again. (A merge of the delta into blocks changes no count, and no cache.) Unlike the
+        server's transaction snapshot, this stays put while other chains and other databases of the
+        server are written to.
         """
-        ((snapshot, removals),) = self.rows("chain_commits", chain_id)
-        return snapshot, -1 if removals is None else int(removals)  # -1: no such chain (as on SQLite)
+        rows = self.rows("chain_commits", chain_id)
+        if not rows:
+            return None, -1  # no such chain (as on SQLite)
+        removals, messages, tokens = rows[0]
+        return (int(messages), int(tokens)), int(removals)
 
     def close(self) -> None:
         """Close the connection and the loop."""
