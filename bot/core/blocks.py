@@ -19,13 +19,11 @@ bits, author, count), 6.2 bytes an entry where a row of the windows table took 1
 from __future__ import annotations
 
 import itertools
-import json
-import sqlite3
 import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +31,9 @@ import zstandard
 
 from bot.core.lru import LRU
 from bot.core.sql import Q
+
+if TYPE_CHECKING:
+    from bot.core.reads import Reads
 
 Entries = npt.NDArray[np.int64]  # (n, width): key columns, then the count
 FORWARD, BACKWARD = 0, 1
@@ -280,7 +281,7 @@ def runs(blocks: npt.NDArray[np.intp]) -> list[npt.NDArray[np.intp]]:
     return np.split(distinct, np.flatnonzero(np.diff(distinct) > 1) + 1) if len(distinct) else []
 
 
-# ---------------------------------------------------------------- reading (a sqlite3 connection)
+# ---------------------------------------------------------------- reading (bot.core.reads: SQLite or PostgreSQL)
 
 
 def with_prefix(entries: Entries, prefix: Sequence[int]) -> Entries:
@@ -300,7 +301,7 @@ CACHED_BLOCKS = 1024  # decoded blocks a reader keeps (10 KB each)
 
 
 def read_prefix(
-    conn: sqlite3.Connection,
+    db: Reads,
     chain_id: int,
     order: int,
     direction: int,
@@ -308,19 +309,19 @@ def read_prefix(
     cache: Cache | None = None,
 ) -> Entries:
     """A chain's block entries whose key (in the direction's order) starts with prefix."""
-    bounds = (chain_id, direction, *prefix_range(prefix, order))
+    lo, hi = prefix_range(prefix, order)
     if cache is None:
-        return from_rows(conn.execute(Q["block_range"], bounds).fetchall(), order, prefix)
-    ids = [int(i) for (i,) in conn.execute(Q["block_range_ids"], bounds)]
+        return from_rows(db.rows("block_range", chain_id, direction, lo, hi), order, prefix)
+    ids = [int(i) for (i,) in db.rows("block_range_ids", chain_id, direction, lo, hi)]
     if not ids:
         return np.empty((0, width(order)), dtype=np.int64)
     held = {i: cache.get(i) for i in ids}
     missing = [i for i, entries in held.items() if entries is None]
     if missing:
         fetched = (
-            conn.execute(Q["block_data_one"], missing)
+            db.rows("block_data_one", missing[0])
             if len(missing) == 1
-            else conn.execute(Q["block_data_by_id"], (json.dumps(missing),))
+            else db.rows("block_data_by_id", db.ids(missing))
         )
         for block_id, data in fetched:
             held[int(block_id)] = decoded = decode(bytes(data))
@@ -344,14 +345,12 @@ def from_rows(rows: Sequence[tuple[Any, ...]], order: int, prefix: Sequence[int]
     return with_prefix(found, prefix)
 
 
-def read_all(
-    conn: sqlite3.Connection, chain_id: int, order: int, direction: int, kind: Kind = TRANSITIONS
-) -> Entries:
+def read_all(db: Reads, chain_id: int, order: int, direction: int, kind: Kind = TRANSITIONS) -> Entries:
     """Every block entry of a chain in a direction, sorted."""
-    rows = conn.execute(kind.q("block_all"), (chain_id, direction)).fetchall()
+    rows = db.rows(kind.statements + "block_all", chain_id, direction)
     if not rows:
         return np.empty((0, kind.width(order)), dtype=np.int64)
-    found: Entries = np.concatenate([decode(data) for (data,) in rows])
+    found: Entries = np.concatenate([decode(bytes(data)) for (data,) in rows])
     return found
 
 

@@ -1,17 +1,15 @@
 """A chain's transitions as one view: its blocks (bot.core.blocks) plus the delta rows not yet merged.
 
-Every read of transition counts goes through here, on a plain sqlite3 connection (the walker's,
-a report scan's, the attack's), and gets entries in forward column order, (c1..cn, next,
-author, count), each key once with its whole count.
+Every read of transition counts goes through here, over bot.core.reads (SQLite or PostgreSQL: the
+walker's, a report scan's; a plain sqlite3 connection is taken too, the attack's), and gets entries
+in forward column order, (c1..cn, next, author, count), each key once with its whole count.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -19,26 +17,15 @@ import numpy as np
 from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.blocks import BACKWARD, FORWARD, Entries
-from bot.core.sql import Q
+from bot.core.reads import Reads, of
 
 __all__ = ["Entries"]
 
-
-def _delta(conn: sqlite3.Connection, name: str, params: tuple[object, ...], order: int) -> Entries:
-    return blocks.delta_forward(conn.execute(Q[name], params).fetchall(), order)
+Db = Reads | sqlite3.Connection  # where a read runs (see bot.core.reads.of)
 
 
-@contextlib.contextmanager
-def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """Blocks and delta read in one read transaction: a merge committed in between is seen whole or not at all."""
-    if conn.in_transaction:  # the writer's own transaction, or an enclosing snapshot
-        yield
-        return
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
+def _delta(db: Reads, name: str, params: tuple[object, ...], order: int) -> Entries:
+    return blocks.delta_forward(db.rows(name, *params), order)
 
 
 def _sum(found: Entries, delta: Entries) -> Entries:
@@ -46,25 +33,29 @@ def _sum(found: Entries, delta: Entries) -> Entries:
     return found if not len(delta) else blocks.summed(np.concatenate([found, delta]))
 
 
-def backward(
-    conn: sqlite3.Connection, chain_id: int, order: int, next_id: int, suffix: Sequence[int] | None
-) -> Entries:
+def backward(db: Db, chain_id: int, order: int, next_id: int, suffix: Sequence[int] | None) -> Entries:
     """Entries leading into next_id (from contexts ending in suffix, when given), in forward column order."""
     prefix = [next_id, *(suffix or ())]
-    with snapshot(conn):
-        found = blocks.read_prefix(conn, chain_id, order, BACKWARD, prefix)
+    reads = of(db)
+    with reads.snapshot():
+        found = blocks.read_prefix(reads, chain_id, order, BACKWARD, prefix)
         if suffix is None:
-            delta = _delta(conn, "delta_into", (chain_id, next_id), order)
+            delta = _delta(reads, "delta_into", (chain_id, next_id), order)
         else:
-            delta = _delta(conn, "delta_into_suffix", (chain_id, next_id, blocks.key_bytes(suffix)), order)
+            delta = _delta(reads, "delta_into_suffix", (chain_id, next_id, blocks.key_bytes(suffix)), order)
     return _sum(blocks.summed(blocks.to_forward(found, order, BACKWARD)), delta)
 
 
-def every(conn: sqlite3.Connection, chain_id: int, order: int) -> Entries:
-    """Every entry of a chain, sorted by key."""
-    with snapshot(conn):
-        found = blocks.read_all(conn, chain_id, order, FORWARD)
-        delta = _delta(conn, "delta_all", (chain_id,), order)
+def every(db: Db, chain_id: int, order: int) -> Entries:
+    """Every entry of a chain, sorted by key.
+
+    Each read takes blocks and delta in one snapshot (Reads.snapshot): a merge committed in between
+    is seen whole or not at all.
+    """
+    reads = of(db)
+    with reads.snapshot():
+        found = blocks.read_all(reads, chain_id, order, FORWARD)
+        delta = _delta(reads, "delta_all", (chain_id,), order)
     return _sum(found, delta)
 
 
@@ -72,7 +63,7 @@ SCAN_BLOCKS = 256  # blocks a scan holds decoded at once (about 2.5 MB)
 
 
 def scan(
-    conn: sqlite3.Connection,
+    db: Db,
     chain_id: int,
     order: int,
     visit: Callable[[Entries], None],
@@ -86,12 +77,12 @@ def scan(
     width = 4 * order
     start = blocks.key_bytes(prefix)
     end = start + b"\xff" * (width - len(start) + 1)  # above every context that starts with prefix
-    with snapshot(conn):
+    reads = of(db)
+    with reads.snapshot():
         if prefix:
-            bounds = (chain_id, FORWARD, *blocks.prefix_range(prefix, order))
-            index = conn.execute(Q["block_range_index"], bounds).fetchall()
+            index = reads.rows("block_range_index", chain_id, FORWARD, *blocks.prefix_range(prefix, order))
         else:
-            index = conn.execute(Q["block_index"], (chain_id, FORWARD)).fetchall()
+            index = reads.rows("block_index", chain_id, FORWARD)
         ids, firsts = [int(r[0]) for r in index], [bytes(r[1])[:width] for r in index]
         carry = np.empty((0, blocks.width(order)), dtype=np.int64)
         windows = range(0, max(len(ids), 1), SCAN_BLOCKS)
@@ -100,8 +91,8 @@ def scan(
             # The delta rows of the contexts from this window's first block to the next window's.
             low = max(firsts[lo], start) if lo else start
             high = min(firsts[lo + SCAN_BLOCKS], end) if lo + SCAN_BLOCKS < len(ids) else end
-            part = _delta(conn, "delta_range", (chain_id, low, high), order)
-            rows = conn.execute(Q["block_data_by_id"], (json.dumps(taken),)).fetchall() if taken else []
+            part = _delta(reads, "delta_range", (chain_id, low, high), order)
+            rows = reads.rows("block_data_by_id", reads.ids(taken)) if taken else []
             decoded = {int(i): blocks.decode(bytes(data)) for i, data in rows}
             merged = np.concatenate([carry, *(decoded[i] for i in taken), part])
             if len(part):
@@ -147,7 +138,7 @@ def _with_delta(found: tuple[Entries, Entries], values: Entries, counts: Entries
 
 
 def successors(
-    conn: sqlite3.Connection,
+    db: Db,
     chain_id: int,
     ctx: bytes,
     author_id: int | None = None,
@@ -155,9 +146,10 @@ def successors(
 ) -> Counts:
     """Tokens that follow a context, with their counts (of one author, when given)."""
     order = len(ctx) // 4
-    with snapshot(conn):
-        found = blocks.read_prefix(conn, chain_id, order, FORWARD, chainmod.unpack(ctx), cache)
-        delta = conn.execute(Q["delta_successors"], (chain_id, ctx)).fetchall()
+    reads = of(db)
+    with reads.snapshot():
+        found = blocks.read_prefix(reads, chain_id, order, FORWARD, chainmod.unpack(ctx), cache)
+        delta = reads.rows("delta_successors", chain_id, ctx)
     found = of_author(found, author_id)
     mine = [(n, k) for n, a, k in delta if author_id is None or a == author_id]
     values = np.array([n for n, _ in mine], dtype=np.int64)
@@ -167,7 +159,7 @@ def successors(
 
 
 def predecessors(
-    conn: sqlite3.Connection,
+    db: Db,
     chain_id: int,
     next_id: int,
     suffix: bytes,
@@ -176,10 +168,11 @@ def predecessors(
 ) -> Counts:
     """Tokens that can precede (suffix, next): the first token of contexts leading into next, with counts."""
     order = len(suffix) // 4 + 1
-    with snapshot(conn):
+    reads = of(db)
+    with reads.snapshot():
         prefix = [next_id, *chainmod.unpack(suffix)]
-        found = blocks.read_prefix(conn, chain_id, order, BACKWARD, prefix, cache)
-        delta = conn.execute(Q["delta_into_suffix"], (chain_id, next_id, suffix)).fetchall()
+        found = blocks.read_prefix(reads, chain_id, order, BACKWARD, prefix, cache)
+        delta = reads.rows("delta_into_suffix", chain_id, next_id, suffix)
     found = of_author(found, author_id)  # backward: (next, c2..cn, c1, author, count), sorted by c1
     mine = [
         (chainmod.unpack(bytes(x)[:4])[0], k) for x, _, a, k in delta if author_id is None or a == author_id
@@ -191,10 +184,10 @@ def predecessors(
 
 
 def entries_into(
-    conn: sqlite3.Connection, chain_id: int, order: int, next_id: int, author_id: int | None, limit: int
+    db: Db, chain_id: int, order: int, next_id: int, author_id: int | None, limit: int
 ) -> tuple[list[bytes], list[int]]:
     """The first `limit` contexts (in key order) that lead into a token, packed, with their counts."""
-    entries = of_author(backward(conn, chain_id, order, next_id, None), author_id)
+    entries = of_author(backward(db, chain_id, order, next_id, None), author_id)
     keys, counts = grouped(entries[:, :order], entries[:, -1])
     return [chainmod.pack(k) for k in keys[:limit]], counts[:limit]
 

@@ -23,7 +23,6 @@ of prefixes, and divided by the number of distinct learned messages longer than 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Sequence
@@ -101,7 +100,7 @@ def _multiplicity(walker: Walker, name: str, chain_id: int, found: list[int]) ->
     """(times, authors) of each fingerprint found (name: a message multiplicity statement)."""
     if not found:
         return {}
-    rows = walker.query(name, (chain_id, json.dumps(found)))
+    rows = walker.query(name, (chain_id, walker.ids(found)))
     return {int(f): (int(times), int(authors)) for f, times, authors in rows}
 
 

@@ -1,4 +1,9 @@
-"""The retention report's reads (bot.core.retention): sizes, the attack's steps and the full scans, typed."""
+"""The retention report's reads (bot.core.retention): sizes, the attack's steps and the full scans, typed.
+
+On SQLite the small reads run on the store's reader (aiosqlite) and the numpy ones on a sqlite3
+connection of the report's own; on PostgreSQL every read goes through bot.core.reads (asyncpg on
+an event loop of the report thread's own), with the same statements' names.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from bot.core import blocks, chainrows, windowrows
+from bot.core import blocks, chainrows, reads, windowrows
 from bot.core import chain as chainmod
 from bot.core.chainrows import Shape as Shape
 from bot.core.connections import Connections
+from bot.core.engines import PostgresUrl
 from bot.core.lru import LRU
 from bot.core.sql import Q
 
@@ -77,25 +83,30 @@ class LearnedMessages(NamedTuple):
 class Reports:
     """Read-only statements for the report: on the reader, or (full scans) on connections of their own."""
 
-    def __init__(self, db: Connections, path: Path) -> None:
-        self._db = db
-        self._path = path
-        # Transition reads (bot.core.chainrows) are numpy over blocks: on a sqlite3 connection of
-        # their own, in a thread of their own, opened on first use and closed with the store.
+    def __init__(self, db: Connections | None, where: Path | str) -> None:
+        self._db = (
+            db  # SQLite's reader (None on PostgreSQL: its reads go through the report's own connection)
+        )
+        self._where = where  # a SQLite file, or a PostgreSQL URL string
+        self._pg = isinstance(reads.database(where), PostgresUrl)
+        if db is None and not self._pg:
+            raise ValueError("a SQLite store's report reads on the store's connections")
+        # Transition reads (bot.core.chainrows) are numpy over blocks: on a connection of their
+        # own, in a thread of their own, opened on first use and closed with the store.
         self._thread: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._conn: reads.Reads | None = None
         self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)
         self._windows = windowrows.WindowReader()
 
     async def _entries(self, fn: Callable[..., T], *args: Any) -> T:
-        """fn(connection, *args) on the reports' own connection and thread."""
+        """fn(reads, *args) on the reports' own connection and thread."""
         if self._thread is None:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="markov-reports")
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._call, fn, args)
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         if self._conn is None:
-            self._conn = _connect(self._path)
+            self._conn = _connect(self._where)
         return fn(self._conn, *args)
 
     async def close(self) -> None:
@@ -111,8 +122,14 @@ class Reports:
             self._conn = None
 
     async def _rows(self, name: str, *params: Any) -> list[tuple[Any, ...]]:
+        if self._pg or self._db is None:  # PostgreSQL: the store's Connections are SQLite's, unused
+            return await self._entries(_named, name, params)
         async with self._db.r.execute(Q[name], params) as cur:
             return [tuple(row) for row in await cur.fetchall()]
+
+    def _ids(self, values: Sequence[int]) -> Any:
+        """A list of ids as a statement's parameter: a JSON array on SQLite, a bigint[] on PostgreSQL."""
+        return [int(v) for v in values] if self._pg else json.dumps(list(values))
 
     async def table_bytes(self) -> dict[str, int]:
         """Bytes of each table and index (SQLite dbstat)."""
@@ -153,7 +170,7 @@ class Reports:
 
     async def message_multiplicity(self, chain_id: int, fingerprints: Sequence[int]) -> list[Multiplicity]:
         """How often each learned message among these exact fingerprints was said (absent ones left out)."""
-        rows = await self._rows("message_multiplicity", chain_id, json.dumps(list(fingerprints)))
+        rows = await self._rows("message_multiplicity", chain_id, self._ids(fingerprints))
         return [Multiplicity(int(fp), int(times), int(authors)) for fp, times, authors in rows]
 
     async def exact_multiplicity(self, chain_id: int, normal: int, exact: int) -> Multiplicity | None:
@@ -164,7 +181,7 @@ class Reports:
     async def scan(self, chain_id: int, order: int) -> Scanned:
         """A chain's transitions counted (see chainrows.Shape), and its vocabulary: one full read, on a
         connection of its own."""
-        return await asyncio.to_thread(_scan, self._path, chain_id, order)
+        return await asyncio.to_thread(_scan, self._where, chain_id, order)
 
     async def learned_messages(
         self, chain_id: int, *, normalised: bool, times: int, authors: int, order: int
@@ -175,32 +192,39 @@ class Reports:
         A full scan, on a connection of its own in a thread.
         """
         name = "report_normal_messages" if normalised else "report_messages"
-        row = await asyncio.to_thread(_read_row, self._path, Q[name], (chain_id, times, authors, order))
+        row = await asyncio.to_thread(_read_row, self._where, name, (chain_id, times, authors, order))
         return LearnedMessages(*(int(v or 0) for v in row))
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(where: Path | str) -> reads.Reads:
     """A read-only connection (made in the thread that uses it)."""
-    conn = sqlite3.connect(path)
+    url = reads.database(where)
+    if isinstance(url, PostgresUrl):
+        return reads.connect(where)
+    conn = sqlite3.connect(url.path)
     conn.execute("PRAGMA query_only = ON")
     try:
         conn.execute("SELECT log2(2)")
     except sqlite3.OperationalError:
         conn.create_function("log2", 1, math.log2, deterministic=True)
-    return conn
+    return reads.SqliteReads(conn)
 
 
-def _read_row(path: Path, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The first row of a read-only query, on a connection of its own (run in a worker thread)."""
-    conn = _connect(path)
+def _named(db: reads.Reads, name: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in db.rows(name, *params)]
+
+
+def _read_row(where: Path | str, name: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The first row of a named read-only statement, on a connection of its own (run in a worker thread)."""
+    conn = _connect(where)
     try:
-        return tuple(conn.execute(sql, params).fetchone())
+        return tuple(conn.rows(name, *params)[0])
     finally:
         conn.close()
 
 
-def _scan(path: Path, chain_id: int, order: int) -> Scanned:
-    conn = _connect(path)
+def _scan(where: Path | str, chain_id: int, order: int) -> Scanned:
+    conn = _connect(where)
     whole = [chainrows.Shape(0, 0, 0, 0, 0, 0.0, 0.0)]
     seen: set[int] = set()
 
@@ -220,7 +244,7 @@ def _scan(path: Path, chain_id: int, order: int) -> Scanned:
 
 
 def _top_successors(
-    conn: sqlite3.Connection, chain_id: int, ctx: bytes, limit: int, cache: blocks.Cache
+    conn: reads.Reads, chain_id: int, ctx: bytes, limit: int, cache: blocks.Cache
 ) -> list[Branch]:
     """The extraction attack's branches: a context's most frequent successors (ties: larger id first)."""
     rows = list(zip(*chainrows.successors(conn, chain_id, ctx, cache=cache), strict=True))

@@ -136,9 +136,9 @@ class Store:
         self._db = Connections()  # SQLite's connections; on PostgreSQL only its write lock is used
         self.versions = ChainVersions()  # where this process's writer stands on each chain
         # pgread makes WalkerHost and Reports take a PostgreSQL URL string as where
-        self._walker_host = WalkerHost(where, cache_size, walker)  # type: ignore[arg-type]  # started on open
+        self._walker_host = WalkerHost(where, cache_size, walker)  # started on open
         self.walker = WalkerClient(self._walker_host, self.versions)
-        self.reports = Reports(self._db, where)  # type: ignore[arg-type]
+        self.reports = Reports(self._db, where)
         self.cache_size = cache_size
         if hub_rows < 1:
             raise ValueError(f"hub_rows must be at least 1, not {hub_rows}")

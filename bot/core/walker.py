@@ -1,6 +1,7 @@
 """Generation's side of the database: walks, the copy guard and their caches.
 
-A Walker is plain synchronous code over a read-only sqlite3 connection of its own. The Store
+A Walker is plain synchronous code over a read-only connection of its own (bot.core.reads: a
+sqlite3 connection, or asyncpg on a private event loop when the store is on PostgreSQL). The Store
 runs it on a thread, or in a process of its own (the bot's default; see bot.core.walkerhost):
 there its walks and copy checks take no turns on the interpreter lock with the event loop and the
 writer, which under load held generate p99 back. The Store's side calls it through a typed client
@@ -11,30 +12,28 @@ token ids, random seeds.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
-import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.core import blocks, chainrows, hubs, memorisation, windowrows
+from bot.core import blocks, chainrows, hubs, memorisation, reads, windowrows
 from bot.core import chain as chainmod
 from bot.core.chain import ChainReader, Choices
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
 from bot.core.memorisation import OutputSample, PrefixSample, Thresholds
 from bot.core.models import ChainInfo, Generated, GenerateStatus
-from bot.core.sql import Q
 from bot.core.tokens import detokenize, neutralise
 from bot.core.versions import Version
 
 log = logging.getLogger(__name__)
 
 W = TypeVar("W", bound=tuple[Sequence[Any], Any])  # a cached read: (ids or contexts, weights)
-Stamp = tuple[int, int] | None  # what a cached read was current with: (writer's generation, commits seen)
+# What a cached read was current with: (writer's generation, commits seen or the chain's marker; see sync)
+Stamp = tuple[int, Hashable] | None
 
 ENTRY_LIMIT = 20_000  # contexts considered when anchoring a start word
 WIDE_STATE = 64  # successors from which a cached state may lag new learning ...
@@ -49,10 +48,10 @@ MAX_OUTPUT_CHARS = 1900
 class Walker:
     """Walks chains and checks outputs against the fingerprints, with caches; one thread at a time."""
 
-    def __init__(self, path: str | Path, key: bytes, cache_size: int) -> None:
-        self.path = Path(path)
+    def __init__(self, where: str | Path, key: bytes, cache_size: int) -> None:
+        self.where = where  # a SQLite file, or a PostgreSQL URL (see bot.core.reads.database)
         self.fingerprints = Fingerprinter(key)
-        self._db: sqlite3.Connection | None = None
+        self._db: reads.Reads | None = None
         self._choices: LRU[tuple[Any, ...], tuple[Choices, Stamp, float]] = LRU(cache_size)
         self._entries: LRU[tuple[Any, ...], tuple[tuple[list[bytes], Choices], Stamp, float]] = LRU(
             max(16, cache_size // 100)
@@ -62,29 +61,37 @@ class Walker:
         self._windows = windowrows.WindowReader()  # the copy guard's K-run lookups, with their caches
         self._hub_contexts: dict[int, set[bytes]] = {}  # per chain, as of _hubs_version
         self._hubs_version = 0
-        self._data_version: int | None = None  # PRAGMA data_version when last looked
+        self._data_version: Hashable = None  # SQLite's data_version when last looked (Reads.commits)
         self._commits = 0  # commits by other connections seen (changes of data_version)
         self._checked: dict[int, int] = {}  # per chain: _commits when its removals were read
-        self._generation: dict[int, tuple[int, int]] = {}  # per chain: (writer's generation, _commits)
+        self._generation: dict[int, tuple[int, Hashable]] = {}  # per chain: (writer's generation, commits)
         self._removals: dict[int, int] = {}  # per chain: its removals column, keys the caches
 
     def sync(self, version: Version) -> None:
         """Bring the caches' view of the chain up to date, before a call (see bot.core.walkercalls).
 
-        One PRAGMA data_version per call: it changes when another connection (this process's
-        writer, or another process) committed. Only then is the chain's removals column read
-        again; a new value (an unlearn, forget or reset, in any process) keys fresh caches.
+        One look per call (Reads.commits). On SQLite, PRAGMA data_version: it changes when another
+        connection (this process's writer, or another process) committed; only then is the chain's
+        removals column read again. PostgreSQL has no data_version: there the look is one row, the
+        chain's own, giving its removals and its learning counters (messages_seen, tokens_seen),
+        which every transaction that adds counts to the chain changes (see PgReads.commits). Either
+        way a new removals value (an unlearn, forget or reset, in any process) keys fresh caches at
+        the next call, and a commit that learned lets narrow cached states be read again.
         """
-        (data_version,) = self._connection().execute("PRAGMA data_version").fetchone()
-        if data_version != self._data_version:
-            self._data_version = data_version
-            self._commits += 1
         chain_id = version.chain_id
-        if self._checked.get(chain_id) != self._commits:
-            rows = self._rows("chain_removals", (chain_id,))
-            self._removals[chain_id] = int(rows[0][0]) if rows else -1
-            self._checked[chain_id] = self._commits
-        self._generation[chain_id] = (version.generation, self._commits)
+        marker, removals = self._connection().commits(chain_id)
+        if removals is not None:  # PostgreSQL: the chain's own marker, and its removals
+            self._removals[chain_id] = removals
+            self._generation[chain_id] = (version.generation, marker)
+        else:
+            if marker != self._data_version:
+                self._data_version = marker
+                self._commits += 1
+            if self._checked.get(chain_id) != self._commits:
+                rows = self._rows("chain_removals", (chain_id,))
+                self._removals[chain_id] = int(rows[0][0]) if rows else -1
+                self._checked[chain_id] = self._commits
+            self._generation[chain_id] = (version.generation, self._commits)
         if version.hubs != self._hubs_version:
             self._hub_contexts.clear()
             self._hubs_version = version.hubs
@@ -95,24 +102,22 @@ class Walker:
             self._db.close()
             self._db = None
 
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self) -> reads.Reads:
         if self._db is None:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._db.execute("PRAGMA query_only = ON")
+            self._db = reads.connect(self.where)
             self._data_version = None
         return self._db
 
     def _rows(self, name: str, params: tuple[Any, ...]) -> list[Any]:
-        return self._connection().execute(Q[name], params).fetchall()
+        return self._connection().rows(name, *params)
 
     def query(self, name: str, params: tuple[Any, ...]) -> list[Any]:
-        """The rows of a named read-only statement."""
+        """The rows of a named read-only statement (a list of ids as ids() gives it)."""
         return self._rows(name, params)
 
-    def stream(self, name: str, params: tuple[Any, ...]) -> Iterator[Any]:
-        """The rows of a named read-only statement, one at a time (for scans too big to hold)."""
-        return iter(self._connection().execute(Q[name], params))
+    def ids(self, values: Sequence[int]) -> Any:
+        """A list of ids or fingerprints as a statement's parameter, on this walker's engine."""
+        return self._connection().ids(values)
 
     def scan(
         self, chain: ChainInfo, prefix: Sequence[int], visit: Callable[[chainrows.Entries], None]
@@ -209,7 +214,7 @@ class Walker:
         found = {i: text for i in set(ids) if (text := self._texts.get(i)) is not None}
         missing = [i for i in set(ids) if i not in found]
         if missing:
-            for token_id, text in self._rows("tokens_by_id", (json.dumps(missing),)):
+            for token_id, text in self._rows("tokens_by_id", (self.ids(missing),)):
                 found[int(token_id)] = text
                 self._texts.put(int(token_id), text)
         return [found.get(i, "") for i in ids]

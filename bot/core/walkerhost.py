@@ -32,14 +32,14 @@ def answer(walker: Walker, version: Version, call: Call[T]) -> T:
 
 
 class WalkerHost:
-    """Starts, calls and stops the walker of one database."""
+    """Starts, calls and stops the walker of one database: a SQLite file, or a PostgreSQL URL string."""
 
-    def __init__(self, path: Path, cache_size: int, where: str) -> None:
-        if where not in WALKERS:
-            raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {where!r}")
-        self.path = path
-        self.cache_size = cache_size
+    def __init__(self, where: Path | str, cache_size: int, walker: str) -> None:
+        if walker not in WALKERS:
+            raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
         self.where = where
+        self.cache_size = cache_size
+        self.mode = walker  # "thread" or "process"
         self._key = b""  # the fingerprint key, once started
         self._process: WalkerProcess | None = None
         self._walker: Walker | None = None
@@ -49,12 +49,12 @@ class WalkerHost:
     async def start(self, key: bytes) -> None:
         """Start the walker with the database's fingerprint key (and wait for a process to answer)."""
         self._key = key
-        if self.where == "process":
-            self._process = await WalkerProcess(self.path, key, self.cache_size).start()
+        if self.mode == "process":
+            self._process = await WalkerProcess(self.where, key, self.cache_size).start()
             self.pid = self._process.pid
             log.info("walker process %s started", self.pid)
         else:
-            self._walker = Walker(self.path, key, self.cache_size)
+            self._walker = Walker(self.where, key, self.cache_size)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="markov-walker")
 
     async def stop(self) -> None:
@@ -100,8 +100,8 @@ class WalkerProcess:
     when the pipe closes: on close(), or when the bot's process dies, however it dies.
     """
 
-    def __init__(self, path: Path, key: bytes, cache_size: int) -> None:
-        self._args = (str(path), key, cache_size)
+    def __init__(self, where: Path | str, key: bytes, cache_size: int) -> None:
+        self._args = (where, key, cache_size)  # a Path or a URL string: both pickle
         self._conn: Connection | None = None
         self._process: BaseProcess | None = None
         self._answers: dict[int, asyncio.Future[Any]] = {}
@@ -181,12 +181,12 @@ class WalkerProcess:
                 await asyncio.to_thread(process.join)
 
 
-def _serve(conn: Connection, path: str, key: bytes, cache_size: int) -> None:
+def _serve(conn: Connection, where: Path | str, key: bytes, cache_size: int) -> None:
     """The walker process: answer calls until the pipe closes."""
     # Ctrl-C in a terminal reaches the whole process group: the bot shuts down, and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tune_sqlite()
-    walker = Walker(path, key, cache_size)
+    walker = Walker(where, key, cache_size)
     try:
         while True:
             try:

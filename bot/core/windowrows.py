@@ -1,15 +1,14 @@
 """A chain's window fingerprints as one view: its window blocks (bot.core.blocks, kind WINDOWS) plus
 the windows delta rows not yet merged.
 
-Every read of window fingerprints goes through here, on a plain sqlite3 connection (the walker's
-copy guard, the report's). A lookup finds, for each fingerprint, the block that may hold it by a
+Every read of window fingerprints goes through here, over bot.core.reads (SQLite or PostgreSQL: the
+walker's copy guard, the report's; a plain sqlite3 connection is taken too). A lookup finds, for each fingerprint, the block that may hold it by a
 binary search over the chain's block index (kept per connection while the blocks are unchanged),
 decodes that block (or takes it from a cache) and searches it, and asks the delta in one query.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 
@@ -18,9 +17,8 @@ import numpy.typing as npt
 
 from bot.core import blocks
 from bot.core.blocks import FORWARD, WINDOWS, Entries
-from bot.core.chainrows import snapshot
 from bot.core.lru import LRU
-from bot.core.sql import Q
+from bot.core.reads import Reads, of
 
 Keys = npt.NDArray[np.uint64]  # fingerprints as unsigned keys (sign bit flipped): ordered as the blocks
 _FLIP = np.uint64(2**63)
@@ -37,11 +35,12 @@ def _entry_keys(entries: Entries) -> Keys:
     return joined
 
 
-def every(conn: sqlite3.Connection, chain_id: int) -> Entries:
+def every(db: Reads | sqlite3.Connection, chain_id: int) -> Entries:
     """Every window entry of a chain, blocks and delta summed: (fingerprint, author, count), sorted."""
-    with snapshot(conn):
-        found = blocks.read_all(conn, chain_id, 0, FORWARD, WINDOWS)
-        delta = blocks.window_entries(conn.execute(Q["window_delta_all"], (chain_id,)).fetchall())
+    reads = of(db)
+    with reads.snapshot():
+        found = blocks.read_all(reads, chain_id, 0, FORWARD, WINDOWS)
+        delta = blocks.window_entries(reads.rows("window_delta_all", chain_id))
     return every_of(blocks.summed(np.concatenate([found, delta])) if len(delta) else found)
 
 
@@ -61,24 +60,24 @@ class WindowReader:
         self._index: dict[int, tuple[int, npt.NDArray[np.int64], Keys]] = {}  # by chain, with its version
         self._keys: LRU[int, Keys] = LRU(cached_blocks)  # each block's keys, by id (ids are never reused)
 
-    def _index_of(self, conn: sqlite3.Connection, chain_id: int) -> tuple[npt.NDArray[np.int64], Keys]:
+    def _index_of(self, db: Reads, chain_id: int) -> tuple[npt.NDArray[np.int64], Keys]:
         """A chain's window block ids and the first fingerprint key of each, in key order."""
-        found = conn.execute(Q["window_version"], (chain_id,)).fetchone()
-        version = int(found[0]) if found else -1
+        found = db.rows("window_version", chain_id)
+        version = int(found[0][0]) if found else -1
         held = self._index.get(chain_id)
         if held is not None and held[0] == version:
             return held[1], held[2]
-        rows = conn.execute(WINDOWS.q("block_index"), (chain_id, FORWARD)).fetchall()
+        rows = db.rows(WINDOWS.statements + "block_index", chain_id, FORWARD)
         ids = np.array([int(r[0]) for r in rows], dtype=np.int64)
         firsts: Keys = np.frombuffer(b"".join(bytes(r[1])[:8] for r in rows), dtype=">u8").astype(np.uint64)
         self._index[chain_id] = (version, ids, firsts)
         return ids, firsts
 
-    def _candidates(self, conn: sqlite3.Connection, chain_id: int, wanted: Keys) -> list[int]:
+    def _candidates(self, db: Reads, chain_id: int, wanted: Keys) -> list[int]:
         """Ids (in key order) of the blocks that may hold these keys: for each, from the last block
         starting before it (its entries of the key may end that block) to the last starting at it
         (a key's authors may span blocks)."""
-        ids, firsts = self._index_of(conn, chain_id)
+        ids, firsts = self._index_of(db, chain_id)
         if not len(ids):
             return []
         los = np.maximum(np.searchsorted(firsts, wanted, "left") - 1, 0)
@@ -86,13 +85,13 @@ class WindowReader:
         spans = [range(lo, hi + 1) for lo, hi in zip(los.tolist(), his.tolist(), strict=True)]
         return [int(ids[b]) for b in sorted({b for span in spans for b in span})]
 
-    def _block_keys(self, conn: sqlite3.Connection, ids: list[int]) -> Keys | None:
+    def _block_keys(self, db: Reads, ids: list[int]) -> Keys | None:
         """The keys of these blocks (given in key order), one sorted array; from the cache, the rest
         read in one query. None when one is gone (the index was out of date)."""
         held = {i: found for i in ids if (found := self._keys.get(i)) is not None}
         missing = [i for i in ids if i not in held]
         if missing:
-            for block_id, data in conn.execute(WINDOWS.q("block_data_by_id"), (json.dumps(missing),)):
+            for block_id, data in db.rows(WINDOWS.statements + "block_data_by_id", db.ids(missing)):
                 held[int(block_id)] = keys = _entry_keys(blocks.decode(bytes(data), 2))
                 self._keys.put(int(block_id), keys)
         if len(held) < len(ids):
@@ -100,21 +99,22 @@ class WindowReader:
         joined: Keys = np.concatenate([held[i] for i in ids] or [np.empty(0, dtype=np.uint64)])
         return joined
 
-    def present(self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]) -> bool:
+    def present(self, db: Reads | sqlite3.Connection, chain_id: int, fps: Sequence[int]) -> bool:
         """True when any of these fingerprints was learned in the chain (the copy guard's K-runs)."""
         if not fps:
             return False
-        with snapshot(conn):
-            if conn.execute(Q["windows_present"], (chain_id, json.dumps(list(fps)))).fetchone():
+        reads = of(db)
+        with reads.snapshot():
+            if reads.rows("windows_present", chain_id, reads.ids(fps)):
                 return True
-            return bool(self._in_blocks(conn, chain_id, keys_of(fps)).any())
+            return bool(self._in_blocks(reads, chain_id, keys_of(fps)).any())
 
-    def _in_blocks(self, conn: sqlite3.Connection, chain_id: int, wanted: Keys) -> npt.NDArray[np.bool_]:
+    def _in_blocks(self, db: Reads, chain_id: int, wanted: Keys) -> npt.NDArray[np.bool_]:
         """Which of these keys the chain's blocks hold."""
-        keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
+        keys = self._block_keys(db, self._candidates(db, chain_id, wanted))
         if keys is None:  # blocks changed without a new version (a writer that did not say): read again
             self._index.pop(chain_id, None)
-            keys = self._block_keys(conn, self._candidates(conn, chain_id, wanted))
+            keys = self._block_keys(db, self._candidates(db, chain_id, wanted))
             if keys is None:
                 raise RuntimeError(f"chain {chain_id}'s window block index names blocks that are gone")
         if not len(keys):
@@ -125,19 +125,21 @@ class WindowReader:
         return found
 
     def multiplicity(
-        self, conn: sqlite3.Connection, chain_id: int, fps: Sequence[int]
+        self, db: Reads | sqlite3.Connection, chain_id: int, fps: Sequence[int]
     ) -> dict[int, tuple[int, int]]:
         """(times learned, authors) of each of these fingerprints learned in the chain (absent ones left out)."""
         if not fps:
             return {}
         distinct = sorted(set(fps))
         counts: dict[int, dict[int, int]] = {}
-        with snapshot(conn):
+        reads = of(db)
+        with reads.snapshot():
             wanted = keys_of(distinct)
-            held = wanted[self._in_blocks(conn, chain_id, wanted)]  # only their blocks are decoded whole
-            ids = self._candidates(conn, chain_id, held) if len(held) else []
-            rows = conn.execute(WINDOWS.q("block_data_by_id"), (json.dumps(ids),)).fetchall() if ids else []
-            delta = conn.execute(Q["window_delta_of"], (chain_id, json.dumps(distinct))).fetchall()
+            held = wanted[self._in_blocks(reads, chain_id, wanted)]  # only their blocks are decoded whole
+            ids = self._candidates(reads, chain_id, held) if len(held) else []
+            data_by_id = WINDOWS.statements + "block_data_by_id"
+            rows = reads.rows(data_by_id, reads.ids(ids)) if ids else []
+            delta = reads.rows("window_delta_of", chain_id, reads.ids(distinct))
         for _, data in rows:
             entries = blocks.decode(bytes(data))
             for fp, author_id, k in every_of(entries[np.isin(_entry_keys(entries), held)]).tolist():

@@ -392,3 +392,136 @@ SELECT next_ids, counts FROM hubs WHERE chain_id = $1 AND ctx = $2;
 -- name: put_hub
 INSERT INTO hubs (chain_id, ctx, next_ids, counts) VALUES ($1, $2, $3, $4)
 ON CONFLICT (chain_id, ctx) DO UPDATE SET next_ids = excluded.next_ids, counts = excluded.counts;
+
+-- ---------------------------------------------------------------- reads (walker, chainrows, windowrows, reports)
+-- bot/core/reads.py's statements under SQLite's names (bot/core/queries.sql), with the same columns;
+-- a list of ids or fingerprints is one bigint[]. tokens_by_id, block_index, block_all, block_range,
+-- window_block_index and window_block_all are above (the same statements serve both sides).
+
+-- name: chain_commits
+-- The walker's look at a chain before every call (bot/core/postgres/reads.py, PgReads.commits): its
+-- removals, and its learning counters, which every transaction that adds counts to it changes.
+SELECT removals, messages_seen, tokens_seen FROM chains WHERE id = $1;
+
+-- name: chain_removals
+SELECT removals FROM chains WHERE id = $1;
+
+-- name: hubs_of_chain
+SELECT ctx FROM hubs WHERE chain_id = $1;
+
+-- name: message_fingerprint_exists
+SELECT 1 FROM messages WHERE chain_id = $1 AND fingerprint = $2 AND normal IS NULL LIMIT 1;
+
+-- name: normal_exists
+SELECT 1 FROM messages WHERE chain_id = $1 AND normal = $2 LIMIT 1;
+
+-- name: message_multiplicity
+SELECT fingerprint, count(*), count(DISTINCT author_id) FROM messages
+WHERE chain_id = $1 AND fingerprint = ANY($2::bigint[]) AND normal IS NULL GROUP BY fingerprint;
+
+-- name: normal_multiplicity
+SELECT normal, count(*), count(DISTINCT author_id) FROM messages
+WHERE chain_id = $1 AND normal = ANY($2::bigint[]) GROUP BY normal;
+
+-- name: exact_multiplicity
+-- How often the normalised form $2 was learned, and by how many authors, when the exact message $3
+-- was learned among them (a row only then).
+SELECT count(*), count(DISTINCT author_id) FROM messages
+WHERE chain_id = $1 AND normal = $2
+HAVING bool_or(fingerprint = $3);
+
+-- name: delta_into
+SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = $1 AND next_id = $2;
+
+-- name: delta_into_suffix
+SELECT ctx, next_id, author_id, count FROM transitions
+WHERE chain_id = $1 AND next_id = $2 AND substring(ctx FROM 5) = $3;
+
+-- name: delta_all
+SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = $1;
+
+-- name: delta_range
+-- Delta rows of contexts from $2 up to (not including) $3, in key order.
+SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = $1 AND ctx >= $2 AND ctx < $3
+ORDER BY ctx, next_id, author_id;
+
+-- name: delta_successors
+SELECT next_id, author_id, count FROM transitions WHERE chain_id = $1 AND ctx = $2;
+
+-- name: block_range_index
+SELECT id, first FROM transition_blocks WHERE chain_id = $1 AND direction = $2 AND first <= $4
+AND first >= coalesce((SELECT first FROM transition_blocks
+                       WHERE chain_id = $1 AND direction = $2 AND first <= $3
+                       ORDER BY first DESC LIMIT 1), '\x'::bytea)
+ORDER BY first;
+
+-- name: block_range_ids
+SELECT id FROM transition_blocks WHERE chain_id = $1 AND direction = $2 AND first <= $4
+AND first >= coalesce((SELECT first FROM transition_blocks
+                       WHERE chain_id = $1 AND direction = $2 AND first <= $3
+                       ORDER BY first DESC LIMIT 1), '\x'::bytea)
+ORDER BY first;
+
+-- name: block_data_one
+SELECT id, data FROM transition_blocks WHERE id = $1;
+
+-- name: block_data_by_id
+SELECT id, data FROM transition_blocks WHERE id = ANY($1::bigint[]);
+
+-- name: window_delta_all
+SELECT fingerprint, author_id, count FROM windows WHERE chain_id = $1;
+
+-- name: window_version
+SELECT window_version FROM chains WHERE id = $1;
+
+-- name: window_block_data_by_id
+SELECT id, data FROM window_blocks WHERE id = ANY($1::bigint[]);
+
+-- name: windows_present
+SELECT DISTINCT fingerprint FROM windows WHERE chain_id = $1 AND fingerprint = ANY($2::bigint[]);
+
+-- name: window_delta_of
+SELECT fingerprint, author_id, count FROM windows WHERE chain_id = $1 AND fingerprint = ANY($2::bigint[]);
+
+-- name: table_bytes
+-- Bytes of each table of the schema with its indexes and TOAST (SQLite's dbstat names indexes apart;
+-- here an index's bytes are its table's).
+SELECT c.relname::text, pg_total_relation_size(c.oid) FROM pg_class c
+WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r';
+
+-- name: table_rows
+SELECT (SELECT count(*) FROM transitions),
+       (SELECT count(*) FROM windows) + (SELECT coalesce(sum(entries), 0) FROM window_blocks),
+       (SELECT count(*) FROM messages), (SELECT count(*) FROM tokens);
+
+-- name: rows_windows
+SELECT (SELECT count(*) FROM windows WHERE chain_id = $1)
+     + (SELECT coalesce(sum(entries), 0) FROM window_blocks WHERE chain_id = $1);
+
+-- name: rows_recent
+SELECT count(*), (SELECT count(*) FROM recent_messages) FROM recent_messages WHERE chain_id = $1;
+
+-- name: block_bytes
+SELECT (SELECT sum(octet_length(data)) FROM transition_blocks WHERE chain_id = $1),
+       (SELECT sum(octet_length(data)) FROM transition_blocks);
+
+-- name: report_normal_messages
+-- SQLite's statement of the name: distinct exact messages (variants), each counted as often as its
+-- normalised form was learned; $2 times or $3 authors make a message common, longer: over $4 tokens.
+SELECT coalesce(sum(variants), 0)::bigint, count(*) FILTER (WHERE times = 1),
+       coalesce(sum(variants) FILTER (WHERE times >= $2 OR authors >= $3), 0)::bigint,
+       coalesce(sum(long_variants), 0)::bigint,
+       coalesce(sum(long_variants) FILTER (WHERE times = 1), 0)::bigint,
+       coalesce(sum(long_variants) FILTER (WHERE times >= $2 OR authors >= $3), 0)::bigint
+FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, count(DISTINCT fingerprint) AS variants,
+             count(DISTINCT fingerprint) FILTER (WHERE tokens > $4) AS long_variants
+      FROM messages WHERE chain_id = $1 GROUP BY normal) AS forms;
+
+-- name: report_messages
+-- SQLite's statement of the name: distinct learned messages (scheme 1), in all and longer than $4
+-- tokens, each split into said once (1-eidetic) and common ($2 times or $3 authors).
+SELECT count(*), count(*) FILTER (WHERE times = 1), count(*) FILTER (WHERE times >= $2 OR authors >= $3),
+       count(*) FILTER (WHERE long), count(*) FILTER (WHERE long AND times = 1),
+       count(*) FILTER (WHERE long AND (times >= $2 OR authors >= $3))
+FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, max(tokens) > $4 AS long
+      FROM messages WHERE chain_id = $1 GROUP BY fingerprint) AS said;

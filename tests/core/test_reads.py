@@ -1,0 +1,59 @@
+"""The reads seam (bot.core.reads): where a store lives picks the engine; a snapshot sees one committed state;
+PostgreSQL's reads run on a loop of their own and refuse to run inside a running one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.core import reads
+from bot.core.engines import PostgresUrl, SqliteUrl
+from tests.core import readengines
+from tests.core.readengines import corpus
+
+
+def test_a_path_is_a_sqlite_file_and_a_url_string_names_its_engine(tmp_path: Path) -> None:
+    assert reads.database(tmp_path / "a.sqlite3") == SqliteUrl(tmp_path / "a.sqlite3")
+    assert reads.database("data/b.sqlite3") == SqliteUrl(Path("data/b.sqlite3"))
+    assert reads.database("sqlite:///c.db") == SqliteUrl(Path("c.db"))
+    assert reads.database("postgresql://u@h/db") == PostgresUrl("postgresql://u@h/db")
+
+
+async def test_a_snapshot_sees_one_committed_state_and_the_next_read_sees_the_commit(
+    where: Path | str,
+) -> None:
+    data = corpus(8)
+    chain = await readengines.write(where, data)
+    seen: list[object] = []
+
+    def on_one_thread() -> list[int]:  # the walker's way: made, used and closed on one thread
+        db = reads.connect(where)
+
+        def read() -> tuple[object, ...]:
+            return tuple(db.rows("delta_all", chain.id)), db.rows("chain_removals", chain.id)[0][0]
+
+        try:
+            with db.snapshot():
+                seen.append(read())
+                asyncio.run(readengines.forget(where, chain, data, author=1))  # another connection commits
+                seen.append(read())
+            seen.append(read())
+            return [int(i) for i, _ in db.rows("tokens_by_id", db.ids([2, 3, 10**6]))]
+        finally:
+            db.close()
+
+    ids = await asyncio.to_thread(on_one_thread)
+    assert seen[0] == seen[1] != seen[2]
+    assert seen[2][1] == seen[0][1] + 1  # type: ignore[operator]
+    assert sorted(ids) == [2, 3]
+
+
+async def test_postgresql_reads_refuse_to_run_inside_a_running_event_loop(pg_url: str) -> None:
+    db = reads.connect(pg_url)
+    try:
+        with pytest.raises(RuntimeError, match="synchronous"):
+            db.rows("window_version", 1)
+    finally:
+        db.close()

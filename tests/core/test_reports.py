@@ -1,0 +1,100 @@
+"""The retention report's reads (bot.core.reports) give the same figures on SQLite and PostgreSQL, the corpus's."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from bot.core import chain as chainmod
+from bot.core.connections import Connections
+from bot.core.reports import Branch, Reports
+from tests.core import readengines
+from tests.core.readengines import ORDER, Corpus, corpus
+
+
+async def figures(reports: Reports, chain_id: int, data: Corpus) -> dict[str, Any]:
+    """Every figure the report reads of a chain (table bytes aside: each engine stores its own way)."""
+    contexts = sorted({k[:ORDER] for k in data.counts})
+    fps = [fp for _, _, fp, _, _ in data.message_rows]
+    windows = sorted({fp for fp, _ in data.windows})
+    return {
+        "table_rows": await reports.table_rows(),
+        "window_rows": await reports.window_rows(chain_id),
+        "recent_rows": await reports.recent_rows(chain_id),
+        "delta_rows": await reports.delta_rows(chain_id),
+        "block_bytes": await reports.block_bytes(chain_id),
+        "windows_present": [await reports.windows_present(chain_id, [fp]) for fp in windows[:40]],
+        "windows_absent": await reports.windows_present(chain_id, [1, 2, 3]),
+        "top": [await reports.top_successors(chain_id, chainmod.pack(c), 3) for c in contexts],
+        "messages": sorted(await reports.message_multiplicity(chain_id, [*fps, 7])),
+        "exact": [await reports.exact_multiplicity(chain_id, n, fp) for _, _, fp, n, _ in data.message_rows],
+        "not_exact": await reports.exact_multiplicity(chain_id, data.message_rows[0][3], 7),
+        "scan": await reports.scan(chain_id, ORDER),
+        "learned": [
+            await reports.learned_messages(chain_id, normalised=normalised, times=2, authors=2, order=ORDER)
+            for normalised in (False, True)
+        ],
+    }
+
+
+def expected(data: Corpus) -> dict[str, Any]:
+    """What the corpus itself says of the figures that do not depend on how blocks are cut."""
+    counts = data.counts
+    top = []
+    for ctx in sorted({k[:ORDER] for k in counts}):
+        by_next: Counter[int] = Counter()
+        for k, v in counts.items():
+            if k[:ORDER] == ctx:
+                by_next[k[ORDER]] += v
+        total = sum(by_next.values())
+        ranked = sorted(by_next.items(), key=lambda item: (-item[1], -item[0]))[:3]
+        top.append([Branch(token, k, total) for token, k in ranked])
+    return {
+        "window_rows": len(data.window_blocks) + len(data.window_delta),
+        "delta_rows": len(data.delta),
+        "windows_absent": False,
+        "top": top,
+        "states": len({k[:ORDER] for k in counts}),
+        "pairs": len({k[: ORDER + 1] for k in counts}),
+        "total": sum(counts.values()),
+    }
+
+
+async def test_the_reports_read_the_same_figures_on_both_engines(tmp_path: Path, pg_url: str) -> None:
+    data = corpus(7)
+    path = tmp_path / "reports.sqlite3"
+    sqlite_chain = await readengines.write(path, data)
+    pg_chain = await readengines.write(pg_url, data)
+    reader = await aiosqlite.connect(path)
+    sqlite_reports = Reports(Connections(reader=reader), path)
+    pg_reports = Reports(Connections(), pg_url)  # as the Store makes it: SQLite's connections, unused
+    try:
+        on_sqlite = await figures(sqlite_reports, sqlite_chain.id, data)
+        on_pg = await figures(pg_reports, pg_chain.id, data)
+        sqlite_bytes, pg_bytes = await sqlite_reports.table_bytes(), await pg_reports.table_bytes()
+    finally:
+        await sqlite_reports.close()
+        await pg_reports.close()
+        await reader.close()
+    assert on_pg == on_sqlite
+    want = expected(data)
+    for name in ("window_rows", "delta_rows", "windows_absent", "top"):
+        assert on_sqlite[name] == want[name], name
+    assert all(on_sqlite["windows_present"])
+    shape = on_sqlite["scan"].shape
+    assert (shape.states, shape.pairs, shape.total) == (want["states"], want["pairs"], want["total"])
+    assert on_sqlite["scan"].vocabulary == len(data.token_ids)
+    assert on_sqlite["learned"][0].distinct == len({fp for _, _, fp, _, _ in data.message_rows})
+    assert on_sqlite["not_exact"] is None and None not in on_sqlite["exact"]
+    assert on_sqlite["block_bytes"].chain > 0
+    for found in (sqlite_bytes, pg_bytes):
+        assert found["transition_blocks"] > 0 and found["messages"] > 0
+
+
+async def test_a_postgresql_report_needs_no_sqlite_reader_but_a_sqlite_one_does(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        Reports(None, tmp_path / "x.sqlite3")
