@@ -374,13 +374,13 @@ def migrate(settings: Settings, to: str, progress: bool | None) -> None:
     bar = tqdm(
         desc="copying",
         unit=" rows",
-        unit_scale=True,
         disable=not (sys.stderr.isatty() if progress is None else progress),
         mininterval=0.5,
     )
 
     def advance(rows: int, total: int) -> None:
-        bar.total = total
+        if bar.total != total:
+            bar.reset(total=total)
         bar.update(rows)
 
     try:

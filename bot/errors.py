@@ -210,13 +210,13 @@ def migrate_refused(exc: mg.MigrateRefused) -> str:
                 f"(`markovbot chains --db {path}`) to bring it up to date, then copy it."
             )
         case mg.SourceKeyRefused(reason):
-            return f"{reason} The copy keeps working only with the key the database was made with."
+            return reason
         case mg.TargetUnreachable(url, reason):
             return f"cannot connect to the PostgreSQL database {url.redacted}: {reason}."
         case mg.TargetNotMarkovbot(url, tables):
             return (
-                f"{url.redacted} holds {tables} tables of another program (left untouched): "
-                "copy into an empty database (createdb markovbot)."
+                f"{url.redacted} holds another program's tables ({tables}; left untouched): "
+                "copy into an empty database (e.g. `createdb markovbot`)."
             )
         case mg.TargetTooNew(url, version):
             return f"{url.redacted} has markovbot schema version {version}, newer than this markovbot's: upgrade markovbot."
