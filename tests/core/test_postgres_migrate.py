@@ -156,6 +156,23 @@ async def test_a_copy_stopped_midway_leaves_nothing_and_a_rerun_equals_a_clean_c
     assert await pg_rows(pg_url) == sqlite_rows(source)
 
 
+async def test_a_copy_that_fails_leaves_a_fresh_database_without_tables(
+    source: Path, pg_url: str, tmp_path: Path
+) -> None:
+    odd = tmp_path / "odd.sqlite3"
+    shutil.copy(source, odd)
+    shutil.copy(keys.key_file(source), keys.key_file(odd))
+    conn = sqlite3.connect(odd)
+    conn.execute(
+        "UPDATE recent_messages SET learned_at = 'yesterday' WHERE rowid = (SELECT min(rowid) FROM recent_messages)"
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(mg.CopyFailed):
+        await mg.migrate(odd, PostgresUrl(pg_url))
+    assert await pg_snapshot(pg_url) == (0, None)
+
+
 async def test_the_copy_is_a_snapshot_while_the_bot_goes_on_writing(source: Path, pg_url: str) -> None:
     url = PostgresUrl(pg_url)
     before = sqlite_rows(source)

@@ -273,10 +273,20 @@ async def migrate(
         outcome = Outcome(source, url, key_file)
         conn = await _connect(url)
         try:
-            await _prepare(conn, url)
-            async with conn.transaction():
+            # One transaction, the schema's migration inside it (a savepoint of the same isolation):
+            # a copy that fails leaves even an empty database without markovbot's tables.
+            async with conn.transaction(isolation="read_committed"):
+                await _prepare(conn, url)
                 await _copy(conn, snap, outcome, progress or (lambda done, total: None))
-        except (OSError, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            sqlite3.Error,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            ValueError,
+            TypeError,
+        ) as exc:
+            # ValueError, TypeError: a value SQLite kept that PostgreSQL's column cannot take.
             raise CopyFailed(url, one_line(exc)) from exc
         finally:
             await conn.close()
