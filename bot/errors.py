@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from bot.core import keys
+from bot.core.engines import DEFAULT_SQLITE_PATH
 from bot.core.postgres import migrate as mg
 from bot.core.schema import SCHEMA_VERSION
 
@@ -258,11 +259,17 @@ def migrate_summary(outcome: mg.Outcome) -> str:
             f"{rows['authors']:,} authors, {sum(rows.values()):,} rows in all."
         )
     if outcome.key_file is None:
-        where = f"keep {keys.ENV} as it is for the bot on PostgreSQL (the same key)."
+        where = f"keep {keys.ENV} as it is: the bot on PostgreSQL needs the same fingerprint key."
+    elif outcome.key_file.resolve() == keys.key_file(DEFAULT_SQLITE_PATH).resolve():
+        where = (
+            f"the fingerprint key is not copied: the bot on PostgreSQL reads the same one from {outcome.key_file} "
+            f"(where it is now) or {keys.ENV}; keep that file."
+        )
     else:
         where = (
-            f"the fingerprint key is not in the database: the bot on PostgreSQL needs the one in "
-            f"{outcome.key_file}, as {keys.ENV} (e.g. `export {keys.ENV}=$(cat {outcome.key_file})`)."
+            f"the fingerprint key is not copied: the bot on PostgreSQL needs the one in {outcome.key_file}, "
+            f"as {keys.ENV} (`export {keys.ENV}=$(cat {outcome.key_file})`) or copied to "
+            f"{keys.key_file(DEFAULT_SQLITE_PATH)} (where it looks without {keys.ENV})."
         )
     return f"{done} {where[0].upper()}{where[1:]}"
 

@@ -49,7 +49,7 @@ def test_migrate_copies_everything_and_says_where_the_key_must_be(
     assert migrate(source, pg_url) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
-    assert str(keys.key_file(source)) in out[0] and keys.ENV in out[0]
+    assert f"needs the one in {keys.key_file(source)}" in out[0] and keys.ENV in out[0]
     assert asyncio.run(pg_rows(pg_url)) == sqlite_rows(source)
     before = asyncio.run(pg_snapshot(pg_url))
     assert migrate(source, pg_url) == 0  # twice: nothing to do
@@ -175,3 +175,18 @@ def test_a_key_given_in_the_environment_is_kept_there(
     assert migrate(path, pg_url) == 0
     out = capsys.readouterr().out
     assert f"Keep {keys.ENV} as it is" in out and ".key" not in out
+
+
+def test_the_default_database_keeps_its_key_file_where_the_bot_on_postgresql_looks(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("MARKOV_DATABASE_URL", "MARKOV_DB", keys.ENV):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "data").mkdir()
+    path = tmp_path / "data" / "markov.sqlite3"
+    asyncio.run(build_source(path, 12))
+    assert main(["migrate", "--to", pg_url, "--no-progress"]) == 0  # the default file, as every command
+    out = capsys.readouterr().out
+    assert "(where it is now)" in out and str(keys.key_file(Path("data/markov.sqlite3"))) in out
+    assert asyncio.run(pg_rows(pg_url)) == sqlite_rows(path)

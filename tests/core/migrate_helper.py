@@ -57,7 +57,9 @@ async def _learn(
 
 async def build_source(path: Path, messages: int = 40, *, key: bytes | None = None) -> None:
     """A database with rows in every table: blocks, then delta rows, hubs, recent rows, a removal, guild state."""
-    brain = await Brain.open(path, flush_interval=0.05, hub_rows=2, key=key)
+    brain = await Brain.open(
+        path, flush_interval=0.05, hub_rows=2, key=key, merge_rows=0
+    )  # blocks at every commit
     try:
         for guild in (G, G2):
             for member in ("alice", "bob", "carol"):
