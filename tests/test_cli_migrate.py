@@ -113,7 +113,7 @@ BAD = {
     "another scheme": (lambda src, url: ["--db", src, "migrate", "--to", "mysql://h/db"], "--to must be"),
     "a bad port": (lambda src, url: ["--db", src, "migrate", "--to", "postgresql://h:x/db"], "port"),
     "no server": (
-        lambda src, url: ["--db", src, "migrate", "--to", "postgresql://root@127.0.0.1:1/db"],
+        lambda src, url: ["--db", src, "migrate", "--to", "postgresql://root:s3cret@127.0.0.1:1/db"],
         "cannot connect",
     ),
     "no source": (lambda src, url: ["--db", "nope.sqlite3", "migrate", "--to", url], "no such file"),
@@ -136,6 +136,7 @@ def test_each_bad_input_is_one_line_and_changes_nothing(
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], captured.err
     assert "Traceback" not in captured.err and not captured.out
+    assert "s3cret" not in captured.err  # a password is never shown
     assert asyncio.run(pg_snapshot(pg_url)) == (0, None)
     assert source.read_bytes() == source_bytes
     assert not (tmp_path / "other.sqlite3").exists()
