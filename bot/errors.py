@@ -210,6 +210,11 @@ def migrate_refused(exc: mg.MigrateRefused) -> str:
                 f"{path} was last opened by an older markovbot: open it once with this one "
                 f"(`markovbot chains --db {path}`) to bring it up to date, then copy it."
             )
+        case mg.SourceChanged(path):
+            return (
+                f"{path} forgot or unlearned messages, or consent or channels changed, while it was being "
+                "copied, so nothing was kept: run it again, best with the bot stopped."
+            )
         case mg.SourceKeyRefused(reason):
             return reason
         case mg.TargetUnreachable(url, reason):
@@ -271,7 +276,8 @@ def migrate_summary(outcome: mg.Outcome) -> str:
             f"as {keys.ENV} (`export {keys.ENV}=$(cat {outcome.key_file})`) or copied to "
             f"{keys.key_file(DEFAULT_SQLITE_PATH)} (where it looks without {keys.ENV})."
         )
-    return f"{done} {where[0].upper()}{where[1:]}"
+    after = "Stop the bot on SQLite before starting it on PostgreSQL: what it does from now on is not copied."
+    return f"{done} {where[0].upper()}{where[1:]} {after}"
 
 
 # ---------------------------------------------------------------- summaries

@@ -536,3 +536,7 @@ SELECT max(2, coalesce((SELECT value FROM counters WHERE name = 'next_token_id')
        max(1, coalesce((SELECT value FROM counters WHERE name = 'window_changes'), 1),
               coalesce((SELECT max(window_version) FROM chains), 0) + 1),
        coalesce((SELECT value FROM counters WHERE name = 'removals'), 0);
+
+-- name: migrate_removals
+-- Bumped by every unlearn, forget and reset: compared before the copy commits (see migrate.py).
+SELECT coalesce((SELECT value FROM counters WHERE name = 'removals'), 0);

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from bot.core import keys
+from bot.core.brain import Brain
 from bot.core.engines import PostgresUrl
 from bot.core.postgres import migrate as mg
 from bot.core.postgres import schema as pg_schema
@@ -173,36 +175,60 @@ async def test_a_copy_that_fails_leaves_a_fresh_database_without_tables(
     assert await pg_snapshot(pg_url) == (0, None)
 
 
-async def test_the_copy_is_a_snapshot_while_the_bot_goes_on_writing(source: Path, pg_url: str) -> None:
-    url = PostgresUrl(pg_url)
-    before = sqlite_rows(source)
+async def _copy_while(source: Path, pg_url: str, meanwhile: Callable[[Brain], Awaitable[object]]) -> None:
+    """Copy, the bot working on the source (meanwhile) while the copy waits at a late table."""
     setup = await asyncpg.connect(pg_url)
     try:
         await pg_schema.migrate(setup)
         await setup.execute(BLOCK_TRIGGER)
         await setup.execute("SELECT pg_advisory_lock($1)", BLOCK_KEY)
-        copying = asyncio.create_task(mg.migrate(source, url))
+        copying = asyncio.create_task(mg.migrate(source, PostgresUrl(pg_url)))
         while not await setup.fetchval(WAITERS, BLOCK_KEY):
             assert not copying.done(), "the copy did not reach the blocking table"
-        # The bot learns and forgets meanwhile, committing to the file the copy is reading.
-        from bot.core.brain import Brain
-
         brain = await Brain.open(source, flush_interval=0.05, hub_rows=2)
         try:
-            await _learn(brain, "guild-1", "general", sentences(10, 3), ["alice"], 20000)
-            await brain.forget("discord", "guild-1", "bob")
+            await meanwhile(brain)
         finally:
             await brain.close()
-        assert sqlite_rows(source) != before
         await setup.execute("SELECT pg_advisory_unlock($1)", BLOCK_KEY)
-        await copying
-        await setup.execute(DROP_BLOCK_TRIGGER)
+        try:
+            await copying
+        finally:
+            await setup.execute(DROP_BLOCK_TRIGGER)
     finally:
         await setup.close()
+
+
+async def test_the_copy_is_a_snapshot_while_the_bot_goes_on_learning(source: Path, pg_url: str) -> None:
+    before = sqlite_rows(source)
+    await _copy_while(
+        source, pg_url, lambda brain: _learn(brain, "guild-1", "general", sentences(10, 3), ["alice"], 20000)
+    )
+    assert sqlite_rows(source) != before  # the bot committed to the file the copy was reading
     assert await pg_rows(pg_url) == before
     with pytest.raises(mg.TargetOtherCopy):  # the source changed since: a second copy is refused
-        await mg.migrate(source, url)
+        await mg.migrate(source, PostgresUrl(pg_url))
     assert await pg_rows(pg_url) == before
+
+
+MISSED = {
+    "forget": lambda brain: brain.forget("discord", "guild-1", "bob"),
+    "unlearn": lambda brain: brain.unlearn_id("discord", "1010"),
+    "opt-out": lambda brain: brain.opt_out("discord", "guild-2", "carol"),
+    "a channel disabled": lambda brain: brain.set_channel("discord", "guild-1", "random", False),
+}
+
+
+@pytest.mark.parametrize("case", list(MISSED))
+async def test_a_forget_or_consent_change_during_the_copy_is_not_left_behind(
+    case: str, source: Path, pg_url: str
+) -> None:
+    """The bot on PostgreSQL would undo it: the copy is refused, and running it again copies the change."""
+    with pytest.raises(mg.SourceChanged):
+        await _copy_while(source, pg_url, MISSED[case])
+    assert {name: rows for name, rows in (await pg_rows(pg_url)).items() if rows} == {}
+    await mg.migrate(source, PostgresUrl(pg_url))
+    assert await pg_rows(pg_url) == sqlite_rows(source)
 
 
 # ---------------------------------------------------------------- refusals: each changes nothing
@@ -380,7 +406,6 @@ async def test_the_copy_gives_the_same_walks_and_stats_figures(
     """Store("postgresql://...") (pgwrite) with the walker and reports on PostgreSQL (pgread)."""
     import random
 
-    from bot.core.brain import Brain
     from bot.core.models import ChainKey
 
     monkeypatch.chdir(tmp_path)  # a store that takes the URL for a path makes its folders here

@@ -103,6 +103,13 @@ class SourceNeedsUpgrade(MigrateRefused):
 
 
 @dataclass(eq=False)
+class SourceChanged(MigrateRefused):
+    """While it was copied, the source forgot or unlearned something, or consent or a channel changed."""
+
+    path: Path
+
+
+@dataclass(eq=False)
 class SourceKeyRefused(MigrateRefused):
     reason: str
 
@@ -258,6 +265,26 @@ class Snapshot:
                 pass
         return self.digest.hexdigest()
 
+    def removals_and_consent(self, conn: sqlite3.Connection | None = None) -> tuple[object, ...]:
+        """What a copy may not miss: the removals counter and the guild state, in the snapshot or now (conn)."""
+        conn = conn or self.conn
+        found: list[object] = [conn.execute(Q["migrate_removals"]).fetchone()[0]]
+        for name in ("consent", "enabled_channels", "guild_settings"):
+            found.append(sorted(conn.execute(Q[f"migrate_{name}"]).fetchall()))
+        return tuple(found)
+
+    def unchanged_since(self) -> bool:
+        """True when the file, read now, has forgotten nothing and changed no consent since the snapshot.
+
+        Learning since is no matter (the copy is the snapshot); a forget, an opt-out or a disabled
+        channel that the copy missed would be undone by the bot on PostgreSQL.
+        """
+        now = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return self.removals_and_consent(now) == self.removals_and_consent()
+        finally:
+            now.close()
+
     def close(self) -> None:
         """End the read transaction."""
         self.conn.close()
@@ -345,6 +372,8 @@ async def _copy(conn: asyncpg.Connection, snap: Snapshot, outcome: Outcome, prog
         await conn.execute(PQ["migrate_restart_ids"], table, next_id)
     await conn.execute(PQ["migrate_restart_window_changes"], window_changes)
     await conn.execute(PQ["migrate_set_removals"], removals)
+    if not snap.unchanged_since():  # checked last, the commit a moment away
+        raise SourceChanged(snap.path)
     outcome.copied_at = int(time.time())
     record = {"source": str(snap.path.resolve()), "digest": snap.digest.hexdigest(), "at": outcome.copied_at}
     await conn.execute(PQ["migrate_put_meta"], COPIED_META, json.dumps(record))
