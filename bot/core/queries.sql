@@ -465,7 +465,8 @@ SELECT 1 FROM recent_messages WHERE learned_at < ? LIMIT 1;
 -- ---------------------------------------------------------------- the copy to PostgreSQL (bot/core/postgres/migrate.py)
 -- Every table `markovbot migrate` copies, read whole inside one read transaction (a snapshot), each
 -- in its key order; a statement's columns are the PostgreSQL table's columns of the same names.
--- counters and sqlite_sequence are not copied: migrate_next_ids turns them into PostgreSQL's sequences.
+-- counters and sqlite_sequence are not copied: migrate_next_ids turns them into PostgreSQL's sequences;
+-- nor are hubs (off on PostgreSQL: see NOT_COPIED in migrate.py).
 
 -- name: migrate_meta
 SELECT key, value FROM meta;
@@ -502,9 +503,6 @@ SELECT chain_id, ctx, next_id, author_id, count FROM transitions;
 -- name: migrate_windows
 SELECT chain_id, fingerprint, author_id, count FROM windows;
 
--- name: migrate_hubs
-SELECT chain_id, ctx, next_ids, counts FROM hubs;
-
 -- name: migrate_transition_blocks
 SELECT id, chain_id, direction, first, entries, data FROM transition_blocks;
 
@@ -516,7 +514,7 @@ SELECT id, chain_id, direction, first, entries, data FROM window_blocks;
 SELECT (SELECT count(*) FROM meta), (SELECT count(*) FROM consent), (SELECT count(*) FROM enabled_channels),
        (SELECT count(*) FROM guild_settings), (SELECT count(*) FROM tokens), (SELECT count(*) FROM authors),
        (SELECT count(*) FROM chains), (SELECT count(*) FROM messages), (SELECT count(*) FROM recent_messages),
-       (SELECT count(*) FROM transitions), (SELECT count(*) FROM windows), (SELECT count(*) FROM hubs),
+       (SELECT count(*) FROM transitions), (SELECT count(*) FROM windows),
        (SELECT count(*) FROM transition_blocks), (SELECT count(*) FROM window_blocks);
 
 -- name: migrate_next_ids
