@@ -200,6 +200,8 @@ def migrate_refused(exc: mg.MigrateRefused) -> str:
             return f"{path}: no such file; give the SQLite database to copy with --db."
         case mg.SourceNotMarkovbot(path, why):
             return f"{path} is not a markovbot database ({why}): give the SQLite file the bot uses with --db."
+        case mg.SourceUnreadable(path, reason):
+            return f"cannot read {path}: {reason}; check its permissions, then run again."
         case mg.SourceTooNew(path, version):
             return (
                 f"{path} has schema version {version}, newer than this markovbot's {SCHEMA_VERSION}: "

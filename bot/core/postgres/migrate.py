@@ -91,6 +91,14 @@ class SourceNotMarkovbot(MigrateRefused):
 
 
 @dataclass(eq=False)
+class SourceUnreadable(MigrateRefused):
+    """SQLite cannot read the file now (no permission, locked by a writer stuck in recovery ...)."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(eq=False)
 class SourceTooNew(MigrateRefused):
     path: Path
     version: int
@@ -196,7 +204,7 @@ class Snapshot:
         try:
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
         except sqlite3.Error as exc:
-            raise SourceNotMarkovbot(path, f"SQLite cannot open it ({exc})") from None
+            raise SourceUnreadable(path, str(exc)) from None
         snap = cls(path, conn)
         try:
             key_file = snap._check(key)
@@ -213,6 +221,8 @@ class Snapshot:
             }  # the snapshot starts here
             application_id = int(self.conn.execute("PRAGMA application_id").fetchone()[0])
             version = int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.OperationalError as exc:  # locked, unreadable: not a verdict on the file
+            raise SourceUnreadable(self.path, str(exc)) from None
         except sqlite3.DatabaseError as exc:
             raise SourceNotMarkovbot(self.path, f"it is not a SQLite database ({exc})") from None
         legacy = application_id == 0 and tables >= LEGACY_TABLES and version >= 1
