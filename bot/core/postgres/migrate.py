@@ -1,14 +1,19 @@
 """`markovbot migrate`: copy a SQLite markovbot database, whole, into an empty PostgreSQL database.
 
 The source is read inside one SQLite read transaction: a snapshot, consistent while a bot goes on
-writing the file (WAL: its commits wait for no one, and the copy sees none of them). The target is
-written in one PostgreSQL transaction, its tables locked against other writers first: a copy that
-fails or is killed leaves the target as it was, and running it again copies from the start. A copy
-resumed in parts would stitch two snapshots of a live source; a restart costs only the copy's time,
-and memory stays bounded (rows stream from a cursor CHUNK at a time into COPY). Ids are copied as
-they are (COPY writes identity columns as given), so the blocks' packed token and author ids stay
-true, and each sequence continues where SQLite's counters were. The fingerprint key is not copied:
-only its check value (meta), as on SQLite; the store on PostgreSQL needs the same key.
+writing the file (WAL: its commits wait for no one, and the copy sees none of them). Learning after
+the snapshot is simply not copied; a forget, unlearn or consent change after it would be undone by
+the bot on PostgreSQL, so the copy checks the file once more before it commits, and refuses then.
+The target is written in one PostgreSQL transaction (its schema's migration included), its tables
+locked against other writers first: a copy that fails or is killed leaves the target as it was, and
+running it again copies from the start. A copy resumed in parts would stitch two snapshots of a live
+source; a restart costs only the copy's time (seconds for 100,000 messages), and memory stays
+bounded (rows stream from a cursor CHUNK at a time into COPY). A finished copy records a digest of
+what it read (meta, COPIED_META): running it again is a no-op while the source is unchanged.
+
+Ids are copied as they are (COPY writes identity columns as given), so the blocks' packed token and
+author ids stay true, and each sequence continues where SQLite's counters were. The fingerprint key
+is not copied, only its check value (meta), as on SQLite: the store on PostgreSQL needs the same key.
 """
 
 from __future__ import annotations
@@ -66,13 +71,8 @@ TABLES: tuple[tuple[str, Callable[[Row], Row] | None], ...] = (
 # go stale at the next learning or forget while walks still read it.
 NOT_COPIED = frozenset({"counters", "hubs"})
 SOURCE_TABLES = frozenset(name for name, _ in TABLES) | NOT_COPIED
-IDENTITY_TABLES = (
-    "tokens",
-    "authors",
-    "chains",
-    "transition_blocks",
-    "window_blocks",
-)  # migrate_next_ids' order
+# The tables whose ids come from an identity sequence on PostgreSQL, in migrate_next_ids' order.
+IDENTITY_TABLES = ("tokens", "authors", "chains", "transition_blocks", "window_blocks")
 
 
 class MigrateRefused(StoreError):
