@@ -1,4 +1,4 @@
-"""The `markovbot` command: run | matrix | console | import | generate | stats | chains.
+"""The `markovbot` command: run | matrix | console | import | generate | stats | chains | migrate.
 
 Every run ends in one of two ways: done (exit 0), or one line on stderr saying what was wrong
 and what to do (exit 1; 2 for a usage error), with a traceback only under `-v`.
@@ -61,18 +61,22 @@ class Global:
     db: Path | None = None
     verbose: int = 0
 
-    def settings(self, *, daemon: bool) -> Settings:
-        """Settings from the environment and the options; logging set up to match."""
+    def settings(self, *, daemon: bool, opens: bool = True) -> Settings:
+        """Settings from the environment and the options; logging set up to match.
+
+        opens=False: the command does not open the database MARKOV_DATABASE_URL selects (migrate reads a
+        SQLite file it names itself), so PostgreSQL there is no error and no folder is made or checked.
+        """
         try:
             settings = Settings.from_env()
         except ConfigError as exc:
             raise errors.UserError(str(exc)) from None
         if self.db is not None:  # --db names a SQLite file, whatever the environment selects
             settings = dataclasses.replace(settings, db_path=self.db, postgres=None)
-        if settings.postgres is not None:
+        if opens and settings.postgres is not None:
             raise errors.UserError(engines.not_available_yet(settings.postgres))
         # Only the default folder (data/) is created; a mistyped path must not grow a tree.
-        if settings.db_path != Path(DEFAULT_DB) and not settings.db_path.parent.is_dir():
+        if opens and settings.db_path != Path(DEFAULT_DB) and not settings.db_path.parent.is_dir():
             raise errors.UserError(errors.db_folder_missing(settings.db_path))
         if self.verbose:
             level = logging.INFO if self.verbose == 1 else logging.DEBUG
@@ -116,14 +120,16 @@ def cli() -> None:
     """markovbot: a Markov-chain chat bot that learns only from members who opted in."""
 
 
-def command(name: str | None = None, *, daemon: bool = False) -> Callable[[Callable[..., Any]], Any]:
+def command(
+    name: str | None = None, *, daemon: bool = False, opens: bool = True
+) -> Callable[[Callable[..., Any]], Any]:
     """A subcommand whose function receives the Settings first."""
 
     def wrap(fn: Callable[..., Any]) -> Any:
         @functools.wraps(fn)
         @click.pass_obj
         def callback(state: Global, /, *args: Any, **kwargs: Any) -> Any:
-            return fn(state.settings(daemon=daemon), *args, **kwargs)
+            return fn(state.settings(daemon=daemon, opens=opens), *args, **kwargs)
 
         return cli.command(name)(global_options(callback))
 
@@ -342,6 +348,50 @@ def chains(settings: Settings) -> None:
     for name, c in zip(names, found, strict=True):
         when = "-" if c.learned_at is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(c.learned_at))
         click.echo(f"{name:<{width}}  {c.messages:>12,}  {c.tokens:>14,}  {when}")
+
+
+@command(opens=False)
+@click.option(
+    "--to", "to", required=True, metavar="URL", help="The PostgreSQL database: postgresql://user@host/db."
+)
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal)."
+)
+def migrate(settings: Settings, to: str, progress: bool | None) -> None:
+    """Copy the SQLite database (--db) whole into an empty PostgreSQL database. Safe to run again."""
+    from tqdm import tqdm
+
+    from bot.core.postgres import migrate as mg
+
+    try:
+        url = engines.parse(to, "--to")
+    except engines.DatabaseUrlError as exc:
+        raise errors.UserError(str(exc)) from None
+    if not isinstance(url, engines.PostgresUrl):
+        raise errors.UserError(errors.migrate_not_postgres(to))
+    if settings.postgres is not None:
+        raise errors.UserError(errors.migrate_no_source())
+    bar = tqdm(
+        desc="copying",
+        unit=" rows",
+        disable=not (sys.stderr.isatty() if progress is None else progress),
+        mininterval=0.5,
+    )
+
+    def advance(rows: int, total: int) -> None:
+        if bar.total != total:
+            bar.reset(total=total)
+        bar.update(rows)
+
+    try:
+        outcome = asyncio.run(
+            mg.migrate(settings.db_path, url, key=settings.fingerprint_key, progress=advance)
+        )
+    except mg.MigrateRefused as exc:
+        raise errors.UserError(errors.migrate_refused(exc)) from exc
+    finally:
+        bar.close()
+    click.echo(errors.migrate_summary(outcome))
 
 
 def _fail(message: str, code: int, state: Global) -> int:

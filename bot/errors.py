@@ -7,7 +7,13 @@ Each error says what was wrong and what to do; `markovbot` prints it as one line
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+
+from bot.core import keys
+from bot.core.engines import DEFAULT_SQLITE_PATH
+from bot.core.postgres import migrate as mg
+from bot.core.schema import SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +174,112 @@ def usage(message: str, command: str) -> str:
 def unexpected(exc: BaseException) -> str:
     """Anything not foreseen: still one line."""
     return f"unexpected error: {type(exc).__name__}: {exc} ({HINT_VERBOSE})"
+
+
+# ---------------------------------------------------------------- markovbot migrate
+
+
+def migrate_not_postgres(raw: str) -> str:
+    """--to names something other than a PostgreSQL database."""
+    return f"--to must be a PostgreSQL URL (postgresql://user@host:port/dbname), not {raw!r}."
+
+
+def migrate_no_source() -> str:
+    """MARKOV_DATABASE_URL selects PostgreSQL already, and --db does not name the SQLite file."""
+    return "MARKOV_DATABASE_URL selects PostgreSQL: give the SQLite file to copy with --db FILE."
+
+
+def _when(at: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+
+
+def migrate_refused(exc: mg.MigrateRefused) -> str:
+    """Why a copy was refused or failed (nothing in the target changed), and what to do."""
+    match exc:
+        case mg.SourceMissing(path):
+            return f"{path}: no such file; give the SQLite database to copy with --db."
+        case mg.SourceNotMarkovbot(path, why):
+            return f"{path} is not a markovbot database ({why}): give the SQLite file the bot uses with --db."
+        case mg.SourceUnreadable(path, reason):
+            return f"cannot read {path}: {reason}; check its permissions, then run again."
+        case mg.SourceTooNew(path, version):
+            return (
+                f"{path} has schema version {version}, newer than this markovbot's {SCHEMA_VERSION}: "
+                "upgrade markovbot, then copy it."
+            )
+        case mg.SourceNeedsUpgrade(path, _):
+            return (
+                f"{path} was last opened by an older markovbot: open it once with this one "
+                f"(`markovbot chains --db {path}`) to bring it up to date, then copy it."
+            )
+        case mg.SourceChanged(path):
+            return (
+                f"{path} forgot or unlearned messages, or consent or channels changed, while it was being "
+                "copied, so nothing was kept: run it again, best with the bot stopped."
+            )
+        case mg.SourceKeyRefused(reason):
+            return reason
+        case mg.TargetUnreachable(url, reason):
+            return f"cannot connect to the PostgreSQL database {url.redacted}: {reason}."
+        case mg.TargetNotMarkovbot(url, tables):
+            return (
+                f"{url.redacted} holds another program's tables ({tables}; left untouched): "
+                "copy into an empty database (e.g. `createdb markovbot`)."
+            )
+        case mg.TargetTooNew(url, version):
+            return f"{url.redacted} has markovbot schema version {version}, newer than this markovbot's: upgrade markovbot."
+        case mg.TargetOtherKey(url):
+            return (
+                f"{url.redacted} was opened with another fingerprint key than the source's (left untouched): "
+                "copy into an empty database."
+            )
+        case mg.TargetNotEmpty(url, tables):
+            return (
+                f"{url.redacted} already holds markovbot data ({', '.join(tables)}; left untouched): "
+                "migrate copies into an empty database only."
+            )
+        case mg.TargetOtherCopy(url, source, at):
+            return (
+                f"{url.redacted} already holds a copy of {source} made {_when(at)}, and the source differs "
+                "from it now (left untouched): copy into an empty database, or drop and re-create this one."
+            )
+        case mg.CopyFailed(url, reason):
+            return (
+                f"the copy to {url.redacted} failed: {reason}. Nothing was kept (it is one transaction): "
+                "run it again to copy from the start."
+            )
+    return f"the copy was refused: {type(exc).__name__}"
+
+
+def migrate_summary(outcome: mg.Outcome) -> str:
+    """What a copy did, and where the fingerprint key must be for the bot on PostgreSQL."""
+    if outcome.already:
+        done = (
+            f"{outcome.url.redacted} already holds the copy of {outcome.source} made {_when(outcome.copied_at)} "
+            "(the source is unchanged since): nothing to do."
+        )
+    else:
+        rows = outcome.rows
+        done = (
+            f"copied {outcome.source} to {outcome.url.redacted} in {outcome.seconds:.1f} s: "
+            f"{rows['chains']:,} chains, {rows['messages']:,} messages, {rows['tokens']:,} tokens, "
+            f"{rows['authors']:,} authors, {sum(rows.values()):,} rows in all."
+        )
+    if outcome.key_file is None:
+        where = f"keep {keys.ENV} as it is: the bot on PostgreSQL needs the same fingerprint key."
+    elif outcome.key_file.resolve() == keys.key_file(DEFAULT_SQLITE_PATH).resolve():
+        where = (
+            f"the fingerprint key is not copied: the bot on PostgreSQL reads the same one from {outcome.key_file} "
+            f"(where it is now) or {keys.ENV}; keep that file."
+        )
+    else:
+        where = (
+            f"the fingerprint key is not copied: the bot on PostgreSQL needs the one in {outcome.key_file}, "
+            f"as {keys.ENV} (`export {keys.ENV}=$(cat {outcome.key_file})`) or copied to "
+            f"{keys.key_file(DEFAULT_SQLITE_PATH)} (where it looks without {keys.ENV})."
+        )
+    after = "Stop the bot on SQLite before starting it on PostgreSQL: what it does from now on is not copied."
+    return f"{done} {where[0].upper()}{where[1:]} {after}"
 
 
 # ---------------------------------------------------------------- summaries

@@ -480,3 +480,80 @@ SELECT count(*), (SELECT count(*) FROM recent_messages) FROM recent_messages WHE
 
 -- name: recent_expired
 SELECT 1 FROM recent_messages WHERE learned_at < ? LIMIT 1;
+
+-- ---------------------------------------------------------------- the copy to PostgreSQL (bot/core/postgres/migrate.py)
+-- Every table `markovbot migrate` copies, read whole inside one read transaction (a snapshot), each
+-- in its key order; a statement's columns are the PostgreSQL table's columns of the same names.
+-- counters and sqlite_sequence are not copied: migrate_next_ids turns them into PostgreSQL's sequences;
+-- nor are hubs (off on PostgreSQL: see NOT_COPIED in migrate.py).
+
+-- name: migrate_meta
+SELECT key, value FROM meta;
+
+-- name: migrate_consent
+SELECT platform, guild, member, since FROM consent;
+
+-- name: migrate_enabled_channels
+SELECT platform, guild, channel, since FROM enabled_channels;
+
+-- name: migrate_guild_settings
+SELECT platform, guild, ord, reply_on_mention, chime_chance, run_length, copy_guard FROM guild_settings;
+
+-- name: migrate_tokens
+SELECT id, text, refs FROM tokens;
+
+-- name: migrate_authors
+SELECT id, platform, guild, external_id FROM authors;
+
+-- name: migrate_chains
+SELECT id, platform, guild, channel, ord, run_length, messages_seen, tokens_seen, chars_seen, bytes_seen,
+       removals, fingerprint_scheme, learned_at, window_version
+FROM chains;
+
+-- name: migrate_messages
+SELECT id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes FROM messages;
+
+-- name: migrate_recent_messages
+SELECT id, chain_id, author_id, learned_at, token_ids FROM recent_messages;
+
+-- name: migrate_transitions
+SELECT chain_id, ctx, next_id, author_id, count FROM transitions;
+
+-- name: migrate_windows
+SELECT chain_id, fingerprint, author_id, count FROM windows;
+
+-- name: migrate_transition_blocks
+SELECT id, chain_id, direction, first, entries, data FROM transition_blocks;
+
+-- name: migrate_window_blocks
+SELECT id, chain_id, direction, first, entries, data FROM window_blocks;
+
+-- name: migrate_row_counts
+-- The rows of each table copied, in the order of the statements above (for the progress bar).
+SELECT (SELECT count(*) FROM meta), (SELECT count(*) FROM consent), (SELECT count(*) FROM enabled_channels),
+       (SELECT count(*) FROM guild_settings), (SELECT count(*) FROM tokens), (SELECT count(*) FROM authors),
+       (SELECT count(*) FROM chains), (SELECT count(*) FROM messages), (SELECT count(*) FROM recent_messages),
+       (SELECT count(*) FROM transitions), (SELECT count(*) FROM windows),
+       (SELECT count(*) FROM transition_blocks), (SELECT count(*) FROM window_blocks);
+
+-- name: migrate_next_ids
+-- What PostgreSQL's sequences continue from: the next token, author and chain id (never reused, so the
+-- counters' values win over max(id) + 1), the next transition and window block id (sqlite_sequence
+-- holds the largest ever used), the next window_changes value, and the removals counter.
+SELECT max(2, coalesce((SELECT value FROM counters WHERE name = 'next_token_id'), 2),
+              coalesce((SELECT max(id) FROM tokens), 1) + 1),
+       max(1, coalesce((SELECT value FROM counters WHERE name = 'next_author_id'), 1),
+              coalesce((SELECT max(id) FROM authors), 0) + 1),
+       max(1, coalesce((SELECT value FROM counters WHERE name = 'next_chain_id'), 1),
+              coalesce((SELECT max(id) FROM chains), 0) + 1),
+       max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'transition_blocks'), 0),
+           coalesce((SELECT max(id) FROM transition_blocks), 0)) + 1,
+       max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'window_blocks'), 0),
+           coalesce((SELECT max(id) FROM window_blocks), 0)) + 1,
+       max(1, coalesce((SELECT value FROM counters WHERE name = 'window_changes'), 1),
+              coalesce((SELECT max(window_version) FROM chains), 0) + 1),
+       coalesce((SELECT value FROM counters WHERE name = 'removals'), 0);
+
+-- name: migrate_removals
+-- Bumped by every unlearn, forget and reset: compared before the copy commits (see migrate.py).
+SELECT coalesce((SELECT value FROM counters WHERE name = 'removals'), 0);

@@ -28,6 +28,53 @@ SELECT coalesce(max(version), 0) FROM markov_migrations;
 -- name: record_migration
 INSERT INTO markov_migrations (version, name) VALUES ($1, $2);
 
+-- ---------------------------------------------------------------- the copy from SQLite (bot/core/postgres/migrate.py)
+
+-- name: migrate_lock
+-- Held until the copy's transaction ends: no other process writes a table meanwhile (a bot on this
+-- database, a second copy), while readers go on. Taken before the target is checked for rows.
+LOCK TABLE meta, consent, enabled_channels, guild_settings, tokens, authors, chains, messages, recent_messages,
+    transitions, windows, hubs, transition_blocks, window_blocks, counters IN EXCLUSIVE MODE;
+
+-- name: migrate_tables_with_rows
+-- The tables that hold rows, meta aside (a store that was opened keeps its key's check value there).
+SELECT array_remove(ARRAY[
+    CASE WHEN EXISTS (SELECT 1 FROM consent) THEN 'consent' END,
+    CASE WHEN EXISTS (SELECT 1 FROM enabled_channels) THEN 'enabled_channels' END,
+    CASE WHEN EXISTS (SELECT 1 FROM guild_settings) THEN 'guild_settings' END,
+    CASE WHEN EXISTS (SELECT 1 FROM tokens) THEN 'tokens' END,
+    CASE WHEN EXISTS (SELECT 1 FROM authors) THEN 'authors' END,
+    CASE WHEN EXISTS (SELECT 1 FROM chains) THEN 'chains' END,
+    CASE WHEN EXISTS (SELECT 1 FROM messages) THEN 'messages' END,
+    CASE WHEN EXISTS (SELECT 1 FROM recent_messages) THEN 'recent_messages' END,
+    CASE WHEN EXISTS (SELECT 1 FROM transitions) THEN 'transitions' END,
+    CASE WHEN EXISTS (SELECT 1 FROM windows) THEN 'windows' END,
+    CASE WHEN EXISTS (SELECT 1 FROM hubs) THEN 'hubs' END,
+    CASE WHEN EXISTS (SELECT 1 FROM transition_blocks) THEN 'transition_blocks' END,
+    CASE WHEN EXISTS (SELECT 1 FROM window_blocks) THEN 'window_blocks' END
+], NULL);
+
+-- name: migrate_meta
+SELECT key, value FROM meta;
+
+-- name: migrate_clear_meta
+-- The key's check value a store left (the same as the copy's, or the copy was refused).
+DELETE FROM meta;
+
+-- name: migrate_put_meta
+INSERT INTO meta (key, value) VALUES ($1, $2);
+
+-- name: migrate_restart_ids
+-- An identity column's next id ($1: the table; its column is id). setval is not undone by a rollback:
+-- a copy that fails leaves the sequence ahead, a gap no one reads.
+SELECT setval(pg_get_serial_sequence($1, 'id'), $2, false);
+
+-- name: migrate_restart_window_changes
+SELECT setval('window_changes', $1, false);
+
+-- name: migrate_set_removals
+UPDATE counters SET value = greatest(value, $1) WHERE name = 'removals';
+
 -- ---------------------------------------------------------------- guild state (bot/core/postgres/guildstate.py)
 
 -- name: get_consent
