@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import random
-import sqlite3
 import sys
 import time
 import traceback
@@ -31,6 +30,7 @@ from bot.core.preparing import PreparerDied
 from bot.core.store import SchemaTooNew, StoreError
 from bot.core.walkerhost import WalkerDied
 from bot.runtime import settle_heap
+from bot.startup import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,9 @@ class Global:
             raise errors.UserError(str(exc)) from None
         if self.db is not None:  # --db names a SQLite file, whatever the environment selects
             settings = dataclasses.replace(settings, db_path=self.db, postgres=None)
-        if opens and settings.postgres is not None:
-            raise errors.UserError(engines.not_available_yet(settings.postgres))
         # Only the default folder (data/) is created; a mistyped path must not grow a tree.
-        if opens and settings.db_path != Path(DEFAULT_DB) and not settings.db_path.parent.is_dir():
+        sqlite = settings.postgres is None
+        if opens and sqlite and settings.db_path != Path(DEFAULT_DB) and not settings.db_path.parent.is_dir():
             raise errors.UserError(errors.db_folder_missing(settings.db_path))
         if self.verbose:
             level = logging.INFO if self.verbose == 1 else logging.DEBUG
@@ -138,7 +137,7 @@ def command(
 
 async def with_brain(settings: Settings, work: Callable[[Brain], Awaitable[T]]) -> T:
     """Open the database, run work, and always close it (else aiosqlite's thread keeps the process alive)."""
-    brain = await Brain.open(settings.db_path, **settings.store_options)
+    brain = await Brain.open(settings.database, **settings.store_options)
     settle_heap()
     try:
         return await work(brain)
@@ -156,8 +155,8 @@ def run_async(settings: Settings, work: Callable[[Brain], Awaitable[T]]) -> T:
         raise errors.UserError(errors.walker_died(exc)) from exc
     except PreparerDied as exc:
         raise errors.UserError(str(exc)) from exc
-    except (sqlite3.DatabaseError, OSError) as exc:
-        raise errors.UserError(errors.db_unusable(settings.db_path, exc)) from exc
+    except database_errors(settings) as exc:
+        raise errors.UserError(errors.db_unusable(settings.database_label, exc)) from exc
 
 
 def shard_plan(settings: Settings, ids_raw: str | None, count_raw: str | None) -> shards.ShardPlan:
@@ -219,7 +218,7 @@ def console(settings: Settings, chain: str) -> None:
     from bot.console import BANNER, Console
 
     async def work(brain: Brain) -> None:
-        print(BANNER.format(channel=chain, db=settings.db_path))
+        print(BANNER.format(channel=chain, db=settings.database_label))
         await Console(brain, chain, card_dir=settings.db_path.parent).run()
 
     run_async(settings, work)
@@ -266,7 +265,7 @@ async def _known_chain(brain: Brain, settings: Settings, chain: str) -> ChainKey
     """The chain's key, or a one-line error when the database has no such chain."""
     key = local_chain(chain)
     if not await brain.has_chain(key):
-        raise errors.UserError(errors.unknown_chain(chain, settings.db_path))
+        raise errors.UserError(errors.unknown_chain(chain, settings.database_label))
     return key
 
 
@@ -338,7 +337,7 @@ def chains(settings: Settings) -> None:
     """List the chains of the database: name, messages and tokens learned, and when it last learned."""
     found = run_async(settings, lambda brain: brain.chains())
     if not found:
-        click.echo(errors.no_chains(settings.db_path))
+        click.echo(errors.no_chains(settings.database_label))
         return
     names = [
         c.key.channel if c.key.platform == LOCAL else "/".join(dataclasses.astuple(c.key)) for c in found

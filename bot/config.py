@@ -93,7 +93,9 @@ class Settings:
     """Every setting markovbot reads; .env.example documents each."""
 
     db_path: Path  # the SQLite file (when postgres is None)
-    postgres: engines.PostgresUrl | None = None  # MARKOV_DATABASE_URL=postgresql://...: not usable yet
+    postgres: engines.PostgresUrl | None = (
+        None  # MARKOV_DATABASE_URL=postgresql://... (then db_path names the key file)
+    )
     log_level: str = "INFO"
     flush_interval: float = store.FLUSH_INTERVAL
     batch_size: int = store.BATCH_SIZE
@@ -118,8 +120,17 @@ class Settings:
 
     def __repr__(self) -> str:
         # Never print secrets, even in a traceback or a debug log.
-        database = self.postgres.redacted if self.postgres else str(self.db_path)
-        return f"Settings(database={database!r}, log_level={self.log_level!r}, ...)"
+        return f"Settings(database={self.database_label!r}, log_level={self.log_level!r}, ...)"
+
+    @property
+    def database(self) -> str | Path:
+        """What Store/Brain.open takes: the PostgreSQL URL, or the SQLite file."""
+        return self.postgres.dsn if self.postgres else self.db_path
+
+    @property
+    def database_label(self) -> str:
+        """The database as messages name it (a PostgreSQL URL without its password)."""
+        return self.postgres.redacted if self.postgres else str(self.db_path)
 
     @property
     def store_options(self) -> dict[str, Any]:

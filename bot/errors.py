@@ -120,9 +120,9 @@ def db_folder_missing(path: Path) -> str:
     )
 
 
-def db_unusable(path: Path, reason: object) -> str:
-    """The database file cannot be opened or written."""
-    return f"cannot use the database {path}: {reason}"
+def db_unusable(database: object, reason: object) -> str:
+    """The database (a file, or a PostgreSQL URL without its password) cannot be opened or written."""
+    return f"cannot use the database {database}: {reason}"
 
 
 def import_stopped(reason: object) -> str:
@@ -135,7 +135,7 @@ def walker_died(reason: object) -> str:
     return f"{reason}."
 
 
-def unknown_chain(name: str, db: Path) -> str:
+def unknown_chain(name: str, db: object) -> str:
     """--chain names no chain of the database."""
     return f"there is no chain {name!r} in {db}: `markovbot chains` lists the chains it has."
 
@@ -151,7 +151,7 @@ def unknown_author(author: str, chain: str, ids: list[str], more: bool) -> str:
     )
 
 
-def no_chains(db: Path) -> str:
+def no_chains(db: object) -> str:
     """markovbot chains on a database without any."""
     return f"{db} has no chains yet: `markovbot import FILE --chain NAME` makes one."
 

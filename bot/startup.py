@@ -6,13 +6,19 @@ import logging
 import sqlite3
 import sys
 
+from bot import errors
 from bot.config import Settings
-from bot.core import engines
 from bot.core.brain import Brain
 from bot.core.store import SchemaTooNew, StoreError
+from bot.core.storeparts import postgres_errors
 from bot.runtime import settle_heap
 
 log = logging.getLogger(__name__)
+
+
+def database_errors(settings: Settings) -> tuple[type[BaseException], ...]:
+    """What opening or using the selected database raises when it is unusable (said in one line)."""
+    return (sqlite3.DatabaseError, OSError, *(postgres_errors() if settings.postgres else ()))
 
 
 class StartupError(Exception):
@@ -21,14 +27,12 @@ class StartupError(Exception):
 
 async def open_brain(settings: Settings) -> Brain:
     """Open the database for a long-running bot; a storage problem raises StartupError."""
-    if settings.postgres is not None:
-        raise StartupError(engines.not_available_yet(settings.postgres))
     try:
-        brain = await Brain.open(settings.db_path, **settings.store_options)
+        brain = await Brain.open(settings.database, **settings.store_options)
     except (SchemaTooNew, StoreError) as exc:
         raise StartupError(str(exc)) from None
-    except (sqlite3.DatabaseError, OSError) as exc:
-        raise StartupError(f"cannot use the database {settings.db_path}: {exc}") from None
+    except database_errors(settings) as exc:
+        raise StartupError(errors.db_unusable(settings.database_label, exc)) from None
     settle_heap()
     return brain
 

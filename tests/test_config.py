@@ -12,7 +12,6 @@ import pytest
 from bot.config import ConfigError, Settings
 from bot.core.brain import Brain
 from bot.core.engines import PostgresUrl
-from bot.discord_app import run_discord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,14 +65,14 @@ def test_a_database_setting_that_cannot_work_is_one_line(env: dict[str, str], sa
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("args", [["run"], ["matrix"], ["stats", "--chain", "c"], ["console"]])
-def test_selecting_postgresql_says_it_is_not_available_yet_in_one_line(
+@pytest.mark.parametrize("args", [["run"], ["matrix"], ["stats", "--chain", "c"], ["console"], ["chains"]])
+def test_a_postgresql_server_that_cannot_be_reached_is_one_line_without_its_password(
     tmp_path: Path, args: list[str]
 ) -> None:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "MARKOV_DATABASE_URL": "postgresql://bot:s3cret@127.0.0.1:5432/markov",
+        "MARKOV_DATABASE_URL": "postgresql://bot:s3cret@127.0.0.1:1/markov",  # nothing listens on port 1
         "DISCORD_TOKEN": "x",
         "MATRIX_HOMESERVER": "http://127.0.0.1:1",
         "MATRIX_USER_ID": "@bot:localhost",
@@ -91,16 +90,30 @@ def test_selecting_postgresql_says_it_is_not_available_yet_in_one_line(
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert "the PostgreSQL store is not available yet" in lines[0]
+    assert "cannot use the PostgreSQL database postgresql://bot:***@127.0.0.1:1/markov" in lines[0]
     assert "s3cret" not in done.stderr
-    assert not list(tmp_path.iterdir())  # no SQLite file was made instead
+    assert not list(tmp_path.glob("**/*.sqlite3"))  # no SQLite file was made instead
 
 
-def test_a_postgresql_url_refused_by_the_bots_start_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    settings = Settings(tmp_path / "m.db", postgres=PostgresUrl("postgresql://db/markov"), discord_token="x")
-    assert run_discord(settings) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the PostgreSQL store is not available yet" in err
-    assert not (tmp_path / "m.db").exists()
+def test_the_cli_runs_on_the_postgresql_database_the_environment_selects(pg_url: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MARKOV_DATABASE_URL": pg_url}
+    (tmp_path / "lines.txt").write_text("the cat sat on the mat\nthe dog ran far away\n", encoding="utf-8")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+
+    imported = cli("import", "lines.txt", "--chain", "pg")
+    assert imported.returncode == 0, imported.stderr
+    listed = cli("chains")
+    assert listed.returncode == 0, listed.stderr
+    assert "pg" in listed.stdout and "2" in listed.stdout
+    assert not list(tmp_path.glob("**/*.sqlite3"))  # learned in PostgreSQL, not in a file
+    assert (tmp_path / "data" / "markov.sqlite3.key").exists()  # its key file, named as the default file's

@@ -92,11 +92,3 @@ def _checked_postgres(text: str, name: str) -> str:
     if not parts.hostname and "host=" not in parts.query:
         raise DatabaseUrlError(f"{name} must name a server: postgresql://user@host:port/dbname.")
     return text
-
-
-def not_available_yet(url: PostgresUrl) -> str:
-    """The one line for selecting PostgreSQL before its store is complete."""
-    return (
-        f"{ENV} selects PostgreSQL ({url.redacted}), but the PostgreSQL store is not available yet: "
-        f"use a SQLite file for now (a path or sqlite:///path; the default is {DEFAULT_SQLITE_PATH})."
-    )

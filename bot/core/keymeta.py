@@ -55,10 +55,11 @@ async def _store_check(conn: aiosqlite.Connection, key: bytes, *, drop_salt: boo
             raise
 
 
-async def load_shared_key(sql: ReaderSql, key_path: Path, given: bytes | None) -> bytes:
+async def load_shared_key(sql: ReaderSql, key_path: Path, given: bytes | None, named: str) -> bytes:
     """The fingerprint key of a database other processes share (PostgreSQL), checked against its check value.
 
-    key_path: where its key file is named from (``<key_path>.key``, as beside a SQLite file). There is no
+    key_path: where its key file is named from (``<key_path>.key``, as beside a SQLite file); named: the
+    database as messages call it (its URL without a password). There is no
     old salt to move. The check value is set once: two processes opening a new database at once with
     other keys, the second's is refused.
     """
@@ -66,11 +67,11 @@ async def load_shared_key(sql: ReaderSql, key_path: Path, given: bytes | None) -
     if given is None and check is None:  # the key file is made now, in a folder that may not exist yet
         await asyncio.to_thread(key_path.parent.mkdir, parents=True, exist_ok=True)
     try:
-        key = await asyncio.to_thread(keys.resolve, key_path, given, salt=None, check=check)
+        key = await asyncio.to_thread(keys.resolve, key_path, given, salt=None, check=check, named=named)
         if check is None:
             await sql.execute(sql.statements["add_meta"], (keys.CHECK_META, keys.check_value(key)))
             stored = await _shared_meta(sql, keys.CHECK_META)
-            await asyncio.to_thread(keys.resolve, key_path, key, salt=None, check=stored)
+            await asyncio.to_thread(keys.resolve, key_path, key, salt=None, check=stored, named=named)
     except keys.KeyRefused as exc:
         raise StoreError(str(exc)) from None
     return key

@@ -109,10 +109,13 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def from_file(db_path: str | os.PathLike[str], *, old_salt: bytes | None, has_check: bool) -> bytes:
+def from_file(
+    db_path: str | os.PathLike[str], *, old_salt: bytes | None, has_check: bool, named: str | None = None
+) -> bytes:
     """The key from the file beside the database, creating the file when the database has no key yet.
 
     A database from before the key file hands over its salt (old_salt): it becomes the file's key.
+    named: the database as messages call it (default db_path; a PostgreSQL URL, say).
     """
     path = key_file(db_path)
     key = read_file(path)
@@ -120,7 +123,7 @@ def from_file(db_path: str | os.PathLike[str], *, old_salt: bytes | None, has_ch
         return key
     if has_check:
         raise KeyRefused(
-            f"the fingerprint key of {db_path} is missing: restore {path} (or set {ENV}) "
+            f"the fingerprint key of {named or db_path} is missing: restore {path} (or set {ENV}) "
             "with the key this database was created with."
         )
     with contextlib.suppress(FileExistsError):  # another process opening the database wrote it first
@@ -132,7 +135,12 @@ def from_file(db_path: str | os.PathLike[str], *, old_salt: bytes | None, has_ch
 
 
 def resolve(
-    db_path: str | os.PathLike[str], given: bytes | None, *, salt: str | None, check: str | None
+    db_path: str | os.PathLike[str],
+    given: bytes | None,
+    *,
+    salt: str | None,
+    check: str | None,
+    named: str | None = None,
 ) -> bytes:
     """The database's key: given (from the environment) or its key file; refused if not its own.
 
@@ -143,7 +151,7 @@ def resolve(
     if given is not None:
         key, source = given, ENV
     else:
-        key = from_file(db_path, old_salt=old_salt, has_check=check is not None)
+        key = from_file(db_path, old_salt=old_salt, has_check=check is not None, named=named)
         source = f"the key file {key_file(db_path)}"
     if old_salt is not None and key != old_salt:
         raise KeyRefused(
@@ -152,7 +160,7 @@ def resolve(
         )
     if check is not None and check != check_value(key):
         raise KeyRefused(
-            f"{source} is not the fingerprint key of {db_path}: use the key this database was "
-            f"created with ({key_file(db_path)} or {ENV}), or point MARKOV_DATABASE_URL at another file."
+            f"{source} is not the fingerprint key of {named or db_path}: use the key this database was "
+            f"created with ({key_file(db_path)} or {ENV}), or point MARKOV_DATABASE_URL at another database."
         )
     return key

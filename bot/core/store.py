@@ -272,7 +272,7 @@ class Store:
         await pg.start()
         try:
             await self._pg_guilds().start()
-            self.key = await load_shared_key(self._reader, self.path, self._given_key)
+            self.key = await load_shared_key(self._reader, self.path, self._given_key, pg.url.redacted)
             self._writes.sealer = Sealer(self.key)
             await self._walker_host.start(self.key)
         except BaseException:
