@@ -22,10 +22,10 @@ from bot.core.blocks import Entries, Kind
 from bot.core.blockwriter import BlockWriter
 from bot.core.connections import Connections
 from bot.core.engines import PostgresUrl
-from bot.core.postgres import blockrows
 from bot.core.postgres.connections import PgDatabase
 from bot.core.postgres.transactions import PgWrites
 from bot.core.sqlconn import AsyncpgSql
+from tests.core import pg_blockrows as blockrows
 
 ENGINES = ["sqlite", "postgresql"]
 BlockRow = tuple[bytes, int, bytes]  # first, entries, data

@@ -15,8 +15,8 @@ import numpy as np
 
 from bot.core import blocks, windowrows
 from bot.core.blocks import FORWARD, WINDOWS
-from bot.core.postgres import blockrows
 from bot.core.sealed import Sealer
+from tests.core import pg_blockrows as blockrows
 
 
 async def pg_logical_dump(url: str, key: bytes) -> dict[str, Any]:

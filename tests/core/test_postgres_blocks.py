@@ -17,9 +17,9 @@ from bot.core.blocks import WINDOWS
 from bot.core.blockwriter import BlockWriter
 from bot.core.connections import Connections
 from bot.core.engines import PostgresUrl
-from bot.core.postgres import blockrows
 from bot.core.postgres.connections import PgDatabase
 from bot.core.sqlconn import AsyncpgSql
+from tests.core import pg_blockrows as blockrows
 from tests.core.test_blocks import ORDER, Key, entries, exact_counter
 
 WAIT = 10.0  # seconds a step may take before the test calls it stuck

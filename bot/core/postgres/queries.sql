@@ -189,7 +189,7 @@ SELECT id FROM tokens WHERE text = $1;
 -- name: tokens_by_id
 SELECT id, text FROM tokens WHERE id = ANY($1::bigint[]);
 
--- ---------------------------------------------------------------- blocks (bot/core/blockwriter.py, bot/core/postgres/blockrows.py)
+-- ---------------------------------------------------------------- blocks (bot/core/blockwriter.py, tests/core/pg_blockrows.py)
 -- SQLite's statements of the same names (bot/core/queries.sql); a list of ids is one bigint[].
 
 -- name: lock_blocks

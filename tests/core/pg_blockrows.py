@@ -1,7 +1,7 @@
-"""Reading a chain's blocks (bot.core.blocks) from PostgreSQL: the walker's side of bot.core.chainrows.
+"""Reading a chain's blocks alone from PostgreSQL, async (the block tests' view; the walker reads through
+bot.core.reads, blocks and delta rows summed).
 
-PostgreSQL keeps no delta rows (migration 0003), so a chain's counts are its blocks alone. Each
-read is one statement, so it sees one committed state of the blocks, whatever writers commit
+Each read is one statement, so it sees one committed state of the blocks, whatever writers commit
 meanwhile. Entries come back as chainrows gives them: forward column order, each key once.
 """
 
