@@ -331,6 +331,23 @@ def read_prefix(
     return with_prefix(whole, prefix)
 
 
+def from_blocks(
+    rows: Sequence[tuple[Any, Any]], order: int, prefix: Sequence[int], cache: Cache | None = None
+) -> Entries:
+    """The entries with prefix of blocks given as (id, data) in key order, decoded or from the cache."""
+    parts = []
+    for block_id, data in rows:
+        held = cache.get(int(block_id)) if cache is not None else None
+        if held is None:
+            held = decode(bytes(data))
+            if cache is not None:
+                cache.put(int(block_id), held)
+        parts.append(held)
+    if not parts:
+        return np.empty((0, width(order)), dtype=np.int64)
+    return with_prefix(np.concatenate(parts), prefix)
+
+
 def prefix_range(prefix: Sequence[int], order: int) -> tuple[bytes, bytes]:
     """(lo, hi) of the keys that start with prefix, as block_range takes them."""
     lo = key_bytes(prefix)

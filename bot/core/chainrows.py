@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -137,6 +137,22 @@ def _with_delta(found: tuple[Entries, Entries], values: Entries, counts: Entries
     return ids.tolist(), sums.tolist()
 
 
+def _combined(
+    reads: Reads,
+    name: str,
+    order: int,
+    prefix: Sequence[int],
+    cache: blocks.Cache | None,
+    chain_id: int,
+    *params: object,
+) -> tuple[Entries, list[tuple[Any, ...]]]:
+    """(block entries with prefix, delta rows as (ctx, next, author, count)) of one statement that
+    reads both (one snapshot, no transaction: see successors_read in bot/core/postgres/queries.sql)."""
+    rows = reads.rows(name, chain_id, *blocks.prefix_range(prefix, order), *params)
+    found = blocks.from_blocks([(r[1], r[3]) for r in rows if r[0] == 0], order, prefix, cache)
+    return found, [tuple(r[4:]) for r in rows if r[0] == 1]
+
+
 def successors(
     db: Db,
     chain_id: int,
@@ -147,9 +163,14 @@ def successors(
     """Tokens that follow a context, with their counts (of one author, when given)."""
     order = len(ctx) // 4
     reads = of(db)
-    with reads.snapshot():
-        found = blocks.read_prefix(reads, chain_id, order, FORWARD, chainmod.unpack(ctx), cache)
-        delta = reads.rows("delta_successors", chain_id, ctx)
+    if reads.combined:
+        prefix = chainmod.unpack(ctx)
+        found, delta = _combined(reads, "successors_read", order, prefix, cache, chain_id, ctx)
+        delta = [(n, a, k) for _, n, a, k in delta]
+    else:
+        with reads.snapshot():
+            found = blocks.read_prefix(reads, chain_id, order, FORWARD, chainmod.unpack(ctx), cache)
+            delta = reads.rows("delta_successors", chain_id, ctx)
     found = of_author(found, author_id)
     mine = [(n, k) for n, a, k in delta if author_id is None or a == author_id]
     values = np.array([n for n, _ in mine], dtype=np.int64)
@@ -169,10 +190,13 @@ def predecessors(
     """Tokens that can precede (suffix, next): the first token of contexts leading into next, with counts."""
     order = len(suffix) // 4 + 1
     reads = of(db)
-    with reads.snapshot():
-        prefix = [next_id, *chainmod.unpack(suffix)]
-        found = blocks.read_prefix(reads, chain_id, order, BACKWARD, prefix, cache)
-        delta = reads.rows("delta_into_suffix", chain_id, next_id, suffix)
+    prefix = [next_id, *chainmod.unpack(suffix)]
+    if reads.combined:
+        found, delta = _combined(reads, "predecessors_read", order, prefix, cache, chain_id, next_id, suffix)
+    else:
+        with reads.snapshot():
+            found = blocks.read_prefix(reads, chain_id, order, BACKWARD, prefix, cache)
+            delta = reads.rows("delta_into_suffix", chain_id, next_id, suffix)
     found = of_author(found, author_id)  # backward: (next, c2..cn, c1, author, count), sorted by c1
     mine = [
         (chainmod.unpack(bytes(x)[:4])[0], k) for x, _, a, k in delta if author_id is None or a == author_id

@@ -25,6 +25,8 @@ from bot.core.sql import Q
 class Reads(Protocol):
     """Named read-only statements, on one connection; one thread at a time."""
 
+    combined: bool  # True: a walk step's blocks and delta come in one statement (successors_read, ...)
+
     def rows(self, name: str, *params: Any) -> list[Any]:
         """The rows of a named statement, as tuples."""
         ...
@@ -52,6 +54,7 @@ class SqliteReads:
     """Reads on a sqlite3 connection: the statements of bot/core/queries.sql, run directly."""
 
     __slots__ = ("conn",)
+    combined = False  # SQLite reads in a transaction cost no round trips
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn

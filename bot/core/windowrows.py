@@ -60,10 +60,15 @@ class WindowReader:
         self._index: dict[int, tuple[int, npt.NDArray[np.int64], Keys]] = {}  # by chain, with its version
         self._keys: LRU[int, Keys] = LRU(cached_blocks)  # each block's keys, by id (ids are never reused)
 
-    def _index_of(self, db: Reads, chain_id: int) -> tuple[npt.NDArray[np.int64], Keys]:
-        """A chain's window block ids and the first fingerprint key of each, in key order."""
-        found = db.rows("window_version", chain_id)
-        version = int(found[0][0]) if found else -1
+    def _index_of(
+        self, db: Reads, chain_id: int, known: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], Keys]:
+        """A chain's window block ids and the first fingerprint key of each, in key order (known: the
+        chain's window_version, when read already)."""
+        if known is None:
+            found = db.rows("window_version", chain_id)
+            known = int(found[0][0]) if found else -1
+        version = known
         held = self._index.get(chain_id)
         if held is not None and held[0] == version:
             return held[1], held[2]
@@ -73,11 +78,11 @@ class WindowReader:
         self._index[chain_id] = (version, ids, firsts)
         return ids, firsts
 
-    def _candidates(self, db: Reads, chain_id: int, wanted: Keys) -> list[int]:
+    def _candidates(self, db: Reads, chain_id: int, wanted: Keys, version: int | None = None) -> list[int]:
         """Ids (in key order) of the blocks that may hold these keys: for each, from the last block
         starting before it (its entries of the key may end that block) to the last starting at it
         (a key's authors may span blocks)."""
-        ids, firsts = self._index_of(db, chain_id)
+        ids, firsts = self._index_of(db, chain_id, version)
         if not len(ids):
             return []
         los = np.maximum(np.searchsorted(firsts, wanted, "left") - 1, 0)
@@ -104,14 +109,25 @@ class WindowReader:
         if not fps:
             return False
         reads = of(db)
+        if reads.combined:
+            # The delta and the version in one statement: with the index of that version and blocks
+            # (never changed, only replaced), one committed state. A merge after it moves rows from
+            # the delta into new blocks: the old ones' absence makes the index be read again.
+            ((in_delta, version),) = reads.rows("windows_present_read", chain_id, reads.ids(fps))
+            if in_delta:
+                return True
+            known = -1 if version is None else int(version)
+            return bool(self._in_blocks(reads, chain_id, keys_of(fps), known).any())
         with reads.snapshot():
             if reads.rows("windows_present", chain_id, reads.ids(fps)):
                 return True
             return bool(self._in_blocks(reads, chain_id, keys_of(fps)).any())
 
-    def _in_blocks(self, db: Reads, chain_id: int, wanted: Keys) -> npt.NDArray[np.bool_]:
+    def _in_blocks(
+        self, db: Reads, chain_id: int, wanted: Keys, version: int | None = None
+    ) -> npt.NDArray[np.bool_]:
         """Which of these keys the chain's blocks hold."""
-        keys = self._block_keys(db, self._candidates(db, chain_id, wanted))
+        keys = self._block_keys(db, self._candidates(db, chain_id, wanted, version))
         if keys is None:  # blocks changed without a new version (a writer that did not say): read again
             self._index.pop(chain_id, None)
             keys = self._block_keys(db, self._candidates(db, chain_id, wanted))

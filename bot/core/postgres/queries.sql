@@ -572,3 +572,40 @@ SELECT count(*), count(*) FILTER (WHERE times = 1), count(*) FILTER (WHERE times
        count(*) FILTER (WHERE long AND (times >= $2 OR authors >= $3))
 FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, max(tokens) > $4 AS long
       FROM messages WHERE chain_id = $1 GROUP BY fingerprint) AS said;
+
+-- ---------------------------------------------------------------- one-statement reads (bot/core/chainrows.py, windowrows.py)
+-- PostgreSQL only: a read that takes blocks and delta rows in ONE statement sees one committed state
+-- (a statement's snapshot, under READ COMMITTED), so it needs no transaction around it: one round
+-- trip where BEGIN, the block index, the block data, the delta rows and COMMIT took five.
+-- Rows are tagged: part 0 is a block (id, first, data), in key order; part 1 a delta row
+-- (ctx, next_id, author_id, count).
+
+-- name: successors_read
+-- The forward blocks that may hold keys from $2 to $3 and the delta rows of context $4.
+SELECT 0 AS part, id, first, data, NULL::bytea AS ctx, NULL::bigint AS next_id, NULL::bigint AS author_id,
+       NULL::bigint AS count
+FROM transition_blocks WHERE chain_id = $1 AND direction = 0 AND first <= $3
+AND first >= coalesce((SELECT first FROM transition_blocks
+                       WHERE chain_id = $1 AND direction = 0 AND first <= $2
+                       ORDER BY first DESC LIMIT 1), '\x'::bytea)
+UNION ALL
+SELECT 1, NULL, NULL, NULL, NULL, next_id, author_id, count FROM transitions WHERE chain_id = $1 AND ctx = $4
+ORDER BY part, first;
+
+-- name: predecessors_read
+-- The backward blocks that may hold keys from $2 to $3 and the delta rows into $4 from contexts ending in $5.
+SELECT 0 AS part, id, first, data, NULL::bytea AS ctx, NULL::bigint AS next_id, NULL::bigint AS author_id,
+       NULL::bigint AS count
+FROM transition_blocks WHERE chain_id = $1 AND direction = 1 AND first <= $3
+AND first >= coalesce((SELECT first FROM transition_blocks
+                       WHERE chain_id = $1 AND direction = 1 AND first <= $2
+                       ORDER BY first DESC LIMIT 1), '\x'::bytea)
+UNION ALL
+SELECT 1, NULL, NULL, NULL, ctx, next_id, author_id, count FROM transitions
+WHERE chain_id = $1 AND next_id = $4 AND substring(ctx FROM 5) = $5
+ORDER BY part, first;
+
+-- name: windows_present_read
+-- Whether the delta holds any of fingerprints $2, and the chain's window_version, in one snapshot.
+SELECT EXISTS (SELECT 1 FROM windows WHERE chain_id = $1 AND fingerprint = ANY($2::bigint[])),
+       (SELECT window_version FROM chains WHERE id = $1);

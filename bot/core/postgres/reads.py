@@ -26,6 +26,8 @@ SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 class PgReads:
     """Named read-only statements (bot/core/postgres/queries.sql) on one asyncpg connection; one thread at a time."""
 
+    combined = True  # each statement is a round trip: a walk step reads blocks and delta in one
+
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._loop: asyncio.AbstractEventLoop | None = None
