@@ -1,8 +1,12 @@
 """An import's transaction, shared by its batches: begun explicitly, its counts staged, committed at the end.
 
-On SQLite it is the writer connection's BEGIN IMMEDIATE; on PostgreSQL a pooled connection held from
-the first batch to the commit (bot.core.writetx). A transaction that fails is not run again: what
-it held (batches since the last commit) is gone, and the import stops there.
+On SQLite it is the writer connection's BEGIN IMMEDIATE, and a transaction that fails is not run
+again: what it held (batches since the last commit) is gone, and the import stops there. On
+PostgreSQL other processes write while the import runs: a transaction held over many batches would
+lock their rows out of order (a deadlock that ends the import) and meet the messages they learned
+meanwhile, so each batch is a transaction of its own, its messages claimed (those another writer
+learned meanwhile skipped), its staged counts merged before it commits, run again whole after a
+deadlock (bot.core.writer.Writer.transaction).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class BulkWrite:
 
     async def learn(self, batch: Sequence[PendingMessage]) -> FlushResult:
         """Learn a batch in the open bulk transaction (begun if none is); commit it once enough is staged."""
+        if self._writer.tx.sql.shared:
+            return await self._learn_alone(batch)
         fresh: list[PendingMessage] = []
 
         async def work() -> None:
@@ -51,6 +57,35 @@ class BulkWrite:
         staged = staging.nbytes if staging is not None else 0
         if staged >= self.staged_bytes or time.monotonic() - self.opened >= self.seconds:
             await self.commit()
+        return FlushResult(len(fresh), len(batch) - len(fresh))
+
+    async def _learn_alone(self, batch: Sequence[PendingMessage]) -> FlushResult:
+        """Learn a batch in a transaction of its own (PostgreSQL), run again whole after a deadlock."""
+        if self.failed is not None:
+            raise StoreError(f"the import stopped: {self.failed}")
+        writer = self._writer
+        staging = writer.counts.staging
+        assert staging is not None
+        fresh: list[PendingMessage] = []
+
+        async def work() -> None:
+            fresh.clear()  # a transaction run again starts over
+            staging.clear()
+            # Messages a live writer learns meanwhile are waited for and skipped: run again on a unique
+            # violation, a large batch could meet another one at every run.
+            fresh.extend(await writer.claim(await writer.fresh(batch)))
+            if fresh:
+                await writer.apply(fresh, sign=1, claimed=True)
+                await writer.counts.merge_staged()
+
+        try:
+            await writer.transaction(work)
+        except BaseException as exc:
+            staging.clear()
+            self.failed = str(exc) or type(exc).__name__  # the batch is lost: learning more would leave a gap
+            raise
+        for chain_id in {item.chain.id for item in fresh}:  # the walker's caches read the chains again
+            writer._versions.wrote(chain_id)
         return FlushResult(len(fresh), len(batch) - len(fresh))
 
     async def run(self, work: Callable[[], Awaitable[None]]) -> None:

@@ -86,6 +86,13 @@ def _pack_tokens(tokens: Sequence[str], ids: dict[str, int]) -> bytes:
     return chainmod.pack([ids[t] for t in tokens])
 
 
+def _first(row: Sequence[object]) -> int:
+    """A message row's key (its first column)."""
+    key = row[0]
+    assert isinstance(key, int)
+    return key
+
+
 def _recent_rows(
     batch: Sequence[PendingMessage], ids: dict[str, int], now: int, sealer: Sealer
 ) -> Iterator[tuple[object, ...]]:
@@ -249,21 +256,34 @@ class Writer:
             )
         return kept
 
-    async def apply(self, batch: Sequence[PendingMessage], sign: int) -> None:
-        """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction."""
+    async def claim(self, batch: Sequence[PendingMessage]) -> list[PendingMessage]:
+        """Insert the batch's message rows, less those another writer committed meanwhile (PostgreSQL):
+        the ones inserted."""
+        if not batch:
+            return []
+        rows = sorted(message_rows(batch), key=_first)
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        claimed = {int(row[0]) for row in await self._sql.fetchall(self._q["claim_messages"], columns)}
+        return [item for item in batch if item.key in claimed]
+
+    async def apply(self, batch: Sequence[PendingMessage], sign: int, claimed: bool = False) -> None:
+        """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction (claimed: their
+        message rows are in already)."""
         ids = await self._vocabulary.resolve((t for item in batch for t in item.tokens), create=sign > 0)
         # Counting (numpy, and Python around it) runs in a thread so the event loop keeps answering.
         counted, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
         sql, q = self._sql, self._q
         if sign > 0:
             await self.counts.add(counted, len(batch), window_rows)
-            await sql.executemany(q["insert_message"], message_rows(batch))
+            # in key order: another writer inserting some of the same keys waits, never deadlocks (PostgreSQL)
+            if not claimed:
+                await sql.executemany(q["insert_message"], sorted(message_rows(batch), key=_first))
             if self.edit_window_days:
-                rows = _recent_rows(batch, ids, int(self.clock()), self.sealer)
+                rows = sorted(_recent_rows(batch, ids, int(self.clock()), self.sealer), key=_first)
                 await sql.executemany(q["insert_recent"], rows)
         else:
             await self.counts.subtract(counted, window_rows)
-            keys = [(i.key,) for i in batch]
+            keys = sorted((i.key,) for i in batch)
             await sql.executemany(q["delete_message"], keys)
             await sql.executemany(q["delete_recent"], keys)
         await self._vocabulary.add_refs({token_id: sign * n for token_id, n in refs.items()})

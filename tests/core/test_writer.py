@@ -22,10 +22,12 @@ from bot.core import keys
 from bot.core.messagekeys import message_key
 from bot.core.models import LearnStatus, UnlearnStatus
 from bot.core.store import Store, StoreError
+from tests.core import pg_store_writers
 from tests.core.pg_dump import pg_counts
 from tests.core.writer_corpus import MEMBERS, corpus, dump, learn, open_brain
 
 ROOT = Path(__file__).resolve().parents[2]
+WRITERS = 3  # tests.core.pg_store_writers: two live learners and an import, over overlapping chains and ids
 
 
 async def test_learning_dumps_the_same_on_both_engines(pg_url: str, tmp_path: Path) -> None:
@@ -158,11 +160,11 @@ async def test_a_failed_postgresql_transaction_leaves_nothing_and_the_caches_hol
     assert await dump(pg_url) == await dump(reference)
 
 
-async def test_two_processes_learning_one_postgresql_database_write_what_one_would(
+async def test_three_processes_writing_one_postgresql_database_write_what_one_would(
     pg_url: str, tmp_path: Path
 ) -> None:
     messages = corpus(400, seed=11)
-    barrier = 0x6D61726B  # an advisory lock the test holds until both writers wait on it
+    barrier = 0x6D61726B  # an advisory lock the test holds until every writer waits on it
     gate = await asyncpg.connect(pg_url)
     await gate.execute("SELECT pg_advisory_lock($1)", barrier)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -181,14 +183,14 @@ async def test_two_processes_learning_one_postgresql_database_write_what_one_wou
                 env=env,
                 cwd=ROOT,
             )
-            for i in range(2)
+            for i in range(WRITERS)
         ]
-        while True:  # both wait on the barrier (or one has failed): then let them go at once
+        while True:  # all wait on the barrier (or one has failed): then let them go at once
             waiting = await gate.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1",
                 barrier,
             )
-            if waiting == 2 or any(p.returncode is not None for p in procs):
+            if waiting == WRITERS or any(p.returncode is not None for p in procs):
                 break
             await asyncio.sleep(0.05)  # polling the server's lock table, not a wait for an outcome
         await gate.execute("SELECT pg_advisory_unlock($1)", barrier)
@@ -205,7 +207,23 @@ async def test_two_processes_learning_one_postgresql_database_write_what_one_wou
         await learn(one, messages)
     finally:
         await one.close()
-    assert await dump(pg_url) == await dump(reference)
+    got, want = await dump(pg_url), await dump(reference)
+    assert want["transitions"] and want["windows"] and want["recent_messages"]
+    assert got.keys() == want.keys()
+    for table in want:
+        assert got[table] == want[table], table
+
+
+def test_the_three_writers_shares_overlap_and_cover_the_corpus() -> None:
+    messages = corpus(400, seed=11)
+    shares = [{m.id for m in pg_store_writers.share(messages, i)} for i in range(WRITERS)]
+    assert set().union(*shares) == {m.id for m in messages}
+    imported = {m.channel for m in pg_store_writers.share(messages, 2)}
+    assert imported == {pg_store_writers.IMPORTED}
+    for i in range(WRITERS):  # every two writers offer some of the same messages, of the imported chain
+        for j in range(i):
+            both = {m.channel for m in messages if m.id in shares[i] & shares[j]}
+            assert pg_store_writers.IMPORTED in both, (i, j)
 
 
 async def test_a_deadlocked_postgresql_transaction_runs_again_whole(

@@ -1,4 +1,4 @@
-"""Sharded Discord end to end: two `markovbot run` processes, one shard each, over one database file; one process holding every shard."""
+"""Sharded Discord end to end: two `markovbot run` processes, one shard each, over one database (a SQLite file or a PostgreSQL database); one process holding every shard."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import discord
 import pytest
 import yarl
 
+from bot.core import engines
 from bot.core.brain import Brain
 from bot.core.models import ChainKey
 from bot.discord_app import make_bot, serve
@@ -97,7 +98,7 @@ class BotProcess:
 
 
 async def start_bot(
-    fake: FakeDiscord, tmp_path: Path, db: Path, name: str, args: list[str], env: dict[str, str]
+    fake: FakeDiscord, tmp_path: Path, db: Path | str, name: str, args: list[str], env: dict[str, str]
 ) -> BotProcess:
     """Start `markovbot run ARGS` with the fake Discord and the shared database."""
     script = tmp_path / "run_bot.py"
@@ -128,6 +129,15 @@ async def start_bot(
     return BotProcess(name, process)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The one database both processes use: a SQLite file, or a fresh PostgreSQL database (whose key
+    file both processes share: data/markov.sqlite3.key under their common working directory)."""
+    if request.param == "sqlite":
+        return tmp_path / "shared.sqlite3"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
 async def two_shards() -> AsyncIterator[FakeDiscord]:
     """A fake Discord with one server on each of two shards."""
@@ -155,10 +165,10 @@ async def until_learned(brain: Brain, ids: list[str]) -> None:
 
 
 async def test_two_processes_one_shard_each_learn_once_forget_at_once_and_sync_once(
-    two_shards: FakeDiscord, tmp_path: Path
+    two_shards: FakeDiscord, tmp_path: Path, shared_db: Path | str
 ) -> None:
     fake = two_shards
-    db = tmp_path / "shared.sqlite3"
+    db = shared_db
     a, b = sorted(fake.channels, key=lambda g: shard_of(g, 2))
     assert (shard_of(a, 2), shard_of(b, 2)) == (0, 1)
     # Discord delivers a shard's events to every session identified for it (as while a restarted
@@ -182,7 +192,9 @@ async def test_two_processes_one_shard_each_learn_once_forget_at_once_and_sync_o
         await second.wait_for_line("commands are synced by the process holding shard 0: not syncing")
         await first.wait_for_line(r"synced \d+ command\(s\) to global")
 
-        brain = await Brain.open(db, walker="thread")  # the test's own view of the file
+        # The test's own view of the database, with the processes' key (the PostgreSQL key file is
+        # named from the default SQLite path, relative to their working directory).
+        brain = await Brain.open(db, walker="thread", key_path=tmp_path / engines.DEFAULT_SQLITE_PATH)
         for guild in (a, b):
             await brain.set_channel("discord", guild, fake.channels[guild], True)
         joins = [

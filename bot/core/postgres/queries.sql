@@ -296,6 +296,16 @@ SELECT chain_id, author_id, fingerprint, tokens, chars, bytes FROM messages WHER
 INSERT INTO messages (id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8);
 
+-- name: claim_messages
+-- An import's message rows (in key order), less those another writer learned meanwhile (its
+-- transaction waited for, then skipped): the ids inserted.
+INSERT INTO messages (id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes)
+SELECT * FROM unnest(
+    $1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::int[], $7::int[], $8::int[]
+)
+ON CONFLICT (id) DO NOTHING
+RETURNING id;
+
 -- name: delete_message
 DELETE FROM messages WHERE id = $1;
 
