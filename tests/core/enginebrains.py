@@ -122,3 +122,16 @@ async def orphan_recent_tokens(where: Where, key: bytes) -> list[int]:
             continue
         bad += [i for i in chainmod.unpack(packed) if refs.get(i, 0) <= 0]
     return bad
+
+
+async def set_recent(where: Where, key: int, sealed: bytes) -> None:
+    """Overwrite a recent row's sealed token ids by hand (as someone with the database alone could)."""
+    if isinstance(where, Path):
+        with contextlib.closing(sqlite3.connect(where)) as db, db:
+            db.execute("UPDATE recent_messages SET token_ids = ? WHERE id = ?", (sealed, key))
+        return
+    conn = await asyncpg.connect(where)
+    try:
+        await conn.execute("UPDATE recent_messages SET token_ids = $1 WHERE id = $2", sealed, key)
+    finally:
+        await conn.close()

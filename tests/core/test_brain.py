@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -23,9 +22,10 @@ from bot.core import walker
 from bot.core.brain import RECHECK_TRIES, Brain
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
+from bot.core.sealed import Sealer
 from bot.core.store import PRUNE_SECONDS
 from bot.core.tokens import tokenize
-from tests.core.dump import hub_errors, logical_dump, recent_rows
+from tests.core.dump import hub_errors
 from tests.core.enginebrains import (
     Databases,
     Where,
@@ -34,6 +34,8 @@ from tests.core.enginebrains import (
     orphan_recent_tokens,
     places,
     recent_keys,
+    rows_of,
+    set_recent,
 )
 
 P, G = "test", "guild"
@@ -522,46 +524,50 @@ async def edit_after_a_restart(first: Where, never: Where, tmp_path: Path) -> No
     assert await dump_of(first, FINGERPRINT_KEY) == await dump_of(never, FINGERPRINT_KEY)
 
 
-# The two tests below rewrite SQLite's recent rows by hand (sqlite3): SQLite only. Sealing is the
-# engines' shared code (bot.core.sealed); a row that does not open is refused on both alike.
-
-
-async def assert_unlearning_refused(brain: Brain, db_path: Path, message_id: str) -> None:
+async def assert_unlearning_refused(brain: Brain, where: Where, message_id: str) -> None:
     """Unlearning the message by id is refused as not matching, and changes nothing."""
-    before = logical_dump(db_path, FINGERPRINT_KEY)
+    before = await dump_of(where, FINGERPRINT_KEY)
     assert await brain.unlearn_id(P, message_id) is UnlearnStatus.TEXT_MISMATCH
     assert await brain.is_learned(P, message_id)
-    assert logical_dump(db_path, FINGERPRINT_KEY) == before
+    assert await dump_of(where, FINGERPRINT_KEY) == before
 
 
-async def test_a_recent_row_that_does_not_match_the_fingerprint_unlearns_nothing(db_path: Path) -> None:
-    brain = await open_brain(db_path, db_path.parent)
+async def sealed_rows(where: Where) -> dict[int, bytes]:
+    """The recent rows' sealed token ids, by message key."""
+    return {int(k): bytes(x) for k, x in await rows_of(where, "SELECT id, token_ids FROM recent_messages")}
+
+
+async def test_a_recent_row_that_does_not_match_the_fingerprint_unlearns_nothing(
+    where: Where, tmp_path: Path
+) -> None:
+    brain = await open_brain(where, tmp_path)
     try:
         await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("alice", "2", "the sat cat")])
-        with sqlite3.connect(db_path) as db:  # each row sealed anew with the other's tokens
-            rows = {key: packed for key, _, _, packed in recent_rows(db, FINGERPRINT_KEY)}
-            for mid, other in (("1", "2"), ("2", "1")):
-                key = message_key(P, mid)
-                resealed = brain.store.sealer.seal(key, rows[message_key(P, other)] or b"")
-                db.execute("UPDATE recent_messages SET token_ids = ? WHERE id = ?", (resealed, key))
-        await assert_unlearning_refused(brain, db_path, "1")
+        sealer = Sealer(FINGERPRINT_KEY)
+        rows = {key: sealer.open(key, sealed) for key, sealed in (await sealed_rows(where)).items()}
+        for mid, other in (("1", "2"), ("2", "1")):  # each row sealed anew with the other's tokens
+            key = message_key(P, mid)
+            await set_recent(where, key, brain.store.sealer.seal(key, rows[message_key(P, other)] or b""))
+        await assert_unlearning_refused(brain, where, "1")
     finally:
         await brain.close()
 
 
-async def test_recent_rows_are_sealed_so_the_database_alone_does_not_give_them_back(db_path: Path) -> None:
-    brain = await open_brain(db_path, db_path.parent)
+async def test_recent_rows_are_sealed_so_the_database_alone_does_not_give_them_back(
+    where: Where, tmp_path: Path
+) -> None:
+    brain = await open_brain(where, tmp_path)
     try:
         await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("alice", "2", "the sat cat")])
-        with sqlite3.connect(db_path) as db:
-            ids = {t: int(i) for i, t in db.execute("SELECT id, text FROM tokens")}
-            blobs = dict(db.execute("SELECT id, token_ids FROM recent_messages"))
-            one, two = message_key(P, "1"), message_key(P, "2")
-            assert chainmod.pack([ids[w] for w in ("the", "cat", "sat")]) not in blobs[one]
-            assert not recent_rows(db, b"another key 0123")[0][3]  # another key opens nothing
-            # A sealed row moved to another message does not open: refused, nothing changes.
-            db.execute("UPDATE recent_messages SET token_ids = ? WHERE id = ?", (blobs[two], one))
-        await assert_unlearning_refused(brain, db_path, "1")
+        ids = {str(t): int(i) for i, t in await rows_of(where, "SELECT id, text FROM tokens")}
+        blobs = await sealed_rows(where)
+        one, two = message_key(P, "1"), message_key(P, "2")
+        assert chainmod.pack([ids[w] for w in ("the", "cat", "sat")]) not in blobs[one]
+        assert Sealer(FINGERPRINT_KEY).open(one, blobs[one])  # the key opens it
+        assert not Sealer(b"another key 0123").open(one, blobs[one])  # another key opens nothing
+        # A sealed row moved to another message does not open: refused, nothing changes.
+        await set_recent(where, one, blobs[two])
+        await assert_unlearning_refused(brain, where, "1")
     finally:
         await brain.close()
 
