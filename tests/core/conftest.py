@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def block_engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture
 async def engine_brain(where: Path | str, tmp_path: Path) -> AsyncIterator[Brain]:
     """A Brain over where (each engine in turn), closed (and flushed) after the test."""
-    options = {} if isinstance(where, Path) else {"key_path": tmp_path / "pg"}
+    options: dict[str, Any] = {} if isinstance(where, Path) else {"key_path": tmp_path / "pg"}
     opened = await Brain.open(where, flush_interval=0.05, **options)
     try:
         yield opened
