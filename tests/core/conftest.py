@@ -44,7 +44,7 @@ async def engine_brain(where: Path | str, tmp_path: Path) -> AsyncIterator[Brain
 
 
 @pytest.fixture(params=ENGINES)
-def server(request: pytest.FixtureRequest) -> Iterator[Databases | None]:
+def databases(request: pytest.FixtureRequest) -> Iterator[Databases | None]:
     """Each engine in turn, for tests that open several databases: None (SQLite files), or PostgreSQL's."""
     if request.param == "sqlite":
         yield None

@@ -50,9 +50,9 @@ def msg(author: str, mid: str, text: str, channel: str = "c1", guild: str = G) -
 PG_EXAMPLES = 12  # hypothesis examples per property on PostgreSQL: each makes two databases
 
 
-def examples(server: Databases | None, on_sqlite: int) -> int:
+def examples(databases: Databases | None, on_sqlite: int) -> int:
     """How many examples a property runs on this engine."""
-    return on_sqlite if server is None else PG_EXAMPLES
+    return on_sqlite if databases is None else PG_EXAMPLES
 
 
 @pytest.fixture
@@ -227,10 +227,10 @@ def run(coro: object) -> object:
 
 
 async def dumps_after(
-    server: Databases | None, learned: list[Message], then: object, expected: list[Message], order: int
+    databases: Databases | None, learned: list[Message], then: object, expected: list[Message], order: int
 ) -> tuple[object, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        async with places(Path(tmp), server, 2) as (first, second):
+        async with places(Path(tmp), databases, 2) as (first, second):
             a = await open_brain(first, Path(tmp), hub_rows=1)  # every context a hub (SQLite's only)
             b = await open_brain(second, Path(tmp))
             try:
@@ -247,8 +247,10 @@ async def dumps_after(
             return await dump_of(first, FINGERPRINT_KEY), await dump_of(second, FINGERPRINT_KEY)
 
 
-def test_forget_is_exactly_never_having_learned_the_member(server: Databases | None) -> None:
-    @settings(max_examples=examples(server, 40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_forget_is_exactly_never_having_learned_the_member(databases: Databases | None) -> None:
+    @settings(
+        max_examples=examples(databases, 40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     @given(messages_strategy, st.integers(1, 3))
     def check(raw: list[tuple[str, str, str]], order: int) -> None:
         messages = as_messages(raw)
@@ -257,14 +259,16 @@ def test_forget_is_exactly_never_having_learned_the_member(server: Databases | N
         async def forget(brain: Brain) -> None:
             await brain.forget(P, G, "alice")
 
-        after_forget, never = run(dumps_after(server, messages, forget, others, order))  # type: ignore[misc]
+        after_forget, never = run(dumps_after(databases, messages, forget, others, order))  # type: ignore[misc]
         assert after_forget == never
 
     check()
 
 
-def test_unlearn_is_exactly_never_having_learned_the_message(server: Databases | None) -> None:
-    @settings(max_examples=examples(server, 40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_unlearn_is_exactly_never_having_learned_the_message(databases: Databases | None) -> None:
+    @settings(
+        max_examples=examples(databases, 40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     @given(messages_strategy, st.integers(1, 3), st.data())
     def check(raw: list[tuple[str, str, str]], order: int, data: st.DataObject) -> None:
         messages = as_messages(raw)
@@ -275,7 +279,7 @@ def test_unlearn_is_exactly_never_having_learned_the_message(server: Databases |
             for i in sorted(gone):
                 assert await brain.unlearn(messages[i]) is UnlearnStatus.UNLEARNED
 
-        after, never = run(dumps_after(server, messages, unlearn, kept, order))  # type: ignore[misc]
+        after, never = run(dumps_after(databases, messages, unlearn, kept, order))  # type: ignore[misc]
         assert after == never
 
     check()
@@ -286,19 +290,21 @@ def ngrams(tokens: list[str], order: int, complete: bool) -> set[tuple[str, ...]
     return {tuple(padded[i - order : i + 1]) for i in range(order, len(padded))}
 
 
-def test_generation_only_walks_learned_transitions_and_is_reproducible(server: Databases | None) -> None:
-    @settings(max_examples=examples(server, 30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_generation_only_walks_learned_transitions_and_is_reproducible(databases: Databases | None) -> None:
+    @settings(
+        max_examples=examples(databases, 30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     @given(
         messages_strategy, st.integers(1, 3), st.integers(0, 2**32), st.sampled_from([None, "cat", "sat on"])
     )
     def check(raw: list[tuple[str, str, str]], order: int, seed: int, start: str | None) -> None:
-        walks_only_learned_transitions(server, raw, order, seed, start)
+        walks_only_learned_transitions(databases, raw, order, seed, start)
 
     check()
 
 
 def walks_only_learned_transitions(
-    server: Databases | None, raw: list[tuple[str, str, str]], order: int, seed: int, start: str | None
+    databases: Databases | None, raw: list[tuple[str, str, str]], order: int, seed: int, start: str | None
 ) -> None:
     messages = [m for m in as_messages(raw) if m.channel == "c1"] or [msg("alice", "x", "the cat sat on")]
     learned: set[tuple[str, ...]] = set()
@@ -307,7 +313,7 @@ def walks_only_learned_transitions(
 
     async def go() -> tuple[object, object]:
         with tempfile.TemporaryDirectory() as tmp:
-            async with places(Path(tmp), server, 1) as (where,):
+            async with places(Path(tmp), databases, 1) as (where,):
                 brain = await open_brain(where, Path(tmp))
                 try:
                     await brain.update_settings(P, G, order=order)
@@ -478,9 +484,9 @@ def keyed(*message_ids: str) -> list[int]:
 
 
 async def test_a_delete_after_a_restart_is_unlearned_exactly(
-    server: Databases | None, tmp_path: Path
+    databases: Databases | None, tmp_path: Path
 ) -> None:
-    async with places(tmp_path, server, 2) as (first, never):
+    async with places(tmp_path, databases, 2) as (first, never):
         messages = [msg("alice", "1", "the cat sat on the mat"), msg("bob", "2", "the dog sat on the log")]
         brain = await open_brain(first, tmp_path)
         await learn_all(brain, messages)
@@ -499,9 +505,9 @@ async def test_a_delete_after_a_restart_is_unlearned_exactly(
 
 
 async def test_an_edit_after_a_restart_replaces_the_learned_version(
-    server: Databases | None, tmp_path: Path
+    databases: Databases | None, tmp_path: Path
 ) -> None:
-    async with places(tmp_path, server, 2) as (first, never):
+    async with places(tmp_path, databases, 2) as (first, never):
         await edit_after_a_restart(first, never, tmp_path)
 
 
@@ -657,18 +663,20 @@ OPS = st.lists(
 
 
 def test_unlearn_by_id_forget_and_reset_in_any_order_equal_never_having_learned(
-    server: Databases | None,
+    databases: Databases | None,
 ) -> None:
-    @settings(max_examples=examples(server, 30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=examples(databases, 30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
     @given(messages_strategy, st.integers(1, 3), OPS)
     def check(raw: list[tuple[str, str, str]], order: int, ops: list[tuple[str, object]]) -> None:
-        in_any_order(server, raw, order, ops)
+        in_any_order(databases, raw, order, ops)
 
     check()
 
 
 def in_any_order(
-    server: Databases | None, raw: list[tuple[str, str, str]], order: int, ops: list[tuple[str, object]]
+    databases: Databases | None, raw: list[tuple[str, str, str]], order: int, ops: list[tuple[str, object]]
 ) -> None:
     messages = as_messages(raw)
     kept = dict(enumerate(messages))
@@ -682,7 +690,7 @@ def in_any_order(
 
     async def go() -> tuple[object, object, list[int], list[tuple[int, bytes]]]:
         with tempfile.TemporaryDirectory() as tmp:
-            async with places(Path(tmp), server, 2) as (first, second):
+            async with places(Path(tmp), databases, 2) as (first, second):
                 a = await open_brain(first, Path(tmp), hub_rows=1)
                 try:
                     await a.update_settings(P, G, order=order, run_length=3)

@@ -409,25 +409,27 @@ corpora = st.lists(
 )
 
 
-def test_the_copy_guard_never_lets_a_copy_through(server: Databases | None) -> None:
+def test_the_copy_guard_never_lets_a_copy_through(databases: Databases | None) -> None:
     # On both engines (tests/core/conftest.py); PostgreSQL's examples are fewer (each empties a database).
     @settings(
-        max_examples=30 if server is None else 12, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        max_examples=30 if databases is None else 12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
     )
     @given(corpora, st.integers(0, 1000), st.integers(3, 5))
     def check(corpus: list[str], seed: int, k: int) -> None:
-        never_a_copy(server, corpus, seed, k)
+        never_a_copy(databases, corpus, seed, k)
 
     check()
 
 
-def never_a_copy(server: Databases | None, corpus: list[str], seed: int, k: int) -> None:
+def never_a_copy(databases: Databases | None, corpus: list[str], seed: int, k: int) -> None:
     messages = [tuple(tokenize(t)) for t in corpus]
     windows = {m[i : i + k] for m in messages for i in range(len(m) - k + 1)}
 
     async def go() -> list[tuple[GenerateStatus, tuple[str, ...]]]:
         with tempfile.TemporaryDirectory() as tmp:
-            async with places(Path(tmp), server, 1) as (where,):
+            async with places(Path(tmp), databases, 1) as (where,):
                 brain = await learned_brain(where, corpus, run_length=k, **key_path(where, Path(tmp)))
                 try:
                     rng = random.Random(seed)
