@@ -1,10 +1,13 @@
-"""The Brain: consent and data rules, exact forgetting and unlearning, generation invariants."""
+"""The Brain: consent and data rules, exact forgetting and unlearning, generation invariants.
+
+The store's contract: every test whose Brain is the module's `brain` fixture, or opened at `where`
+or in `places`, runs on SQLite and on a real PostgreSQL server (tests/core/conftest.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -19,9 +22,21 @@ from bot.core import walker
 from bot.core.brain import RECHECK_TRIES, Brain
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
+from bot.core.sealed import Sealer
 from bot.core.store import PRUNE_SECONDS
 from bot.core.tokens import tokenize
-from tests.core.dump import hub_errors, logical_dump, recent_rows
+from tests.core.dump import hub_errors
+from tests.core.enginebrains import (
+    Databases,
+    Where,
+    dump_of,
+    key_path,
+    orphan_recent_tokens,
+    places,
+    recent_keys,
+    rows_of,
+    set_recent,
+)
 
 P, G = "test", "guild"
 FINGERPRINT_KEY = b"0123456789abcdef"
@@ -32,8 +47,24 @@ def msg(author: str, mid: str, text: str, channel: str = "c1", guild: str = G) -
     return Message(P, guild, channel, author, mid, text)
 
 
-async def open_brain(path: Path) -> Brain:
-    return await Brain.open(path, flush_interval=0.05, key=FINGERPRINT_KEY)
+PG_EXAMPLES = 12  # hypothesis examples per property on PostgreSQL: each makes two databases
+
+
+def examples(databases: Databases | None, on_sqlite: int) -> int:
+    """How many examples a property runs on this engine."""
+    return on_sqlite if databases is None else PG_EXAMPLES
+
+
+@pytest.fixture
+def brain(engine_brain: Brain) -> Brain:
+    """This module's Brain: on each engine in turn."""
+    return engine_brain
+
+
+async def open_brain(where: Where, tmp: Path, **options: object) -> Brain:
+    """A Brain keyed with FINGERPRINT_KEY over a SQLite file or a PostgreSQL database."""
+    options = {"flush_interval": 0.05, "key": FINGERPRINT_KEY, **key_path(where, tmp), **options}
+    return await Brain.open(where, **options)  # type: ignore[arg-type]
 
 
 async def learn_all(brain: Brain, messages: list[Message]) -> None:
@@ -133,16 +164,16 @@ async def test_unlearn_needs_the_learned_text(brain: Brain) -> None:
     assert await brain.unlearn(msg("alice", "1", "the cat sat")) is UnlearnStatus.NOT_LEARNED
 
 
-async def test_edit_replaces_the_learned_version(brain: Brain, db_path: Path) -> None:
+async def test_edit_replaces_the_learned_version(brain: Brain, where: Where) -> None:
     await learn_all(brain, [msg("alice", "1", "the cat sat")])
     await brain.edit(msg("alice", "1", "the cat sat"), msg("alice", "1", "the dog ran"))
     await brain.flush()
-    tokens = logical_dump(db_path)["tokens"]
+    tokens = (await dump_of(where, brain.store.key))["tokens"]
     assert set(tokens) == {"the", "dog", "ran"}
 
 
-async def test_edit_with_unknown_old_text_keeps_the_old_version(db_path: Path) -> None:
-    brain = await Brain.open(db_path, flush_interval=0.05, edit_window_days=0)  # no recent rows
+async def test_edit_with_unknown_old_text_keeps_the_old_version(where: Where, tmp_path: Path) -> None:
+    brain = await open_brain(where, tmp_path, edit_window_days=0)  # no recent rows
     try:
         await learn_all(brain, [msg("alice", "1", "the cat sat")])
         result = await brain.edit(None, msg("alice", "1", "the dog ran"))
@@ -167,12 +198,12 @@ async def test_forget_only_touches_that_guild(brain: Brain) -> None:
     assert await brain.is_opted_in(P, "g2", "alice")
 
 
-async def test_reset_deletes_one_chain(brain: Brain, db_path: Path) -> None:
+async def test_reset_deletes_one_chain(brain: Brain, where: Where) -> None:
     await learn_all(
         brain, [msg("alice", "1", "alpha beta", channel="a"), msg("alice", "2", "gamma delta", channel="b")]
     )
     assert await brain.reset(ChainKey(P, G, "a")) == 1
-    assert set(logical_dump(db_path)["tokens"]) == {"gamma", "delta"}
+    assert set((await dump_of(where, brain.store.key))["tokens"]) == {"gamma", "delta"}
     assert (await brain.generate(ChainKey(P, G, "a"))).status is GenerateStatus.NO_CHAIN
 
 
@@ -196,57 +227,62 @@ def run(coro: object) -> object:
 
 
 async def dumps_after(
-    learned: list[Message], then: object, expected: list[Message], order: int
+    databases: Databases | None, learned: list[Message], then: object, expected: list[Message], order: int
 ) -> tuple[object, object]:
     with tempfile.TemporaryDirectory() as tmp:
-        first, second = Path(tmp) / "a.db", Path(tmp) / "b.db"
-        a = await Brain.open(
-            first, flush_interval=0.05, key=FINGERPRINT_KEY, hub_rows=1
-        )  # every context a hub
-        b = await open_brain(second)
-        try:
-            for brain in (a, b):
-                await brain.update_settings(P, G, order=order, run_length=3)
-            await learn_all(a, learned)
-            await then(a)  # type: ignore[operator]
-            await learn_all(b, expected)
-        finally:
-            await a.close()
-            await b.close()
-        assert hub_errors(first) == []
-        return logical_dump(first, FINGERPRINT_KEY), logical_dump(second, FINGERPRINT_KEY)
+        async with places(Path(tmp), databases, 2) as (first, second):
+            a = await open_brain(first, Path(tmp), hub_rows=1)  # every context a hub (SQLite's only)
+            b = await open_brain(second, Path(tmp))
+            try:
+                for brain in (a, b):
+                    await brain.update_settings(P, G, order=order, run_length=3)
+                await learn_all(a, learned)
+                await then(a)  # type: ignore[operator]
+                await learn_all(b, expected)
+            finally:
+                await a.close()
+                await b.close()
+            if isinstance(first, Path):
+                assert hub_errors(first) == []
+            return await dump_of(first, FINGERPRINT_KEY), await dump_of(second, FINGERPRINT_KEY)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(messages_strategy, st.integers(1, 3))
-def test_forget_is_exactly_never_having_learned_the_member(
-    raw: list[tuple[str, str, str]], order: int
-) -> None:
-    messages = as_messages(raw)
-    others = [m for m in messages if m.author != "alice"]
+def test_forget_is_exactly_never_having_learned_the_member(databases: Databases | None) -> None:
+    @settings(
+        max_examples=examples(databases, 40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    @given(messages_strategy, st.integers(1, 3))
+    def check(raw: list[tuple[str, str, str]], order: int) -> None:
+        messages = as_messages(raw)
+        others = [m for m in messages if m.author != "alice"]
 
-    async def forget(brain: Brain) -> None:
-        await brain.forget(P, G, "alice")
+        async def forget(brain: Brain) -> None:
+            await brain.forget(P, G, "alice")
 
-    after_forget, never = run(dumps_after(messages, forget, others, order))  # type: ignore[misc]
-    assert after_forget == never
+        after_forget, never = run(dumps_after(databases, messages, forget, others, order))  # type: ignore[misc]
+        assert after_forget == never
+
+    check()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(messages_strategy, st.integers(1, 3), st.data())
-def test_unlearn_is_exactly_never_having_learned_the_message(
-    raw: list[tuple[str, str, str]], order: int, data: st.DataObject
-) -> None:
-    messages = as_messages(raw)
-    gone = data.draw(st.sets(st.sampled_from(range(len(messages)))))
-    kept = [m for i, m in enumerate(messages) if i not in gone]
+def test_unlearn_is_exactly_never_having_learned_the_message(databases: Databases | None) -> None:
+    @settings(
+        max_examples=examples(databases, 40), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    @given(messages_strategy, st.integers(1, 3), st.data())
+    def check(raw: list[tuple[str, str, str]], order: int, data: st.DataObject) -> None:
+        messages = as_messages(raw)
+        gone = data.draw(st.sets(st.sampled_from(range(len(messages)))))
+        kept = [m for i, m in enumerate(messages) if i not in gone]
 
-    async def unlearn(brain: Brain) -> None:
-        for i in sorted(gone):
-            assert await brain.unlearn(messages[i]) is UnlearnStatus.UNLEARNED
+        async def unlearn(brain: Brain) -> None:
+            for i in sorted(gone):
+                assert await brain.unlearn(messages[i]) is UnlearnStatus.UNLEARNED
 
-    after, never = run(dumps_after(messages, unlearn, kept, order))  # type: ignore[misc]
-    assert after == never
+        after, never = run(dumps_after(databases, messages, unlearn, kept, order))  # type: ignore[misc]
+        assert after == never
+
+    check()
 
 
 def ngrams(tokens: list[str], order: int, complete: bool) -> set[tuple[str, ...]]:
@@ -254,10 +290,21 @@ def ngrams(tokens: list[str], order: int, complete: bool) -> set[tuple[str, ...]
     return {tuple(padded[i - order : i + 1]) for i in range(order, len(padded))}
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(messages_strategy, st.integers(1, 3), st.integers(0, 2**32), st.sampled_from([None, "cat", "sat on"]))
-def test_generation_only_walks_learned_transitions_and_is_reproducible(
-    raw: list[tuple[str, str, str]], order: int, seed: int, start: str | None
+def test_generation_only_walks_learned_transitions_and_is_reproducible(databases: Databases | None) -> None:
+    @settings(
+        max_examples=examples(databases, 30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    @given(
+        messages_strategy, st.integers(1, 3), st.integers(0, 2**32), st.sampled_from([None, "cat", "sat on"])
+    )
+    def check(raw: list[tuple[str, str, str]], order: int, seed: int, start: str | None) -> None:
+        walks_only_learned_transitions(databases, raw, order, seed, start)
+
+    check()
+
+
+def walks_only_learned_transitions(
+    databases: Databases | None, raw: list[tuple[str, str, str]], order: int, seed: int, start: str | None
 ) -> None:
     messages = [m for m in as_messages(raw) if m.channel == "c1"] or [msg("alice", "x", "the cat sat on")]
     learned: set[tuple[str, ...]] = set()
@@ -266,16 +313,17 @@ def test_generation_only_walks_learned_transitions_and_is_reproducible(
 
     async def go() -> tuple[object, object]:
         with tempfile.TemporaryDirectory() as tmp:
-            brain = await open_brain(Path(tmp) / "g.db")
-            try:
-                await brain.update_settings(P, G, order=order)
-                await learn_all(brain, messages)
-                key = ChainKey(P, G, "c1")
-                one = await brain.generate(key, start=start, rng=random.Random(seed), guard=False)
-                two = await brain.generate(key, start=start, rng=random.Random(seed), guard=False)
-                return one, two
-            finally:
-                await brain.close()
+            async with places(Path(tmp), databases, 1) as (where,):
+                brain = await open_brain(where, Path(tmp))
+                try:
+                    await brain.update_settings(P, G, order=order)
+                    await learn_all(brain, messages)
+                    key = ChainKey(P, G, "c1")
+                    one = await brain.generate(key, start=start, rng=random.Random(seed), guard=False)
+                    two = await brain.generate(key, start=start, rng=random.Random(seed), guard=False)
+                    return one, two
+                finally:
+                    await brain.close()
 
     one, two = run(go())  # type: ignore[misc]
     assert one == two
@@ -435,50 +483,39 @@ def keyed(*message_ids: str) -> list[int]:
     return sorted(message_key(P, m) for m in message_ids)
 
 
-def recent_keys(path: Path) -> list[int]:
-    with sqlite3.connect(path) as db:
-        return sorted(int(k) for (k,) in db.execute("SELECT id FROM recent_messages"))
-
-
-def orphan_recent_tokens(path: Path) -> list[int]:
-    """Token ids of recent rows that are not in the vocabulary with refs > 0, or rows without a message."""
-    with sqlite3.connect(path) as db:
-        refs = {int(i): int(r) for i, r in db.execute("SELECT id, refs FROM tokens")}
-        learned = {int(k) for (k,) in db.execute("SELECT id FROM messages")}
-        bad = []
-        for key, _, _, packed in recent_rows(db, FINGERPRINT_KEY):
-            if key not in learned or packed is None:
-                bad.append(-1)
-                continue
-            bad += [i for i in chainmod.unpack(packed) if refs.get(i, 0) <= 0]
-        return bad
-
-
-async def test_a_delete_after_a_restart_is_unlearned_exactly(tmp_path: Path) -> None:
-    first, never = tmp_path / "a.db", tmp_path / "b.db"
-    messages = [msg("alice", "1", "the cat sat on the mat"), msg("bob", "2", "the dog sat on the log")]
-    brain = await open_brain(first)
-    await learn_all(brain, messages)
-    await brain.close()
-    brain = await open_brain(first)  # a restart: nothing of the text is in memory
-    try:
-        assert await brain.unlearn_id(P, "1") is UnlearnStatus.UNLEARNED
-        assert await brain.unlearn_id(P, "1") is UnlearnStatus.NOT_LEARNED
-    finally:
+async def test_a_delete_after_a_restart_is_unlearned_exactly(
+    databases: Databases | None, tmp_path: Path
+) -> None:
+    async with places(tmp_path, databases, 2) as (first, never):
+        messages = [msg("alice", "1", "the cat sat on the mat"), msg("bob", "2", "the dog sat on the log")]
+        brain = await open_brain(first, tmp_path)
+        await learn_all(brain, messages)
         await brain.close()
-    other = await open_brain(never)
-    await learn_all(other, messages[1:])
-    await other.close()
-    assert logical_dump(first, FINGERPRINT_KEY) == logical_dump(never, FINGERPRINT_KEY)
-    assert recent_keys(first) == keyed("2")
+        brain = await open_brain(first, tmp_path)  # a restart: nothing of the text is in memory
+        try:
+            assert await brain.unlearn_id(P, "1") is UnlearnStatus.UNLEARNED
+            assert await brain.unlearn_id(P, "1") is UnlearnStatus.NOT_LEARNED
+        finally:
+            await brain.close()
+        other = await open_brain(never, tmp_path)
+        await learn_all(other, messages[1:])
+        await other.close()
+        assert await dump_of(first, FINGERPRINT_KEY) == await dump_of(never, FINGERPRINT_KEY)
+        assert await recent_keys(first) == keyed("2")
 
 
-async def test_an_edit_after_a_restart_replaces_the_learned_version(tmp_path: Path) -> None:
-    first, never = tmp_path / "a.db", tmp_path / "b.db"
-    brain = await open_brain(first)
+async def test_an_edit_after_a_restart_replaces_the_learned_version(
+    databases: Databases | None, tmp_path: Path
+) -> None:
+    async with places(tmp_path, databases, 2) as (first, never):
+        await edit_after_a_restart(first, never, tmp_path)
+
+
+async def edit_after_a_restart(first: Where, never: Where, tmp_path: Path) -> None:
+    brain = await open_brain(first, tmp_path)
     await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("bob", "2", "a dog ran")])
     await brain.close()
-    brain = await open_brain(first)
+    brain = await open_brain(first, tmp_path)
     try:
         # Only the member who wrote it can edit it (Matrix does not check who sends an edit).
         refused = await brain.edit(None, msg("bob", "1", "bob rewrites alice"))
@@ -487,65 +524,75 @@ async def test_an_edit_after_a_restart_replaces_the_learned_version(tmp_path: Pa
         assert result.status is LearnStatus.QUEUED
     finally:
         await brain.close()
-    other = await open_brain(never)
+    other = await open_brain(never, tmp_path)
     await learn_all(other, [msg("alice", "1", "the dog ran far"), msg("bob", "2", "a dog ran")])
     await other.close()
-    assert logical_dump(first, FINGERPRINT_KEY) == logical_dump(never, FINGERPRINT_KEY)
+    assert await dump_of(first, FINGERPRINT_KEY) == await dump_of(never, FINGERPRINT_KEY)
 
 
-async def assert_unlearning_refused(brain: Brain, db_path: Path, message_id: str) -> None:
+async def assert_unlearning_refused(brain: Brain, where: Where, message_id: str) -> None:
     """Unlearning the message by id is refused as not matching, and changes nothing."""
-    before = logical_dump(db_path, FINGERPRINT_KEY)
+    before = await dump_of(where, FINGERPRINT_KEY)
     assert await brain.unlearn_id(P, message_id) is UnlearnStatus.TEXT_MISMATCH
     assert await brain.is_learned(P, message_id)
-    assert logical_dump(db_path, FINGERPRINT_KEY) == before
+    assert await dump_of(where, FINGERPRINT_KEY) == before
 
 
-async def test_a_recent_row_that_does_not_match_the_fingerprint_unlearns_nothing(db_path: Path) -> None:
-    brain = await open_brain(db_path)
+async def sealed_rows(where: Where) -> dict[int, bytes]:
+    """The recent rows' sealed token ids, by message key."""
+    return {int(k): bytes(x) for k, x in await rows_of(where, "SELECT id, token_ids FROM recent_messages")}
+
+
+async def test_a_recent_row_that_does_not_match_the_fingerprint_unlearns_nothing(
+    where: Where, tmp_path: Path
+) -> None:
+    brain = await open_brain(where, tmp_path)
     try:
         await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("alice", "2", "the sat cat")])
-        with sqlite3.connect(db_path) as db:  # each row sealed anew with the other's tokens
-            rows = {key: packed for key, _, _, packed in recent_rows(db, FINGERPRINT_KEY)}
-            for mid, other in (("1", "2"), ("2", "1")):
-                key = message_key(P, mid)
-                resealed = brain.store.sealer.seal(key, rows[message_key(P, other)] or b"")
-                db.execute("UPDATE recent_messages SET token_ids = ? WHERE id = ?", (resealed, key))
-        await assert_unlearning_refused(brain, db_path, "1")
+        sealer = Sealer(FINGERPRINT_KEY)
+        rows = {key: sealer.open(key, sealed) for key, sealed in (await sealed_rows(where)).items()}
+        for mid, other in (("1", "2"), ("2", "1")):  # each row sealed anew with the other's tokens
+            key = message_key(P, mid)
+            await set_recent(where, key, brain.store.sealer.seal(key, rows[message_key(P, other)] or b""))
+        await assert_unlearning_refused(brain, where, "1")
     finally:
         await brain.close()
 
 
-async def test_recent_rows_are_sealed_so_the_database_alone_does_not_give_them_back(db_path: Path) -> None:
-    brain = await open_brain(db_path)
+async def test_recent_rows_are_sealed_so_the_database_alone_does_not_give_them_back(
+    where: Where, tmp_path: Path
+) -> None:
+    brain = await open_brain(where, tmp_path)
     try:
         await learn_all(brain, [msg("alice", "1", "the cat sat"), msg("alice", "2", "the sat cat")])
-        with sqlite3.connect(db_path) as db:
-            ids = {t: int(i) for i, t in db.execute("SELECT id, text FROM tokens")}
-            blobs = dict(db.execute("SELECT id, token_ids FROM recent_messages"))
-            one, two = message_key(P, "1"), message_key(P, "2")
-            assert chainmod.pack([ids[w] for w in ("the", "cat", "sat")]) not in blobs[one]
-            assert not recent_rows(db, b"another key 0123")[0][3]  # another key opens nothing
-            # A sealed row moved to another message does not open: refused, nothing changes.
-            db.execute("UPDATE recent_messages SET token_ids = ? WHERE id = ?", (blobs[two], one))
-        await assert_unlearning_refused(brain, db_path, "1")
+        ids = {str(t): int(i) for i, t in await rows_of(where, "SELECT id, text FROM tokens")}
+        blobs = await sealed_rows(where)
+        one, two = message_key(P, "1"), message_key(P, "2")
+        assert chainmod.pack([ids[w] for w in ("the", "cat", "sat")]) not in blobs[one]
+        assert Sealer(FINGERPRINT_KEY).open(one, blobs[one])  # the key opens it
+        assert not Sealer(b"another key 0123").open(one, blobs[one])  # another key opens nothing
+        # A sealed row moved to another message does not open: refused, nothing changes.
+        await set_recent(where, one, blobs[two])
+        await assert_unlearning_refused(brain, where, "1")
     finally:
         await brain.close()
 
 
-async def test_a_window_of_zero_keeps_no_rows_and_drops_those_kept_before(db_path: Path) -> None:
-    brain = await open_brain(db_path)
+async def test_a_window_of_zero_keeps_no_rows_and_drops_those_kept_before(
+    where: Where, tmp_path: Path
+) -> None:
+    brain = await open_brain(where, tmp_path)
     await learn_all(brain, [msg("alice", "1", "the cat sat")])
     await brain.close()
-    assert recent_keys(db_path) == keyed("1")
+    assert await recent_keys(where) == keyed("1")
     clock = Clock()  # stands still: the prune at the first flush is the only one
-    brain = await Brain.open(db_path, flush_interval=60, key=FINGERPRINT_KEY, edit_window_days=0, clock=clock)
+    brain = await open_brain(where, tmp_path, flush_interval=60, edit_window_days=0, clock=clock)
     try:
         assert not brain.keeps_recent
         await brain.flush()
-        assert recent_keys(db_path) == keyed()  # dropped at the first flush
+        assert await recent_keys(where) == keyed()  # dropped at the first flush
         await learn_all(brain, [msg("alice", "2", "the dog ran")])
-        assert recent_keys(db_path) == keyed()  # and none written
+        assert await recent_keys(where) == keyed()  # and none written
         assert await brain.unlearn_id(P, "1") is UnlearnStatus.NOT_KEPT
         assert await brain.unlearn(msg("alice", "1", "the cat sat")) is UnlearnStatus.UNLEARNED
     finally:
@@ -553,30 +600,30 @@ async def test_a_window_of_zero_keeps_no_rows_and_drops_those_kept_before(db_pat
 
 
 async def test_rows_older_than_the_window_are_pruned_in_bounded_steps(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
+    where: Where, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(store_module, "PRUNE_ROWS", 2)
     clock = Clock()
-    brain = await Brain.open(db_path, flush_interval=60, key=FINGERPRINT_KEY, edit_window_days=7, clock=clock)
+    brain = await open_brain(where, tmp_path, flush_interval=60, edit_window_days=7, clock=clock)
     try:
         await learn_all(brain, [msg("alice", str(i), f"old message {i}") for i in range(5)])
         clock.now += 3 * 86_400
         await learn_all(brain, [msg("alice", "new", "a newer message")])
         clock.now += 4 * 86_400 - 1  # the first five are 7 days old less a second: kept
         await brain.flush()
-        assert len(recent_keys(db_path)) == 6
+        assert len(await recent_keys(where)) == 6
         clock.now += 2
         await brain.flush()
-        assert len(recent_keys(db_path)) == 6  # past the window, but the last prune was 2 s ago
+        assert len(await recent_keys(where)) == 6  # past the window, but the last prune was 2 s ago
         clock.now += PRUNE_SECONDS
         await brain.flush()  # two at a time, and again at the next flush while some are left
-        assert len(recent_keys(db_path)) == 4
+        assert len(await recent_keys(where)) == 4
         await brain.flush()
         await brain.flush()
-        assert recent_keys(db_path) == keyed("new")
+        assert await recent_keys(where) == keyed("new")
         clock.now += 1
         await brain.flush()
-        assert recent_keys(db_path) == keyed("new")
+        assert await recent_keys(where) == keyed("new")
         assert await brain.unlearn_id(P, "0") is UnlearnStatus.NOT_KEPT  # learned, kept as before
         assert await brain.is_learned(P, "0")
         assert await brain.unlearn_id(P, "new") is UnlearnStatus.UNLEARNED
@@ -584,8 +631,8 @@ async def test_rows_older_than_the_window_are_pruned_in_bounded_steps(
         await brain.close()
 
 
-async def test_forget_and_reset_drop_the_members_and_the_chains_rows(db_path: Path) -> None:
-    brain = await open_brain(db_path)
+async def test_forget_and_reset_drop_the_members_and_the_chains_rows(where: Where, tmp_path: Path) -> None:
+    brain = await open_brain(where, tmp_path)
     try:
         await learn_all(
             brain,
@@ -597,29 +644,39 @@ async def test_forget_and_reset_drop_the_members_and_the_chains_rows(db_path: Pa
             ],
         )
         await brain.forget(P, G, "alice")
-        assert recent_keys(db_path) == keyed("2", "4")
+        assert await recent_keys(where) == keyed("2", "4")
         await brain.reset(ChainKey(P, G, "c2"))
-        assert recent_keys(db_path) == keyed("2")
+        assert await recent_keys(where) == keyed("2")
     finally:
         await brain.close()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    messages_strategy,
-    st.integers(1, 3),
-    st.lists(
-        st.one_of(
-            st.tuples(st.just("unlearn"), st.integers(0, 24)),
-            st.tuples(st.just("forget"), st.sampled_from(["alice", "bob", "carol"])),
-            st.tuples(st.just("reset"), st.sampled_from(["c1", "c2"])),
-            st.tuples(st.just("restart"), st.just("")),
-        ),
-        max_size=8,
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("unlearn"), st.integers(0, 24)),
+        st.tuples(st.just("forget"), st.sampled_from(["alice", "bob", "carol"])),
+        st.tuples(st.just("reset"), st.sampled_from(["c1", "c2"])),
+        st.tuples(st.just("restart"), st.just("")),
     ),
+    max_size=8,
 )
+
+
 def test_unlearn_by_id_forget_and_reset_in_any_order_equal_never_having_learned(
-    raw: list[tuple[str, str, str]], order: int, ops: list[tuple[str, object]]
+    databases: Databases | None,
+) -> None:
+    @settings(
+        max_examples=examples(databases, 30), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    @given(messages_strategy, st.integers(1, 3), OPS)
+    def check(raw: list[tuple[str, str, str]], order: int, ops: list[tuple[str, object]]) -> None:
+        in_any_order(databases, raw, order, ops)
+
+    check()
+
+
+def in_any_order(
+    databases: Databases | None, raw: list[tuple[str, str, str]], order: int, ops: list[tuple[str, object]]
 ) -> None:
     messages = as_messages(raw)
     kept = dict(enumerate(messages))
@@ -633,49 +690,53 @@ def test_unlearn_by_id_forget_and_reset_in_any_order_equal_never_having_learned(
 
     async def go() -> tuple[object, object, list[int], list[tuple[int, bytes]]]:
         with tempfile.TemporaryDirectory() as tmp:
-            first, second = Path(tmp) / "a.db", Path(tmp) / "b.db"
-            options = {"flush_interval": 0.05, "key": FINGERPRINT_KEY, "hub_rows": 1}
-            a = await Brain.open(first, **options)
-            try:
-                await a.update_settings(P, G, order=order, run_length=3)
-                await learn_all(a, messages)
-                for op, arg in ops:
-                    if op == "unlearn":
-                        mid = str(int(arg) % len(messages))  # type: ignore[call-overload]
-                        learned = await a.is_learned(P, mid)
-                        status = await a.unlearn_id(P, mid)
-                        assert status is (UnlearnStatus.UNLEARNED if learned else UnlearnStatus.NOT_LEARNED)
-                    elif op == "forget":
-                        await a.forget(P, G, str(arg))
-                    elif op == "reset":
-                        await a.reset(ChainKey(P, G, str(arg)))
-                    else:
-                        await a.close()
-                        a = await Brain.open(first, **options)
-            finally:
-                await a.close()
-            b = await open_brain(second)
-            try:
-                await b.update_settings(P, G, order=order, run_length=3)
-                await learn_all(b, [kept[i] for i in sorted(kept)])
-            finally:
-                await b.close()
-            return (
-                logical_dump(first, FINGERPRINT_KEY),
-                logical_dump(second, FINGERPRINT_KEY),
-                orphan_recent_tokens(first),
-                hub_errors(first),
-            )
+            async with places(Path(tmp), databases, 2) as (first, second):
+                a = await open_brain(first, Path(tmp), hub_rows=1)
+                try:
+                    await a.update_settings(P, G, order=order, run_length=3)
+                    await learn_all(a, messages)
+                    for op, arg in ops:
+                        if op == "unlearn":
+                            mid = str(int(arg) % len(messages))  # type: ignore[call-overload]
+                            learned = await a.is_learned(P, mid)
+                            status = await a.unlearn_id(P, mid)
+                            assert status is (
+                                UnlearnStatus.UNLEARNED if learned else UnlearnStatus.NOT_LEARNED
+                            )
+                        elif op == "forget":
+                            await a.forget(P, G, str(arg))
+                        elif op == "reset":
+                            await a.reset(ChainKey(P, G, str(arg)))
+                        else:
+                            await a.close()
+                            a = await open_brain(first, Path(tmp), hub_rows=1)
+                finally:
+                    await a.close()
+                b = await open_brain(second, Path(tmp))
+                try:
+                    await b.update_settings(P, G, order=order, run_length=3)
+                    await learn_all(b, [kept[i] for i in sorted(kept)])
+                finally:
+                    await b.close()
+                return (
+                    await dump_of(first, FINGERPRINT_KEY),
+                    await dump_of(second, FINGERPRINT_KEY),
+                    await orphan_recent_tokens(first, FINGERPRINT_KEY),
+                    hub_errors(first) if isinstance(first, Path) else [],  # hubs: SQLite's only
+                )
 
     after, never, orphans, hubs = run(go())  # type: ignore[misc]
     assert orphans == [] and hubs == []
     assert after == never
 
 
+# Below: the bytes of SQLite's file and its log on disk (secure_delete, the WAL): SQLite only.
+
+
 async def test_a_forgotten_member_s_id_and_own_words_are_not_left_in_the_file(db_path: Path) -> None:
     member, word = "member-7d1f3a", "zyxwvutsrqzq"  # an id and a word only this member ever used
     others = [msg("bob", str(n), "the cat sat") for n in range(2, 40)]
-    brain = await open_brain(db_path)
+    brain = await open_brain(db_path, db_path.parent)
     try:
         await learn_all(brain, [msg(member, "1", f"the {word} sat on the mat"), *others])
         await brain.generate(ChainKey(P, G, "c1"))  # the walker reads the file meanwhile, as in the bot

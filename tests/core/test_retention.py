@@ -24,6 +24,7 @@ from bot.core.fingerprints import normalise, trimmed
 from bot.core.models import ChainKey, GenerateStatus, Message
 from bot.core.rates import Rate, wilson
 from bot.core.tokens import tokenize
+from tests.core.enginebrains import Databases, key_path, places
 
 P, G, C = "test", "guild", "chan"
 KEY = ChainKey(P, G, C)
@@ -47,8 +48,10 @@ def varied_corpus(n: int = 1500, seed: int = 7, words: int = 3000, prefix: str =
     return [" ".join(rng.choices(vocab, weights, k=rng.randint(6, 16))) for _ in range(n)]
 
 
-async def learned_brain(path: Path, corpus: list[str], order: int = 2, run_length: int = 8) -> Brain:
-    brain = await Brain.open(path, flush_interval=0.05)
+async def learned_brain(
+    path: Path | str, corpus: list[str], order: int = 2, run_length: int = 8, **options: Any
+) -> Brain:
+    brain = await Brain.open(path, flush_interval=0.05, **options)
     await brain.update_settings(P, G, order=order, run_length=run_length)
     await brain.opt_in(P, G, "alice")
     await brain.opt_in(P, G, "bob")
@@ -406,22 +409,36 @@ corpora = st.lists(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(corpora, st.integers(0, 1000), st.integers(3, 5))
-def test_the_copy_guard_never_lets_a_copy_through(corpus: list[str], seed: int, k: int) -> None:
+def test_the_copy_guard_never_lets_a_copy_through(databases: Databases | None) -> None:
+    # On both engines (tests/core/conftest.py); PostgreSQL's examples are fewer (each empties a database).
+    @settings(
+        max_examples=30 if databases is None else 12,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(corpora, st.integers(0, 1000), st.integers(3, 5))
+    def check(corpus: list[str], seed: int, k: int) -> None:
+        never_a_copy(databases, corpus, seed, k)
+
+    check()
+
+
+def never_a_copy(databases: Databases | None, corpus: list[str], seed: int, k: int) -> None:
     messages = [tuple(tokenize(t)) for t in corpus]
     windows = {m[i : i + k] for m in messages for i in range(len(m) - k + 1)}
 
     async def go() -> list[tuple[GenerateStatus, tuple[str, ...]]]:
         with tempfile.TemporaryDirectory() as tmp:
-            brain = await learned_brain(Path(tmp) / "g.db", corpus, run_length=k)
-            try:
-                rng = random.Random(seed)
-                return [
-                    ((r := await brain.generate(KEY, rng=rng, tries=5)).status, r.tokens) for _ in range(5)
-                ]
-            finally:
-                await brain.close()
+            async with places(Path(tmp), databases, 1) as (where,):
+                brain = await learned_brain(where, corpus, run_length=k, **key_path(where, Path(tmp)))
+                try:
+                    rng = random.Random(seed)
+                    return [
+                        ((r := await brain.generate(KEY, rng=rng, tries=5)).status, r.tokens)
+                        for _ in range(5)
+                    ]
+                finally:
+                    await brain.close()
 
     for status, tokens in asyncio.run(go()):
         if status is GenerateStatus.OK:

@@ -1,4 +1,8 @@
-"""The Store: migrations, the batched writer, backpressure and caches."""
+"""The Store: migrations, the batched writer, backpressure and caches.
+
+The writer's contract (flushing, backpressure, close) runs on both engines (`where`,
+tests/core/conftest.py); the rest is about SQLite itself, each group says why.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,10 @@ from bot.core.store import (
     Store,
     migrations,
 )
+from tests.core.enginebrains import rows_of
+
+# SQLite's file: its migrations (PRAGMA user_version, application_id, WAL) and the refusal of
+# files that are not markovbot's, byte for byte. PostgreSQL's: tests/core/test_postgres_schema.py.
 
 
 def schema(path: Path) -> list[tuple[str, str]]:
@@ -122,6 +130,9 @@ async def test_a_markovbot_database_made_before_application_ids_is_recognised(db
         assert db.execute("SELECT value FROM counters WHERE name = 'next_token_id'").fetchone() == (8,)
 
 
+# Every row with its ids, read through SQLite's table_info, equal under any hash seed: SQLite only
+# (PostgreSQL's ids come from sequences several writers share; its dumps are compared id-free).
+
 DETERMINISM = """
 import asyncio, sys
 from pathlib import Path
@@ -180,8 +191,15 @@ async def learn(brain: Brain, n: int, channel: str = "c") -> None:
         await brain.learn(Message("t", "g", channel, "a", f"{channel}{i}", f"message number {i} here"))
 
 
-async def test_the_flusher_commits_within_the_interval_without_being_asked(db_path: Path) -> None:
-    brain = await Brain.open(db_path, flush_interval=0.05)
+def open_options(where: Path | str, tmp_path: Path) -> dict[str, Any]:
+    """The options a Brain over where needs: PostgreSQL's key file in tmp_path."""
+    return {} if isinstance(where, Path) else {"key_path": tmp_path / "pg"}
+
+
+async def test_the_flusher_commits_within_the_interval_without_being_asked(
+    where: Path | str, tmp_path: Path
+) -> None:
+    brain = await Brain.open(where, flush_interval=0.05, **open_options(where, tmp_path))
     try:
         await learn(brain, 10)
         for _ in range(100):
@@ -194,8 +212,10 @@ async def test_the_flusher_commits_within_the_interval_without_being_asked(db_pa
         await brain.close()
 
 
-async def test_a_full_queue_makes_learning_wait_rather_than_grow(db_path: Path) -> None:
-    brain = await Brain.open(db_path, flush_interval=1.0, batch_size=5, max_pending=8)
+async def test_a_full_queue_makes_learning_wait_rather_than_grow(where: Path | str, tmp_path: Path) -> None:
+    brain = await Brain.open(
+        where, flush_interval=1.0, batch_size=5, max_pending=8, **open_options(where, tmp_path)
+    )
     seen: list[int] = []
     try:
         original = brain.store.enqueue
@@ -214,12 +234,11 @@ async def test_a_full_queue_makes_learning_wait_rather_than_grow(db_path: Path) 
         await brain.close()
 
 
-async def test_close_flushes_what_is_pending(db_path: Path) -> None:
-    brain = await Brain.open(db_path, flush_interval=1.0)
+async def test_close_flushes_what_is_pending(where: Path | str, tmp_path: Path) -> None:
+    brain = await Brain.open(where, flush_interval=1.0, **open_options(where, tmp_path))
     await learn(brain, 7)
     await brain.close()
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT count(*) FROM messages").fetchone() == (7,)
+    assert await rows_of(where, "SELECT count(*) FROM messages") == [(7,)]
 
 
 def test_lru_evicts_the_least_recently_used() -> None:
@@ -230,6 +249,8 @@ def test_lru_evicts_the_least_recently_used() -> None:
     cache.put("c", 3)
     assert cache.get("b") is None and cache.get("a") == 1 and len(cache) == 2
 
+
+# SQLite's library (its memory statistics) and its query planner (EXPLAIN QUERY PLAN): SQLite only.
 
 MEMORY_PROBE = """
 import ctypes, sqlite3, sys, _sqlite3
