@@ -83,8 +83,10 @@ class SqliteSql:
         return self._db.w.in_transaction
 
     async def execute(self, sql: str, args: Sequence[object] = ()) -> None:
-        """Run a statement."""
-        await self._db.w.execute(sql, _sqlite_args(args))
+        """Run a statement, its cursor closed at once (a SELECT left open would keep its statement
+        active on the writer connection, and a later PRAGMA there fails: "database table is locked")."""
+        async with self._db.w.execute(sql, _sqlite_args(args)):
+            pass
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         """Run a statement once for each row of parameters."""

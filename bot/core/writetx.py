@@ -189,7 +189,8 @@ class ReaderSql:
             await self._pg.pool.execute(sql, *args)
             return
         assert self._db is not None
-        await self._db.w.execute(sql, args)
+        async with self._db.w.execute(sql, args):  # closed at once (see sqlconn.SqliteSql.execute)
+            pass
 
 
 if TYPE_CHECKING:
