@@ -85,7 +85,7 @@ class BulkWrite:
             self.failed = str(exc) or type(exc).__name__  # the batch is lost: learning more would leave a gap
             raise
         for chain_id in {item.chain.id for item in fresh}:  # the walker's caches read the chains again
-            writer._versions.wrote(chain_id)
+            writer.versions.wrote(chain_id)
         return FlushResult(len(fresh), len(batch) - len(fresh))
 
     async def run(self, work: Callable[[], Awaitable[None]]) -> None:
@@ -116,7 +116,7 @@ class BulkWrite:
             raise
         self.open = False
         for chain_id in self.chains:  # the walker's caches read the chains again
-            writer._versions.wrote(chain_id)
+            writer.versions.wrote(chain_id)
         self.chains.clear()
         writer._hubs.publish()
 

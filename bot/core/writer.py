@@ -130,7 +130,7 @@ class Writer:
         self._hubs = hubs
         self._guilds = guilds
         self._registry = registry
-        self._versions = versions  # told of every write to a chain
+        self.versions = versions  # told of every write to a chain
         self.edit_window_days = edit_window_days
         self.clock = clock  # unix seconds: when a message was learned, and when its row expires
         self._prune_seconds = prune_seconds
@@ -295,7 +295,7 @@ class Writer:
             now = int(self.clock())
             await sql.executemany(q["chain_learned_at"], ((now, chain_id) for chain_id in chains))
         for chain_id in chains:
-            self._versions.wrote(chain_id)
+            self.versions.wrote(chain_id)
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
@@ -405,7 +405,7 @@ class Writer:
                 await sql.execute(
                     q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
                 )
-                self._versions.wrote(chain_id)
+                self.versions.wrote(chain_id)
                 totals[0] += n_messages
                 totals[1] += n_tokens
                 totals[2] += 1
@@ -444,7 +444,7 @@ class Writer:
         async with self.lock, self.tx.scrubbing():
             await self.transaction(work)
         self._registry.chains.pop(key, None)
-        self._versions.wrote(info.id)
+        self.versions.wrote(info.id)
         return held[0]
 
     async def add_chain(self, key: ChainKey, settings: GuildSettings) -> ChainInfo:
