@@ -9,9 +9,10 @@ them waits for the writer.
 Store is a façade over its parts, each in a module of its own: schema (the file and its
 migrations), connections, guildstate, registry (chains and authors), vocabulary, hubcache,
 writer (every write transaction), versions (where the writer stands on each chain), learnqueue
-(queued learning and the flusher), keymeta (the fingerprint key's check value), reports (the
-retention report's reads, as ``store.reports``) and walkerhost (where the walker runs), called
-through walkerclient (as ``store.walker``).
+(queued learning and the flusher), keymeta (the fingerprint key's check value), opening (each
+engine's open and close), learned (reads of learned messages and the meta table, as
+``store.learned``), reports (the retention report's reads, as ``store.reports``) and walkerhost
+(where the walker runs), called through walkerclient (as ``store.walker``).
 
 Given a PostgreSQL URL (postgresql://...) instead of a path, the same store runs on PostgreSQL
 (bot.core.storeparts picks each engine's parts): the writer and its transactions are one
@@ -22,29 +23,23 @@ file's, data/markov.sqlite3.key) unless the key is given.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import math
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import aiosqlite
 
-from bot.core import chain as chainmod
-from bot.core import engines, schema
-from bot.core.connections import SECURE_DELETE, Connections, pragma
+from bot.core import engines, opening
+from bot.core.connections import Connections
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
 from bot.core.hubcache import HubCache
-from bot.core.keymeta import load_key, load_shared_key
+from bot.core.learned import Learned
 from bot.core.learnqueue import DISK_FULL_CODES as DISK_FULL_CODES
 from bot.core.learnqueue import LearningQueue
 from bot.core.lru import LRU as LRU
-from bot.core.messagekeys import message_key
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -55,8 +50,7 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
-from bot.core.postgres.connections import PgDatabase
-from bot.core.postgres.guildstate import GuildState as PgGuildState
+from bot.core.opening import WRITER_CACHE_KIB as WRITER_CACHE_KIB
 from bot.core.reports import Reports
 from bot.core.schema import APPLICATION_ID as APPLICATION_ID
 from bot.core.schema import LEGACY_TABLES as LEGACY_TABLES
@@ -67,16 +61,12 @@ from bot.core.schema import SchemaTooNew as SchemaTooNew
 from bot.core.schema import StoreError as StoreError
 from bot.core.schema import migrations as migrations
 from bot.core.sealed import Sealer
-from bot.core.sql import Q, tune_sqlite
 from bot.core.storeparts import SQLITE_ERRORS, postgres_errors, postgres_parts, sqlite_parts
 from bot.core.versions import ChainVersions
 from bot.core.walkerclient import WalkerClient
 from bot.core.walkerhost import WALKERS as WALKERS
 from bot.core.walkerhost import WalkerHost
 from bot.core.writer import Writer
-
-if TYPE_CHECKING:
-    pass
 
 # The `import X as X` lines re-export names that callers and tests import from here.
 
@@ -90,12 +80,6 @@ MAX_PENDING = 20_000  # queued messages from which learning waits
 CACHE_SIZE = 50_000  # entries per cache (token ids, texts, walked states)
 WALKER = "thread"  # a Store opened by a script or a test: needs no `if __name__ == "__main__":`
 BOT_WALKER = "process"  # the bot: walks take no turns on the interpreter lock with the event loop
-WRITER_CACHE_KIB = 65_536  # the writer's SQLite page cache (the default 2 MB makes upserts seek)
-# WAL pages from which a commit checkpoints (SQLite's default 1,000): the delta's hot pages, dirtied
-# by every commit, reach the main file once per 64 MB of log, not once per 4 MB (commits took 14.5 s
-# of a 200,000-message live ingest, 8.3 s with this).
-WAL_CHECKPOINT_PAGES = 16_384
-WAL_KEPT_BYTES = 4 << 20  # what of the log's file stays on disk once a checkpoint has emptied it
 HUB_ROWS = 1000  # transition rows from which a context becomes a hub (see bot.core.hubs)
 HUBS_IN_MEMORY = 1024  # hubs the writer keeps unpacked between commits
 EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete or edit after a restart
@@ -158,6 +142,7 @@ class Store:
             tx.sql, self.versions, hub_rows, cache_size, HUBS_IN_MEMORY, enabled=self.url is None
         )
         self.key = b""  # the fingerprint key (bot.core.keys), once open
+        self._learned: Learned | None = None  # built on open, when the sealer has the key
         self._writes = Writer(
             tx,
             self._vocabulary,
@@ -231,60 +216,25 @@ class Store:
     # ---------------------------------------------------------------- lifecycle
 
     async def open(self) -> Store:
-        """Open both connections, apply migrations, start the flusher."""
-        if self._pg is not None:
-            return await self._open_postgres(self._pg)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A path SQLite cannot open fails here, before aiosqlite starts a worker thread: aiosqlite
-        # 0.22 leaves a failed connect's stop future unawaited, and its thread then reports to a
-        # closed event loop (omnilib/aiosqlite#389).
-        tune_sqlite()
-        # Checked before anything writes: a file the store refuses is left byte for byte.
-        await asyncio.to_thread(schema.check_file, self.path)
-        await asyncio.to_thread(schema.probe, self.path)
-        self._db.writer = await aiosqlite.connect(self.path, isolation_level=None)
+        """Open the database (SQLite's two connections, or PostgreSQL's pool), migrate it, start the flusher."""
+        if self._pg is None:
+            await opening.check_sqlite(self.path)
+        else:
+            await self._pg.start()
         try:
-            await self.w.execute("PRAGMA busy_timeout = 5000")
-            await schema.enable_wal(self.w)
-            await self.w.execute("PRAGMA synchronous = NORMAL")
-            await self.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-            await self.w.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-            await self.w.execute(f"PRAGMA journal_size_limit = {WAL_KEPT_BYTES}")
-            await pragma(self.w, f"secure_delete = {SECURE_DELETE}")
-            await schema.migrate(self.w, self.path)
-            await self.w.execute(Q["create_hub_candidates"])
-            self._db.reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await self.r.execute("PRAGMA busy_timeout = 5000")
-            await self.r.execute("PRAGMA query_only = ON")
-            self.key = await load_key(self.w, self.path, self._given_key)
+            if self._pg is None:
+                self.key = await opening.open_sqlite(self._db, self.path, self._given_key)
+            else:
+                args = (self._pg, self._guilds, self._reader, self.path, self._given_key)
+                self.key = await opening.open_postgres(*args)
             self._writes.sealer = Sealer(self.key)
-            await self._ensure_math(self.r)
+            self._learned = Learned(self._reader, self._registry, self._db.write_lock, self._writes.sealer)
             await self._walker_host.start(self.key)
         except BaseException:
             await self._close_connections()
             raise
         self._queue.start()
         return self
-
-    async def _open_postgres(self, pg: PgDatabase) -> Store:
-        """Migrate the PostgreSQL database, open its pool, listen for guild-state changes, start the flusher."""
-        await pg.start()
-        try:
-            await self._pg_guilds().start()
-            self.key = await load_shared_key(self._reader, self.path, self._given_key, pg.url.redacted)
-            self._writes.sealer = Sealer(self.key)
-            await self._walker_host.start(self.key)
-        except BaseException:
-            await self._close_connections()
-            raise
-        self._queue.start()
-        return self
-
-    def _pg_guilds(self) -> PgGuildState:
-        guilds = self._guilds
-        assert isinstance(guilds, PgGuildState)
-        return guilds
 
     @property
     def is_open(self) -> bool:
@@ -303,13 +253,7 @@ class Store:
     async def _close_connections(self) -> None:
         await self._walker_host.stop()
         await self.reports.close()
-        for conn in (self._db.reader, self._db.writer):
-            if conn is not None:
-                await conn.close()
-        self._db.reader = self._db.writer = None
-        if self._pg is not None:
-            await self._pg_guilds().close()
-            await self._pg.close()
+        await opening.close(self._db, self._pg, self._guilds)
 
     async def __aenter__(self) -> Store:
         return await self.open()
@@ -332,23 +276,20 @@ class Store:
         """The reader connection."""
         return self._db.r
 
-    @staticmethod
-    async def _ensure_math(conn: aiosqlite.Connection) -> None:
-        """Provide log2 where SQLite was built without its math functions."""
-        try:
-            await conn.execute("SELECT log2(2)")
-        except sqlite3.OperationalError:
-            await conn.create_function("log2", 1, math.log2, deterministic=True)
+    @property
+    def learned(self) -> Learned:
+        """Reads of learned messages, their counters and the meta table (bot.core.learned), once open."""
+        if self._learned is None:
+            raise RuntimeError("store is not open")
+        return self._learned
 
     async def get_meta(self, key: str) -> str | None:
         """A value from the meta table."""
-        row = await self._reader.fetchone(self._reader.statements["get_meta"], (key,))
-        return str(row[0]) if row else None
+        return await self.learned.get_meta(key)
 
     async def set_meta(self, key: str, value: str) -> None:
         """Store a value in the meta table."""
-        async with self._db.write_lock:
-            await self._reader.execute(self._reader.statements["set_meta"], (key, value))
+        await self.learned.set_meta(key, value)
 
     # ---------------------------------------------------------------- chains and authors
 
@@ -481,12 +422,7 @@ class Store:
 
     async def message(self, platform: str, message_id: str) -> tuple[ChainInfo, int, int] | None:
         """(chain, author id, fingerprint) of a learned message, or None."""
-        row = await self._reader.fetchone(
-            self._reader.statements["message_by_key"], (message_key(platform, message_id),)
-        )
-        if row is None:
-            return None
-        return await self._registry.chain_by_id(int(row[0])), int(row[1]), int(row[2])
+        return await self.learned.message(platform, message_id)
 
     @property
     def sealer(self) -> Sealer:
@@ -505,14 +441,7 @@ class Store:
 
         The token ids are None when the sealed row does not open (another key, or moved or altered).
         """
-        key = message_key(platform, message_id)
-        row = await self._reader.fetchone(self._reader.statements["recent_message"], (key,))
-        if row is None:
-            return None
-        packed = self.sealer.open(key, bytes(row[2]), (platform, message_id))
-        info = await self._registry.chain_by_id(int(row[0]))
-        ids = list(chainmod.unpack(packed)) if packed is not None else None
-        return info, int(row[1]), ids, int(row[3]), int(row[4])
+        return await self.learned.recent(platform, message_id)
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""
@@ -548,17 +477,12 @@ class Store:
 
     async def chain_counters(self, chain_id: int) -> tuple[int, int, int, int]:
         """(messages, tokens, characters, UTF-8 bytes) learned by a chain."""
-        row = await self._reader.fetchone(self._reader.statements["chain_counters"], (chain_id,))
-        return (int(row[0]), int(row[1]), int(row[2]), int(row[3])) if row else (0, 0, 0, 0)
+        return await self.learned.chain_counters(chain_id)
 
     async def member_totals(self, platform: str, guild: str, author_id: int) -> tuple[int, int, int]:
         """(messages, tokens, chains) learned from a member in a guild."""
-        row = await self._reader.fetchone(
-            self._reader.statements["member_totals"], (platform, guild, author_id)
-        )
-        return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+        return await self.learned.member_totals(platform, guild, author_id)
 
     async def is_learned(self, platform: str, message_id: str) -> bool:
         """True when a message id was learned (committed)."""
-        key = message_key(platform, message_id)
-        return await self._reader.fetchone(self._reader.statements["message_by_key"], (key,)) is not None
+        return await self.learned.is_learned(platform, message_id)

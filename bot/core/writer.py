@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Union
 
 from bot.core import chain as chainmod
@@ -31,6 +30,7 @@ from bot.core.models import (
     UnlearnStatus,
 )
 from bot.core.registry import Registry
+from bot.core.removal import Removal
 from bot.core.sealed import Sealer
 from bot.core.versions import ChainVersions
 from bot.core.writetx import RETRIES, ReaderSql, WriteTx
@@ -139,6 +139,9 @@ class Writer:
         self._sealer: Sealer | None = None  # seals recent messages, once the store has its key
         self.counts = CountWriter(tx.sql, hubs)  # where transition counts go: the delta or the blocks
         self.bulk: BulkWrite | None = None  # an import's: batches share a transaction, counts staged
+        self.removal = Removal(
+            tx, vocabulary, guilds, registry, versions, self.counts, lock=lock, transaction=self.transaction
+        )
 
     @property
     def sealer(self) -> Sealer:
@@ -310,7 +313,7 @@ class Writer:
                 status[0] = UnlearnStatus.TEXT_MISMATCH
                 return
             await self.apply([item], sign=-1)
-            await self._mark_removal([item.chain.id])
+            await self.removal.mark_removal([item.chain.id])
             status[0] = UnlearnStatus.UNLEARNED
 
         async with self.lock:
@@ -372,80 +375,13 @@ class Writer:
         self._hubs.clear()
         self._guilds.clear()
 
-    async def _mark_removal(self, chain_ids: Iterable[int]) -> None:
-        """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""
-        row = await self._sql.fetchone(self._q["bump_removals"])
-        assert row is not None, "the counters table has no removals"
-        removals = int(row[0])
-        await self._sql.executemany(self._q["mark_removal"], ((removals, c) for c in sorted(chain_ids)))
-
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction."""
-        author_id = await self._registry.find_author(platform, guild, external_id)
-        chains = await self._registry.chains_of_guild(platform, guild)
-        totals = [0, 0, 0]
-        sql, q = self._sql, self._q
-
-        async def work() -> None:
-            totals[:] = [0, 0, 0]
-            if author_id is None:
-                return
-            # First: a learner elsewhere that read the author waits for this (PostgreSQL), or went first.
-            await sql.execute(q["lock_author"], (author_id,))
-            refs: Counter[int] = Counter()
-            rows = await sql.fetchall(q["author_message_totals"], (author_id,))
-            learned = {int(row[0]): tuple(int(v) for v in row[1:]) for row in rows}
-            for chain_id in sorted(chains):
-                n_messages, n_tokens, n_chars, n_bytes = learned.get(chain_id, (0, 0, 0, 0))
-                info = await self._registry.chain_by_id(chain_id)
-                entries, taken = await self.counts.forget_author(chain_id, info.order, author_id)
-                if not n_messages and not entries:
-                    continue
-                refs.update(taken)
-                await sql.execute(
-                    q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
-                )
-                self.versions.wrote(chain_id)
-                totals[0] += n_messages
-                totals[1] += n_tokens
-                totals[2] += 1
-            await self._vocabulary.add_refs(dict(refs))
-            await sql.execute(q["delete_author_messages"], (author_id,))
-            await sql.execute(q["delete_author_recent"], (author_id,))
-            await sql.execute(q["delete_author"], (author_id,))
-            await sql.execute(q["remove_consent"], (platform, guild, external_id))
-            await self._mark_removal(chains)
-
-        async with self.lock, self.tx.scrubbing():  # the member's rows zeroed, not just freed
-            await self.transaction(work)
-        self._registry.authors.pop((platform, guild, external_id), None)
-        self._guilds.drop_member(platform, guild, external_id)
-        return ForgetResult(*totals)
+        return await self.removal.forget(platform, guild, external_id)
 
     async def reset(self, key: ChainKey) -> int:
         """Delete a chain entirely; returns how many learned messages it held."""
-        info = await self._registry.find_chain(key)
-        if info is None:
-            return 0
-        held = [0]
-        sql, q = self._sql, self._q
-
-        async def work() -> None:
-            # First: a learner elsewhere that read the chain waits for this (PostgreSQL), or went first.
-            await sql.execute(q["lock_chain"], (info.id,))
-            row = await sql.fetchone(q["chain_counters"], (info.id,))
-            held[0] = int(row[0]) if row else 0
-            refs = await self.counts.drop_chain(info.id, info.order)
-            for name in ("delete_chain_messages", "delete_chain_recent", "delete_chain"):
-                await sql.execute(q[name], (info.id,))
-            await self._vocabulary.add_refs(refs)
-            await self._mark_removal(())  # a chain made later with this id starts past its last value
-
-        async with self.lock, self.tx.scrubbing():
-            await self.transaction(work)
-        self._registry.chains.pop(key, None)
-        self.versions.wrote(info.id)
-        return held[0]
+        return await self.removal.reset(key)
 
     async def add_chain(self, key: ChainKey, settings: GuildSettings) -> ChainInfo:
         """A new chain's row, made with the guild's order and run length (unless another process just did).

@@ -1,0 +1,129 @@
+"""Removing what was learned: a member's every contribution to a guild (forget), a whole chain (reset).
+
+Both run in one write transaction of the writer's (bot.core.writer), under the store's write lock
+and scrubbing (the removed rows' bytes are zeroed, not just freed), and leave the database as if
+the member or the chain had never been learned: counts subtracted (bot.core.countwriter), message
+and recent rows deleted, token references released, and the removals counter bumped into the
+chains' rows, so that the walker keys fresh caches for them (in any process). Writer.unlearn marks
+its removal here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from bot.core.contracts import GuildStateStore, VocabularyStore
+from bot.core.countwriter import CountWriter
+from bot.core.models import ChainKey, ForgetResult
+from bot.core.versions import ChainVersions
+from bot.core.writetx import WriteTx
+
+if TYPE_CHECKING:
+    from bot.core.writer import AnyRegistry
+
+Transaction = Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]  # Writer.transaction
+
+
+class Removal:
+    """Forget and reset, with the writer's collaborators (the caller does not hold the write lock)."""
+
+    def __init__(
+        self,
+        tx: WriteTx,
+        vocabulary: VocabularyStore,
+        guilds: GuildStateStore,
+        registry: AnyRegistry,
+        versions: ChainVersions,
+        counts: CountWriter,
+        *,
+        lock: asyncio.Lock,
+        transaction: Transaction,
+    ) -> None:
+        self.tx = tx
+        self.lock = lock  # the store's write lock
+        self._sql = tx.sql
+        self._q = tx.sql.statements
+        self._vocabulary = vocabulary
+        self._guilds = guilds
+        self._registry = registry
+        self.versions = versions  # told of every write to a chain
+        self.counts = counts  # the writer's: where transition counts go
+        self.transaction = transaction  # the writer's: one write transaction, caches dropped on failure
+
+    async def mark_removal(self, chain_ids: Iterable[int]) -> None:
+        """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""
+        row = await self._sql.fetchone(self._q["bump_removals"])
+        assert row is not None, "the counters table has no removals"
+        removals = int(row[0])
+        await self._sql.executemany(self._q["mark_removal"], ((removals, c) for c in sorted(chain_ids)))
+
+    async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
+        """Remove every contribution of a member to a guild's chains, in one transaction."""
+        author_id = await self._registry.find_author(platform, guild, external_id)
+        chains = await self._registry.chains_of_guild(platform, guild)
+        totals = [0, 0, 0]
+        sql, q = self._sql, self._q
+
+        async def work() -> None:
+            totals[:] = [0, 0, 0]
+            if author_id is None:
+                return
+            # First: a learner elsewhere that read the author waits for this (PostgreSQL), or went first.
+            await sql.execute(q["lock_author"], (author_id,))
+            refs: Counter[int] = Counter()
+            rows = await sql.fetchall(q["author_message_totals"], (author_id,))
+            learned = {int(row[0]): tuple(int(v) for v in row[1:]) for row in rows}
+            for chain_id in sorted(chains):
+                n_messages, n_tokens, n_chars, n_bytes = learned.get(chain_id, (0, 0, 0, 0))
+                info = await self._registry.chain_by_id(chain_id)
+                entries, taken = await self.counts.forget_author(chain_id, info.order, author_id)
+                if not n_messages and not entries:
+                    continue
+                refs.update(taken)
+                await sql.execute(
+                    q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
+                )
+                self.versions.wrote(chain_id)
+                totals[0] += n_messages
+                totals[1] += n_tokens
+                totals[2] += 1
+            await self._vocabulary.add_refs(dict(refs))
+            await sql.execute(q["delete_author_messages"], (author_id,))
+            await sql.execute(q["delete_author_recent"], (author_id,))
+            await sql.execute(q["delete_author"], (author_id,))
+            await sql.execute(q["remove_consent"], (platform, guild, external_id))
+            await self.mark_removal(chains)
+
+        async with self.lock, self.tx.scrubbing():  # the member's rows zeroed, not just freed
+            await self.transaction(work)
+        self._registry.authors.pop((platform, guild, external_id), None)
+        self._guilds.drop_member(platform, guild, external_id)
+        return ForgetResult(*totals)
+
+    async def reset(self, key: ChainKey) -> int:
+        """Delete a chain entirely; returns how many learned messages it held."""
+        info = await self._registry.find_chain(key)
+        if info is None:
+            return 0
+        held = [0]
+        sql, q = self._sql, self._q
+
+        async def work() -> None:
+            # First: a learner elsewhere that read the chain waits for this (PostgreSQL), or went first.
+            await sql.execute(q["lock_chain"], (info.id,))
+            row = await sql.fetchone(q["chain_counters"], (info.id,))
+            held[0] = int(row[0]) if row else 0
+            refs = await self.counts.drop_chain(info.id, info.order)
+            for name in ("delete_chain_messages", "delete_chain_recent", "delete_chain"):
+                await sql.execute(q[name], (info.id,))
+            await self._vocabulary.add_refs(refs)
+            await self.mark_removal(())  # a chain made later with this id starts past its last value
+
+        async with self.lock, self.tx.scrubbing():
+            await self.transaction(work)
+        self._registry.chains.pop(key, None)
+        self.versions.wrote(info.id)
+        return held[0]
