@@ -83,13 +83,13 @@ async def open_postgres(
     return await load_shared_key(reader, key_path, given_key, pg.url.redacted)
 
 
-def pg_guild_state(guilds: GuildStateStore) -> PgGuildState:
+def pg_guild_state(guilds: GuildStateStore | None) -> PgGuildState:
     """PostgreSQL's guild-state part, as its own type (it listens, and stops listening on close)."""
     assert isinstance(guilds, PgGuildState)
     return guilds
 
 
-async def close(db: Connections, pg: PgDatabase | None, guilds: GuildStateStore) -> None:
+async def close(db: Connections, pg: PgDatabase | None = None, guilds: GuildStateStore | None = None) -> None:
     """Close SQLite's connections, or PostgreSQL's guild-state listener and pool (whatever is open)."""
     for conn in (db.reader, db.writer):
         if conn is not None:

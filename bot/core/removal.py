@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from bot.core.contracts import GuildStateStore, VocabularyStore
 from bot.core.countwriter import CountWriter
 from bot.core.models import ChainKey, ForgetResult
 from bot.core.versions import ChainVersions
-from bot.core.writetx import WriteTx
+from bot.core.writetx import Transaction, WriteTx
 
 if TYPE_CHECKING:
     from bot.core.writer import AnyRegistry
-
-Transaction = Callable[[Callable[[], Awaitable[None]]], Awaitable[None]]  # Writer.transaction
 
 
 class Removal:

@@ -225,8 +225,9 @@ class Store:
             if self._pg is None:
                 self.key = await opening.open_sqlite(self._db, self.path, self._given_key)
             else:
-                args = (self._pg, self._guilds, self._reader, self.path, self._given_key)
-                self.key = await opening.open_postgres(*args)
+                self.key = await opening.open_postgres(
+                    self._pg, self._guilds, self._reader, self.path, self._given_key
+                )
             self._writes.sealer = Sealer(self.key)
             self._learned = Learned(self._reader, self._registry, self._db.write_lock, self._writes.sealer)
             await self._walker_host.start(self.key)

@@ -3,7 +3,8 @@
 One implementation for both engines: every statement is named (``sql.statements``), and the
 transactions go through bot.core.writetx (SQLite's BEGIN IMMEDIATE, or a pooled PostgreSQL
 connection held for the transaction, run again after a deadlock). An import's shared transaction
-is bot.core.bulkwrite's.
+is bot.core.bulkwrite's; forget and reset are bot.core.removal's, and SQLite's new chains and
+authors bot.core.registrywrites', each run through this writer's transactions.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Union
 
 from bot.core import chain as chainmod
-from bot.core import counting, fingerprints
+from bot.core import counting
 from bot.core.bulkwrite import BulkWrite
 from bot.core.contracts import GuildStateStore, VocabularyStore
 from bot.core.countwriter import CountWriter
@@ -30,6 +31,7 @@ from bot.core.models import (
     UnlearnStatus,
 )
 from bot.core.registry import Registry
+from bot.core.registrywrites import RegistryWriter
 from bot.core.removal import Removal
 from bot.core.sealed import Sealer
 from bot.core.versions import ChainVersions
@@ -139,9 +141,11 @@ class Writer:
         self._sealer: Sealer | None = None  # seals recent messages, once the store has its key
         self.counts = CountWriter(tx.sql, hubs)  # where transition counts go: the delta or the blocks
         self.bulk: BulkWrite | None = None  # an import's: batches share a transaction, counts staged
-        self.removal = Removal(
+        self.removal = Removal(  # forget and reset
             tx, vocabulary, guilds, registry, versions, self.counts, lock=lock, transaction=self.transaction
         )
+        # SQLite's chains and authors (PostgreSQL's registry makes its own, and this part is never called)
+        self.registry_writes = RegistryWriter(tx, registry, lock=lock, transaction=self.transaction)
 
     @property
     def sealer(self) -> Sealer:
@@ -384,61 +388,9 @@ class Writer:
         return await self.removal.reset(key)
 
     async def add_chain(self, key: ChainKey, settings: GuildSettings) -> ChainInfo:
-        """A new chain's row, made with the guild's order and run length (unless another process just did).
-
-        SQLite's (PostgreSQL's registry makes chains in a statement of their own, by identity column).
-        """
-        found: list[ChainInfo] = []
-        sql, q = self._sql, self._q
-
-        async def work() -> None:
-            found.clear()
-            row = await sql.fetchone(q["chain_by_key"], (key.platform, key.guild, key.channel))
-            if row is None:
-                chain_id = await self._take_ids("next_chain_id", 1)
-                scheme = fingerprints.CURRENT
-                args = (
-                    chain_id,
-                    key.platform,
-                    key.guild,
-                    key.channel,
-                    settings.order,
-                    settings.run_length,
-                    scheme,
-                )
-                await sql.execute(q["insert_chain"], args)
-                found.append(ChainInfo(chain_id, settings.order, settings.run_length, scheme))
-            else:
-                found.append(ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3])))
-
-        async with self.lock:
-            await self.transaction(work, join_bulk=True)
-            self._registry.chains[key] = found[0]
-        return found[0]
+        """A new chain's row, made with the guild's order and run length (unless another process just did)."""
+        return await self.registry_writes.add_chain(key, settings)
 
     async def add_author(self, platform: str, guild: str, external_id: str) -> int:
         """A new author's internal id (unless another process just made it); SQLite's, as add_chain."""
-        key = (platform, guild, external_id)
-        made: list[int] = []
-        sql, q = self._sql, self._q
-
-        async def work() -> None:
-            made.clear()
-            row = await sql.fetchone(q["author_by_key"], key)
-            if row is None:
-                author_id = await self._take_ids("next_author_id", 1)
-                await sql.execute(q["insert_author"], (author_id, *key))
-                made.append(author_id)
-            else:
-                made.append(int(row[0]))
-
-        async with self.lock:
-            await self.transaction(work, join_bulk=True)
-            self._registry.authors[key] = made[0]
-        return made[0]
-
-    async def _take_ids(self, counter: str, n: int) -> int:
-        """Reserve n ids from a counter of the database (SQLite's), inside the open transaction; the first."""
-        row = await self._sql.fetchone(self._q["take_ids"], (n, counter))
-        assert row is not None, f"the counters table has no {counter}"
-        return int(row[0])
+        return await self.registry_writes.add_author(platform, guild, external_id)

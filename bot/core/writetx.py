@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
@@ -61,6 +61,14 @@ class WriteTx(Protocol):
 
     def scrubbing(self) -> AbstractAsyncContextManager[None]:
         """Around a transaction that deletes a member's or a chain's rows: leave none of their bytes behind."""
+        ...
+
+
+class Transaction(Protocol):
+    """The writer's runner of one write transaction (Writer.transaction), as its parts call it."""
+
+    def __call__(self, work: Callable[[], Awaitable[None]], *, join_bulk: bool = False) -> Awaitable[None]:
+        """Run work in one write transaction (join_bulk: inside an import's open one)."""
         ...
 
 
