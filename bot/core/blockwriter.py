@@ -11,7 +11,9 @@ kind, so two writers never re-cut the same blocks from the same old copy.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from bot.core.staging import Chunk
 
 WINDOW = 64  # blocks re-cut together at most (bounds the memory and the sort of one merge step)
 SCAN_WINDOW = 512  # blocks read at once when every block is visited (a forget)
+CUTS_AHEAD = 2  # windows of a forget being cut while the next one is read (one per worker)
 
 
 def _recut(
@@ -45,7 +48,12 @@ def _change(forward: Entries, order: int, direction: int) -> Entries:
     return blocks.summed(blocks.to_direction(forward, order, direction), signed=True)
 
 
-def _without_author(rows: list[bytes], author_id: int) -> tuple[list[tuple[bytes, int, bytes]], Entries]:
+Cut = tuple[
+    list[tuple[bytes, int, bytes]], Entries
+]  # blocks (first key, entries, data) cut without an author; theirs
+
+
+def _without_author(rows: list[bytes], author_id: int) -> Cut:
     """Blocks (in key order) cut again without an author's entries, and those entries."""
     entries = np.concatenate([blocks.decode(data) for data in rows])
     mine = entries[:, -2] == author_id
@@ -180,27 +188,51 @@ class BlockWriter:
                 found.extend(contexts)
         return found
 
-    async def drop_author(self, chain_id: int, order: int, author_id: int) -> Entries:
+    async def drop_author(
+        self, chain_id: int, order: int, author_id: int, cutter: Executor | None = None
+    ) -> Entries:
         """Remove an author's entries from a chain's blocks; returns them (forward column order).
 
         Every block is read, a window at a time, and the windows that held the author's entries
-        are cut again without them.
+        are cut again without them: by cutter (a process pool: in parallel, while the next windows
+        are read), else in a thread; written in window order.
         """
         removed: list[Entries] = []
         await self._begin(chain_id)
-        for direction in self._kind.directions:
-            ids, _ = await self._index(chain_id, direction)
-            for lo in range(0, len(ids), SCAN_WINDOW):
-                taken = ids[lo : lo + SCAN_WINDOW]
-                found = await self._sql.fetchall(self._q["block_data"], (taken,))
-                rows = [bytes(data) for (data,) in found]  # in key order (ids are not)
-                kept, theirs = await asyncio.to_thread(_without_author, rows, author_id)
-                if not len(theirs):
-                    continue
-                await self._replace(chain_id, direction, taken, kept)
-                if direction == FORWARD:
-                    removed.append(theirs)
+        loop = asyncio.get_running_loop()
+        cutting: deque[tuple[int, list[int], asyncio.Future[Cut]]] = deque()
+        try:
+            for direction in self._kind.directions:
+                ids, _ = await self._index(chain_id, direction)
+                for lo in range(0, len(ids), SCAN_WINDOW):
+                    taken = ids[lo : lo + SCAN_WINDOW]
+                    found = await self._sql.fetchall(self._q["block_data"], (taken,))
+                    rows = [bytes(data) for (data,) in found]  # in key order (ids are not)
+                    cut = loop.run_in_executor(cutter, _without_author, rows, author_id)
+                    cutting.append((direction, taken, cut))
+                    if len(cutting) > CUTS_AHEAD:
+                        await self._write_cut(chain_id, removed, *cutting.popleft())
+            while cutting:
+                await self._write_cut(chain_id, removed, *cutting.popleft())
+        finally:
+            await asyncio.gather(*(cut for _, _, cut in cutting), return_exceptions=True)
         return np.concatenate(removed) if removed else np.empty((0, self._kind.width(order)), dtype=np.int64)
+
+    async def _write_cut(
+        self,
+        chain_id: int,
+        removed: list[Entries],
+        direction: int,
+        taken: list[int],
+        cut: asyncio.Future[Cut],
+    ) -> None:
+        """Write a window of blocks cut without an author's entries (drop_author), when it held any."""
+        kept, theirs = await cut
+        if not len(theirs):
+            return
+        await self._replace(chain_id, direction, taken, kept)
+        if direction == FORWARD:
+            removed.append(theirs)
 
     async def token_counts(self, chain_id: int, order: int) -> dict[int, int]:
         """Count of each next token over a chain's transition blocks (what a reset takes from the vocabulary's refs)."""

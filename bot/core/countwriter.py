@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
 
 import numpy as np
 
@@ -131,14 +132,16 @@ class CountWriter:
             await self._sql.execute(prune, key)
         return held
 
-    async def forget_author(self, chain_id: int, order: int, author_id: int) -> tuple[int, Counter[int]]:
+    async def forget_author(
+        self, chain_id: int, order: int, author_id: int, cutter: Executor | None = None
+    ) -> tuple[int, Counter[int]]:
         """Remove an author's transitions and windows from a chain: (how many transition entries, the
-        token refs they held, negative)."""
+        token refs they held, negative). cutter: where blocks are cut (BlockWriter.drop_author)."""
         await self._sql.execute(self._q["delete_author_windows"], (chain_id, author_id))
-        await self._windows.drop_author(chain_id, 0, author_id)
+        await self._windows.drop_author(chain_id, 0, author_id, cutter)
         found = await self._sql.fetchall(self._q["forget_author_transitions"], (chain_id, author_id))
         rows = [(bytes(x), int(n), int(k)) for x, n, k in found]
-        removed = await self._blocks.drop_author(chain_id, order, author_id)
+        removed = await self._blocks.drop_author(chain_id, order, author_id, cutter)
         rows.extend(
             zip(
                 blocks.ctx_blobs(removed, order),

@@ -11,8 +11,11 @@ its removal here too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
 from bot.core.contracts import GuildStateStore, VocabularyStore
@@ -23,6 +26,11 @@ from bot.core.writetx import Transaction, WriteTx
 
 if TYPE_CHECKING:
     from bot.core.writer import AnyRegistry
+
+
+#: Processes a forget cuts blocks in, where the store may start processes (its walker runs in one):
+#: cutting is most of a forget's time (3.9 of 6.1 s for a member of a 1,000,000-message chain).
+CUT_WORKERS = 2
 
 
 class Removal:
@@ -50,6 +58,19 @@ class Removal:
         self.versions = versions  # told of every write to a chain
         self.counts = counts  # the writer's: where transition counts go
         self.transaction = transaction  # the writer's: one write transaction, caches dropped on failure
+        self.cut_workers = 0  # processes a forget cuts blocks in (0: a thread of this one)
+
+    @contextlib.asynccontextmanager
+    async def _cutter(self) -> AsyncIterator[Executor | None]:
+        """Where a forget cuts blocks: cut_workers spawned processes, stopped after it; None: a thread."""
+        if not self.cut_workers:
+            yield None
+            return
+        pool = ProcessPoolExecutor(self.cut_workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            yield pool
+        finally:
+            await asyncio.shield(asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True))
 
     async def mark_removal(self, chain_ids: Iterable[int]) -> None:
         """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""
@@ -77,7 +98,7 @@ class Removal:
             for chain_id in sorted(chains):
                 n_messages, n_tokens, n_chars, n_bytes = learned.get(chain_id, (0, 0, 0, 0))
                 info = await self._registry.chain_by_id(chain_id)
-                entries, taken = await self.counts.forget_author(chain_id, info.order, author_id)
+                entries, taken = await self.counts.forget_author(chain_id, info.order, author_id, cutter)
                 if not n_messages and not entries:
                     continue
                 refs.update(taken)
@@ -95,7 +116,7 @@ class Removal:
             await sql.execute(q["remove_consent"], (platform, guild, external_id))
             await self.mark_removal(chains)
 
-        async with self.lock, self.tx.scrubbing():  # the member's rows zeroed, not just freed
+        async with self._cutter() as cutter, self.lock, self.tx.scrubbing():  # rows zeroed, not just freed
             await self.transaction(work)
         self._registry.authors.pop((platform, guild, external_id), None)
         self._guilds.drop_member(platform, guild, external_id)

@@ -51,6 +51,7 @@ from bot.core.models import (
     UnlearnStatus,
 )
 from bot.core.opening import WRITER_CACHE_KIB as WRITER_CACHE_KIB
+from bot.core.removal import CUT_WORKERS
 from bot.core.reports import Reports
 from bot.core.schema import APPLICATION_ID as APPLICATION_ID
 from bot.core.schema import LEGACY_TABLES as LEGACY_TABLES
@@ -161,6 +162,8 @@ class Store:
         self._makes: RegistryWrites = self._writes if self._pg is None else self._registry  # type: ignore[assignment]
         if merge_rows is not None:
             self._writes.counts.merge_rows = merge_rows  # else countwriter.MERGE_ROWS
+        if walker == "process":  # this process may start others: a forget cuts blocks in them too
+            self._writes.removal.cut_workers = CUT_WORKERS
         self._queue = LearningQueue(
             self._db,
             self._writes,

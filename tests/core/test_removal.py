@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+
 import pytest
 
+from bot.core import blockwriter, removal
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, ForgetResult, Message
 from tests.core.enginebrains import Where, rows_of
@@ -55,3 +61,46 @@ async def test_reset_deletes_one_chain_and_says_how_many_messages_it_held(brain:
     assert not await brain.is_learned(P, "1") and await brain.is_learned(P, "3")
     assert await brain.store.token_id("alpha") is None and await brain.store.token_id("zeta") is not None
     assert await removal.reset(ChainKey(P, G, "a")) == 0
+
+
+async def test_a_forget_cut_in_processes_leaves_the_blocks_a_thread_leaves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bot's forget cuts blocks in spawned processes (a walker process means it may start them):
+    the same bytes as cutting them here, and the processes did the cutting."""
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(60)]
+    texts = [" ".join(rng.choices(words, k=rng.randint(3, 12))) for _ in range(400)]
+    submitted: list[object] = []
+    submit = removal.ProcessPoolExecutor.submit
+
+    def counted(pool: ProcessPoolExecutor, fn: Callable[..., object], /, *args: object) -> Future[object]:
+        submitted.append(fn)
+        return submit(pool, fn, *args)
+
+    monkeypatch.setattr(removal.ProcessPoolExecutor, "submit", counted)
+    dumps = []
+    for workers in (0, 2):
+        path = tmp_path / f"{workers}.db"
+        brain = await Brain.open(path, flush_interval=0.05, key=b"k" * 32)
+        try:
+            await brain.set_channel(P, G, "c1", True)
+            for i, text in enumerate(texts):
+                author = ("alice", "bob", "carol")[i % 3]
+                await brain.learn(Message(P, G, "c1", author, str(i), text), require_consent=False)
+            await brain.flush()
+            brain.store._writes.removal.cut_workers = workers
+            assert (await brain.forget(P, G, "bob")).messages == len(texts) // 3
+        finally:
+            await brain.close()
+        dumps.append(
+            [
+                await rows_of(
+                    path, f"SELECT chain_id, direction, first, entries, data FROM {table} ORDER BY id"
+                )
+                for table in ("transition_blocks", "window_blocks")
+            ]
+        )
+    assert len(dumps[0][0]) > 2  # several blocks, so several windows' worth of cutting
+    assert dumps[0] == dumps[1]
+    assert submitted and all(fn is blockwriter._without_author for fn in submitted)
