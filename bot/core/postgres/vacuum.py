@@ -1,13 +1,14 @@
 """The writer's own VACUUM of the tables live learning churns, so their dead rows do not wait for autovacuum.
 
-Live learning upserts delta rows (the transitions and windows tables), then merges them into the
-blocks: the delta rows are deleted and every block touched is deleted and inserted again (its data
-TOASTed). Each leaves dead row versions that only a VACUUM makes reusable. Autovacuum visits a
-database once a minute at most, and may be off (the CI server's is), so the tables grew to six times
-what an import leaves. After a committed transaction, at most every CHECK_SECONDS, the writer reads
-the server's dead-row counts and vacuums the churned tables that hold enough: a VACUUM (not FULL)
-takes no lock that blocks readers or writers, and runs outside any transaction, on a pooled
-connection. SKIP_LOCKED: a table another process vacuums meanwhile is left to it.
+Live learning upserts delta rows (the transitions and windows tables: a count that grows leaves its
+old row version behind), then merges them into the blocks: the delta rows are deleted and every
+block touched is deleted and inserted again (its data TOASTed). Only a VACUUM makes the dead
+versions' space reusable; autovacuum visits a database once a minute at most, and may be off (the
+CI server's is). After a committed transaction, at most every CHECK_SECONDS, the writer reads the
+server's dead-row counts and vacuums the churned tables that hold enough: a VACUUM (not FULL) takes
+no lock that blocks readers or writers, runs outside any transaction, on a pooled connection, and
+with SKIP_LOCKED leaves a table another process vacuums meanwhile to it. Measured live-learning
+100,000 messages: 351 bytes a learned token without it, 103 with (an import: 61), ingest no slower.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Vacuum:
     async def after_commit(self) -> None:
         """Vacuum the tables that hold enough dead rows, if the last look is CHECK_SECONDS old."""
         now = self._clock()
-        if self._running or now - self._checked < CHECK_SECONDS:
+        if self._running or now - self._checked < CHECK_SECONDS or not self._db.is_open:
             return
         self._checked, self._running = now, True
         try:
