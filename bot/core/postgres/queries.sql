@@ -450,6 +450,29 @@ SELECT next_ids, counts FROM hubs WHERE chain_id = $1 AND ctx = $2;
 INSERT INTO hubs (chain_id, ctx, next_ids, counts) VALUES ($1, $2, $3, $4)
 ON CONFLICT (chain_id, ctx) DO UPDATE SET next_ids = excluded.next_ids, counts = excluded.counts;
 
+-- ---------------------------------------------------------------- the writer's VACUUM (bot/core/postgres/vacuum.py)
+
+-- name: tables_to_vacuum
+-- The churned tables holding $1 dead rows plus $2 times their live rows (the server's counts, as
+-- autovacuum reads them: a second or so behind).
+SELECT relname::text FROM pg_stat_user_tables
+WHERE relid IN ('transition_blocks'::regclass, 'window_blocks'::regclass, 'transitions'::regclass,
+                'windows'::regclass)
+AND n_dead_tup >= $1 + $2 * n_live_tup
+ORDER BY relname;
+
+-- name: vacuum_transition_blocks
+VACUUM (SKIP_LOCKED) transition_blocks;
+
+-- name: vacuum_window_blocks
+VACUUM (SKIP_LOCKED) window_blocks;
+
+-- name: vacuum_transitions
+VACUUM (SKIP_LOCKED) transitions;
+
+-- name: vacuum_windows
+VACUUM (SKIP_LOCKED) windows;
+
 -- ---------------------------------------------------------------- reads (walker, chainrows, windowrows, reports)
 -- bot/core/reads.py's statements under SQLite's names (bot/core/queries.sql), with the same columns;
 -- a list of ids or fingerprints is one bigint[]. tokens_by_id, block_index, block_all, block_range,

@@ -17,6 +17,7 @@ import asyncpg
 from asyncpg.transaction import Transaction
 
 from bot.core.postgres.connections import PgDatabase
+from bot.core.postgres.vacuum import Vacuum
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -33,6 +34,7 @@ class PgWrites:
         self._conn: WriteConnection | None = None
         self._tx: Transaction | None = None
         self._hooks: list[Callable[[bool], None]] = []
+        self.vacuum = Vacuum(db)
 
     def on_end(self, hook: Callable[[bool], None]) -> None:
         """Call hook(committed) whenever a write transaction ends."""
@@ -68,7 +70,7 @@ class PgWrites:
         return conn
 
     async def end(self, commit: bool) -> None:
-        """Commit (or roll back) the open write transaction, release its connection and tell the parts."""
+        """Commit (or roll back) the open write transaction, release its connection, tell the parts; vacuum if due."""
         conn, transaction = self.w, self._tx
         assert transaction is not None
         committed = False
@@ -90,6 +92,8 @@ class PgWrites:
                 self.lock.release()
                 for hook in self._hooks:
                     hook(committed)
+        if committed:  # connection and lock released: the VACUUM runs outside a transaction, blocking no one
+            await self.vacuum.after_commit()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[WriteConnection]:
