@@ -11,6 +11,7 @@ from bot.config import Settings
 from bot.core.brain import Brain
 from bot.core.store import SchemaTooNew, StoreError
 from bot.core.storeparts import postgres_errors
+from bot.core.walkerhost import WalkerDied
 from bot.runtime import settle_heap
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ async def open_brain(settings: Settings) -> Brain:
         brain = await Brain.open(settings.database, **settings.store_options)
     except (SchemaTooNew, StoreError) as exc:
         raise StartupError(str(exc)) from None
+    except WalkerDied as exc:
+        raise StartupError(errors.walker_died(exc)) from None
     except database_errors(settings) as exc:
         raise StartupError(errors.db_unusable(settings.database_label, exc)) from None
     settle_heap()
