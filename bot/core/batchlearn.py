@@ -85,27 +85,28 @@ class BatchLearner:
         """Wait for the oldest batch's preparation and queue its messages for the writer."""
         batch, scheme, future = self._ahead.popleft()
         prepared, keys = await self._prep.result(future)
-        platform, guild = self._chain.platform, self._chain.guild
+        platform, guild, keep = self._chain.platform, self._chain.guild, self._keep
         authors: dict[str, int] = {}  # looked up once a batch (a member forgotten meanwhile is made again)
         out: list[PendingMessage] = []
+        info = self._info
+        refit: bool | None = None  # the chain's fingerprints differ from the batch's (known once info is)
         for (message_id, author, text), ready, key in zip(batch, prepared, keys, strict=True):
             if ready is None:
                 self.statuses[LearnStatus.EMPTY] += 1
                 continue
-            info = self._info
             if info is None:  # the chain is made by its first message with a token, as Brain.learn does
                 settings = await self._store.settings(platform, guild)
                 info = self._info = await self._store.chain(self._chain, settings)
-            if (info.run_length, info.scheme) != scheme:  # made meanwhile, otherwise: fingerprint again
+            if refit is None:
+                refit = (info.run_length, info.scheme) != scheme
+            if refit:  # made meanwhile, otherwise: fingerprint again
                 ready = preparing.fingerprinted(self._prep.fp, ready[0], info.run_length, info.scheme)
             author_id = authors.get(author)
             if author_id is None:
                 author_id = authors[author] = await self._store.author(platform, guild, author)
             size = len(text.encode("utf-8", "surrogatepass"))
             out.append(
-                preparing.pending(
-                    platform, message_id, info, author_id, ready, len(text), size, self._keep, key
-                )
+                preparing.pending(platform, message_id, info, author_id, ready, len(text), size, keep, key)
             )
         queued = await self._store.enqueue_many(out)
         self.statuses[LearnStatus.QUEUED] += queued
