@@ -10,6 +10,7 @@ authors bot.core.registrywrites', each run through this writer's transactions.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -276,7 +277,9 @@ class Writer:
     async def apply(self, batch: Sequence[PendingMessage], sign: int, claimed: bool = False) -> None:
         """Add (sign=1) or subtract (sign=-1) messages' counts, inside the open transaction (claimed: their
         message rows are in already)."""
-        ids = await self._vocabulary.resolve((t for item in batch for t in item.tokens), create=sign > 0)
+        ids = await self._vocabulary.resolve(
+            itertools.chain.from_iterable([i.tokens for i in batch]), create=sign > 0
+        )
         # Counting (numpy, and Python around it) runs in a thread so the event loop keeps answering.
         counted, window_rows, refs, counters = await asyncio.to_thread(_aggregate, batch, ids)
         sql, q = self._sql, self._q
