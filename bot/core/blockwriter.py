@@ -48,9 +48,8 @@ def _change(forward: Entries, order: int, direction: int) -> Entries:
     return blocks.summed(blocks.to_direction(forward, order, direction), signed=True)
 
 
-Cut = tuple[
-    list[tuple[bytes, int, bytes]], Entries
-]  # blocks (first key, entries, data) cut without an author; theirs
+#: Blocks (first key, entries, data) cut again without an author's entries; and those entries.
+Cut = tuple[list[tuple[bytes, int, bytes]], Entries]
 
 
 def _without_author(rows: list[bytes], author_id: int) -> Cut:
