@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot.core.connections import Connections
-from bot.core.messagekeys import message_key
 from bot.core.models import FlushResult, PendingMessage
 from bot.core.schema import StoreError
 from bot.core.writer import Writer
@@ -45,7 +44,7 @@ class LearningQueue:
         self.batch_size = batch_size
         self.max_pending = max_pending
         self._pending: list[PendingMessage] = []
-        self._pending_keys: set[int] = set()  # queued messages' keys (bot.core.messagekeys)
+        self._pending_ids: set[tuple[str, str]] = set()
         self._room = asyncio.Condition()
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -106,16 +105,17 @@ class LearningQueue:
 
     def is_pending(self, platform: str, message_id: str) -> bool:
         """True when the message is queued for the next flush."""
-        return message_key(platform, message_id) in self._pending_keys
+        return (platform, message_id) in self._pending_ids
 
     async def enqueue(self, message: PendingMessage) -> bool:
         """Queue a message for learning, waiting while the queue is full; False if already queued."""
+        key = (message.platform, message.message_id)
         async with self._room:
             await self._room.wait_for(lambda: len(self._pending) < self.max_pending)
-            if message.key in self._pending_keys:
+            if key in self._pending_ids:
                 return False
             self._pending.append(message)
-            self._pending_keys.add(message.key)
+            self._pending_ids.add(key)
         if len(self._pending) >= self.batch_size:
             self._wake.set()
             await asyncio.sleep(0)  # let the flusher start on the batch while we go on
@@ -130,11 +130,11 @@ class LearningQueue:
                 if self._failure is not None:
                     raise self._failure
                 room = self.max_pending - len(self._pending)
-                pending, keys = self._pending, self._pending_keys
                 for message in messages[done : done + room]:
-                    if message.key not in keys:
-                        pending.append(message)
-                        keys.add(message.key)
+                    key = (message.platform, message.message_id)
+                    if key not in self._pending_ids:
+                        self._pending.append(message)
+                        self._pending_ids.add(key)
                         queued += 1
                 done += room
             if len(self._pending) >= self.batch_size:
@@ -179,7 +179,8 @@ class LearningQueue:
                 duplicates += result.duplicates
                 async with self._room:
                     del self._pending[: len(batch)]
-                    self._pending_keys.difference_update([item.key for item in batch])
+                    for item in batch:
+                        self._pending_ids.discard((item.platform, item.message_id))
                     self._room.notify_all()
             if self._writer.prune_due():
                 await self._write(self._writer.prune())
