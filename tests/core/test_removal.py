@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -104,3 +107,40 @@ async def test_a_forget_cut_in_processes_leaves_the_blocks_a_thread_leaves(
     assert len(dumps[0][0]) > 2  # several blocks, so several windows' worth of cutting
     assert dumps[0] == dumps[1]
     assert submitted and all(fn is blockwriter._without_author for fn in submitted)
+
+
+async def test_a_cutting_process_killed_mid_forget_fails_it_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGKILL to a forget's cutting process: the forget fails (no hang), the database is as before."""
+    submit = removal.ProcessPoolExecutor.submit
+
+    def killing(pool: ProcessPoolExecutor, fn: Callable[..., object], /, *args: object) -> Future[object]:
+        future = submit(pool, fn, *args)
+        for process in list((pool._processes or {}).values()):  # started by the submit above
+            os.kill(process.pid, signal.SIGKILL)
+        return future
+
+    monkeypatch.setattr(removal.ProcessPoolExecutor, "submit", killing)
+    path = tmp_path / "k.db"
+    brain = await Brain.open(path, flush_interval=0.05, key=b"k" * 32)
+    try:
+        await brain.set_channel(P, G, "c1", True)
+        for i in range(60):
+            author = ("alice", "bob")[i % 2]
+            await brain.learn(
+                Message(P, G, "c1", author, str(i), f"w{i % 7} w{i % 5} w{i % 3}"), require_consent=False
+            )
+        await brain.flush()
+        blocks = "SELECT chain_id, direction, first, data FROM transition_blocks ORDER BY id"
+        before = await rows_of(path, blocks)
+        assert before
+        brain.store._writes.removal.cut_workers = 2
+        with pytest.raises(BrokenProcessPool):
+            await brain.forget(P, G, "bob")
+        assert await rows_of(path, blocks) == before
+        assert await brain.is_learned(P, "1") and await brain.store.find_author(P, G, "bob") is not None
+        brain.store._writes.removal.cut_workers = 0  # and a forget after it works
+        assert (await brain.forget(P, G, "bob")).messages == 30
+    finally:
+        await brain.close()
