@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+from bot.core import pools
 from bot.core.fingerprints import Fingerprinter
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainInfo, PendingMessage
@@ -158,7 +159,9 @@ class Preparer:
     async def result(self, future: asyncio.Future[Batch]) -> Batch:
         """A submitted batch's messages, prepared; PreparerDied when the worker ended first."""
         while not (await asyncio.wait({future}, timeout=WATCH_SECONDS))[0]:
-            if self._pool is not None and _died(self._pool):  # the pool itself may never notice (see stop)
+            if self._pool is not None and pools.died(
+                self._pool
+            ):  # the pool itself may never notice (see stop)
                 raise PreparerDied(DIED)
         try:
             return future.result()
@@ -170,27 +173,10 @@ class Preparer:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if _died(pool):
-            # A worker killed while sending a result leaves the pool's manager thread (CPython 3.11)
-            # waiting for the rest of that message forever, and shutdown waiting for it: once no
-            # process holds the pipe's writing end, its read ends and the pool sees itself broken.
-            for process in _processes(pool):
-                process.kill()
-                process.join()
-            pool._result_queue._writer.close()  # type: ignore[attr-defined]
-        pool.shutdown(wait=True, cancel_futures=True)
+        pools.stop(pool)
 
 
 WATCH_SECONDS = 1.0  # how often a wait for the worker checks that it is still alive
-
-
-def _processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
-    return list((pool._processes or {}).values())
-
-
-def _died(pool: ProcessPoolExecutor) -> bool:
-    """True when one of the pool's processes has ended (the pool is only ever shut down by stop)."""
-    return any(process.exitcode is not None for process in _processes(pool))
 
 
 @contextlib.asynccontextmanager

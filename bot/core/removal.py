@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
+from bot.core import pools
 from bot.core.contracts import GuildStateStore, VocabularyStore
 from bot.core.countwriter import CountWriter
 from bot.core.models import ChainKey, ForgetResult
@@ -70,7 +71,7 @@ class Removal:
         try:
             yield pool
         finally:
-            await asyncio.shield(asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True))
+            await asyncio.shield(asyncio.to_thread(pools.stop, pool))  # also after a process was killed
 
     async def mark_removal(self, chain_ids: Iterable[int]) -> None:
         """Inside a transaction that removes counts: bump the removals counter into the chains' rows."""

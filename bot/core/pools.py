@@ -1,0 +1,32 @@
+"""Process pools stopped for sure: after one of their processes was killed, too.
+
+A worker killed while it sends a result leaves CPython 3.11's pool waiting for the rest of that
+message forever, and a pool broken by a kill can wait forever for a process it asked to end; then
+`shutdown` waits with it. `stop` kills and joins every process first, and closes the result pipe's
+writing end, so that the pool's own thread sees the pool broken and ends.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+
+def processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
+    """The pool's processes (none before its first task)."""
+    return list((pool._processes or {}).values())
+
+
+def died(pool: ProcessPoolExecutor) -> bool:
+    """True when one of the pool's processes has ended (a pool is only ever shut down by stop)."""
+    return any(process.exitcode is not None for process in processes(pool))
+
+
+def stop(pool: ProcessPoolExecutor) -> None:
+    """Shut the pool down: what is queued is dropped, a task under way finishes, its processes are joined."""
+    if died(pool):
+        for process in processes(pool):
+            process.kill()
+            process.join()
+        pool._result_queue._writer.close()  # type: ignore[attr-defined]
+    pool.shutdown(wait=True, cancel_futures=True)
