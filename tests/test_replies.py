@@ -48,6 +48,7 @@ async def test_what_is_stored_names_every_table_that_holds_a_members_data(tmp_pa
     # starts holding something per author must be named there too.
     said = {
         "transitions": "how often each word follows",
+        "transitions_back": "how often each word follows",  # the same counts, keyed backward
         "messages": "the id and length of each message",
         "windows": "fingerprints of each message and of its runs of words",
         "recent_messages": "its words as encrypted numbers",

@@ -380,6 +380,23 @@ def delta_forward(rows: Sequence[tuple[Any, ...]], order: int) -> Entries:
     return summed(np.concatenate([ctx.astype(np.int64), rest], axis=1), signed=True)
 
 
+def delta_backward(rows: Sequence[tuple[Any, ...]], order: int) -> Entries:
+    """Rows of the transitions_back table (rest, next, author, count) as forward entries."""
+    if not rows:
+        return np.empty((0, width(order)), dtype=np.int64)
+    rest = np.frombuffer(b"".join(bytes(r[0]) for r in rows), dtype=">u4").reshape(len(rows), order)
+    ctx = np.roll(rest.astype(np.int64), 1, axis=1)  # rest is c2..cn, c1
+    others = np.array([r[1:] for r in rows], dtype=np.int64)
+    return summed(np.concatenate([ctx, others], axis=1), signed=True)
+
+
+def rest_blobs(forward: Entries, order: int) -> list[bytes]:
+    """Each forward entry's context rotated left by one token (c2..cn, c1), packed: transitions_back's rest."""
+    rotated = np.roll(forward[:, :order], -1, axis=1)
+    blobs: list[bytes] = np.ascontiguousarray(rotated.astype(">u4")).view(f"V{4 * order}").ravel().tolist()
+    return blobs
+
+
 def contexts(forward: Entries, order: int) -> npt.NDArray[np.void]:
     """The packed context of each forward entry, as the transitions table stores it (comparable, hashable)."""
     return np.ascontiguousarray(forward[:, :order].astype(">u4")).view(f"V{4 * order}").ravel()

@@ -59,7 +59,14 @@ def _without_author(rows: list[bytes], author_id: int) -> Cut:
     return blocks.encode_chunks(entries[~mine]), entries[mine]
 
 
-_STATEMENTS = ("block_index", "block_data", "delete_block", "insert_block", "delete_chain_blocks")
+_STATEMENTS = (
+    "block_index",
+    "block_slice",
+    "block_data",
+    "delete_block",
+    "insert_block",
+    "delete_chain_blocks",
+)
 _VERSIONED = ("take_version", "set_version")  # kinds whose chains carry a version (windows)
 _SHARED = ("lock_blocks",)  # engines where other processes write too (PostgreSQL)
 
@@ -112,8 +119,16 @@ class BlockWriter:
             assert row is not None, "the version counter is missing"
             await self._sql.execute(self._q["set_version"], (int(row[0]), chain_id))
 
-    async def merge(self, chain_id: int, order: int, forward: Entries, wide: int = 0) -> list[bytes]:
-        """Add signed counts (forward column order, any order of rows) to a chain's blocks, in each direction.
+    async def merge(
+        self,
+        chain_id: int,
+        order: int,
+        forward: Entries,
+        wide: int = 0,
+        directions: Sequence[int] | None = None,
+    ) -> list[bytes]:
+        """Add signed counts (forward column order, any order of rows) to a chain's blocks, in each
+        direction (or those given).
 
         Returns the contexts found with `wide` entries or more in the blocks rewritten (0: none), for hubs.
         """
@@ -121,12 +136,33 @@ class BlockWriter:
         if not len(forward):
             return found
         await self._begin(chain_id)
-        for direction in self._kind.directions:
+        for direction in self._kind.directions if directions is None else directions:
             change = await asyncio.to_thread(_change, forward, order, direction)
             if len(change):
                 ids, firsts = await self._index(chain_id, direction)
                 found += await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
         return found
+
+    async def slice(self, chain_id: int, direction: int, key: bytes, n: int) -> list[tuple[int, bytes, int]]:
+        """(id, first key, entries) of up to n blocks in key order, from the one that holds key on."""
+        await self._begin(chain_id)
+        rows = await self._sql.fetchall(self._q["block_slice"], (chain_id, direction, key, n))
+        return [(int(i), bytes(first), int(entries)) for i, first, entries in rows]
+
+    async def merge_slice(
+        self,
+        chain_id: int,
+        order: int,
+        direction: int,
+        ids: list[int],
+        firsts: list[bytes],
+        change: Entries,
+        wide: int = 0,
+    ) -> list[bytes]:
+        """Merge a sorted change (direction's column order) into consecutive blocks (ids, firsts: as
+        slice gave them; none: the chain has no blocks yet) that own all of it; the wide contexts met."""
+        await self._begin(chain_id)
+        return await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
 
     async def merge_sorted(
         self, chain_id: int, order: int, direction: int, runs: Sequence[Sequence[Chunk]], wide: int = 0

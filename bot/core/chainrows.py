@@ -28,6 +28,16 @@ def _delta(db: Reads, name: str, params: tuple[object, ...], order: int) -> Entr
     return blocks.delta_forward(db.rows(name, *params), order)
 
 
+def _into(db: Reads, chain_id: int, order: int, next_id: int, suffix: Sequence[int] | None) -> Entries:
+    """The backward delta's entries into next_id (from contexts ending in suffix), in forward column order."""
+    if suffix is None:
+        rows = db.rows("delta_into", chain_id, next_id)
+    else:
+        low = blocks.key_bytes(suffix)
+        rows = db.rows("delta_into_suffix", chain_id, next_id, low, low + b"\xff" * 4)
+    return blocks.delta_backward(rows, order)
+
+
 def _sum(found: Entries, delta: Entries) -> Entries:
     """Block entries and delta entries (keys may be in both) as one sorted, summed set."""
     return found if not len(delta) else blocks.summed(np.concatenate([found, delta]))
@@ -39,10 +49,17 @@ def backward(db: Db, chain_id: int, order: int, next_id: int, suffix: Sequence[i
     reads = of(db)
     with reads.snapshot():
         found = blocks.read_prefix(reads, chain_id, order, BACKWARD, prefix)
-        if suffix is None:
-            delta = _delta(reads, "delta_into", (chain_id, next_id), order)
-        else:
-            delta = _delta(reads, "delta_into_suffix", (chain_id, next_id, blocks.key_bytes(suffix)), order)
+        delta = _into(reads, chain_id, order, next_id, suffix)
+    return _sum(blocks.summed(blocks.to_forward(found, order, BACKWARD)), delta)
+
+
+def every_backward(db: Db, chain_id: int, order: int) -> Entries:
+    """Every entry of a chain as its backward blocks and delta hold them, in forward column order,
+    sorted by key (the forward view's twin: the tests check that the two agree)."""
+    reads = of(db)
+    with reads.snapshot():
+        found = blocks.read_all(reads, chain_id, order, BACKWARD)
+        delta = blocks.delta_backward(reads.rows("back_delta_all", chain_id), order)
     return _sum(blocks.summed(blocks.to_forward(found, order, BACKWARD)), delta)
 
 
@@ -191,15 +208,19 @@ def predecessors(
     order = len(suffix) // 4 + 1
     reads = of(db)
     prefix = [next_id, *chainmod.unpack(suffix)]
+    top = suffix + b"\xff" * 4  # the backward delta's rest runs from suffix + c1 = 0 to this
     if reads.combined:
-        found, delta = _combined(reads, "predecessors_read", order, prefix, cache, chain_id, next_id, suffix)
+        found, delta = _combined(
+            reads, "predecessors_read", order, prefix, cache, chain_id, next_id, suffix, top
+        )
     else:
         with reads.snapshot():
             found = blocks.read_prefix(reads, chain_id, order, BACKWARD, prefix, cache)
-            delta = reads.rows("delta_into_suffix", chain_id, next_id, suffix)
+            delta = reads.rows("delta_into_suffix", chain_id, next_id, suffix, top)
     found = of_author(found, author_id)  # backward: (next, c2..cn, c1, author, count), sorted by c1
+    # delta rows: (rest, next, author, count), rest = c2..cn, c1
     mine = [
-        (chainmod.unpack(bytes(x)[:4])[0], k) for x, _, a, k in delta if author_id is None or a == author_id
+        (chainmod.unpack(bytes(x)[-4:])[0], k) for x, _, a, k in delta if author_id is None or a == author_id
     ]
     values = np.array([c for c, _ in mine], dtype=np.int64)
     return _with_delta(

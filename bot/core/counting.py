@@ -20,6 +20,7 @@ from bot.core import chain as chainmod
 from bot.core.models import PendingMessage
 
 TransitionRow = tuple[int, bytes, int, int, int]  # (chain id, packed context, next id, author id, count)
+BackRow = tuple[int, int, bytes, int, int]  # (chain id, next id, rotated context, author id, count)
 WindowRow = tuple[int, int, int, int]  # (chain id, fingerprint, author id, count)
 Ints = npt.NDArray[np.int64]
 
@@ -47,6 +48,21 @@ class Counted:
                 itertools.repeat(self.chain_id),
                 blocks.ctx_blobs(e, self.order),
                 e[:, self.order].tolist(),
+                e[:, self.order + 1].tolist(),
+                e[:, -1].tolist(),
+                strict=False,
+            )
+        )
+
+    def back_rows(self) -> list[BackRow]:
+        """The entries as rows of the transitions_back table, in its key order."""
+        e = blocks.summed(blocks.to_direction(self.entries, self.order, blocks.BACKWARD))
+        back = blocks.to_forward(e, self.order, blocks.BACKWARD)
+        return list(
+            zip(
+                itertools.repeat(self.chain_id),
+                e[:, 0].tolist(),
+                blocks.rest_blobs(back, self.order),
                 e[:, self.order + 1].tolist(),
                 e[:, -1].tolist(),
                 strict=False,

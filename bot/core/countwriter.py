@@ -1,11 +1,12 @@
-"""Where a chain's transition and window counts go: the delta rows (the transitions and windows
-tables) or the blocks (transition_blocks, window_blocks).
+"""Where a chain's transition and window counts go: the delta rows (the transitions,
+transitions_back and windows tables) or the blocks (transition_blocks, window_blocks).
 
-Live learning upserts into the deltas, merged into the blocks once the transitions are large
-enough for their share of the chain (the windows with them); an import stages each batch's counts
-(bot.core.staging) and merges them all into the blocks before its transaction commits. Subtracting takes what a delta holds and the rest from the blocks. The
-hubs (bot.core.hubcache) learn of every transition change here. Every method runs inside the
-writer's open transaction.
+Live learning upserts into the deltas (a transition into the forward and the backward one), which
+the rolling merge (bot.core.rolling) moves into the blocks a slice at a time after each batch; an
+import stages each batch's counts (bot.core.staging) and merges them all into the blocks before its
+transaction commits. Subtracting takes, in each direction, what its delta holds and the rest from
+its blocks. The hubs (bot.core.hubcache) learn of every transition change here. Every method runs
+inside the writer's open transaction.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from bot.core import chain as chainmod
 from bot.core.blockwriter import BlockWriter
 from bot.core.counting import Counted, Ints, window_entries_by_chain, window_rows
 from bot.core.hubcache import HubCache
+from bot.core.rolling import TRANSITION_DELTAS, WINDOW_DELTA, Rolling
 from bot.core.sqlconn import SqlConn
 from bot.core.staging import Staging
 
-MERGE_ROWS = 20_000  # delta rows of a chain from which they are merged into its blocks ...
-MERGE_SHARE = 8  # ... once they are also an eighth of what its blocks hold (each merge rewrites them)
+MERGE_ROWS = (
+    20_000  # delta rows from which a chain without blocks gets them (then they roll: bot.core.rolling)
+)
 
 
 def _by_chain(rows: Iterable[tuple[int, int, int, int]]) -> dict[int, list[tuple[int, int, int]]]:
@@ -38,6 +41,7 @@ def _by_chain(rows: Iterable[tuple[int, int, int, int]]) -> dict[int, list[tuple
 
 
 _TRANSITION_DELTA = ("delta_count", "subtract_transition", "prune_transition")
+_BACK_DELTA = ("back_delta_count", "subtract_transition_back", "prune_transition_back")
 _WINDOW_DELTA = ("window_delta_count", "subtract_window", "prune_window")
 
 
@@ -50,8 +54,11 @@ class CountWriter:
         self._hubs = hubs
         self._blocks = BlockWriter(sql)
         self._windows = BlockWriter(sql, blocks.WINDOWS)
+        self._rolling = Rolling(sql, {blocks.TRANSITIONS: self._blocks, blocks.WINDOWS: self._windows})
         self.staging: Staging | None = None  # an import's: batches are staged, not upserted into the delta
-        self.merge_rows = MERGE_ROWS  # 0: merge at every commit (the tests' default: every read meets blocks)
+        self.merge_rows = (
+            MERGE_ROWS  # 0: merge all at every commit (the tests' default: every read meets blocks)
+        )
 
     async def add(self, counted: Sequence[Counted], batch_size: int, windows: Ints) -> None:
         """Learn a batch's transitions (and tell the hubs) and window fingerprints."""
@@ -63,15 +70,21 @@ class CountWriter:
             await self._sql.executemany(
                 self._q["upsert_window"], window_rows(windows)
             )  # before a merge takes them
-            rows = await asyncio.to_thread(lambda: [row for c in counted for row in c.rows()])
+            rows, back = await asyncio.to_thread(
+                lambda: (
+                    [row for c in counted for row in c.rows()],
+                    [row for c in counted for row in c.back_rows()],
+                )
+            )
             await self._sql.executemany(self._q["upsert_transition"], rows)
+            await self._sql.executemany(self._q["upsert_transition_back"], back)
         deltas, seen = await self._hubs.split(rows)
         await self._hubs.add(deltas, 1)
         if staging is not None:
             await asyncio.to_thread(self._stage, staging, counted, windows)
         else:
             await self._hubs.promote(seen, batch_size)
-            await self._merge_due({c.chain_id: c.order for c in counted})
+            await self._roll(counted, windows)
 
     @staticmethod
     def _stage(staging: Staging, counted: Sequence[Counted], windows: Ints) -> None:
@@ -109,14 +122,22 @@ class CountWriter:
                 left.append((chain_id, fp, author_id, held - k))
         await self._merge_windows(_by_chain(left))
         rows = [row for c in counted for row in c.rows()]
-        rest: dict[int, list[tuple[int, ...]]] = {}
+        rest: dict[tuple[int, int], list[tuple[int, ...]]] = {}  # (chain, direction): what the blocks lose
         for chain_id, ctx, next_id, author_id, k in rows:
             held = await self._take(_TRANSITION_DELTA, (chain_id, ctx, next_id, author_id), k)
             if k > held:
-                rest.setdefault(chain_id, []).append((*chainmod.unpack(ctx), next_id, author_id, held - k))
+                entry = (*chainmod.unpack(ctx), next_id, author_id, held - k)
+                rest.setdefault((chain_id, blocks.FORWARD), []).append(entry)
+        for chain_id, next_id, rotated, author_id, k in [row for c in counted for row in c.back_rows()]:
+            held = await self._take(_BACK_DELTA, (chain_id, next_id, rotated, author_id), k)
+            if k > held:
+                tokens = chainmod.unpack(rotated)
+                entry = (tokens[-1], *tokens[:-1], next_id, author_id, held - k)
+                rest.setdefault((chain_id, blocks.BACKWARD), []).append(entry)
         orders = {c.chain_id: c.order for c in counted}
-        for chain_id, entries in rest.items():
-            await self._blocks.merge(chain_id, orders[chain_id], np.array(entries, dtype=np.int64))
+        for (chain_id, direction), entries in sorted(rest.items()):
+            lost = np.array(entries, dtype=np.int64)
+            await self._blocks.merge(chain_id, orders[chain_id], lost, directions=(direction,))
         deltas, _ = await self._hubs.split(rows)
         await self._hubs.add(deltas, -1)
 
@@ -141,6 +162,7 @@ class CountWriter:
         await self._windows.drop_author(chain_id, 0, author_id, cutter)
         found = await self._sql.fetchall(self._q["forget_author_transitions"], (chain_id, author_id))
         rows = [(bytes(x), int(n), int(k)) for x, n, k in found]
+        await self._sql.execute(self._q["delete_author_transitions_back"], (chain_id, author_id))
         removed = await self._blocks.drop_author(chain_id, order, author_id, cutter)
         rows.extend(
             zip(
@@ -167,36 +189,40 @@ class CountWriter:
                 refs[n] = refs.get(n, 0) - k
         await self._blocks.drop_chain(chain_id)
         await self._windows.drop_chain(chain_id)
-        for name in ("delete_chain_windows", "delete_chain_transitions", "delete_chain_hubs"):
+        for name in (
+            "delete_chain_windows",
+            "delete_chain_transitions",
+            "delete_chain_transitions_back",
+            "delete_chain_hubs",
+        ):
             await self._sql.execute(self._q[name], (chain_id,))
         self._hubs.drop_chain(chain_id)
+        self._rolling.forget_chain(chain_id)
         return refs
 
-    async def _merge_due(self, orders: dict[int, int]) -> None:
-        """Merge a chain's delta rows into its blocks once they are many, for their share of the chain."""
-        for chain_id, order in sorted(orders.items()):
-            row = await self._sql.fetchone(self._q["rows_delta"], (chain_id,))
-            delta = int(row[0]) if row else 0
-            if not delta or delta < self.merge_rows:
-                continue
-            row = await self._sql.fetchone(self._q["block_entries"], (chain_id,))
-            if self.merge_rows and delta < (int(row[0]) if row else 0) // MERGE_SHARE:
-                continue
-            await self._merge_delta(chain_id, order)
+    async def _roll(self, counted: Sequence[Counted], windows: Ints) -> None:
+        """After a batch, the rolling merge of its chains' deltas (transitions first, then windows: the
+        order every writer takes the chains' block locks in, as merge_staged does)."""
+        chains = sorted(counted, key=lambda c: c.chain_id)
+        for c in chains:
+            for delta in TRANSITION_DELTAS:
+                rows = len(c.entries)
+                wide = await self._rolling.after_batch(
+                    c.chain_id, c.order, delta, rows, self.merge_rows, self._hubs.wide
+                )
+                if wide:
+                    await self._hubs.make_missing(c.chain_id, wide)
+        added: dict[int, int] = {}
+        if len(windows):
+            chain_ids, counts = np.unique(windows[:, 0], return_counts=True)
+            added = dict(zip(chain_ids.tolist(), counts.tolist(), strict=True))
+        for c in chains:
+            await self._rolling.after_batch(
+                c.chain_id, 0, WINDOW_DELTA, added.get(c.chain_id, 0), self.merge_rows
+            )
 
     async def _merge_windows(self, chains: dict[int, list[tuple[int, int, int]]]) -> None:
         """Add signed (fingerprint, author, count) rows of each chain to its window blocks."""
         for chain_id, rows in chains.items():
             entries = await asyncio.to_thread(blocks.window_entries, rows)
             await self._windows.merge(chain_id, 0, entries)
-
-    async def _merge_delta(self, chain_id: int, order: int) -> None:
-        """Move a chain's delta rows (transitions and windows) into its blocks."""
-        # Read and deleted in one statement: a row another writer commits meanwhile is either taken
-        # here whole or left for the next merge (PostgreSQL), never deleted unread.
-        found = await self._sql.fetchall(self._q["take_window_delta"], (chain_id,))
-        await self._merge_windows({chain_id: sorted((int(f), int(a), int(k)) for f, a, k in found)})
-        found = await self._sql.fetchall(self._q["take_delta"], (chain_id,))
-        entries = await asyncio.to_thread(blocks.delta_forward, [tuple(r) for r in found], order)
-        wide = await self._blocks.merge(chain_id, order, entries, self._hubs.wide)
-        await self._hubs.make_missing(chain_id, wide)

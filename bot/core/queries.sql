@@ -92,6 +92,10 @@ DELETE FROM authors WHERE id = ?;
 INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (chain_id, ctx, next_id, author_id) DO UPDATE SET count = count + excluded.count;
 
+-- name: upsert_transition_back
+INSERT INTO transitions_back (chain_id, next_id, rest, author_id, count) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (chain_id, next_id, rest, author_id) DO UPDATE SET count = count + excluded.count;
+
 -- name: upsert_window
 INSERT INTO windows (chain_id, fingerprint, author_id, count) VALUES (?, ?, ?, ?)
 ON CONFLICT (chain_id, fingerprint, author_id) DO UPDATE SET count = count + excluded.count;
@@ -100,6 +104,10 @@ ON CONFLICT (chain_id, fingerprint, author_id) DO UPDATE SET count = count + exc
 UPDATE transitions SET count = count - ?
 WHERE chain_id = ? AND ctx = ? AND next_id = ? AND author_id = ?;
 
+-- name: subtract_transition_back
+UPDATE transitions_back SET count = count - ?
+WHERE chain_id = ? AND next_id = ? AND rest = ? AND author_id = ?;
+
 -- name: subtract_window
 UPDATE windows SET count = count - ? WHERE chain_id = ? AND fingerprint = ? AND author_id = ?;
 
@@ -107,12 +115,19 @@ UPDATE windows SET count = count - ? WHERE chain_id = ? AND fingerprint = ? AND 
 DELETE FROM transitions
 WHERE chain_id = ? AND ctx = ? AND next_id = ? AND author_id = ? AND count <= 0;
 
+-- name: prune_transition_back
+DELETE FROM transitions_back
+WHERE chain_id = ? AND next_id = ? AND rest = ? AND author_id = ? AND count <= 0;
+
 -- name: prune_window
 DELETE FROM windows WHERE chain_id = ? AND fingerprint = ? AND author_id = ? AND count <= 0;
 
 -- name: forget_author_transitions
 -- No index by author: forgetting scans the chain once (rare, and one transaction).
 DELETE FROM transitions WHERE chain_id = ? AND author_id = ? RETURNING ctx, next_id, count;
+
+-- name: delete_author_transitions_back
+DELETE FROM transitions_back WHERE chain_id = ? AND author_id = ?;
 
 -- name: delete_author_windows
 DELETE FROM windows WHERE chain_id = ? AND author_id = ?;
@@ -122,6 +137,9 @@ SELECT next_id, sum(count) FROM transitions WHERE chain_id = ? AND next_id > 1 G
 
 -- name: delete_chain_transitions
 DELETE FROM transitions WHERE chain_id = ?;
+
+-- name: delete_chain_transitions_back
+DELETE FROM transitions_back WHERE chain_id = ?;
 
 -- name: delete_chain_windows
 DELETE FROM windows WHERE chain_id = ?;
@@ -232,6 +250,14 @@ SELECT id, data FROM transition_blocks WHERE id IN (SELECT value FROM json_each(
 -- name: block_all
 SELECT data FROM transition_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;
 
+-- name: block_slice
+-- Up to ?4 blocks of a chain in one direction from the one that holds key ?3 on (the rolling merge's
+-- next slice), with their entries.
+SELECT id, first, entries FROM transition_blocks WHERE chain_id = ?1 AND direction = ?2
+AND first >= coalesce((SELECT max(first) FROM transition_blocks
+                       WHERE chain_id = ?1 AND direction = ?2 AND first <= ?3), x'')
+ORDER BY first LIMIT ?4;
+
 -- name: block_data
 SELECT data FROM transition_blocks WHERE id IN (SELECT value FROM json_each(?)) ORDER BY first;
 
@@ -250,6 +276,12 @@ SELECT coalesce(sum(entries), 0) FROM transition_blocks WHERE chain_id = ? AND d
 -- name: window_block_index
 -- Window blocks (bot/core/blocks.py, kind WINDOWS): the statements above, over window_blocks.
 SELECT id, first FROM window_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;
+
+-- name: window_block_slice
+SELECT id, first, entries FROM window_blocks WHERE chain_id = ?1 AND direction = ?2
+AND first >= coalesce((SELECT max(first) FROM window_blocks
+                       WHERE chain_id = ?1 AND direction = ?2 AND first <= ?3), x'')
+ORDER BY first LIMIT ?4;
 
 -- name: window_block_data
 SELECT data FROM window_blocks WHERE id IN (SELECT value FROM json_each(?)) ORDER BY first;
@@ -296,6 +328,9 @@ SELECT count FROM windows WHERE chain_id = ? AND fingerprint = ? AND author_id =
 -- name: delta_count
 SELECT count FROM transitions WHERE chain_id = ? AND ctx = ? AND next_id = ? AND author_id = ?;
 
+-- name: back_delta_count
+SELECT count FROM transitions_back WHERE chain_id = ? AND next_id = ? AND rest = ? AND author_id = ?;
+
 
 -- name: delta_successors
 SELECT next_id, author_id, count FROM transitions WHERE chain_id = ? AND ctx = ?;
@@ -306,20 +341,43 @@ SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND c
 ORDER BY ctx, next_id, author_id;
 
 -- name: delta_into
-SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ? AND next_id = ?;
+-- The backward delta's rows into a token: (rest, next, author, count); rest is the context rotated
+-- left by one token (migration 0012).
+SELECT rest, next_id, author_id, count FROM transitions_back WHERE chain_id = ? AND next_id = ?;
 
 -- name: delta_into_suffix
-SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ? AND next_id = ? AND substr(ctx, 5) = ?;
+-- As delta_into, from contexts whose last n-1 tokens are ?3 (?4: ?3 followed by x'FFFFFFFF').
+SELECT rest, next_id, author_id, count FROM transitions_back
+WHERE chain_id = ?1 AND next_id = ?2 AND rest >= ?3 AND rest <= ?4;
+
+-- name: back_delta_all
+SELECT rest, next_id, author_id, count FROM transitions_back WHERE chain_id = ?;
 
 -- name: delta_all
 SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = ?;
 
--- name: take_delta
--- A chain's delta rows, read and deleted at once (their merge into the blocks; bot/core/countwriter.py).
-DELETE FROM transitions WHERE chain_id = ? RETURNING ctx, next_id, author_id, count;
+-- name: take_delta_range
+-- A key range of a chain's forward delta, read and deleted at once (bot/core/rolling.py merges it
+-- into the forward blocks): keys from (?2, ?3, ?4) up to, not including, (?5, ?6, ?7).
+DELETE FROM transitions WHERE chain_id = ?1
+AND (ctx, next_id, author_id) >= (?2, ?3, ?4) AND (ctx, next_id, author_id) < (?5, ?6, ?7)
+RETURNING ctx, next_id, author_id, count;
 
--- name: take_window_delta
-DELETE FROM windows WHERE chain_id = ? RETURNING fingerprint, author_id, count;
+-- name: take_back_delta_range
+DELETE FROM transitions_back WHERE chain_id = ?1
+AND (next_id, rest, author_id) >= (?2, ?3, ?4) AND (next_id, rest, author_id) < (?5, ?6, ?7)
+RETURNING rest, next_id, author_id, count;
+
+-- name: take_window_delta_range
+DELETE FROM windows WHERE chain_id = ?1
+AND (fingerprint, author_id) >= (?2, ?3) AND (fingerprint, author_id) < (?4, ?5)
+RETURNING fingerprint, author_id, count;
+
+-- name: rows_back_delta
+SELECT count(*) FROM transitions_back WHERE chain_id = ?;
+
+-- name: rows_window_delta
+SELECT count(*) FROM windows WHERE chain_id = ?;
 
 
 -- name: message_fingerprint_exists
@@ -519,6 +577,9 @@ SELECT id, chain_id, author_id, learned_at, token_ids FROM recent_messages;
 -- name: migrate_transitions
 SELECT chain_id, ctx, next_id, author_id, count FROM transitions;
 
+-- name: migrate_transitions_back
+SELECT chain_id, next_id, rest, author_id, count FROM transitions_back;
+
 -- name: migrate_windows
 SELECT chain_id, fingerprint, author_id, count FROM windows;
 
@@ -533,8 +594,8 @@ SELECT id, chain_id, direction, first, entries, data FROM window_blocks;
 SELECT (SELECT count(*) FROM meta), (SELECT count(*) FROM consent), (SELECT count(*) FROM enabled_channels),
        (SELECT count(*) FROM guild_settings), (SELECT count(*) FROM tokens), (SELECT count(*) FROM authors),
        (SELECT count(*) FROM chains), (SELECT count(*) FROM messages), (SELECT count(*) FROM recent_messages),
-       (SELECT count(*) FROM transitions), (SELECT count(*) FROM windows),
-       (SELECT count(*) FROM transition_blocks), (SELECT count(*) FROM window_blocks);
+       (SELECT count(*) FROM transitions), (SELECT count(*) FROM transitions_back),
+       (SELECT count(*) FROM windows), (SELECT count(*) FROM transition_blocks), (SELECT count(*) FROM window_blocks);
 
 -- name: migrate_next_ids
 -- What PostgreSQL's sequences continue from: the next token, author and chain id (never reused, so the

@@ -245,7 +245,7 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int) -> tuple[int, int, int]:
         name for name in sizes.pages if name == "tokens" or name.startswith("sqlite_autoindex_tokens")
     ]
     message_tables = ["messages", "messages_by_fingerprint", "messages_by_normal"]
-    delta_tables = ["transitions", "transitions_into", "hubs", "sqlite_autoindex_hubs_1"]
+    delta_tables = ["transitions", "transitions_back", "hubs", "sqlite_autoindex_hubs_1"]
     block_tables = ["transition_blocks", "sqlite_autoindex_transition_blocks_1"]
     # Tables without a row of any chain (the delta right after a merge) go with the blocks, and
     # the other way round: every page is some chain's.

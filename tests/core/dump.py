@@ -13,8 +13,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bot.core import blocks, chainrows, hubs, keys, windowrows
 from bot.core.messagekeys import message_key
+from bot.core.schema import MIGRATION_FUNCTIONS
 from bot.core.sealed import Sealer, id_bound
 from bot.core.store import migrations
 
@@ -92,8 +95,12 @@ def logical_dump(path: Path, key: bytes | None = None, ids: Iterable[tuple[str, 
 def transition_rows(db: sqlite3.Connection) -> list[tuple[int, bytes, int, int, int]]:
     """(chain, context, next, author, count) of every chain, blocks and delta rows summed (bot.core.chainrows)."""
     rows = []
+    backward = "transitions_back" in {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
     for chain_id, order in db.execute("SELECT id, ord FROM chains").fetchall():
         entries = chainrows.every(db, chain_id, order)
+        if backward:  # the backward blocks and delta hold the same counts as the forward ones
+            twin = chainrows.every_backward(db, chain_id, order)
+            assert np.array_equal(twin, entries), f"chain {chain_id}: backward counts differ from forward"
         rows.extend(
             zip(
                 [chain_id] * len(entries),
@@ -173,6 +180,8 @@ def downgrade(
     """
     old = path.with_name(path.name + ".old")
     db = sqlite3.connect(old)
+    for name, arguments, function in MIGRATION_FUNCTIONS:
+        db.create_function(name, arguments, function)
     try:
         for number, sql in migrations():
             if number <= version:

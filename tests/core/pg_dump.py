@@ -14,7 +14,7 @@ import asyncpg
 import numpy as np
 
 from bot.core import blocks, windowrows
-from bot.core.blocks import FORWARD, WINDOWS
+from bot.core.blocks import BACKWARD, FORWARD, WINDOWS
 from bot.core.sealed import Sealer
 from tests.core import pg_blockrows as blockrows
 
@@ -53,6 +53,19 @@ async def _dump(conn: asyncpg.Connection, key: bytes) -> dict[str, Any]:
             "SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = $1", chain_id
         )
         every = blocks.summed(np.concatenate([found, blocks.delta_forward([tuple(r) for r in delta], order)]))
+        back = await blockrows.read_all(conn, chain_id, order, BACKWARD)
+        back_delta = await conn.fetch(
+            "SELECT rest, next_id, author_id, count FROM transitions_back WHERE chain_id = $1", chain_id
+        )
+        twin = blocks.summed(
+            np.concatenate(
+                [
+                    blocks.to_forward(back, order, BACKWARD),
+                    blocks.delta_backward([tuple(r) for r in back_delta], order),
+                ]
+            )
+        )
+        assert np.array_equal(twin, every), f"chain {chain_id}: backward counts differ from forward"
         for ctx_blob, entry in zip(blocks.ctx_blobs(every, order), every.tolist(), strict=True):
             next_id, author_id, k = entry[order:]
             transitions[(chains[chain_id], authors[author_id], ctx(ctx_blob), tokens[next_id])] = k
@@ -102,6 +115,7 @@ async def pg_counts(url: str) -> dict[str, int]:
             "messages",
             "recent_messages",
             "transitions",
+            "transitions_back",
             "windows",
             "hubs",
         )

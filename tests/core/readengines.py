@@ -102,6 +102,11 @@ def delta_rows(chain_id: int, counts: Counter[Tkey]) -> list[tuple[int, bytes, i
     return [(chain_id, chainmod.pack(k[:ORDER]), k[ORDER], k[-1], v) for k, v in counts.items()]
 
 
+def back_rows(chain_id: int, counts: Counter[Tkey]) -> list[tuple[int, int, bytes, int, int]]:
+    """The delta's rows of transitions_back: (chain, next, context rotated left by one, author, count)."""
+    return [(chain_id, k[ORDER], chainmod.pack((*k[1:ORDER], k[0])), k[-1], v) for k, v in counts.items()]
+
+
 CHAIN_SQL = (
     "INSERT INTO chains (platform, guild, channel, ord, run_length, fingerprint_scheme) "
     "VALUES ('test', 'guild', {channel}, {order}, {run}, 2)"
@@ -132,6 +137,10 @@ async def _write_sqlite(path: Path, data: Corpus, channel: str) -> ChainInfo:
         await conn.executemany(
             "INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES (?, ?, ?, ?, ?)",
             delta_rows(chain_id, data.delta),
+        )
+        await conn.executemany(
+            "INSERT INTO transitions_back (chain_id, next_id, rest, author_id, count) VALUES (?, ?, ?, ?, ?)",
+            back_rows(chain_id, data.delta),
         )
         await conn.executemany(
             "INSERT INTO windows (chain_id, fingerprint, author_id, count) VALUES (?, ?, ?, ?)",
@@ -189,6 +198,11 @@ async def _write_postgres(url: str, data: Corpus, channel: str) -> ChainInfo:
                 delta_rows(chain_id, data.delta),
             )
             await conn.executemany(
+                "INSERT INTO transitions_back (chain_id, next_id, rest, author_id, count) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                back_rows(chain_id, data.delta),
+            )
+            await conn.executemany(
                 "INSERT INTO windows (chain_id, fingerprint, author_id, count) VALUES ($1, $2, $3, $4)",
                 [(chain_id, *row) for row in window_rows(data.window_delta)],
             )
@@ -215,9 +229,10 @@ async def forget(where: Path | str, chain: ChainInfo, data: Corpus, author: int)
         async with _sqlite(where, migrate=False) as conn:
             await conn.execute("BEGIN IMMEDIATE")
             await BlockWriter(Connections(writer=conn)).drop_author(chain.id, ORDER, author)
-            await conn.execute(
-                "DELETE FROM transitions WHERE chain_id = ? AND author_id = ?", (chain.id, author)
-            )
+            for table in ("transitions", "transitions_back"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE chain_id = ? AND author_id = ?", (chain.id, author)
+                )
             await conn.execute("UPDATE chains SET removals = removals + 1 WHERE id = ?", (chain.id,))
             await conn.execute("COMMIT")
         return
@@ -225,9 +240,10 @@ async def forget(where: Path | str, chain: ChainInfo, data: Corpus, author: int)
     try:
         async with db.pool.acquire() as conn, conn.transaction():
             await BlockWriter(AsyncpgSql(conn)).drop_author(chain.id, ORDER, author)
-            await conn.execute(
-                "DELETE FROM transitions WHERE chain_id = $1 AND author_id = $2", chain.id, author
-            )
+            for table in ("transitions", "transitions_back"):
+                await conn.execute(
+                    f"DELETE FROM {table} WHERE chain_id = $1 AND author_id = $2", chain.id, author
+                )
             await conn.execute("UPDATE chains SET removals = removals + 1 WHERE id = $1", chain.id)
     finally:
         await db.close()
@@ -238,6 +254,7 @@ async def learn_delta(where: Path | str, chain: ChainInfo, data: Corpus, key: Tk
     learning, as the writer does it: no removal), and the corpus follows."""
     data.delta[key] += 1
     row = (chain.id, chainmod.pack(key[:ORDER]), key[ORDER], key[-1])
+    back = (chain.id, key[ORDER], chainmod.pack((*key[1:ORDER], key[0])), key[-1])
     if isinstance(where, Path):
         async with _sqlite(where, migrate=False) as conn:
             await conn.execute("BEGIN IMMEDIATE")
@@ -245,6 +262,11 @@ async def learn_delta(where: Path | str, chain: ChainInfo, data: Corpus, key: Tk
                 "INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES (?, ?, ?, ?, 1) "
                 "ON CONFLICT DO UPDATE SET count = count + 1",
                 row,
+            )
+            await conn.execute(
+                "INSERT INTO transitions_back (chain_id, next_id, rest, author_id, count) VALUES (?, ?, ?, ?, 1) "
+                "ON CONFLICT DO UPDATE SET count = count + 1",
+                back,
             )
             await conn.execute(COUNTERS.replace("$1", "?"), (chain.id,))
             await conn.execute("COMMIT")
@@ -256,6 +278,12 @@ async def learn_delta(where: Path | str, chain: ChainInfo, data: Corpus, key: Tk
                 "INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES ($1, $2, $3, $4, 1) "
                 "ON CONFLICT (chain_id, ctx, next_id, author_id) DO UPDATE SET count = transitions.count + 1",
                 *row,
+            )
+            await conn.execute(
+                "INSERT INTO transitions_back (chain_id, next_id, rest, author_id, count) "
+                "VALUES ($1, $2, $3, $4, 1) "
+                "ON CONFLICT (chain_id, next_id, rest, author_id) DO UPDATE SET count = transitions_back.count + 1",
+                *back,
             )
             await conn.execute(COUNTERS, chain.id)
     finally:

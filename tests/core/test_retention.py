@@ -361,7 +361,7 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
     db.close()
     chain_tables = (
         "transitions",
-        "transitions_into",
+        "transitions_back",
         "transition_blocks",
         "sqlite_autoindex_transition_blocks_1",
         "hubs",

@@ -62,6 +62,7 @@ TABLES: tuple[tuple[str, Callable[[Row], Row] | None], ...] = (
     ("messages", None),
     ("recent_messages", None),
     ("transitions", None),
+    ("transitions_back", None),
     ("windows", None),
     ("transition_blocks", None),
     ("window_blocks", None),

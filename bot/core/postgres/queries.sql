@@ -48,6 +48,7 @@ SELECT array_remove(ARRAY[
     CASE WHEN EXISTS (SELECT 1 FROM messages) THEN 'messages' END,
     CASE WHEN EXISTS (SELECT 1 FROM recent_messages) THEN 'recent_messages' END,
     CASE WHEN EXISTS (SELECT 1 FROM transitions) THEN 'transitions' END,
+    CASE WHEN EXISTS (SELECT 1 FROM transitions_back) THEN 'transitions_back' END,
     CASE WHEN EXISTS (SELECT 1 FROM windows) THEN 'windows' END,
     CASE WHEN EXISTS (SELECT 1 FROM hubs) THEN 'hubs' END,
     CASE WHEN EXISTS (SELECT 1 FROM transition_blocks) THEN 'transition_blocks' END,
@@ -200,6 +201,15 @@ SELECT pg_advisory_xact_lock(hashtextextended('markov transition_blocks', $1));
 -- name: block_index
 SELECT id, first FROM transition_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
 
+-- name: block_slice
+-- Up to $4 blocks of a chain in one direction from the one that holds key $3 on (the rolling merge's
+-- next slice), with their entries.
+SELECT id, first, entries FROM transition_blocks WHERE chain_id = $1 AND direction = $2
+AND first >= coalesce((SELECT first FROM transition_blocks
+                       WHERE chain_id = $1 AND direction = $2 AND first <= $3
+                       ORDER BY first DESC LIMIT 1), '\x'::bytea)
+ORDER BY first LIMIT $4;
+
 -- name: block_data
 SELECT data FROM transition_blocks WHERE id = ANY($1::bigint[]) ORDER BY first;
 
@@ -228,6 +238,13 @@ SELECT pg_advisory_xact_lock(hashtextextended('markov window_blocks', $1));
 
 -- name: window_block_index
 SELECT id, first FROM window_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
+
+-- name: window_block_slice
+SELECT id, first, entries FROM window_blocks WHERE chain_id = $1 AND direction = $2
+AND first >= coalesce((SELECT first FROM window_blocks
+                       WHERE chain_id = $1 AND direction = $2 AND first <= $3
+                       ORDER BY first DESC LIMIT 1), '\x'::bytea)
+ORDER BY first LIMIT $4;
 
 -- name: window_block_data
 SELECT data FROM window_blocks WHERE id = ANY($1::bigint[]) ORDER BY first;
@@ -378,13 +395,21 @@ DELETE FROM authors WHERE id = $1;
 INSERT INTO transitions (chain_id, ctx, next_id, author_id, count) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (chain_id, ctx, next_id, author_id) DO UPDATE SET count = transitions.count + excluded.count;
 
+-- name: upsert_transition_back
+INSERT INTO transitions_back (chain_id, next_id, rest, author_id, count) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (chain_id, next_id, rest, author_id) DO UPDATE SET count = transitions_back.count + excluded.count;
+
 -- name: upsert_window
 INSERT INTO windows (chain_id, fingerprint, author_id, count) VALUES ($1, $2, $3, $4)
 ON CONFLICT (chain_id, fingerprint, author_id) DO UPDATE SET count = windows.count + excluded.count;
 
 -- name: delta_count
--- Locked: a merge elsewhere (take_delta) waits, so what is read here is still there to subtract.
+-- Locked: a merge elsewhere (take_delta_range) waits, so what is read here is still there to subtract.
 SELECT count FROM transitions WHERE chain_id = $1 AND ctx = $2 AND next_id = $3 AND author_id = $4 FOR UPDATE;
+
+-- name: back_delta_count
+SELECT count FROM transitions_back WHERE chain_id = $1 AND next_id = $2 AND rest = $3 AND author_id = $4
+FOR UPDATE;
 
 -- name: window_delta_count
 SELECT count FROM windows WHERE chain_id = $1 AND fingerprint = $2 AND author_id = $3 FOR UPDATE;
@@ -393,6 +418,10 @@ SELECT count FROM windows WHERE chain_id = $1 AND fingerprint = $2 AND author_id
 UPDATE transitions SET count = count - $1
 WHERE chain_id = $2 AND ctx = $3 AND next_id = $4 AND author_id = $5;
 
+-- name: subtract_transition_back
+UPDATE transitions_back SET count = count - $1
+WHERE chain_id = $2 AND next_id = $3 AND rest = $4 AND author_id = $5;
+
 -- name: subtract_window
 UPDATE windows SET count = count - $1 WHERE chain_id = $2 AND fingerprint = $3 AND author_id = $4;
 
@@ -400,11 +429,18 @@ UPDATE windows SET count = count - $1 WHERE chain_id = $2 AND fingerprint = $3 A
 DELETE FROM transitions
 WHERE chain_id = $1 AND ctx = $2 AND next_id = $3 AND author_id = $4 AND count <= 0;
 
+-- name: prune_transition_back
+DELETE FROM transitions_back
+WHERE chain_id = $1 AND next_id = $2 AND rest = $3 AND author_id = $4 AND count <= 0;
+
 -- name: prune_window
 DELETE FROM windows WHERE chain_id = $1 AND fingerprint = $2 AND author_id = $3 AND count <= 0;
 
 -- name: forget_author_transitions
 DELETE FROM transitions WHERE chain_id = $1 AND author_id = $2 RETURNING ctx, next_id, count;
+
+-- name: delete_author_transitions_back
+DELETE FROM transitions_back WHERE chain_id = $1 AND author_id = $2;
 
 -- name: delete_author_windows
 DELETE FROM windows WHERE chain_id = $1 AND author_id = $2;
@@ -415,16 +451,35 @@ SELECT next_id, sum(count) FROM transitions WHERE chain_id = $1 AND next_id > 1 
 -- name: delete_chain_transitions
 DELETE FROM transitions WHERE chain_id = $1;
 
+-- name: delete_chain_transitions_back
+DELETE FROM transitions_back WHERE chain_id = $1;
+
 -- name: delete_chain_windows
 DELETE FROM windows WHERE chain_id = $1;
 
--- name: take_delta
--- A chain's delta rows, read and deleted in one statement: a row another writer commits meanwhile
--- is taken whole or left for the next merge, never deleted unread.
-DELETE FROM transitions WHERE chain_id = $1 RETURNING ctx, next_id, author_id, count;
+-- name: take_delta_range
+-- A key range of a chain's forward delta, read and deleted in one statement (bot/core/rolling.py
+-- merges it into the forward blocks): a row another writer commits meanwhile is taken whole or left
+-- for the next pass, never deleted unread. Keys from ($2, $3, $4) up to, not including, ($5, $6, $7).
+DELETE FROM transitions WHERE chain_id = $1
+AND (ctx, next_id, author_id) >= ($2, $3, $4) AND (ctx, next_id, author_id) < ($5, $6, $7)
+RETURNING ctx, next_id, author_id, count;
 
--- name: take_window_delta
-DELETE FROM windows WHERE chain_id = $1 RETURNING fingerprint, author_id, count;
+-- name: take_back_delta_range
+DELETE FROM transitions_back WHERE chain_id = $1
+AND (next_id, rest, author_id) >= ($2, $3, $4) AND (next_id, rest, author_id) < ($5, $6, $7)
+RETURNING rest, next_id, author_id, count;
+
+-- name: take_window_delta_range
+DELETE FROM windows WHERE chain_id = $1
+AND (fingerprint, author_id) >= ($2, $3) AND (fingerprint, author_id) < ($4, $5)
+RETURNING fingerprint, author_id, count;
+
+-- name: rows_back_delta
+SELECT count(*) FROM transitions_back WHERE chain_id = $1;
+
+-- name: rows_window_delta
+SELECT count(*) FROM windows WHERE chain_id = $1;
 
 -- name: rows_delta
 SELECT count(*) FROM transitions WHERE chain_id = $1;
@@ -457,7 +512,7 @@ ON CONFLICT (chain_id, ctx) DO UPDATE SET next_ids = excluded.next_ids, counts =
 -- autovacuum reads them: a second or so behind).
 SELECT relname::text FROM pg_stat_user_tables
 WHERE relid IN ('transition_blocks'::regclass, 'window_blocks'::regclass, 'transitions'::regclass,
-                'windows'::regclass)
+                'transitions_back'::regclass, 'windows'::regclass)
 AND n_dead_tup >= $1 + $2 * n_live_tup
 ORDER BY relname;
 
@@ -469,6 +524,9 @@ VACUUM (SKIP_LOCKED) window_blocks;
 
 -- name: vacuum_transitions
 VACUUM (SKIP_LOCKED) transitions;
+
+-- name: vacuum_transitions_back
+VACUUM (SKIP_LOCKED) transitions_back;
 
 -- name: vacuum_windows
 VACUUM (SKIP_LOCKED) windows;
@@ -511,11 +569,14 @@ WHERE chain_id = $1 AND normal = $2
 HAVING bool_or(fingerprint = $3);
 
 -- name: delta_into
-SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = $1 AND next_id = $2;
+SELECT rest, next_id, author_id, count FROM transitions_back WHERE chain_id = $1 AND next_id = $2;
 
 -- name: delta_into_suffix
-SELECT ctx, next_id, author_id, count FROM transitions
-WHERE chain_id = $1 AND next_id = $2 AND substring(ctx FROM 5) = $3;
+SELECT rest, next_id, author_id, count FROM transitions_back
+WHERE chain_id = $1 AND next_id = $2 AND rest >= $3 AND rest <= $4;
+
+-- name: back_delta_all
+SELECT rest, next_id, author_id, count FROM transitions_back WHERE chain_id = $1;
 
 -- name: delta_all
 SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = $1;
@@ -626,7 +687,8 @@ SELECT 1, NULL, NULL, NULL, NULL, next_id, author_id, count FROM transitions WHE
 ORDER BY part, first;
 
 -- name: predecessors_read
--- The backward blocks that may hold keys from $2 to $3 and the delta rows into $4 from contexts ending in $5.
+-- The backward blocks that may hold keys from $2 to $3 and the backward delta's rows into $4 from
+-- contexts ending in $5 ($6: $5 followed by '\xffffffff'); rest in the ctx column.
 SELECT 0 AS part, id, first, data, NULL::bytea AS ctx, NULL::bigint AS next_id, NULL::bigint AS author_id,
        NULL::bigint AS count
 FROM transition_blocks WHERE chain_id = $1 AND direction = 1 AND first <= $3
@@ -634,8 +696,8 @@ AND first >= coalesce((SELECT first FROM transition_blocks
                        WHERE chain_id = $1 AND direction = 1 AND first <= $2
                        ORDER BY first DESC LIMIT 1), '\x'::bytea)
 UNION ALL
-SELECT 1, NULL, NULL, NULL, ctx, next_id, author_id, count FROM transitions
-WHERE chain_id = $1 AND next_id = $4 AND substring(ctx FROM 5) = $5
+SELECT 1, NULL, NULL, NULL, rest, next_id, author_id, count FROM transitions_back
+WHERE chain_id = $1 AND next_id = $4 AND rest >= $5 AND rest <= $6
 ORDER BY part, first;
 
 -- name: windows_present_read

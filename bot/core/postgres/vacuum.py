@@ -1,6 +1,6 @@
 """The writer's own VACUUM of the tables live learning churns, so their dead rows do not wait for autovacuum.
 
-Live learning upserts delta rows (the transitions and windows tables: a count that grows leaves its
+Live learning upserts delta rows (the transitions, transitions_back and windows tables: a count that grows leaves its
 old row version behind), then merges them into the blocks: the delta rows are deleted and every
 block touched is deleted and inserted again (its data TOASTed). Only a VACUUM makes the dead
 versions' space reusable; autovacuum visits a database once a minute at most, and may be off (the
@@ -27,7 +27,13 @@ log = logging.getLogger(__name__)
 CHECK_SECONDS = 2.0  # between two looks at the dead-row counts
 DEAD_ROWS = 1000  # a table is vacuumed once it holds this many dead rows ...
 DEAD_SHARE = 0.2  # ... plus this share of its live rows (autovacuum's default scale factor)
-CHURNED = ("transition_blocks", "window_blocks", "transitions", "windows")  # queries.sql: vacuum_<table>
+CHURNED = (
+    "transition_blocks",
+    "window_blocks",
+    "transitions",
+    "transitions_back",
+    "windows",
+)  # queries.sql: vacuum_<table>
 
 
 class Vacuum:
