@@ -28,10 +28,10 @@ import numpy as np
 
 from bot.core import blocks
 from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, WINDOWS, Entries, Kind
-from bot.core.blockwriter import BlockWriter
+from bot.core.blockwriter import WINDOW, BlockWriter
 from bot.core.sqlconn import SqlConn
 
-SLICE = 64  # blocks merged in one step (blockwriter.WINDOW: the most it re-cuts together)
+SLICE = WINDOW  # blocks merged in one step (the most a merge re-cuts together)
 SHARE = 4  # block entries visited per delta row learned (the blocks are rewritten once per 1/SHARE learned)
 
 Key = tuple[Any, ...]  # a delta table's key columns, as its take statement's parameters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -118,7 +119,8 @@ async def test_a_cutting_process_killed_mid_forget_fails_it_and_changes_nothing(
     def killing(pool: ProcessPoolExecutor, fn: Callable[..., object], /, *args: object) -> Future[object]:
         future = submit(pool, fn, *args)
         for process in list((pool._processes or {}).values()):  # started by the submit above
-            os.kill(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # killed at an earlier submit, and reaped
+                os.kill(process.pid, signal.SIGKILL)
         return future
 
     monkeypatch.setattr(removal.ProcessPoolExecutor, "submit", killing)
