@@ -140,7 +140,7 @@ class BlockWriter:
             change = await asyncio.to_thread(_change, forward, order, direction)
             if len(change):
                 ids, firsts = await self._index(chain_id, direction)
-                found += await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
+                found += await self.merge_slice(chain_id, order, direction, ids, firsts, change, wide)
         return found
 
     async def slice(self, chain_id: int, direction: int, key: bytes, n: int) -> list[tuple[int, bytes, int]]:
@@ -148,21 +148,6 @@ class BlockWriter:
         await self._begin(chain_id)
         rows = await self._sql.fetchall(self._q["block_slice"], (chain_id, direction, key, n))
         return [(int(i), bytes(first), int(entries)) for i, first, entries in rows]
-
-    async def merge_slice(
-        self,
-        chain_id: int,
-        order: int,
-        direction: int,
-        ids: list[int],
-        firsts: list[bytes],
-        change: Entries,
-        wide: int = 0,
-    ) -> list[bytes]:
-        """Merge a sorted change (direction's column order) into consecutive blocks (ids, firsts: as
-        slice gave them; none: the chain has no blocks yet) that own all of it; the wide contexts met."""
-        await self._begin(chain_id)
-        return await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
 
     async def merge_sorted(
         self, chain_id: int, order: int, direction: int, runs: Sequence[Sequence[Chunk]], wide: int = 0
@@ -185,13 +170,13 @@ class BlockWriter:
                 if existed and not first:  # the part before rewrote the block this one may start in
                     ids, firsts = await self._index(chain_id, direction)
                 first = False
-                found += await self._merge_part(chain_id, order, direction, ids, firsts, change, wide)
+                found += await self.merge_slice(chain_id, order, direction, ids, firsts, change, wide)
             except BaseException:
                 await asyncio.gather(coming, return_exceptions=True)  # the generator is not left running
                 raise
         return found
 
-    async def _merge_part(
+    async def merge_slice(
         self,
         chain_id: int,
         order: int,
@@ -201,7 +186,10 @@ class BlockWriter:
         change: Entries,
         wide: int,
     ) -> list[bytes]:
-        """Merge a sorted change into the blocks (ids, firsts: the index before any of it) that own it."""
+        """Merge a sorted change (a direction's column order) into the consecutive blocks that own all
+        of it (ids, firsts: their index before any of it, as _index or slice gave it; none: the chain
+        has no blocks yet); the contexts found with `wide` entries or more (see merge)."""
+        await self._begin(chain_id)
         threshold = wide if direction == FORWARD else 0
         if not ids:
             rows, contexts = await asyncio.to_thread(_recut, [], change, order, threshold)
