@@ -27,9 +27,7 @@ from bot.core.rolling import TRANSITION_DELTAS, WINDOW_DELTA, Rolling
 from bot.core.sqlconn import SqlConn
 from bot.core.staging import Staging
 
-MERGE_ROWS = (
-    20_000  # delta rows from which a chain without blocks gets them (then they roll: bot.core.rolling)
-)
+MERGE_ROWS = 20_000  # a chain without blocks makes them at this many delta rows (then: bot.core.rolling)
 
 
 def _by_chain(rows: Iterable[tuple[int, int, int, int]]) -> dict[int, list[tuple[int, int, int]]]:
@@ -56,9 +54,7 @@ class CountWriter:
         self._windows = BlockWriter(sql, blocks.WINDOWS)
         self._rolling = Rolling(sql, {blocks.TRANSITIONS: self._blocks, blocks.WINDOWS: self._windows})
         self.staging: Staging | None = None  # an import's: batches are staged, not upserted into the delta
-        self.merge_rows = (
-            MERGE_ROWS  # 0: merge all at every commit (the tests' default: every read meets blocks)
-        )
+        self.merge_rows = MERGE_ROWS  # 0: all merged at every commit (the tests': reads meet blocks)
 
     async def add(self, counted: Sequence[Counted], batch_size: int, windows: Ints) -> None:
         """Learn a batch's transitions (and tell the hubs) and window fingerprints."""

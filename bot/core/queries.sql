@@ -270,9 +270,6 @@ INSERT INTO transition_blocks (chain_id, direction, first, entries, data) VALUES
 -- name: delete_chain_blocks
 DELETE FROM transition_blocks WHERE chain_id = ?;
 
--- name: block_entries
-SELECT coalesce(sum(entries), 0) FROM transition_blocks WHERE chain_id = ? AND direction = 0;
-
 -- name: window_block_index
 -- Window blocks (bot/core/blocks.py, kind WINDOWS): the statements above, over window_blocks.
 SELECT id, first FROM window_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;

@@ -484,9 +484,6 @@ SELECT count(*) FROM windows WHERE chain_id = $1;
 -- name: rows_delta
 SELECT count(*) FROM transitions WHERE chain_id = $1;
 
--- name: block_entries
-SELECT coalesce(sum(entries), 0) FROM transition_blocks WHERE chain_id = $1 AND direction = 0;
-
 -- name: successors
 SELECT next_id, sum(count) FROM transitions WHERE chain_id = $1 AND ctx = $2
 GROUP BY next_id ORDER BY next_id;
