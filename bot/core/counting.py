@@ -21,7 +21,7 @@ from bot.core.models import PendingMessage
 
 TransitionRow = tuple[int, bytes, int, int, int]  # (chain id, packed context, next id, author id, count)
 BackRow = tuple[int, int, bytes, int, int]  # (chain id, next id, rotated context, author id, count)
-WindowRow = tuple[int, int, int, int]  # (chain id, fingerprint, author id, count)
+WindowRow = list[int]  # [chain id, fingerprint, author id, count]
 Ints = npt.NDArray[np.int64]
 
 
@@ -127,7 +127,8 @@ def windows(batch: Sequence[PendingMessage]) -> Ints:
 
 def window_rows(table: Ints) -> list[WindowRow]:
     """A window table's rows, as the windows table holds them."""
-    return [(c, f, a, k) for c, f, a, k in table.tolist()]
+    rows: list[WindowRow] = table.tolist()
+    return rows
 
 
 def window_entries_by_chain(table: Ints) -> dict[int, blocks.Entries]:

@@ -83,26 +83,23 @@ class SqliteSql:
         return self._db.w.in_transaction
 
     async def execute(self, sql: str, args: Sequence[object] = ()) -> None:
-        """Run a statement, its cursor closed at once (a SELECT left open would keep its statement
-        active on the writer connection, and a later PRAGMA there fails: "database table is locked")."""
-        async with self._db.w.execute(sql, _sqlite_args(args)):
-            pass
+        """Run a statement to its end (a SELECT left open would keep its statement active on the
+        writer connection, and a later PRAGMA there fails: "database table is locked")."""
+        await self._db.w.execute_fetchall(sql, _sqlite_args(args))
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         """Run a statement once for each row of parameters."""
         await self._db.w.executemany(sql, rows)
 
     async def fetchall(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
-        """Every row a statement returns."""
-        async with self._db.w.execute(sql, _sqlite_args(args)) as cur:
-            rows: Iterable[aiosqlite.Row] = await cur.fetchall()
+        """Every row a statement returns (read in the connection's thread: one round trip to it)."""
+        rows: Iterable[aiosqlite.Row] = await self._db.w.execute_fetchall(sql, _sqlite_args(args))
         return list(rows)
 
     async def fetchone(self, sql: str, args: Sequence[object] = ()) -> Row | None:
-        """The first row a statement returns, or None."""
-        async with self._db.w.execute(sql, _sqlite_args(args)) as cur:
-            row: aiosqlite.Row | None = await cur.fetchone()
-        return row
+        """The first row a statement returns, or None (the seam's statements read one row at most)."""
+        rows = await self.fetchall(sql, args)
+        return rows[0] if rows else None
 
 
 class AsyncpgSql:

@@ -66,7 +66,7 @@ def test_transitions_are_the_sorted_sum_of_each_messages_transitions(batch: list
 def test_windows_are_the_sorted_sum_of_each_messages_windows(batch: list) -> None:  # type: ignore[type-arg]
     items = pending(batch)
     expected = Counter((item.chain.id, fp, item.author_id) for item in items for fp in item.windows)
-    assert counting.window_rows(counting.windows(items)) == [(*key, k) for key, k in sorted(expected.items())]
+    assert counting.window_rows(counting.windows(items)) == [[*key, k] for key, k in sorted(expected.items())]
 
 
 @settings(max_examples=100, deadline=None)
