@@ -256,6 +256,9 @@ async def _generate(db: str, calls: int) -> dict[str, Any]:
     settle_heap()  # as the bot does once started
     key = ChainKey(*CHAIN)
     try:
+        start = time.perf_counter()
+        await brain.store.merged_while_idle()  # what learning left in the deltas: a bot merges it while idle
+        merged_s = time.perf_counter() - start
         cold = await _timed_generate(brain, key, 1, True, 0)
         guarded = await _timed_generate(brain, key, calls, True, 1)
         warm = await _timed_generate(brain, key, calls, True, 4)
@@ -276,6 +279,7 @@ async def _generate(db: str, calls: int) -> dict[str, Any]:
         "warm": warm,
         "unguarded": free,
         "stats_s": stats_s,
+        "merged_idle_s": merged_s,
         "report": report.as_json(),
     }
 
@@ -454,6 +458,7 @@ def table(r: dict[str, Any]) -> str:
         ),
         ("kept ÷ seen", "", f"{rep['kept_ratio']:.2f}", ""),
         ("/markov stats (s)", "", f"{gen['stats_s']:.2f}", ""),
+        ("deltas merged while idle, after learning (s)", "", f"{gen.get('merged_idle_s', 0.0):.1f}", ""),
         (
             "/markov forget of one member (s)",
             "",

@@ -201,6 +201,8 @@ class CountWriter:
         order every writer takes the chains' block locks in, as merge_staged does)."""
         chains = sorted(counted, key=lambda c: c.chain_id)
         for c in chains:
+            if self.merge_rows:  # else every commit swept it all
+                self._rolling.unmerged[c.chain_id] = c.order
             for delta in TRANSITION_DELTAS:
                 rows = len(c.entries)
                 wide = await self._rolling.after_batch(
@@ -216,6 +218,44 @@ class CountWriter:
             await self._rolling.after_batch(
                 c.chain_id, 0, WINDOW_DELTA, added.get(c.chain_id, 0), self.merge_rows
             )
+
+    @property
+    def unmerged(self) -> bool:
+        """Whether a chain may still hold counts in its deltas (see merge_idle)."""
+        return bool(self._rolling.unmerged)
+
+    def add_unmerged(self, chains: dict[int, int]) -> None:
+        """Chains (id -> order) whose deltas hold counts, to merge while idle."""
+        self._rolling.unmerged.update(chains)
+
+    async def merge_idle(self, until: float) -> tuple[bool, list[int]]:
+        """While no batch waits: merge the deltas of the chains that learned, slice after slice, until
+        time.monotonic() reaches until (transitions first, then windows: the order of _roll). Returns
+        whether every such chain was found merged, and the chains whose blocks changed."""
+        pending = sorted(self._rolling.unmerged.items())
+        done: dict[int, bool] = {chain_id: True for chain_id, _ in pending}
+        changed: set[int] = set()
+        for kind_deltas in (TRANSITION_DELTAS, (WINDOW_DELTA,)):
+            for chain_id, order in pending:
+                for delta in kind_deltas:
+                    transitions = delta.kind is blocks.TRANSITIONS
+                    merged, taken, wide = await self._rolling.idle(
+                        chain_id,
+                        order if transitions else 0,
+                        delta,
+                        self._hubs.wide if transitions else 0,
+                        self.merge_rows,
+                        until,
+                    )
+                    if wide:
+                        await self._hubs.make_missing(chain_id, wide)
+                    done[chain_id] &= merged
+                    if taken:
+                        changed.add(chain_id)
+        for chain_id, merged in done.items():
+            if merged:
+                self._rolling.unmerged.pop(chain_id, None)
+        return not self._rolling.unmerged, sorted(changed)
 
     async def _merge_windows(self, chains: dict[int, list[tuple[int, int, int]]]) -> None:
         """Add signed (fingerprint, author, count) rows of each chain to its window blocks."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from bot.core import rolling
 from bot.core.connections import Connections
 from bot.core.models import FlushResult, PendingMessage
 from bot.core.schema import StoreError
@@ -35,12 +38,17 @@ class LearningQueue:
         flush_interval: float,
         batch_size: int,
         max_pending: int,
+        idle_seconds: float,
     ) -> None:
         self._db = db
         self._writer = writer
         self.path = path
         self._errors = errors  # what a failed write raises on this engine
         self.flush_interval = flush_interval
+        self.idle_seconds = idle_seconds  # merging deltas while idle, once an interval (0: never)
+        self._learned_at = -math.inf  # time.monotonic() of the last commit that learned something
+        #: Set once merging while idle has left no learned counts in the deltas (cleared by learning).
+        self.idle_merged = asyncio.Event()
         self.batch_size = batch_size
         self.max_pending = max_pending
         self._pending: list[PendingMessage] = []
@@ -144,6 +152,11 @@ class LearningQueue:
 
     async def _flush_loop(self) -> None:
         backoff = self.flush_interval
+        if self.idle_seconds:
+            try:
+                await self._writer.find_unmerged()
+            except self._errors as exc:  # merged once the chain learns again
+                log.warning("could not look for counts left to merge: %s", exc)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(backoff):
@@ -153,6 +166,7 @@ class LearningQueue:
                 return
             try:
                 await self.flush(full_only=self._sized)
+                await self._merge_idle()
                 backoff = self.flush_interval
             except StoreError as exc:
                 if self._writer.bulk_failed:  # an import's transaction rolled back: it stops (see sized)
@@ -177,6 +191,8 @@ class LearningQueue:
                 self.duplicates += result.duplicates
                 learned += result.learned
                 duplicates += result.duplicates
+                if result.learned:
+                    self._learned_at = time.monotonic()
                 async with self._room:
                     del self._pending[: len(batch)]
                     for item in batch:
@@ -184,7 +200,21 @@ class LearningQueue:
                     self._room.notify_all()
             if self._writer.prune_due():
                 await self._write(self._writer.prune())
+            if self._writer.counts.unmerged:
+                self.idle_merged.clear()
         return FlushResult(learned, duplicates)
+
+    async def _merge_idle(self) -> None:
+        """Nothing learned for a while: merge the deltas into the blocks for a while (bot.core.rolling)."""
+        quiet = time.monotonic() - self._learned_at >= rolling.IDLE_AFTER * self.flush_interval
+        if not self.idle_seconds or self._sized or self._pending or not quiet:
+            return
+        if not self._writer.counts.unmerged:
+            self.idle_merged.set()
+            return
+        async with self._db.write_lock:
+            if not self._pending and await self._write(self._writer.merge_idle(self.idle_seconds)):
+                self.idle_merged.set()
 
     async def _write(self, work: Awaitable[T]) -> T:
         """Await a write of the writer's; SQLite's errors become a StoreError that says what failed."""

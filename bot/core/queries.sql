@@ -59,6 +59,14 @@ SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE platform = ? AN
 -- name: chain_by_id
 SELECT id, ord, run_length, fingerprint_scheme FROM chains WHERE id = ?;
 
+-- name: unmerged_chains
+-- Chains with counts in a delta (merged into their blocks while the writer is idle, bot/core/rolling.py).
+SELECT id, ord FROM chains
+WHERE EXISTS (SELECT 1 FROM transitions WHERE chain_id = chains.id)
+   OR EXISTS (SELECT 1 FROM transitions_back WHERE chain_id = chains.id)
+   OR EXISTS (SELECT 1 FROM windows WHERE chain_id = chains.id)
+ORDER BY id;
+
 -- name: chains_of_guild
 SELECT id FROM chains WHERE platform = ? AND guild = ?;
 

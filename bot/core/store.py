@@ -32,7 +32,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.core import engines, opening
+from bot.core import engines, opening, rolling
 from bot.core.connections import Connections
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
 from bot.core.hubcache import HubCache
@@ -112,6 +112,7 @@ class Store:
         bulk_memory_mb: int = BULK_MEMORY_MB,
         bulk_commit_seconds: float = BULK_COMMIT_SECONDS,
         merge_rows: int | None = None,
+        idle_merge_seconds: float = rolling.IDLE_SECONDS,
         clock: Callable[[], float] = time.time,
         key_path: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -175,6 +176,7 @@ class Store:
             flush_interval=flush_interval,
             batch_size=batch_size,
             max_pending=max_pending,
+            idle_seconds=idle_merge_seconds,
         )
 
     # ---------------------------------------------------------------- the writer's settings and totals
@@ -397,6 +399,10 @@ class Store:
     async def flush(self) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages."""
         return await self._queue.flush()
+
+    async def merged_while_idle(self) -> None:
+        """Wait until merging while idle has moved every chain's learned counts from the deltas into blocks."""
+        await self._queue.idle_merged.wait()
 
     @contextlib.asynccontextmanager
     async def bulk(self, reserve_mb: int = 0) -> AsyncIterator[None]:

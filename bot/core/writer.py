@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Union
 
@@ -306,6 +307,27 @@ class Writer:
             await sql.executemany(q["chain_learned_at"], ((now, chain_id) for chain_id in chains))
         for chain_id in chains:
             self.versions.wrote(chain_id)
+
+    async def find_unmerged(self) -> None:
+        """At start: the chains a run before left counts in the deltas of, to merge while idle."""
+        if self.counts.merge_rows:
+            rows = await self._reads.fetchall(self._q["unmerged_chains"])
+            self.counts.add_unmerged({int(chain_id): int(order) for chain_id, order in rows})
+
+    async def merge_idle(self, seconds: float) -> bool:
+        """While no batch waits (the caller holds the write lock): merge deltas into blocks for up to
+        seconds, in one transaction; True when no chain that learned holds counts there any more."""
+        if self.bulk is not None:
+            return False
+        merged = [False]
+
+        async def work() -> None:
+            merged[0], changed = await self.counts.merge_idle(time.monotonic() + seconds)
+            for chain_id in changed:  # the walker's caches read them again
+                self.versions.wrote(chain_id)
+
+        await self.transaction(work)
+        return merged[0]
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
         """Subtract one learned message, given its tokens; refused when they do not match."""

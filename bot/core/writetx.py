@@ -191,6 +191,13 @@ class ReaderSql:
             found: Row | None = await cur.fetchone()
         return found
 
+    async def fetchall(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
+        """Every row a statement returns."""
+        if self._pg is not None:
+            return [tuple(record) for record in await self._pg.pool.fetch(sql, *args)]
+        assert self._db is not None
+        return list(await self._db.r.execute_fetchall(sql, args))
+
     async def execute(self, sql: str, args: Sequence[object] = ()) -> None:
         """Run one statement in a transaction of its own (SQLite: on the writer; the caller holds the write lock)."""
         if self._pg is not None:

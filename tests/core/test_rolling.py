@@ -7,10 +7,12 @@ so that every read, unlearn and forget meets blocks and both deltas half merged.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from bot.core import blocks, rolling
@@ -36,13 +38,26 @@ def block_ids(path: Path) -> dict[int, set[int]]:
         return found
 
 
+DELTAS = ("transitions", "transitions_back", "windows")
+
+
 def delta_rows(path: Path) -> tuple[int, int, int]:
     """Rows of the forward, backward and window deltas."""
     with sqlite3.connect(path) as db:
         return tuple(  # type: ignore[return-value]
-            int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-            for table in ("transitions", "transitions_back", "windows")
+            int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]) for table in DELTAS
         )
+
+
+async def any_delta_rows(where: Path | str) -> tuple[int, int, int]:
+    """delta_rows, on either engine."""
+    if isinstance(where, Path):
+        return delta_rows(where)
+    conn = await asyncpg.connect(where)
+    try:
+        return tuple([int(await conn.fetchval(f"SELECT count(*) FROM {table}")) for table in DELTAS])  # type: ignore[return-value]
+    finally:
+        await conn.close()
 
 
 @pytest.mark.usefixtures("small_slices")
@@ -52,7 +67,7 @@ async def test_half_merged_deltas_unlearn_and_forget_exactly_on_both_engines(
     messages = corpus(160)
     forgotten = MEMBERS[2]
     unlearned = messages[100:120]
-    brain = await open_brain(where, tmp_path, batch_size=10, merge_rows=1)
+    brain = await open_brain(where, tmp_path, batch_size=10, merge_rows=1, idle_merge_seconds=0)
     try:
         await learn(brain, messages)
         for message in unlearned:
@@ -73,6 +88,54 @@ async def test_half_merged_deltas_unlearn_and_forget_exactly_on_both_engines(
 
 
 @pytest.mark.usefixtures("small_slices")
+async def test_an_idle_writer_merges_every_delta_into_the_blocks_on_both_engines(
+    where: Path | str, tmp_path: Path, pg_url: str
+) -> None:
+    messages = corpus(160)
+    brain = await open_brain(where, tmp_path, batch_size=10, merge_rows=1, flush_interval=0.05)
+    try:
+        await learn(brain, messages[:150])
+        await asyncio.wait_for(brain.store.merged_while_idle(), 60)
+        assert await any_delta_rows(where) == (0, 0, 0)
+        await learn(brain, messages[150:])  # learning again: the deltas hold rows, merged once idle again
+        if isinstance(where, Path):  # read before the flusher runs again (no await since the commit)
+            assert all(delta_rows(where))
+        await asyncio.wait_for(brain.store.merged_while_idle(), 60)
+    finally:
+        await brain.close()
+    assert await any_delta_rows(where) == (0, 0, 0)
+    if isinstance(where, Path):
+        assert all(block_ids(where).values())
+    clean = pg_url if isinstance(where, Path) else tmp_path / "clean.sqlite3"  # the other engine, all merged
+    other = await open_brain(clean, tmp_path, batch_size=10, merge_rows=0)
+    try:
+        await learn(other, messages)
+    finally:
+        await other.close()
+    assert await dump(where) == await dump(clean)
+
+
+@pytest.mark.usefixtures("small_slices")
+async def test_what_a_run_before_left_in_the_deltas_is_merged_once_idle(
+    where: Path | str, tmp_path: Path
+) -> None:
+    brain = await open_brain(where, tmp_path, batch_size=10, merge_rows=1, idle_merge_seconds=0)
+    try:
+        await learn(brain, corpus(120))
+        expected = await dump(where)
+    finally:
+        await brain.close()
+    assert all(await any_delta_rows(where))
+    brain = await open_brain(where, tmp_path, merge_rows=1, flush_interval=0.05)  # learns nothing
+    try:
+        await asyncio.wait_for(brain.store.merged_while_idle(), 60)
+    finally:
+        await brain.close()
+    assert await any_delta_rows(where) == (0, 0, 0)
+    assert await dump(where) == expected
+
+
+@pytest.mark.usefixtures("small_slices")
 async def test_a_commit_rewrites_a_slice_of_the_blocks_not_all_of_them(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite3"
     brain = await open_brain(path, tmp_path, batch_size=50, merge_rows=0)  # everything in blocks
@@ -82,7 +145,7 @@ async def test_a_commit_rewrites_a_slice_of_the_blocks_not_all_of_them(tmp_path:
         await brain.close()
     assert min(len(ids) for ids in block_ids(path).values()) > 40
     rewritten = 0
-    brain = await open_brain(path, tmp_path, merge_rows=1)
+    brain = await open_brain(path, tmp_path, merge_rows=1, idle_merge_seconds=0)
     try:
         for i, message in enumerate(corpus(40, seed=3)):
             before = block_ids(path)
@@ -101,7 +164,7 @@ async def test_a_commit_rewrites_a_slice_of_the_blocks_not_all_of_them(tmp_path:
 @pytest.mark.usefixtures("small_slices")
 async def test_the_deltas_stay_near_their_share_of_the_blocks(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
-    brain = await open_brain(path, tmp_path, batch_size=20, merge_rows=1)
+    brain = await open_brain(path, tmp_path, batch_size=20, merge_rows=1, idle_merge_seconds=0)
     try:
         await learn(brain, [m for m in corpus(600) if m.channel == "c2"])
     finally:
@@ -119,7 +182,9 @@ async def test_the_deltas_stay_near_their_share_of_the_blocks(tmp_path: Path) ->
 
 async def test_a_schema_11_delta_migrates_into_both_directions(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite3"
-    brain = await open_brain(path, tmp_path, batch_size=25, merge_rows=10**9)  # every count in the delta
+    brain = await open_brain(
+        path, tmp_path, batch_size=25, merge_rows=10**9, idle_merge_seconds=0
+    )  # every count in the delta
     try:
         await learn(brain, corpus(60))
     finally:

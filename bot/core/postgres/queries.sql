@@ -138,6 +138,14 @@ RETURNING id, ord, run_length, fingerprint_scheme;
 SELECT platform, guild, channel, messages_seen, tokens_seen, learned_at
 FROM chains ORDER BY platform COLLATE "C", guild COLLATE "C", channel COLLATE "C";
 
+-- name: unmerged_chains
+-- Chains with counts in a delta (merged into their blocks while the writer is idle, bot/core/rolling.py).
+SELECT id, ord FROM chains
+WHERE EXISTS (SELECT 1 FROM transitions WHERE chain_id = chains.id)
+   OR EXISTS (SELECT 1 FROM transitions_back WHERE chain_id = chains.id)
+   OR EXISTS (SELECT 1 FROM windows WHERE chain_id = chains.id)
+ORDER BY id;
+
 -- name: chains_of_guild
 SELECT id FROM chains WHERE platform = $1 AND guild = $2 ORDER BY id;
 
