@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from bot.core import blocks, rolling
-from bot.core.models import UnlearnStatus
+from bot.core.models import Message, UnlearnStatus
 from tests.core.dump import downgrade, logical_dump
 from tests.core.writer_corpus import KEY, MEMBERS, corpus, dump, learn, open_brain
 
@@ -60,6 +60,19 @@ async def any_delta_rows(where: Path | str) -> tuple[int, int, int]:
         await conn.close()
 
 
+async def assert_same_as_merged(
+    where: Path | str, tmp_path: Path, pg_url: str, messages: list[Message]
+) -> None:
+    """where's dump equals the other engine's after learning only messages, every count in blocks."""
+    clean = pg_url if isinstance(where, Path) else tmp_path / "clean.sqlite3"
+    other = await open_brain(clean, tmp_path, batch_size=10, merge_rows=0)
+    try:
+        await learn(other, messages)
+    finally:
+        await other.close()
+    assert await dump(where) == await dump(clean)  # each dump also checks backward == forward
+
+
 @pytest.mark.usefixtures("small_slices")
 async def test_half_merged_deltas_unlearn_and_forget_exactly_on_both_engines(
     where: Path | str, tmp_path: Path, pg_url: str
@@ -78,13 +91,7 @@ async def test_half_merged_deltas_unlearn_and_forget_exactly_on_both_engines(
     if isinstance(where, Path):  # the test met what it is about: blocks and both deltas, half merged
         assert all(block_ids(where).values()) and all(delta_rows(where))
     kept = [m for m in messages if m.author != forgotten and m not in unlearned]
-    clean = pg_url if isinstance(where, Path) else tmp_path / "clean.sqlite3"  # the other engine, all merged
-    other = await open_brain(clean, tmp_path, batch_size=10, merge_rows=0)
-    try:
-        await learn(other, kept)
-    finally:
-        await other.close()
-    assert await dump(where) == await dump(clean)  # each dump also checks backward == forward
+    await assert_same_as_merged(where, tmp_path, pg_url, kept)
 
 
 @pytest.mark.usefixtures("small_slices")
@@ -106,13 +113,7 @@ async def test_an_idle_writer_merges_every_delta_into_the_blocks_on_both_engines
     assert await any_delta_rows(where) == (0, 0, 0)
     if isinstance(where, Path):
         assert all(block_ids(where).values())
-    clean = pg_url if isinstance(where, Path) else tmp_path / "clean.sqlite3"  # the other engine, all merged
-    other = await open_brain(clean, tmp_path, batch_size=10, merge_rows=0)
-    try:
-        await learn(other, messages)
-    finally:
-        await other.close()
-    assert await dump(where) == await dump(clean)
+    await assert_same_as_merged(where, tmp_path, pg_url, messages)
 
 
 @pytest.mark.usefixtures("small_slices")
