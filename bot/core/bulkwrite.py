@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.core.models import FlushResult, PendingMessage
@@ -21,6 +22,34 @@ from bot.core.staging import Staging
 
 if TYPE_CHECKING:
     from bot.core.writer import Writer
+
+
+BULK_MESSAGE_BYTES = 3072  # memory per message an import holds queued or counted (measured at 1M)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An import's memory, shared out."""
+
+    batch: int  # messages a batch
+    pending: int  # messages queued at most
+    staged_bytes: int  # staged counts from which its transaction commits
+    cache_kib: int  # the writer's page cache meanwhile
+
+
+def budget(memory_mb: int, batch_size: int, max_pending: int, cache_kib: int) -> Budget:
+    """Share out an import's memory (never below the live writer's batch, queue and cache).
+
+    A B-tree page changed by a transaction is written once (to the WAL, then the file) however many
+    rows of the transaction changed it, and a batch's rows are spread over the whole tree: so an
+    import's batches share one transaction, their counts staged in memory, packed (see
+    bot.core.staging), until a quarter of the budget is staged. An eighth of the budget is a batch
+    (BULK_MESSAGE_BYTES a message: queued and counted, two batches at once), an eighth the writer's
+    page cache; the rest is the interpreter's own.
+    """
+    total = memory_mb * 2**20
+    batch = max(batch_size, total // 8 // BULK_MESSAGE_BYTES)
+    return Budget(batch, max(max_pending, 2 * batch), total // 4, max(cache_kib, total // 8 // 1024))
 
 
 class BulkWrite:

@@ -28,13 +28,17 @@ def _delta(db: Reads, name: str, params: tuple[object, ...], order: int) -> Entr
     return blocks.delta_forward(db.rows(name, *params), order)
 
 
+def _rest_range(suffix: bytes) -> tuple[bytes, bytes]:
+    """The backward delta's rests (c2..cn, c1) of contexts ending in suffix: from suffix + c1 = 0 to this top."""
+    return suffix, suffix + b"\xff" * 4
+
+
 def _into(db: Reads, chain_id: int, order: int, next_id: int, suffix: Sequence[int] | None) -> Entries:
     """The backward delta's entries into next_id (from contexts ending in suffix), in forward column order."""
     if suffix is None:
         rows = db.rows("delta_into", chain_id, next_id)
     else:
-        low = blocks.key_bytes(suffix)
-        rows = db.rows("delta_into_suffix", chain_id, next_id, low, low + b"\xff" * 4)
+        rows = db.rows("delta_into_suffix", chain_id, next_id, *_rest_range(blocks.key_bytes(suffix)))
     return blocks.delta_backward(rows, order)
 
 
@@ -208,15 +212,13 @@ def predecessors(
     order = len(suffix) // 4 + 1
     reads = of(db)
     prefix = [next_id, *chainmod.unpack(suffix)]
-    top = suffix + b"\xff" * 4  # the backward delta's rest runs from suffix + c1 = 0 to this
+    rests = _rest_range(suffix)
     if reads.combined:
-        found, delta = _combined(
-            reads, "predecessors_read", order, prefix, cache, chain_id, next_id, suffix, top
-        )
+        found, delta = _combined(reads, "predecessors_read", order, prefix, cache, chain_id, next_id, *rests)
     else:
         with reads.snapshot():
             found = blocks.read_prefix(reads, chain_id, order, BACKWARD, prefix, cache)
-            delta = reads.rows("delta_into_suffix", chain_id, next_id, suffix, top)
+            delta = reads.rows("delta_into_suffix", chain_id, next_id, *rests)
     found = of_author(found, author_id)  # backward: (next, c2..cn, c1, author, count), sorted by c1
     # delta rows: (rest, next, author, count), rest = c2..cn, c1
     mine = [

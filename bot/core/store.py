@@ -32,7 +32,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.core import engines, opening, rolling
+from bot.core import bulkwrite, engines, opening, rolling
 from bot.core.connections import Connections
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
 from bot.core.hubcache import HubCache
@@ -87,10 +87,8 @@ EDIT_WINDOW_DAYS = 7  # days a learned message's token ids are kept for a delete
 PRUNE_SECONDS = 60.0  # the writer drops recent messages past the window at most this often ...
 PRUNE_ROWS = 10_000  # ... and at most this many per transaction (then again at the next flush)
 BULK_MEMORY_MB = 1024  # what an import (markovbot import) may hold: queued messages, a batch, the page cache
-BULK_MESSAGE_BYTES = 3072  # memory per message an import holds queued or counted (measured at 1M)
-# An import commits at least this often (what a crash loses; what a bot on the same file waits). Each
-# commit after the first rewrites the blocks the ones before it wrote: at 60 s a 1,000,000-message
-# import that took 101 s (a slow hour) wrote 3.77x its file, 2.01x when it fit in one commit.
+# An import commits at least this often (what a crash loses; what a bot on the same file waits); each
+# commit after the first rewrites the blocks the earlier ones wrote (benchmarks/README.md).
 BULK_COMMIT_SECONDS = 300.0
 
 
@@ -406,25 +404,20 @@ class Store:
 
     @contextlib.asynccontextmanager
     async def bulk(self, reserve_mb: int = 0) -> AsyncIterator[None]:
-        """Learn in a few large transactions until the block ends (an import), within bulk_memory_mb.
+        """Learn in a few large transactions until the block ends (an import), within bulk_memory_mb
+        (shared out by bot.core.bulkwrite.budget), committed also every bulk_commit_seconds.
 
         reserve_mb: what the import holds outside this process (its worker), taken off the budget.
-
-        A B-tree page changed by a transaction is written once (to the WAL, then the file) however
-        many rows of the transaction changed it, and a batch's rows are spread over the whole tree:
-        so the batches share one transaction, their counts staged in memory, packed (see
-        bot.core.staging), until a quarter of the budget is staged or bulk_commit_seconds have passed. An eighth of the budget is a
-        batch (BULK_MESSAGE_BYTES a message: queued and counted, two batches at once), an eighth
-        the writer's page cache; the rest is the interpreter's own.
         """
-        budget = (self.bulk_memory_mb - reserve_mb) * 2**20
-        batch = max(self.batch_size, budget // 8 // BULK_MESSAGE_BYTES)
+        share = bulkwrite.budget(
+            self.bulk_memory_mb - reserve_mb, self.batch_size, self.max_pending, WRITER_CACHE_KIB
+        )
         await self.flush()
         if self._pg is None:
-            await self.w.execute(f"PRAGMA cache_size = -{max(WRITER_CACHE_KIB, budget // 8 // 1024)}")
+            await self.w.execute(f"PRAGMA cache_size = -{share.cache_kib}")
         try:
             async with self._queue.sized(
-                batch, max(self.max_pending, 2 * batch), budget // 4, self.bulk_commit_seconds
+                share.batch, share.pending, share.staged_bytes, self.bulk_commit_seconds
             ):
                 yield
         finally:
