@@ -131,9 +131,9 @@ def run_markovify(corpus: str, calls: int) -> dict[str, Any]:
 
 def _commit_gaps(brain: Any, stop: threading.Event, gaps: list[float]) -> None:
     """Seconds between the writer's commits, seen by polling its total every 5 ms (in a thread)."""
-    last_n, last_t = brain.store.committed, time.perf_counter()
+    last_n, last_t = brain.store.saved, time.perf_counter()
     while not stop.wait(0.005):
-        n = brain.store.committed
+        n = brain.store.saved
         if n != last_n:
             now = time.perf_counter()
             gaps.append(now - last_t)
@@ -332,17 +332,31 @@ async def _concurrent(db: str, corpus: str, calls: int, rate: float) -> dict[str
                 if ahead > 0:
                     await asyncio.sleep(ahead)
 
+    gaps: list[float] = []
+    watching = threading.Event()
+    watcher = threading.Thread(target=_commit_gaps, args=(brain, watching, gaps), daemon=True)
     feeder = asyncio.create_task(feed())
     try:
         await asyncio.sleep(1.0)
+        watcher.start()
         start = time.perf_counter()
         timings = await _timed_generate(brain, key, calls, True, 3)
         elapsed = time.perf_counter() - start
     finally:
         stop.set()
+        watching.set()
+        if watcher.is_alive():
+            watcher.join()
         await feeder
         await brain.close()
-    return {**timings, "ingest_rate_during": fed / (elapsed + 1.0), "ingest_target": rate}
+    ordered = sorted(gaps) or [float("nan")]
+    return {
+        **timings,
+        "ingest_rate_during": fed / (elapsed + 1.0),
+        "ingest_target": rate,
+        "commit_gap_p50_s": ordered[len(ordered) // 2],
+        "commit_gap_max_s": ordered[-1],
+    }
 
 
 def run_concurrent(db: str, corpus: str, calls: int, rate: float) -> dict[str, Any]:
@@ -482,7 +496,8 @@ def table(r: dict[str, Any]) -> str:
         (
             "guarded p99 while ingesting (ms)",
             "",
-            f"{con['p99_ms']:.2f} at {con['ingest_rate_during']:,.0f} msgs/s into another chain",
+            f"{con['p99_ms']:.2f} at {con['ingest_rate_during']:,.0f} msgs/s into another chain "
+            f"(seconds between its commits p50 {con['commit_gap_p50_s']:.2f}, max {con['commit_gap_max_s']:.2f})",
             "",
         ),
     ]

@@ -212,6 +212,11 @@ def migrate_refused(exc: mg.MigrateRefused) -> str:
                 f"{path} was last opened by an older markovbot: open it once with this one "
                 f"(`markovbot chains --db {path}`) to bring it up to date, then copy it."
             )
+        case mg.SourceLogUnapplied(path):
+            return (
+                f"{path} has learned batches waiting in its learning log: open it once "
+                f"(`markovbot chains --db {path}`) so they are applied, then copy it."
+            )
         case mg.SourceChanged(path):
             return (
                 f"{path} forgot or unlearned messages, or consent or channels changed, while it was being "

@@ -1,4 +1,12 @@
-"""The learning queue: messages waiting to be learned, and the flusher that commits them in batches."""
+"""The learning queue: messages waiting to be learned, and the flusher that commits them in batches.
+
+With a learning log (bot.core.learnlog, SQLite's), the flusher commits each batch to the log and an
+applier task applies what the log holds to the database, up to APPLY_ENTRIES batches in one
+transaction, whenever the apply before has ended; without one (PostgreSQL; a second process on the
+same SQLite file; an import) each batch is committed to the database. flush() applies the log, then
+commits what is queued: afterwards everything enqueued before it is learned. Queued and logged
+messages together stay under max_pending (enqueue waits).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +22,20 @@ from typing import TypeVar
 
 from bot.core import rolling
 from bot.core.connections import Connections
+from bot.core.learnlog import Entry, LearningLog
 from bot.core.models import FlushResult, PendingMessage
 from bot.core.schema import StoreError
 from bot.core.writer import Writer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Log entries (batches) one transaction applies at most. Under load the applier takes what was
+# logged while it applied the last ones, each delta page then written once for all of them; this
+# bounds how long it holds the write lock (what a forget waits for) and, when the queue is full,
+# how long the log waits for room. A batch's own work is most of an apply's (benchmarks/README.md):
+# 3 already gains most of what 5 or 10 would.
+APPLY_ENTRIES = 3
 
 # SQLite's codes for a write the disk refused: no space left (ENOSPC), or the file may not grow (EFBIG).
 DISK_FULL_CODES = frozenset({13, 778})  # SQLITE_FULL, SQLITE_IOERR_WRITE
@@ -52,7 +68,13 @@ class LearningQueue:
         self.batch_size = batch_size
         self.max_pending = max_pending
         self._pending: list[PendingMessage] = []
-        self._pending_ids: set[tuple[str, str]] = set()
+        self._pending_ids: set[tuple[str, str]] = set()  # of the queued messages, and of the logged ones
+        self.log: LearningLog | None = None  # where batches are committed first, when this process holds it
+        self._logged: list[Entry] = []  # committed to the log, not yet applied to the database
+        self._logged_n = 0  # messages in them
+        self._log_lock = asyncio.Lock()  # held while a batch is committed to the log
+        self._applier: asyncio.Task[None] | None = None
+        self._apply_wake = asyncio.Event()
         self._room = asyncio.Condition()
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -60,9 +82,11 @@ class LearningQueue:
         self._sized = False  # inside sized(): the flusher commits full batches only
         self._failure: StoreError | None = None  # why an import's transaction failed (inside sized())
         self.last_error: str | None = None
-        #: Totals since open: messages committed, and messages dropped as already learned.
+        #: Totals since open: messages learned into the database, and dropped as already learned ...
         self.committed = 0
         self.duplicates = 0
+        #: ... and committed to the database or to the log (what a crash no longer loses).
+        self.saved = 0
 
     @contextlib.asynccontextmanager
     async def sized(
@@ -92,34 +116,50 @@ class LearningQueue:
         if self._failure is not None:
             raise self._failure
 
-    def start(self) -> None:
-        """Start the flusher."""
+    def start(self, log: LearningLog | None = None, replay: Sequence[Entry] = ()) -> None:
+        """Start the flusher (and, given the learning log, the applier: replay is what it holds unapplied)."""
+        self.log = log
+        self._closing = False
+        if log is not None:
+            self._logged = list(replay)
+            self._logged_n = sum(len(batch) for _, batch in replay)
+            for _, batch in self._logged:
+                self._pending_ids.update((item.platform, item.message_id) for item in batch)
+            self._applier = asyncio.create_task(self._apply_loop(), name="markov-applier")
+            self._apply_wake.set()
         self._flusher = asyncio.create_task(self._flush_loop(), name="markov-flusher")
 
+    async def release_log(self) -> None:
+        """Let the learning log go (what it holds unapplied stays there for the next open)."""
+        if self.log is not None:
+            await self.log.close()
+            self.log = None
+
     async def stop(self) -> None:
-        """Stop the flusher (what is pending stays queued)."""
-        if self._flusher is not None:
-            # Stopped by a flag, not cancelled: on Python 3.11 a cancel that races the wake-up
-            # event can be swallowed by the wait, and the flusher would never end.
-            self._closing = True
-            self._wake.set()
-            await self._flusher
-            self._flusher = None
+        """Stop the flusher and the applier (what is queued or logged stays so)."""
+        # Stopped by a flag, not cancelled: on Python 3.11 a cancel that races the wake-up
+        # event can be swallowed by the wait, and the task would never end.
+        self._closing = True
+        for task, wake in ((self._flusher, self._wake), (self._applier, self._apply_wake)):
+            if task is not None:
+                wake.set()
+                await task
+        self._flusher = self._applier = None
 
     @property
     def pending(self) -> int:
-        """Messages queued and not yet committed."""
-        return len(self._pending)
+        """Messages queued or logged, and not yet learned into the database."""
+        return len(self._pending) + self._logged_n
 
     def is_pending(self, platform: str, message_id: str) -> bool:
-        """True when the message is queued for the next flush."""
+        """True when the message is queued or logged, not yet learned into the database."""
         return (platform, message_id) in self._pending_ids
 
     async def enqueue(self, message: PendingMessage) -> bool:
         """Queue a message for learning, waiting while the queue is full; False if already queued."""
         key = (message.platform, message.message_id)
         async with self._room:
-            await self._room.wait_for(lambda: len(self._pending) < self.max_pending)
+            await self._room.wait_for(lambda: self.pending < self.max_pending)
             if key in self._pending_ids:
                 return False
             self._pending.append(message)
@@ -134,10 +174,10 @@ class LearningQueue:
         queued = done = 0
         while done < len(messages):
             async with self._room:
-                await self._room.wait_for(lambda: len(self._pending) < self.max_pending or self._failure)
+                await self._room.wait_for(lambda: self.pending < self.max_pending or self._failure)
                 if self._failure is not None:
                     raise self._failure
-                room = self.max_pending - len(self._pending)
+                room = self.max_pending - self.pending
                 for message in messages[done : done + room]:
                     key = (message.platform, message.message_id)
                     if key not in self._pending_ids:
@@ -165,7 +205,10 @@ class LearningQueue:
             if self._closing:
                 return
             try:
-                await self.flush(full_only=self._sized)
+                if self.log is not None and not self._sized:
+                    await self._log_batches()
+                else:
+                    await self.flush(full_only=self._sized)
                 await self._merge_idle()
                 backoff = self.flush_interval
             except StoreError as exc:
@@ -181,39 +224,129 @@ class LearningQueue:
                 log.exception("flush failed; learning paused, retrying in %.0f s", backoff)
 
     async def flush(self, *, full_only: bool = False) -> FlushResult:
-        """Commit everything queued (full_only: only full batches), in batches of at most batch_size messages."""
-        learned = duplicates = 0
-        async with self._db.write_lock:
-            while self._pending and (not full_only or len(self._pending) >= self.batch_size):
-                batch = self._pending[: self.batch_size]
-                result = await self._write(self._writer.commit(batch))
-                self.committed += result.learned
-                self.duplicates += result.duplicates
-                learned += result.learned
-                duplicates += result.duplicates
-                if result.learned:
-                    self._learned_at = time.monotonic()
-                async with self._room:
-                    del self._pending[: len(batch)]
-                    for item in batch:
-                        self._pending_ids.discard((item.platform, item.message_id))
-                    self._room.notify_all()
-            if self._writer.prune_due():
-                await self._write(self._writer.prune())
-            if self._writer.counts.unmerged:
-                self.idle_merged.clear()
+        """Apply what is logged, then commit everything queued (full_only: only full batches), in
+        batches of at most batch_size messages."""
+        async with self._log_lock:  # no batch is half way to the log meanwhile
+            applied = await self._apply_logged()
+            learned, duplicates = applied.learned, applied.duplicates
+            async with self._db.write_lock:
+                while self._pending and (not full_only or len(self._pending) >= self.batch_size):
+                    batch = self._pending[: self.batch_size]
+                    result = await self._write(self._writer.commit(batch))
+                    self._learned(result, len(batch))
+                    learned += result.learned
+                    duplicates += result.duplicates
+                    await self._taken(batch, forget_ids=True)
+                await self._after_commits()
         return FlushResult(learned, duplicates)
+
+    def _learned(self, result: FlushResult, saved: int) -> None:
+        """Count what a commit to the database learned (saved: messages it made durable)."""
+        self.committed += result.learned
+        self.duplicates += result.duplicates
+        self.saved += saved
+        if result.learned:
+            self._learned_at = time.monotonic()
+
+    async def _taken(self, batch: Sequence[PendingMessage], *, forget_ids: bool) -> None:
+        """A batch has left the queue (forget_ids: it is learned, so no longer pending at all)."""
+        async with self._room:
+            del self._pending[: len(batch)]
+            if forget_ids:
+                self._forget_ids(batch)
+            self._room.notify_all()
+
+    def _forget_ids(self, batch: Sequence[PendingMessage]) -> None:
+        for item in batch:
+            self._pending_ids.discard((item.platform, item.message_id))
+
+    async def _after_commits(self) -> None:
+        """After commits (the write lock held): drop recent messages past the window, when due."""
+        if self._writer.prune_due():
+            await self._write(self._writer.prune())
+        if self._writer.counts.unmerged:
+            self.idle_merged.clear()
+
+    async def _log_batches(self) -> None:
+        """Commit what is queued to the learning log, a batch an entry; then wake the applier (queued
+        and logged messages together stay under max_pending: enqueue waits)."""
+        log_ = self.log
+        assert log_ is not None
+        async with self._log_lock:
+            while self._pending:
+                batch = self._pending[: self.batch_size]
+                seq = await self._write(log_.append(batch))
+                self._logged.append((seq, batch))
+                self._logged_n += len(batch)
+                self.saved += len(batch)
+                await self._taken(batch, forget_ids=False)
+        if self._logged:
+            self._apply_wake.set()
+
+    async def _apply_loop(self) -> None:
+        """Apply the log's entries whenever there are some (and nothing else is applying them)."""
+        backoff = self.flush_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff if self._logged else None):
+                    await self._apply_wake.wait()
+            self._apply_wake.clear()
+            if self._closing:
+                return
+            try:
+                await self._apply_some()
+                if self._logged:  # more came meanwhile: on at once
+                    self._apply_wake.set()
+                backoff = self.flush_interval
+            except StoreError:
+                backoff = min(30.0, backoff * 2)
+                log.warning("learning paused, retrying in %.0f s: %s", backoff, self.last_error)
+            except Exception:
+                backoff = min(30.0, backoff * 2)
+                log.exception("applying the learning log failed; retrying in %.0f s", backoff)
+
+    async def _apply_logged(self) -> FlushResult:
+        """Apply the entries the log holds unapplied to the database, in transactions of APPLY_ENTRIES
+        at most, dropping each transaction's from the log once it commits."""
+        learned = duplicates = 0
+        while self._logged:
+            result = await self._apply_some()
+            learned += result.learned
+            duplicates += result.duplicates
+        return FlushResult(learned, duplicates)
+
+    async def _apply_some(self) -> FlushResult:
+        """Apply the first APPLY_ENTRIES entries the log holds unapplied in one transaction, then drop them."""
+        log_ = self.log
+        async with self._db.write_lock:
+            entries = self._logged[:APPLY_ENTRIES]
+            if log_ is None or not entries:
+                return FlushResult(0, 0)
+            batch = [item for _, entry in entries for item in entry]
+            last = entries[-1][0]
+            result = await self._write(self._writer.commit(batch, applied=last))
+            self._learned(result, 0)
+            del self._logged[: len(entries)]
+            self._logged_n -= len(batch)
+            self._forget_ids(batch)
+            async with self._room:
+                self._room.notify_all()
+            await self._write(log_.drop(last))
+            await self._after_commits()
+        return result
 
     async def _merge_idle(self) -> None:
         """Nothing learned for a while: merge the deltas into the blocks for a while (bot.core.rolling)."""
         quiet = time.monotonic() - self._learned_at >= rolling.IDLE_AFTER * self.flush_interval
-        if not self.idle_seconds or self._sized or self._pending or not quiet:
+        if not self.idle_seconds or self._sized or self._pending or self._logged or not quiet:
             return
         if not self._writer.counts.unmerged:
             self.idle_merged.set()
             return
         async with self._db.write_lock:
-            if not self._pending and await self._write(self._writer.merge_idle(self.idle_seconds)):
+            if not (self._pending or self._logged) and await self._write(
+                self._writer.merge_idle(self.idle_seconds)
+            ):
                 self.idle_merged.set()
 
     async def _write(self, work: Awaitable[T]) -> T:

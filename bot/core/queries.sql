@@ -623,3 +623,23 @@ SELECT max(2, coalesce((SELECT value FROM counters WHERE name = 'next_token_id')
 -- name: migrate_removals
 -- Bumped by every unlearn, forget and reset: compared before the copy commits (see migrate.py).
 SELECT coalesce((SELECT value FROM counters WHERE name = 'removals'), 0);
+
+-- The learning log (bot.core.learnlog): a file of its own beside the database.
+
+-- name: log_schema
+CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
+
+-- name: log_append
+INSERT INTO entries (seq, sealed) VALUES (?, ?);
+
+-- name: log_entries
+SELECT seq, sealed FROM entries WHERE seq > ? ORDER BY seq;
+
+-- name: log_unapplied
+SELECT count(*) FROM entries WHERE seq > ?;
+
+-- name: log_last
+SELECT coalesce(max(seq), 0) FROM entries;
+
+-- name: log_drop
+DELETE FROM entries WHERE seq <= ?;

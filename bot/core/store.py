@@ -1,18 +1,19 @@
 """The SQLite store: one writer connection with a batched queue, and readers beside it.
 
-Learning is queued and committed in batches (one transaction per batch, at most every
-``flush_interval`` seconds or ``batch_size`` messages, and on close), so a crash loses at
-most the batch not yet committed. Reads go through a second connection, and generation walks
-on a thread or in a process of its own with a third (see bot.core.walker); in WAL mode none of
-them waits for the writer.
+Learning is queued and committed in batches (at most every ``flush_interval`` seconds or
+``batch_size`` messages, and on close: to the learning log, or one transaction a batch), so a
+crash loses at most the batch not yet committed. Reads go through a second connection, and
+generation walks on a thread or in a process of its own with a third (see bot.core.walker); in
+WAL mode none of them waits for the writer.
 
 Store is a façade over its parts, each in a module of its own: schema (the file and its
 migrations), connections, guildstate, registry (chains and authors), vocabulary, hubcache,
 writer (every write transaction), versions (where the writer stands on each chain), learnqueue
-(queued learning and the flusher), keymeta (the fingerprint key's check value), opening (each
-engine's open and close), learned (reads of learned messages and the meta table, as
-``store.learned``), reports (the retention report's reads, as ``store.reports``) and walkerhost
-(where the walker runs), called through walkerclient (as ``store.walker``).
+(queued learning and the flusher), learnlog (SQLite's live batches, committed to a log of their
+own and applied to the database several at once), keymeta (the fingerprint key's check value),
+opening (each engine's open and close), learned (reads of learned messages and the meta table,
+as ``store.learned``), reports (the retention report's reads, as ``store.reports``) and
+walkerhost (where the walker runs), called through walkerclient (as ``store.walker``).
 
 Given a PostgreSQL URL (postgresql://...) instead of a path, the same store runs on PostgreSQL
 (bot.core.storeparts picks each engine's parts): the writer and its transactions are one
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.core import bulkwrite, engines, opening, rolling
+from bot.core import bulkwrite, engines, learnlog, opening, rolling
 from bot.core.connections import Connections
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
 from bot.core.hubcache import HubCache
@@ -111,6 +112,7 @@ class Store:
         bulk_commit_seconds: float = BULK_COMMIT_SECONDS,
         merge_rows: int | None = None,
         idle_merge_seconds: float = rolling.IDLE_SECONDS,
+        learning_log: bool = True,
         clock: Callable[[], float] = time.time,
         key_path: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -166,6 +168,7 @@ class Store:
             self._writes.counts.merge_rows = merge_rows  # else countwriter.MERGE_ROWS
         if walker == "process":  # this process may start others: a forget cuts blocks in them too
             self._writes.removal.cut_workers = CUT_WORKERS
+        self._learning_log = learning_log and self.url is None  # SQLite's (bot.core.learnlog)
         self._queue = LearningQueue(
             self._db,
             self._writes,
@@ -219,6 +222,16 @@ class Store:
         """Messages dropped as already learned since open."""
         return self._queue.duplicates
 
+    @property
+    def logs_learning(self) -> bool:
+        """True when live batches are committed to the learning log first (bot.core.learnlog)."""
+        return self._queue.log is not None
+
+    @property
+    def saved(self) -> int:
+        """Messages committed to the database or the learning log since open (a crash no longer loses them)."""
+        return self._queue.saved
+
     # ---------------------------------------------------------------- lifecycle
 
     async def open(self) -> Store:
@@ -237,10 +250,14 @@ class Store:
             self._writes.sealer = Sealer(self.key)
             self._learned = Learned(self._reader, self._registry, self._db.write_lock, self._writes.sealer)
             await self._walker_host.start(self.key)
+            taken = None
+            if self._learning_log:
+                applied = int(await self.get_meta(learnlog.APPLIED_META) or 0)
+                taken = await learnlog.take(self.path, self.key, applied)
         except BaseException:
             await self._close_connections()
             raise
-        self._queue.start()
+        self._queue.start(*(taken or (None, [])))
         return self
 
     @property
@@ -258,6 +275,7 @@ class Store:
             await self._close_connections()
 
     async def _close_connections(self) -> None:
+        await self._queue.release_log()
         await self._walker_host.stop()
         await self.reports.close()
         await opening.close(self._db, self._pg, self._guilds)

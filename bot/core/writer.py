@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Union
 
 from bot.core import chain as chainmod
-from bot.core import counting
+from bot.core import counting, learnlog
 from bot.core.bulkwrite import BulkWrite
 from bot.core.contracts import GuildStateStore, VocabularyStore
 from bot.core.countwriter import CountWriter
@@ -204,9 +204,11 @@ class Writer:
         if dropped[0]:
             log.debug("dropped %d recent messages past the %d-day window", dropped[0], self.edit_window_days)
 
-    async def commit(self, batch: Sequence[PendingMessage]) -> FlushResult:
-        """Learn a batch in one transaction (the caller holds the write lock), less messages already learned."""
+    async def commit(self, batch: Sequence[PendingMessage], applied: int | None = None) -> FlushResult:
+        """Learn a batch in one transaction (the caller holds the write lock), less messages already
+        learned; applied: the last learning log entry it holds (bot.core.learnlog), recorded with it."""
         if self.bulk is not None:
+            assert applied is None, "the learning log is applied before an import begins"
             return await self.bulk.learn(batch)
         fresh: list[PendingMessage] = []
 
@@ -215,6 +217,8 @@ class Writer:
             fresh.extend(await self.fresh(batch))
             if fresh:
                 await self.apply(fresh, sign=1)
+            if applied is not None:
+                await self._sql.execute(self._q["set_meta"], (learnlog.APPLIED_META, str(applied)))
 
         await self.transaction(work)
         return FlushResult(len(fresh), len(batch) - len(fresh))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from bot.core import keys
+from bot.core import keys, learnlog
 from bot.core.brain import Brain
 from bot.core.engines import PostgresUrl
 from bot.core.postgres import migrate as mg
@@ -270,6 +271,17 @@ def _with_meta(source: Path, path: Path, key: str, value: str | None) -> Path:
     return path
 
 
+def _with_unapplied_log(source: Path, path: Path) -> Path:
+    """A copy whose learning log holds a batch its bot was killed before applying."""
+    shutil.copy(source, path)
+    shutil.copy(keys.key_file(source), keys.key_file(path))
+    with contextlib.closing(sqlite3.connect(learnlog.log_path(path))) as conn:
+        conn.execute(Q["log_schema"])
+        conn.execute(Q["log_append"], (10**9, b"sealed batch"))
+        conn.commit()
+    return path
+
+
 def _without_key_file(source: Path, path: Path) -> Path:
     shutil.copy(source, path)
     return path
@@ -286,6 +298,7 @@ BAD_SOURCES = {
     "salt in meta": (lambda s, p: _with_meta(s, p, keys.OLD_SALT_META, "00" * 16), mg.SourceNeedsUpgrade),
     "no key check": (lambda s, p: _with_meta(s, p, keys.CHECK_META, None), mg.SourceNeedsUpgrade),
     "key file missing": (_without_key_file, mg.SourceKeyRefused),
+    "learning log unapplied": (_with_unapplied_log, mg.SourceLogUnapplied),
 }
 
 

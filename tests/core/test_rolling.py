@@ -80,7 +80,9 @@ async def test_half_merged_deltas_unlearn_and_forget_exactly_on_both_engines(
     messages = corpus(160)
     forgotten = MEMBERS[2]
     unlearned = messages[100:120]
-    brain = await open_brain(where, tmp_path, batch_size=10, merge_rows=1, idle_merge_seconds=0)
+    brain = await open_brain(
+        where, tmp_path, batch_size=10, merge_rows=1, idle_merge_seconds=0, learning_log=False
+    )
     try:
         await learn(brain, messages)
         for message in unlearned:
@@ -120,7 +122,9 @@ async def test_an_idle_writer_merges_every_delta_into_the_blocks_on_both_engines
 async def test_what_a_run_before_left_in_the_deltas_is_merged_once_idle(
     where: Path | str, tmp_path: Path
 ) -> None:
-    brain = await open_brain(where, tmp_path, batch_size=10, merge_rows=1, idle_merge_seconds=0)
+    brain = await open_brain(
+        where, tmp_path, batch_size=10, merge_rows=1, idle_merge_seconds=0, learning_log=False
+    )
     try:
         await learn(brain, corpus(120))
         expected = await dump(where)
@@ -146,7 +150,7 @@ async def test_a_commit_rewrites_a_slice_of_the_blocks_not_all_of_them(tmp_path:
         await brain.close()
     assert min(len(ids) for ids in block_ids(path).values()) > 40
     rewritten = 0
-    brain = await open_brain(path, tmp_path, merge_rows=1, idle_merge_seconds=0)
+    brain = await open_brain(path, tmp_path, merge_rows=1, idle_merge_seconds=0, learning_log=False)
     try:
         for i, message in enumerate(corpus(40, seed=3)):
             before = block_ids(path)
@@ -165,7 +169,9 @@ async def test_a_commit_rewrites_a_slice_of_the_blocks_not_all_of_them(tmp_path:
 @pytest.mark.usefixtures("small_slices")
 async def test_the_deltas_stay_near_their_share_of_the_blocks(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite3"
-    brain = await open_brain(path, tmp_path, batch_size=20, merge_rows=1, idle_merge_seconds=0)
+    brain = await open_brain(
+        path, tmp_path, batch_size=20, merge_rows=1, idle_merge_seconds=0, learning_log=False
+    )
     try:
         await learn(brain, [m for m in corpus(600) if m.channel == "c2"])
     finally:

@@ -39,10 +39,13 @@ async def main() -> None:
     )
     await brain.opt_in("t", "g", "u")
     await brain.set_channel("t", "g", "c", True)
+    for n, line in enumerate(lines[:1000]):  # learned (through the learning log) before the disk fills
+        await brain.learn(Message("t", "g", "c", "u", str(n), line))
+    await brain.flush()
     _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     grown = max(os.path.getsize(db + suffix) for suffix in ("", "-wal", "-shm"))
     resource.setrlimit(resource.RLIMIT_FSIZE, (grown + 300_000, hard))  # room for a few batches
-    for n, line in enumerate(lines):
+    for n, line in enumerate(lines[1000:], start=1000):
         await brain.learn(Message("t", "g", "c", "u", str(n), line))
     loop = asyncio.get_running_loop()
     while True:

@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.core import keys
+from bot.core import keys, learnlog
 from bot.core.engines import PostgresUrl
 from bot.core.postgres import schema as pg_schema
 from bot.core.postgres.connections import one_line
@@ -111,6 +111,13 @@ class SourceNeedsUpgrade(MigrateRefused):
 
     path: Path
     version: int
+
+
+@dataclass(eq=False)
+class SourceLogUnapplied(MigrateRefused):
+    """The learning log beside the file holds batches a stopped bot did not apply (opening it applies them)."""
+
+    path: Path
 
 
 @dataclass(eq=False)
@@ -234,6 +241,8 @@ class Snapshot:
         meta = dict(self.conn.execute(Q["migrate_meta"]).fetchall())
         if version < SCHEMA_VERSION or keys.OLD_SALT_META in meta or keys.CHECK_META not in meta:
             raise SourceNeedsUpgrade(self.path, version)
+        if learnlog.unapplied(self.path, int(meta.get(learnlog.APPLIED_META, 0))):
+            raise SourceLogUnapplied(self.path)
         if tables != SOURCE_TABLES:
             odd = ", ".join(sorted(tables ^ SOURCE_TABLES))
             raise SourceNotMarkovbot(self.path, f"its tables are not markovbot's ({odd})")

@@ -1,0 +1,196 @@
+"""The learning log: each live batch committed, sealed, to a small file of its own, applied later.
+
+Live learning's cost is the main file's commit: every commit rewrites nearly every page of the
+rolling deltas (bot.core.rolling) and a page of each index per message, whatever the batch's size.
+So the flusher commits each batch here, one sealed blob in a file of a few pages (durable within a
+second, as before), and the writer applies what the log holds to the main file in one transaction
+once the one before is done: under load several batches at once, each delta page written once for
+all of them (benchmarks/README.md has the figures).
+
+The main file records the last entry it applied (meta ``learning_log_applied``) in the applying
+transaction, so a crash at any moment replays exactly the entries after it, on the next open.
+Entries are sealed (bot.core.sealed, under a key of their own derived from the fingerprint key):
+the log's file alone reads back no message. Applied entries are deleted and zeroed, and the log's
+WAL is emptied into its file after each apply. One process holds the log (an exclusive lock); a
+second one on the same database commits its batches to the main file directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiosqlite
+
+from bot.core.connections import pragma
+from bot.core.models import ChainInfo, PendingMessage
+from bot.core.schema import StoreError
+from bot.core.sealed import Sealer
+from bot.core.sql import Q
+
+log = logging.getLogger(__name__)
+
+APPLIED_META = "learning_log_applied"  # the main file's meta key: the last entry it applied
+PERSON = b"markovbot-log"  # what the log's sealer is derived for (bot.core.sealed)
+Entry = tuple[int, list[PendingMessage]]  # (seq, the batch)
+
+
+def log_path(db_path: Path) -> Path:
+    """Where the learning log of a database lives: beside it."""
+    return db_path.with_name(db_path.name + "-learning")
+
+
+def encode(batch: Sequence[PendingMessage]) -> bytes:
+    """A batch as the bytes an entry seals (everything its messages are learned from)."""
+    return json.dumps(
+        [
+            [
+                m.platform,
+                m.message_id,
+                [m.chain.id, m.chain.order, m.chain.run_length, m.chain.scheme],
+                m.author_id,
+                m.tokens,
+                m.fingerprint,
+                m.normal,
+                m.windows,
+                m.chars,
+                m.bytes,
+                m.keep,
+                m.key,
+            ]
+            for m in batch
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode("utf-8", "surrogatepass")
+
+
+def decode(data: bytes) -> list[PendingMessage]:
+    """The batch encode() made."""
+    return [
+        PendingMessage(
+            platform,
+            message_id,
+            ChainInfo(*chain),
+            author_id,
+            tuple(tokens),
+            fingerprint,
+            normal,
+            tuple(windows),
+            chars,
+            size,
+            keep,
+            hashed=key,
+        )
+        for (
+            platform,
+            message_id,
+            chain,
+            author_id,
+            tokens,
+            fingerprint,
+            normal,
+            windows,
+            chars,
+            size,
+            keep,
+            key,
+        ) in json.loads(data.decode("utf-8", "surrogatepass"))
+    ]
+
+
+def unapplied(db_path: Path, applied: int) -> int:
+    """Entries the learning log of a database holds after applied (0: none, no log, or a bot holds it)."""
+    path = log_path(db_path)
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
+        ) as conn:
+            (n,) = conn.execute(Q["log_unapplied"], (applied,)).fetchone()
+    except sqlite3.Error:  # held by a running bot (what it holds is its queue), or not a log at all
+        return 0
+    return int(n)
+
+
+class LearningLog:
+    """The log's file, held by this process: append a batch, read back what is unapplied, drop what is."""
+
+    def __init__(self, path: Path, key: bytes) -> None:
+        self.path = path
+        self._sealer = Sealer(key, PERSON)
+        self._conn: aiosqlite.Connection | None = None
+        self._next = 1  # the next entry's seq (only this process writes the file: it holds the lock)
+
+    async def open(self, applied: int) -> list[Entry] | None:
+        """Take the log (None when another process holds it); the entries after applied, to replay."""
+        conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=0)  # held: fail, not wait
+        try:
+            await pragma(conn, "locking_mode = EXCLUSIVE")  # held from the first write until close
+            await pragma(conn, "journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await pragma(conn, "secure_delete = ON")  # an applied entry's bytes are zeroed, not freed
+            await conn.execute("BEGIN IMMEDIATE")  # fails at once when another process holds it
+            await conn.execute(Q["log_schema"])
+            await conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            if "locked" not in str(exc):
+                raise StoreError(
+                    f"the learning log {self.path} cannot be used ({exc}): move it away to start without "
+                    "the batches it holds"
+                ) from exc
+            log.info("another process holds the learning log: its batches go to the database directly")
+            return None
+        self._conn = conn
+        rows = await conn.execute_fetchall(Q["log_entries"], (applied,))
+        (last,) = next(iter(await conn.execute_fetchall(Q["log_last"])))
+        self._next = max(int(last), applied) + 1
+        entries: list[Entry] = []
+        for seq, sealed in rows:
+            data = self._sealer.open(int(seq), bytes(sealed))
+            if data is None:  # sealed under another key: not this database's
+                log.warning("learning log entry %d does not open with this database's key: dropped", seq)
+                continue
+            entries.append((int(seq), decode(data)))
+        await self.drop(applied)
+        return entries
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        """The log's connection."""
+        if self._conn is None:
+            raise RuntimeError("the learning log is not open")
+        return self._conn
+
+    async def append(self, batch: Sequence[PendingMessage]) -> int:
+        """Commit a batch as the next entry; its seq."""
+        seq = self._next
+        sealed = self._sealer.seal(seq, encode(batch))
+        await self.conn.execute(Q["log_append"], (seq, sealed))  # autocommit: one transaction
+        self._next = seq + 1
+        return seq
+
+    async def drop(self, through: int) -> None:
+        """Delete the entries up to through (applied), and empty the log's WAL into its file."""
+        await self.conn.execute(Q["log_drop"], (through,))
+        await pragma(self.conn, "wal_checkpoint(TRUNCATE)")
+
+    async def close(self) -> None:
+        """Let the log go (what it holds stays, for the next open to replay)."""
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+async def take(db_path: Path, key: bytes, applied: int) -> tuple[LearningLog, list[Entry]] | None:
+    """The learning log of a database, held by this process, and its entries after applied, to replay
+    (None: another process holds it)."""
+    log_ = LearningLog(log_path(db_path), key)
+    replay = await log_.open(applied)
+    return None if replay is None else (log_, replay)

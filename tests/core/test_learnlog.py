@@ -1,0 +1,260 @@
+"""The learning log: live batches committed to a sealed log of their own, applied to the database later."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.core import learnlog
+from bot.core.brain import Brain
+from bot.core.learnqueue import LearningQueue
+from bot.core.models import ChainInfo, PendingMessage, UnlearnStatus
+from bot.core.schema import StoreError
+from tests.core.dump import logical_dump
+from tests.core.writer_corpus import KEY, MEMBERS, corpus, learn, open_brain
+
+texts = st.text(min_size=1, max_size=12)
+ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+messages = st.builds(
+    PendingMessage,
+    platform=texts,
+    message_id=texts,
+    chain=st.builds(ChainInfo, st.integers(1, 2**31), st.integers(1, 3), st.integers(3, 32), st.just(2)),
+    author_id=st.integers(1, 2**31),
+    tokens=st.lists(texts, max_size=8).map(tuple),
+    fingerprint=ints,
+    normal=st.none() | ints,
+    windows=st.lists(ints, max_size=8).map(tuple),
+    chars=st.integers(0, 4000),
+    bytes=st.integers(0, 16000),
+    keep=st.booleans(),
+)
+
+
+@given(st.lists(messages, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_a_batch_reads_back_from_its_entry_exactly_as_it_was(batch: list[PendingMessage]) -> None:
+    assert learnlog.decode(learnlog.encode(batch)) == batch
+
+
+def pending(text: str, n: int) -> PendingMessage:
+    """A queued message of a word-per-token text, as a learning log entry holds one."""
+    return PendingMessage(
+        "t", f"m{n}", ChainInfo(1, 2, 8), 1, tuple(text.split()), n, None, (n,), len(text), len(text)
+    )
+
+
+async def test_the_log_file_holds_no_text_and_opens_only_with_its_database_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "markov.sqlite3-learning"
+    log_ = learnlog.LearningLog(path, KEY)
+    assert await log_.open(0) == []
+    batch = [pending("zebracorn sings quietly", 1), pending("another xylograph line", 2)]
+    assert await log_.append(batch) == 1
+    await log_.close()
+    on_disk = await asyncio.to_thread(lambda: b"".join(p.read_bytes() for p in tmp_path.iterdir()))
+    for word in ("zebracorn", "quietly", "xylograph"):
+        assert word.encode() not in on_disk
+
+    reopened = learnlog.LearningLog(path, KEY)
+    assert await reopened.open(0) == [(1, batch)]
+    await reopened.close()
+    foreign = learnlog.LearningLog(path, bytes(32))
+    with caplog.at_level(logging.WARNING):
+        assert await foreign.open(0) == []
+    await foreign.close()
+    assert "does not open with this database's key" in caplog.text
+
+
+async def test_entries_the_database_applied_are_dropped_and_new_ones_number_after_them(
+    tmp_path: Path,
+) -> None:
+    log_ = learnlog.LearningLog(tmp_path / "log", KEY)
+    await log_.open(0)
+    for n in range(3):
+        await log_.append([pending(f"word{n}", n)])
+    await log_.close()
+    again = learnlog.LearningLog(tmp_path / "log", KEY)
+    assert [seq for seq, _ in await again.open(applied=2) or []] == [3]
+    assert await again.append([pending("later", 9)]) == 4
+    await again.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "log")) as conn:
+        assert [seq for (seq,) in conn.execute("SELECT seq FROM entries")] == [3, 4]
+
+
+async def test_a_learning_log_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "markov.sqlite3"
+    await (await open_brain(db, tmp_path)).close()
+    learnlog.log_path(db).write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match=r"learning log .* cannot be used .*: move it away"):
+        await open_brain(db, tmp_path)
+
+
+async def logged(brain: Brain, n: int) -> None:
+    """Wait until the flusher has committed n messages (to the log, here); 10 s at most."""
+    deadline = time.monotonic() + 10
+    while brain.store.saved < n:
+        assert time.monotonic() < deadline, f"{brain.store.saved} of {n} messages committed in 10 s"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def stalled_applier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The applier never runs on its own: what the flusher logs stays unapplied until a flush."""
+
+    async def idle(self: LearningQueue) -> None:
+        return None
+
+    monkeypatch.setattr(LearningQueue, "_apply_loop", idle)
+
+
+@pytest.mark.usefixtures("stalled_applier")
+async def test_a_logged_message_is_pending_until_applied_then_unlearned_and_forgotten_exactly(
+    tmp_path: Path,
+) -> None:
+    items = corpus(120)
+    db, clean = tmp_path / "log.sqlite3", tmp_path / "clean.sqlite3"
+    brain = await open_brain(db, tmp_path, flush_interval=0.02, batch_size=25)
+    try:
+        assert brain.store.logs_learning
+        for message in items:
+            await brain.learn(message, require_consent=False)
+        await logged(brain, len(items))
+        assert brain.store.committed == 0 and brain.store.pending == len(items)
+        assert await brain.is_learned("t", items[5].id)  # pending counts as learned for dedupe
+        assert await brain.unlearn_id("t", items[5].id) is UnlearnStatus.UNLEARNED  # after applying the log
+        await brain.forget("t", "g", MEMBERS[0])
+        assert brain.store.committed == len(items) and brain.store.pending == 0
+    finally:
+        await brain.close()
+    kept = [m for i, m in enumerate(items) if i != 5 and m.author != MEMBERS[0]]
+    reference = await open_brain(clean, tmp_path, learning_log=False)
+    try:
+        assert not reference.store.logs_learning
+        await learn(reference, kept)
+    finally:
+        await reference.close()
+    assert logical_dump(db, KEY) == logical_dump(clean, KEY)
+
+
+async def test_a_second_process_on_the_file_commits_directly_and_both_learn_everything(
+    tmp_path: Path,
+) -> None:
+    items = corpus(200)
+    db, clean = tmp_path / "shared.sqlite3", tmp_path / "clean.sqlite3"
+    first = await open_brain(db, tmp_path, flush_interval=0.02, batch_size=20)
+    second = await open_brain(db, tmp_path, flush_interval=0.02, batch_size=20)
+    try:
+        assert first.store.logs_learning and not second.store.logs_learning
+        for i, message in enumerate(items):
+            await (first if i % 2 else second).learn(message, require_consent=False)
+        await first.flush()
+        await second.flush()
+    finally:
+        await first.close()
+        await second.close()
+    reference = await open_brain(clean, tmp_path, learning_log=False)
+    try:
+        await learn(reference, items)
+    finally:
+        await reference.close()
+    assert logical_dump(db, KEY) == logical_dump(clean, KEY)
+
+
+KILLED = """
+import asyncio, os, sys, time
+from bot.core import learnlog, learnqueue
+from bot.core.brain import Brain
+from bot.core.learnqueue import LearningQueue
+from tests.core.writer_corpus import KEY, corpus
+
+async def stall(*args, **kwargs):
+    await asyncio.Event().wait()  # until the SIGKILL
+
+async def until(done):
+    deadline = time.monotonic() + 10
+    while not done():
+        if time.monotonic() > deadline:
+            print("not reached in 10 s", flush=True)
+            os._exit(1)
+        await asyncio.sleep(0.01)
+
+async def main():
+    db, where, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    LearningQueue._apply_loop = stall  # what is logged waits for a flush
+    brain = await Brain.open(db, key=KEY, walker="thread", flush_interval=0.02, batch_size=30)
+    for message in corpus(n):
+        await brain.learn(message, require_consent=False)
+    await until(lambda: brain.store.saved >= n)
+    if where != "before the apply":  # the database applies every entry at once; the log never drops them
+        learnqueue.APPLY_ENTRIES = n
+        learnlog.LearningLog.drop = stall
+        asyncio.create_task(brain.flush())
+        await until(lambda: brain.store.committed >= n)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def log_entries(db: Path) -> int:
+    """Entries the learning log of a database holds (read, then let go: the log is taken exclusively)."""
+    with contextlib.closing(sqlite3.connect(learnlog.log_path(db))) as conn:
+        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+
+@pytest.mark.parametrize("where", ["before the apply", "before the log drops what was applied"])
+def test_a_sigkill_loses_no_logged_batch_and_the_next_open_learns_each_once(
+    tmp_path: Path, where: str
+) -> None:
+    n = 300
+    db, clean = tmp_path / "killed.sqlite3", tmp_path / "clean.sqlite3"
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED, encoding="utf-8")
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(db), where, str(n)],
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        assert process.stdout.readline() == b"ready\n"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        learned = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+    assert learned == (0 if where == "before the apply" else n)
+    assert log_entries(db) >= -(-n // 30)
+
+    async def reopen_and_compare() -> None:
+        brain = await open_brain(db, tmp_path)
+        try:
+            assert brain.store.logs_learning
+            await brain.flush()
+            assert brain.store.committed == (n if where == "before the apply" else 0)
+        finally:
+            await brain.close()
+        reference = await open_brain(clean, tmp_path, learning_log=False)
+        try:
+            await learn(reference, corpus(n))
+        finally:
+            await reference.close()
+
+    asyncio.run(reopen_and_compare())
+    assert logical_dump(db, KEY) == logical_dump(clean, KEY)
+    assert log_entries(db) == 0
