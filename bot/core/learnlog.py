@@ -155,7 +155,7 @@ class LearningLog:
         for seq, sealed in rows:
             data = self._sealer.open(int(seq), bytes(sealed))
             if data is None:  # sealed under another key: not this database's
-                log.warning("learning log entry %d does not open with this database's key: dropped", seq)
+                log.warning("learning log entry %d does not open with this database's key: skipped", seq)
                 continue
             entries.append((int(seq), decode(data)))
         await self.drop(applied)
