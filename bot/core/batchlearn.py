@@ -78,7 +78,7 @@ class BatchLearner:
             self._info = await self._store.find_chain(self._chain)
         if self._info is not None:
             return self._info.run_length, self._info.scheme
-        settings = await self._store.settings(self._chain.platform, self._chain.guild)
+        settings = await self._store.guild_state.settings(self._chain.platform, self._chain.guild)
         return settings.run_length, fingerprints.CURRENT
 
     async def _queue_next(self) -> None:
@@ -95,7 +95,7 @@ class BatchLearner:
                 self.statuses[LearnStatus.EMPTY] += 1
                 continue
             if info is None:  # the chain is made by its first message with a token, as Brain.learn does
-                settings = await self._store.settings(platform, guild)
+                settings = await self._store.guild_state.settings(platform, guild)
                 info = self._info = await self._store.chain(self._chain, settings)
             if refit is None:
                 refit = (info.run_length, info.scheme) != scheme

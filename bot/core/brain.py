@@ -116,42 +116,42 @@ class Brain:
 
     async def opt_in(self, platform: str, guild: str, member: str) -> bool:
         """Let the bot learn from a member in a guild; True when newly opted in."""
-        return await self.store.set_consent(platform, guild, member, True)
+        return await self.store.guild_state.set_consent(platform, guild, member, True)
 
     async def opt_out(self, platform: str, guild: str, member: str) -> bool:
         """Stop learning from a member at once (what was learned stays until forget)."""
-        return await self.store.set_consent(platform, guild, member, False)
+        return await self.store.guild_state.set_consent(platform, guild, member, False)
 
     async def is_opted_in(self, platform: str, guild: str, member: str) -> bool:
         """True when the member opted in in this guild."""
-        return member in await self.store.consenting(platform, guild)
+        return member in await self.store.guild_state.consenting(platform, guild)
 
     async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
         """Enable or disable learning in a channel; True when that changed something."""
-        return await self.store.set_channel(platform, guild, channel, enabled)
+        return await self.store.guild_state.set_channel(platform, guild, channel, enabled)
 
     async def is_enabled(self, platform: str, guild: str, channel: str) -> bool:
         """True when learning is enabled in the channel."""
-        return channel in await self.store.enabled_channels(platform, guild)
+        return channel in await self.store.guild_state.enabled_channels(platform, guild)
 
     async def enabled_channels(self, platform: str, guild: str) -> set[str]:
         """The channels of a guild where learning is enabled."""
-        return set(await self.store.enabled_channels(platform, guild))
+        return set(await self.store.guild_state.enabled_channels(platform, guild))
 
     async def settings(self, platform: str, guild: str) -> GuildSettings:
         """A guild's settings."""
-        return await self.store.settings(platform, guild)
+        return await self.store.guild_state.settings(platform, guild)
 
     async def update_settings(self, platform: str, guild: str, **changes: Any) -> GuildSettings:
         """Change some settings; on a bad value raise ValueError (a user-facing message), change nothing."""
         unknown = set(changes) - set(GuildSettings.names())
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}.")
-        current = await self.store.settings(platform, guild)
+        current = await self.store.guild_state.settings(platform, guild)
         updated = dataclasses.replace(current, **{k: v for k, v in changes.items() if v is not None})
         updated.validate()
         if updated != current:
-            await self.store.put_settings(platform, guild, updated)
+            await self.store.guild_state.put_settings(platform, guild, updated)
         return updated
 
     async def member_info(self, platform: str, guild: str, member: str) -> MemberInfo:
@@ -217,7 +217,7 @@ class Brain:
         if not tokens:
             return None
         if info is None:
-            settings = await self.store.settings(message.platform, message.guild)
+            settings = await self.store.guild_state.settings(message.platform, message.guild)
             info = await self.store.chain(message.chain, settings)
         if create:
             author_id: int | None = await self.store.author(message.platform, message.guild, message.author)
@@ -397,7 +397,7 @@ class Brain:
             return Generated(resolved)
         info, author_id, start_ids = resolved
         if guard is None:
-            guard = (await self.store.settings(chain.platform, chain.guild)).copy_guard
+            guard = (await self.store.guild_state.settings(chain.platform, chain.guild)).copy_guard
         attempts = tries or self.tries
         verdict_key = (info.id, author_id, tuple(start_ids))
         verdict = self._replays.get(verdict_key) if guard else None

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from bot.core import schema
 from bot.core.connections import pragma
 from bot.core.models import ChainInfo, PendingMessage
 from bot.core.schema import StoreError
@@ -35,6 +36,7 @@ from bot.core.sql import Q
 log = logging.getLogger(__name__)
 
 APPLIED_META = "learning_log_applied"  # the main file's meta key: the last entry it applied
+FORMAT = 1  # the log file's user_version (0: a new file, or a log made before it had one: the same)
 PERSON = b"markovbot-log"  # what the log's sealer is derived for (bot.core.sealed)
 Entry = tuple[int, list[PendingMessage]]  # (seq, the batch)
 
@@ -132,12 +134,18 @@ class LearningLog:
         conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=0)  # held: fail, not wait
         try:
             await pragma(conn, "locking_mode = EXCLUSIVE")  # held from the first write until close
+            await conn.execute("BEGIN IMMEDIATE")  # fails at once when another process holds it
+            _, version, tables = await schema.describe(conn)
+            refused = self._refusal(version, tables)
+            if refused:
+                await conn.execute("ROLLBACK")  # a file refused is left as it was
+                raise StoreError(refused)
+            await conn.execute(Q["log_schema"])
+            await conn.execute(f"PRAGMA user_version = {FORMAT}")
+            await conn.execute("COMMIT")
             await pragma(conn, "journal_mode = WAL")
             await conn.execute("PRAGMA synchronous = NORMAL")
             await pragma(conn, "secure_delete = ON")  # an applied entry's bytes are zeroed, not freed
-            await conn.execute("BEGIN IMMEDIATE")  # fails at once when another process holds it
-            await conn.execute(Q["log_schema"])
-            await conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             await conn.close()
             if "locked" not in str(exc):
@@ -147,6 +155,9 @@ class LearningLog:
                 ) from exc
             log.info("another process holds the learning log: its batches go to the database directly")
             return None
+        except StoreError:
+            await conn.close()
+            raise
         self._conn = conn
         rows = await conn.execute_fetchall(Q["log_entries"], (applied,))
         (last,) = next(iter(await conn.execute_fetchall(Q["log_last"])))
@@ -160,6 +171,21 @@ class LearningLog:
             entries.append((int(seq), decode(data)))
         await self.drop(applied)
         return entries
+
+    def _refusal(self, version: int, tables: set[str]) -> str | None:
+        """Why a file found at the log's path must not be used as this markovbot's log (None: it may)."""
+        if version > FORMAT:
+            return (
+                f"the learning log {self.path} was written by a newer markovbot (format {version}, this "
+                f"one reads {FORMAT}), left untouched: run that version, or move the log away to start "
+                "without the batches it holds"
+            )
+        if tables - {"entries"}:
+            return (
+                f"the learning log {self.path} is another program's SQLite database, left untouched: "
+                "move it away"
+            )
+        return None
 
     @property
     def conn(self) -> aiosqlite.Connection:

@@ -408,7 +408,7 @@ async def report(
     thresholds = thresholds or Thresholds()
     info = await store.find_chain(chain)
     if info is None:
-        settings = await store.settings(chain.platform, chain.guild)
+        settings = await store.guild_state.settings(chain.platform, chain.guild)
         return RetentionReport.empty(settings.run_length, settings.order)
     messages, tokens, chars, size = await store.chain_counters(info.id)
     seed = state_seed(info, (messages, tokens, chars, size))

@@ -352,7 +352,7 @@ class Store:
             return found
         return await self._makes.add_author(platform, guild, external_id)
 
-    # ---------------------------------------------------------------- consent, channels, settings
+    # ---------------------------------------------------------------- its parts, as contracts
 
     @property
     def guild_state(self) -> GuildStateStore:
@@ -368,30 +368,6 @@ class Store:
     def vocabulary(self) -> VocabularyStore:
         """The vocabulary part, as its engine-neutral contract (bot.core.contracts)."""
         return self._vocabulary
-
-    async def consenting(self, platform: str, guild: str) -> set[str]:
-        """Members of a guild who opted in."""
-        return await self._guilds.consenting(platform, guild)
-
-    async def set_consent(self, platform: str, guild: str, member: str, opted_in: bool) -> bool:
-        """Opt a member in or out; True when that changed something."""
-        return await self._guilds.set_consent(platform, guild, member, opted_in)
-
-    async def enabled_channels(self, platform: str, guild: str) -> set[str]:
-        """Channels of a guild where learning is enabled."""
-        return await self._guilds.enabled_channels(platform, guild)
-
-    async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
-        """Enable or disable learning in a channel; True when that changed something."""
-        return await self._guilds.set_channel(platform, guild, channel, enabled)
-
-    async def settings(self, platform: str, guild: str) -> GuildSettings:
-        """A guild's settings (defaults when never changed)."""
-        return await self._guilds.settings(platform, guild)
-
-    async def put_settings(self, platform: str, guild: str, settings: GuildSettings) -> None:
-        """Save a guild's settings (validated by the caller)."""
-        await self._guilds.put_settings(platform, guild, settings)
 
     # ---------------------------------------------------------------- the batched writer
 

@@ -103,6 +103,36 @@ async def test_a_learning_log_that_is_not_one_is_refused_in_one_line(tmp_path: P
         await open_brain(db, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("made", "refused"),
+    [
+        (
+            "CREATE TABLE entries (seq INTEGER PRIMARY KEY, sealed BLOB NOT NULL); PRAGMA user_version = 2",
+            r"learning log .* was written by a newer markovbot \(format 2, this one reads 1\), left untouched",
+        ),
+        (
+            "CREATE TABLE notes (body TEXT)",
+            r"learning log .* is another program's SQLite database, left untouched",
+        ),
+    ],
+    ids=["newer-format", "another-programs-database"],
+)
+async def test_a_log_file_of_a_newer_format_or_of_another_program_is_refused_and_left_as_it_was(
+    tmp_path: Path, made: str, refused: str
+) -> None:
+    db = tmp_path / "markov.sqlite3"
+    await (await open_brain(db, tmp_path)).close()
+    path = learnlog.log_path(db)
+    path.unlink()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(made)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=refused):
+        await open_brain(db, tmp_path)
+    assert path.read_bytes() == before
+    assert [name for name in os.listdir(tmp_path) if name.startswith(path.name)] == [path.name]
+
+
 async def assert_as_learned_directly(db: Path, tmp_path: Path, messages: list[Message]) -> None:
     """db dumps equal to a database that learned messages with no learning log (each batch committed)."""
     clean = tmp_path / "clean.sqlite3"
@@ -200,7 +230,7 @@ async def main():
     for message in corpus(n):
         await brain.learn(message, require_consent=False)
     await until(lambda: brain.store.saved >= n)
-    if where != "before the apply":  # the database applies every entry at once; the log never drops them
+    if not where.startswith("before the apply"):  # the database applies every entry at once; the log never drops them
         learnqueue.APPLY_ENTRIES = n
         learnlog.LearningLog.drop = stall
         asyncio.create_task(brain.flush())
@@ -212,13 +242,20 @@ asyncio.run(main())
 """
 
 
-def log_entries(db: Path) -> int:
-    """Entries the learning log of a database holds (read, then let go: the log is taken exclusively)."""
+def on_log(db: Path, statement: str) -> int:
+    """A statement's one value on the learning log of a database (then let go: the log is taken exclusively)."""
     with contextlib.closing(sqlite3.connect(learnlog.log_path(db))) as conn:
-        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+        return int(conn.execute(statement).fetchone()[0])
 
 
-@pytest.mark.parametrize("where", ["before the apply", "before the log drops what was applied"])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "before the apply",
+        "before the apply, by a markovbot whose logs had no format",
+        "before the log drops what was applied",
+    ],
+)
 def test_a_sigkill_loses_no_logged_batch_and_the_next_open_learns_each_once(
     tmp_path: Path, where: str
 ) -> None:
@@ -239,18 +276,23 @@ def test_a_sigkill_loses_no_logged_batch_and_the_next_open_learns_each_once(
         process.wait()
     with contextlib.closing(sqlite3.connect(db)) as conn:
         learned = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
-    assert learned == (0 if where == "before the apply" else n)
-    assert log_entries(db) >= -(-n // 30)
+    unapplied = where.startswith("before the apply")
+    assert learned == (0 if unapplied else n)
+    assert on_log(db, "SELECT count(*) FROM entries") >= -(-n // 30)
+    if where.endswith("no format"):  # the log as 9d78774 wrote it
+        with contextlib.closing(sqlite3.connect(learnlog.log_path(db))) as conn:
+            conn.execute("PRAGMA user_version = 0")
 
     async def reopen_and_compare() -> None:
         brain = await open_brain(db, tmp_path)
         try:
             assert brain.store.logs_learning
             await brain.flush()
-            assert brain.store.committed == (n if where == "before the apply" else 0)
+            assert brain.store.committed == (n if unapplied else 0)
         finally:
             await brain.close()
         await assert_as_learned_directly(db, tmp_path, corpus(n))
 
     asyncio.run(reopen_and_compare())
-    assert log_entries(db) == 0
+    assert on_log(db, "SELECT count(*) FROM entries") == 0
+    assert on_log(db, "PRAGMA user_version") == learnlog.FORMAT
