@@ -282,6 +282,14 @@ DELETE FROM transition_blocks WHERE chain_id = ?;
 -- Window blocks (bot/core/blocks.py, kind WINDOWS): the statements above, over window_blocks.
 SELECT id, first FROM window_blocks WHERE chain_id = ? AND direction = ? ORDER BY first;
 
+-- name: window_block_candidates
+-- The blocks that may hold the window key ?2 (8 bytes; a block's first is a key and 4 bytes more),
+-- with their firsts: from the last starting before it to the last starting at it (?3: ?2 and 8 bytes
+-- 0xff, above every first that starts with it; bot/core/windowrows.py).
+SELECT id, first FROM window_blocks WHERE chain_id = ?1 AND direction = 0 AND first < ?3
+AND first >= coalesce((SELECT max(first) FROM window_blocks
+                       WHERE chain_id = ?1 AND direction = 0 AND first < ?2), x'');
+
 -- name: window_block_slice
 SELECT id, first, entries FROM window_blocks WHERE chain_id = ?1 AND direction = ?2
 AND first >= coalesce((SELECT max(first) FROM window_blocks

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import numpy as np
@@ -19,6 +21,7 @@ from bot.core.blockwriter import BlockWriter
 from bot.core.brain import Brain
 from bot.core.connections import Connections
 from bot.core.models import ChainKey, Message, UnlearnStatus
+from bot.core.reads import Reads, of
 from bot.core.walker import Walker
 from tests.core.blockengines import BlockEngine
 from tests.core.dump import downgrade, logical_dump
@@ -98,6 +101,35 @@ def test_signed_merges_and_the_delta_read_back_as_exactly_the_sum(
     for batch in batches:
         expected.update(batch)
     check(path, +expected)
+
+
+class Indexed:
+    """SQLite reads, taken for an engine whose every statement is a round trip: the window reader
+    then finds blocks by a binary search over the chain's block index, not a query a fingerprint."""
+
+    combined = True
+
+    def __init__(self, reads: Reads) -> None:
+        self.reads = reads
+
+    def rows(self, name: str, *params: object) -> list[Any]:
+        return self.reads.rows(name, *params)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(learn_then_unlearn(changes))
+def test_the_blocks_a_fingerprint_may_be_in_are_the_same_by_query_as_by_the_block_index(
+    tmp_path_factory: pytest.TempPathFactory, batches: list[dict[Key, int]]
+) -> None:
+    path = tmp_path_factory.mktemp("windows") / "w.sqlite3"
+    run(path, batches, {})
+    fps = sorted({f for batch in batches for f, _ in batch} | set(EDGES))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        reads, reader = of(conn), windowrows.WindowReader()
+        for wanted in [[fp] for fp in fps] + [fps]:
+            keys = windowrows.keys_of(wanted)
+            by_query = reader._candidates(reads, CHAIN, keys)
+            assert by_query == reader._candidates(Indexed(reads), CHAIN, keys)  # type: ignore[arg-type]
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -247,6 +247,14 @@ SELECT pg_advisory_xact_lock(hashtextextended('markov window_blocks', $1));
 -- name: window_block_index
 SELECT id, first FROM window_blocks WHERE chain_id = $1 AND direction = $2 ORDER BY first;
 
+-- name: window_block_candidates
+-- The blocks that may hold the window key $2, with their firsts (see the SQLite statement; the
+-- walker here reads the block index instead, kept while the blocks are unchanged).
+SELECT id, first FROM window_blocks WHERE chain_id = $1 AND direction = 0 AND first < $3
+AND first >= coalesce((SELECT first FROM window_blocks
+                       WHERE chain_id = $1 AND direction = 0 AND first < $2
+                       ORDER BY first DESC LIMIT 1), '\x'::bytea);
+
 -- name: window_block_slice
 SELECT id, first, entries FROM window_blocks WHERE chain_id = $1 AND direction = $2
 AND first >= coalesce((SELECT first FROM window_blocks
