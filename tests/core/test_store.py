@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import pytest
 
 from bot.cli import main
 from bot.core.brain import Brain
+from bot.core.learnqueue import LearningQueue
 from bot.core.models import Message
 from bot.core.sql import Q
 from bot.core.store import (
@@ -210,6 +213,33 @@ async def test_the_flusher_commits_within_the_interval_without_being_asked(
         assert brain.store.committed == 10
     finally:
         await brain.close()
+
+
+async def test_a_flush_that_takes_part_of_the_interval_does_not_push_the_next_one_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interval counts from a flush's start: flushes taking 0.25 s of a 0.4 s interval begin
+    0.4 s apart, not 0.65 (a commit every interval under load, not every interval and a commit)."""
+    starts: list[float] = []
+    six = asyncio.Event()
+    logged = LearningQueue._log_batches  # what the flusher does each interval, with the learning log
+
+    async def slow(self: LearningQueue) -> None:
+        starts.append(time.monotonic())
+        if len(starts) == 6:
+            six.set()
+        await logged(self)
+        await asyncio.sleep(0.25)  # the flush's own time, as a slow disk's commit would take
+
+    monkeypatch.setattr(LearningQueue, "_log_batches", slow)
+    brain = await Brain.open(tmp_path / "m.sqlite3", flush_interval=0.4)
+    try:
+        assert brain.store.logs_learning
+        await asyncio.wait_for(six.wait(), timeout=30)
+    finally:
+        await brain.close()
+    gaps = [b - a for a, b in itertools.pairwise(starts[:6])]
+    assert sum(gaps) / len(gaps) < 0.525, gaps
 
 
 async def test_a_full_queue_makes_learning_wait_rather_than_grow(where: Path | str, tmp_path: Path) -> None:
