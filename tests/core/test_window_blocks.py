@@ -276,8 +276,9 @@ def test_a_walker_kept_open_sees_every_change_to_the_window_blocks(tmp_path: Pat
 
 @pytest.mark.parametrize("versioned", [True, False])
 def test_a_reader_kept_open_follows_blocks_re_cut(tmp_path: Path, versioned: bool) -> None:
-    """Every change gives the chain a new version, and the reader reads the index again; a writer
-    that did not say (versioned False: the old version put back) is caught when a needed block is gone."""
+    """Every change gives the chain a new version; a reader kept open finds what the re-cut blocks
+    hold, also after a writer that did not say (versioned False: the old version put back). On SQLite
+    it asks for each fingerprint's blocks, so no index can go stale (PostgreSQL's: test_reads)."""
     path = tmp_path / "w.sqlite3"
     run(path, [{(fp, 1): 1 for fp in range(0, 40, 2)}], {})
     reader = windowrows.WindowReader(cached_blocks=1 if not versioned else windowrows.CACHED_BLOCKS)
