@@ -68,6 +68,10 @@ class LearningQueue:
         self.max_pending = max_pending
         self._pending: list[PendingMessage] = []
         self._pending_ids: set[tuple[str, str]] = set()  # of the queued messages, and of the logged ones
+        # Messages ever appended to the queue and ever taken from its front: a flush owes those
+        # queued before it began, and stops there though producers keep queueing meanwhile.
+        self._appended = 0
+        self._taken_from = 0
         self.log: LearningLog | None = None  # where batches are committed first, when this process holds it
         self._logged: list[Entry] = []  # committed to the log, not yet applied to the database
         self._logged_n = 0  # messages in them
@@ -163,6 +167,7 @@ class LearningQueue:
                 return False
             self._pending.append(message)
             self._pending_ids.add(key)
+            self._appended += 1
         if len(self._pending) >= self.batch_size:
             self._wake.set()
             await asyncio.sleep(0)  # let the flusher start on the batch while we go on
@@ -182,6 +187,7 @@ class LearningQueue:
                     if key not in self._pending_ids:
                         self._pending.append(message)
                         self._pending_ids.add(key)
+                        self._appended += 1
                         queued += 1
                 done += room
             if len(self._pending) >= self.batch_size:
@@ -228,13 +234,14 @@ class LearningQueue:
                 due = started + backoff
 
     async def flush(self, *, full_only: bool = False) -> FlushResult:
-        """Apply what is logged, then commit everything queued (full_only: only full batches), in
-        batches of at most batch_size messages."""
+        """Apply what is logged, then commit what was queued when called (full_only: only full
+        batches), in batches of at most batch_size messages; what is queued meanwhile waits."""
+        owed = self._appended
         async with self._log_lock:  # no batch is half way to the log meanwhile
             applied = await self._apply_logged()
             learned, duplicates = applied.learned, applied.duplicates
             async with self._db.write_lock:
-                while self._pending and (not full_only or len(self._pending) >= self.batch_size):
+                while self._owes(owed) and (not full_only or len(self._pending) >= self.batch_size):
                     batch = self._pending[: self.batch_size]
                     result = await self._write(self._writer.commit(batch))
                     self._learned(result, len(batch))
@@ -243,6 +250,10 @@ class LearningQueue:
                     await self._taken(batch, forget_ids=True)
                 await self._after_commits()
         return FlushResult(learned, duplicates)
+
+    def _owes(self, owed: int) -> bool:
+        """True while some of the first `owed` messages ever queued are still in the queue."""
+        return bool(self._pending) and self._taken_from < owed
 
     def _learned(self, result: FlushResult, saved: int) -> None:
         """Count what a commit to the database learned (saved: messages it made durable)."""
@@ -256,6 +267,7 @@ class LearningQueue:
         """A batch has left the queue (forget_ids: it is learned, so no longer pending at all)."""
         async with self._room:
             del self._pending[: len(batch)]
+            self._taken_from += len(batch)
             if forget_ids:
                 self._forget_ids(batch)
             self._room.notify_all()
@@ -272,12 +284,14 @@ class LearningQueue:
             self.idle_merged.clear()
 
     async def _log_batches(self) -> None:
-        """Commit what is queued to the learning log, a batch an entry; then wake the applier (queued
-        and logged messages together stay under max_pending: enqueue waits)."""
+        """Commit what is queued to the learning log, a batch an entry, then wake the applier; what is
+        queued meanwhile waits for the next time (queued and logged messages together stay under
+        max_pending: enqueue waits)."""
         log_ = self.log
         assert log_ is not None
+        owed = self._appended
         async with self._log_lock:
-            while self._pending:
+            while self._owes(owed):
                 batch = self._pending[: self.batch_size]
                 seq = await self._write(log_.append(batch))
                 self._logged.append((seq, batch))

@@ -328,3 +328,50 @@ async def test_the_guard_and_the_reports_lookups_read_through_an_index(
         plan = " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {Q[name]}", params))
     assert "SEARCH" in plan and "SCAN messages" not in plan and "SCAN windows" not in plan, plan
     assert "(chain_id=?)" not in plan, plan  # an index searched by chain alone reads the whole chain
+
+
+@pytest.mark.parametrize("learning_log", [True, False], ids=["log", "direct"])
+@pytest.mark.parametrize("operation", ["flush", "forget"])
+async def test_a_flush_or_a_forget_ends_while_messages_keep_coming(
+    operation: str, learning_log: bool, tmp_path: Path
+) -> None:
+    """A flush learns what was queued when it was called and returns, though a flood keeps queueing
+    faster than batches commit; so does a forget, which flushes first (as unlearn and reset do)."""
+    path = tmp_path / "m.sqlite3"
+    brain = await Brain.open(
+        path, flush_interval=0.05, batch_size=5, max_pending=1_000, learning_log=learning_log
+    )
+    for member in ("a", "b"):
+        await brain.opt_in("t", "g", member)
+    await brain.set_channel("t", "g", "c", True)
+    for i in range(30):
+        await brain.learn(Message("t", "g", "c", "b", f"b{i}", f"words of b number {i}"))
+    queued = 0
+    stop = False
+    backlog = asyncio.Event()
+
+    async def flood() -> None:
+        nonlocal queued
+        while not stop:
+            await brain.learn(Message("t", "g", "c", "a", f"a{queued}", f"message number {queued} here"))
+            queued += 1
+            if queued == 1_000:
+                backlog.set()
+            await asyncio.sleep(0)  # one message a loop turn, as a gateway's events come
+
+    task = asyncio.create_task(flood())
+    try:
+        await backlog.wait()
+        before = queued
+        if operation == "forget":
+            forgot = await asyncio.wait_for(brain.forget("t", "g", "b"), timeout=60)
+            assert forgot.messages == 30
+        else:
+            await asyncio.wait_for(brain.flush(), timeout=60)
+            assert (await rows_of(path, "SELECT count(*) FROM messages"))[0][0] >= 30 + before
+    finally:
+        stop = True
+        await task
+        await brain.close()
+    kept = 0 if operation == "forget" else 30
+    assert await rows_of(path, "SELECT count(*) FROM messages") == [(queued + kept,)]
