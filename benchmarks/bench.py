@@ -358,6 +358,13 @@ async def _concurrent(db: str, corpus: str, rate: float, seconds: float) -> dict
             brain.store.saved,
             brain.store.committed,
         )  # durable (log or database); in the database
+        watching.set()
+        watcher.join()
+        # Then a forget while the feed goes on: a member asks while the server is busy.
+        backlog = brain.store.pending
+        start = time.perf_counter()
+        forgot = await brain.forget(CHAIN[0], CHAIN[1], "1")
+        forget_s = time.perf_counter() - start
     finally:
         stop.set()
         watching.set()
@@ -376,12 +383,16 @@ async def _concurrent(db: str, corpus: str, rate: float, seconds: float) -> dict
         "commit_gap_p50_s": ordered[len(ordered) // 2],
         "commit_gap_p90_s": ordered[int(len(ordered) * 0.9)],
         "commit_gap_max_s": ordered[-1],
+        "forget_s": forget_s,
+        "forget_messages": forgot.messages,
+        "forget_backlog": backlog,
     }
 
 
 def run_concurrent(db: str, corpus: str, rate: float, seconds: float) -> dict[str, Any]:
     """Live learning at `rate` messages/s into the benchmark's chain for `seconds` (the corpus again,
-    by 100 other members), and guarded generation from it meanwhile, LIVE_GENERATIONS a second."""
+    by 100 other members), and guarded generation from it meanwhile, LIVE_GENERATIONS a second; then,
+    the feed going on, /markov forget of a member who wrote a hundredth of the corpus."""
     return asyncio.run(_concurrent(db, corpus, rate, seconds))
 
 
@@ -523,6 +534,13 @@ def table(r: dict[str, Any]) -> str:
             f"max {con['commit_gap_max_s']:.2f}); p99 {con['p99_ms']:.2f} over {con['calls']:,} calls",
             "",
         ),
+        (
+            f"/markov forget of another member while {con['ingest_target']:,.0f} msgs/s arrive (s)",
+            "",
+            f"{con['forget_s']:.2f} ({con['forget_messages']:,} messages; "
+            f"{con['forget_backlog']:,} queued when asked)",
+            "",
+        ),
     ]
     lines = [
         f"{r['corpus']} — {r['machine']} — {r['date']}",
@@ -631,6 +649,7 @@ def engines_table(r: dict[str, Any]) -> str:
         ("guarded p99 while ingesting (ms)", *both(lambda e: f"{e['concurrent']['p99_ms']:.2f}")),
         ("/markov stats (s)", *both(lambda e: f"{e['generate']['stats_s']:.2f}")),
         ("/markov forget of one member (s)", *both(lambda e: f"{e['forget']['forget_s']:.2f}")),
+        ("… of another while learning live (s)", *both(lambda e: f"{e['concurrent']['forget_s']:.2f}")),
         (
             "on disk ÷ text (import)",
             *both(lambda e: f"{e['import']['db_bytes'] / e['import']['text_bytes']:.2f}"),
