@@ -182,9 +182,12 @@ class Brain:
                 return LearnResult(LearnStatus.NOT_OPTED_IN)
             if not await self.is_enabled(message.platform, message.guild, message.channel):
                 return LearnResult(LearnStatus.CHANNEL_DISABLED)
-        pending = await self._prepare(message, create=True, keep=deletable)
-        if pending is None:
-            return LearnResult(LearnStatus.EMPTY)
+        pending = await self._prepare(message, create=True, keep=deletable, consented=require_consent)
+        if pending is None:  # no tokens; or a forget removed the member's consent since the check
+            gone = require_consent and not await self.is_opted_in(
+                message.platform, message.guild, message.author
+            )
+            return LearnResult(LearnStatus.NOT_OPTED_IN if gone else LearnStatus.EMPTY)
         if not await self.store.enqueue(pending):
             return LearnResult(LearnStatus.ALREADY_PENDING)
         return LearnResult(LearnStatus.QUEUED, len(pending.tokens))
@@ -211,16 +214,26 @@ class Brain:
                 learner.abandon()
 
     async def _prepare(
-        self, message: Message, *, create: bool, info: ChainInfo | None = None, keep: bool = True
+        self,
+        message: Message,
+        *,
+        create: bool,
+        info: ChainInfo | None = None,
+        keep: bool = True,
+        consented: bool = False,
     ) -> PendingMessage | None:
+        """The message ready for the writer, or None (no tokens; no such author, unless create: made,
+        and with consented only while the member's consent is recorded)."""
         tokens = tuple(tokenize(message.text))
         if not tokens:
             return None
         if info is None:
             settings = await self.store.guild_state.settings(message.platform, message.guild)
             info = await self.store.chain(message.chain, settings)
-        if create:
-            author_id: int | None = await self.store.author(message.platform, message.guild, message.author)
+        if create and consented:
+            author_id = await self.store.consenting_author(message.platform, message.guild, message.author)
+        elif create:
+            author_id = await self.store.author(message.platform, message.guild, message.author)
         else:
             author_id = await self.store.find_author(message.platform, message.guild, message.author)
         if author_id is None:

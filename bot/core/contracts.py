@@ -88,8 +88,11 @@ class RegistryWrites(Protocol):
         """The chain's row, made with the guild's order and run length unless another process made it."""
         ...
 
-    async def add_author(self, platform: str, guild: str, external_id: str) -> int:
-        """The author's internal id, made unless another process made it."""
+    async def add_author(
+        self, platform: str, guild: str, external_id: str, *, consented: bool = False
+    ) -> int | None:
+        """The author's internal id, made unless another process made it; consented: made only
+        while the member's consent is recorded (None once a forget removed it)."""
         ...
 
 

@@ -426,6 +426,9 @@ INSERT OR IGNORE INTO consent (platform, guild, member, since) VALUES (?, ?, ?, 
 -- name: remove_consent
 DELETE FROM consent WHERE platform = ? AND guild = ? AND member = ?;
 
+-- name: consent_of
+SELECT 1 FROM consent WHERE platform = ? AND guild = ? AND member = ?;
+
 -- name: get_enabled_channels
 SELECT channel FROM enabled_channels WHERE platform = ? AND guild = ?;
 

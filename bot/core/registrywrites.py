@@ -65,8 +65,13 @@ class RegistryWriter:
             self._registry.chains[key] = found[0]
         return found[0]
 
-    async def add_author(self, platform: str, guild: str, external_id: str) -> int:
-        """A new author's internal id (unless another process just made it); SQLite's, as add_chain."""
+    async def add_author(
+        self, platform: str, guild: str, external_id: str, *, consented: bool = False
+    ) -> int | None:
+        """A new author's internal id (unless another process just made it); SQLite's, as add_chain.
+
+        consented: only while the member's consent is recorded (None once a forget removed it).
+        """
         key = (platform, guild, external_id)
         made: list[int] = []
         sql, q = self._sql, self._q
@@ -74,15 +79,17 @@ class RegistryWriter:
         async def work() -> None:
             made.clear()
             row = await sql.fetchone(q["author_by_key"], key)
-            if row is None:
+            if row is not None:
+                made.append(int(row[0]))
+            elif not consented or await sql.fetchone(q["consent_of"], key) is not None:
                 author_id = await self._take_ids("next_author_id", 1)
                 await sql.execute(q["insert_author"], (author_id, *key))
                 made.append(author_id)
-            else:
-                made.append(int(row[0]))
 
         async with self.lock:
             await self.transaction(work, join_bulk=True)
+            if not made:
+                return None
             self._registry.authors[key] = made[0]
         return made[0]
 

@@ -81,17 +81,21 @@ class Removal:
         await self._sql.executemany(self._q["mark_removal"], ((removals, c) for c in sorted(chain_ids)))
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
-        """Remove every contribution of a member to a guild's chains, in one transaction."""
-        author_id = await self._registry.find_author(platform, guild, external_id)
+        """Remove every contribution of a member to a guild's chains and their consent, in one transaction."""
         chains = await self._registry.chains_of_guild(platform, guild)
         totals = [0, 0, 0]
         sql, q = self._sql, self._q
 
         async def work() -> None:
             totals[:] = [0, 0, 0]
-            if author_id is None:
+            # First the consent: from here no author is made for the member's messages on their way
+            # (add_author, consented), so each is learned before the forget, and removed, or never.
+            await sql.execute(q["remove_consent"], (platform, guild, external_id))
+            row = await sql.fetchone(q["author_by_key"], (platform, guild, external_id))
+            if row is None:
                 return
-            # First: a learner elsewhere that read the author waits for this (PostgreSQL), or went first.
+            author_id = int(row[0])
+            # Then: a learner elsewhere that read the author waits for this (PostgreSQL), or went first.
             await sql.execute(q["lock_author"], (author_id,))
             refs: Counter[int] = Counter()
             rows = await sql.fetchall(q["author_message_totals"], (author_id,))
@@ -114,7 +118,6 @@ class Removal:
             await sql.execute(q["delete_author_messages"], (author_id,))
             await sql.execute(q["delete_author_recent"], (author_id,))
             await sql.execute(q["delete_author"], (author_id,))
-            await sql.execute(q["remove_consent"], (platform, guild, external_id))
             await self.mark_removal(chains)
 
         async with self._cutter() as cutter, self.lock, self.tx.scrubbing():  # rows zeroed, not just freed

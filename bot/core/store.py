@@ -346,11 +346,19 @@ class Store:
         return await self._registry.find_author(platform, guild, external_id)
 
     async def author(self, platform: str, guild: str, external_id: str) -> int:
-        """The author's internal id, created if new."""
+        """The author's internal id, created if new (an import's: its caller vouches for consent)."""
+        found = await self.find_author(platform, guild, external_id)
+        made = found if found is not None else await self._makes.add_author(platform, guild, external_id)
+        assert made is not None, "an author is made whatever the consent unless consented is asked"
+        return made
+
+    async def consenting_author(self, platform: str, guild: str, external_id: str) -> int | None:
+        """The author's internal id, created if new while their consent is recorded (None once a
+        forget removed it: a live message that passed the consent check before it)."""
         found = await self.find_author(platform, guild, external_id)
         if found is not None:
             return found
-        return await self._makes.add_author(platform, guild, external_id)
+        return await self._makes.add_author(platform, guild, external_id, consented=True)
 
     # ---------------------------------------------------------------- its parts, as contracts
 
@@ -449,8 +457,12 @@ class Store:
         return await self._writes.unlearn(item)
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
-        """Remove every contribution of a member to a guild's chains, in one transaction."""
-        await self.flush()
+        """Remove every contribution of a member to a guild's chains, in one transaction.
+
+        Nothing is flushed first: the member's messages still queued or logged are dropped when
+        they come to be committed (their author is gone), so a forget does not wait for the
+        backlog of a busy server to be learned.
+        """
         return await self._writes.forget(platform, guild, external_id)
 
     async def reset(self, key: ChainKey) -> int:

@@ -424,6 +424,8 @@ class Writer:
         """A new chain's row, made with the guild's order and run length (unless another process just did)."""
         return await self.registry_writes.add_chain(key, settings)
 
-    async def add_author(self, platform: str, guild: str, external_id: str) -> int:
+    async def add_author(
+        self, platform: str, guild: str, external_id: str, *, consented: bool = False
+    ) -> int | None:
         """A new author's internal id (unless another process just made it); SQLite's, as add_chain."""
-        return await self.registry_writes.add_author(platform, guild, external_id)
+        return await self.registry_writes.add_author(platform, guild, external_id, consented=consented)

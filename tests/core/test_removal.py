@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -15,10 +16,12 @@ import pytest
 
 from bot.core import blockwriter, removal
 from bot.core.brain import Brain
-from bot.core.models import ChainKey, ForgetResult, Message
+from bot.core.models import ChainKey, ForgetResult, LearnStatus, Message
+from tests.core.dump import logical_dump
 from tests.core.enginebrains import Where, rows_of
 
 P, G = "test", "guild"
+KEY = b"0123456789abcdef"  # the fingerprint key, for two databases that must dump alike
 
 
 @pytest.fixture
@@ -53,6 +56,72 @@ async def test_forget_removes_the_member_and_marks_the_chain(brain: Brain, where
     assert await brain.store.chain_counters(chain.id) == (1, 4, 15, 15)  # bob's alone
     assert await removals(where, chain.id) > before
     assert await removal.forget(P, G, "alice") == ForgetResult(0, 0, 0)  # nothing left to remove
+
+
+async def test_forget_opts_out_a_member_of_whom_nothing_was_learned_yet(brain: Brain) -> None:
+    await brain.opt_in(P, G, "alice")
+    assert await brain.forget(P, G, "alice") == ForgetResult(0, 0, 0)
+    assert not await brain.is_opted_in(P, G, "alice")
+
+
+async def test_a_message_that_passed_the_consent_check_before_a_forget_is_not_learned_after_it(
+    brain: Brain, where: Where, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The member's consent was read (opted in), then the forget ran to its end before the message
+    reached the queue: no author is made for it again, and nothing of the member is learned."""
+    await learn(brain, "bob", "1", "the dog ran far")
+    await brain.opt_in(P, G, "alice")
+    read, resume = asyncio.Event(), asyncio.Event()
+    checked = Brain.is_opted_in
+
+    async def slow_read(self: Brain, platform: str, guild: str, member: str) -> bool:
+        opted_in = await checked(self, platform, guild, member)
+        if member == "alice" and not read.is_set():
+            read.set()
+            await resume.wait()  # the answer is on its way back while the forget runs
+        return opted_in
+
+    monkeypatch.setattr(Brain, "is_opted_in", slow_read)
+    learning = asyncio.create_task(brain.learn(Message(P, G, "c1", "alice", "2", "the cat sat")))
+    await read.wait()
+    assert await brain.forget(P, G, "alice") == ForgetResult(0, 0, 0)
+    resume.set()
+    assert (await learning).status is LearnStatus.NOT_OPTED_IN
+    await brain.flush()
+    assert not await brain.is_learned(P, "2")
+    assert await brain.store.find_author(P, G, "alice") is None
+    assert await rows_of(where, "SELECT external_id FROM authors") == [("bob",)]
+
+
+@pytest.mark.parametrize("learning_log", [True, False], ids=["log", "direct"])
+async def test_a_forget_drops_the_members_messages_still_queued_and_keeps_the_others(
+    learning_log: bool, tmp_path: Path
+) -> None:
+    """A forget does not wait for the queue: what the member has on its way is never learned, and
+    the database ends as one that learned only the others."""
+    forgot_db, clean_db = tmp_path / "forgot.sqlite3", tmp_path / "clean.sqlite3"
+    for path, with_alice in ((forgot_db, True), (clean_db, False)):
+        brain = await Brain.open(path, flush_interval=3600, learning_log=learning_log, key=KEY)
+        try:
+            await brain.opt_in(P, G, "alice")
+            await brain.opt_in(P, G, "bob")
+            await brain.set_channel(P, G, "c1", True)
+            await brain.learn(Message(P, G, "c1", "bob", "1", "the dog ran far"))
+            if with_alice:
+                await brain.learn(Message(P, G, "c1", "alice", "2", "the cat sat"))
+                await brain.flush()
+                await brain.learn(Message(P, G, "c1", "alice", "3", "the cat ran"))  # queued
+            await brain.learn(Message(P, G, "c1", "bob", "4", "a dog sat far"))  # queued
+            assert brain.store.pending >= 1
+            if with_alice:
+                assert await brain.forget(P, G, "alice") == ForgetResult(messages=1, tokens=3, chains=1)
+            else:
+                await brain.store.guild_state.set_consent(P, G, "alice", False)
+            await brain.flush()
+            assert await brain.is_learned(P, "4") and not await brain.is_learned(P, "3")
+        finally:
+            await brain.close()
+    assert logical_dump(forgot_db, KEY) == logical_dump(clean_db, KEY)
 
 
 async def test_reset_deletes_one_chain_and_says_how_many_messages_it_held(brain: Brain) -> None:

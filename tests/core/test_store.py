@@ -336,7 +336,7 @@ async def test_a_flush_or_a_forget_ends_while_messages_keep_coming(
     operation: str, learning_log: bool, tmp_path: Path
 ) -> None:
     """A flush learns what was queued when it was called and returns, though a flood keeps queueing
-    faster than batches commit; so does a forget, which flushes first (as unlearn and reset do)."""
+    faster than batches commit (an unlearn or a reset flushes first); a forget ends too."""
     path = tmp_path / "m.sqlite3"
     brain = await Brain.open(
         path, flush_interval=0.05, batch_size=5, max_pending=1_000, learning_log=learning_log
@@ -346,6 +346,7 @@ async def test_a_flush_or_a_forget_ends_while_messages_keep_coming(
     await brain.set_channel("t", "g", "c", True)
     for i in range(30):
         await brain.learn(Message("t", "g", "c", "b", f"b{i}", f"words of b number {i}"))
+    await brain.flush()
     queued = 0
     stop = False
     backlog = asyncio.Event()

@@ -87,6 +87,9 @@ INSERT INTO consent (platform, guild, member, since) VALUES ($1, $2, $3, $4) ON 
 -- name: remove_consent
 DELETE FROM consent WHERE platform = $1 AND guild = $2 AND member = $3;
 
+-- name: consent_of
+SELECT 1 FROM consent WHERE platform = $1 AND guild = $2 AND member = $3;
+
 -- name: get_enabled_channels
 SELECT channel FROM enabled_channels WHERE platform = $1 AND guild = $2;
 
@@ -161,6 +164,16 @@ SELECT id FROM authors WHERE platform = $1 AND guild = $2 AND external_id = $3;
 -- name: insert_author
 -- A new author, unless another process made it first (then nothing is returned).
 INSERT INTO authors (platform, guild, external_id) VALUES ($1, $2, $3)
+ON CONFLICT (platform, guild, external_id) DO NOTHING
+RETURNING id;
+
+-- name: insert_consenting_author
+-- As insert_author, and only while the member's consent is recorded. The consent row is locked, so
+-- a forget deleting it (first thing in its transaction) either waits for this or goes first, when
+-- nothing is made.
+INSERT INTO authors (platform, guild, external_id)
+SELECT $1, $2, $3
+WHERE EXISTS (SELECT 1 FROM consent WHERE platform = $1 AND guild = $2 AND member = $3 FOR KEY SHARE)
 ON CONFLICT (platform, guild, external_id) DO NOTHING
 RETURNING id;
 

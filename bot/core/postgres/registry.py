@@ -101,16 +101,22 @@ class Registry:
                 return info
         raise StoreError(f"the chain was made and reset by other processes {MAKE_ATTEMPTS} times; try again")
 
-    async def add_author(self, platform: str, guild: str, external_id: str) -> int:
-        """The author's internal id, made now unless another process made it."""
+    async def add_author(
+        self, platform: str, guild: str, external_id: str, *, consented: bool = False
+    ) -> int | None:
+        """The author's internal id, made now unless another process made it; consented: made only
+        while the member's consent is recorded (None once a forget removed it)."""
         key = (platform, guild, external_id)
+        insert = PQ["insert_consenting_author" if consented else "insert_author"]
         for _ in range(MAKE_ATTEMPTS):
-            found = await self._db.pool.fetchval(PQ["insert_author"], *key)
+            found = await self._db.pool.fetchval(insert, *key)
             if found is None:
                 found = await self._db.pool.fetchval(PQ["author_by_key"], *key)
             if found is not None:
                 self.authors[key] = int(found)
                 return self.authors[key]
+            if consented and await self._db.pool.fetchval(PQ["consent_of"], *key) is None:
+                return None
         raise StoreError(
             f"the author was made and forgotten by other processes {MAKE_ATTEMPTS} times; try again"
         )
