@@ -68,8 +68,8 @@ class LearningQueue:
         self.batch_size = batch_size
         self.max_pending = max_pending
         self._pending: list[PendingMessage] = []
-        # The keys (bot.core.messagekeys) of the queued messages and of the logged ones: the key the
-        # database dedupes by, an int (a tuple of two strings a message cost an import 1.4 µs here).
+        # The keys (bot.core.messagekeys) of the queued messages and of the logged ones: what the
+        # database dedupes by, and an int, where a tuple of two strings cost an import more to hash.
         self._pending_keys: set[int] = set()
         # Messages ever appended to the queue and ever taken from its front: a flush owes those
         # queued before it began, and stops there though producers keep queueing meanwhile.
