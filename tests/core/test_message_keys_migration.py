@@ -13,7 +13,7 @@ import pytest
 from bot.core import models
 from bot.core.brain import Brain
 from bot.core.messagekeys import message_key
-from bot.core.models import ChainKey, Message, UnlearnStatus
+from bot.core.models import ChainKey, LearnStatus, Message, UnlearnStatus
 from bot.core.tokens import tokenize
 from bot.importer import import_file
 from tests.core.dump import downgrade, logical_dump
@@ -98,10 +98,11 @@ async def test_two_ids_with_one_key_learn_the_first_and_skip_the_second(
     monkeypatch.setattr(models, "message_key", lambda platform, message_id: 7)  # every id collides
     brain = await Brain.open(tmp_path / "c.sqlite3", flush_interval=0.05, key=KEY)
     try:
-        for m in LIVE[:2]:
-            await brain.learn(m, require_consent=False)
-        result = await brain.flush()  # one batch: the second is dropped, the batch commits
-        assert (result.learned, result.duplicates) == (1, 1)
+        first, second = [await brain.learn(m, require_consent=False) for m in LIVE[:2]]
+        # The queue knows messages by their key too: the second is refused there, the first commits.
+        assert (first.status, second.status) == (LearnStatus.QUEUED, LearnStatus.ALREADY_PENDING)
+        result = await brain.flush()
+        assert (result.learned, result.duplicates) == (1, 0)
         await brain.learn(LIVE[2], require_consent=False)
         assert (await brain.flush()).learned == 0  # a later batch: known already
         assert (await brain.stats(LIVE[0].chain)).messages_seen == 1
