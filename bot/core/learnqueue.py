@@ -184,21 +184,12 @@ class LearningQueue:
                 if self._failure is not None:
                     raise self._failure
                 room = self.max_pending - self.pending
-                taken = messages[done : done + room]
-                keys = [message.key for message in taken]
-                if self._pending_keys.isdisjoint(keys) and len(set(keys)) == len(keys):  # none queued twice
-                    self._pending += taken
-                    self._pending_keys.update(keys)
-                    added = len(taken)
-                else:
-                    added = 0
-                    for message, key in zip(taken, keys, strict=True):
-                        if key not in self._pending_keys:
-                            self._pending.append(message)
-                            self._pending_keys.add(key)
-                            added += 1
-                self._appended += added
-                queued += added
+                for message in messages[done : done + room]:
+                    if message.key not in self._pending_keys:
+                        self._pending.append(message)
+                        self._pending_keys.add(message.key)
+                        self._appended += 1
+                        queued += 1
                 done += room
             if len(self._pending) >= self.batch_size:
                 self._wake.set()
