@@ -18,6 +18,7 @@ normalises like the learned one is never subtracted in its place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -42,6 +43,7 @@ def normalise(tokens: Sequence[str]) -> list[str]:
     return text.split(SEPARATOR) if tokens else []
 
 
+@functools.lru_cache(maxsize=1 << 14)  # a chain's last tokens are mostly a few: ".", "?", "lol"
 def _is_punctuation(token: str) -> bool:
     return all(unicodedata.category(c).startswith("P") for c in token)
 

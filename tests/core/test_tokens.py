@@ -179,6 +179,28 @@ def test_the_ascii_fast_path_tokenizes_exactly_like_the_unicode_grammar(pieces: 
     assert tokenize(text) == reference
 
 
+_PLAIN_PIECES = st.sampled_from(
+    ["don't", "x-ray", "a_b", "'", "-", "...", "%", "`", "~", ":/", "//", "\t", " ", "\x01", "w" * 201,
+     "ab" * 100, "1.5", "e.g.", "a--b", "a'-b", "?!"]
+)  # fmt: skip
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.lists(
+        st.one_of(_PLAIN_PIECES, st.text(st.characters(max_codepoint=127, exclude_characters="<@"))),
+        max_size=12,
+    )
+)
+def test_plain_ascii_text_tokenizes_as_the_whole_grammar_would(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    from bot.core import tokens
+
+    cleaned = tokens._JUNK.sub(" ", tokens._CODE_BLOCK.sub(" ", text))
+    whole = [m.group() for m in tokens._TOKEN.finditer(cleaned)]
+    assert tokenize(text) == [token for token in whole if len(token) <= tokens.MAX_TOKEN_CHARS]
+
+
 def test_a_prepended_mark_before_a_space_is_not_a_token_with_a_space() -> None:
     assert tokenize("\u0890 x") == ["\u0890", "x"]
     assert tokenize("a \u0600 b") == ["a", "\u0600", "b"]
