@@ -132,8 +132,9 @@ def to_forward(entries: Entries, order: int, direction: int) -> Entries:
 # ---------------------------------------------------------------- packing
 
 
-def encode_chunks(entries: Entries) -> list[tuple[bytes, int, bytes]]:
-    """Sorted entries cut into blocks: (first key, entries, data) of each, all packed at once.
+def encode_chunks(entries: Entries, size: int = 0) -> list[tuple[bytes, int, bytes]]:
+    """Sorted entries cut into blocks of size (else BLOCK_ENTRIES) entries at most: (first key,
+    entries, data) of each, all packed at once.
 
     Each column takes the narrowest type that holds it across all the blocks (zstd takes up the
     slack), so a column is converted once, not once a block: a forget rewrites every block. A
@@ -144,7 +145,7 @@ def encode_chunks(entries: Entries) -> list[tuple[bytes, int, bytes]]:
     n, columns = entries.shape
     if not n:
         return []
-    pieces = -(-n // BLOCK_ENTRIES)
+    pieces = -(-n // (size or BLOCK_ENTRIES))
     bounds = [n * i // pieces for i in range(pieces + 1)]
     starts = np.array(bounds[:-1])
     first = entries[:, 0].copy()

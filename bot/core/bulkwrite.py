@@ -93,13 +93,11 @@ class BulkWrite:
         if self.failed is not None:
             raise StoreError(f"the import stopped: {self.failed}")
         writer = self._writer
-        staging = writer.counts.staging
-        assert staging is not None
         fresh: list[PendingMessage] = []
 
         async def work() -> None:
             fresh.clear()  # a transaction run again starts over
-            staging.clear()
+            await writer.counts.drop_staged()
             # Messages a live writer learns meanwhile are waited for and skipped: run again on a unique
             # violation, a large batch could meet another one at every run.
             fresh.extend(await writer.claim(await writer.fresh(batch)))
@@ -110,7 +108,7 @@ class BulkWrite:
         try:
             await writer.transaction(work)
         except BaseException as exc:
-            staging.clear()
+            await writer.counts.drop_staged()
             self.failed = str(exc) or type(exc).__name__  # the batch is lost: learning more would leave a gap
             raise
         for chain_id in {item.chain.id for item in fresh}:  # the walker's caches read the chains again
@@ -155,8 +153,6 @@ class BulkWrite:
         if self.open and self.failed is None:
             self.failed = str(exc) or type(exc).__name__
         self.open = False
-        staging = self._writer.counts.staging
-        if staging is not None:
-            staging.clear()
+        await self._writer.counts.drop_staged()
         await self._writer.rollback()
         self._writer._hubs.publish()

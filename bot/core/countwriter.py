@@ -12,6 +12,7 @@ inside the writer's open transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
@@ -54,6 +55,7 @@ class CountWriter:
         self._windows = BlockWriter(sql, blocks.WINDOWS)
         self._rolling = Rolling(sql, {blocks.TRANSITIONS: self._blocks, blocks.WINDOWS: self._windows})
         self.staging: Staging | None = None  # an import's: batches are staged, not upserted into the delta
+        self._staging: asyncio.Future[None] | None = None  # the batch being staged
         self.merge_rows = MERGE_ROWS  # 0: all merged at every commit (the tests': reads meet blocks)
 
     async def add(self, counted: Sequence[Counted], batch_size: int, windows: Ints) -> None:
@@ -77,10 +79,26 @@ class CountWriter:
         deltas, seen = await self._hubs.split(rows)
         await self._hubs.add(deltas, 1)
         if staging is not None:
-            await asyncio.to_thread(self._stage, staging, counted, windows)
+            # Staged in a thread while the next batch is counted; one batch at a time (Staging is not
+            # thread-safe), and all of them before a merge.
+            await self.staged()
+            self._staging = asyncio.ensure_future(asyncio.to_thread(self._stage, staging, counted, windows))
         else:
             await self._hubs.promote(seen, batch_size)
             await self._roll(counted, windows)
+
+    async def staged(self) -> None:
+        """Wait until the batch being staged is (its error, if any, raised here)."""
+        staging, self._staging = self._staging, None
+        if staging is not None:
+            await staging
+
+    async def drop_staged(self) -> None:
+        """Drop everything staged (rolled back), once the batch being staged is (its error ignored)."""
+        with contextlib.suppress(Exception):
+            await self.staged()
+        if self.staging is not None:
+            self.staging.clear()
 
     @staticmethod
     def _stage(staging: Staging, counted: Sequence[Counted], windows: Ints) -> None:
@@ -94,10 +112,12 @@ class CountWriter:
         staging = self.staging
         if staging is None:
             return
-
+        await self.staged()
         staged = staging.chains()
         if self._sql.shared:  # chains' block locks taken in one order by every writer
             staged.sort(key=lambda s: (s[0] is not blocks.TRANSITIONS, s[1]))
+        # One at a time, in this order: blocks get the same ids for the same input (merged at once,
+        # they took ids in the order their threads happened to finish).
         for kind, chain_id, order in staged:
             writer = self._blocks if kind is blocks.TRANSITIONS else self._windows
             wide = self._hubs.wide if kind is blocks.TRANSITIONS else 0

@@ -17,6 +17,7 @@ import numpy as np
 from bot.core import blocks
 from bot.core.blocks import Entries, Kind
 
+STAGED_CHUNK = 4096  # entries a staged chunk packs (a block holds 256: staged, 16x fewer to pack and unpack)
 PART_ENTRIES = 1 << 18  # entries decoded and summed at once, at least (about 13 MB of int64 at order 2)
 CHUNK_OVERHEAD = 150  # bytes Python spends on a packed chunk beside its data (tuple, two bytes objects)
 
@@ -44,7 +45,7 @@ class Staging:
         staged = self._chains.setdefault((kind, chain_id), _Chain(order))
         for direction in kind.directions:
             change = blocks.summed(blocks.to_direction(forward, order, direction), signed=True)
-            run = blocks.encode_chunks(change)
+            run = blocks.encode_chunks(change, STAGED_CHUNK)
             if run:
                 staged.runs.setdefault(direction, []).append(run)
                 self.nbytes += sum(len(first) + len(data) + CHUNK_OVERHEAD for first, _, data in run)

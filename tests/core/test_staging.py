@@ -22,6 +22,7 @@ from tests.core.test_blocks import CHAIN, ORDER, Key, as_counter, assert_holds_e
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs of 3-entry chunks merged in parts of 4 entries or more: every merge makes many parts."""
     monkeypatch.setattr(blocks, "BLOCK_ENTRIES", 3)
+    monkeypatch.setattr(staging, "STAGED_CHUNK", 3)
     monkeypatch.setattr(blockwriter, "WINDOW", 2)
     monkeypatch.setattr(staging, "PART_ENTRIES", 4)
 
