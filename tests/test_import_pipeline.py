@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from bot.core.fingerprints import Fingerprinter
 from bot.core.models import ChainKey, FlushResult, LearnStatus, Message, PendingMessage
 from bot.core.preparing import Preparer, PreparerDied
 from bot.core.schema import StoreError
+from bot.core.staging import Staging
 from bot.importer import ImportResult, learn_source, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +152,36 @@ async def test_an_import_that_fails_leaves_no_worker_behind(tmp_path: Path) -> N
     assert seen, "the import's worker was not running when the writer failed"
     assert multiprocessing.active_children() == []
     assert not any(p.is_alive() for p in seen)
+
+
+async def test_counts_that_fail_to_stage_stop_the_import_which_keeps_nothing_and_runs_again_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "c.txt"
+    source.write_text("\n".join(corpus_lines(70_000)) + "\n", encoding="utf-8")  # three batches
+    await import_with(tmp_path / "clean.db", source, workers=0)
+    brain = await open_brain(tmp_path / "m.db")
+    await brain.close()
+    empty = dump(tmp_path / "m.db")
+    add = Staging.add
+    calls: list[int] = []
+
+    def failing(self: Staging, *args: Any) -> None:
+        calls.append(len(calls))
+        if len(calls) == 3:  # the second batch's first: staged in a thread while the third is counted
+            raise MemoryError("staging failed")
+        add(self, *args)
+
+    monkeypatch.setattr(Staging, "add", failing)
+    with pytest.raises(
+        (MemoryError, StoreError), match="staging failed"
+    ):  # the last flush's, or a later batch's
+        await import_with(tmp_path / "m.db", source, workers=0)
+    assert len(calls) == 3, "the import went on after its counts failed to stage"
+    assert dump(tmp_path / "m.db") == empty
+    monkeypatch.setattr(Staging, "add", add)
+    await import_with(tmp_path / "m.db", source, workers=0)
+    assert dump(tmp_path / "m.db") == dump(tmp_path / "clean.db")
 
 
 def _group(pgid: int) -> list[int]:
