@@ -211,8 +211,10 @@ async def _import(corpus: str, db: str) -> dict[str, Any]:
     from bot.core.brain import Brain
     from bot.core.models import ChainKey
     from bot.importer import import_file
+    from bot.runtime import settle_heap
 
     brain = await Brain.open(db, **shipped_options())
+    settle_heap()  # as markovbot import does once the database is open
     try:
         before = await asyncio.to_thread(written_bytes, db)
         start = time.perf_counter()

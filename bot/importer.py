@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from bot import errors
+from bot import errors, runtime
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, LearnStatus
 
@@ -361,25 +361,26 @@ async def learn_source(
         mininterval=0.5,
     )
     try:
-        async with brain.importing(chain, workers=workers) as learner:
-            batch: list[Entry] = []
-            done = 0
-            for step, item in source.items():
-                done += step
-                if isinstance(item, Entry):
-                    batch.append(item)
-                    if len(batch) < BATCH:
-                        continue
-                    await learner.add(batch)
-                    result.read += len(batch)
-                    batch = []
-                    bar.update(done)
-                    done = 0
-                elif item:
-                    result.read += 1
-                    setattr(result, item, getattr(result, item) + 1)
-            await learner.add(batch)
-            result.read += len(batch)
+        with runtime.fewer_collections():
+            async with brain.importing(chain, workers=workers) as learner:
+                batch: list[Entry] = []
+                done = 0
+                for step, item in source.items():
+                    done += step
+                    if isinstance(item, Entry):
+                        batch.append(item)
+                        if len(batch) < BATCH:
+                            continue
+                        await learner.add(batch)
+                        result.read += len(batch)
+                        batch = []
+                        bar.update(done)
+                        done = 0
+                    elif item:
+                        result.read += 1
+                        setattr(result, item, getattr(result, item) + 1)
+                await learner.add(batch)
+                result.read += len(batch)
         bar.update(done)
     finally:
         bar.close()

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
+
+#: Allocations between two collections of young objects during an import (Python's default: 700).
+#: An import keeps tens of thousands of queued messages alive: at 258,112 messages the collector
+#: ran 1,670 times and 13 full collections scanned everything, 1.3 s in all with every thread
+#: stopped meanwhile; with this, 80 runs and 0.5 s (the import's process 8% less CPU).
+IMPORT_GC_THRESHOLD = 50_000
+
+_importing = 0  # imports running in this process
+_thresholds = gc.get_threshold()  # the collector's, before the first of them
 
 
 def settle_heap() -> None:
@@ -18,3 +29,20 @@ def settle_heap() -> None:
     gc.collect()
     gc.freeze()
     log.debug("heap settled: %d objects frozen", gc.get_freeze_count())
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect young objects every IMPORT_GC_THRESHOLD allocations meanwhile (the collector's
+    thresholds back as they were once the last import running in this process ends)."""
+    global _importing, _thresholds
+    if not _importing:
+        _thresholds = gc.get_threshold()
+        gc.set_threshold(max(IMPORT_GC_THRESHOLD, _thresholds[0]), *_thresholds[1:])
+    _importing += 1
+    try:
+        yield
+    finally:
+        _importing -= 1
+        if not _importing:
+            gc.set_threshold(*_thresholds)
