@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from benchmarks.corpus import write_zipf_corpus
@@ -427,7 +428,16 @@ def in_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
     queue: mp.Queue[Any] = ctx.Queue()
     process = ctx.Process(target=_child, args=(fn, args, queue))
     process.start()
-    result: dict[str, Any] = queue.get()
+    while True:
+        alive = process.is_alive()  # asked first: what it put before it ended is read below
+        try:
+            result: dict[str, Any] = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not alive:
+                raise RuntimeError(
+                    f"{fn.__name__} ended without a result (exit code {process.exitcode})"
+                ) from None
     process.join()
     return result
 
