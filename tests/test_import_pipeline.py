@@ -173,9 +173,8 @@ async def test_counts_that_fail_to_stage_stop_the_import_which_keeps_nothing_and
         add(self, *args)
 
     monkeypatch.setattr(Staging, "add", failing)
-    with pytest.raises(
-        (MemoryError, StoreError), match="staging failed"
-    ):  # the last flush's, or a later batch's
+    # raised by the last flush, or as a later batch's StoreError
+    with pytest.raises((MemoryError, StoreError), match="staging failed"):
         await import_with(tmp_path / "m.db", source, workers=0)
     assert len(calls) == 3, "the import went on after its counts failed to stage"
     assert dump(tmp_path / "m.db") == empty

@@ -55,7 +55,7 @@ class CountWriter:
         self._windows = BlockWriter(sql, blocks.WINDOWS)
         self._rolling = Rolling(sql, {blocks.TRANSITIONS: self._blocks, blocks.WINDOWS: self._windows})
         self.staging: Staging | None = None  # an import's: batches are staged, not upserted into the delta
-        self._staging: asyncio.Future[None] | None = None  # the batch being staged
+        self._being_staged: asyncio.Future[None] | None = None  # the batch whose counts a thread stages
         self.merge_rows = MERGE_ROWS  # 0: all merged at every commit (the tests': reads meet blocks)
 
     async def add(self, counted: Sequence[Counted], batch_size: int, windows: Ints) -> None:
@@ -82,16 +82,18 @@ class CountWriter:
             # Staged in a thread while the next batch is counted; one batch at a time (Staging is not
             # thread-safe), and all of them before a merge.
             await self.staged()
-            self._staging = asyncio.ensure_future(asyncio.to_thread(self._stage, staging, counted, windows))
+            self._being_staged = asyncio.ensure_future(
+                asyncio.to_thread(self._stage, staging, counted, windows)
+            )
         else:
             await self._hubs.promote(seen, batch_size)
             await self._roll(counted, windows)
 
     async def staged(self) -> None:
         """Wait until the batch being staged is (its error, if any, raised here)."""
-        staging, self._staging = self._staging, None
-        if staging is not None:
-            await staging
+        pending, self._being_staged = self._being_staged, None
+        if pending is not None:
+            await pending
 
     async def drop_staged(self) -> None:
         """Drop everything staged (rolled back), once the batch being staged is (its error ignored)."""

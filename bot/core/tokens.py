@@ -102,12 +102,13 @@ def tokenize(text: str) -> list[str]:
         text = _CODE_BLOCK.sub(" ", text)
     grammar: re.Pattern[str] | regex.Pattern[str]
     if text.isascii():
-        text, grammar = _ASCII_JUNK.sub(" ", text), _ASCII_TOKEN
+        text = _ASCII_JUNK.sub(" ", text)
         if "<" not in text and "@" not in text and "://" not in text:
             plain: list[str] = _ASCII_PLAIN.findall(text)
             if len(text) <= MAX_TOKEN_CHARS:
                 return plain
             return [token for token in plain if len(token) <= MAX_TOKEN_CHARS]
+        grammar = _ASCII_TOKEN
     else:
         text, grammar = _JUNK.sub(" ", text), _TOKEN
     tokens: list[str] = []
