@@ -273,6 +273,14 @@ class LearningQueue:
                 self._forget_ids(batch)
             self._room.notify_all()
 
+    def forget_author(self, author_id: int) -> None:
+        """A member was forgotten: their messages queued or logged are no longer pending (each is dropped
+        when its batch is committed, its author gone)."""
+        batches = [self._pending, *(batch for _, batch in self._logged)]
+        self._pending_keys.difference_update(
+            [m.key for batch in batches for m in batch if m.author_id == author_id]
+        )
+
     def _forget_ids(self, batch: Sequence[PendingMessage]) -> None:
         self._pending_keys.difference_update([item.key for item in batch])
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import multiprocessing
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -80,14 +80,19 @@ class Removal:
         removals = int(row[0])
         await self._sql.executemany(self._q["mark_removal"], ((removals, c) for c in sorted(chain_ids)))
 
-    async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
-        """Remove every contribution of a member to a guild's chains and their consent, in one transaction."""
+    async def forget(
+        self, platform: str, guild: str, external_id: str, forgotten: Callable[[int], None] | None = None
+    ) -> ForgetResult:
+        """Remove every contribution of a member to a guild's chains and their consent, in one transaction;
+        forgotten: told the member's author id once it is committed."""
         chains = await self._registry.chains_of_guild(platform, guild)
         totals = [0, 0, 0]
+        removed: list[int] = []
         sql, q = self._sql, self._q
 
         async def work() -> None:
             totals[:] = [0, 0, 0]
+            removed.clear()
             # First the consent: from here no author is made for the member's messages on their way
             # (add_author, consented), so each is learned before the forget, and removed, or never.
             await sql.execute(q["remove_consent"], (platform, guild, external_id))
@@ -95,6 +100,7 @@ class Removal:
             if row is None:
                 return
             author_id = int(row[0])
+            removed[:] = [author_id]
             # Then: a learner elsewhere that read the author waits for this (PostgreSQL), or went first.
             await sql.execute(q["lock_author"], (author_id,))
             refs: Counter[int] = Counter()
@@ -124,6 +130,9 @@ class Removal:
             await self.transaction(work)
         self._registry.authors.pop((platform, guild, external_id), None)
         self._guilds.drop_member(platform, guild, external_id)
+        if forgotten is not None:
+            for author_id in removed:
+                forgotten(author_id)
         return ForgetResult(*totals)
 
     async def reset(self, key: ChainKey) -> int:

@@ -461,9 +461,9 @@ class Store:
 
         Nothing is flushed first: the member's messages still queued or logged are dropped when
         they come to be committed (their author is gone), so a forget does not wait for the
-        backlog of a busy server to be learned.
+        backlog of a busy server to be learned; from the commit on, none of them reads as pending.
         """
-        return await self._writes.forget(platform, guild, external_id)
+        return await self._writes.forget(platform, guild, external_id, self._queue.forget_author)
 
     async def reset(self, key: ChainKey) -> int:
         """Delete a chain entirely; returns how many learned messages it held."""

@@ -417,9 +417,12 @@ class Writer:
         self._hubs.clear()
         self._guilds.clear()
 
-    async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
-        """Remove every contribution of a member to a guild's chains, in one transaction."""
-        return await self.removal.forget(platform, guild, external_id)
+    async def forget(
+        self, platform: str, guild: str, external_id: str, forgotten: Callable[[int], None] | None = None
+    ) -> ForgetResult:
+        """Remove every contribution of a member to a guild's chains, in one transaction (forgotten: told
+        the member's author id once it is committed)."""
+        return await self.removal.forget(platform, guild, external_id, forgotten)
 
     async def reset(self, key: ChainKey) -> int:
         """Delete a chain entirely; returns how many learned messages it held."""

@@ -631,6 +631,28 @@ async def test_rows_older_than_the_window_are_pruned_in_bounded_steps(
         await brain.close()
 
 
+async def test_a_forgotten_members_queued_message_is_pending_no_more(where: Where, tmp_path: Path) -> None:
+    """A forget does not wait for the queue: from its commit on, the member's queued message is not
+    named pending (nor learned), and the flush that comes to it drops it."""
+    brain = await open_brain(where, tmp_path, flush_interval=3600)
+    try:
+        for member in ("alice", "bob"):
+            await brain.opt_in(P, G, member)
+        await brain.set_channel(P, G, "c1", True)
+        assert (await brain.learn(msg("alice", "1", "alice waits here"))).queued
+        assert (await brain.learn(msg("bob", "2", "bob waits here"))).queued
+        assert await brain.is_learned(P, "1") and await brain.is_learned(P, "2")  # queued: pending
+        await brain.forget(P, G, "alice")
+        assert not await brain.is_learned(P, "1")
+        assert await brain.is_learned(P, "2")
+        await brain.flush()
+        assert not await brain.is_learned(P, "1")
+        assert await brain.is_learned(P, "2")
+        assert (await brain.counts(ChainKey(P, G, "c1")))["messages_seen"] == 1
+    finally:
+        await brain.close()
+
+
 async def test_forget_and_reset_drop_the_members_and_the_chains_rows(where: Where, tmp_path: Path) -> None:
     brain = await open_brain(where, tmp_path)
     try:
