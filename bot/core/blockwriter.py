@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Executor
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from bot.core import blocks, sqlconn, staging
+from bot.core import blocks, pools, sqlconn, staging
 from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, Entries, Kind
 from bot.core.connections import Connections
 from bot.core.sqlconn import SqlConn
@@ -212,7 +212,7 @@ class BlockWriter:
         return found
 
     async def drop_author(
-        self, chain_id: int, order: int, author_id: int, cutter: Executor | None = None
+        self, chain_id: int, order: int, author_id: int, cutter: ProcessPoolExecutor | None = None
     ) -> Entries:
         """Remove an author's entries from a chain's blocks; returns them (forward column order).
 
@@ -231,7 +231,11 @@ class BlockWriter:
                     taken = ids[lo : lo + SCAN_WINDOW]
                     found = await self._sql.fetchall(self._q["block_data"], (taken,))
                     rows = [bytes(data) for (data,) in found]  # in key order (ids are not)
-                    cut = loop.run_in_executor(cutter, _without_author, rows, author_id)
+                    cut = (
+                        loop.run_in_executor(None, _without_author, rows, author_id)
+                        if cutter is None
+                        else pools.run(loop, cutter, _without_author, rows, author_id)
+                    )
                     cutting.append((direction, taken, cut))
                     if len(cutting) > CUTS_AHEAD:
                         await self._write_cut(chain_id, removed, *cutting.popleft())

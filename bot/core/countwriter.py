@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -172,7 +172,7 @@ class CountWriter:
         return held
 
     async def forget_author(
-        self, chain_id: int, order: int, author_id: int, cutter: Executor | None = None
+        self, chain_id: int, order: int, author_id: int, cutter: ProcessPoolExecutor | None = None
     ) -> tuple[int, Counter[int]]:
         """Remove an author's transitions and windows from a chain: (how many transition entries, the
         token refs they held, negative). cutter: where blocks are cut (BlockWriter.drop_author)."""

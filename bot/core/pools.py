@@ -8,8 +8,16 @@ writing end, so that the pool's own thread sees the pool broken and ends.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+T = TypeVar("T")
+
+BROKEN = "a process of the pool ended while another was being started for it"
 
 
 def processes(pool: ProcessPoolExecutor) -> list[multiprocessing.process.BaseProcess]:
@@ -30,3 +38,18 @@ def stop(pool: ProcessPoolExecutor) -> None:
             process.join()
         pool._result_queue._writer.close()  # type: ignore[attr-defined]
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run(
+    loop: asyncio.AbstractEventLoop, pool: ProcessPoolExecutor, fn: Callable[..., T], *args: object
+) -> asyncio.Future[T]:
+    """loop.run_in_executor on a process pool, BrokenProcessPool when the pool broke meanwhile.
+
+    CPython 3.11 starts a pool's processes as tasks come; when one of them was killed, the pool's
+    thread closes its queues while a submit may be starting a process with them, and the submit
+    fails with OSError ("handle is closed") instead of BrokenProcessPool.
+    """
+    try:
+        return loop.run_in_executor(pool, fn, *args)
+    except OSError as exc:
+        raise BrokenProcessPool(BROKEN) from exc

@@ -150,8 +150,8 @@ class Preparer:
             future.set_result(prepare_all(self.fp, texts, run_length, scheme, platform, ids))
             return future
         try:
-            return loop.run_in_executor(
-                self._pool, _prepare_in_worker, list(texts), run_length, scheme, platform, list(ids)
+            return pools.run(
+                loop, self._pool, _prepare_in_worker, list(texts), run_length, scheme, platform, list(ids)
             )
         except BrokenProcessPool as exc:
             raise PreparerDied(DIED) from exc

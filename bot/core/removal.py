@@ -15,7 +15,7 @@ import contextlib
 import multiprocessing
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
 from bot.core import pools
@@ -62,7 +62,7 @@ class Removal:
         self.cut_workers = 0  # processes a forget cuts blocks in (0: a thread of this one)
 
     @contextlib.asynccontextmanager
-    async def _cutter(self) -> AsyncIterator[Executor | None]:
+    async def _cutter(self) -> AsyncIterator[ProcessPoolExecutor | None]:
         """Where a forget cuts blocks: cut_workers spawned processes, stopped after it; None: a thread."""
         if not self.cut_workers:
             yield None
