@@ -74,6 +74,9 @@ class Kind:
     directions: tuple[int, ...]
     columns: int = 0  # columns of an entry, when the chain's order does not set them
     versioned: bool = False  # every change gives the chain a new version (the <statements>changes counter)
+    # A forget rewrites the blocks in place, ids kept (readers that cache blocks by id drop them when
+    # the chain's removals change); else as new rows (readers cache by id for good).
+    in_place: bool = False
 
     def q(self, name: str) -> str:
         """The kind's version of a block statement."""
@@ -84,7 +87,7 @@ class Kind:
         return self.columns or width(order)
 
 
-TRANSITIONS = Kind("", DIRECTIONS)
+TRANSITIONS = Kind("", DIRECTIONS, in_place=True)
 WINDOWS = Kind("window_", (FORWARD,), 4, versioned=True)  # (fingerprint high, low, author, count)
 _SIGN = 2**31
 
@@ -133,8 +136,18 @@ def to_forward(entries: Entries, order: int, direction: int) -> Entries:
 
 
 def encode_chunks(entries: Entries, size: int = 0) -> list[tuple[bytes, int, bytes]]:
-    """Sorted entries cut into blocks of size (else BLOCK_ENTRIES) entries at most: (first key,
-    entries, data) of each, all packed at once.
+    """Sorted entries cut into blocks of size (else BLOCK_ENTRIES) entries at most, as even as can
+    be: (first key, entries, data) of each, all packed at once (encode_cut)."""
+    n = len(entries)
+    if not n:
+        return []
+    pieces = -(-n // (size or BLOCK_ENTRIES))
+    return encode_cut(entries, [n * i // pieces for i in range(pieces + 1)])
+
+
+def encode_cut(entries: Entries, bounds: Sequence[int]) -> list[tuple[bytes, int, bytes]]:
+    """Sorted entries packed as blocks from each bound to the next (increasing, from 0 to the
+    entries' count): (first key, entries, data) of each.
 
     Each column takes the narrowest type that holds it across all the blocks (zstd takes up the
     slack), so a column is converted once, not once a block: a forget rewrites every block. A
@@ -145,8 +158,6 @@ def encode_chunks(entries: Entries, size: int = 0) -> list[tuple[bytes, int, byt
     n, columns = entries.shape
     if not n:
         return []
-    pieces = -(-n // (size or BLOCK_ENTRIES))
-    bounds = [n * i // pieces for i in range(pieces + 1)]
     starts = np.array(bounds[:-1])
     first = entries[:, 0].copy()
     first[1:] -= entries[:-1, 0]
@@ -299,7 +310,7 @@ def with_prefix(entries: Entries, prefix: Sequence[int]) -> Entries:
     return entries[lo:hi]
 
 
-Cache = LRU[int, Entries]  # decoded blocks by id (ids are never reused, so a block never changes)
+Cache = LRU[int, Entries]  # decoded blocks by id (ids are never reused; a forget changes blocks in place)
 CACHED_BLOCKS = 1024  # decoded blocks a reader keeps (10 KB each)
 
 

@@ -48,15 +48,25 @@ def _change(forward: Entries, order: int, direction: int) -> Entries:
     return blocks.summed(blocks.to_direction(forward, order, direction), signed=True)
 
 
-#: Blocks (first key, entries, data) cut again without an author's entries; and those entries.
-Cut = tuple[list[tuple[bytes, int, bytes]], Entries]
+#: Blocks without an author's entries, each where it was: its (first key, entries, data) anew, or
+#: None where it held none of them (entries 0: none are left); and the author's entries.
+Cut = tuple[list[tuple[bytes, int, bytes] | None], Entries]
 
 
 def _without_author(rows: list[bytes], author_id: int) -> Cut:
-    """Blocks (in key order) cut again without an author's entries, and those entries."""
-    entries = np.concatenate([blocks.decode(data) for data in rows])
+    """Blocks (in key order) without an author's entries, and those entries. Each block keeps its
+    place (no entry moves to another block), so that a forget may write them in place."""
+    parts = [blocks.decode(data) for data in rows]
+    entries = np.concatenate(parts)
     mine = entries[:, -2] == author_id
-    return blocks.encode_chunks(entries[~mine]), entries[mine]
+    sizes = np.array([len(part) for part in parts])
+    held = np.add.reduceat(mine.astype(np.int64), np.r_[0, np.cumsum(sizes)[:-1]])
+    left = sizes - held
+    packed = left[(held > 0) & (left > 0)]  # the blocks written anew
+    kept = ~mine & np.repeat(held > 0, sizes)
+    made = iter(blocks.encode_cut(entries[kept], np.r_[0, np.cumsum(packed)].tolist()))
+    cut = [None if not h else next(made) if n else (b"", 0, b"") for h, n in zip(held, left, strict=True)]
+    return cut, entries[mine]
 
 
 _STATEMENTS = (
@@ -68,6 +78,7 @@ _STATEMENTS = (
     "delete_chain_blocks",
 )
 _VERSIONED = ("take_version", "set_version")  # kinds whose chains carry a version (windows)
+_IN_PLACE = ("update_block",)  # kinds whose blocks a forget rewrites in place (transitions)
 _SHARED = ("lock_blocks",)  # engines where other processes write too (PostgreSQL)
 
 
@@ -83,6 +94,7 @@ class BlockWriter:
         names = [
             *_STATEMENTS,
             *(_VERSIONED if kind.versioned else ()),
+            *(_IN_PLACE if kind.in_place else ()),
             *(_SHARED if self._sql.shared else ()),
         ]
         self._q = {name: self._sql.statements[kind.statements + name] for name in names}
@@ -216,9 +228,9 @@ class BlockWriter:
     ) -> Entries:
         """Remove an author's entries from a chain's blocks; returns them (forward column order).
 
-        Every block is read, a window at a time, and the windows that held the author's entries
-        are cut again without them: by cutter (a process pool: in parallel, while the next windows
-        are read), else in a thread; written in window order.
+        Every block is read, a window at a time, and those that held the author's entries are
+        packed again without them, each where it was (_without_author): by cutter (a process pool:
+        in parallel, while the next windows are read), else in a thread; written in window order.
         """
         removed: list[Entries] = []
         await self._begin(chain_id)
@@ -253,11 +265,23 @@ class BlockWriter:
         taken: list[int],
         cut: asyncio.Future[Cut],
     ) -> None:
-        """Write a window of blocks cut without an author's entries (drop_author), when it held any."""
-        kept, theirs = await cut
-        if not len(theirs):
+        """Write the blocks of a window that held an author's entries without them (drop_author): in
+        place where the kind allows it (half the pages written, no index entry moved), else as new
+        rows; a block left empty is deleted."""
+        made, theirs = await cut
+        changed = [(i, block) for i, block in zip(taken, made, strict=True) if block is not None]
+        if not changed:
             return
-        await self._replace(chain_id, direction, taken, kept)
+        if self._kind.in_place:
+            gone = [(i,) for i, (_, n, _) in changed if not n]
+            await self._sql.executemany(
+                self._q["update_block"], ((first, n, data, i) for i, (first, n, data) in changed if n)
+            )
+            await self._sql.executemany(self._q["delete_block"], gone)
+            await self._changed(chain_id)
+        else:
+            rows = [block for _, block in changed if block[1]]
+            await self._replace(chain_id, direction, [i for i, _ in changed], rows)
         if direction == FORWARD:
             removed.append(theirs)
 

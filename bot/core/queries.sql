@@ -275,6 +275,10 @@ DELETE FROM transition_blocks WHERE id = ?;
 -- name: insert_block
 INSERT INTO transition_blocks (chain_id, direction, first, entries, data) VALUES (?, ?, ?, ?, ?);
 
+-- name: update_block
+-- A block rewritten in place by a forget (same id: readers that cache blocks drop them on removals).
+UPDATE transition_blocks SET first = ?, entries = ?, data = ? WHERE id = ?;
+
 -- name: delete_chain_blocks
 DELETE FROM transition_blocks WHERE chain_id = ?;
 

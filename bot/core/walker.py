@@ -57,7 +57,7 @@ class Walker:
             max(16, cache_size // 100)
         )
         self._texts: LRU[int, str] = LRU(cache_size)  # token ids are never reused: true forever
-        self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)  # decoded by id: ids are never reused
+        self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)  # decoded by id: dropped when removals change
         self._windows = windowrows.WindowReader()  # the copy guard's K-run lookups, with their caches
         self._hub_contexts: dict[int, set[bytes]] = {}  # per chain, as of _hubs_version
         self._hubs_version = 0
@@ -76,9 +76,11 @@ class Walker:
         chain's own, giving its removals and its learning counters (messages_seen, tokens_seen),
         which every transaction that adds counts to the chain changes (see PgReads.commits). Either
         way a new removals value (an unlearn, forget or reset, in any process) keys fresh caches at
-        the next call, and a commit that learned lets narrow cached states be read again.
+        the next call and drops the decoded blocks, and a commit that learned lets narrow cached
+        states be read again.
         """
         chain_id = version.chain_id
+        before = self._removals.get(chain_id)
         marker, removals = self._connection().commits(chain_id)
         if removals is not None:  # PostgreSQL: the chain's own marker, and its removals
             self._removals[chain_id] = removals
@@ -92,6 +94,8 @@ class Walker:
                 self._removals[chain_id] = int(rows[0][0]) if rows else -1
                 self._checked[chain_id] = self._commits
             self._generation[chain_id] = (version.generation, self._commits)
+        if before is not None and self._removals[chain_id] != before:
+            self._blocks.clear()  # a forget rewrote the chain's blocks in place (ids kept)
         if version.hubs != self._hubs_version:
             self._hub_contexts.clear()
             self._hubs_version = version.hubs

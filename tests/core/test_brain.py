@@ -465,6 +465,20 @@ async def test_forget_and_unlearn_invalidate_cached_wide_states_at_once(brain: B
     assert await brain.store.token_id("opener1") in openers
 
 
+async def test_a_forget_rewrites_blocks_the_walker_has_cached(brain: Brain) -> None:
+    """A forget rewrites a chain's blocks in place (ids kept): the walker reads them again."""
+    words = "one two three"
+    await learn_all(brain, [msg("alice", "a", f"{words} sat down"), msg("bob", "b", f"{words} ran off")])
+    info = await brain.store.find_chain(ChainKey(P, G, "c1"))
+    assert info is not None
+    ids = [await brain.store.token_id(w) for w in words.split()[-info.order :]]
+    ctx = chainmod.pack([chainmod.BEGIN] * (info.order - len(ids)) + ids)  # type: ignore[operator]
+    sat, ran = await brain.store.token_id("sat"), await brain.store.token_id("ran")
+    assert set((await brain.store.walker.successors(info.id, ctx))[0]) == {sat, ran}, "read, blocks cached"
+    await brain.forget(P, G, "alice")
+    assert set((await brain.store.walker.successors(info.id, ctx))[0]) == {ran}
+
+
 # ------------------------------------------------------------------ deletes and edits by id (recent_messages)
 
 

@@ -251,6 +251,10 @@ DELETE FROM transition_blocks WHERE id = $1;
 -- name: insert_block
 INSERT INTO transition_blocks (chain_id, direction, first, entries, data) VALUES ($1, $2, $3, $4, $5);
 
+-- name: update_block
+-- A block rewritten in place by a forget (same id: readers that cache blocks drop them on removals).
+UPDATE transition_blocks SET first = $1, entries = $2, data = $3 WHERE id = $4;
+
 -- name: delete_chain_blocks
 DELETE FROM transition_blocks WHERE chain_id = $1;
 
