@@ -500,14 +500,22 @@ FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, max(tokens
 
 -- name: report_normal_messages
 -- The same under scheme 2: distinct exact messages (variants), each counted as often as its
--- normalised form was learned (a message said once is said once in every form). Read as above.
+-- normalised form was learned (a message said once is said once in every form). Read as above;
+-- only the forms said more than once are looked up again (through the index) for their distinct
+-- authors and variants: count(DISTINCT) in every group of the scan took 5.0-5.3 s at 1,000,000
+-- messages, this 2.1-2.4 s.
 SELECT total(variants), total(times = 1), total(CASE WHEN times >= ?2 OR authors >= ?3 THEN variants END),
        total(long_variants), total(CASE WHEN times = 1 THEN long_variants END),
        total(CASE WHEN times >= ?2 OR authors >= ?3 THEN long_variants END)
-FROM (SELECT count(*) AS times, count(DISTINCT author_id) AS authors, count(DISTINCT fingerprint) AS variants,
-             count(DISTINCT CASE WHEN tokens > ?4 THEN fingerprint END) AS long_variants
-      FROM (SELECT normal, fingerprint, author_id, tokens FROM messages WHERE +chain_id = ?1 ORDER BY normal)
-      GROUP BY normal);
+FROM (SELECT times,
+             CASE WHEN times = 1 THEN 1 ELSE (SELECT count(DISTINCT author_id) FROM messages
+                  WHERE chain_id = ?1 AND normal = said.normal) END AS authors,
+             CASE WHEN times = 1 THEN 1 ELSE (SELECT count(DISTINCT fingerprint) FROM messages
+                  WHERE chain_id = ?1 AND normal = said.normal) END AS variants,
+             CASE WHEN times = 1 THEN long ELSE (SELECT count(DISTINCT fingerprint) FROM messages
+                  WHERE chain_id = ?1 AND normal = said.normal AND tokens > ?4) END AS long_variants
+      FROM (SELECT normal, count(*) AS times, max(tokens) > ?4 AS long
+            FROM messages WHERE +chain_id = ?1 GROUP BY normal) AS said);
 
 -- name: exact_multiplicity
 -- How often the normalised form ?2 was learned, and by how many authors, when the exact message ?3

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import random
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from bot.core import chain as chainmod
 from bot.core.connections import Connections
-from bot.core.reports import Branch, Reports
+from bot.core.reports import Branch, LearnedMessages, Reports
 from tests.core import readengines
 from tests.core.readengines import ORDER, Corpus, corpus
 
@@ -98,3 +99,55 @@ async def test_the_reports_read_the_same_figures_on_both_engines(tmp_path: Path,
 async def test_a_postgresql_report_needs_no_sqlite_reader_but_a_sqlite_one_does(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         Reports(None, tmp_path / "x.sqlite3")
+
+
+def counted(
+    rows: list[tuple[int, int, int, int, int]], normalised: bool, times: int, authors: int
+) -> LearnedMessages:
+    """The learned-message figures counted from the message rows (id, author, fp, normal, tokens) in Python."""
+    groups: defaultdict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for _, author, fp, normal, tokens in rows:
+        groups[normal if normalised else fp].append((author, fp, tokens))
+    figures = [0] * 6
+    for said in groups.values():
+        once = len(said) == 1
+        common = len(said) >= times or len({a for a, _, _ in said}) >= authors
+        if normalised:  # every variant (exact message) of the form, counted
+            variants = len({fp for _, fp, _ in said})
+            longer = len({fp for _, fp, n in said if n > ORDER})
+        else:
+            variants, longer = 1, int(max(n for _, _, n in said) > ORDER)
+        these = (variants, variants * once, variants * common, longer, longer * once, longer * common)
+        figures = [a + b for a, b in zip(figures, these, strict=True)]
+    return LearnedMessages(*figures)
+
+
+async def test_the_learned_message_figures_are_what_the_rows_say(tmp_path: Path, pg_url: str) -> None:
+    rng = random.Random(5)
+    path = tmp_path / "learned.sqlite3"
+    for example in range(30):
+        data = corpus(7)
+        said = [(rng.randint(0, 11), rng.randint(1, 3)) for _ in range(rng.randint(1, 30))]
+        # An exact message's normal form and length follow from it, as they do from its tokens.
+        data.message_rows = [
+            (1000 + i, author, fp, fp // 3, fp % 4 + 1) for i, (fp, author) in enumerate(said)
+        ]
+        times, authors = rng.randint(1, 3), rng.randint(1, 3)
+        for where in (path, pg_url):
+            chain = await readengines.write(where, data, channel=f"c{example}")
+            if isinstance(where, Path):
+                reader = await aiosqlite.connect(where)
+                reports = Reports(Connections(reader=reader), where)
+            else:
+                reader, reports = None, Reports(Connections(), where)
+            try:
+                for normalised in (False, True):
+                    found = await reports.learned_messages(
+                        chain.id, normalised=normalised, times=times, authors=authors, order=ORDER
+                    )
+                    want = counted(data.message_rows, normalised, times, authors)
+                    assert found == want, (where, normalised)
+            finally:
+                await reports.close()
+                if reader is not None:
+                    await reader.close()
