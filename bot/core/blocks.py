@@ -162,26 +162,30 @@ def encode_cut(entries: Entries, bounds: Sequence[int]) -> list[tuple[bytes, int
     first = entries[:, 0].copy()
     first[1:] -= entries[:-1, 0]
     first[starts] = entries[starts, 0]  # each block's first column from 0, as decode adds it up
-    packed = []
+    packed: list[memoryview] = []  # each column's bytes, row after row (or plane after plane)
     codes = bytearray()
     for c in range(columns):
         column = first if c == 0 else entries[:, c]
         top = int(column.max())
         code = next(i for i, most in enumerate(_TOPS) if top <= most)
-        raw = column.astype(_TYPES[code]).view(np.uint8).reshape(n, _TYPES[code].itemsize)
+        raw = column.astype(_TYPES[code])
         if c == 0 and code >= 2:  # wide differences (window fingerprints): byte planes, a row each
             code |= PLANES
-            raw = raw.T
+            raw = raw.view(np.uint8).reshape(n, _TYPES[code & ~PLANES].itemsize).T
         codes.append(code)
-        packed.append(raw)
+        packed.append(memoryview(raw.tobytes()))
+    sizes = [_TYPES[code & ~PLANES].itemsize for code in codes]
+    keys = memoryview(np.ascontiguousarray(entries[starts, :-1]).astype(">u4").tobytes())
+    step = 4 * (columns - 1)
     rows = []
-    for lo, hi in itertools.pairwise(bounds):
-        body = b"".join(
-            (raw[:, lo:hi] if code & PLANES else raw[lo:hi]).tobytes()
-            for raw, code in zip(packed, codes, strict=True)
-        )
-        data = _compress(_HEADER.pack(hi - lo, columns) + bytes(codes) + body)
-        rows.append((key_bytes(entries[lo, :-1].tolist()), hi - lo, data))
+    for b, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        body: list[bytes | bytearray | memoryview] = [_HEADER.pack(hi - lo, columns), codes]
+        for stored, code, size in zip(packed, codes, sizes, strict=True):
+            if code & PLANES:
+                body.extend(stored[p * n + lo : p * n + hi] for p in range(size))
+            else:
+                body.append(stored[lo * size : hi * size])
+        rows.append((keys[b * step : (b + 1) * step].tobytes(), hi - lo, _compress(b"".join(body))))
     return rows
 
 
@@ -203,6 +207,58 @@ def decode(data: bytes, leading: int = 0) -> Entries:
     if n:
         out[:, 0] = np.cumsum(out[:, 0])
     return out
+
+
+def decode_many(datas: Sequence[bytes], columns: int = 0) -> tuple[Entries, npt.NDArray[np.int64]]:
+    """Blocks' entries, concatenated in the blocks' order, and each block's count of them: decode()
+    of each, but each column of all blocks stored alike converted at once (a few µs a block, not 20).
+    columns: the entries' width when there may be no block."""
+    raws = [_decompress(data) for data in datas]
+    heads = [_HEADER.unpack_from(raw) for raw in raws]
+    sizes = np.array([n for n, _ in heads], dtype=np.int64)
+    columns = max((c for _, c in heads), default=columns)
+    out = np.empty((int(sizes.sum()), columns), dtype=np.int64)
+    if not len(out):
+        return out, sizes
+    starts = np.cumsum(sizes) - sizes
+    groups: dict[bytes, list[int]] = {}  # blocks by how their columns are stored
+    for b, (raw, (_, width_b)) in enumerate(zip(raws, heads, strict=True)):
+        groups.setdefault(raw[_HEADER.size : _HEADER.size + width_b], []).append(b)
+    for codes, members in groups.items():
+        if len(codes) != columns:
+            raise ValueError("blocks of different widths decoded together")
+        views = [memoryview(raws[b]) for b in members]
+        counts = [heads[b][0] for b in members]
+        offsets = [_HEADER.size + columns] * len(members)
+        rows = (
+            slice(None)
+            if len(members) == len(raws)
+            else np.concatenate([np.arange(starts[b], starts[b] + sizes[b]) for b in members])
+        )
+        for c, code in enumerate(codes):
+            kind = _TYPES[code & ~PLANES]
+            if code & PLANES:  # each plane of every block, then the planes' bytes as values
+                planes = [
+                    b"".join(
+                        v[o + p * n : o + (p + 1) * n] for v, o, n in zip(views, offsets, counts, strict=True)
+                    )
+                    for p in range(kind.itemsize)
+                ]
+                raw_values = np.frombuffer(b"".join(planes), dtype=np.uint8).reshape(kind.itemsize, -1)
+                out[rows, c] = np.ascontiguousarray(raw_values.T).view(kind).ravel()
+            else:
+                joined = b"".join(
+                    v[o : o + n * kind.itemsize] for v, o, n in zip(views, offsets, counts, strict=True)
+                )
+                out[rows, c] = np.frombuffer(joined, dtype=kind)
+            offsets = [o + n * kind.itemsize for o, n in zip(offsets, counts, strict=True)]
+    # Each block's first column is stored as differences from its first value: add them up per block.
+    total = np.cumsum(out[:, 0])
+    held = sizes > 0
+    before = np.zeros(len(sizes), dtype=np.int64)
+    before[held] = total[starts[held]] - out[starts[held], 0]
+    out[:, 0] = total - np.repeat(before, sizes)
+    return out, sizes
 
 
 def key_bytes(key: Sequence[int]) -> bytes:
@@ -372,7 +428,7 @@ def from_rows(rows: Sequence[tuple[Any, ...]], order: int, prefix: Sequence[int]
     """The entries with prefix of the blocks block_range gave."""
     if not rows:
         return np.empty((0, width(order)), dtype=np.int64)
-    found: Entries = np.concatenate([decode(bytes(data)) for (data,) in rows])
+    found, _ = decode_many([bytes(data) for (data,) in rows])
     return with_prefix(found, prefix)
 
 
@@ -381,7 +437,7 @@ def read_all(db: Reads, chain_id: int, order: int, direction: int, kind: Kind = 
     rows = db.rows(kind.statements + "block_all", chain_id, direction)
     if not rows:
         return np.empty((0, kind.width(order)), dtype=np.int64)
-    found: Entries = np.concatenate([decode(bytes(data)) for (data,) in rows])
+    found, _ = decode_many([bytes(data) for (data,) in rows])
     return found
 
 

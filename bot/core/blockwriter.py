@@ -29,11 +29,11 @@ CUTS_AHEAD = 2  # windows of a forget being cut while the next one is read (one 
 
 
 def _recut(
-    old: list[Entries], part: Entries, order: int, wide: int
+    old: Entries, part: Entries, order: int, wide: int
 ) -> tuple[list[tuple[bytes, int, bytes]], list[bytes]]:
-    """Old blocks' entries and a signed change to them, merged and cut again: (first, entries, data)
+    """Old blocks' entries (concatenated) and a signed change to them, merged and cut again: (first, entries, data)
     rows, and (forward) the contexts with `wide` entries or more among them."""
-    merged = blocks.summed(np.concatenate([*old, part]))
+    merged = blocks.summed(np.concatenate([old, part]))
     rows = blocks.encode_chunks(merged)
     if not wide or not len(merged):
         return rows, []
@@ -56,10 +56,8 @@ Cut = tuple[list[tuple[bytes, int, bytes] | None], Entries]
 def _without_author(rows: list[bytes], author_id: int) -> Cut:
     """Blocks (in key order) without an author's entries, and those entries. Each block keeps its
     place (no entry moves to another block), so that a forget may write them in place."""
-    parts = [blocks.decode(data) for data in rows]
-    entries = np.concatenate(parts)
+    entries, sizes = blocks.decode_many(rows)
     mine = entries[:, -2] == author_id
-    sizes = np.array([len(part) for part in parts])
     held = np.add.reduceat(mine.astype(np.int64), np.r_[0, np.cumsum(sizes)[:-1]])
     left = sizes - held
     packed = left[(held > 0) & (left > 0)]  # the blocks written anew
@@ -111,9 +109,10 @@ class BlockWriter:
         rows = await self._sql.fetchall(self._q["block_index"], (chain_id, direction))
         return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
 
-    async def _data(self, ids: list[int]) -> list[Entries]:
+    async def _data(self, ids: list[int]) -> Entries:
+        """The entries of blocks, concatenated in key order."""
         rows = await self._sql.fetchall(self._q["block_data"], (ids,))
-        return await asyncio.to_thread(lambda: [blocks.decode(bytes(r[0])) for r in rows])
+        return (await asyncio.to_thread(blocks.decode_many, [bytes(r[0]) for r in rows]))[0]
 
     async def _replace(
         self, chain_id: int, direction: int, ids: list[int], rows: list[tuple[bytes, int, bytes]]
@@ -204,7 +203,7 @@ class BlockWriter:
         await self._begin(chain_id)
         threshold = wide if direction == FORWARD else 0
         if not ids:
-            rows, contexts = await asyncio.to_thread(_recut, [], change, order, threshold)
+            rows, contexts = await asyncio.to_thread(_recut, change[:0], change, order, threshold)
             await self._replace(chain_id, direction, [], rows)
             return contexts
         found: list[bytes] = []
@@ -291,12 +290,12 @@ class BlockWriter:
         await self._begin(chain_id)
         ids, _ = await self._index(chain_id, BACKWARD)
         for lo in range(0, len(ids), WINDOW):
-            for entries in await self._data(ids[lo : lo + WINDOW]):
-                nexts = entries[:, 0]  # backward blocks sort by next token first
-                starts = np.flatnonzero(np.r_[True, nexts[1:] != nexts[:-1]])
-                sums = np.add.reduceat(entries[:, -1], starts) if len(starts) else starts
-                for token, k in zip(nexts[starts].tolist(), sums.tolist(), strict=True):
-                    counts[token] = counts.get(token, 0) + k
+            entries = await self._data(ids[lo : lo + WINDOW])
+            nexts = entries[:, 0]  # backward blocks sort by next token first
+            starts = np.flatnonzero(np.r_[True, nexts[1:] != nexts[:-1]]) if len(nexts) else nexts
+            sums = np.add.reduceat(entries[:, -1], starts) if len(starts) else starts
+            for token, k in zip(nexts[starts].tolist(), sums.tolist(), strict=True):
+                counts[token] = counts.get(token, 0) + k
         return counts
 
     async def drop_chain(self, chain_id: int) -> None:

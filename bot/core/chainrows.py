@@ -114,8 +114,9 @@ def scan(
             high = min(firsts[lo + SCAN_BLOCKS], end) if lo + SCAN_BLOCKS < len(ids) else end
             part = _delta(reads, "delta_range", (chain_id, low, high), order)
             rows = reads.rows("block_data_by_id", reads.ids(taken)) if taken else []
-            decoded = {int(i): blocks.decode(bytes(data)) for i, data in rows}
-            merged = np.concatenate([carry, *(decoded[i] for i in taken), part])
+            data = {int(i): bytes(block) for i, block in rows}
+            found, _ = blocks.decode_many([data[i] for i in taken], blocks.width(order))
+            merged = np.concatenate([carry, found, part])
             if len(part):
                 merged = blocks.summed(merged)
             merged = blocks.with_prefix(merged, prefix)

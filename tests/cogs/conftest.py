@@ -44,6 +44,19 @@ VOCABULARY = {word for line in corpus(25) for word in line.split()}
 _SETTLE = simcord.Env._settle_internal
 
 
+#: How long SimCord waits for the bot to settle after an action: a stats report with its chart, on a
+#: loaded machine running tests in parallel, took more than SimCord's default of 5 s.
+SETTLE_TIMEOUT = 30.0
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every SimCord test here SETTLE_TIMEOUT (unless it sets its own simcord options)."""
+    for item in items:
+        if HERE in item.path.parents and item.get_closest_marker("simcord") is None:
+            item.add_marker(pytest.mark.simcord(settle_timeout=SETTLE_TIMEOUT))
+
+
 @pytest.fixture(autouse=True)
 def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
     """Poll for settled work every millisecond instead of every 50 ms.

@@ -64,6 +64,34 @@ def assert_well_formed(rows: list[tuple[bytes, int, bytes]], width: int) -> None
     assert (blocks.summed(whole) == whole).all()
 
 
+tops = st.sampled_from([5, 300, 70_000, 2**32 - 1])  # each column's widest value picks its stored type
+
+
+@st.composite
+def packed_runs(draw: st.DrawFn) -> tuple[int, list[tuple[bytes, int, bytes]]]:
+    """Blocks of several runs packed apart (so their columns may be stored in different types), all of one width."""
+    width = draw(st.sampled_from([blocks.WINDOWS.columns, blocks.width(ORDER)]))
+    found: list[tuple[bytes, int, bytes]] = []
+    for top in draw(st.lists(st.lists(tops, min_size=width, max_size=width), max_size=4)):
+        rows = draw(st.lists(st.tuples(*(st.integers(0, t) for t in top)), max_size=12))
+        counted = np.array(rows, dtype=np.int64).reshape(-1, width)
+        counted[:, -1] += 1  # no count at 0
+        found += blocks.encode_chunks(blocks.summed(counted))
+    return width, found
+
+
+@given(packed_runs())
+def test_blocks_decoded_together_are_each_decoded_alone(
+    packed: tuple[int, list[tuple[bytes, int, bytes]]],
+) -> None:
+    width, rows = packed
+    together, sizes = blocks.decode_many([data for _, _, data in rows], width)
+    alone = [blocks.decode(data) for _, _, data in rows]
+    assert together.tolist() == (np.concatenate(alone) if alone else np.empty((0, width))).tolist()
+    assert sizes.tolist() == [n for _, n, _ in rows] == [len(a) for a in alone]
+    assert together.shape[1] == width
+
+
 @st.composite
 def learn_then_unlearn(draw: st.DrawFn, changes: st.SearchStrategy[list[dict[K, int]]]) -> list[dict[K, int]]:
     """Batches to learn, then some of what was learned taken away again (never more than was learned)."""
