@@ -209,10 +209,17 @@ def decode(data: bytes, leading: int = 0) -> Entries:
     return out
 
 
+FEW_BLOCKS = 6  # decode_many decodes fewer one at a time (its fixed cost is some 60-100 µs)
+
+
 def decode_many(datas: Sequence[bytes], columns: int = 0) -> tuple[Entries, npt.NDArray[np.int64]]:
     """Blocks' entries, concatenated in the blocks' order, and each block's count of them: decode()
     of each, but each column of all blocks stored alike converted at once (a few µs a block, not 20).
     columns: the entries' width when there may be no block."""
+    if len(datas) < FEW_BLOCKS:
+        parts = [decode(data) for data in datas]
+        sizes = np.array([len(part) for part in parts], dtype=np.int64)
+        return (np.concatenate(parts) if parts else np.empty((0, columns), dtype=np.int64)), sizes
     raws = [_decompress(data) for data in datas]
     heads = [_HEADER.unpack_from(raw) for raw in raws]
     sizes = np.array([n for n, _ in heads], dtype=np.int64)
@@ -224,17 +231,17 @@ def decode_many(datas: Sequence[bytes], columns: int = 0) -> tuple[Entries, npt.
     groups: dict[bytes, list[int]] = {}  # blocks by how their columns are stored
     for b, (raw, (_, width_b)) in enumerate(zip(raws, heads, strict=True)):
         groups.setdefault(raw[_HEADER.size : _HEADER.size + width_b], []).append(b)
-    for codes, members in groups.items():
+    label = np.zeros(len(raws), dtype=np.int64)
+    for g, members in enumerate(groups.values()):
+        label[members] = g
+    labels = np.repeat(label, sizes) if len(groups) > 1 else label
+    for g, (codes, members) in enumerate(groups.items()):
         if len(codes) != columns:
             raise ValueError("blocks of different widths decoded together")
         views = [memoryview(raws[b]) for b in members]
         counts = [heads[b][0] for b in members]
         offsets = [_HEADER.size + columns] * len(members)
-        rows = (
-            slice(None)
-            if len(members) == len(raws)
-            else np.concatenate([np.arange(starts[b], starts[b] + sizes[b]) for b in members])
-        )
+        rows = slice(None) if len(groups) == 1 else np.flatnonzero(labels == g)
         for c, code in enumerate(codes):
             kind = _TYPES[code & ~PLANES]
             if code & PLANES:  # each plane of every block, then the planes' bytes as values
@@ -370,35 +377,10 @@ Cache = LRU[int, Entries]  # decoded blocks by id (ids are never reused; a forge
 CACHED_BLOCKS = 1024  # decoded blocks a reader keeps (10 KB each)
 
 
-def read_prefix(
-    db: Reads,
-    chain_id: int,
-    order: int,
-    direction: int,
-    prefix: Sequence[int],
-    cache: Cache | None = None,
-) -> Entries:
+def read_prefix(db: Reads, chain_id: int, order: int, direction: int, prefix: Sequence[int]) -> Entries:
     """A chain's block entries whose key (in the direction's order) starts with prefix."""
     lo, hi = prefix_range(prefix, order)
-    if cache is None:
-        return from_rows(db.rows("block_range", chain_id, direction, lo, hi), order, prefix)
-    ids = [int(i) for (i,) in db.rows("block_range_ids", chain_id, direction, lo, hi)]
-    if not ids:
-        return np.empty((0, width(order)), dtype=np.int64)
-    held = {i: cache.get(i) for i in ids}
-    missing = [i for i, entries in held.items() if entries is None]
-    if missing:
-        fetched = (
-            db.rows("block_data_one", missing[0])
-            if len(missing) == 1
-            else db.rows("block_data_by_id", db.ids(missing))
-        )
-        for block_id, data in fetched:
-            held[int(block_id)] = decoded = decode(bytes(data))
-            cache.put(int(block_id), decoded)
-    parts = [held[i] for i in ids]
-    whole: Entries = np.concatenate([p for p in parts if p is not None])
-    return with_prefix(whole, prefix)
+    return from_rows(db.rows("block_range", chain_id, direction, lo, hi), order, prefix)
 
 
 def from_blocks(

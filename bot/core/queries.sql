@@ -237,14 +237,28 @@ AND first >= coalesce((SELECT max(first) FROM transition_blocks
                        WHERE chain_id = ?1 AND direction = ?2 AND first <= ?3), x'')
 ORDER BY first;
 
--- name: block_range_ids
-SELECT id FROM transition_blocks WHERE chain_id = ?1 AND direction = ?2 AND first <= ?4
+-- name: successors_read
+-- A walk step in one statement (one snapshot, and a third of the statements): the forward blocks
+-- that may hold keys from ?2 to ?3 (as block_range), and the delta rows of context ?4.
+SELECT 0 AS part, id, first, data, NULL AS ctx, NULL AS next_id, NULL AS author_id, NULL AS count
+FROM transition_blocks WHERE chain_id = ?1 AND direction = 0 AND first <= ?3
 AND first >= coalesce((SELECT max(first) FROM transition_blocks
-                       WHERE chain_id = ?1 AND direction = ?2 AND first <= ?3), x'')
-ORDER BY first;
+                       WHERE chain_id = ?1 AND direction = 0 AND first <= ?2), x'')
+UNION ALL
+SELECT 1, NULL, NULL, NULL, NULL, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND ctx = ?4
+ORDER BY part, first;
 
--- name: block_data_one
-SELECT id, data FROM transition_blocks WHERE id = ?;
+-- name: predecessors_read
+-- As successors_read, backward: the backward blocks that may hold keys from ?2 to ?3, and the
+-- backward delta's rows into ?4 from contexts ending in ?5 (?6: ?5 followed by x'FFFFFFFF').
+SELECT 0 AS part, id, first, data, NULL AS ctx, NULL AS next_id, NULL AS author_id, NULL AS count
+FROM transition_blocks WHERE chain_id = ?1 AND direction = 1 AND first <= ?3
+AND first >= coalesce((SELECT max(first) FROM transition_blocks
+                       WHERE chain_id = ?1 AND direction = 1 AND first <= ?2), x'')
+UNION ALL
+SELECT 1, NULL, NULL, NULL, rest, next_id, author_id, count FROM transitions_back
+WHERE chain_id = ?1 AND next_id = ?4 AND rest >= ?5 AND rest <= ?6
+ORDER BY part, first;
 
 -- name: block_range_index
 SELECT id, first FROM transition_blocks WHERE chain_id = ?1 AND direction = ?2 AND first <= ?4
@@ -348,9 +362,6 @@ SELECT count FROM transitions WHERE chain_id = ? AND ctx = ? AND next_id = ? AND
 -- name: back_delta_count
 SELECT count FROM transitions_back WHERE chain_id = ? AND next_id = ? AND rest = ? AND author_id = ?;
 
-
--- name: delta_successors
-SELECT next_id, author_id, count FROM transitions WHERE chain_id = ? AND ctx = ?;
 
 -- name: delta_range
 -- Delta rows of contexts from ?2 up to (not including) ?3, in key order.

@@ -25,7 +25,7 @@ from bot.core.sql import Q
 class Reads(Protocol):
     """Named read-only statements, on one connection; one thread at a time."""
 
-    combined: bool  # True: a walk step's blocks and delta come in one statement (successors_read, ...)
+    combined: bool  # True: each statement is a round trip: the guard reads a window index whole (windowrows)
 
     def rows(self, name: str, *params: Any) -> list[Any]:
         """The rows of a named statement, as tuples."""
@@ -54,7 +54,7 @@ class SqliteReads:
     """Reads on a sqlite3 connection: the statements of bot/core/queries.sql, run directly."""
 
     __slots__ = ("conn",)
-    combined = False  # SQLite reads in a transaction cost no round trips
+    combined = False  # a statement costs no round trip: the guard looks a window up with one a key
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn

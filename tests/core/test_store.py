@@ -316,7 +316,8 @@ def test_sqlite_memory_statistics_go_off_only_while_no_connection_is_open(case: 
         ("known_message_keys", ("[1, 2]",)),
         ("message_by_key", (1,)),
         ("recent_message", (1,)),
-        ("block_range_ids", (1, 0, b"\x00", b"\xff")),
+        ("successors_read", (1, b"\x00", b"\xff", b"\x00" * 8)),
+        ("predecessors_read", (1, b"\x00", b"\xff", 5, b"\x00" * 4, b"\xff" * 8)),
     ],
 )
 async def test_the_guard_and_the_reports_lookups_read_through_an_index(

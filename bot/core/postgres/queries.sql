@@ -616,25 +616,12 @@ SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = $1;
 SELECT ctx, next_id, author_id, count FROM transitions WHERE chain_id = $1 AND ctx >= $2 AND ctx < $3
 ORDER BY ctx, next_id, author_id;
 
--- name: delta_successors
-SELECT next_id, author_id, count FROM transitions WHERE chain_id = $1 AND ctx = $2;
-
 -- name: block_range_index
 SELECT id, first FROM transition_blocks WHERE chain_id = $1 AND direction = $2 AND first <= $4
 AND first >= coalesce((SELECT first FROM transition_blocks
                        WHERE chain_id = $1 AND direction = $2 AND first <= $3
                        ORDER BY first DESC LIMIT 1), '\x'::bytea)
 ORDER BY first;
-
--- name: block_range_ids
-SELECT id FROM transition_blocks WHERE chain_id = $1 AND direction = $2 AND first <= $4
-AND first >= coalesce((SELECT first FROM transition_blocks
-                       WHERE chain_id = $1 AND direction = $2 AND first <= $3
-                       ORDER BY first DESC LIMIT 1), '\x'::bytea)
-ORDER BY first;
-
--- name: block_data_one
-SELECT id, data FROM transition_blocks WHERE id = $1;
 
 -- name: block_data_by_id
 SELECT id, data FROM transition_blocks WHERE id = ANY($1::bigint[]);

@@ -26,7 +26,7 @@ SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 class PgReads:
     """Named read-only statements (bot/core/postgres/queries.sql) on one asyncpg connection; one thread at a time."""
 
-    combined = True  # each statement is a round trip: a walk step reads blocks and delta in one
+    combined = True  # each statement is a round trip (see Reads.combined)
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
