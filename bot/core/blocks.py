@@ -214,8 +214,9 @@ FEW_BLOCKS = 6  # decode_many decodes fewer one at a time (its fixed cost is som
 
 def decode_many(datas: Sequence[bytes], columns: int = 0) -> tuple[Entries, npt.NDArray[np.int64]]:
     """Blocks' entries, concatenated in the blocks' order, and each block's count of them: decode()
-    of each, but each column of all blocks stored alike converted at once (a few µs a block, not 20).
-    columns: the entries' width when there may be no block."""
+    of each, but each column of all the blocks stored alike converted at once (512 blocks of a
+    chain: 20 µs a block, decompressing included, against 35-45). columns: the entries' width when
+    there may be no block."""
     if len(datas) < FEW_BLOCKS:
         parts = [decode(data) for data in datas]
         sizes = np.array([len(part) for part in parts], dtype=np.int64)
