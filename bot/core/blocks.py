@@ -232,17 +232,17 @@ def decode_many(datas: Sequence[bytes], columns: int = 0) -> tuple[Entries, npt.
     groups: dict[bytes, list[int]] = {}  # blocks by how their columns are stored
     for b, (raw, (_, width_b)) in enumerate(zip(raws, heads, strict=True)):
         groups.setdefault(raw[_HEADER.size : _HEADER.size + width_b], []).append(b)
-    label = np.zeros(len(raws), dtype=np.int64)
+    group_of = np.zeros(len(raws), dtype=np.int64)
     for g, members in enumerate(groups.values()):
-        label[members] = g
-    labels = np.repeat(label, sizes) if len(groups) > 1 else label
+        group_of[members] = g
+    group_of_entry = np.repeat(group_of, sizes)
     for g, (codes, members) in enumerate(groups.items()):
         if len(codes) != columns:
             raise ValueError("blocks of different widths decoded together")
         views = [memoryview(raws[b]) for b in members]
         counts = [heads[b][0] for b in members]
         offsets = [_HEADER.size + columns] * len(members)
-        rows = slice(None) if len(groups) == 1 else np.flatnonzero(labels == g)
+        rows = slice(None) if len(groups) == 1 else np.flatnonzero(group_of_entry == g)
         for c, code in enumerate(codes):
             kind = _TYPES[code & ~PLANES]
             if code & PLANES:  # each plane of every block, then the planes' bytes as values

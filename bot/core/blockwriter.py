@@ -31,8 +31,8 @@ CUTS_AHEAD = 2  # windows of a forget being cut while the next one is read (one 
 def _recut(
     old: Entries, part: Entries, order: int, wide: int
 ) -> tuple[list[tuple[bytes, int, bytes]], list[bytes]]:
-    """Old blocks' entries (concatenated) and a signed change to them, merged and cut again: (first, entries, data)
-    rows, and (forward) the contexts with `wide` entries or more among them."""
+    """Old blocks' entries (concatenated) and a signed change to them, merged and cut again:
+    (first, entries, data) rows, and (forward) the contexts with `wide` entries or more among them."""
     merged = blocks.summed(np.concatenate([old, part]))
     rows = blocks.encode_chunks(merged)
     if not wide or not len(merged):

@@ -238,7 +238,7 @@ AND first >= coalesce((SELECT max(first) FROM transition_blocks
 ORDER BY first;
 
 -- name: successors_read
--- A walk step in one statement (one snapshot, and a third of the statements): the forward blocks
+-- A walk step in one statement (one snapshot, where it took five statements): the forward blocks
 -- that may hold keys from ?2 to ?3 (as block_range), and the delta rows of context ?4.
 SELECT 0 AS part, id, first, data, NULL AS ctx, NULL AS next_id, NULL AS author_id, NULL AS count
 FROM transition_blocks WHERE chain_id = ?1 AND direction = 0 AND first <= ?3

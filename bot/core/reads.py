@@ -54,7 +54,7 @@ class SqliteReads:
     """Reads on a sqlite3 connection: the statements of bot/core/queries.sql, run directly."""
 
     __slots__ = ("conn",)
-    combined = False  # a statement costs no round trip: the guard looks a window up with one a key
+    combined = False  # a statement costs no round trip: the guard looks windows up one key at a time
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
