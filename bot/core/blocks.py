@@ -88,7 +88,9 @@ class Kind:
 
 
 TRANSITIONS = Kind("", DIRECTIONS, in_place=True)
-WINDOWS = Kind("window_", (FORWARD,), 4, versioned=True)  # (fingerprint high, low, author, count)
+WINDOWS = Kind(
+    "window_", (FORWARD,), 4, versioned=True, in_place=True
+)  # (fingerprint high, low, author, count)
 _SIGN = 2**31
 
 
@@ -398,7 +400,7 @@ def from_blocks(
         parts.append(held)
     if not parts:
         return np.empty((0, width(order)), dtype=np.int64)
-    return with_prefix(np.concatenate(parts), prefix)
+    return with_prefix(parts[0] if len(parts) == 1 else np.concatenate(parts), prefix)
 
 
 def prefix_range(prefix: Sequence[int], order: int) -> tuple[bytes, bytes]:

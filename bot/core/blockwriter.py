@@ -76,7 +76,7 @@ _STATEMENTS = (
     "delete_chain_blocks",
 )
 _VERSIONED = ("take_version", "set_version")  # kinds whose chains carry a version (windows)
-_IN_PLACE = ("update_block",)  # kinds whose blocks a forget rewrites in place (transitions)
+_IN_PLACE = ("update_block",)  # kinds whose blocks a forget rewrites in place
 _SHARED = ("lock_blocks",)  # engines where other processes write too (PostgreSQL)
 
 

@@ -239,14 +239,14 @@ ORDER BY first;
 
 -- name: successors_read
 -- A walk step in one statement (one snapshot, where it took five statements): the forward blocks
--- that may hold keys from ?2 to ?3 (as block_range), and the delta rows of context ?4.
+-- that may hold keys from ?2 to ?3 (as block_range), and the delta rows of context ?4. In no order:
+-- the caller sorts the few blocks (an ORDER BY here sorted both parts in temporary B-trees).
 SELECT 0 AS part, id, first, data, NULL AS ctx, NULL AS next_id, NULL AS author_id, NULL AS count
 FROM transition_blocks WHERE chain_id = ?1 AND direction = 0 AND first <= ?3
 AND first >= coalesce((SELECT max(first) FROM transition_blocks
                        WHERE chain_id = ?1 AND direction = 0 AND first <= ?2), x'')
 UNION ALL
-SELECT 1, NULL, NULL, NULL, NULL, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND ctx = ?4
-ORDER BY part, first;
+SELECT 1, NULL, NULL, NULL, NULL, next_id, author_id, count FROM transitions WHERE chain_id = ?1 AND ctx = ?4;
 
 -- name: predecessors_read
 -- As successors_read, backward: the backward blocks that may hold keys from ?2 to ?3, and the
@@ -257,8 +257,7 @@ AND first >= coalesce((SELECT max(first) FROM transition_blocks
                        WHERE chain_id = ?1 AND direction = 1 AND first <= ?2), x'')
 UNION ALL
 SELECT 1, NULL, NULL, NULL, rest, next_id, author_id, count FROM transitions_back
-WHERE chain_id = ?1 AND next_id = ?4 AND rest >= ?5 AND rest <= ?6
-ORDER BY part, first;
+WHERE chain_id = ?1 AND next_id = ?4 AND rest >= ?5 AND rest <= ?6;
 
 -- name: block_range_index
 SELECT id, first FROM transition_blocks WHERE chain_id = ?1 AND direction = ?2 AND first <= ?4
@@ -328,6 +327,10 @@ DELETE FROM window_blocks WHERE id = ?;
 
 -- name: window_insert_block
 INSERT INTO window_blocks (chain_id, direction, first, entries, data) VALUES (?, ?, ?, ?, ?);
+
+-- name: window_update_block
+-- As update_block: a forget rewrites a window block in place.
+UPDATE window_blocks SET first = ?, entries = ?, data = ? WHERE id = ?;
 
 -- name: window_delete_chain_blocks
 DELETE FROM window_blocks WHERE chain_id = ?;

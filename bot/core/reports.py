@@ -97,6 +97,7 @@ class Reports:
         self._conn: reads.Reads | None = None
         self._blocks: blocks.Cache = LRU(blocks.CACHED_BLOCKS)
         self._windows = windowrows.WindowReader()
+        self._removals: dict[int, int] = {}  # per chain: its removals when the two caches were current
 
     async def _entries(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(reads, *args) on the reports' own connection and thread."""
@@ -162,11 +163,31 @@ class Reports:
 
     async def windows_present(self, chain_id: int, windows: Sequence[int]) -> bool:
         """True when any of these K-run fingerprints was learned in the chain."""
-        return await self._entries(self._windows.present, chain_id, list(windows))
+        return await self._entries(self._windows_present, chain_id, list(windows))
+
+    def _windows_present(self, conn: reads.Reads, chain_id: int, windows: list[int]) -> bool:
+        with conn.snapshot():
+            self._current(conn, chain_id)
+            return self._windows.present(conn, chain_id, windows)
 
     async def top_successors(self, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
         """A context's `limit` most frequent successors, most frequent first (ties: larger id first)."""
-        return await self._entries(_top_successors, chain_id, ctx, limit, self._blocks)
+        return await self._entries(self._top_successors, chain_id, ctx, limit)
+
+    def _top_successors(self, conn: reads.Reads, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
+        with conn.snapshot():
+            self._current(conn, chain_id)
+            return _top_successors(conn, chain_id, ctx, limit, self._blocks)
+
+    def _current(self, conn: reads.Reads, chain_id: int) -> None:
+        """Inside a snapshot: drop what the caches hold when the chain's removals changed since they
+        were filled (a forget rewrites blocks in place, ids kept)."""
+        rows = conn.rows("chain_removals", chain_id)
+        removals = int(rows[0][0]) if rows else -1
+        if self._removals.setdefault(chain_id, removals) != removals:
+            self._blocks.clear()
+            self._windows.clear()
+            self._removals[chain_id] = removals
 
     async def message_multiplicity(self, chain_id: int, fingerprints: Sequence[int]) -> list[Multiplicity]:
         """How often each learned message among these exact fingerprints was said (absent ones left out)."""

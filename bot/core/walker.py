@@ -96,6 +96,7 @@ class Walker:
             self._generation[chain_id] = (version.generation, self._commits)
         if before is not None and self._removals[chain_id] != before:
             self._blocks.clear()  # a forget rewrote the chain's blocks in place (ids kept)
+            self._windows.clear()
         if version.hubs != self._hubs_version:
             self._hub_contexts.clear()
             self._hubs_version = version.hubs

@@ -60,7 +60,12 @@ class WindowReader:
 
     def __init__(self, cached_blocks: int = CACHED_BLOCKS) -> None:
         self._index: dict[int, tuple[int, npt.NDArray[np.int64], Keys]] = {}  # by chain, with its version
-        self._keys: LRU[int, Keys] = LRU(cached_blocks)  # each block's keys, by id (ids are never reused)
+        self._keys: LRU[int, Keys] = LRU(cached_blocks)  # each block's keys, by id (never reused; see clear)
+
+    def clear(self) -> None:
+        """Forget what is cached (after blocks were rewritten in place: bot.core.blocks.Kind.in_place)."""
+        self._index.clear()
+        self._keys.clear()
 
     def _index_of(
         self, db: Reads, chain_id: int, known: int | None = None
@@ -123,8 +128,9 @@ class WindowReader:
         reads = of(db)
         if reads.combined:
             # The delta and the version in one statement: with the index of that version and blocks
-            # (never changed, only replaced), one committed state. A merge after it moves rows from
-            # the delta into new blocks: the old ones' absence makes the index be read again.
+            # (replaced by merges; changed in place only by a forget, which only takes entries
+            # away), one committed state. A merge after it moves rows from the delta into new
+            # blocks: the old ones' absence makes the index be read again.
             ((in_delta, version),) = reads.rows("windows_present_read", chain_id, reads.ids(fps))
             if in_delta:
                 return True

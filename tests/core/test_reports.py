@@ -11,9 +11,14 @@ import aiosqlite
 import pytest
 
 from bot.core import chain as chainmod
+from bot.core.brain import Brain
 from bot.core.connections import Connections
+from bot.core.fingerprints import Fingerprinter
+from bot.core.models import ChainKey, Message
 from bot.core.reports import Branch, LearnedMessages, Reports
+from bot.core.tokens import tokenize
 from tests.core import readengines
+from tests.core.enginebrains import Where, rows_of
 from tests.core.readengines import ORDER, Corpus, corpus
 
 
@@ -151,3 +156,40 @@ async def test_the_learned_message_figures_are_what_the_rows_say(tmp_path: Path,
                 await reports.close()
                 if reader is not None:
                     await reader.close()
+
+
+async def test_a_report_after_a_forget_reads_none_of_the_members_counts(
+    engine_brain: Brain, where: Where
+) -> None:
+    """A forget rewrites blocks in place (ids kept): the report's decoded blocks, and the K-runs it
+    found, held from before it must not answer after it."""
+    brain = engine_brain
+    await brain.set_channel("p", "g", "c", True)
+    for i in range(60):
+        author = ("alice", "bob")[i % 2]
+        text = (
+            f"the cat sat on the old mat by the door {i % 7}"
+            if author == "alice"
+            else f"the cat ran home very fast and far away now {i % 5}"
+        )
+        await brain.learn(Message("p", "g", "c", author, str(i), text), require_consent=False)
+    await brain.flush()
+    await brain.store.merged_while_idle()
+    chain = await brain.store.find_chain(ChainKey("p", "g", "c"))
+    assert chain is not None
+    for table in ("transitions", "windows"):  # all in blocks, which a forget rewrites in place
+        assert await rows_of(where, f"SELECT count(*) FROM {table}") == [(0,)]
+    reports = brain.store.reports
+    ids = {word: await brain.store.token_id(word) for word in ("the", "cat", "sat", "ran")}
+    ctx = chainmod.pack([ids["the"], ids["cat"]])
+    before = await reports.top_successors(chain.id, ctx, 5)
+    assert {b.token for b in before} == {ids["sat"], ids["ran"]}
+    _, bobs = Fingerprinter(brain.store.key).guarded(
+        tokenize("the cat ran home very fast and far away now 1"), chain.run_length, chain.scheme
+    )
+    assert await reports.windows_present(chain.id, bobs)
+    held = await rows_of(where, "SELECT id FROM window_blocks ORDER BY id")
+    await brain.forget("p", "g", "bob")
+    assert await rows_of(where, "SELECT id FROM window_blocks ORDER BY id") == held  # rewritten in place
+    assert await reports.top_successors(chain.id, ctx, 5) == [Branch(ids["sat"], 30, 30)]
+    assert not await reports.windows_present(chain.id, bobs)

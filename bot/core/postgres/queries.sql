@@ -291,6 +291,10 @@ DELETE FROM window_blocks WHERE id = $1;
 -- name: window_insert_block
 INSERT INTO window_blocks (chain_id, direction, first, entries, data) VALUES ($1, $2, $3, $4, $5);
 
+-- name: window_update_block
+-- As update_block: a forget rewrites a window block in place.
+UPDATE window_blocks SET first = $1, entries = $2, data = $3 WHERE id = $4;
+
 -- name: window_delete_chain_blocks
 DELETE FROM window_blocks WHERE chain_id = $1;
 
