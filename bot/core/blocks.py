@@ -88,9 +88,8 @@ class Kind:
 
 
 TRANSITIONS = Kind("", DIRECTIONS, in_place=True)
-WINDOWS = Kind(
-    "window_", (FORWARD,), 4, versioned=True, in_place=True
-)  # (fingerprint high, low, author, count)
+# Entries (fingerprint high bits, low bits, author, count).
+WINDOWS = Kind("window_", (FORWARD,), 4, versioned=True, in_place=True)
 _SIGN = 2**31
 
 
