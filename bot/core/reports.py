@@ -162,32 +162,27 @@ class Reports:
         return BlockBytes(int(mine or 0), int(every or 0))
 
     async def windows_present(self, chain_id: int, windows: Sequence[int]) -> bool:
-        """True when any of these K-run fingerprints was learned in the chain."""
-        return await self._entries(self._windows_present, chain_id, list(windows))
-
-    def _windows_present(self, conn: reads.Reads, chain_id: int, windows: list[int]) -> bool:
-        with conn.snapshot():
-            self._current(conn, chain_id)
-            return self._windows.present(conn, chain_id, windows)
+        """True when any of these K-run fingerprints was learned in the chain (see refresh)."""
+        return await self._entries(self._windows.present, chain_id, list(windows))
 
     async def top_successors(self, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
-        """A context's `limit` most frequent successors, most frequent first (ties: larger id first)."""
-        return await self._entries(self._top_successors, chain_id, ctx, limit)
+        """A context's `limit` most frequent successors, most frequent first (ties: larger id first;
+        see refresh)."""
+        return await self._entries(_top_successors, chain_id, ctx, limit, self._blocks)
 
-    def _top_successors(self, conn: reads.Reads, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
-        with conn.snapshot():
-            self._current(conn, chain_id)
-            return _top_successors(conn, chain_id, ctx, limit, self._blocks)
-
-    def _current(self, conn: reads.Reads, chain_id: int) -> None:
-        """Inside a snapshot: drop what the caches hold when the chain's removals changed since they
-        were filled (a forget rewrites blocks in place, ids kept)."""
-        rows = conn.rows("chain_removals", chain_id)
+    async def refresh(self, chain_id: int) -> None:
+        """Before a run of windows_present and top_successors (once: the attack makes thousands):
+        drop the blocks and K-run keys they cache by id if the chain's removals changed since
+        (a forget rewrites blocks in place, ids kept)."""
+        rows = await self._rows("chain_removals", chain_id)
         removals = int(rows[0][0]) if rows else -1
         if self._removals.setdefault(chain_id, removals) != removals:
-            self._blocks.clear()
-            self._windows.clear()
+            await self._entries(self._clear)  # in the thread that reads through them
             self._removals[chain_id] = removals
+
+    def _clear(self, conn: reads.Reads) -> None:
+        self._blocks.clear()
+        self._windows.clear()
 
     async def message_multiplicity(self, chain_id: int, fingerprints: Sequence[int]) -> list[Multiplicity]:
         """How often each learned message among these exact fingerprints was said (absent ones left out)."""

@@ -277,6 +277,7 @@ async def extraction_candidates(
     paths that are parts of learned messages.
     """
     order, k = info.order, info.run_length
+    await brain.store.reports.refresh(info.id)  # nothing read before a forget answers after it
     branches: dict[bytes, tuple[array[float], array[int]]] = {}  # packed: a few MB for 20,000 states
     runs: dict[tuple[int, ...], bool] = {}
 

@@ -11,6 +11,7 @@ import aiosqlite
 import pytest
 
 from bot.core import chain as chainmod
+from bot.core import retention
 from bot.core.brain import Brain
 from bot.core.connections import Connections
 from bot.core.fingerprints import Fingerprinter
@@ -162,9 +163,12 @@ async def test_a_report_after_a_forget_reads_none_of_the_members_counts(
     engine_brain: Brain, where: Where
 ) -> None:
     """A forget rewrites blocks in place (ids kept): the report's decoded blocks, and the K-runs it
-    found, held from before it must not answer after it."""
+    found, held from before it must not answer after it (refresh, once before the attack's reads)."""
     brain = engine_brain
     await brain.set_channel("p", "g", "c", True)
+    # Every word first, interleaved: token ids mix the two members' contexts in every block.
+    mixed = "the ran cat home sat very on fast old and mat far by away door now"
+    await brain.learn(Message("p", "g", "c", "alice", "mixed", mixed), require_consent=False)
     for i in range(60):
         author = ("alice", "bob")[i % 2]
         text = (
@@ -180,6 +184,7 @@ async def test_a_report_after_a_forget_reads_none_of_the_members_counts(
     for table in ("transitions", "windows"):  # all in blocks, which a forget rewrites in place
         assert await rows_of(where, f"SELECT count(*) FROM {table}") == [(0,)]
     reports = brain.store.reports
+    await reports.refresh(chain.id)
     ids = {word: await brain.store.token_id(word) for word in ("the", "cat", "sat", "ran")}
     ctx = chainmod.pack([ids["the"], ids["cat"]])
     before = await reports.top_successors(chain.id, ctx, 5)
@@ -189,7 +194,16 @@ async def test_a_report_after_a_forget_reads_none_of_the_members_counts(
     )
     assert await reports.windows_present(chain.id, bobs)
     held = await rows_of(where, "SELECT id FROM window_blocks ORDER BY id")
+    bob_line = tuple(
+        [await brain.store.token_id(w) for w in tokenize("the cat ran home very fast and far away now 1")]
+    )
+    found = await retention.extraction_candidates(brain, chain, 20, guided=True)
+    assert bob_line in found  # every block and run it took to find it, cached
     await brain.forget("p", "g", "bob")
     assert await rows_of(where, "SELECT id FROM window_blocks ORDER BY id") == held  # rewritten in place
+    # The attack refreshes first: with what it cached above, it would still find bob's line.
+    found = await retention.extraction_candidates(brain, chain, 20, guided=True)
+    assert found and bob_line not in found
+    await reports.refresh(chain.id)  # done by the attack already: nothing left to drop
     assert await reports.top_successors(chain.id, ctx, 5) == [Branch(ids["sat"], 30, 30)]
     assert not await reports.windows_present(chain.id, bobs)
