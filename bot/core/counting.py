@@ -9,7 +9,7 @@ equal neighbours are summed: the same rows in the same order, in a tenth of the 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,10 @@ TransitionRow = tuple[int, bytes, int, int, int]  # (chain id, packed context, n
 BackRow = tuple[int, int, bytes, int, int]  # (chain id, next id, rotated context, author id, count)
 WindowRow = list[int]  # [chain id, fingerprint, author id, count]
 Ints = npt.NDArray[np.int64]
+# Rows turned into Python objects by one C call at most. A call holds the interpreter lock to its
+# end: over a whole batch's rows (100,000 and more) it held it for 50-120 ms, and the event loop,
+# about to answer a reply, waited that long (benchmarks/README.md). A slice takes about a millisecond.
+ROWS_AT_ONCE = 4096
 
 
 def _runs(columns: Sequence[Ints]) -> tuple[Ints, Ints]:
@@ -42,32 +46,42 @@ class Counted:
 
     def rows(self) -> list[TransitionRow]:
         """The entries as rows of the transitions table."""
-        e = self.entries
-        return list(
-            zip(
-                itertools.repeat(self.chain_id),
-                blocks.ctx_blobs(e, self.order),
-                e[:, self.order].tolist(),
-                e[:, self.order + 1].tolist(),
-                e[:, -1].tolist(),
-                strict=False,
+        rows: list[TransitionRow] = []
+        for part in _slices(self.entries):
+            rows.extend(
+                zip(
+                    itertools.repeat(self.chain_id),
+                    blocks.ctx_blobs(part, self.order),
+                    part[:, self.order].tolist(),
+                    part[:, self.order + 1].tolist(),
+                    part[:, -1].tolist(),
+                    strict=False,
+                )
             )
-        )
+        return rows
 
     def back_rows(self) -> list[BackRow]:
         """The entries as rows of the transitions_back table, in its key order."""
         e = blocks.summed(blocks.to_direction(self.entries, self.order, blocks.BACKWARD))
-        back = blocks.to_forward(e, self.order, blocks.BACKWARD)
-        return list(
-            zip(
-                itertools.repeat(self.chain_id),
-                e[:, 0].tolist(),
-                blocks.rest_blobs(back, self.order),
-                e[:, self.order + 1].tolist(),
-                e[:, -1].tolist(),
-                strict=False,
+        rows: list[BackRow] = []
+        for part in _slices(e):
+            rows.extend(
+                zip(
+                    itertools.repeat(self.chain_id),
+                    part[:, 0].tolist(),
+                    blocks.rest_blobs(blocks.to_forward(part, self.order, blocks.BACKWARD), self.order),
+                    part[:, self.order + 1].tolist(),
+                    part[:, -1].tolist(),
+                    strict=False,
+                )
             )
-        )
+        return rows
+
+
+def _slices(table: Ints) -> Iterator[Ints]:
+    """A table's rows, ROWS_AT_ONCE at a time."""
+    for lo in range(0, len(table), ROWS_AT_ONCE):
+        yield table[lo : lo + ROWS_AT_ONCE]
 
 
 def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Counted], dict[int, int]]:
@@ -86,9 +100,13 @@ def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Co
         flat = np.full(int((lengths + order).sum()), chainmod.END, dtype=np.int64)
         flat[np.repeat(offsets, order) + np.tile(np.arange(order), len(group))] = chainmod.BEGIN
         is_token = within < np.repeat(sizes, lengths)
-        tokens_in_order = itertools.chain.from_iterable([item.tokens for item in group])
-        flat[nexts[is_token]] = np.fromiter(
-            map(ids.__getitem__, tokens_in_order), dtype=np.int64, count=int(sizes.sum())
+        tokens_in_order = list(itertools.chain.from_iterable([item.tokens for item in group]))
+        flat[nexts[is_token]] = np.concatenate(
+            [
+                np.fromiter(map(ids.__getitem__, tokens_in_order[lo : lo + ROWS_AT_ONCE]), dtype=np.int64)
+                for lo in range(0, len(tokens_in_order), ROWS_AT_ONCE)
+            ]
+            or [np.empty(0, dtype=np.int64)]
         )
         chain_ids = np.repeat(np.array([item.chain.id for item in group], dtype=np.int64), lengths)
         author_ids = np.repeat(np.array([item.author_id for item in group], dtype=np.int64), lengths)
@@ -125,10 +143,11 @@ def windows(batch: Sequence[PendingMessage]) -> Ints:
     return np.stack([chain_ids[first], fps[first], author_ids[first], counts], axis=1)
 
 
-def window_rows(table: Ints) -> list[WindowRow]:
-    """A window table's rows, as the windows table holds them."""
-    rows: list[WindowRow] = table.tolist()
-    return rows
+def window_rows(table: Ints) -> Iterator[WindowRow]:
+    """A window table's rows, as the windows table holds them (made a slice at a time, as they are taken)."""
+    for part in _slices(table):
+        rows: list[WindowRow] = part.tolist()
+        yield from rows
 
 
 def window_entries_by_chain(table: Ints) -> dict[int, blocks.Entries]:

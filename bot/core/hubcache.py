@@ -24,6 +24,17 @@ from bot.core.versions import ChainVersions
 HubKey = tuple[int, bytes]  # (chain id, context)
 
 
+def _added(
+    changes: Sequence[tuple[HubKey, hubmod.Packed, Counter[int]]], sign: int
+) -> list[tuple[object, ...]]:
+    """Hubs' counts with their changes added (in place), as put_hub's rows."""
+    rows: list[tuple[object, ...]] = []
+    for key, packed, delta in changes:
+        hubmod.add(packed, delta, sign)
+        rows.append((*key, *hubmod.encode(*packed)))
+    return rows
+
+
 def by_context(
     rows: Iterable[TransitionRow], hubs: set[HubKey]
 ) -> tuple[dict[HubKey, Counter[int]], Counter[HubKey]]:
@@ -113,13 +124,9 @@ class HubCache:
 
     async def add(self, deltas: dict[HubKey, Counter[int]], sign: int) -> None:
         """Add (sign=1) or subtract (sign=-1) counts per successor to hubs, and store them."""
-        changed = []
-        for key, delta in deltas.items():
-            packed = await self._hub(key)
-            hubmod.add(packed, delta, sign)
-            changed.append((*key, *hubmod.encode(*packed)))
-        if changed:
-            await self._sql.executemany(self._q["put_hub"], changed)
+        packed = [(key, await self._hub(key), delta) for key, delta in deltas.items()]
+        if packed:  # the counting in a thread, as the rest of a batch's (the hubs are the writer's alone)
+            await self._sql.executemany(self._q["put_hub"], await asyncio.to_thread(_added, packed, sign))
 
     async def promote(self, seen: Counter[HubKey], batch_size: int) -> None:
         """Make hubs of the batch's contexts (seen: occurrences) that now have hub_rows rows or more.
@@ -130,16 +137,7 @@ class HubCache:
         """
         if not self.enabled:
             return
-        least = 1 if batch_size < 200 else 2
-        candidates = []
-        for key, k in seen.items():
-            if key in self._hubs:
-                continue
-            short = self._hub_short.get(key)
-            if short is not None and short > k:
-                self._hub_short.put(key, short - k)
-            elif short is not None or k >= least:
-                candidates.append(key)
+        candidates = await asyncio.to_thread(self._candidates, seen, 1 if batch_size < 200 else 2)
         if not candidates:
             return
         await self._sql.executemany(self._q["add_hub_candidate"], candidates)
@@ -152,6 +150,19 @@ class HubCache:
                 continue
             await self._make(key)
             self._hub_short.pop(key)
+
+    def _candidates(self, seen: Counter[HubKey], least: int) -> list[HubKey]:
+        """The contexts seen that may have become hubs (seen at least `least` times, or short no more)."""
+        candidates = []
+        for key, k in seen.items():
+            if key in self._hubs:
+                continue
+            short = self._hub_short.get(key)
+            if short is not None and short > k:
+                self._hub_short.put(key, short - k)
+            elif short is not None or k >= least:
+                candidates.append(key)
+        return candidates
 
     async def _make(self, key: HubKey) -> None:
         """Make a context a hub, its counts read from its blocks and delta rows."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -30,14 +31,9 @@ class Vocabulary:
         New ids follow the order in which texts first occur (not a set's, which varies with
         PYTHONHASHSEED), taken from the database's counter inside the open transaction.
         """
-        ids: dict[str, int] = {}
-        missing: list[str] = []
-        for text in dict.fromkeys(texts):
-            cached = self._token_ids.get(text)
-            if cached is None:
-                missing.append(text)
-            else:
-                ids[text] = cached
+        # The cache's work runs in a thread (a batch's tokens, 100,000 and more, took the event loop
+        # tens of milliseconds): the cache is the writer's alone, and the writer holds the write lock.
+        ids, missing = await asyncio.to_thread(self._cached, texts)
         if missing:
             async with self._db.w.execute(Q["tokens_by_text"], (json.dumps(missing),)) as cur:
                 for token_id, text in await cur.fetchall():
@@ -48,10 +44,26 @@ class Vocabulary:
                 new = [(first + i, text) for i, text in enumerate(unknown)]
                 await self._db.w.executemany(Q["insert_token"], new)
                 ids.update((text, token_id) for token_id, text in new)
-            for text in missing:
-                if text in ids:
-                    self._token_ids.put(text, ids[text])
+            await asyncio.to_thread(self._remember, missing, ids)
         return ids
+
+    def _cached(self, texts: Iterable[str]) -> tuple[dict[str, int], list[str]]:
+        """The cached ids of texts, and the texts not cached, in the order they first occur."""
+        ids: dict[str, int] = {}
+        missing: list[str] = []
+        for text in dict.fromkeys(texts):
+            cached = self._token_ids.get(text)
+            if cached is None:
+                missing.append(text)
+            else:
+                ids[text] = cached
+        return ids, missing
+
+    def _remember(self, texts: Sequence[str], ids: dict[str, int]) -> None:
+        """Cache the ids found of texts."""
+        for text in texts:
+            if text in ids:
+                self._token_ids.put(text, ids[text])
 
     async def add_refs(self, refs: dict[int, int]) -> None:
         """Add to tokens' reference counts (inside the open transaction), deleting tokens no longer used."""

@@ -294,8 +294,8 @@ class Writer:
         if sign > 0 and not claimed:
             # the message rows go in meanwhile: in key order, so another writer inserting some of the
             # same keys waits, never deadlocks (PostgreSQL)
-            in_order = sorted(message_rows(batch), key=_first)
-            aggregated, _ = await asyncio.gather(aggregating, sql.executemany(q["insert_message"], in_order))
+            in_order = asyncio.to_thread(lambda: sorted(message_rows(batch), key=_first))
+            aggregated, _ = await asyncio.gather(aggregating, self._insert_messages(in_order))
         else:
             aggregated = await aggregating
         counted, window_rows, refs, counters = aggregated
@@ -320,6 +320,9 @@ class Writer:
             await sql.executemany(q["chain_learned_at"], ((now, chain_id) for chain_id in chains))
         for chain_id in chains:
             self.versions.wrote(chain_id)
+
+    async def _insert_messages(self, rows: Awaitable[list[tuple[object, ...]]]) -> None:
+        await self._sql.executemany(self._q["insert_message"], await rows)
 
     async def find_unmerged(self) -> None:
         """At start: the chains a run before left counts in the deltas of, to merge while idle."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from unittest import mock
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -44,9 +46,14 @@ def pending(batch: list[tuple[tuple[int, int], int, list[str], list[int]]]) -> l
     ]
 
 
+# Rows are made a slice at a time (ROWS_AT_ONCE): slices of 3 cut every batch here, the shipped size none.
+AT_ONCE = pytest.mark.parametrize("at_once", [3, counting.ROWS_AT_ONCE])
+
+
+@AT_ONCE
 @settings(max_examples=200, deadline=None)
-@given(messages)
-def test_transitions_are_the_sorted_sum_of_each_messages_transitions(batch: list) -> None:  # type: ignore[type-arg]
+@given(batch=messages)
+def test_transitions_are_the_sorted_sum_of_each_messages_transitions(batch: list, at_once: int) -> None:  # type: ignore[type-arg]
     items = pending(batch)
     expected: Counter[tuple[int, bytes, int, int]] = Counter()
     refs: Counter[int] = Counter()
@@ -55,18 +62,25 @@ def test_transitions_are_the_sorted_sum_of_each_messages_transitions(batch: list
         refs.update(ids)
         for ctx, nxt in chainmod.transitions(ids, item.chain.order):
             expected[(item.chain.id, ctx, nxt, item.author_id)] += 1
-    counted, counted_refs = counting.count(items, IDS)
-    rows = [row for c in counted for row in c.rows()]
+    with mock.patch.object(counting, "ROWS_AT_ONCE", at_once):
+        counted, counted_refs = counting.count(items, IDS)
+        rows = [row for c in counted for row in c.rows()]
+        back = [row for c in counted for row in c.back_rows()]
     assert rows == [(*key, k) for key, k in sorted(expected.items())]
     assert counted_refs == dict(refs)
+    rotated = [(chain_id, nxt, ctx[4:] + ctx[:4], author, k) for chain_id, ctx, nxt, author, k in rows]
+    assert back == sorted(rotated)
 
 
+@AT_ONCE
 @settings(max_examples=200, deadline=None)
-@given(messages)
-def test_windows_are_the_sorted_sum_of_each_messages_windows(batch: list) -> None:  # type: ignore[type-arg]
+@given(batch=messages)
+def test_windows_are_the_sorted_sum_of_each_messages_windows(batch: list, at_once: int) -> None:  # type: ignore[type-arg]
     items = pending(batch)
     expected = Counter((item.chain.id, fp, item.author_id) for item in items for fp in item.windows)
-    assert counting.window_rows(counting.windows(items)) == [[*key, k] for key, k in sorted(expected.items())]
+    with mock.patch.object(counting, "ROWS_AT_ONCE", at_once):
+        rows = list(counting.window_rows(counting.windows(items)))
+    assert rows == [[*key, k] for key, k in sorted(expected.items())]
 
 
 @settings(max_examples=100, deadline=None)

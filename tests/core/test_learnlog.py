@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -47,6 +48,35 @@ messages = st.builds(
 @settings(max_examples=200, deadline=None)
 def test_a_batch_reads_back_from_its_entry_exactly_as_it_was(batch: list[PendingMessage]) -> None:
     assert learnlog.decode(learnlog.encode(batch)) == batch
+
+
+@given(st.lists(messages, max_size=5))
+@settings(max_examples=100, deadline=None)
+def test_an_entry_is_one_json_array_of_the_batch_as_before(batch: list[PendingMessage]) -> None:
+    """Encoded a message at a time, an entry is still the bytes one json.dumps made (logs left by
+    an earlier version replay, and this one's replay there)."""
+    whole = json.dumps(
+        [
+            [
+                m.platform,
+                m.message_id,
+                [m.chain.id, m.chain.order, m.chain.run_length, m.chain.scheme],
+                m.author_id,
+                m.tokens,
+                m.fingerprint,
+                m.normal,
+                m.windows,
+                m.chars,
+                m.bytes,
+                m.keep,
+                m.key,
+            ]
+            for m in batch
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    assert learnlog.encode(batch) == whole.encode("utf-8", "surrogatepass")
 
 
 def pending(text: str, n: int) -> PendingMessage:
