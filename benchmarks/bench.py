@@ -262,10 +262,11 @@ async def _timed_generate(brain: Any, key: Any, calls: int, guard: bool, seed: i
 async def _generate(db: str, calls: int) -> dict[str, Any]:
     from bot.core.brain import Brain
     from bot.core.models import ChainKey
-    from bot.runtime import settle_heap
+    from bot.runtime import answer_promptly, settle_heap
 
     brain = await Brain.open(db, **shipped_options())
     settle_heap()  # as the bot does once started
+    answer_promptly()
     key = ChainKey(*CHAIN)
     try:
         cold = await _timed_generate(brain, key, 1, True, 0)
@@ -321,10 +322,11 @@ def run_generate(db: str, calls: int) -> dict[str, Any]:
 async def _concurrent(db: str, corpus: str, rate: float, seconds: float) -> dict[str, Any]:
     from bot.core.brain import Brain
     from bot.core.models import ChainKey, Message
-    from bot.runtime import settle_heap
+    from bot.runtime import answer_promptly, settle_heap
 
     brain = await Brain.open(db, **shipped_options())
-    settle_heap()
+    settle_heap()  # as the bot does once started
+    answer_promptly()
     key = ChainKey(*CHAIN)
     stop = asyncio.Event()
     fed = 0

@@ -12,7 +12,7 @@ from bot.core.brain import Brain
 from bot.core.store import SchemaTooNew, StoreError
 from bot.core.storeparts import postgres_errors
 from bot.core.walkerhost import WalkerDied
-from bot.runtime import settle_heap
+from bot.runtime import answer_promptly, settle_heap
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ async def open_brain(settings: Settings) -> Brain:
     except database_errors(settings) as exc:
         raise StartupError(errors.db_unusable(settings.database_label, exc)) from None
     settle_heap()
+    answer_promptly()
     return brain
 
 
