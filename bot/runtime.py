@@ -21,8 +21,8 @@ IMPORT_GC_THRESHOLD = 1_000_000
 #: Seconds a thread may keep the interpreter lock while another waits for it (Python's default: 0.005).
 #: A running bot's event loop takes turns on the lock with the writer's threads (counting a batch,
 #: SQLite's connection), and at 3,000 msgs/s learned a reply ready to go waited behind their turns.
-#: The live row, alternated 5 times (benchmarks/README.md, 2026-12-02): guarded p99 36.3 ms mean at
-#: 1 ms against 44.3 at 5, each pair lower, the messages applied as many or more.
+#: The live row, alternated 5 times (benchmarks/README.md, 2026-12-02): guarded p99 38.4 ms mean at
+#: 1 ms against 47.2 at 5, lower in each pair, the messages applied as many or more.
 SWITCH_INTERVAL = 0.001
 
 _importing = 0  # imports running in this process

@@ -124,9 +124,9 @@ class HubCache:
 
     async def add(self, deltas: dict[HubKey, Counter[int]], sign: int) -> None:
         """Add (sign=1) or subtract (sign=-1) counts per successor to hubs, and store them."""
-        packed = [(key, await self._hub(key), delta) for key, delta in deltas.items()]
-        if packed:  # the counting in a thread, as the rest of a batch's (the hubs are the writer's alone)
-            await self._sql.executemany(self._q["put_hub"], await asyncio.to_thread(_added, packed, sign))
+        changes = [(key, await self._hub(key), delta) for key, delta in deltas.items()]
+        if changes:  # the counting in a thread, as the rest of a batch's (the hubs are the writer's alone)
+            await self._sql.executemany(self._q["put_hub"], await asyncio.to_thread(_added, changes, sign))
 
     async def promote(self, seen: Counter[HubKey], batch_size: int) -> None:
         """Make hubs of the batch's contexts (seen: occurrences) that now have hub_rows rows or more.

@@ -322,6 +322,7 @@ class Writer:
             self.versions.wrote(chain_id)
 
     async def _insert_messages(self, rows: Awaitable[list[tuple[object, ...]]]) -> None:
+        """Insert the message rows once they are made (in a thread, meanwhile)."""
         await self._sql.executemany(self._q["insert_message"], await rows)
 
     async def find_unmerged(self) -> None:
