@@ -76,7 +76,7 @@ _STATEMENTS = (
     "delete_chain_blocks",
 )
 _VERSIONED = ("take_version", "set_version")  # kinds whose chains carry a version (windows)
-_IN_PLACE = ("update_block",)  # kinds whose blocks a forget rewrites in place
+_IN_PLACE = ("update_block", "update_block_data")  # kinds whose blocks a forget rewrites in place
 _SHARED = ("lock_blocks",)  # engines where other processes write too (PostgreSQL)
 
 
@@ -234,10 +234,10 @@ class BlockWriter:
         removed: list[Entries] = []
         await self._begin(chain_id)
         loop = asyncio.get_running_loop()
-        cutting: deque[tuple[int, list[int], asyncio.Future[Cut]]] = deque()
+        cutting: deque[tuple[int, list[int], list[bytes], asyncio.Future[Cut]]] = deque()
         try:
             for direction in self._kind.directions:
-                ids, _ = await self._index(chain_id, direction)
+                ids, firsts = await self._index(chain_id, direction)
                 for lo in range(0, len(ids), SCAN_WINDOW):
                     taken = ids[lo : lo + SCAN_WINDOW]
                     found = await self._sql.fetchall(self._q["block_data"], (taken,))
@@ -247,13 +247,13 @@ class BlockWriter:
                         if cutter is None
                         else pools.run(loop, cutter, _without_author, rows, author_id)
                     )
-                    cutting.append((direction, taken, cut))
+                    cutting.append((direction, taken, firsts[lo : lo + SCAN_WINDOW], cut))
                     if len(cutting) > CUTS_AHEAD:
                         await self._write_cut(chain_id, removed, *cutting.popleft())
             while cutting:
                 await self._write_cut(chain_id, removed, *cutting.popleft())
         finally:
-            await asyncio.gather(*(cut for _, _, cut in cutting), return_exceptions=True)
+            await asyncio.gather(*(cut for *_, cut in cutting), return_exceptions=True)
         return np.concatenate(removed) if removed else np.empty((0, self._kind.width(order)), dtype=np.int64)
 
     async def _write_cut(
@@ -262,25 +262,29 @@ class BlockWriter:
         removed: list[Entries],
         direction: int,
         taken: list[int],
+        firsts: list[bytes],
         cut: asyncio.Future[Cut],
     ) -> None:
         """Write the blocks of a window that held an author's entries without them (drop_author): in
-        place where the kind allows it (half the pages written, no index entry moved), else as new
-        rows; a block left empty is deleted."""
+        place where the kind allows it (half the pages written; the key's index is touched only for a
+        block whose first entry went), else as new rows; a block left empty is deleted."""
         made, theirs = await cut
-        changed = [(i, block) for i, block in zip(taken, made, strict=True) if block is not None]
+        changed = [
+            (i, old, block) for i, old, block in zip(taken, firsts, made, strict=True) if block is not None
+        ]
         if not changed:
             return
         if self._kind.in_place:
-            gone = [(i,) for i, (_, n, _) in changed if not n]
-            await self._sql.executemany(
-                self._q["update_block"], ((first, n, data, i) for i, (first, n, data) in changed if n)
-            )
+            gone = [(i,) for i, _, (_, n, _) in changed if not n]
+            kept = [(n, data, i) for i, old, (first, n, data) in changed if n and first == old]
+            moved = [(first, n, data, i) for i, old, (first, n, data) in changed if n and first != old]
+            await self._sql.executemany(self._q["update_block_data"], kept)
+            await self._sql.executemany(self._q["update_block"], moved)
             await self._sql.executemany(self._q["delete_block"], gone)
             await self._changed(chain_id)
         else:
-            rows = [block for _, block in changed if block[1]]
-            await self._replace(chain_id, direction, [i for i, _ in changed], rows)
+            rows = [block for _, _, block in changed if block[1]]
+            await self._replace(chain_id, direction, [i for i, _, _ in changed], rows)
         if direction == FORWARD:
             removed.append(theirs)
 

@@ -47,9 +47,10 @@ def run(
 
     CPython 3.11 starts a pool's processes as tasks come; when one of them was killed, the pool's
     thread closes its queues while a submit may be starting a process with them, and the submit
-    fails with OSError ("handle is closed") instead of BrokenProcessPool.
+    fails with OSError ("handle is closed") or ValueError ("bad value(s) in fds_to_keep": the
+    pipe was closed as the process started) instead of BrokenProcessPool.
     """
     try:
         return loop.run_in_executor(pool, fn, *args)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise BrokenProcessPool(BROKEN) from exc

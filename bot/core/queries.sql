@@ -292,6 +292,10 @@ INSERT INTO transition_blocks (chain_id, direction, first, entries, data) VALUES
 -- A block rewritten in place by a forget (same id: readers that cache blocks drop them on removals).
 UPDATE transition_blocks SET first = ?, entries = ?, data = ? WHERE id = ?;
 
+-- name: update_block_data
+-- As update_block, its first key kept: the unique index on the key is left alone (most blocks of a forget).
+UPDATE transition_blocks SET entries = ?, data = ? WHERE id = ?;
+
 -- name: delete_chain_blocks
 DELETE FROM transition_blocks WHERE chain_id = ?;
 
@@ -331,6 +335,9 @@ INSERT INTO window_blocks (chain_id, direction, first, entries, data) VALUES (?,
 -- name: window_update_block
 -- As update_block: a forget rewrites a window block in place.
 UPDATE window_blocks SET first = ?, entries = ?, data = ? WHERE id = ?;
+
+-- name: window_update_block_data
+UPDATE window_blocks SET entries = ?, data = ? WHERE id = ?;
 
 -- name: window_delete_chain_blocks
 DELETE FROM window_blocks WHERE chain_id = ?;

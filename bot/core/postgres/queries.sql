@@ -255,6 +255,10 @@ INSERT INTO transition_blocks (chain_id, direction, first, entries, data) VALUES
 -- A block rewritten in place by a forget (same id: readers that cache blocks drop them on removals).
 UPDATE transition_blocks SET first = $1, entries = $2, data = $3 WHERE id = $4;
 
+-- name: update_block_data
+-- As update_block, its first key kept: the unique index on the key is left alone (most blocks of a forget).
+UPDATE transition_blocks SET entries = $1, data = $2 WHERE id = $3;
+
 -- name: delete_chain_blocks
 DELETE FROM transition_blocks WHERE chain_id = $1;
 
@@ -294,6 +298,9 @@ INSERT INTO window_blocks (chain_id, direction, first, entries, data) VALUES ($1
 -- name: window_update_block
 -- As update_block: a forget rewrites a window block in place.
 UPDATE window_blocks SET first = $1, entries = $2, data = $3 WHERE id = $4;
+
+-- name: window_update_block_data
+UPDATE window_blocks SET entries = $1, data = $2 WHERE id = $3;
 
 -- name: window_delete_chain_blocks
 DELETE FROM window_blocks WHERE chain_id = $1;
