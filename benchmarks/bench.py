@@ -264,9 +264,9 @@ async def _generate(db: str, calls: int) -> dict[str, Any]:
     from bot.core.models import ChainKey
     from bot.runtime import answer_promptly, settle_heap
 
-    brain = await Brain.open(db, **shipped_options())
+    answer_promptly()  # as a running bot: bot.startup.open_brain
+    brain = await Brain.open(db, **shipped_options(), in_background=True)
     settle_heap()  # as the bot does once started
-    answer_promptly()
     key = ChainKey(*CHAIN)
     try:
         cold = await _timed_generate(brain, key, 1, True, 0)
@@ -324,9 +324,9 @@ async def _concurrent(db: str, corpus: str, rate: float, seconds: float) -> dict
     from bot.core.models import ChainKey, Message
     from bot.runtime import answer_promptly, settle_heap
 
-    brain = await Brain.open(db, **shipped_options())
+    answer_promptly()  # as a running bot: bot.startup.open_brain
+    brain = await Brain.open(db, **shipped_options(), in_background=True)
     settle_heap()  # as the bot does once started
-    answer_promptly()
     key = ChainKey(*CHAIN)
     stop = asyncio.Event()
     fed = 0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import sys
 from collections.abc import Iterator
+
+from bot.core import background
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,12 @@ def settle_heap() -> None:
 
 
 def answer_promptly() -> None:
-    """A running bot: busy threads hand the interpreter lock back to the event loop sooner (SWITCH_INTERVAL)."""
+    """A running bot, before it opens its store: busy threads hand the interpreter lock back to the
+    event loop sooner (SWITCH_INTERVAL), and the loop's threads for blocking work (counting and
+    sealing batches, mostly) run in the background (bot.core.background; the store's own connections
+    with Store(in_background=True))."""
     sys.setswitchinterval(SWITCH_INTERVAL)
+    asyncio.get_running_loop().set_default_executor(background.executor())
 
 
 @contextlib.contextmanager

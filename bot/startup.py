@@ -28,8 +28,9 @@ class StartupError(Exception):
 
 async def open_brain(settings: Settings) -> Brain:
     """Open the database for a long-running bot; a storage problem raises StartupError."""
+    answer_promptly()
     try:
-        brain = await Brain.open(settings.database, **settings.store_options)
+        brain = await Brain.open(settings.database, **settings.store_options, in_background=True)
     except (SchemaTooNew, StoreError) as exc:
         raise StartupError(str(exc)) from None
     except WalkerDied as exc:
@@ -37,7 +38,6 @@ async def open_brain(settings: Settings) -> Brain:
     except database_errors(settings) as exc:
         raise StartupError(errors.db_unusable(settings.database_label, exc)) from None
     settle_heap()
-    answer_promptly()
     return brain
 
 

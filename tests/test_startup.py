@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from bot import runtime, startup
 from bot.config import Settings
+from bot.core import background
+from bot.core.brain import Brain
 
 #: `markovbot run` from a main script that is gone by the time the walker process starts: spawn
 #: runs the main script again in the child, which then fails before the walker answers.
@@ -58,6 +62,47 @@ async def test_a_started_bot_hands_the_interpreter_lock_back_to_its_event_loop_s
         brain = await startup.open_brain(settings)
         try:
             assert sys.getswitchinterval() == pytest.approx(runtime.SWITCH_INTERVAL)
+        finally:
+            await brain.close()
+    finally:
+        sys.setswitchinterval(before)
+
+
+def _nice() -> int:
+    """The calling thread's nice value (Linux keeps one per thread)."""
+    return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a nice value per thread is Linux's")
+async def test_a_started_bot_learns_in_threads_that_give_way_to_its_event_loop(tmp_path: Path) -> None:
+    """The writer's connection, the learning log's and the loop's worker threads (counting, sealing)
+    run NICE steps below the event loop; a command that only opens the database does not."""
+    before = sys.getswitchinterval()
+    settings = Settings.from_env(
+        {"MARKOV_DB": str(tmp_path / "m.db"), "MARKOV_WALKER": "thread"}, dotenv=False
+    )
+    loop = _nice()
+    try:
+        brain = await startup.open_brain(settings)
+        try:
+            log = brain.store._queue.log
+            assert log is not None
+            threads = {"writer": brain.store.w, "log": log.conn, "reader": brain.store.r}
+            for conn in threads.values():
+                await conn.create_function("nice", 0, _nice)
+            nice = {
+                name: (await conn.execute_fetchall("SELECT nice()"))[0][0] for name, conn in threads.items()
+            }
+            nice["worker"] = await asyncio.to_thread(_nice)
+            expected = min(19, loop + background.NICE)
+            assert nice == {"writer": expected, "log": expected, "worker": expected, "reader": loop}
+            assert _nice() == loop
+        finally:
+            await brain.close()
+        brain = await Brain.open(settings.database, **settings.store_options)  # markovbot import, say
+        try:
+            await brain.store.w.create_function("nice", 0, _nice)
+            assert (await brain.store.w.execute_fetchall("SELECT nice()"))[0][0] == loop
         finally:
             await brain.close()
     finally:

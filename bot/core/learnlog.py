@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.core import schema
+from bot.core import background, schema
 from bot.core.connections import pragma
 from bot.core.models import ChainInfo, PendingMessage
 from bot.core.schema import StoreError
@@ -128,15 +128,17 @@ def unapplied(db_path: Path, applied: int) -> int:
 class LearningLog:
     """The log's file, held by this process: append a batch, read back what is unapplied, drop what is."""
 
-    def __init__(self, path: Path, key: bytes) -> None:
+    def __init__(self, path: Path, key: bytes, *, in_background: bool = False) -> None:
         self.path = path
+        self._factory = background.Connection if in_background else sqlite3.Connection  # see take()
         self._sealer = Sealer(key, PERSON)
         self._conn: aiosqlite.Connection | None = None
         self._next = 1  # the next entry's seq (only this process writes the file: it holds the lock)
 
     async def open(self, applied: int) -> list[Entry] | None:
         """Take the log (None when another process holds it); the entries after applied, to replay."""
-        conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=0)  # held: fail, not wait
+        # timeout 0: held by another process, fail rather than wait
+        conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=0, factory=self._factory)
         try:
             await pragma(conn, "locking_mode = EXCLUSIVE")  # held from the first write until close
             await conn.execute("BEGIN IMMEDIATE")  # fails at once when another process holds it
@@ -220,9 +222,12 @@ class LearningLog:
             self._conn = None
 
 
-async def take(db_path: Path, key: bytes, applied: int) -> tuple[LearningLog, list[Entry]] | None:
+async def take(
+    db_path: Path, key: bytes, applied: int, *, in_background: bool = False
+) -> tuple[LearningLog, list[Entry]] | None:
     """The learning log of a database, held by this process, and its entries after applied, to replay
-    (None: another process holds it)."""
-    log_ = LearningLog(log_path(db_path), key)
+    (None: another process holds it). in_background: its thread runs below the event loop
+    (bot.core.background)."""
+    log_ = LearningLog(log_path(db_path), key, in_background=in_background)
     replay = await log_.open(applied)
     return None if replay is None else (log_, replay)

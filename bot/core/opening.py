@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.core import schema
+from bot.core import background, schema
 from bot.core.connections import SECURE_DELETE, Connections, pragma
 from bot.core.contracts import GuildStateStore
 from bot.core.keymeta import load_key, load_shared_key
@@ -47,9 +47,15 @@ async def check_sqlite(path: Path) -> None:
     await asyncio.to_thread(schema.probe, path)
 
 
-async def open_sqlite(db: Connections, path: Path, given_key: bytes | None) -> bytes:
-    """Open the writer connection (migrating the file) and the reader beside it; the fingerprint key."""
-    db.writer = await aiosqlite.connect(path, isolation_level=None)
+async def open_sqlite(
+    db: Connections, path: Path, given_key: bytes | None, *, in_background: bool = False
+) -> bytes:
+    """Open the writer connection (migrating the file) and the reader beside it; the fingerprint key.
+
+    in_background: the writer's thread runs below the event loop (bot.core.background).
+    """
+    factory = background.Connection if in_background else sqlite3.Connection
+    db.writer = await aiosqlite.connect(path, isolation_level=None, factory=factory)
     await db.w.execute("PRAGMA busy_timeout = 5000")
     await schema.enable_wal(db.w)
     await db.w.execute("PRAGMA synchronous = NORMAL")

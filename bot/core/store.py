@@ -115,6 +115,7 @@ class Store:
         learning_log: bool = True,
         clock: Callable[[], float] = time.time,
         key_path: str | os.PathLike[str] | None = None,
+        in_background: bool = False,
     ) -> None:
         url = engines.parse(path) if isinstance(path, str) and "://" in path else None
         self.url = url if isinstance(url, engines.PostgresUrl) else None  # None: a SQLite file
@@ -169,6 +170,7 @@ class Store:
         if walker == "process":  # this process may start others: a forget cuts blocks in them too
             self._writes.removal.cut_workers = CUT_WORKERS
         self._learning_log = learning_log and self.url is None  # SQLite's (bot.core.learnlog)
+        self._in_background = in_background  # SQLite's writing threads below the event loop (a running bot's)
         self._queue = LearningQueue(
             self._db,
             self._writes,
@@ -242,7 +244,9 @@ class Store:
             await self._pg.start()
         try:
             if self._pg is None:
-                self.key = await opening.open_sqlite(self._db, self.path, self._given_key)
+                self.key = await opening.open_sqlite(
+                    self._db, self.path, self._given_key, in_background=self._in_background
+                )
             else:
                 self.key = await opening.open_postgres(
                     self._pg, self._guilds, self._reader, self.path, self._given_key
@@ -253,7 +257,7 @@ class Store:
             taken = None
             if self._learning_log:
                 applied = int(await self.get_meta(learnlog.APPLIED_META) or 0)
-                taken = await learnlog.take(self.path, self.key, applied)
+                taken = await learnlog.take(self.path, self.key, applied, in_background=self._in_background)
         except BaseException:
             await self._close_connections()
             raise
