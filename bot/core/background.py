@@ -5,7 +5,8 @@ walker process (answering), and the writer's SQLite connections and the threads 
 seal batches (learning). The kernel shares the cores evenly among them unless told otherwise, so a
 reply waited its turn behind learning's. Linux keeps a nice value per thread: a bot's learning
 threads run NICE steps below the rest, and take what answering leaves (benchmarks/README.md,
-2026-12-02: the live row's guarded p99 24.0 -> 19.3 ms mean of 7 runs, as many messages applied).
+2026-12-02: the live row's guarded p99 20.6 -> 18.2 ms mean of 5 alternated pairs, about as many
+messages applied).
 """
 
 from __future__ import annotations
