@@ -39,6 +39,11 @@ class Connection(sqlite3.Connection):
         super().__init__(*args, **kwargs)
 
 
+def factory(in_background: bool) -> type[sqlite3.Connection]:
+    """What aiosqlite.connect makes a store's writing connection with: this one, or sqlite3's own."""
+    return Connection if in_background else sqlite3.Connection
+
+
 def executor() -> ThreadPoolExecutor:
     """A thread pool whose threads run in the background: a running bot's event loop's default."""
     return ThreadPoolExecutor(thread_name_prefix="markov-background", initializer=lower_this_thread)

@@ -130,8 +130,7 @@ class LearningLog:
 
     def __init__(self, path: Path, key: bytes, *, in_background: bool = False) -> None:
         self.path = path
-        # the connection's thread: below the event loop (a running bot's), or level with it
-        self._factory = background.Connection if in_background else sqlite3.Connection
+        self._factory = background.factory(in_background)  # its thread below the event loop, or level
         self._sealer = Sealer(key, PERSON)
         self._conn: aiosqlite.Connection | None = None
         self._next = 1  # the next entry's seq (only this process writes the file: it holds the lock)

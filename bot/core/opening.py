@@ -54,8 +54,7 @@ async def open_sqlite(
 
     in_background: the writer's thread runs below the event loop (bot.core.background).
     """
-    factory = background.Connection if in_background else sqlite3.Connection
-    db.writer = await aiosqlite.connect(path, isolation_level=None, factory=factory)
+    db.writer = await aiosqlite.connect(path, isolation_level=None, factory=background.factory(in_background))
     await db.w.execute("PRAGMA busy_timeout = 5000")
     await schema.enable_wal(db.w)
     await db.w.execute("PRAGMA synchronous = NORMAL")
