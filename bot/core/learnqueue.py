@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bot.core import rolling
+from bot.core.applier import Applier, ApplierDied, LocalApplier
 from bot.core.connections import Connections
 from bot.core.learnlog import Entry, LearningLog
 from bot.core.messagekeys import message_key
@@ -59,7 +60,8 @@ class LearningQueue:
         self._db = db
         self._writer = writer
         self.path = path
-        self._errors = errors  # what a failed write raises on this engine
+        # what a failed write raises on this engine, or when a learning process ended (bot.core.applier)
+        self._errors: tuple[type[BaseException], ...] = (*errors, ApplierDied)
         self.flush_interval = flush_interval
         self.idle_seconds = idle_seconds  # merging deltas while idle, once an interval (0: never)
         self._learned_at = -math.inf  # time.monotonic() of the last commit that learned something
@@ -79,6 +81,7 @@ class LearningQueue:
         self._logged: list[Entry] = []  # committed to the log, not yet applied to the database
         self._logged_n = 0  # messages in them
         self._log_lock = asyncio.Lock()  # held while a batch is committed to the log
+        self._applying: Applier = LocalApplier(writer)  # what applies the log (and merges while idle)
         self._applier: asyncio.Task[None] | None = None
         self._apply_wake = asyncio.Event()
         self._room = asyncio.Condition()
@@ -122,9 +125,14 @@ class LearningQueue:
         if self._failure is not None:
             raise self._failure
 
-    def start(self, log: LearningLog | None = None, replay: Sequence[Entry] = ()) -> None:
-        """Start the flusher (and, given the learning log, the applier: replay is what it holds unapplied)."""
+    def start(
+        self, log: LearningLog | None = None, replay: Sequence[Entry] = (), applying: Applier | None = None
+    ) -> None:
+        """Start the flusher (and, given the learning log, the applier: replay is what it holds unapplied;
+        applying: what applies it, when not this process's writer)."""
         self.log = log
+        if applying is not None:
+            self._applying = applying
         self._closing = False
         if log is not None:
             self._logged = list(replay)
@@ -135,8 +143,15 @@ class LearningQueue:
             self._apply_wake.set()
         self._flusher = asyncio.create_task(self._flush_loop(), name="markov-flusher")
 
+    @property
+    def learning_pid(self) -> int | None:
+        """The learning process's id, when what the log holds is applied in one."""
+        return self._applying.pid
+
     async def release_log(self) -> None:
-        """Let the learning log go (what it holds unapplied stays there for the next open)."""
+        """Let the learning log go (what it holds unapplied stays there for the next open), and what applied it."""
+        applying, self._applying = self._applying, LocalApplier(self._writer)
+        await applying.close()
         if self.log is not None:
             await self.log.close()
             self.log = None
@@ -200,7 +215,7 @@ class LearningQueue:
         backoff = self.flush_interval
         if self.idle_seconds:
             try:
-                await self._writer.find_unmerged()
+                await self._applying.find_unmerged()
             except self._errors as exc:  # merged once the chain learns again
                 log.warning("could not look for counts left to merge: %s", exc)
         loop = asyncio.get_running_loop()
@@ -239,6 +254,8 @@ class LearningQueue:
         batches), in batches of at most batch_size messages; what is queued meanwhile waits."""
         owed = self._appended
         async with self._log_lock:  # no batch is half way to the log meanwhile
+            if self.log is not None and not self._sized and self._applying.pid is not None:
+                await self._log_owed(owed)  # a learning process learns them: all its chains' deltas its own
             applied = await self._apply_logged()
             learned, duplicates = applied.learned, applied.duplicates
             async with self._db.write_lock:
@@ -288,26 +305,31 @@ class LearningQueue:
         """After commits (the write lock held): drop recent messages past the window, when due."""
         if self._writer.prune_due():
             await self._write(self._writer.prune())
-        if self._writer.counts.unmerged:
+        if self._writer.counts.unmerged or self._applying.unmerged():
             self.idle_merged.clear()
 
     async def _log_batches(self) -> None:
         """Commit what is queued to the learning log, a batch an entry, then wake the applier; what is
         queued meanwhile waits for the next time (queued and logged messages together stay under
         max_pending: enqueue waits)."""
-        log_ = self.log
-        assert log_ is not None
         owed = self._appended
         async with self._log_lock:
-            while self._owes(owed):
-                batch = self._pending[: self.batch_size]
-                seq = await self._write(log_.append(batch))
-                self._logged.append((seq, batch))
-                self._logged_n += len(batch)
-                self.saved += len(batch)
-                await self._taken(batch, forget_ids=False)
+            await self._log_owed(owed)
         if self._logged:
             self._apply_wake.set()
+
+    async def _log_owed(self, owed: int) -> None:
+        """Commit the first `owed` messages ever queued that are still queued to the log, a batch an entry
+        (the log lock held)."""
+        log_ = self.log
+        assert log_ is not None
+        while self._owes(owed):
+            batch = self._pending[: self.batch_size]
+            seq = await self._write(log_.append(batch))
+            self._logged.append((seq, batch))
+            self._logged_n += len(batch)
+            self.saved += len(batch)
+            await self._taken(batch, forget_ids=False)
 
     async def _apply_loop(self) -> None:
         """Apply the log's entries whenever there are some (and nothing else is applying them)."""
@@ -350,7 +372,7 @@ class LearningQueue:
                 return FlushResult(0, 0)
             batch = [item for _, entry in entries for item in entry]
             last = entries[-1][0]
-            result = await self._write(self._writer.commit(batch, applied=last))
+            result = await self._write(self._applying.commit(batch, last))
             self._learned(result, 0)
             del self._logged[: len(entries)]
             self._logged_n -= len(batch)
@@ -366,12 +388,12 @@ class LearningQueue:
         quiet = time.monotonic() - self._learned_at >= rolling.IDLE_AFTER * self.flush_interval
         if not self.idle_seconds or self._sized or self._pending or self._logged or not quiet:
             return
-        if not self._writer.counts.unmerged:
+        if not self._applying.unmerged():
             self.idle_merged.set()
             return
         async with self._db.write_lock:
             if not (self._pending or self._logged) and await self._write(
-                self._writer.merge_idle(self.idle_seconds)
+                self._applying.merge_idle(self.idle_seconds)
             ):
                 self.idle_merged.set()
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.core import bulkwrite, engines, learnlog, opening, rolling
+from bot.core import applier, bulkwrite, engines, learnlog, opening, rolling
 from bot.core.connections import Connections
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
 from bot.core.hubcache import HubCache
@@ -170,7 +170,10 @@ class Store:
         if walker == "process":  # this process may start others: a forget cuts blocks in them too
             self._writes.removal.cut_workers = CUT_WORKERS
         self._learning_log = learning_log and self.url is None  # SQLite's (bot.core.learnlog)
-        self._in_background = in_background  # SQLite's writing threads below the event loop (a running bot's)
+        # A running bot's: SQLite's writing threads below the event loop, the log applied in a learning process
+        self._in_background = in_background
+        if in_background and self._learning_log and clock is not time.time:
+            raise ValueError("a store that learns in the background keeps time by the system clock")
         self._queue = LearningQueue(
             self._db,
             self._writes,
@@ -242,6 +245,7 @@ class Store:
             await opening.check_sqlite(self.path)
         else:
             await self._pg.start()
+        taken: tuple[learnlog.LearningLog, list[learnlog.Entry]] | None = None
         try:
             if self._pg is None:
                 self.key = await opening.open_sqlite(
@@ -254,15 +258,26 @@ class Store:
             self._writes.sealer = Sealer(self.key)
             self._learned = Learned(self._reader, self._registry, self._db.write_lock, self._writes.sealer)
             await self._walker_host.start(self.key)
-            taken = None
+            applying: applier.ProcessApplier | None = None
             if self._learning_log:
                 applied = int(await self.get_meta(learnlog.APPLIED_META) or 0)
                 taken = await learnlog.take(self.path, self.key, applied, in_background=self._in_background)
+            if taken is not None and self._in_background:  # a running bot's: learning in a process of its own
+                applying = applier.ProcessApplier(self.path, self.key, self._applier_options(), self.versions)
+                await applying.start()
         except BaseException:
+            if taken is not None:
+                await taken[0].close()
             await self._close_connections()
             raise
-        self._queue.start(*(taken or (None, [])))
+        learning, replay = taken or (None, [])
+        self._queue.start(learning, replay, applying)
         return self
+
+    def _applier_options(self) -> applier.Options:
+        """What a learning process's writer is opened with (bot.core.applier)."""
+        counts = self._writes.counts
+        return applier.Options(self.cache_size, self.hub_rows, self.edit_window_days, counts.merge_rows)
 
     @property
     def is_open(self) -> bool:
@@ -304,6 +319,16 @@ class Store:
     def r(self) -> aiosqlite.Connection:
         """The reader connection."""
         return self._db.r
+
+    @property
+    def learning_pid(self) -> int | None:
+        """The learning process's id, when the learning log is applied in one (bot.core.applier)."""
+        return self._queue.learning_pid
+
+    @property
+    def writes(self) -> Writer:
+        """Every write transaction of the store (bot.core.writer): a learning process applies with it."""
+        return self._writes
 
     @property
     def learned(self) -> Learned:

@@ -36,6 +36,16 @@ class ChainVersions:
         """A number that changes whenever the chain is written to (by this process)."""
         return self._generations[chain_id]
 
+    def counters(self) -> tuple[dict[int, int], int]:
+        """Every chain's generation and the hubs' counter, as they stand (compared by since)."""
+        return dict(self._generations), self._hubs
+
+    def since(self, before: tuple[dict[int, int], int]) -> tuple[list[int], bool]:
+        """The chains written since counters() gave before, and whether hubs changed meanwhile."""
+        generations, hubs = before
+        wrote = [c for c, n in self._generations.items() if generations.get(c) != n]
+        return sorted(wrote), self._hubs != hubs
+
     def of(self, chain_id: int) -> Version:
         """The version of a chain to send with a walker call."""
         return Version(chain_id, self._generations[chain_id], self._hubs)

@@ -41,14 +41,20 @@ def committed(db: Path) -> int:
         return 0
 
 
-def kill_when(process: subprocess.Popen[bytes], db: Path, at_least: int, timeout: float = 60) -> int:
-    """SIGKILL the process once at_least messages are committed; returns how many there were."""
+def kill_when(
+    process: subprocess.Popen[bytes], db: Path, at_least: int, timeout: float = 60, *, group: bool = False
+) -> int:
+    """SIGKILL the process (group: with every process of its session) once at_least messages are
+    committed; returns how many there were."""
     deadline = time.monotonic() + timeout
     while committed(db) < at_least:
         assert process.poll() is None, "the process ended before it could be killed"
         assert time.monotonic() < deadline, "nothing was committed in time"
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
+    if group:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        process.send_signal(signal.SIGKILL)
     process.wait()
     return committed(db)
 
@@ -132,7 +138,8 @@ from bot.core.brain import Brain
 from bot.core.models import Message
 
 async def main():
-    brain = await Brain.open(sys.argv[1], flush_interval=0.2, batch_size=200)
+    in_background = sys.argv[3] == "background"  # a running bot's: the log applied by a learning process
+    brain = await Brain.open(sys.argv[1], flush_interval=0.2, batch_size=200, in_background=in_background)
     await brain.opt_in("t", "g", "alice")
     await brain.set_channel("t", "g", "c", True)
     lines = open(sys.argv[2], encoding="utf-8").read().splitlines()
@@ -141,20 +148,41 @@ async def main():
         if n % 50 == 0:
             await asyncio.sleep(0.01)  # live traffic arrives over time
 
-asyncio.run(main())
+if __name__ == "__main__":  # the learning process imports this script too
+    asyncio.run(main())
 """
 
 
-def test_kill_during_live_learning_loses_at_most_the_open_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("learning", ["here", "background"])
+def test_kill_during_live_learning_loses_at_most_the_open_batch(tmp_path: Path, learning: str) -> None:
     source = tmp_path / "corpus.txt"
     lines = corpus(source)
     db = tmp_path / "live.sqlite3"
     script = tmp_path / "live.py"
     script.write_text(LIVE, encoding="utf-8")
-    process = subprocess.Popen([sys.executable, str(script), str(db), str(source)], env=env())
-    at_kill = kill_when(process, db, 1000)
-    assert check_sound(db, lines) >= at_kill
+    process = subprocess.Popen(  # a session of its own: the bot and its learning process die together
+        [sys.executable, str(script), str(db), str(source), learning], env=env(), start_new_session=True
+    )
+    at_kill = kill_when(process, db, 1000, group=True)
+    before = check_sound(db, lines)
+    assert before >= at_kill
+    resumed = subprocess.run(  # the next open replays what the log holds: each message learned once
+        [sys.executable, "-c", RESUME, str(db)], env=env(), capture_output=True, text=True, check=True
+    )
+    assert check_sound(db, lines) == before + int(resumed.stdout)
 
+
+RESUME = """
+import asyncio, sys
+from bot.core.brain import Brain
+
+async def main():
+    brain = await Brain.open(sys.argv[1])
+    await brain.close()
+    print(brain.store.committed)
+
+asyncio.run(main())
+"""
 
 FORGET = """
 import asyncio, sys

@@ -33,10 +33,13 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails wi
 
 async def main() -> None:
     db, corpus, salt, hub_rows = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]), int(sys.argv[4])
+    in_background = sys.argv[5] == "background"  # a running bot's: the log applied by a learning process
     lines = open(corpus, encoding="utf-8").read().splitlines()
     brain = await Brain.open(
-        db, key=salt, hub_rows=hub_rows, flush_interval=0.05, batch_size=100, max_pending=len(lines)
+        db, key=salt, hub_rows=hub_rows, flush_interval=0.05, batch_size=100, max_pending=len(lines),
+        in_background=in_background,
     )
+    writers = [0] if brain.store.learning_pid is None else [0, brain.store.learning_pid]
     await brain.opt_in("t", "g", "u")
     await brain.set_channel("t", "g", "c", True)
     for n, line in enumerate(lines[:1000]):  # learned (through the learning log) before the disk fills
@@ -44,7 +47,8 @@ async def main() -> None:
     await brain.flush()
     _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     grown = max(os.path.getsize(db + suffix) for suffix in ("", "-wal", "-shm"))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (grown + 300_000, hard))  # room for a few batches
+    for pid in writers:  # room for a few batches, in each process that writes
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (grown + 300_000, hard))
     for n, line in enumerate(lines[1000:], start=1000):
         await brain.learn(Message("t", "g", "c", "u", str(n), line))
     loop = asyncio.get_running_loop()
@@ -53,13 +57,15 @@ async def main() -> None:
         if command == "status":
             print(brain.store.pending, brain.store.committed, flush=True)
         elif command == "space":
-            resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+            for pid in writers:
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
             await brain.close()
             print(brain.store.committed, brain.store.duplicates, flush=True)
             return
 
 
-asyncio.run(main())
+if __name__ == "__main__":  # the learning process imports this script too
+    asyncio.run(main())
 """
 HUB_ROWS = 20  # so that the corpus makes hubs, whose cached arrays a failed transaction must not keep
 
@@ -71,15 +77,16 @@ def full_disk_corpus(path: Path) -> list[str]:
     return lines
 
 
+@pytest.mark.parametrize("learning", ["here", "background"])
 def test_a_real_full_disk_pauses_learning_and_the_resumed_database_equals_a_clean_import(
-    tmp_path: Path,
+    tmp_path: Path, learning: str
 ) -> None:
     source, db, clean = tmp_path / "corpus.txt", tmp_path / "full.sqlite3", tmp_path / "clean.sqlite3"
     lines = full_disk_corpus(source)
     script = tmp_path / "writer.py"
     script.write_text(FULL_DISK_WRITER, encoding="utf-8")
     writer = subprocess.Popen(
-        [sys.executable, str(script), str(db), str(source), SALT.hex(), str(HUB_ROWS)],
+        [sys.executable, str(script), str(db), str(source), SALT.hex(), str(HUB_ROWS), learning],
         env={**os.environ, "PYTHONPATH": os.getcwd()},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -1,0 +1,321 @@
+"""Where the learning log's batches are applied to the database: by this process, or by a process of its own.
+
+A bot that learns fast spent its one interpreter lock on two jobs: answering (the event loop) and
+applying what the learning log holds (counting, sealing, the statements' Python side), while its
+second core stayed mostly idle: at 5,000 msgs/s offered, its threads together used 96% of one core
+and the walker 5% of the other (benchmarks/README.md). So a running bot's store (in_background)
+applies the log's entries in a learning process: a second writer on the same file, NICE steps below
+the bot, as any second process on a database is (SQLite's locks, and PRAGMA data_version dropping
+each writer's caches when the other committed). The bot keeps tokenizing, logging and answering.
+
+The bot sends each request over a pipe and waits for its reply; only one is in flight (the queue
+holds its write lock meanwhile), so the bot's own writes (a forget, a new author) never wait on
+SQLite's lock for the learning process's. Either writer's transaction commits whole or not at all:
+a learning process killed mid-apply leaves the entries in the log, and the next one applies them
+(a message already learned is dropped by its key, so nothing is counted twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from bot.core import background
+from bot.core.models import FlushResult, PendingMessage
+from bot.core.sql import tune_sqlite
+from bot.core.versions import ChainVersions
+
+if TYPE_CHECKING:
+    from bot.core.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+class Applier(Protocol):
+    """What applies the learning log's batches, and merges the deltas they leave while the bot is idle."""
+
+    async def commit(self, batch: Sequence[PendingMessage], applied: int) -> FlushResult:
+        """Learn a batch in one transaction, recording applied (the last log entry it holds) with it."""
+        ...
+
+    async def merge_idle(self, seconds: float) -> bool:
+        """Merge deltas into blocks for up to seconds; True when no chain holds learned counts there."""
+        ...
+
+    async def find_unmerged(self) -> None:
+        """At start: the chains a run before left counts in the deltas of."""
+        ...
+
+    def unmerged(self) -> bool:
+        """True while some chain that learned may hold counts in the deltas."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of what applying holds."""
+        ...
+
+    @property
+    def pid(self) -> int | None:
+        """The learning process's id, when applying happens in one."""
+        ...
+
+
+class LocalApplier:
+    """Applies with this process's writer (the caller holds the write lock)."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    async def commit(self, batch: Sequence[PendingMessage], applied: int) -> FlushResult:
+        """Learn a batch in one of the writer's transactions."""
+        return await self._writer.commit(batch, applied=applied)
+
+    async def merge_idle(self, seconds: float) -> bool:
+        """Merge deltas into blocks for up to seconds."""
+        return await self._writer.merge_idle(seconds)
+
+    async def find_unmerged(self) -> None:
+        """At start: the chains a run before left counts in the deltas of."""
+        await self._writer.find_unmerged()
+
+    def unmerged(self) -> bool:
+        """True while some chain that learned may hold counts in the deltas."""
+        return self._writer.counts.unmerged
+
+    async def close(self) -> None:
+        """Nothing to let go of: the writer is the store's."""
+
+    @property
+    def pid(self) -> None:
+        """None: applying happens in this process."""
+        return None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Learn a batch (a request to the learning process)."""
+
+    batch: Sequence[PendingMessage]
+    applied: int
+
+
+@dataclass(frozen=True)
+class MergeIdle:
+    """Merge deltas into blocks for up to seconds (a request to the learning process)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FindUnmerged:
+    """Look for the chains a run before left counts in the deltas of (a request to the learning process)."""
+
+
+Request = Commit | MergeIdle | FindUnmerged
+
+
+class Reply(NamedTuple):
+    """The learning process's answer: the request's value or error, and what its writer changed."""
+
+    ok: bool
+    value: Any  # the request's value (FlushResult, bool, None), or the exception it raised
+    wrote: list[int]  # chains written (the bot's versions are told: its walker's caches check them)
+    hubs_changed: bool
+    unmerged: bool
+
+
+class Options(NamedTuple):
+    """The store's settings the learning process's writer needs (a process cannot share a clock)."""
+
+    cache_size: int
+    hub_rows: int
+    edit_window_days: int
+    merge_rows: int
+
+
+class ApplierDied(RuntimeError):
+    """The learning process ended (killed, out of memory) before it answered."""
+
+
+class ProcessApplier:
+    """Applies in a learning process of its own, started again (and the request sent again) if it died."""
+
+    def __init__(self, path: Path, key: bytes, options: Options, versions: ChainVersions) -> None:
+        self._args = (path, key, options)
+        self._versions = versions  # the bot's: told what the learning process wrote
+        self._conn: Connection | None = None
+        self._process: BaseProcess | None = None
+        self._unmerged = False
+
+    async def start(self) -> ProcessApplier:
+        """Start the process and wait until its store is open."""
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_serve, args=(theirs, *self._args), name="markov-learning", daemon=True
+        )
+        self._process.start()
+        theirs.close()  # so that the pipe closes when the process ends
+        try:
+            await asyncio.to_thread(self._ready)
+        except ApplierDied as exc:
+            await self.close()
+            raise ApplierDied(
+                "the learning process did not start (its error is logged above); a script that opens "
+                'the database in the background must run its code under `if __name__ == "__main__":`'
+            ) from exc
+        log.info("learning process %s started", self._process.pid)
+        return self
+
+    def _ready(self) -> None:
+        """Wait for the process's first word: None once its store is open, or why it could not open."""
+        assert self._conn is not None
+        try:
+            error = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise ApplierDied("the learning process ended before it was ready") from exc
+        if error is not None:
+            raise error
+
+    @property
+    def pid(self) -> int | None:
+        """The learning process's id, while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    async def commit(self, batch: Sequence[PendingMessage], applied: int) -> FlushResult:
+        """Learn a batch in the learning process."""
+        result: FlushResult = await self._call(Commit(list(batch), applied))
+        return result
+
+    async def merge_idle(self, seconds: float) -> bool:
+        """Merge deltas into blocks in the learning process, for up to seconds."""
+        merged: bool = await self._call(MergeIdle(seconds))
+        return merged
+
+    async def find_unmerged(self) -> None:
+        """At start: the chains a run before left counts in the deltas of (the learning process's writer)."""
+        await self._call(FindUnmerged())
+
+    def unmerged(self) -> bool:
+        """True while some chain the learning process learned may hold counts in the deltas."""
+        return self._unmerged
+
+    async def _call(self, request: Request) -> Any:
+        """Send a request and wait for its reply; a process that died is started again and asked once more."""
+        try:
+            reply = await self._roundtrip(request)
+        except ApplierDied:
+            log.warning("the learning process ended; starting another")
+            await self.close()
+            await self.start()
+            if isinstance(request, MergeIdle | FindUnmerged):  # what the process before knew is gone
+                await self._roundtrip(FindUnmerged())
+            reply = await self._roundtrip(request)
+        for chain_id in reply.wrote:
+            self._versions.wrote(chain_id)
+        if reply.hubs_changed:
+            self._versions.hubs_changed()
+        self._unmerged = reply.unmerged
+        if not reply.ok:
+            raise reply.value
+        return reply.value
+
+    async def _roundtrip(self, request: Request) -> Reply:
+        if self._conn is None:
+            await self.start()
+        conn = self._conn
+        assert conn is not None
+
+        def exchange() -> Reply:
+            try:
+                conn.send(request)
+                reply: Reply = conn.recv()
+            except (EOFError, OSError) as exc:
+                raise ApplierDied("the learning process ended before it answered") from exc
+            return reply
+
+        return await asyncio.to_thread(exchange)
+
+    async def close(self) -> None:
+        """Close the pipe; the process ends on its own (killed if it has not within 5 s)."""
+        conn, process = self._conn, self._process
+        self._conn = self._process = None
+        if conn is not None:
+            conn.close()
+        if process is not None:
+            await asyncio.to_thread(process.join, 5)
+            if process.is_alive():
+                process.kill()
+                await asyncio.to_thread(process.join)
+
+
+def _serve(conn: Connection, path: Path, key: bytes, options: Options) -> None:
+    """The learning process: answer requests until the pipe closes."""
+    # Ctrl-C in a terminal reaches the whole process group: the bot shuts down, and closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # every thread made from here on inherits it (Linux)
+        os.nice(background.NICE)
+    tune_sqlite()
+    asyncio.run(_apply(conn, path, key, options))
+
+
+async def _apply(conn: Connection, path: Path, key: bytes, options: Options) -> None:
+    from bot.core.store import Store  # the store starts this process
+
+    store = Store(
+        path,
+        key=key,
+        cache_size=options.cache_size,
+        hub_rows=options.hub_rows,
+        edit_window_days=options.edit_window_days,
+        merge_rows=options.merge_rows,
+        learning_log=False,
+        idle_merge_seconds=0,  # merged when the bot asks (MergeIdle)
+    )
+    try:
+        await store.open()
+    except Exception as exc:
+        conn.send(exc)
+        return
+    try:
+        conn.send(None)
+        writer = store.writes
+        applier = LocalApplier(writer)
+        while True:
+            try:
+                request: Request = await asyncio.to_thread(conn.recv)
+            except (EOFError, OSError):
+                return
+            before = store.versions.counters()
+            try:
+                async with writer.lock:
+                    value: Any = await _run(applier, request)
+                ok = True
+            except Exception as exc:
+                ok, value = False, exc
+            wrote, hubs = store.versions.since(before)
+            try:
+                conn.send(Reply(ok, value, wrote, hubs, applier.unmerged()))
+            except OSError:
+                return
+    finally:
+        await store.close()
+
+
+async def _run(applier: LocalApplier, request: Request) -> Any:
+    """Run one request with the learning process's writer (its write lock held)."""
+    if isinstance(request, Commit):
+        return await applier.commit(request.batch, request.applied)
+    if isinstance(request, MergeIdle):
+        return await applier.merge_idle(request.seconds)
+    return await applier.find_unmerged()
