@@ -4,8 +4,10 @@ With a learning log (bot.core.learnlog, SQLite's), the flusher commits each batc
 applier task applies what the log holds to the database, up to APPLY_ENTRIES batches in one
 transaction, whenever the apply before has ended; without one (PostgreSQL; a second process on the
 same SQLite file; an import) each batch is committed to the database. flush() applies the log, then
-commits what is queued: afterwards everything enqueued before it is learned. Queued and logged
-messages together stay under max_pending (enqueue waits).
+commits what is queued: afterwards everything enqueued before it is learned. A running bot's log is
+applied by a learning process (bot.core.applier), and flush() then logs what is queued and has it
+apply that too, so that only the learning process learns live (and merges while idle what it left
+in the deltas). Queued and logged messages together stay under max_pending (enqueue waits).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ Store is a façade over its parts, each in a module of its own: schema (the file
 migrations), connections, guildstate, registry (chains and authors), vocabulary, hubcache,
 writer (every write transaction), versions (where the writer stands on each chain), learnqueue
 (queued learning and the flusher), learnlog (SQLite's live batches, committed to a log of their
-own and applied to the database several at once), keymeta (the fingerprint key's check value),
+own and applied to the database several at once; by a learning process of its own in a running
+bot, see applier), keymeta (the fingerprint key's check value),
 opening (each engine's open and close), learned (reads of learned messages and the meta table,
 as ``store.learned``), reports (the retention report's reads, as ``store.reports``) and
 walkerhost (where the walker runs), called through walkerclient (as ``store.walker``).
@@ -170,10 +171,11 @@ class Store:
         if walker == "process":  # this process may start others: a forget cuts blocks in them too
             self._writes.removal.cut_workers = CUT_WORKERS
         self._learning_log = learning_log and self.url is None  # SQLite's (bot.core.learnlog)
-        # A running bot's: SQLite's writing threads below the event loop, the log applied in a learning process
-        self._in_background = in_background
-        if in_background and self._learning_log and clock is not time.time:
-            raise ValueError("a store that learns in the background keeps time by the system clock")
+        self._in_background = in_background  # a running bot's: SQLite's writing threads below the event loop
+        # ... and, when it may start processes, the log applied in a learning process (bot.core.applier)
+        self._learning_process = in_background and walker == "process" and self._learning_log
+        if self._learning_process and clock is not time.time:
+            raise ValueError("a store that learns in a process of its own keeps time by the system clock")
         self._queue = LearningQueue(
             self._db,
             self._writes,
@@ -262,7 +264,7 @@ class Store:
             if self._learning_log:
                 applied = int(await self.get_meta(learnlog.APPLIED_META) or 0)
                 taken = await learnlog.take(self.path, self.key, applied, in_background=self._in_background)
-            if taken is not None and self._in_background:  # a running bot's: learning in a process of its own
+            if taken is not None and self._learning_process:
                 applying = applier.ProcessApplier(self.path, self.key, self._applier_options(), self.versions)
                 await applying.start()
         except BaseException:

@@ -51,7 +51,7 @@ async def test_a_running_bot_applies_its_log_in_a_process_below_it_and_learns_th
 ) -> None:
     messages = corpus(500)
     path = tmp_path / "bot.sqlite3"
-    brain = await open_brain(path, tmp_path, in_background=True, **FAST)
+    brain = await open_brain(path, tmp_path, in_background=True, walker="process", **FAST)
     try:
         pid = brain.store.learning_pid
         assert pid is not None and pid != os.getpid()
@@ -88,7 +88,7 @@ async def test_a_learning_process_killed_mid_apply_is_replaced_and_nothing_is_lo
 ) -> None:
     messages = corpus(4000)
     path = tmp_path / "bot.sqlite3"
-    brain = await open_brain(path, tmp_path, in_background=True, **FAST)
+    brain = await open_brain(path, tmp_path, in_background=True, walker="process", **FAST)
     try:
         await learn(brain, [m for m in messages[:50]])  # every member made: from now only learning writes
         first = brain.store.learning_pid
@@ -144,7 +144,13 @@ async def test_a_running_bot_merges_what_it_learned_while_idle_in_its_learning_p
     messages = wide(3005)
     path = tmp_path / "bot.sqlite3"
     brain = await open_brain(
-        path, tmp_path, in_background=True, merge_rows=1, batch_size=100, flush_interval=0.02
+        path,
+        tmp_path,
+        in_background=True,
+        walker="process",
+        merge_rows=1,
+        batch_size=100,
+        flush_interval=0.02,
     )
     try:
         await learn(brain, messages[:3000])
@@ -163,6 +169,15 @@ async def test_a_running_bot_merges_what_it_learned_while_idle_in_its_learning_p
     assert logical_dump(path, KEY) == logical_dump(clean, KEY)
 
 
-async def test_a_store_that_learns_in_the_background_keeps_the_system_clock(tmp_path: Path) -> None:
+async def test_a_store_that_learns_in_a_process_of_its_own_keeps_the_system_clock(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="system clock"):
-        await Brain.open(tmp_path / "x.sqlite3", in_background=True, clock=lambda: 0.0)
+        await Brain.open(tmp_path / "x.sqlite3", in_background=True, walker="process", clock=lambda: 0.0)
+
+
+async def test_a_store_that_may_not_start_processes_learns_in_its_own(tmp_path: Path) -> None:
+    brain = await open_brain(tmp_path / "x.sqlite3", tmp_path, in_background=True, walker="thread")
+    try:
+        await learn(brain, corpus(50))
+        assert brain.store.learning_pid is None and brain.store.committed == 50
+    finally:
+        await brain.close()

@@ -29,7 +29,7 @@ def corpus(n: int, seed: int = 7) -> list[Message]:
 
 async def open_brain(where: Path | str, tmp_path: Path, **options: Any) -> Brain:
     """A Brain over a SQLite file or a PostgreSQL URL, keyed with KEY (the PostgreSQL key file: never read)."""
-    return await Brain.open(where, key=KEY, walker="thread", key_path=tmp_path / "pg", **options)
+    return await Brain.open(where, key=KEY, key_path=tmp_path / "pg", **{"walker": "thread", **options})
 
 
 async def learn(brain: Brain, messages: list[Message]) -> None:

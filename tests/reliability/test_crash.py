@@ -139,7 +139,10 @@ from bot.core.models import Message
 
 async def main():
     in_background = sys.argv[3] == "background"  # a running bot's: the log applied by a learning process
-    brain = await Brain.open(sys.argv[1], flush_interval=0.2, batch_size=200, in_background=in_background)
+    brain = await Brain.open(
+        sys.argv[1], flush_interval=0.2, batch_size=200, in_background=in_background,
+        walker="process" if in_background else "thread",
+    )
     await brain.opt_in("t", "g", "alice")
     await brain.set_channel("t", "g", "c", True)
     lines = open(sys.argv[2], encoding="utf-8").read().splitlines()

@@ -37,7 +37,7 @@ async def main() -> None:
     lines = open(corpus, encoding="utf-8").read().splitlines()
     brain = await Brain.open(
         db, key=salt, hub_rows=hub_rows, flush_interval=0.05, batch_size=100, max_pending=len(lines),
-        in_background=in_background,
+        in_background=in_background, walker="process" if in_background else "thread",
     )
     writers = [0] if brain.store.learning_pid is None else [0, brain.store.learning_pid]
     await brain.opt_in("t", "g", "u")
