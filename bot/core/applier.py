@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from bot.core import background
+from bot.core import background, pools
 from bot.core.models import FlushResult, PendingMessage
 from bot.core.sql import tune_sqlite
 from bot.core.versions import ChainVersions
@@ -159,13 +158,7 @@ class ProcessApplier:
 
     async def start(self) -> ProcessApplier:
         """Start the process and wait until its store is open."""
-        context = multiprocessing.get_context("spawn")
-        self._conn, theirs = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(theirs, *self._args), name="markov-learning", daemon=True
-        )
-        self._process.start()
-        theirs.close()  # so that the pipe closes when the process ends
+        self._conn, self._process = pools.spawn(_serve, self._args, "markov-learning")
         try:
             await asyncio.to_thread(self._ready)
         except ApplierDied as exc:
@@ -253,10 +246,7 @@ class ProcessApplier:
         if conn is not None:
             conn.close()
         if process is not None:
-            await asyncio.to_thread(process.join, 5)
-            if process.is_alive():
-                process.kill()
-                await asyncio.to_thread(process.join)
+            await pools.join(process)
 
 
 def _serve(conn: Connection, path: Path, key: bytes, options: Options) -> None:

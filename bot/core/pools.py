@@ -1,4 +1,4 @@
-"""Process pools stopped for sure: after one of their processes was killed, too.
+"""Process pools stopped for sure: after one of their processes was killed, too; and a child over a pipe.
 
 A worker killed while it sends a result leaves CPython 3.11's pool waiting for the rest of that
 message forever, and a pool broken by a kill can wait forever for a process it asked to end; then
@@ -13,7 +13,9 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -54,3 +56,25 @@ def run(
         return loop.run_in_executor(pool, fn, *args)
     except (OSError, ValueError) as exc:
         raise BrokenProcessPool(BROKEN) from exc
+
+
+def spawn(target: Callable[..., None], args: tuple[Any, ...], name: str) -> tuple[Connection, BaseProcess]:
+    """Start target(their end of a pipe, *args) in a spawned daemon process: (our end, the process).
+
+    Our end is the only one left open here, so it reads EOF when the process ends, and the process
+    reads EOF when we close it (or this process dies, however it dies).
+    """
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=target, args=(theirs, *args), name=name, daemon=True)
+    process.start()
+    theirs.close()
+    return ours, process
+
+
+async def join(process: BaseProcess, seconds: float = 5.0) -> None:
+    """Wait for a process whose pipe was closed to end, killing it if it has not within seconds."""
+    await asyncio.to_thread(process.join, seconds)
+    if process.is_alive():
+        process.kill()
+        await asyncio.to_thread(process.join)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -13,6 +12,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.core import pools
 from bot.core.sql import tune_sqlite
 from bot.core.versions import Version
 from bot.core.walker import Walker
@@ -110,13 +110,7 @@ class WalkerProcess:
 
     async def start(self) -> WalkerProcess:
         """Start the process and wait until it answers (the first reply does not wait for a Python)."""
-        context = multiprocessing.get_context("spawn")
-        self._conn, theirs = context.Pipe()
-        self._process = context.Process(
-            target=_serve, args=(theirs, *self._args), name="markov-walker", daemon=True
-        )
-        self._process.start()
-        theirs.close()  # so that the pipe closes when the walker ends
+        self._conn, self._process = pools.spawn(_serve, self._args, "markov-walker")
         asyncio.get_running_loop().add_reader(self._conn.fileno(), self._on_readable)
         try:
             self.pid = await self.run(Version(0, 0), Pid())
@@ -175,10 +169,7 @@ class WalkerProcess:
         self._ended()
         process, self._process = self._process, None
         if process is not None:
-            await asyncio.to_thread(process.join, 5)
-            if process.is_alive():
-                process.kill()
-                await asyncio.to_thread(process.join)
+            await pools.join(process)
 
 
 def _serve(conn: Connection, where: Path | str, key: bytes, cache_size: int) -> None:

@@ -9,7 +9,9 @@ import random
 import signal
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,12 +37,12 @@ def nice(pid: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, pid)
 
 
-async def reference(tmp_path: Path, messages: list[Message]) -> Path:
-    """A database that learned and changed as learn_then_change does, all in this process."""
-    path = tmp_path / "reference.sqlite3"
-    brain = await open_brain(path, tmp_path, **FAST)
+async def learned_here(tmp_path: Path, work: Callable[[Brain], Awaitable[None]], **options: Any) -> Path:
+    """A database that work learned into, all in this process (what the learning process must equal)."""
+    path = tmp_path / "here.sqlite3"
+    brain = await open_brain(path, tmp_path, **options)
     try:
-        await learn_then_change(brain, messages)
+        await work(brain)
     finally:
         await brain.close()
     return path
@@ -63,7 +65,8 @@ async def test_a_running_bot_applies_its_log_in_a_process_below_it_and_learns_th
     assert brain.store.learning_pid is None
     with pytest.raises(ProcessLookupError):  # ended, and reaped, with the store
         os.kill(pid, 0)
-    assert logical_dump(path, KEY) == logical_dump(await reference(tmp_path, messages), KEY)
+    reference = await learned_here(tmp_path, lambda brain: learn_then_change(brain, messages), **FAST)
+    assert logical_dump(path, KEY) == logical_dump(reference, KEY)
 
 
 def writing_elsewhere(path: Path, deadline: float) -> None:
@@ -110,12 +113,7 @@ async def test_a_learning_process_killed_mid_apply_is_replaced_and_nothing_is_lo
         assert brain.store.pending == 0
     finally:
         await brain.close()
-    clean = tmp_path / "clean.sqlite3"
-    other = await open_brain(clean, tmp_path, **FAST)
-    try:
-        await learn(other, messages)
-    finally:
-        await other.close()
+    clean = await learned_here(tmp_path, lambda brain: learn(brain, messages), **FAST)
     assert logical_dump(path, KEY) == logical_dump(clean, KEY)
 
 
@@ -160,12 +158,7 @@ async def test_a_running_bot_merges_what_it_learned_while_idle_in_its_learning_p
         assert delta_rows(path) == 0
     finally:
         await brain.close()
-    clean = tmp_path / "clean.sqlite3"
-    other = await open_brain(clean, tmp_path, batch_size=100)
-    try:
-        await learn(other, messages)
-    finally:
-        await other.close()
+    clean = await learned_here(tmp_path, lambda brain: learn(brain, messages), batch_size=100)
     assert logical_dump(path, KEY) == logical_dump(clean, KEY)
 
 
