@@ -294,12 +294,22 @@ async def _apply(conn: Connection, path: Path, key: bytes, options: Options) -> 
             except Exception as exc:
                 ok, value = False, exc
             wrote, hubs = store.versions.since(before)
-            try:
-                conn.send(Reply(ok, value, wrote, hubs, applier.unmerged()))
-            except OSError:
+            if not _send(conn, Reply(ok, value, wrote, hubs, applier.unmerged())):
                 return
     finally:
         await store.close()
+
+
+def _send(conn: Connection, reply: Reply) -> bool:
+    """Send a reply (one whose value does not pickle as a RuntimeError saying so); False: the pipe is closed."""
+    try:
+        conn.send(reply)  # pickled whole before anything is written: a failure sends nothing
+    except OSError:
+        return False
+    except Exception as exc:
+        error = RuntimeError(f"the learning process could not send its answer: {exc!r}")
+        return _send(conn, reply._replace(ok=False, value=error))
+    return True
 
 
 async def _run(applier: LocalApplier, request: Request) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import random
 import signal
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from bot.core import background
+from bot.core import applier, background
 from bot.core.brain import Brain
 from bot.core.models import Message, UnlearnStatus
 from tests.core.dump import logical_dump
@@ -174,3 +175,19 @@ async def test_a_store_that_may_not_start_processes_learns_in_its_own(tmp_path: 
         assert brain.store.learning_pid is None and brain.store.committed == 50
     finally:
         await brain.close()
+
+
+def test_an_answer_that_does_not_pickle_comes_back_as_an_error_saying_so() -> None:
+    ours, theirs = multiprocessing.Pipe()
+    try:
+        unpicklable = ValueError(lambda: None)  # as an error holding a connection or a lock would be
+        assert applier._send(theirs, applier.Reply(False, unpicklable, [3], True, False))
+        reply = ours.recv()
+        assert not reply.ok and isinstance(reply.value, RuntimeError)
+        assert "could not send its answer" in str(reply.value)
+        assert (reply.wrote, reply.hubs_changed) == ([3], True)  # the bot's versions still follow
+        ours.close()
+        assert not applier._send(theirs, applier.Reply(True, None, [], False, False))  # the bot is gone
+    finally:
+        ours.close()
+        theirs.close()
