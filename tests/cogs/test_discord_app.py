@@ -193,13 +193,16 @@ async def test_serve_returns_to_its_caller_when_cancelled(
 ) -> None:
     import asyncio
 
+    connecting = asyncio.Event()
+
     async def hang(self: MarkovBot, token: str, *, reconnect: bool = True) -> None:
+        connecting.set()
         await asyncio.Event().wait()
 
     monkeypatch.setattr(MarkovBot, "start", hang)
     brain = await Brain.open(db_path)
     task = asyncio.create_task(serve(Settings(db_path=db_path, discord_token="x"), brain=brain))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(connecting.wait(), 10)  # the bot is running, connecting to Discord
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
