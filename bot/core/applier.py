@@ -302,14 +302,9 @@ async def _apply(conn: Connection, path: Path, key: bytes, options: Options) -> 
 
 def _send(conn: Connection, reply: Reply) -> bool:
     """Send a reply (one whose value does not pickle as a RuntimeError saying so); False: the pipe is closed."""
-    try:
-        conn.send(reply)  # pickled whole before anything is written: a failure sends nothing
-    except OSError:
-        return False
-    except Exception as exc:
-        error = RuntimeError(f"the learning process could not send its answer: {exc!r}")
-        return _send(conn, reply._replace(ok=False, value=error))
-    return True
+    return pools.answer(
+        conn, reply, lambda error: reply._replace(ok=False, value=error), "the learning process"
+    )
 
 
 async def _run(applier: LocalApplier, request: Request) -> Any:

@@ -78,3 +78,15 @@ async def join(process: BaseProcess, seconds: float = 5.0) -> None:
     if process.is_alive():
         process.kill()
         await asyncio.to_thread(process.join)
+
+
+def answer(conn: Connection, reply: object, instead: Callable[[RuntimeError], object], who: str) -> bool:
+    """Send a child's reply over its pipe; one that does not pickle goes as instead(an error saying so)
+    (pickled whole before anything is written: a failure sends nothing). False: the pipe is closed."""
+    try:
+        conn.send(reply)
+    except OSError:
+        return False
+    except Exception as exc:
+        return answer(conn, instead(RuntimeError(f"{who} could not send its answer: {exc!r}")), instead, who)
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import signal
@@ -172,6 +173,11 @@ class WalkerProcess:
             await pools.join(process)
 
 
+def _failed(call_id: int, error: RuntimeError) -> tuple[int, bool, object]:
+    """The reply sent instead of an answer that does not pickle."""
+    return (call_id, False, error)
+
+
 def _serve(conn: Connection, where: Path | str, key: bytes, cache_size: int) -> None:
     """The walker process: answer calls until the pipe closes."""
     # Ctrl-C in a terminal reaches the whole process group: the bot shuts down, and closes the pipe.
@@ -188,11 +194,7 @@ def _serve(conn: Connection, where: Path | str, key: bytes, cache_size: int) -> 
                 reply: tuple[int, bool, object] = (call_id, True, answer(walker, version, call))
             except Exception as exc:
                 reply = (call_id, False, exc)
-            try:
-                conn.send(reply)
-            except OSError:
+            if not pools.answer(conn, reply, functools.partial(_failed, call_id), "the walker"):
                 return
-            except Exception as exc:  # an answer that does not pickle: say so instead
-                conn.send((call_id, False, RuntimeError(f"the walker could not send its answer: {exc!r}")))
     finally:
         walker.close()
