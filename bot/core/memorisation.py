@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 COMMON_TIMES = 5  # a message said this often is common ...
 COMMON_AUTHORS = 3  # ... and so is one said by this many authors
 
+Prefix = tuple[int, ...]  # an opening prefix's token ids
+
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
@@ -72,6 +74,10 @@ class Split:
             self.common + thresholds.common(times, authors),
         )
 
+    def __add__(self, other: Split) -> Split:
+        """Two counts together (a sample taken in parts)."""
+        return Split(self.all + other.all, self.eidetic + other.eidetic, self.common + other.common)
+
 
 @dataclass(frozen=True, slots=True)
 class OutputSample:
@@ -80,6 +86,10 @@ class OutputSample:
     samples: int
     copies: Split
     runs: Split
+
+    def __add__(self, other: OutputSample) -> OutputSample:
+        """Two parts of a sample together."""
+        return OutputSample(self.samples + other.samples, self.copies + other.copies, self.runs + other.runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +125,15 @@ def exact_multiplicity(walker: Walker, chain: ChainInfo, tokens: Sequence[str]) 
 
 
 def sample_outputs(
-    walker: Walker, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
+    walker: Walker, chain: ChainInfo, samples: int, rng: random.Random, thresholds: Thresholds
 ) -> OutputSample:
-    """Walk `samples` outputs (guard off) and classify the learned messages and runs they copy.
+    """Walk `samples` outputs (guard off, drawing from rng) and classify the learned messages and runs they copy.
 
     A long run is of a 1-eidetic message when one of its K-windows was learned exactly once, and
     common when every window it copies is common.
     """
     copies, runs = Split(), Split()
-    for tokens in walker.walks(chain, samples, seed):
+    for tokens in walker.walks(chain, samples, rng):
         whole = walker.fingerprints.whole(tokens, chain.scheme)
         found = _multiplicity(walker, message_query(chain), chain.id, [whole]).get(whole)
         if found is not None:
@@ -159,10 +169,8 @@ def greedy(walker: Walker, chain: ChainInfo, prefix: tuple[int, ...], cache: dic
     return out
 
 
-def sample_prefixes(
-    walker: Walker, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
-) -> PrefixSample:
-    """Greedy-walk a uniform sample of the chain's opening prefixes; count those that give a learned message."""
+def pick_openings(walker: Walker, chain: ChainInfo, samples: int, seed: int) -> tuple[int, list[Prefix]]:
+    """A uniform sample (from seed) of the chain's distinct opening prefixes: (how many there are, the sample)."""
     n = chain.order
     parts: list[np.ndarray] = []
 
@@ -179,14 +187,20 @@ def sample_prefixes(
     openings = np.concatenate(parts) if parts else np.empty((0, n), dtype=np.int32)
     total = len(openings)
     picked = sorted(random.Random(seed).sample(range(total), min(samples, total)))
+    return total, [tuple(openings[index].tolist()) for index in picked]
+
+
+def greedy_hits(
+    walker: Walker, chain: ChainInfo, prefixes: Sequence[Prefix], thresholds: Thresholds
+) -> Split:
+    """Greedy-walk each prefix; count those that give a learned message."""
     cache: dict[bytes, int] = {}
     hits = Split()
-    for index in picked:
-        prefix = tuple(openings[index].tolist())
+    for prefix in prefixes:
         walked = greedy(walker, chain, prefix, cache)
         if len(walked) <= chain.order:
             continue  # the walk ends at once: no rest to reproduce
         found = exact_multiplicity(walker, chain, walker.texts(walked))
         if found is not None:
             hits = hits.add(*found, thresholds)
-    return PrefixSample(total, len(picked), hits)
+    return hits

@@ -24,7 +24,7 @@ from bot.core import chain as chainmod
 from bot.core.chain import ChainReader, Choices
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
-from bot.core.memorisation import OutputSample, PrefixSample, Thresholds
+from bot.core.memorisation import OutputSample, Prefix, Split, Thresholds
 from bot.core.models import ChainInfo, Generated, GenerateStatus
 from bot.core.tokens import detokenize, neutralise
 from bot.core.versions import Version
@@ -280,20 +280,21 @@ class Walker:
             return Generated(GenerateStatus.NO_CHAIN, tries=attempts)
         return Generated(GenerateStatus.COPY_GUARD, tries=attempts)
 
-    def walks(self, chain: ChainInfo, samples: int, seed: int) -> list[list[str]]:
-        """The retention report's sample: `samples` outputs walked from `seed` with the guard off."""
-        rng = random.Random(seed)
+    def walks(self, chain: ChainInfo, samples: int, rng: random.Random) -> list[list[str]]:
+        """The retention report's sample: `samples` outputs walked (drawing from rng) with the guard off."""
         reader = self.reader(chain)
         return [self.texts(chainmod.walk(reader, rng) or []) for _ in range(samples)]
 
     def sample_outputs(
-        self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
+        self, chain: ChainInfo, samples: int, rng: random.Random, thresholds: Thresholds
     ) -> OutputSample:
         """The report's sampled outputs: copies and long runs, by how often their source was said."""
-        return memorisation.sample_outputs(self, chain, samples, seed, thresholds)
+        return memorisation.sample_outputs(self, chain, samples, rng, thresholds)
 
-    def sample_prefixes(
-        self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
-    ) -> PrefixSample:
-        """The report's discoverable sample: greedy walks from the chain's opening prefixes."""
-        return memorisation.sample_prefixes(self, chain, samples, seed, thresholds)
+    def pick_openings(self, chain: ChainInfo, samples: int, seed: int) -> tuple[int, list[Prefix]]:
+        """The report's sample of opening prefixes (see memorisation.pick_openings)."""
+        return memorisation.pick_openings(self, chain, samples, seed)
+
+    def greedy_hits(self, chain: ChainInfo, prefixes: Sequence[Prefix], thresholds: Thresholds) -> Split:
+        """Of these opening prefixes, those whose greedy walk is a learned message."""
+        return memorisation.greedy_hits(self, chain, prefixes, thresholds)

@@ -7,12 +7,13 @@ Call.run, so both sides agree on the operation and its types without naming a me
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from bot.core.chain import Choices
-from bot.core.memorisation import OutputSample, PrefixSample, Thresholds
+from bot.core.memorisation import OutputSample, Prefix, Split, Thresholds
 from bot.core.models import ChainInfo, Generated
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class Successors(Call[Choices]):
 
 @dataclass(frozen=True, slots=True)
 class Walks(Call[list[list[str]]]):
-    """The retention report's unguarded sample of outputs (see Walker.walks)."""
+    """The retention report's unguarded sample of outputs, walked from a seed (see Walker.walks)."""
 
     chain: ChainInfo
     samples: int
@@ -82,32 +83,49 @@ class Walks(Call[list[list[str]]]):
 
     def run(self, walker: Walker) -> list[list[str]]:
         """The outputs' tokens."""
-        return walker.walks(self.chain, self.samples, self.seed)
+        return walker.walks(self.chain, self.samples, random.Random(self.seed))
+
+
+RandomState = tuple[Any, ...]  # random.Random.getstate(): where a sample taken in parts goes on from
 
 
 @dataclass(frozen=True, slots=True)
-class SampleOutputs(Call[OutputSample]):
-    """The report's sampled outputs (see bot.core.memorisation.sample_outputs)."""
+class SampleOutputs(Call[tuple[OutputSample, RandomState]]):
+    """A part of the report's sampled outputs, drawn from state on (see bot.core.memorisation.sample_outputs)."""
+
+    chain: ChainInfo
+    samples: int
+    state: RandomState
+    thresholds: Thresholds
+
+    def run(self, walker: Walker) -> tuple[OutputSample, RandomState]:
+        """Copies and long runs among these samples, and the state the next part goes on from."""
+        rng = random.Random()
+        rng.setstate(self.state)
+        return walker.sample_outputs(self.chain, self.samples, rng, self.thresholds), rng.getstate()
+
+
+@dataclass(frozen=True, slots=True)
+class PickOpenings(Call[tuple[int, list[Prefix]]]):
+    """The report's sample of opening prefixes (see bot.core.memorisation.pick_openings)."""
 
     chain: ChainInfo
     samples: int
     seed: int
-    thresholds: Thresholds
 
-    def run(self, walker: Walker) -> OutputSample:
-        """Copies and long runs among the samples."""
-        return walker.sample_outputs(self.chain, self.samples, self.seed, self.thresholds)
+    def run(self, walker: Walker) -> tuple[int, list[Prefix]]:
+        """How many opening prefixes the chain has, and the sample."""
+        return walker.pick_openings(self.chain, self.samples, self.seed)
 
 
 @dataclass(frozen=True, slots=True)
-class SamplePrefixes(Call[PrefixSample]):
-    """The report's discoverable sample (see bot.core.memorisation.sample_prefixes)."""
+class GreedyHits(Call[Split]):
+    """Of some opening prefixes, those whose greedy walk is a learned message (see Walker.greedy_hits)."""
 
     chain: ChainInfo
-    samples: int
-    seed: int
+    prefixes: Sequence[Prefix]
     thresholds: Thresholds
 
-    def run(self, walker: Walker) -> PrefixSample:
-        """Greedy walks from the chain's opening prefixes."""
-        return walker.sample_prefixes(self.chain, self.samples, self.seed, self.thresholds)
+    def run(self, walker: Walker) -> Split:
+        """The hits, split by how often their message was said."""
+        return walker.greedy_hits(self.chain, self.prefixes, self.thresholds)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import TypeVar
 
 from bot.core.chain import Choices
-from bot.core.memorisation import OutputSample, PrefixSample, Thresholds
+from bot.core.memorisation import OutputSample, PrefixSample, Split, Thresholds
 from bot.core.models import ChainInfo, Generated
 from bot.core.versions import ChainVersions
-from bot.core.walkercalls import Attempts, Call, SampleOutputs, SamplePrefixes, Successors, Walks
+from bot.core.walkercalls import Attempts, Call, GreedyHits, PickOpenings, SampleOutputs, Successors, Walks
 from bot.core.walkerhost import WalkerHost
 
 T = TypeVar("T")
+
+# The report's walks are asked for this many at a time: the walker answers one call after another,
+# so a generation asked meanwhile waits for one part (~0.1 s), not the whole sample (3-5 s at
+# 1,000,000 messages, cold: benchmarks/README.md).
+REPORT_PART = 100
 
 
 class WalkerClient:
@@ -55,11 +61,25 @@ class WalkerClient:
     async def sample_outputs(
         self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
     ) -> OutputSample:
-        """The report's sampled outputs: copies and long runs, by how often their source was said."""
-        return await self._run(chain.id, SampleOutputs(chain, samples, seed, thresholds))
+        """The report's sampled outputs (those `walks` gives): copies and long runs, by how often
+        their source was said. Asked REPORT_PART samples at a time, each part going on from the
+        random state the one before left."""
+        state = random.Random(seed).getstate()
+        sample = OutputSample(0, Split(), Split())
+        for done in range(0, samples, REPORT_PART):
+            call = SampleOutputs(chain, min(REPORT_PART, samples - done), state, thresholds)
+            part, state = await self._run(chain.id, call)
+            sample += part
+        return sample
 
     async def sample_prefixes(
         self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
     ) -> PrefixSample:
-        """The report's discoverable sample: greedy walks from the chain's opening prefixes."""
-        return await self._run(chain.id, SamplePrefixes(chain, samples, seed, thresholds))
+        """The report's discoverable sample: greedy walks from the chain's opening prefixes, REPORT_PART at a time."""
+        total, picked = await self._run(chain.id, PickOpenings(chain, samples, seed))
+        hits = Split()
+        for done in range(0, len(picked), REPORT_PART):
+            hits += await self._run(
+                chain.id, GreedyHits(chain, picked[done : done + REPORT_PART], thresholds)
+            )
+        return PrefixSample(total, len(picked), hits)

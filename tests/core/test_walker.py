@@ -26,7 +26,7 @@ from bot.core.memorisation import Thresholds
 from bot.core.models import ChainInfo, ChainKey, GenerateStatus, Message
 from bot.core.versions import Version
 from bot.core.walker import Walker
-from bot.core.walkercalls import Attempts, SampleOutputs, SamplePrefixes, Successors, Walks
+from bot.core.walkercalls import Attempts, GreedyHits, PickOpenings, SampleOutputs, Successors, Walks
 from bot.core.walkerhost import WalkerHost
 from tests.core import readengines
 from tests.core.readengines import Corpus, Tkey, corpus
@@ -317,14 +317,17 @@ async def test_both_engines_walk_and_sample_the_same_from_the_same_seed(tmp_path
         try:
             version = Version(chain.id, 0)
             walks = await host.run(version, Walks(chain, 40, 7))
-            outputs = await host.run(version, SampleOutputs(chain, 40, 7, Thresholds()))
-            prefixes = await host.run(version, SamplePrefixes(chain, 40, 7, Thresholds()))
+            outputs, _ = await host.run(
+                version, SampleOutputs(chain, 40, random.Random(7).getstate(), Thresholds())
+            )
+            _, picked = await host.run(version, PickOpenings(chain, 40, 7))
+            prefixes = await host.run(version, GreedyHits(chain, picked, Thresholds()))
             guarded = await host.run(version, Attempts(chain, 9, (), None, True, 20, time.monotonic() + 5))
         finally:
             await host.stop()
         seen.append((walks, outputs, prefixes, guarded))
     assert len({tuple(w) for w in seen[0][0]}) > 10, "varied walks, not one repeated"
-    assert seen[0][1].copies.all > 0 and seen[0][2].hits.all > 0, "the sample found copies"
+    assert seen[0][1].copies.all > 0 and seen[0][2].all > 0, "the sample found copies"
     assert seen[1] == seen[0]
 
 
