@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -38,6 +38,14 @@ if TYPE_CHECKING:
     from bot.core.writer import Writer
 
 log = logging.getLogger(__name__)
+
+# While it applies, the learning process says so BEATS times every ANSWER_SECONDS (an apply may
+# take long on a slow disk, or wait out another process's lock); one that has said nothing for
+# ANSWER_SECONDS (stopped, or its interpreter stuck) is killed and replaced, the request sent again.
+ANSWER_SECONDS = 60.0
+BEATS = 6
+BEAT = None  # what the learning process sends while it applies
+ENDED = "the learning process ended before it answered"
 
 
 class Applier(Protocol):
@@ -158,7 +166,8 @@ class ProcessApplier:
 
     async def start(self) -> ProcessApplier:
         """Start the process and wait until its store is open."""
-        self._conn, self._process = pools.spawn(_serve, self._args, "markov-learning")
+        beat = ANSWER_SECONDS / BEATS
+        self._conn, self._process = pools.spawn(_serve, (*self._args, beat), "markov-learning")
         try:
             await asyncio.to_thread(self._ready)
         except ApplierDied as exc:
@@ -207,8 +216,8 @@ class ProcessApplier:
         """Send a request and wait for its reply; a process that died is started again and asked once more."""
         try:
             reply = await self._roundtrip(request)
-        except ApplierDied:
-            log.warning("the learning process ended; starting another")
+        except ApplierDied as exc:
+            log.warning("%s; starting another", exc)
             await self.close()
             await self.start()
             if isinstance(request, MergeIdle | FindUnmerged):  # what the process before knew is gone
@@ -229,15 +238,35 @@ class ProcessApplier:
         conn = self._conn
         assert conn is not None
 
-        def exchange() -> Reply:
+        def listen() -> Reply | None:
+            """The reply, once the process sends it; None if it said nothing for ANSWER_SECONDS."""
             try:
-                conn.send(request)
-                reply: Reply = conn.recv()
+                while conn.poll(ANSWER_SECONDS):
+                    reply: Reply | None = conn.recv()
+                    if reply is not BEAT:
+                        return reply
             except (EOFError, OSError) as exc:
-                raise ApplierDied("the learning process ended before it answered") from exc
-            return reply
+                raise ApplierDied(ENDED) from exc
+            return None
 
-        return await asyncio.to_thread(exchange)
+        try:
+            async with asyncio.timeout(ANSWER_SECONDS):  # a stopped process reads nothing: a long batch waits
+                await asyncio.to_thread(conn.send, request)
+            reply = await asyncio.to_thread(listen)
+        except OSError as exc:
+            raise ApplierDied(ENDED) from exc
+        except TimeoutError:
+            reply = None
+        if reply is None:
+            await self._kill()
+            raise ApplierDied(f"the learning process did not answer in {ANSWER_SECONDS:g} s")
+        return reply
+
+    async def _kill(self) -> None:
+        """End a process that stopped answering (before the pipe closes: a thread still sending then fails)."""
+        if self._process is not None:
+            self._process.kill()
+            await asyncio.to_thread(self._process.join)
 
     async def close(self) -> None:
         """Close the pipe; the process ends on its own (killed if it has not within 5 s)."""
@@ -249,17 +278,17 @@ class ProcessApplier:
             await pools.join(process)
 
 
-def _serve(conn: Connection, path: Path, key: bytes, options: Options) -> None:
+def _serve(conn: Connection, path: Path, key: bytes, options: Options, beat: float) -> None:
     """The learning process: answer requests until the pipe closes."""
     # Ctrl-C in a terminal reaches the whole process group: the bot shuts down, and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):  # every thread made from here on inherits it (Linux)
         os.nice(background.NICE)
     tune_sqlite()
-    asyncio.run(_apply(conn, path, key, options))
+    asyncio.run(_apply(conn, path, key, options, beat))
 
 
-async def _apply(conn: Connection, path: Path, key: bytes, options: Options) -> None:
+async def _apply(conn: Connection, path: Path, key: bytes, options: Options, beat: float) -> None:
     from bot.core.store import Store  # the store starts this process
 
     store = Store(
@@ -288,7 +317,7 @@ async def _apply(conn: Connection, path: Path, key: bytes, options: Options) -> 
                 return
             before = store.versions.counters()
             try:
-                async with writer.lock:
+                async with writer.lock, _beating(conn, beat):
                     value: Any = await _run(applier, request)
                 ok = True
             except Exception as exc:
@@ -298,6 +327,24 @@ async def _apply(conn: Connection, path: Path, key: bytes, options: Options) -> 
                 return
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _beating(conn: Connection, seconds: float) -> AsyncIterator[None]:
+    """Tell the bot every so many seconds that the request is still under way."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            conn.send(BEAT)
+
+    beats = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beats.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await beats
 
 
 def _send(conn: Connection, reply: Reply) -> bool:

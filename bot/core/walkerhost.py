@@ -22,6 +22,9 @@ from bot.core.walkercalls import Call, Pid
 log = logging.getLogger(__name__)
 
 WALKERS = ("thread", "process")  # where generation walks (see bot.core.walker)
+# A walker process that has not answered a call in this long is stopped (SIGSTOP, a hung read)
+# and replaced: every call takes milliseconds, a report's part a fraction of a second.
+ANSWER_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -45,6 +48,7 @@ class WalkerHost:
         self._process: WalkerProcess | None = None
         self._walker: Walker | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._replacing = asyncio.Lock()  # one replacement of a dead walker, however many calls saw it die
         self.pid: int | None = None  # the walker process, when there is one
 
     async def start(self, key: bytes) -> None:
@@ -77,16 +81,25 @@ class WalkerHost:
             return await asyncio.get_running_loop().run_in_executor(
                 self._thread, answer, self._walker, version, call
             )
-        if self._process is None:
+        process = self._process
+        if process is None:
             raise RuntimeError("store is not open")
         try:
+            return await process.run(version, call)
+        except WalkerDied as exc:
+            await self._replace(process, exc)
+            if self._process is None:
+                raise
             return await self._process.run(version, call)
-        except WalkerDied:
-            log.warning("the walker process died; starting another")
+
+    async def _replace(self, failed: WalkerProcess, why: WalkerDied) -> None:
+        """Start another walker process in place of one that failed, unless a call that saw it fail too already did."""
+        async with self._replacing:
+            if self._process is not failed:
+                return
+            log.warning("%s; starting another", why)
             await self.stop()
             await self.start(self._key)
-            assert self._process is not None
-            return await self._process.run(version, call)
 
 
 class WalkerDied(RuntimeError):
@@ -125,7 +138,8 @@ class WalkerProcess:
         return self
 
     async def run(self, version: Version, call: Call[T]) -> T:
-        """Run a call in the process; raises WalkerDied if it ends first."""
+        """Run a call in the process; raises WalkerDied if it ends first, or does not answer within
+        ANSWER_SECONDS (then it is killed: every call waiting on it fails alike)."""
         if self._conn is None:
             raise WalkerDied("the walker process is not running")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -137,7 +151,15 @@ class WalkerProcess:
             self._answers.pop(call_id, None)
             self._ended()
             raise WalkerDied("the walker process is gone") from exc
-        return await future
+        try:
+            async with asyncio.timeout(ANSWER_SECONDS):
+                return await future
+        except TimeoutError:
+            why = f"the walker process did not answer in {ANSWER_SECONDS:g} s"
+            if self._process is not None:
+                self._process.kill()
+            self._ended(why)
+            raise WalkerDied(why) from None
 
     def _on_readable(self) -> None:
         assert self._conn is not None
@@ -154,8 +176,8 @@ class WalkerProcess:
         except (EOFError, OSError):
             self._ended()
 
-    def _ended(self) -> None:
-        """The pipe closed: fail what was waiting, and stop listening."""
+    def _ended(self, why: str = "the walker process ended before it answered") -> None:
+        """The pipe closed (or the process was killed): fail what was waiting, and stop listening."""
         if self._conn is not None:
             asyncio.get_running_loop().remove_reader(self._conn.fileno())
             self._conn.close()
@@ -163,7 +185,7 @@ class WalkerProcess:
         answers, self._answers = self._answers, {}
         for future in answers.values():
             if not future.done():
-                future.set_exception(WalkerDied("the walker process ended before it answered"))
+                future.set_exception(WalkerDied(why))
 
     async def close(self) -> None:
         """Close the pipe; the process ends on its own (killed if it has not within 5 s)."""

@@ -87,12 +87,26 @@ def writing_elsewhere(path: Path, deadline: float) -> None:
         conn.close()
 
 
-async def test_a_learning_process_killed_mid_apply_is_replaced_and_nothing_is_lost_or_counted_twice(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("fault", "logged"),
+    [
+        (signal.SIGKILL, "the learning process ended before it answered; starting another"),
+        # alive, holding the database's write lock, answering nothing
+        (signal.SIGSTOP, "the learning process did not answer in 2 s; starting another"),
+    ],
+    ids=["killed", "stopped"],
+)
+async def test_a_learning_process_killed_or_stopped_mid_apply_is_replaced_and_nothing_is_lost_or_counted_twice(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: signal.Signals,
+    logged: str,
 ) -> None:
     messages = corpus(4000)
     path = tmp_path / "bot.sqlite3"
     brain = await open_brain(path, tmp_path, in_background=True, walker="process", **FAST)
+    monkeypatch.setattr(applier, "ANSWER_SECONDS", 2.0)
     try:
         await learn(brain, [m for m in messages[:50]])  # every member made: from now only learning writes
         first = brain.store.learning_pid
@@ -105,12 +119,44 @@ async def test_a_learning_process_killed_mid_apply_is_replaced_and_nothing_is_lo
 
         feeding = asyncio.create_task(feed())
         await asyncio.to_thread(writing_elsewhere, path, time.monotonic() + 60)
-        os.kill(first, signal.SIGKILL)
+        os.kill(first, fault)
         with caplog.at_level(logging.WARNING, logger="bot.core.applier"):
             await feeding
             await brain.store.flush()
         assert brain.store.learning_pid not in (None, first)
-        assert "the learning process ended; starting another" in caplog.text
+        assert logged in caplog.text
+        assert brain.store.pending == 0
+    finally:
+        await brain.close()
+    clean = await learned_here(tmp_path, lambda brain: learn(brain, messages), **FAST)
+    assert logical_dump(path, KEY) == logical_dump(clean, KEY)
+
+
+async def test_a_learning_process_waiting_out_another_writers_lock_says_so_and_is_left_to_finish(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = corpus(200)
+    path = tmp_path / "bot.sqlite3"
+    monkeypatch.setattr(applier, "ANSWER_SECONDS", 1.0)  # before it starts: it beats every 1/6 s
+    brain = await open_brain(path, tmp_path, in_background=True, walker="process", **FAST)
+    try:
+        await learn(brain, messages[:50])
+        first = brain.store.learning_pid
+        other = sqlite3.connect(path, isolation_level=None)  # say, a backup: holds the lock 3 s
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            for message in messages[50:]:
+                await brain.learn(message, require_consent=False)
+            flushing = asyncio.create_task(brain.store.flush())
+            with caplog.at_level(logging.WARNING, logger="bot.core.applier"):
+                await asyncio.sleep(3.0)  # three times ANSWER_SECONDS without a reply
+                assert not flushing.done(), "the apply waited for the lock"
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await flushing
+        assert brain.store.learning_pid == first
+        assert "did not answer" not in caplog.text
         assert brain.store.pending == 0
     finally:
         await brain.close()

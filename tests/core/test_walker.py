@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import signal
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from bot.core import chain as chainmod
 from bot.core import walker as walkermod
+from bot.core import walkerhost as walkerhostmod
 from bot.core.brain import Brain
 from bot.core.chain import Choices
 from bot.core.memorisation import Thresholds
@@ -80,6 +82,25 @@ async def test_a_killed_walker_process_is_replaced_and_the_reply_still_comes(tmp
         result = await brain.generate(KEY, rng=random.Random(1))
         assert result.status is GenerateStatus.OK
         assert brain.store.walker_pid not in (None, first)
+    finally:
+        await brain.close()
+    assert not alive(first)
+
+
+async def test_a_walker_process_that_stops_answering_is_replaced_once_and_every_waiting_reply_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    brain = await learned(tmp_path / "m.sqlite3", "process")
+    monkeypatch.setattr(walkerhostmod, "ANSWER_SECONDS", 2.0)
+    try:
+        first = brain.store.walker_pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)  # alive, its pipe open, answering nothing
+        with caplog.at_level(logging.WARNING, logger="bot.core.walkerhost"):
+            results = await asyncio.gather(*(brain.generate(KEY, rng=random.Random(i)) for i in range(3)))
+        assert [r.status for r in results] == [GenerateStatus.OK] * 3
+        assert brain.store.walker_pid not in (None, first)
+        assert caplog.text.count("the walker process did not answer in 2 s; starting another") == 1
     finally:
         await brain.close()
     assert not alive(first)
