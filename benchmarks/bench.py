@@ -279,6 +279,7 @@ async def _generate(db: str, calls: int) -> dict[str, Any]:
         report = await brain.stats(key)
         stats_s = time.perf_counter() - start
         walker_rss = peak_rss_mb(walker) if walker is not None else 0.0
+        during = await _during_report(brain, key)
     finally:
         await brain.close()
     return {
@@ -289,8 +290,25 @@ async def _generate(db: str, calls: int) -> dict[str, Any]:
         "warm": warm,
         "unguarded": free,
         "stats_s": stats_s,
+        "during_stats": during,
         "report": report.as_json(),
     }
+
+
+async def _during_report(brain: Any, key: Any) -> dict[str, Any]:
+    """Guarded messages asked for every 50 ms while a fresh report of the same chain runs (its walks
+    and the messages share the walker): what one member waits while another asks for stats."""
+    rng = random.Random(5)
+    report = asyncio.create_task(brain.stats(key, fresh=True))
+    latencies: list[float] = []
+    while not report.done():
+        start = time.perf_counter()
+        await brain.generate(key, rng=rng, guard=True)
+        latencies.append(time.perf_counter() - start)
+        await asyncio.sleep(0.05)
+    await report
+    p50, p99 = percentiles(latencies)
+    return {"p50_ms": p50, "p99_ms": p99, "max_ms": max(latencies) * 1000, "calls": len(latencies)}
 
 
 async def _settle(db: str) -> dict[str, Any]:
@@ -532,6 +550,13 @@ def table(r: dict[str, Any]) -> str:
         ),
         ("kept ÷ seen", "", f"{rep['kept_ratio']:.2f}", ""),
         ("/markov stats (s)", "", f"{gen['stats_s']:.2f}", ""),
+        (
+            "one message while /markov stats runs again, p50 / p99 / max (ms)",
+            "",
+            f"{gen['during_stats']['p50_ms']:.2f} / {gen['during_stats']['p99_ms']:.2f} / "
+            f"{gen['during_stats']['max_ms']:.2f} ({gen['during_stats']['calls']} calls)",
+            "",
+        ),
         ("deltas merged while idle, after learning (s)", "", f"{r['settle']['merged_idle_s']:.1f}", ""),
         (
             "/markov forget of one member (s)",

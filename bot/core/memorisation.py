@@ -24,7 +24,9 @@ of prefixes, and divided by the number of distinct learned messages longer than 
 from __future__ import annotations
 
 import logging
+import math
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -125,15 +127,24 @@ def exact_multiplicity(walker: Walker, chain: ChainInfo, tokens: Sequence[str]) 
 
 
 def sample_outputs(
-    walker: Walker, chain: ChainInfo, samples: int, rng: random.Random, thresholds: Thresholds
+    walker: Walker,
+    chain: ChainInfo,
+    samples: int,
+    rng: random.Random,
+    thresholds: Thresholds,
+    until: float = math.inf,
 ) -> OutputSample:
-    """Walk `samples` outputs (guard off, drawing from rng) and classify the learned messages and runs they copy.
+    """Walk up to `samples` outputs (guard off, drawing from rng) and classify the learned messages
+    and runs they copy; after the first, none is begun once time.monotonic() passes until.
 
     A long run is of a 1-eidetic message when one of its K-windows was learned exactly once, and
     common when every window it copies is common.
     """
     copies, runs = Split(), Split()
-    for tokens in walker.walks(chain, samples, rng):
+    walked = 0
+    while walked < samples and not (walked and time.monotonic() >= until):
+        (tokens,) = walker.walks(chain, 1, rng)
+        walked += 1
         whole = walker.fingerprints.whole(tokens, chain.scheme)
         found = _multiplicity(walker, message_query(chain), chain.id, [whole]).get(whole)
         if found is not None:
@@ -144,7 +155,7 @@ def sample_outputs(
             once = any(times == 1 for times, _ in matched)
             common = all(thresholds.common(times, authors) for times, authors in matched)
             runs = Split(runs.all + 1, runs.eidetic + once, runs.common + common)
-    return OutputSample(samples, copies, runs)
+    return OutputSample(walked, copies, runs)
 
 
 def greedy(walker: Walker, chain: ChainInfo, prefix: tuple[int, ...], cache: dict[bytes, int]) -> list[int]:
@@ -191,16 +202,25 @@ def pick_openings(walker: Walker, chain: ChainInfo, samples: int, seed: int) -> 
 
 
 def greedy_hits(
-    walker: Walker, chain: ChainInfo, prefixes: Sequence[Prefix], thresholds: Thresholds
-) -> Split:
-    """Greedy-walk each prefix; count those that give a learned message."""
+    walker: Walker,
+    chain: ChainInfo,
+    prefixes: Sequence[Prefix],
+    thresholds: Thresholds,
+    until: float = math.inf,
+) -> tuple[Split, int]:
+    """Greedy-walk the prefixes in order, none begun after the first once time.monotonic() passes
+    until: (those that gave a learned message, how many were walked)."""
     cache: dict[bytes, int] = {}
     hits = Split()
+    walked = 0
     for prefix in prefixes:
-        walked = greedy(walker, chain, prefix, cache)
-        if len(walked) <= chain.order:
+        if walked and time.monotonic() >= until:
+            break
+        walked += 1
+        path = greedy(walker, chain, prefix, cache)
+        if len(path) <= chain.order:
             continue  # the walk ends at once: no rest to reproduce
-        found = exact_multiplicity(walker, chain, walker.texts(walked))
+        found = exact_multiplicity(walker, chain, walker.texts(path))
         if found is not None:
             hits = hits.add(*found, thresholds)
-    return hits
+    return hits, walked

@@ -286,15 +286,17 @@ class Walker:
         return [self.texts(chainmod.walk(reader, rng) or []) for _ in range(samples)]
 
     def sample_outputs(
-        self, chain: ChainInfo, samples: int, rng: random.Random, thresholds: Thresholds
+        self, chain: ChainInfo, samples: int, rng: random.Random, thresholds: Thresholds, until: float
     ) -> OutputSample:
         """The report's sampled outputs: copies and long runs, by how often their source was said."""
-        return memorisation.sample_outputs(self, chain, samples, rng, thresholds)
+        return memorisation.sample_outputs(self, chain, samples, rng, thresholds, until)
 
     def pick_openings(self, chain: ChainInfo, samples: int, seed: int) -> tuple[int, list[Prefix]]:
         """The report's sample of opening prefixes (see memorisation.pick_openings)."""
         return memorisation.pick_openings(self, chain, samples, seed)
 
-    def greedy_hits(self, chain: ChainInfo, prefixes: Sequence[Prefix], thresholds: Thresholds) -> Split:
-        """Of these opening prefixes, those whose greedy walk is a learned message."""
-        return memorisation.greedy_hits(self, chain, prefixes, thresholds)
+    def greedy_hits(
+        self, chain: ChainInfo, prefixes: Sequence[Prefix], thresholds: Thresholds, until: float
+    ) -> tuple[Split, int]:
+        """Of these opening prefixes, those whose greedy walk is a learned message (see memorisation.greedy_hits)."""
+        return memorisation.greedy_hits(self, chain, prefixes, thresholds, until)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -91,18 +92,21 @@ RandomState = tuple[Any, ...]  # random.Random.getstate(): where a sample taken 
 
 @dataclass(frozen=True, slots=True)
 class SampleOutputs(Call[tuple[OutputSample, RandomState]]):
-    """A part of the report's sampled outputs, drawn from state on (see bot.core.memorisation.sample_outputs)."""
+    """Up to `samples` of the report's sampled outputs, drawn from state on, for about `seconds`
+    (see bot.core.memorisation.sample_outputs)."""
 
     chain: ChainInfo
     samples: int
     state: RandomState
     thresholds: Thresholds
+    seconds: float
 
     def run(self, walker: Walker) -> tuple[OutputSample, RandomState]:
-        """Copies and long runs among these samples, and the state the next part goes on from."""
+        """Copies and long runs among the samples walked, and the state the next part goes on from."""
+        until = time.monotonic() + self.seconds
         rng = random.Random()
         rng.setstate(self.state)
-        return walker.sample_outputs(self.chain, self.samples, rng, self.thresholds), rng.getstate()
+        return walker.sample_outputs(self.chain, self.samples, rng, self.thresholds, until), rng.getstate()
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +123,16 @@ class PickOpenings(Call[tuple[int, list[Prefix]]]):
 
 
 @dataclass(frozen=True, slots=True)
-class GreedyHits(Call[Split]):
-    """Of some opening prefixes, those whose greedy walk is a learned message (see Walker.greedy_hits)."""
+class GreedyHits(Call[tuple[Split, int]]):
+    """Of some opening prefixes, in order for about `seconds`, those whose greedy walk is a learned
+    message (see Walker.greedy_hits)."""
 
     chain: ChainInfo
     prefixes: Sequence[Prefix]
     thresholds: Thresholds
+    seconds: float
 
-    def run(self, walker: Walker) -> Split:
-        """The hits, split by how often their message was said."""
-        return walker.greedy_hits(self.chain, self.prefixes, self.thresholds)
+    def run(self, walker: Walker) -> tuple[Split, int]:
+        """The hits, split by how often their message was said, and how many prefixes were walked."""
+        until = time.monotonic() + self.seconds
+        return walker.greedy_hits(self.chain, self.prefixes, self.thresholds, until)

@@ -15,10 +15,11 @@ from bot.core.walkerhost import WalkerHost
 
 T = TypeVar("T")
 
-# The report's walks are asked for this many at a time: the walker answers one call after another,
-# so a generation asked meanwhile waits for one part (~0.1 s), not the whole sample (3-5 s at
+# The report's walks are asked for in parts of about this long: the walker answers one call after
+# another, so a message asked for meanwhile waits for one part, not the whole sample (3-5 s at
 # 1,000,000 messages, cold: benchmarks/README.md).
-REPORT_PART = 100
+REPORT_PART_SECONDS = 0.01
+PREFIXES_PER_PART = 100  # prefixes sent with a part (what the time leaves is sent again)
 
 
 class WalkerClient:
@@ -62,12 +63,12 @@ class WalkerClient:
         self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
     ) -> OutputSample:
         """The report's sampled outputs (those `walks` gives): copies and long runs, by how often
-        their source was said. Asked REPORT_PART samples at a time, each part going on from the
-        random state the one before left."""
+        their source was said. Asked in parts of REPORT_PART_SECONDS, each going on from the random
+        state the one before left."""
         state = random.Random(seed).getstate()
         sample = OutputSample(0, Split(), Split())
-        for done in range(0, samples, REPORT_PART):
-            call = SampleOutputs(chain, min(REPORT_PART, samples - done), state, thresholds)
+        while sample.samples < samples:
+            call = SampleOutputs(chain, samples - sample.samples, state, thresholds, REPORT_PART_SECONDS)
             part, state = await self._run(chain.id, call)
             sample += part
         return sample
@@ -75,11 +76,13 @@ class WalkerClient:
     async def sample_prefixes(
         self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
     ) -> PrefixSample:
-        """The report's discoverable sample: greedy walks from the chain's opening prefixes, REPORT_PART at a time."""
+        """The report's discoverable sample: greedy walks from the chain's opening prefixes, in parts."""
         total, picked = await self._run(chain.id, PickOpenings(chain, samples, seed))
-        hits = Split()
-        for done in range(0, len(picked), REPORT_PART):
-            hits += await self._run(
-                chain.id, GreedyHits(chain, picked[done : done + REPORT_PART], thresholds)
+        hits, done = Split(), 0
+        while done < len(picked):
+            prefixes = picked[done : done + PREFIXES_PER_PART]
+            part, walked = await self._run(
+                chain.id, GreedyHits(chain, prefixes, thresholds, REPORT_PART_SECONDS)
             )
+            hits, done = hits + part, done + walked
         return PrefixSample(total, len(picked), hits)

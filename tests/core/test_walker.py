@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import signal
@@ -339,10 +340,10 @@ async def test_both_engines_walk_and_sample_the_same_from_the_same_seed(tmp_path
             version = Version(chain.id, 0)
             walks = await host.run(version, Walks(chain, 40, 7))
             outputs, _ = await host.run(
-                version, SampleOutputs(chain, 40, random.Random(7).getstate(), Thresholds())
+                version, SampleOutputs(chain, 40, random.Random(7).getstate(), Thresholds(), math.inf)
             )
             _, picked = await host.run(version, PickOpenings(chain, 40, 7))
-            prefixes = await host.run(version, GreedyHits(chain, picked, Thresholds()))
+            prefixes, _ = await host.run(version, GreedyHits(chain, picked, Thresholds(), math.inf))
             guarded = await host.run(version, Attempts(chain, 9, (), None, True, 20, time.monotonic() + 5))
         finally:
             await host.stop()

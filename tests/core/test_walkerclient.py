@@ -1,4 +1,4 @@
-"""The walker's client: the report's samples asked in parts, so that a generation never waits for a whole report."""
+"""The walker's client: the report's samples asked in short parts, so that a message never waits for a whole report."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
-from bot.core import memorisation
+from bot.core import memorisation, walkerclient
 from bot.core.memorisation import Thresholds
 from bot.core.versions import Version
 from bot.core.walker import Walker
 from bot.core.walkercalls import Attempts, Call, GreedyHits, SampleOutputs
-from bot.core.walkerclient import REPORT_PART
 from bot.core.walkerhost import WalkerHost
 from tests.core.test_retention import KEY, learned_brain, varied_corpus
 
@@ -40,10 +39,12 @@ async def test_the_report_sample_asked_in_parts_is_the_sample_of_one_walk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     brain = await learned_brain(tmp_path / "parts.db", varied_corpus(600))
+    monkeypatch.setattr(walkerclient, "REPORT_PART_SECONDS", 0.0)  # one walk a part
+    monkeypatch.setattr(walkerclient, "PREFIXES_PER_PART", 7)
     try:
         info = await brain.store.find_chain(KEY)
         assert info is not None
-        samples, seed, thresholds = 2 * REPORT_PART + 37, 11, Thresholds(times=2, authors=2)
+        samples, seed, thresholds = 150, 11, Thresholds(times=2, authors=2)
         sent = record(monkeypatch)
         outputs = await brain.store.walker.sample_outputs(info, samples, seed, thresholds)
         prefixes = await brain.store.walker.sample_prefixes(info, samples, seed, thresholds)
@@ -51,7 +52,7 @@ async def test_the_report_sample_asked_in_parts_is_the_sample_of_one_walk(
         try:
             whole = memorisation.sample_outputs(walker, info, samples, random.Random(seed), thresholds)
             total, picked = memorisation.pick_openings(walker, info, samples, seed)
-            hits = memorisation.greedy_hits(walker, info, picked, thresholds)
+            hits, walked = memorisation.greedy_hits(walker, info, picked, thresholds)
         finally:
             walker.close()
     finally:
@@ -59,10 +60,11 @@ async def test_the_report_sample_asked_in_parts_is_the_sample_of_one_walk(
     assert outputs == whole
     assert (prefixes.prefixes, prefixes.sampled, prefixes.hits) == (total, len(picked), hits)
     assert whole.copies.all > 0 and hits.all > 0, "the sample found copies: the parts' sums were tested"
+    assert walked == len(picked) > 7
     parts = [call.samples for call in sent if isinstance(call, SampleOutputs)]
     greedy = [len(call.prefixes) for call in sent if isinstance(call, GreedyHits)]
-    assert parts == [REPORT_PART, REPORT_PART, 37]
-    assert sum(greedy) == len(picked) and max(greedy) <= REPORT_PART < len(picked)
+    assert parts == list(range(samples, 0, -1))  # each asked for what was left, and walked one
+    assert greedy == [min(7, len(picked) - i) for i in range(len(picked))]
 
 
 async def test_a_message_asked_for_during_a_report_sample_is_answered_before_the_sample_ends(
