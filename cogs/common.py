@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, TypeAlias
+from collections.abc import Awaitable
+from typing import Any, TypeAlias, TypeVar
 
 import discord
 
@@ -21,6 +23,8 @@ Interaction: TypeAlias = discord.Interaction[Any]
 ChainChannel: TypeAlias = discord.TextChannel | discord.VoiceChannel | discord.Thread
 
 CONFIRM_TIMEOUT = 60.0  # seconds a Confirm/Cancel prompt waits
+# Discord drops an interaction not answered within 3 s: work not done by then is answered "thinking…" first.
+DEFER_SECONDS = 2.0
 
 
 def shown(text: str) -> str:
@@ -141,6 +145,22 @@ async def reply(interaction: Interaction, content: str, *, ephemeral: bool = Tru
         await interaction.followup.send(shown(content), ephemeral=ephemeral, **kwargs)
     else:
         await interaction.response.send_message(shown(content), ephemeral=ephemeral, **kwargs)
+
+
+T = TypeVar("T")
+
+
+async def in_time(interaction: Interaction, work: Awaitable[T], *, ephemeral: bool) -> T:
+    """Await work; if it is not done within DEFER_SECONDS, defer the interaction (Discord shows the bot
+    thinking) so that the answer may come later. Replies after a defer go where the defer put them."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=DEFER_SECONDS)
+        if not done and not interaction.response.is_done():
+            await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        return await task
+    finally:
+        task.cancel()  # only when this was cancelled first: done work ignores it
 
 
 async def answer_message(message: discord.Message, content: str) -> None:

@@ -26,6 +26,7 @@ from cogs.common import (
     ChainChannel,
     Interaction,
     chain_key,
+    in_time,
     private_reason,
     refuse_channel,
     reply,
@@ -87,13 +88,17 @@ class Markov(commands.Cog):
             return
         if await self._cooling(interaction, guild.id, GENERATE):
             return
-        results = await self.brain.generate_many(chain, count, start=start, author=author, rng=self.rng)
+        private = private_reason(interaction, source)
+        results = await in_time(
+            interaction,
+            self.brain.generate_many(chain, count, start=start, author=author, rng=self.rng),
+            ephemeral=private is not None,
+        )
         texts = [r.text for r in results if r.ok and r.text]
         if not texts:
             await reply(interaction, replies.generated(results[-1], start=start, member=who))
             return
         self.cooldowns.use(guild.id, interaction.user.id, GENERATE)  # only what was posted counts
-        private = private_reason(interaction, source)
         if private:
             await reply(interaction, private)
         for text in texts:

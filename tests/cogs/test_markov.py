@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from types import SimpleNamespace
+from typing import Any
 
 import discord
 import pytest
@@ -45,6 +47,29 @@ async def test_generate_count_posts_several_messages(world: World) -> None:
     posted = [result.response, *result.followups]
     assert len(posted) == 3
     assert all(not p.ephemeral and p.content and words(p.content) <= VOCABULARY for p in posted)
+
+
+async def test_a_slow_generation_is_deferred_within_discords_three_seconds_then_posted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await learn_corpus(world)
+    walked = asyncio.Event()
+    generate_many = world.brain.generate_many
+
+    async def slow(*args: Any, **kwargs: Any) -> list[Generated]:
+        await world.env.external_wait(walked.wait(), reason="a walker that stopped answering, replaced")
+        return await generate_many(*args, **kwargs)
+
+    monkeypatch.setattr(world.brain, "generate_many", slow)
+    result = await world.bob.slash(world.general, "markov generate")  # returns with the command waiting
+    await world.env.advance_time(10)  # past Discord's 3 s: only a deferred interaction may still be answered
+    walked.set()
+    await world.env.settle()
+    assert not result.ephemeral
+    text = result.response.content
+    assert text and words(text) <= VOCABULARY
+    assert world.public_posts()[-1].content == text
+    assert world.env.errors == []
 
 
 async def test_generate_from_a_start_word(world: World) -> None:
