@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from bot import replies
 from bot.core.brain import Brain
-from bot.core.models import LearnStatus
+from bot.core.models import ChainKey, LearnStatus
 from bot.replies import MANAGER_ONLY, describe_settings
 from cogs.common import (
     CONFIRM_TIMEOUT,
@@ -29,6 +29,7 @@ from cogs.common import (
     confirm,
     core_message,
     edit_reply,
+    in_time,
     is_learnable,
     is_manager,
     refuse_channel,
@@ -319,8 +320,7 @@ class Admin(commands.Cog):
             return
         key = chain_key(interaction.guild, source)
         where = f"<#{key.channel}>"
-        await self.brain.flush()
-        held = (await self.brain.counts(key))["messages_seen"]
+        held = await in_time(interaction, self._held(key), ephemeral=False)
         view = ConfirmView(
             interaction.user.id,
             confirm_label="Reset",
@@ -335,6 +335,11 @@ class Admin(commands.Cog):
         await self.brain.set_state(f"{CURSOR_KEY}:{interaction.guild_id}:{key.channel}", "")
         log.info("reset chain of channel %s in guild %s (%d messages)", key.channel, key.guild, removed)
         await edit_reply(interaction, replies.reset_done(where, removed))
+
+    async def _held(self, key: ChainKey) -> int:
+        """How many messages a chain learned, what was queued included (the queue is flushed first)."""
+        await self.brain.flush()
+        return int((await self.brain.counts(key))["messages_seen"])
 
 
 async def setup(bot: MarkovBot) -> None:

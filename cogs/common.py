@@ -239,9 +239,14 @@ class ConfirmView(OwnerView):
 
 async def confirm(interaction: Interaction, prompt: str, view: ConfirmView, *, ephemeral: bool) -> bool:
     """Ask for confirmation; True when confirmed. Cancel and timeout are answered here."""
-    await interaction.response.send_message(
-        shown(prompt), view=view, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS
-    )
+    if interaction.response.is_done():  # deferred (see in_time): the prompt takes the place of "thinking…"
+        await interaction.edit_original_response(
+            content=shown(prompt), view=view, allowed_mentions=NO_MENTIONS
+        )
+    else:
+        await interaction.response.send_message(
+            shown(prompt), view=view, ephemeral=ephemeral, allowed_mentions=NO_MENTIONS
+        )
     await view.wait()
     if view.result is None:
         await edit_reply(interaction, replies.TIMED_OUT)

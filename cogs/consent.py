@@ -10,7 +10,17 @@ from discord.ext import commands
 
 from bot import replies
 from bot.core.brain import Brain
-from cogs.common import CONFIRM_TIMEOUT, PLATFORM, ConfirmView, Interaction, confirm, edit_reply, reply
+from bot.core.models import MemberInfo
+from cogs.common import (
+    CONFIRM_TIMEOUT,
+    PLATFORM,
+    ConfirmView,
+    Interaction,
+    confirm,
+    edit_reply,
+    in_time,
+    reply,
+)
 
 if TYPE_CHECKING:
     from bot.discord_app import MarkovBot
@@ -49,8 +59,7 @@ class Consent(commands.Cog):
         if interaction.guild_id is None:
             await reply(interaction, replies.SERVER_ONLY)
             return
-        await self.brain.flush()
-        info = await self.brain.member_info(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
+        info = await in_time(interaction, self._learned(interaction), ephemeral=True)
         await reply(interaction, replies.member(info))
 
     @app_commands.command(name="forget", description="Remove everything learned from you in this server.")
@@ -60,8 +69,7 @@ class Consent(commands.Cog):
             await reply(interaction, replies.SERVER_ONLY)
             return
         guild, member = str(interaction.guild_id), str(interaction.user.id)
-        await self.brain.flush()
-        info = await self.brain.member_info(PLATFORM, guild, member)
+        info = await in_time(interaction, self._learned(interaction), ephemeral=True)
         prompt = replies.forget_prompt(info.messages, buttons=True)
         view = ConfirmView(
             interaction.user.id,
@@ -74,6 +82,11 @@ class Consent(commands.Cog):
             return
         result = await self.brain.forget(PLATFORM, guild, member)
         await edit_reply(interaction, replies.forgot(result))
+
+    async def _learned(self, interaction: Interaction) -> MemberInfo:
+        """What is learned from the invoker here, what was queued included (the queue is flushed first)."""
+        await self.brain.flush()
+        return await self.brain.member_info(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
 
 
 async def setup(bot: MarkovBot) -> None:

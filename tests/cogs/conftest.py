@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -160,6 +161,25 @@ class World:
     def requests(self, method: str, fragment: str) -> list[Any]:
         """The bot's REST calls with this method whose path contains fragment."""
         return [r for r in self.env.http_requests if r.method == method and fragment in r.path]
+
+    def slow(self, monkeypatch: pytest.MonkeyPatch, name: str) -> asyncio.Event:
+        """Make the brain's method `name` wait (say, for a flush under a flood) until the event is set."""
+        done = asyncio.Event()
+        method = getattr(self.brain, name)
+
+        async def slow(*args: Any, **kwargs: Any) -> Any:
+            if not done.is_set():
+                await self.env.external_wait(done.wait(), reason=f"a slow {name}")
+            return await method(*args, **kwargs)
+
+        monkeypatch.setattr(self.brain, name, slow)
+        return done
+
+    async def past_discords_deadline(self, done: asyncio.Event) -> None:
+        """Let ten seconds pass (an interaction not deferred within 3 s is gone), then set done."""
+        await self.env.advance_time(10)
+        done.set()
+        await self.env.settle()
 
 
 @pytest.fixture

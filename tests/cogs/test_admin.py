@@ -333,6 +333,24 @@ async def test_reset_after_confirming_deletes_the_chain(world: World) -> None:
     assert_never_pings(world)
 
 
+async def test_reset_under_a_slow_flush_is_deferred_then_asks_and_deletes(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await world.enable()
+    await world.teach(LINES)
+    flushed = world.slow(monkeypatch, "flush")  # say, a flood queued: learned first, then counted
+    prompt = await world.admin.slash(world.general, "markov reset")
+    await world.past_discords_deadline(flushed)
+    assert not prompt.ephemeral
+    assert "(10 learned messages)" in prompt.response.content
+    await world.admin.click(prompt.response, label="Reset")
+    assert await world.messages_seen() == 0
+    assert world.message(prompt.response.id).content.startswith(
+        f"Deleted the chain of <#{world.general.id}>: 10 learned messages removed."
+    )
+    assert world.env.errors == []
+
+
 async def test_reset_cancel_and_timeout_keep_the_chain(world: World) -> None:
     await world.enable()
     await world.teach(LINES)

@@ -89,6 +89,28 @@ async def test_forget_after_confirming_removes_everything(world: World) -> None:
     assert_never_pings(world)
 
 
+async def test_me_and_forget_under_a_slow_flush_are_deferred_then_answered(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await world.enable()
+    await world.teach(LINES)
+    flushed = world.slow(monkeypatch, "flush")  # say, a flood queued: learned first, then counted
+    me = await world.alice.slash(world.general, "markov me")
+    await world.past_discords_deadline(flushed)
+    assert me.ephemeral
+    assert me.response.content == replies.member(MemberInfo(True, 6, info_tokens(LINES), 1))
+    flushed = world.slow(monkeypatch, "flush")
+    prompt = await world.alice.slash(world.general, "markov forget")
+    await world.past_discords_deadline(flushed)
+    assert prompt.ephemeral
+    assert "removes all 6 of your learned messages" in prompt.response.content
+    await world.alice.click(prompt.response, label="Forget me")
+    assert await world.messages_seen() == 0
+    shown = world.message(prompt.response.id, viewer=world.alice)
+    assert shown.content == replies.forgot(ForgetResult(6, info_tokens(LINES), 1))
+    assert world.env.errors == []
+
+
 async def test_forget_cancel_keeps_everything(world: World) -> None:
     await world.enable()
     await world.teach(LINES)

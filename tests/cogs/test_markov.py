@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from types import SimpleNamespace
-from typing import Any
 
 import discord
 import pytest
@@ -53,18 +51,9 @@ async def test_a_slow_generation_is_deferred_within_discords_three_seconds_then_
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await learn_corpus(world)
-    walked = asyncio.Event()
-    generate_many = world.brain.generate_many
-
-    async def slow(*args: Any, **kwargs: Any) -> list[Generated]:
-        await world.env.external_wait(walked.wait(), reason="a walker that stopped answering, replaced")
-        return await generate_many(*args, **kwargs)
-
-    monkeypatch.setattr(world.brain, "generate_many", slow)
+    walked = world.slow(monkeypatch, "generate_many")  # say, the walker replaced after it stopped answering
     result = await world.bob.slash(world.general, "markov generate")  # returns with the command waiting
-    await world.env.advance_time(10)  # past Discord's 3 s: only a deferred interaction may still be answered
-    walked.set()
-    await world.env.settle()
+    await world.past_discords_deadline(walked)
     assert not result.ephemeral
     text = result.response.content
     assert text and words(text) <= VOCABULARY
