@@ -162,24 +162,25 @@ class World:
         """The bot's REST calls with this method whose path contains fragment."""
         return [r for r in self.env.http_requests if r.method == method and fragment in r.path]
 
-    def slow(self, monkeypatch: pytest.MonkeyPatch, name: str) -> asyncio.Event:
-        """Make the brain's method `name` wait (say, for a flush under a flood) until the event is set."""
+    async def slash_past_deadline(
+        self, actor: simcord.MemberActor, command: str, monkeypatch: pytest.MonkeyPatch, slow: str = "flush"
+    ) -> simcord.InteractionResult:
+        """Run a command whose brain method `slow` (say, a flush under a flood) returns only once
+        ten seconds have passed: an interaction not deferred within 3 s is gone by then."""
         done = asyncio.Event()
-        method = getattr(self.brain, name)
+        method = getattr(self.brain, slow)
 
-        async def slow(*args: Any, **kwargs: Any) -> Any:
-            if not done.is_set():
-                await self.env.external_wait(done.wait(), reason=f"a slow {name}")
+        async def waiting(*args: Any, **kwargs: Any) -> Any:
+            await self.env.external_wait(done.wait(), reason=f"a slow {slow}")
             return await method(*args, **kwargs)
 
-        monkeypatch.setattr(self.brain, name, slow)
-        return done
-
-    async def past_discords_deadline(self, done: asyncio.Event) -> None:
-        """Let ten seconds pass (an interaction not deferred within 3 s is gone), then set done."""
+        monkeypatch.setattr(self.brain, slow, waiting)
+        result = await actor.slash(self.general, command)
         await self.env.advance_time(10)
         done.set()
         await self.env.settle()
+        monkeypatch.setattr(self.brain, slow, method)
+        return result
 
 
 @pytest.fixture

@@ -338,9 +338,7 @@ async def test_reset_under_a_slow_flush_is_deferred_then_asks_and_deletes(
 ) -> None:
     await world.enable()
     await world.teach(LINES)
-    flushed = world.slow(monkeypatch, "flush")  # say, a flood queued: learned first, then counted
-    prompt = await world.admin.slash(world.general, "markov reset")
-    await world.past_discords_deadline(flushed)
+    prompt = await world.slash_past_deadline(world.admin, "markov reset", monkeypatch)  # a flood queued
     assert not prompt.ephemeral
     assert "(10 learned messages)" in prompt.response.content
     await world.admin.click(prompt.response, label="Reset")

@@ -94,14 +94,10 @@ async def test_me_and_forget_under_a_slow_flush_are_deferred_then_answered(
 ) -> None:
     await world.enable()
     await world.teach(LINES)
-    flushed = world.slow(monkeypatch, "flush")  # say, a flood queued: learned first, then counted
-    me = await world.alice.slash(world.general, "markov me")
-    await world.past_discords_deadline(flushed)
+    me = await world.slash_past_deadline(world.alice, "markov me", monkeypatch)  # a flood queued
     assert me.ephemeral
     assert me.response.content == replies.member(MemberInfo(True, 6, info_tokens(LINES), 1))
-    flushed = world.slow(monkeypatch, "flush")
-    prompt = await world.alice.slash(world.general, "markov forget")
-    await world.past_discords_deadline(flushed)
+    prompt = await world.slash_past_deadline(world.alice, "markov forget", monkeypatch)
     assert prompt.ephemeral
     assert "removes all 6 of your learned messages" in prompt.response.content
     await world.alice.click(prompt.response, label="Forget me")

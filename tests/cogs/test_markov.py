@@ -51,9 +51,8 @@ async def test_a_slow_generation_is_deferred_within_discords_three_seconds_then_
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await learn_corpus(world)
-    walked = world.slow(monkeypatch, "generate_many")  # say, the walker replaced after it stopped answering
-    result = await world.bob.slash(world.general, "markov generate")  # returns with the command waiting
-    await world.past_discords_deadline(walked)
+    # say, the walker replaced after it stopped answering
+    result = await world.slash_past_deadline(world.bob, "markov generate", monkeypatch, slow="generate_many")
     assert not result.ephemeral
     text = result.response.content
     assert text and words(text) <= VOCABULARY
