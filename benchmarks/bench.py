@@ -279,11 +279,13 @@ async def _generate(db: str, calls: int) -> dict[str, Any]:
         report = await brain.stats(key)
         stats_s = time.perf_counter() - start
         walker_rss = peak_rss_mb(walker) if walker is not None else 0.0
+        bot_rss = peak_rss_mb()  # before the second report (the figure is of one)
         during = await _during_report(brain, key)
     finally:
         await brain.close()
     return {
         "walker_rss_mb": walker_rss,
+        "bot_rss_mb": bot_rss,
         "generating_rss_mb": generating,  # (bot, walker) peaks before the report ran
         "first_ms": cold["p50_ms"],
         "guarded": guarded,
@@ -333,7 +335,7 @@ def run_generate(db: str, calls: int) -> dict[str, Any]:
     """Generation in a fresh process (caches start cold), then the retention report."""
     result = asyncio.run(_generate(db, calls))
     # The bot's process and its walker process, each at its peak (an upper bound of the two together).
-    result["peak_rss_mb"] = peak_rss_mb() + result["walker_rss_mb"]
+    result["peak_rss_mb"] = result["bot_rss_mb"] + result["walker_rss_mb"]
     return result
 
 
