@@ -138,7 +138,8 @@ class Admin(commands.Cog):
         guild = interaction.guild
         key = chain_key(guild, target)
         where = f"<#{key.channel}>"
-        changed = await self.brain.set_channel(PLATFORM, key.guild, key.channel, enable)
+        setting = self.brain.set_channel(PLATFORM, key.guild, key.channel, enable)
+        changed = await in_time(interaction, setting, ephemeral=True)
         text = replies.channel_learning(where, enable=enable, changed=changed, can_reset=True)
         if changed and enable:
             mine = target.permissions_for(guild.me) if target is not None else None
@@ -183,7 +184,9 @@ class Admin(commands.Cog):
             await reply(interaction, describe_settings(await self.brain.settings(PLATFORM, guild)))
             return
         try:
-            updated = await self.brain.update_settings(PLATFORM, guild, **changes)
+            updated = await in_time(
+                interaction, self.brain.update_settings(PLATFORM, guild, **changes), ephemeral=True
+            )
         except ValueError as exc:
             await reply(interaction, replies.not_changed(str(exc)))
             return

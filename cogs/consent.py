@@ -41,7 +41,8 @@ class Consent(commands.Cog):
         if interaction.guild_id is None:
             await reply(interaction, replies.SERVER_ONLY)
             return
-        changed = await self.brain.opt_in(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
+        member = str(interaction.guild_id), str(interaction.user.id)
+        changed = await in_time(interaction, self.brain.opt_in(PLATFORM, *member), ephemeral=True)
         await reply(interaction, replies.OPTED_IN if changed else replies.ALREADY_OPTED_IN)
 
     @app_commands.command(name="optout", description="Stop learning from your messages in this server.")
@@ -50,7 +51,8 @@ class Consent(commands.Cog):
         if interaction.guild_id is None:
             await reply(interaction, replies.SERVER_ONLY)
             return
-        changed = await self.brain.opt_out(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
+        member = str(interaction.guild_id), str(interaction.user.id)
+        changed = await in_time(interaction, self.brain.opt_out(PLATFORM, *member), ephemeral=True)
         await reply(interaction, replies.OPTED_OUT if changed else replies.NOT_OPTED_IN)
 
     @app_commands.command(name="me", description="Am I opted in, and how much of mine did you learn here?")

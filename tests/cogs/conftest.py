@@ -163,10 +163,16 @@ class World:
         return [r for r in self.env.http_requests if r.method == method and fragment in r.path]
 
     async def slash_past_deadline(
-        self, actor: simcord.MemberActor, command: str, monkeypatch: pytest.MonkeyPatch, slow: str = "flush"
+        self,
+        actor: simcord.MemberActor,
+        command: str,
+        monkeypatch: pytest.MonkeyPatch,
+        slow: str = "flush",
+        **options: Any,
     ) -> simcord.InteractionResult:
-        """Run a command whose brain method `slow` (say, a flush under a flood) returns only once
-        ten seconds have passed: an interaction not deferred within 3 s is gone by then."""
+        """Run a command whose brain method `slow` (say, a flush under a flood, or a write waiting for
+        a forget's transaction) returns only once ten seconds have passed: an interaction not
+        deferred within 3 s is gone by then."""
         done = asyncio.Event()
         method = getattr(self.brain, slow)
 
@@ -175,7 +181,7 @@ class World:
             return await method(*args, **kwargs)
 
         monkeypatch.setattr(self.brain, slow, waiting)
-        result = await actor.slash(self.general, command)
+        result = await actor.slash(self.general, command, **options)
         await self.env.advance_time(10)
         done.set()
         await self.env.settle()

@@ -118,6 +118,26 @@ async def test_settings_change_what_was_given(world: World) -> None:
     assert more.response.content.startswith("Saved.")
 
 
+@pytest.mark.parametrize(
+    ("command", "slow", "options", "expected"),
+    [
+        ("markov channel enable", "set_channel", {}, "Learning is now enabled"),
+        (
+            "markov settings",
+            "update_settings",
+            {"order": 1},
+            "Saved.\n" + describe_settings(GuildSettings(order=1)),
+        ),
+    ],
+)
+async def test_admin_commands_waiting_for_the_write_lock_are_deferred_then_answered(
+    world: World, monkeypatch: pytest.MonkeyPatch, command: str, slow: str, options: dict, expected: str
+) -> None:
+    result = await world.slash_past_deadline(world.admin, command, monkeypatch, slow, **options)
+    assert result.ephemeral and expected in result.response.content
+    assert world.env.errors == []
+
+
 def settings_options(world: World) -> dict[str, dict]:
     markov = world.bot.tree.get_command("markov")
     payload = markov.to_dict(world.bot.tree)

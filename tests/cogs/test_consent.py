@@ -107,6 +107,29 @@ async def test_me_and_forget_under_a_slow_flush_are_deferred_then_answered(
     assert world.env.errors == []
 
 
+@pytest.mark.parametrize(
+    ("who", "command", "slow", "expected", "opted_in"),
+    [
+        ("bob", "markov optin", "opt_in", replies.OPTED_IN, True),
+        ("alice", "markov optout", "opt_out", replies.OPTED_OUT, False),
+    ],
+)
+async def test_optin_and_optout_waiting_for_the_write_lock_are_deferred_then_answered(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    who: str,
+    command: str,
+    slow: str,
+    expected: str,
+    opted_in: bool,
+) -> None:
+    member = getattr(world, who)
+    result = await world.slash_past_deadline(member, command, monkeypatch, slow)  # a forget holds the lock
+    assert result.ephemeral and result.response.content == expected
+    assert await world.brain.is_opted_in("discord", world.gid, str(member.id)) == opted_in
+    assert world.env.errors == []
+
+
 async def test_forget_cancel_keeps_everything(world: World) -> None:
     await world.enable()
     await world.teach(LINES)
