@@ -400,6 +400,38 @@ async def test_report_is_cached_until_the_chain_changes(tmp_path: Path) -> None:
         await brain.close()
 
 
+async def test_reports_run_one_at_a_time_and_a_second_ask_gets_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    brain = await learned_brain(tmp_path / "r.db", tiny_corpus())
+    other = ChainKey(P, G, "other")
+    await brain.learn(
+        Message(P, G, "other", "alice", "o1", "another channel says this"), require_consent=False
+    )
+    running: list[ChainKey] = []
+    made: list[ChainKey] = []
+    report = retention.report
+
+    async def watched(b: Brain, chain: ChainKey) -> retention.RetentionReport:
+        running.append(chain)
+        assert len(running) == 1, f"two reports at once: {running}"
+        made.append(chain)
+        try:
+            return await report(b, chain)
+        finally:
+            running.remove(chain)
+
+    monkeypatch.setattr(retention, "report", watched)
+    try:
+        first, again, elsewhere = await asyncio.gather(brain.stats(KEY), brain.stats(KEY), brain.stats(other))
+        assert again is first and elsewhere.messages_seen == 1
+        assert sorted(made, key=str) == sorted(
+            [KEY, other], key=str
+        )  # the second ask for KEY waited, then read the cache
+    finally:
+        await brain.close()
+
+
 corpora = st.lists(
     st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", ".", "!"]), min_size=1, max_size=10).map(
         " ".join
