@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import logging
 import random
 import signal
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from nio import (
     AsyncClient,
@@ -91,6 +93,10 @@ class MatrixBot:
         self._texts: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._guilds: dict[str, str] = {}
         self._told_encrypted: set[str] = set()
+        # Commands answered beside the event stream (answers_only): each member's in order, the
+        # last one of each (guild, member) here for the next to follow; all of them, to stop.
+        self._last_answer: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._answering: set[asyncio.Task[None]] = set()
         client.add_event_callback(self._on_text, RoomMessageText)
         client.add_event_callback(self._on_redaction, RedactionEvent)
         client.add_event_callback(self._on_encrypted, MegolmEvent)
@@ -165,8 +171,13 @@ class MatrixBot:
         body = strip_reply_fallback(event.body or "")
         self._remember(event.event_id, event.sender, body)
         if self.commands.is_command(body):
-            if event.server_timestamp >= self.started_ms - 60_000:
-                await self._command(room, guild, event.sender, body)
+            if event.server_timestamp < self.started_ms - 60_000:
+                return
+            answer = functools.partial(self._command, room, guild, event.sender, body)
+            if self.commands.answers_only(body):  # a report may take seconds: the other rooms go on
+                self._answer_beside((guild, event.sender), answer)
+            else:  # consent, settings, chains: done before the events after it are handled
+                await answer()
             return
         result = await self.brain.learn(
             Message(PLATFORM, guild, room.room_id, event.sender, event.event_id, body)
@@ -263,6 +274,36 @@ class MatrixBot:
             return CREATOR_LEVEL
         levels = by_type.get("m.room.power_levels", {}).get("content", {})
         return int((levels.get("users") or {}).get(user_id, levels.get("users_default", 0)))
+
+    def _answer_beside(self, member: tuple[str, str], answer: Callable[[], Awaitable[None]]) -> None:
+        """Answer a command in a task of its own, after the member's answers before it."""
+        before = self._last_answer.get(member)
+
+        async def run() -> None:
+            if before is not None:
+                await asyncio.wait({before})
+            try:
+                await answer()
+            except Exception:
+                log.exception("failed to answer a command in guild %s", member[0])
+
+        task = asyncio.create_task(run())
+        self._last_answer[member] = task
+        self._answering.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._answering.discard(task)
+            if self._last_answer.get(member) is task:
+                del self._last_answer[member]
+
+        task.add_done_callback(done)
+
+    async def stop_answering(self) -> None:
+        """Cancel the commands still being answered beside the event stream, and wait for them."""
+        tasks = list(self._answering)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _command(self, room: MatrixRoom, guild: str, sender: str, body: str) -> None:
         level = await self.power_level(room.room_id, sender)
@@ -366,6 +407,7 @@ async def serve(settings: Settings) -> int:
     )
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
+    bot: MatrixBot | None = None
     try:
         error = await login(client, brain, settings)
         if error:
@@ -384,6 +426,8 @@ async def serve(settings: Settings) -> int:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if bot is not None:
+            await bot.stop_answering()
         await client.close()
         await brain.close()
 

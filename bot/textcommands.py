@@ -24,6 +24,26 @@ log = logging.getLogger(__name__)
 __all__ = ["MAX_COUNT", "Context", "Reply", "TextCommands", "describe_settings", "parse_setting"]
 
 
+# Commands whose answer changes nothing (a cooldown aside): what they say does not depend on the
+# order in which they and the messages after them are handled.
+ANSWERS_ONLY = frozenset({"help", "-h", "--help", "generate", "stats", "me"})
+
+
+def _args(line: str) -> list[str]:
+    """A command line's words after the prefix, quoted as a shell would (else split at spaces)."""
+    try:
+        words = shlex.split(line.strip())
+    except ValueError:
+        words = line.strip().split()
+    return words[1:]
+
+
+def _handler(command: str) -> str:
+    """The name of the method that answers a command ("" for what cannot be one)."""
+    name = command.lower()
+    return f"_cmd_{name}" if name.isidentifier() else ""
+
+
 @dataclass(frozen=True)
 class Context:
     """Where a text command was typed, and by whom."""
@@ -72,17 +92,19 @@ class TextCommands:
         first = line.strip().split(maxsplit=1)[:1]
         return first == [self.prefix]
 
+    def answers_only(self, line: str) -> bool:
+        """True when answering the command line changes nothing (no consent, setting or chain): a
+        front end may answer it beside what comes after it, not before."""
+        args = _args(line)
+        return not args or args[0].lower() in ANSWERS_ONLY or not hasattr(self, _handler(args[0]))
+
     async def handle(self, ctx: Context, line: str) -> list[Reply]:
         """Answer one command line (an empty list: nothing to say)."""
-        try:
-            words = shlex.split(line.strip())
-        except ValueError:
-            words = line.strip().split()
-        args = words[1:]
+        args = _args(line)
         if not args or args[0] in {"help", "-h", "--help"}:
             return [Reply(replies.HELP)]
         command, rest = args[0].lower(), args[1:]
-        handler = getattr(self, f"_cmd_{command}", None) if command.isidentifier() else None
+        handler = getattr(self, _handler(command), None)
         if handler is None:
             return [Reply(replies.unknown_command(args[0]))]
         result: list[Reply] = await handler(ctx, rest)

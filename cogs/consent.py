@@ -38,22 +38,24 @@ class Consent(commands.Cog):
     @app_commands.command(name="optin", description="Let me learn from your messages in this server.")
     async def optin(self, interaction: Interaction) -> None:
         """Opt the invoker in, in this server."""
-        if interaction.guild_id is None:
-            await reply(interaction, replies.SERVER_ONLY)
-            return
-        member = str(interaction.guild_id), str(interaction.user.id)
-        changed = await in_time(interaction, self.brain.opt_in(PLATFORM, *member), ephemeral=True)
-        await reply(interaction, replies.OPTED_IN if changed else replies.ALREADY_OPTED_IN)
+        await self._consent(interaction, True)
 
     @app_commands.command(name="optout", description="Stop learning from your messages in this server.")
     async def optout(self, interaction: Interaction) -> None:
         """Opt the invoker out, at once."""
+        await self._consent(interaction, False)
+
+    async def _consent(self, interaction: Interaction, opt_in: bool) -> None:
         if interaction.guild_id is None:
             await reply(interaction, replies.SERVER_ONLY)
             return
+        change = self.brain.opt_in if opt_in else self.brain.opt_out
         member = str(interaction.guild_id), str(interaction.user.id)
-        changed = await in_time(interaction, self.brain.opt_out(PLATFORM, *member), ephemeral=True)
-        await reply(interaction, replies.OPTED_OUT if changed else replies.NOT_OPTED_IN)
+        changed = await in_time(interaction, change(PLATFORM, *member), ephemeral=True)
+        if opt_in:
+            await reply(interaction, replies.OPTED_IN if changed else replies.ALREADY_OPTED_IN)
+        else:
+            await reply(interaction, replies.OPTED_OUT if changed else replies.NOT_OPTED_IN)
 
     @app_commands.command(name="me", description="Am I opted in, and how much of mine did you learn here?")
     async def me(self, interaction: Interaction) -> None:

@@ -145,5 +145,6 @@ async def stop_bot(r: RunningBot) -> None:
         r.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await r.task
+    await r.bot.stop_answering()
     await r.bot.client.close()
     await r.brain.close()

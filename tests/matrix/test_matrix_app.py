@@ -354,3 +354,37 @@ def test_a_database_from_a_newer_version_gets_one_clear_line(
     assert run_matrix(settings) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "schema version 99" in err and "Traceback" not in err
+
+
+async def test_a_slow_report_holds_up_neither_other_rooms_nor_the_room_it_was_asked_in(
+    start_bot: BotFactory, people: tuple[Human, Human], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = people
+    running, room = await setup_room(start_bot, people)
+    await command(alice, running, room, "!markov channel enable")
+    await command(bob, running, room, "!markov optin")
+    other = await make_room(bob, [running.user_id])
+    await command(bob, running, other, "!markov help")  # the bot is in
+    started, release = asyncio.Event(), asyncio.Event()
+    report = running.bot.commands.stats
+
+    async def held(*args: Any) -> Any:  # a report that takes as long as the test says
+        started.set()
+        await release.wait()
+        return await report(*args)
+
+    monkeypatch.setattr(running.bot.commands, "stats", held)
+    await alice.say(room, "!markov stats")
+    await asyncio.wait_for(started.wait(), 20)
+    await alice.say(room, "!markov me")  # hers come in the order she asked
+    (helped,) = await command(bob, running, other, "!markov help")
+    assert "!markov generate" in helped
+    await bob.say(room, "bob says something while the report is made")
+    (mine,) = await command(bob, running, room, "!markov me")
+    assert "learned 1 of your messages" in mine  # learned, and answered, while the report waits
+    assert not [n for n in notices(alice, running, room) if "seen:" in n or "not opted in" in n]
+    release.set()
+    await alice.wait_for(lambda _: any("not opted in" in n for n in notices(alice, running, room)))
+    answers = notices(alice, running, room)
+    stats = next(i for i, n in enumerate(answers) if "seen: 1 message" in n)
+    assert stats < next(i for i, n in enumerate(answers) if "not opted in" in n)
