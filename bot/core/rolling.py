@@ -9,8 +9,10 @@ statement) and writes the blocks back re-cut with them; the cursor moves on to t
 first key and wraps round at the end. After a batch, a chain's deltas get SHARE block entries
 visited for each row the batch upserted into them: every block is rewritten once per 1/SHARE of
 the chain learned, a slice at a time. (Merging the whole delta once it held an eighth of the chain
-rewrote them as often; a quarter here, measured side by side at 200,000 live messages: the merges
-took 30 s where an eighth took 57, and the file grew 6%.)
+rewrote them as often; a quarter, measured side by side at 200,000 live messages: the merges took
+30 s where an eighth took 57, and the file grew 6%. A half here: into a 1,000,000-message chain
+offered 5,000 msgs/s for 120 s, 3,336 and 3,244 msgs/s applied against a quarter's 2,640 and 2,705,
+the file 3.5% larger until merged while idle: benchmarks/README.md.)
 
 A delta stays whole in its own direction until merged there, which is why each direction has its
 own: a slice of contexts has entries in every backward block.
@@ -38,7 +40,7 @@ from bot.core.blockwriter import WINDOW, BlockWriter
 from bot.core.sqlconn import SqlConn
 
 SLICE = WINDOW  # blocks merged in one step (the most a merge re-cuts together)
-SHARE = 4  # block entries visited per delta row learned (the blocks are rewritten once per 1/SHARE learned)
+SHARE = 2  # block entries visited per delta row learned (the blocks are rewritten once per 1/SHARE learned)
 IDLE_SECONDS = 0.2  # merging while idle: at most this long, once a flush interval ...
 IDLE_AFTER = 5  # ... once this many flush intervals have passed without learning anything
 
