@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from bot.core import blocks, pools, sqlconn, staging
+from bot.core import blocks, heap, pools, sqlconn, staging
 from bot.core.blocks import BACKWARD, FORWARD, TRANSITIONS, Entries, Kind
 from bot.core.connections import Connections
 from bot.core.sqlconn import SqlConn
@@ -51,6 +51,11 @@ def _change(forward: Entries, order: int, direction: int) -> Entries:
 #: Blocks without an author's entries, each where it was: its (first key, entries, data) anew, or
 #: None where it held none of them (entries 0: none are left); and the author's entries.
 Cut = tuple[list[tuple[bytes, int, bytes] | None], Entries]
+
+
+def ready() -> None:
+    """What a forget's cutting process runs first (pools.start): once this module is imported, its heap kept."""
+    heap.keep_freed()
 
 
 def _without_author(rows: list[bytes], author_id: int) -> Cut:

@@ -9,6 +9,7 @@ writing end, so that the pool's own thread sees the pool broken and ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +41,15 @@ def stop(pool: ProcessPoolExecutor) -> None:
             process.join()
         pool._result_queue._writer.close()  # type: ignore[attr-defined]
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def start(pool: ProcessPoolExecutor, workers: int, ready: Callable[[], object]) -> None:
+    """Start a pool's processes now, not as its tasks come: each runs ready (a module-level function
+    of the module its tasks are in, which the process then imports meanwhile). A pool that broke
+    meanwhile shows at the first task (run)."""
+    for _ in range(workers):  # CPython 3.11 starts a process for each task no idle process takes
+        with contextlib.suppress(BrokenProcessPool, OSError, ValueError):  # as run meets them
+            pool.submit(ready)
 
 
 def run(

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
-from bot.core import pools
+from bot.core import blockwriter, pools
 from bot.core.contracts import GuildStateStore, VocabularyStore
 from bot.core.countwriter import CountWriter
 from bot.core.models import ChainKey, ForgetResult
@@ -101,11 +101,16 @@ class Removal:
                 return
             author_id = int(row[0])
             removed[:] = [author_id]
+            if cutter is not None:  # its processes start (and import) while the member's rows go below
+                pools.start(cutter, self.cut_workers, blockwriter.ready)
             # Then: a learner elsewhere that read the author waits for this (PostgreSQL), or went first.
             await sql.execute(q["lock_author"], (author_id,))
             refs: Counter[int] = Counter()
             rows = await sql.fetchall(q["author_message_totals"], (author_id,))
             learned = {int(row[0]): tuple(int(v) for v in row[1:]) for row in rows}
+            # The member's message and recent rows first, while the cutting processes start.
+            await sql.execute(q["delete_author_messages"], (author_id,))
+            await sql.execute(q["delete_author_recent"], (author_id,))
             for chain_id in sorted(chains):
                 n_messages, n_tokens, n_chars, n_bytes = learned.get(chain_id, (0, 0, 0, 0))
                 info = await self._registry.chain_by_id(chain_id)
@@ -121,8 +126,6 @@ class Removal:
                 totals[1] += n_tokens
                 totals[2] += 1
             await self._vocabulary.add_refs(dict(refs))
-            await sql.execute(q["delete_author_messages"], (author_id,))
-            await sql.execute(q["delete_author_recent"], (author_id,))
             await sql.execute(q["delete_author"], (author_id,))
             await self.mark_removal(chains)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -25,5 +26,19 @@ async def test_a_pool_whose_queues_its_thread_closed_refuses_a_task_as_broken() 
         with pytest.raises(BrokenProcessPool, match=pools.BROKEN):
             pools.run(loop, pool, abs, -4)
         assert not pools.processes(pool)
+    finally:
+        await asyncio.to_thread(pools.stop, pool)
+
+
+async def test_started_pool_has_every_process_before_its_first_task() -> None:
+    """pools.start: the processes run (and import) before the first task, which finds them started."""
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"))
+    loop = asyncio.get_running_loop()
+    try:
+        pools.start(pool, 2, os.getpid)
+        started = {process.pid for process in pools.processes(pool)}
+        assert len(started) == 2
+        assert await pools.run(loop, pool, os.getpid) in started
+        assert {process.pid for process in pools.processes(pool)} == started  # none started for the task
     finally:
         await asyncio.to_thread(pools.stop, pool)
