@@ -54,7 +54,7 @@ Cut = tuple[list[tuple[bytes, int, bytes] | None], Entries]
 
 
 def ready() -> None:
-    """What a forget's cutting process runs first (pools.start): once this module is imported, its heap kept."""
+    """A forget's cutting process's first task (pools.start): this module imported, freed memory kept."""
     heap.keep_freed()
 
 
