@@ -26,7 +26,8 @@ __all__ = ["MAX_COUNT", "Context", "Reply", "TextCommands", "describe_settings",
 
 # Commands whose answer changes nothing (a cooldown aside): what they say does not depend on the
 # order in which they and the messages after them are handled.
-ANSWERS_ONLY = frozenset({"help", "-h", "--help", "generate", "stats", "me"})
+HELP_WORDS = frozenset({"help", "-h", "--help"})
+ANSWERS_ONLY = HELP_WORDS | {"generate", "stats", "me"}
 
 
 def _args(line: str) -> list[str]:
@@ -101,7 +102,7 @@ class TextCommands:
     async def handle(self, ctx: Context, line: str) -> list[Reply]:
         """Answer one command line (an empty list: nothing to say)."""
         args = _args(line)
-        if not args or args[0] in {"help", "-h", "--help"}:
+        if not args or args[0] in HELP_WORDS:
             return [Reply(replies.HELP)]
         command, rest = args[0].lower(), args[1:]
         handler = getattr(self, _handler(command), None)

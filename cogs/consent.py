@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from discord import app_commands
@@ -38,24 +39,27 @@ class Consent(commands.Cog):
     @app_commands.command(name="optin", description="Let me learn from your messages in this server.")
     async def optin(self, interaction: Interaction) -> None:
         """Opt the invoker in, in this server."""
-        await self._consent(interaction, True)
+        await self._consent(interaction, self.brain.opt_in, replies.OPTED_IN, replies.ALREADY_OPTED_IN)
 
     @app_commands.command(name="optout", description="Stop learning from your messages in this server.")
     async def optout(self, interaction: Interaction) -> None:
         """Opt the invoker out, at once."""
-        await self._consent(interaction, False)
+        await self._consent(interaction, self.brain.opt_out, replies.OPTED_OUT, replies.NOT_OPTED_IN)
 
-    async def _consent(self, interaction: Interaction, opt_in: bool) -> None:
+    async def _consent(
+        self,
+        interaction: Interaction,
+        change: Callable[[str, str, str], Awaitable[bool]],
+        changed_reply: str,
+        unchanged_reply: str,
+    ) -> None:
+        """Change the invoker's consent in this server; say whether it changed."""
         if interaction.guild_id is None:
             await reply(interaction, replies.SERVER_ONLY)
             return
-        change = self.brain.opt_in if opt_in else self.brain.opt_out
         member = str(interaction.guild_id), str(interaction.user.id)
         changed = await in_time(interaction, change(PLATFORM, *member), ephemeral=True)
-        if opt_in:
-            await reply(interaction, replies.OPTED_IN if changed else replies.ALREADY_OPTED_IN)
-        else:
-            await reply(interaction, replies.OPTED_OUT if changed else replies.NOT_OPTED_IN)
+        await reply(interaction, changed_reply if changed else unchanged_reply)
 
     @app_commands.command(name="me", description="Am I opted in, and how much of mine did you learn here?")
     async def me(self, interaction: Interaction) -> None:
