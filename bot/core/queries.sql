@@ -70,6 +70,10 @@ ORDER BY id;
 -- name: chains_of_guild
 SELECT id FROM chains WHERE platform = ? AND guild = ?;
 
+-- name: incomplete_chains_of_guild
+-- The chains a forget scans whatever the member's message rows say (migration 0013).
+SELECT id FROM chains WHERE platform = ? AND guild = ? AND rows_incomplete != 0;
+
 -- name: insert_chain
 -- A new chain starts at the removals counter: a chain id freed by a reset and taken again never
 -- shows a walker the removals value it cached the old chain under.
@@ -614,7 +618,7 @@ SELECT id, platform, guild, external_id FROM authors;
 
 -- name: migrate_chains
 SELECT id, platform, guild, channel, ord, run_length, messages_seen, tokens_seen, chars_seen, bytes_seen,
-       removals, fingerprint_scheme, learned_at, window_version
+       removals, fingerprint_scheme, learned_at, window_version, rows_incomplete
 FROM chains;
 
 -- name: migrate_messages

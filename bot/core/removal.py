@@ -85,14 +85,15 @@ class Removal:
     ) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains and their consent, in one transaction;
         forgotten: told the member's author id once it is committed."""
-        chains = await self._registry.chains_of_guild(platform, guild)
         totals = [0, 0, 0]
         removed: list[int] = []
+        changed: list[int] = []  # the chains something was removed from
         sql, q = self._sql, self._q
 
         async def work() -> None:
             totals[:] = [0, 0, 0]
             removed.clear()
+            changed.clear()
             # First the consent: from here no author is made for the member's messages on their way
             # (add_author, consented), so each is learned before the forget, and removed, or never.
             await sql.execute(q["remove_consent"], (platform, guild, external_id))
@@ -101,17 +102,22 @@ class Removal:
                 return
             author_id = int(row[0])
             removed[:] = [author_id]
-            if cutter is not None:  # its processes start (and import) while the member's rows go below
-                pools.start(cutter, self.cut_workers, blockwriter.ready)
             # Then: a learner elsewhere that read the author waits for this (PostgreSQL), or went first.
             await sql.execute(q["lock_author"], (author_id,))
             refs: Counter[int] = Counter()
             rows = await sql.fetchall(q["author_message_totals"], (author_id,))
             learned = {int(row[0]): tuple(int(v) for v in row[1:]) for row in rows}
+            # The chains the member has a message row in (an author is of one guild): only they hold
+            # the member's counts, as every message counted has its row, written with it; and those
+            # where migration 0013 found rows missing.
+            incomplete = await sql.fetchall(q["incomplete_chains_of_guild"], (platform, guild))
+            scanned = sorted(learned.keys() | {int(row[0]) for row in incomplete})
+            if cutter is not None and scanned:  # its processes start (and import) while the rows go
+                pools.start(cutter, self.cut_workers, blockwriter.ready)
             # The member's message and recent rows first, while the cutting processes start.
             await sql.execute(q["delete_author_messages"], (author_id,))
             await sql.execute(q["delete_author_recent"], (author_id,))
-            for chain_id in sorted(chains):
+            for chain_id in scanned:
                 n_messages, n_tokens, n_chars, n_bytes = learned.get(chain_id, (0, 0, 0, 0))
                 info = await self._registry.chain_by_id(chain_id)
                 entries, taken = await self.counts.forget_author(chain_id, info.order, author_id, cutter)
@@ -122,12 +128,13 @@ class Removal:
                     q["add_chain_counters"], (-n_messages, -n_tokens, -n_chars, -n_bytes, chain_id)
                 )
                 self.versions.wrote(chain_id)
+                changed.append(chain_id)
                 totals[0] += n_messages
                 totals[1] += n_tokens
                 totals[2] += 1
             await self._vocabulary.add_refs(dict(refs))
             await sql.execute(q["delete_author"], (author_id,))
-            await self.mark_removal(chains)
+            await self.mark_removal(changed)
 
         async with self._cutter() as cutter, self.lock, self.tx.scrubbing():  # rows zeroed, not just freed
             await self.transaction(work)

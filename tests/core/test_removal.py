@@ -58,6 +58,31 @@ async def test_forget_removes_the_member_and_marks_the_chain(brain: Brain, where
     assert await removal.forget(P, G, "alice") == ForgetResult(0, 0, 0)  # nothing left to remove
 
 
+async def test_a_forget_reads_only_the_chains_the_member_has_messages_in(
+    brain: Brain, where: Where, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await learn(brain, "alice", "1", "the cat sat", channel="c1")
+    await learn(brain, "bob", "2", "the cat sat on the mat", channel="c1")
+    await learn(brain, "bob", "3", "the dog ran far", channel="c2")
+    c1, c2 = [await brain.store.find_chain(ChainKey(P, G, c)) for c in ("c1", "c2")]
+    assert c1 is not None and c2 is not None
+    before = {c.id: await removals(where, c.id) for c in (c1, c2)}
+    removal = brain.store._writes.removal
+    scanned: list[int] = []
+    forget_author = removal.counts.forget_author
+
+    async def recording(chain_id: int, *args: object) -> object:
+        scanned.append(chain_id)
+        return await forget_author(chain_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(removal.counts, "forget_author", recording)
+    assert await removal.forget(P, G, "alice") == ForgetResult(messages=1, tokens=3, chains=1)
+    assert scanned == [c1.id]
+    assert await removals(where, c1.id) > before[c1.id]
+    assert await removals(where, c2.id) == before[c2.id]  # the walker's caches of c2 stay valid
+    assert await brain.store.chain_counters(c2.id) == (1, 4, 15, 15)
+
+
 async def test_forget_opts_out_a_member_of_whom_nothing_was_learned_yet(brain: Brain) -> None:
     await brain.opt_in(P, G, "alice")
     assert await brain.forget(P, G, "alice") == ForgetResult(0, 0, 0)

@@ -49,6 +49,11 @@ def _settings_row(row: Row) -> Row:
     return (platform, guild, order, bool(reply), float(chime), run_length, bool(guard))
 
 
+def _chains_row(row: Row) -> Row:
+    """chains: SQLite's 0/1 rows_incomplete as PostgreSQL's boolean."""
+    return (*row[:-1], bool(row[-1]))
+
+
 # The tables copied, in order (the SQLite statement migrate_<name> reads each; PostgreSQL's columns
 # have the same names), and the conversion a row needs, if any.
 TABLES: tuple[tuple[str, Callable[[Row], Row] | None], ...] = (
@@ -58,7 +63,7 @@ TABLES: tuple[tuple[str, Callable[[Row], Row] | None], ...] = (
     ("guild_settings", _settings_row),
     ("tokens", None),
     ("authors", None),
-    ("chains", None),
+    ("chains", _chains_row),
     ("messages", None),
     ("recent_messages", None),
     ("transitions", None),

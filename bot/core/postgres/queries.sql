@@ -152,6 +152,10 @@ ORDER BY id;
 -- name: chains_of_guild
 SELECT id FROM chains WHERE platform = $1 AND guild = $2 ORDER BY id;
 
+-- name: incomplete_chains_of_guild
+-- The chains a forget scans whatever the member's message rows say (migration 0006).
+SELECT id FROM chains WHERE platform = $1 AND guild = $2 AND rows_incomplete;
+
 -- name: chain_author_ids
 -- The external ids of a chain's authors, at most $2 of them (markovbot generate --author).
 SELECT external_id FROM authors
