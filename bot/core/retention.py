@@ -369,13 +369,15 @@ async def _messages(brain: Brain, info: ChainInfo, thresholds: Thresholds) -> _M
 
 
 def _discoverable(sample: PrefixSample, longer: Split) -> tuple[Rate, Rate, Rate]:
-    """The discoverable rates: hits among sampled prefixes, scaled to all prefixes, over the messages."""
+    """The discoverable rates over the messages: sampled prefixes' hits scaled to all (all walked: hits)."""
     exact = sample.sampled == sample.prefixes
 
     def rate(hits: int, messages: int) -> Rate:
         if not messages:
             return NONE
-        return Rate(hits, sample.sampled, sample.prefixes / messages, exact)
+        if exact:  # every prefix walked: of the messages that could be given back, those that were
+            return Rate(hits, messages, exact=True)
+        return Rate(hits, sample.sampled, sample.prefixes / messages)
 
     return (
         rate(sample.hits.all, longer.all),

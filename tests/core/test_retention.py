@@ -174,16 +174,16 @@ class Oracle:
             out.append(best)
         return tuple(out)
 
-    def discoverable(self, ids: dict[str, int]) -> tuple[float, float, float]:
-        """(all, 1-eidetic, common) shares of distinct messages longer than the order given back."""
+    def discoverable(self, ids: dict[str, int]) -> list[tuple[int, int]]:
+        """(all, 1-eidetic, common): of the distinct messages longer than the order, (given back, how many)."""
         longer = [m for m in self.distinct if len(m) > self.order]
         hits = [m for m in longer if self.greedy(m[: self.order], ids) == m]
 
-        def share(pick: int) -> float:
+        def share(pick: int) -> tuple[int, int]:
             base = [m for m in longer if pick < 0 or self.kind(m)[pick]]
-            return sum(m in hits for m in base) / len(base) if base else 0.0
+            return sum(m in hits for m in base), len(base)
 
-        return share(-1), share(0), share(1)
+        return [share(-1), share(0), share(1)]
 
     def outputs(self, outputs: list[tuple[str, ...]]) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
         """((copies, of 1-eidetic, of common), (long runs, of a run said once, of common runs only))."""
@@ -259,11 +259,12 @@ async def test_memorisation_figures_match_the_raw_corpus(
     assert (report.distinct_messages, report.eidetic_messages) == (len(oracle.distinct), len(eidetic))
     assert report.common_messages == sum(oracle.kind(m)[1] for m in oracle.distinct)
 
-    every, once, common = oracle.discoverable(token_ids(path))
-    assert report.discoverable.exact  # the test corpora have fewer prefixes than the sample
-    assert report.discoverable.value == pytest.approx(every, abs=1e-9)
-    assert report.discoverable_eidetic.value == pytest.approx(once, abs=1e-9)
-    assert report.discoverable_common.value == pytest.approx(common, abs=1e-9)
+    rates = (report.discoverable, report.discoverable_eidetic, report.discoverable_common)
+    for rate, (hits, messages) in zip(rates, oracle.discoverable(token_ids(path)), strict=True):
+        assert rate.exact or not messages  # the test corpora have fewer prefixes than the sample
+        # "(all n examined)": n is the messages that could be given back, hits those that were
+        assert (rate.hits, rate.n) == ((hits, messages) if messages else (0, 0))
+        assert rate.value == pytest.approx(hits / messages if messages else 0.0, abs=1e-9)
 
     (copies, copies_once, copies_common), (runs, runs_once, runs_common) = oracle.outputs(outputs)
     assert report.samples == len(outputs) == retention.DEFAULT_SAMPLES

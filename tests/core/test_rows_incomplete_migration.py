@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.core.brain import Brain
 from bot.core.messagekeys import message_key
 from bot.core.models import Message
+from tests.core import writer_corpus
 from tests.core.dump import downgrade, logical_dump, transition_rows
 
 KEY = b"0123456789abcdef"
@@ -23,11 +24,7 @@ BOB = [Message(P, G, "c1", "bob", "3", "the dog sat"), Message(P, G, "c2", "bob"
 async def learn(path: Path, messages: list[Message]) -> None:
     brain = await Brain.open(path, flush_interval=0.05, key=KEY)
     try:
-        for m in messages:
-            await brain.opt_in(m.platform, m.guild, m.author)
-            await brain.set_channel(m.platform, m.guild, m.channel, True)
-            await brain.learn(m)
-        await brain.flush()
+        await writer_corpus.learn(brain, messages)
     finally:
         await brain.close()
 
