@@ -68,10 +68,6 @@ class RegistryStore(Protocol):
         """External ids of up to limit authors with messages learned in a chain, in code point order."""
         ...
 
-    async def chains_of_guild(self, platform: str, guild: str) -> list[int]:
-        """Ids of every chain of a guild."""
-        ...
-
     async def find_author(self, platform: str, guild: str, external_id: str) -> int | None:
         """The author's internal id, or None."""
         ...

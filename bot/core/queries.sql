@@ -67,9 +67,6 @@ WHERE EXISTS (SELECT 1 FROM transitions WHERE chain_id = chains.id)
    OR EXISTS (SELECT 1 FROM windows WHERE chain_id = chains.id)
 ORDER BY id;
 
--- name: chains_of_guild
-SELECT id FROM chains WHERE platform = ? AND guild = ?;
-
 -- name: incomplete_chains_of_guild
 -- The chains a forget scans whatever the member's message rows say (migration 0013).
 SELECT id FROM chains WHERE platform = ? AND guild = ? AND rows_incomplete != 0;

@@ -60,11 +60,6 @@ class Registry:
         async with self._db.r.execute(Q["chain_author_ids"], (chain_id, limit)) as cur:
             return [str(row[0]) for row in await cur.fetchall()]
 
-    async def chains_of_guild(self, platform: str, guild: str) -> list[int]:
-        """Ids of every chain of a guild."""
-        async with self._db.r.execute(Q["chains_of_guild"], (platform, guild)) as cur:
-            return [int(row[0]) for row in await cur.fetchall()]
-
     async def find_author(self, platform: str, guild: str, external_id: str) -> int | None:
         """The author's internal id, or None."""
         key = (platform, guild, external_id)

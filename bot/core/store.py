@@ -368,10 +368,6 @@ class Store:
         """External ids of up to limit authors with messages learned in a chain."""
         return await self._registry.chain_author_ids(chain_id, limit)
 
-    async def chains_of_guild(self, platform: str, guild: str) -> list[int]:
-        """Ids of every chain of a guild."""
-        return await self._registry.chains_of_guild(platform, guild)
-
     async def find_author(self, platform: str, guild: str, external_id: str) -> int | None:
         """The author's internal id, or None."""
         return await self._registry.find_author(platform, guild, external_id)

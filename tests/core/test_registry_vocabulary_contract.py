@@ -189,14 +189,6 @@ async def test_every_chain_is_listed_in_code_point_order(engine: Engine) -> None
     assert {(s.messages, s.tokens, s.learned_at) for s in listed} == {(0, 0, None)}
 
 
-async def test_a_guild_lists_its_own_chains(engine: Engine) -> None:
-    made = [await engine.makes.add_chain(ChainKey("discord", "g1", c), GuildSettings()) for c in "xyz"]
-    await engine.makes.add_chain(ChainKey("discord", "g2", "x"), GuildSettings())
-    await engine.makes.add_chain(ChainKey("matrix", "g1", "x"), GuildSettings())
-    assert sorted(await engine.registry.chains_of_guild("discord", "g1")) == sorted(c.id for c in made)
-    assert await engine.registry.chains_of_guild("discord", "g3") == []
-
-
 async def test_a_chain_lists_the_authors_it_learned_from(engine: Engine) -> None:
     chain = await engine.makes.add_chain(ChainKey("discord", "g1", "c1"), GuildSettings())
     other = await engine.makes.add_chain(ChainKey("discord", "g1", "c2"), GuildSettings())

@@ -149,9 +149,6 @@ WHERE EXISTS (SELECT 1 FROM transitions WHERE chain_id = chains.id)
    OR EXISTS (SELECT 1 FROM windows WHERE chain_id = chains.id)
 ORDER BY id;
 
--- name: chains_of_guild
-SELECT id FROM chains WHERE platform = $1 AND guild = $2 ORDER BY id;
-
 -- name: incomplete_chains_of_guild
 -- The chains a forget scans whatever the member's message rows say (migration 0006).
 SELECT id FROM chains WHERE platform = $1 AND guild = $2 AND rows_incomplete;

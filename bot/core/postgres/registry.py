@@ -73,10 +73,6 @@ class Registry:
         rows = await self._db.pool.fetch(PQ["chain_author_ids"], chain_id, limit)
         return [str(row[0]) for row in rows]
 
-    async def chains_of_guild(self, platform: str, guild: str) -> list[int]:
-        """Ids of every chain of a guild."""
-        return [int(row[0]) for row in await self._db.pool.fetch(PQ["chains_of_guild"], platform, guild)]
-
     async def find_author(self, platform: str, guild: str, external_id: str) -> int | None:
         """The author's internal id, or None."""
         key = (platform, guild, external_id)
