@@ -145,6 +145,21 @@ def _downgrade_recent(db: sqlite3.Connection, key: bytes) -> None:
         )
 
 
+def counts_without_rows(dump: dict[str, Any]) -> list[str]:
+    """A dump's counts its message rows do not cover (a forget skips chains without the member's rows)."""
+    rows = Counter(m[1] for m in dump["messages"])
+    seen = {c: m for c, _, _, m, *_ in dump["chains"]}
+    wrong = [
+        f"{c}: {seen.get(c, 0)} messages seen, {rows[c]} rows"
+        for c in seen.keys() | rows.keys()
+        if seen.get(c, 0) != rows[c]
+    ]
+    written = {(m[1], m[2]) for m in dump["messages"]}
+    counted = {(k[0], k[1]) for k in dump["transitions"]} | {(k[0], k[2]) for k in dump["windows"]}
+    wrong += [f"{c}: counts of {a} and no message row" for c, a in counted - written]
+    return sorted(wrong)
+
+
 def hub_errors(path: Path) -> list[tuple[int, bytes]]:
     """Hubs whose packed successors differ from their transitions summed over authors."""
     db = sqlite3.connect(path)

@@ -10,7 +10,7 @@ from bot.core.brain import Brain
 from bot.core.messagekeys import message_key
 from bot.core.models import Message
 from tests.core import writer_corpus
-from tests.core.dump import downgrade, logical_dump, transition_rows
+from tests.core.dump import counts_without_rows, downgrade, logical_dump, transition_rows
 
 KEY = b"0123456789abcdef"
 P, G = "test", "guild"
@@ -40,6 +40,11 @@ async def test_a_chain_that_lost_a_message_row_in_0011_is_still_forgotten_exactl
     downgrade(db, 12, key=KEY)
     with sqlite3.connect(db) as conn:  # as 0011 did when another message's key was alice's in c2
         conn.execute("DELETE FROM messages WHERE id = ?", (message_key(P, "2"),))
+    c2, alice = ("test", "guild", "c2"), ("test", "guild", "alice")
+    assert counts_without_rows(logical_dump(db, KEY)) == [
+        f"{c2}: 2 messages seen, 1 rows",
+        f"{c2}: counts of {alice} and no message row",
+    ]
     brain = await Brain.open(db, flush_interval=0.05, key=KEY)
     try:
         await brain.forget(P, G, "alice")
