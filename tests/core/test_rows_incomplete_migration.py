@@ -30,7 +30,7 @@ async def learn(path: Path, messages: list[Message]) -> None:
 
 
 def incomplete(path: Path) -> dict[str, int]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return dict(conn.execute("SELECT channel, rows_incomplete FROM chains"))
 
 
@@ -38,7 +38,8 @@ async def test_a_chain_that_lost_a_message_row_in_0011_is_still_forgotten_exactl
     db, never = tmp_path / "old.sqlite3", tmp_path / "never.sqlite3"
     await learn(db, ALICE + BOB)
     downgrade(db, 12, key=KEY)
-    with sqlite3.connect(db) as conn:  # as 0011 did when another message's key was alice's in c2
+    # As 0011 did when another message had the key of alice's in c2:
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
         conn.execute("DELETE FROM messages WHERE id = ?", (message_key(P, "2"),))
     c2, alice = ("test", "guild", "c2"), ("test", "guild", "alice")
     assert counts_without_rows(logical_dump(db, KEY)) == [
