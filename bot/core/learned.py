@@ -2,7 +2,9 @@
 
 What a learned message left behind, read outside the writer's transaction: its messages row
 (chain, author, fingerprint), its recent row (the token ids, sealed, kept for the edit window:
-see bot.core.sealed), a chain's and a member's counters, and the meta table's values. One
+see bot.core.sealed), each with its chain's row in the same statement (a reset committed between
+two reads would leave a message without its chain), a chain's and a member's counters, and the
+meta table's values. One
 implementation for both engines, over the SQL seam (bot.core.writetx.ReaderSql: SQLite's reader
 connection, or PostgreSQL's pool); the Store builds it when it opens, once the sealer has its key.
 """
@@ -12,21 +14,23 @@ from __future__ import annotations
 import asyncio
 
 from bot.core import chain as chainmod
-from bot.core.contracts import RegistryStore
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainInfo
 from bot.core.sealed import Sealer
+from bot.core.sqlconn import Row
 from bot.core.writetx import ReaderSql
+
+
+def _chain(row: Row) -> ChainInfo:
+    """The chain a message row was read with (its id, order, run length and fingerprint scheme first)."""
+    return ChainInfo(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
 
 class Learned:
     """Reads of learned messages, chain and member counters, and the meta table."""
 
-    def __init__(
-        self, reader: ReaderSql, registry: RegistryStore, lock: asyncio.Lock, sealer: Sealer
-    ) -> None:
+    def __init__(self, reader: ReaderSql, lock: asyncio.Lock, sealer: Sealer) -> None:
         self._reader = reader
-        self._registry = registry  # names a row's chain
         self._lock = lock  # the store's write lock (SQLite's meta writes go through the writer)
         self.sealer = sealer  # opens recent rows
 
@@ -37,7 +41,7 @@ class Learned:
         )
         if row is None:
             return None
-        return await self._registry.chain_by_id(int(row[0])), int(row[1]), int(row[2])
+        return _chain(row), int(row[4]), int(row[5])
 
     async def recent(
         self, platform: str, message_id: str
@@ -50,10 +54,9 @@ class Learned:
         row = await self._reader.fetchone(self._reader.statements["recent_message"], (key,))
         if row is None:
             return None
-        packed = self.sealer.open(key, bytes(row[2]), (platform, message_id))
-        info = await self._registry.chain_by_id(int(row[0]))
+        packed = self.sealer.open(key, bytes(row[5]), (platform, message_id))
         ids = list(chainmod.unpack(packed)) if packed is not None else None
-        return info, int(row[1]), ids, int(row[3]), int(row[4])
+        return _chain(row), int(row[4]), ids, int(row[6]), int(row[7])
 
     async def is_learned(self, platform: str, message_id: str) -> bool:
         """True when a message id was learned (committed)."""

@@ -192,7 +192,11 @@ DELETE FROM messages WHERE chain_id = ?;
 SELECT id FROM messages WHERE id IN (SELECT value FROM json_each(?));
 
 -- name: message_by_key
-SELECT chain_id, author_id, fingerprint, tokens, chars, bytes FROM messages WHERE id = ?;
+-- A learned message's chain, author and fingerprint; its chain's row read in the same statement (a
+-- reset committed meanwhile took both or neither).
+SELECT m.chain_id, c.ord, c.run_length, c.fingerprint_scheme, m.author_id, m.fingerprint
+FROM messages AS m JOIN chains AS c ON c.id = m.chain_id
+WHERE m.id = ?;
 
 -- name: insert_message
 INSERT INTO messages (id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes)
@@ -563,8 +567,8 @@ INSERT INTO recent_messages (id, chain_id, author_id, learned_at, token_ids) VAL
 
 -- name: recent_message
 -- A recent message's tokens, with what its messages row says (both rows exist or neither).
-SELECT r.chain_id, r.author_id, r.token_ids, m.chars, m.bytes
-FROM recent_messages AS r JOIN messages AS m ON m.id = r.id
+SELECT r.chain_id, c.ord, c.run_length, c.fingerprint_scheme, r.author_id, r.token_ids, m.chars, m.bytes
+FROM recent_messages AS r JOIN messages AS m ON m.id = r.id JOIN chains AS c ON c.id = r.chain_id
 WHERE r.id = ?;
 
 -- name: delete_recent

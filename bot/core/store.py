@@ -258,7 +258,7 @@ class Store:
                     self._pg, self._guilds, self._reader, self.path, self._given_key
                 )
             self._writes.sealer = Sealer(self.key)
-            self._learned = Learned(self._reader, self._registry, self._db.write_lock, self._writes.sealer)
+            self._learned = Learned(self._reader, self._db.write_lock, self._writes.sealer)
             await self._walker_host.start(self.key)
             applying: applier.ProcessApplier | None = None
             if self._learning_log:

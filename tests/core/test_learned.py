@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.brain import Brain
-from bot.core.models import ChainKey, Message
+from bot.core.models import ChainKey, Message, UnlearnStatus
 from bot.core.sealed import Sealer
 from bot.core.store import Store
 from bot.core.tokens import tokenize
@@ -73,3 +73,31 @@ async def test_a_store_not_open_has_no_learned_part(tmp_path: Path) -> None:
     store = Store(tmp_path / "markov.sqlite3")
     with pytest.raises(RuntimeError, match="store is not open"):
         await store.is_learned(P, "1")
+
+
+@pytest.mark.parametrize("read", ["message", "recent"])
+async def test_a_chain_reset_while_its_message_is_read_reads_as_not_learned_or_whole(
+    brain: Brain, read: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A message deleted on the platform (unlearned by id) as a moderator resets its channel: the
+    # reset commits between the reads of the message and of its chain.
+    await learn(brain, "alice", "1", "the cat sat")
+    before = await brain.store.find_chain(ChainKey(P, G, C))
+    learned = brain.store.learned
+    reader = learned._reader
+    fetchone = reader.fetchone
+    reset: list[int] = []
+
+    async def reset_after_the_first_read(sql: str, args: object = ()) -> object:
+        row = await fetchone(sql, args)  # type: ignore[arg-type]
+        if not reset:
+            reset.append(await brain.reset(ChainKey(P, G, C)))
+        return row
+
+    monkeypatch.setattr(reader, "fetchone", reset_after_the_first_read)
+    found = await (learned.message(P, "1") if read == "message" else learned.recent(P, "1"))
+    assert reset == [1]
+    assert found is None or found[0] == before  # as it was when read, or gone: never half of each
+    monkeypatch.undo()
+    assert await learned.message(P, "1") is None and await learned.recent(P, "1") is None
+    assert await brain.unlearn_id(P, "1") is UnlearnStatus.NOT_LEARNED

@@ -352,7 +352,11 @@ SELECT id FROM authors WHERE id = $1 FOR UPDATE;
 SELECT chain_id, author_id, fingerprint FROM messages WHERE id = $1 FOR UPDATE;
 
 -- name: message_by_key
-SELECT chain_id, author_id, fingerprint, tokens, chars, bytes FROM messages WHERE id = $1;
+-- A learned message's chain, author and fingerprint; its chain's row read in the same statement (a
+-- reset committed meanwhile took both or neither).
+SELECT m.chain_id, c.ord, c.run_length, c.fingerprint_scheme, m.author_id, m.fingerprint
+FROM messages AS m JOIN chains AS c ON c.id = m.chain_id
+WHERE m.id = $1;
 
 -- name: insert_message
 INSERT INTO messages (id, chain_id, author_id, fingerprint, normal, tokens, chars, bytes)
@@ -390,8 +394,8 @@ WHERE c.platform = $1 AND c.guild = $2 AND m.author_id = $3;
 INSERT INTO recent_messages (id, chain_id, author_id, learned_at, token_ids) VALUES ($1, $2, $3, $4, $5);
 
 -- name: recent_message
-SELECT r.chain_id, r.author_id, r.token_ids, m.chars, m.bytes
-FROM recent_messages AS r JOIN messages AS m ON m.id = r.id
+SELECT r.chain_id, c.ord, c.run_length, c.fingerprint_scheme, r.author_id, r.token_ids, m.chars, m.bytes
+FROM recent_messages AS r JOIN messages AS m ON m.id = r.id JOIN chains AS c ON c.id = r.chain_id
 WHERE r.id = $1;
 
 -- name: delete_recent
