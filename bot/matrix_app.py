@@ -24,6 +24,7 @@ import signal
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from nio import (
     AsyncClient,
@@ -50,7 +51,6 @@ from bot.stats_text import stats_reply
 from bot.textcommands import Context, Reply, TextCommands
 
 log = logging.getLogger(__name__)
-
 PLATFORM = "matrix"
 PREFIX = "!markov"
 MODERATOR_LEVEL = 50
@@ -69,6 +69,26 @@ def strip_reply_fallback(body: str) -> str:
     while lines and lines[0].startswith(">"):
         lines.pop(0)
     return "\n".join(lines).lstrip("\n")
+
+
+E = TypeVar("E")
+
+
+def _surviving(
+    handler: Callable[[MatrixRoom, E], Awaitable[None]],
+) -> Callable[[MatrixRoom, E], Awaitable[None]]:
+    """An event's handler whose failure is logged in one line: raised, it would end nio's sync loop,
+    and the bot with it (the traceback is logged at debug level)."""
+
+    @functools.wraps(handler)
+    async def handle(room: MatrixRoom, event: E) -> None:
+        try:
+            await handler(room, event)
+        except Exception as exc:
+            log.warning("could not handle a %s in %s: %s", type(event).__name__, room.room_id, exc)
+            log.debug("the failure", exc_info=True)
+
+    return handle
 
 
 class MatrixBot:
@@ -97,10 +117,10 @@ class MatrixBot:
         # last one of each (guild, member) here for the next to follow; all of them, to stop.
         self._last_answer: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._answering: set[asyncio.Task[None]] = set()
-        client.add_event_callback(self._on_text, RoomMessageText)
-        client.add_event_callback(self._on_redaction, RedactionEvent)
-        client.add_event_callback(self._on_encrypted, MegolmEvent)
-        client.add_event_callback(self._on_invite, InviteMemberEvent)
+        client.add_event_callback(_surviving(self.handle_text), RoomMessageText)
+        client.add_event_callback(_surviving(self._on_redaction), RedactionEvent)
+        client.add_event_callback(_surviving(self._on_encrypted), MegolmEvent)
+        client.add_event_callback(_surviving(self._on_invite), InviteMemberEvent)
         client.add_response_callback(self._on_sync, SyncResponse)
 
     @property
@@ -120,13 +140,17 @@ class MatrixBot:
         return await self.brain.get_state(SYNC_TOKEN_KEY.format(user=self.user_id))
 
     async def _on_sync(self, response: SyncResponse) -> None:
-        await self.brain.set_state(SYNC_TOKEN_KEY.format(user=self.user_id), response.next_batch)
-        # A room's encryption is in its state: say we cannot work there as soon as it shows,
-        # on joining or when encryption is turned on, not only once someone posts.
-        for room_id in response.rooms.join:
-            room = self.client.rooms.get(room_id)
-            if room is not None and room.encrypted:
-                await self._tell_encrypted(room)
+        try:
+            await self.brain.set_state(SYNC_TOKEN_KEY.format(user=self.user_id), response.next_batch)
+            # A room's encryption is in its state: say we cannot work there as soon as it shows,
+            # on joining or when encryption is turned on, not only once someone posts.
+            for room_id in response.rooms.join:
+                room = self.client.rooms.get(room_id)
+                if room is not None and room.encrypted:
+                    await self._tell_encrypted(room)
+        except Exception as exc:  # raised, it would end the sync loop, and the bot with it
+            log.warning("could not save the sync position (a restart handles these events again): %s", exc)
+            log.debug("the failure", exc_info=True)
 
     async def guild_of(self, room: MatrixRoom) -> str:
         """The room's space (from its m.space.parent state), else the homeserver."""
@@ -149,12 +173,6 @@ class MatrixBot:
             self._texts.popitem(last=False)
 
     # ------------------------------------------------------------------ events
-
-    async def _on_text(self, room: MatrixRoom, event: RoomMessageText) -> None:
-        try:
-            await self.handle_text(room, event)
-        except Exception:
-            log.exception("failed to handle event %s in %s", event.event_id, room.room_id)
 
     async def handle_text(self, room: MatrixRoom, event: RoomMessageText) -> None:
         """Learn a message, answer a command, or apply an edit."""
@@ -222,13 +240,24 @@ class MatrixBot:
 
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         """Unlearn a redacted message by its event id (from its text, when only that is known)."""
-        status = await self.brain.unlearn_id(PLATFORM, event.redacts)
-        known = self._texts.pop(event.redacts, None)
-        if status is UnlearnStatus.NOT_KEPT and known is not None:
-            guild = await self.guild_of(room)
-            status = await self.brain.unlearn(
-                Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
+        known = self._texts.get(event.redacts)
+        try:
+            status = await self.brain.unlearn_id(PLATFORM, event.redacts)
+            if status is UnlearnStatus.NOT_KEPT and known is not None:
+                guild = await self.guild_of(room)
+                status = await self.brain.unlearn(
+                    Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
+                )
+        except Exception as exc:
+            log.warning(
+                "could not unlearn the redaction of %s in %s, so that message is still learned: %s",
+                event.redacts,
+                room.room_id,
+                exc,
             )
+            log.debug("the failure", exc_info=True)
+            return
+        self._texts.pop(event.redacts, None)
         log.info("redaction of %s in %s: %s", event.redacts, room.room_id, status.value)
 
     async def _on_encrypted(self, room: MatrixRoom, event: MegolmEvent) -> None:

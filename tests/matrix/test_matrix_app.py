@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sqlite3
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -388,3 +389,55 @@ async def test_a_slow_report_holds_up_neither_other_rooms_nor_the_room_it_was_as
     answers = notices(alice, running, room)
     stats = next(i for i, n in enumerate(answers) if "seen: 1 message" in n)
     assert stats < next(i for i, n in enumerate(answers) if "not opted in" in n)
+
+
+LOCK_HOLDER = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")  # the write lock, held until told to let go
+print("locked", flush=True)
+sys.stdin.readline()
+db.rollback()
+"""
+
+
+async def test_a_write_that_fails_while_another_process_holds_the_database_is_logged_and_the_bot_goes_on(
+    start_bot: BotFactory, people: tuple[Human, Human], caplog: pytest.LogCaptureFixture
+) -> None:
+    alice, _ = people
+    running, room = await setup_room(start_bot, people)
+    await command(alice, running, room, "!markov channel enable")
+    await command(alice, running, room, "!markov optin")
+    ids = [await alice.say(room, t) for t in ("one thing said here", "another thing said here")]
+    (me,) = await command(alice, running, room, "!markov me")
+    assert "learned 2 of your messages" in me
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        LOCK_HOLDER,
+        str(running.settings.db_path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert (await holder.stdout.readline()).strip() == b"locked"
+        caplog.set_level(logging.WARNING, logger="bot.matrix_app")
+        await alice.client.room_redact(room, ids[0])
+        # The bot's writes for it (the unlearn, the sync position) wait out the lock, then fail.
+        deadline = asyncio.get_running_loop().time() + 60
+        while not any("redaction" in r.getMessage() for r in caplog.records):
+            assert asyncio.get_running_loop().time() < deadline, [r.getMessage() for r in caplog.records]
+            await asyncio.wait({running.task}, timeout=0.1)  # woken early if the bot stops
+            assert not running.task.done(), f"the bot stopped handling events: {running.task.exception()!r}"
+    finally:
+        holder.stdin.write(b"\n")
+        await holder.stdin.drain()
+        await holder.wait()
+    lines = [r.getMessage() for r in caplog.records if r.name == "bot.matrix_app"]
+    assert all("\n" not in line for line in lines), lines  # one line each, no traceback
+    assert not any(r.exc_info for r in caplog.records if r.name == "bot.matrix_app")
+    (me,) = await command(alice, running, room, "!markov me")  # the bot goes on once it is released
+    # The redaction could not be applied: the message is still learned, and the log says so.
+    assert "learned 2 of your messages" in me
+    assert any(ids[0] in line and "still learned" in line for line in lines), lines
