@@ -59,6 +59,9 @@ TEXT_CACHE = 10_000  # with an edit window of 0 only: message texts kept in memo
 SYNC_TOKEN_KEY = "matrix.next_batch:{user}"
 DEVICE_KEY = "matrix.device_id:{user}"
 TOLD_ENCRYPTED_KEY = "matrix.told_encrypted:{room}"
+# How long an edit or a redaction holds up the events after it: unlearning one takes milliseconds,
+# unless the database is held by another process (an import), when it waits its turn beside them.
+INLINE_SECONDS = 10.0
 
 
 def strip_reply_fallback(body: str) -> str:
@@ -113,10 +116,11 @@ class MatrixBot:
         self._texts: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._guilds: dict[str, str] = {}
         self._told_encrypted: set[str] = set()
-        # Commands answered beside the event stream (answers_only): each member's in order, the
-        # last one of each (guild, member) here for the next to follow; all of them, to stop.
-        self._last_answer: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._answering: set[asyncio.Task[None]] = set()
+        # Work done beside the event stream: commands that only answer, each member's in order, and
+        # edits and redactions, each message's in order (they may wait for the database); the last
+        # task of each key here for the next to follow; all of them, to stop.
+        self._last_task: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._beside_tasks: set[asyncio.Task[None]] = set()
         client.add_event_callback(_surviving(self.handle_text), RoomMessageText)
         client.add_event_callback(_surviving(self._on_redaction), RedactionEvent)
         client.add_event_callback(_surviving(self._on_encrypted), MegolmEvent)
@@ -184,7 +188,9 @@ class MatrixBot:
         guild = await self.guild_of(room)
         relates = event.source.get("content", {}).get("m.relates_to") or {}
         if relates.get("rel_type") == "m.replace":
-            await self._on_edit(room, guild, event, str(relates.get("event_id", "")))
+            original = str(relates.get("event_id", ""))
+            edit = functools.partial(self._on_edit, room, guild, event, original)
+            await self._in_order((room.room_id, original), edit, "apply an edit")
             return
         body = strip_reply_fallback(event.body or "")
         self._remember(event.event_id, event.sender, body)
@@ -193,7 +199,7 @@ class MatrixBot:
                 return
             answer = functools.partial(self._command, room, guild, event.sender, body)
             if self.commands.answers_only(body):  # a report may take seconds: the other rooms go on
-                self._answer_beside((guild, event.sender), answer)
+                self._beside((guild, event.sender), answer, "answer a command")
             else:  # consent, settings, chains: done before the events after it are handled
                 await answer()
             return
@@ -239,6 +245,10 @@ class MatrixBot:
         return strip_reply_fallback(event.body or "")
 
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
+        redaction = functools.partial(self._unlearn_redacted, room, event)
+        await self._in_order((room.room_id, event.redacts), redaction, "unlearn a redaction")
+
+    async def _unlearn_redacted(self, room: MatrixRoom, event: RedactionEvent) -> None:
         """Unlearn a redacted message by its event id (from its text, when only that is known)."""
         known = self._texts.get(event.redacts)
         try:
@@ -304,32 +314,42 @@ class MatrixBot:
         levels = by_type.get("m.room.power_levels", {}).get("content", {})
         return int((levels.get("users") or {}).get(user_id, levels.get("users_default", 0)))
 
-    def _answer_beside(self, member: tuple[str, str], answer: Callable[[], Awaitable[None]]) -> None:
-        """Answer a command in a task of its own, after the member's answers before it."""
-        before = self._last_answer.get(member)
+    async def _in_order(self, key: tuple[str, str], work: Callable[[], Awaitable[None]], what: str) -> None:
+        """Do work before the events after it, unless it waits on the database for longer than
+        INLINE_SECONDS (another process holds the file, say): then it goes on beside them."""
+        task = self._beside(key, work, what)
+        await asyncio.wait({task}, timeout=INLINE_SECONDS)
+
+    def _beside(
+        self, key: tuple[str, str], work: Callable[[], Awaitable[None]], what: str
+    ) -> asyncio.Task[None]:
+        """Do work in a task of its own, after the work of the same key before it (what: for the log)."""
+        before = self._last_task.get(key)
 
         async def run() -> None:
             if before is not None:
                 await asyncio.wait({before})
             try:
-                await answer()
-            except Exception:
-                log.exception("failed to answer a command in guild %s", member[0])
+                await work()
+            except Exception as exc:
+                log.warning("could not %s in %s: %s", what, key[0], exc)
+                log.debug("the failure", exc_info=True)
 
         task = asyncio.create_task(run())
-        self._last_answer[member] = task
-        self._answering.add(task)
+        self._last_task[key] = task
+        self._beside_tasks.add(task)
 
         def done(task: asyncio.Task[None]) -> None:
-            self._answering.discard(task)
-            if self._last_answer.get(member) is task:
-                del self._last_answer[member]
+            self._beside_tasks.discard(task)
+            if self._last_task.get(key) is task:
+                del self._last_task[key]
 
         task.add_done_callback(done)
+        return task
 
     async def stop_answering(self) -> None:
-        """Cancel the commands still being answered beside the event stream, and wait for them."""
-        tasks = list(self._answering)
+        """Cancel the work still being done beside the event stream, and wait for it."""
+        tasks = list(self._beside_tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

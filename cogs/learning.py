@@ -19,6 +19,7 @@ from bot import replies
 from bot.cooldowns import GENERATE, Cooldowns
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, Generated, GenerateStatus, UnlearnStatus
+from bot.core.store import StoreError
 from cogs.common import (
     LEARNED_TYPES,
     PLATFORM,
@@ -137,11 +138,19 @@ class Learning(commands.Cog):
             return  # an embed or a pin, not an edit of the text
         old = core_message(before) if before is not None else None
         new = core_message(after)
-        if new is not None and is_learnable(after):
-            result = await self.brain.edit(old, new)
-            log.debug("edited message %s: %s", after.id, result.status.value)
-        else:  # edited into something not learned (words addressed to me): only unlearn
+        if new is None or not is_learnable(after):  # edited into words addressed to me: only unlearn
             await self._unlearn(after.id, before)
+            return
+        try:
+            result = await self.brain.edit(old, new)
+        except StoreError as exc:  # it waited its turn in vain (the database stayed busy or full)
+            log.warning(
+                "could not apply the edit of message %s, so its old version is still learned: %s",
+                after.id,
+                exc,
+            )
+            return
+        log.debug("edited message %s: %s", after.id, result.status.value)
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -157,10 +166,14 @@ class Learning(commands.Cog):
 
     async def _unlearn(self, message_id: int, cached: discord.Message | None) -> None:
         """Unlearn by id; a message learned before the edit window only when its text is cached."""
-        status = await self.brain.unlearn_id(PLATFORM, str(message_id))
-        core = core_message(cached) if cached is not None else None
-        if status is UnlearnStatus.NOT_KEPT and core is not None:
-            status = await self.brain.unlearn(core)
+        try:
+            status = await self.brain.unlearn_id(PLATFORM, str(message_id))
+            core = core_message(cached) if cached is not None else None
+            if status is UnlearnStatus.NOT_KEPT and core is not None:
+                status = await self.brain.unlearn(core)
+        except StoreError as exc:  # it waited its turn in vain (the database stayed busy or full)
+            log.warning("could not unlearn deleted message %s, so it is still learned: %s", message_id, exc)
+            return
         log.debug("deleted message %s: %s", message_id, status.value)
 
 

@@ -16,7 +16,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from bot.core import preparing, retention
@@ -39,6 +39,7 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
+from bot.core.schema import StoreError
 from bot.core.store import Store
 from bot.core.tokens import tokenize
 
@@ -55,6 +56,10 @@ REPLAY_VERDICT_SECONDS = 30.0
 RECHECK_TRIES = 2
 REPORT_TTL = 300.0  # seconds a retention report is reused while its chain is unchanged
 MAX_MESSAGE_CHARS = 4000  # the longest message Discord allows; longer ones are not learned
+# How long a delete or edit waits to be unlearned while the database cannot be written: an import
+# beside the bot holds it for up to its commit interval (MARKOV_IMPORT_COMMIT_SECONDS, 300 s).
+UNLEARN_PATIENCE = 900.0
+UNLEARN_BACKOFF_MAX = 15.0  # seconds between tries at most
 
 
 class Brain:
@@ -263,7 +268,14 @@ class Brain:
         return preparing.pending(platform, message_id, info, author_id, prepared, chars, size, keep)
 
     async def unlearn(self, message: Message) -> UnlearnStatus:
-        """Remove a learned message, given the text it was learned with (see unlearn_id without it)."""
+        """Remove a learned message, given the text it was learned with (see unlearn_id without it).
+
+        While the database cannot be written (another process holds it, an import say, or the disk is
+        full) this waits its turn, for up to UNLEARN_PATIENCE seconds; StoreError after that.
+        """
+        return await self._patiently(message.id, lambda: self._unlearn_text(message))
+
+    async def _unlearn_text(self, message: Message) -> UnlearnStatus:
         await self.store.flush()
         found = await self.store.message(message.platform, message.id)
         if found is None:
@@ -278,11 +290,42 @@ class Brain:
         return status
 
     async def unlearn_id(self, platform: str, message_id: str) -> UnlearnStatus:
-        """Remove a learned message by id alone, from its recent row (NOT_KEPT when there is none)."""
+        """Remove a learned message by id alone, from its recent row (NOT_KEPT when there is none); it
+        waits its turn as unlearn does."""
         return await self._unlearn_recent(platform, message_id, None)
+
+    async def _patiently(
+        self, message_id: str, unlearn: Callable[[], Awaitable[UnlearnStatus]]
+    ) -> UnlearnStatus:
+        """Run an unlearning again while the database cannot be written, backing off, for up to
+        UNLEARN_PATIENCE seconds: a deleted message is not left learned because the file was busy."""
+        started, delay, failed = time.monotonic(), 1.0, False
+        while True:
+            try:
+                status = await unlearn()
+            except StoreError as exc:
+                if time.monotonic() - started >= UNLEARN_PATIENCE:
+                    raise
+                if not failed:
+                    log.warning("unlearning message %s waits: %s", message_id, exc)
+                failed = True
+                await asyncio.sleep(delay)  # backoff: the writer that holds the file decides when
+                delay = min(UNLEARN_BACKOFF_MAX, 2 * delay)
+                continue
+            if failed:
+                waited = time.monotonic() - started
+                log.info("unlearning message %s went through after waiting %.0f s", message_id, waited)
+            return status
 
     async def _unlearn_recent(self, platform: str, message_id: str, author: Message | None) -> UnlearnStatus:
         """Unlearn from the recent row; with author given, only a message that member wrote in that guild."""
+        return await self._patiently(
+            message_id, lambda: self._unlearn_recent_once(platform, message_id, author)
+        )
+
+    async def _unlearn_recent_once(
+        self, platform: str, message_id: str, author: Message | None
+    ) -> UnlearnStatus:
         await self.store.flush()
         found = await self.store.recent(platform, message_id)
         if found is None:

@@ -121,7 +121,7 @@ class LearningQueue:
             self.batch_size, self.max_pending = saved
             self._sized = False
             async with self._db.write_lock:
-                await self._write(self._writer.end_bulk())
+                await self.write(self._writer.end_bulk())
             async with self._room:
                 self._room.notify_all()
         if self._failure is not None:
@@ -263,7 +263,7 @@ class LearningQueue:
             async with self._db.write_lock:
                 while self._owes(owed) and (not full_only or len(self._pending) >= self.batch_size):
                     batch = self._pending[: self.batch_size]
-                    result = await self._write(self._writer.commit(batch))
+                    result = await self.write(self._writer.commit(batch))
                     self._learned(result, len(batch))
                     learned += result.learned
                     duplicates += result.duplicates
@@ -306,7 +306,7 @@ class LearningQueue:
     async def _after_commits(self) -> None:
         """After commits (the write lock held): drop recent messages past the window, when due."""
         if self._writer.prune_due():
-            await self._write(self._writer.prune())
+            await self.write(self._writer.prune())
         if self._writer.counts.unmerged or self._applying.unmerged():
             self.idle_merged.clear()
 
@@ -327,7 +327,7 @@ class LearningQueue:
         assert log_ is not None
         while self._owes(owed):
             batch = self._pending[: self.batch_size]
-            seq = await self._write(log_.append(batch))
+            seq = await self.write(log_.append(batch))
             self._logged.append((seq, batch))
             self._logged_n += len(batch)
             self.saved += len(batch)
@@ -374,14 +374,14 @@ class LearningQueue:
                 return FlushResult(0, 0)
             batch = [item for _, entry in entries for item in entry]
             last = entries[-1][0]
-            result = await self._write(self._applying.commit(batch, last))
+            result = await self.write(self._applying.commit(batch, last))
             self._learned(result, 0)
             del self._logged[: len(entries)]
             self._logged_n -= len(batch)
             self._forget_ids(batch)
             async with self._room:
                 self._room.notify_all()
-            await self._write(log_.drop(last))
+            await self.write(log_.drop(last))
             await self._after_commits()
         return result
 
@@ -394,12 +394,12 @@ class LearningQueue:
             self.idle_merged.set()
             return
         async with self._db.write_lock:
-            if not (self._pending or self._logged) and await self._write(
+            if not (self._pending or self._logged) and await self.write(
                 self._applying.merge_idle(self.idle_seconds)
             ):
                 self.idle_merged.set()
 
-    async def _write(self, work: Awaitable[T]) -> T:
+    async def write(self, work: Awaitable[T]) -> T:
         """Await a write of the writer's; SQLite's errors become a StoreError that says what failed."""
         try:
             done = await work

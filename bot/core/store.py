@@ -479,9 +479,10 @@ class Store:
         return await self.learned.recent(platform, message_id)
 
     async def unlearn(self, item: PendingMessage) -> UnlearnStatus:
-        """Subtract one learned message, given its tokens; refused when they do not match."""
+        """Subtract one learned message, given its tokens; refused when they do not match (StoreError:
+        the database could not be written, locked by another process past the busy timeout, say)."""
         await self.flush()
-        return await self._writes.unlearn(item)
+        return await self._queue.write(self._writes.unlearn(item))
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 
@@ -9,8 +10,10 @@ import discord
 import pytest
 from simcord.enums import MessageType
 
+from bot.core import brain as brain_module
 from bot.core.models import GenerateStatus
 from tests.cogs.conftest import VOCABULARY, World, assert_never_pings, corpus
+from tests.lockholder import holding_the_database
 
 LINES = corpus(25)
 
@@ -266,3 +269,40 @@ async def test_cannot_send_is_logged_not_raised(world: World, caplog: pytest.Log
     assert any("cannot answer a mention" in r.getMessage() for r in caplog.records)
     assert world.public_posts(muted) == []
     assert world.env.errors == []
+
+
+async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    """Until a record holding text is logged (the listener runs in a task of discord.py's)."""
+    deadline = asyncio.get_running_loop().time() + 120  # SimCord's settle waits out a listener's try
+    while not any(text in r.getMessage() for r in caplog.records):
+        assert asyncio.get_running_loop().time() < deadline, [r.getMessage() for r in caplog.records]
+        await asyncio.sleep(0.1)  # polled: the condition, not the pause, is what is waited for
+
+
+async def test_a_delete_while_another_process_holds_the_database_is_unlearned_once_it_is_free(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.enable()
+    keep, gone = await world.teach(["keep this one", "delete this one"])
+    caplog.set_level(logging.INFO, logger="bot")
+    async with holding_the_database(world.bot.settings.db_path):  # as an import's transaction would
+        await world.alice.delete(gone)
+        await wait_for_log(caplog, f"unlearning message {gone.id} waits")
+    await wait_for_log(caplog, f"unlearning message {gone.id} went through")
+    assert not await world.learned(gone)
+    assert await world.learned(keep)
+
+
+async def test_a_delete_that_waited_in_vain_is_logged_in_one_line_as_still_learned(
+    world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(brain_module, "UNLEARN_PATIENCE", 0.0)
+    await world.enable()
+    (gone,) = await world.teach(["delete this one"])
+    async with holding_the_database(world.bot.settings.db_path):
+        await world.alice.delete(gone)
+        await wait_for_log(caplog, "still learned")
+    lines = [r for r in caplog.records if "still learned" in r.getMessage()]
+    assert [str(gone.id) in r.getMessage() and "\n" not in r.getMessage() for r in lines] == [True]
+    assert not any(r.exc_info for r in caplog.records)
+    assert await world.learned(gone)

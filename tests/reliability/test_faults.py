@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.core import brain as brain_module
 from bot.core.brain import Brain
-from bot.core.models import Message
+from bot.core.models import Message, UnlearnStatus
+from bot.core.schema import StoreError
 from bot.core.store import SchemaTooNew
 from tests.core.dump import hub_count, hub_errors, logical_dump
+from tests.lockholder import holding_the_database
 
 SALT = bytes(range(16))  # the fingerprint key of every database here
 
@@ -204,3 +207,51 @@ def test_a_real_full_disk_stops_an_import_in_one_line_and_a_rerun_equals_a_clean
     assert f"already learned {kept:,}" in resumed.stdout
     assert limited_import(clean, source, None).returncode == 0
     assert logical_dump(db, SALT) == logical_dump(clean, SALT)
+
+
+async def _learned_then_held(db_path: Path) -> Brain:
+    brain = await Brain.open(db_path, key=SALT, walker="thread")
+    await brain.opt_in("t", "g", "u")
+    await brain.set_channel("t", "g", "c", True)
+    for n, text in enumerate(("the first thing said", "the second thing said")):
+        await brain.learn(Message("t", "g", "c", "u", str(n), text))
+    await brain.flush()
+    return brain
+
+
+@pytest.mark.parametrize("how", ["by id", "from its text"])
+async def test_a_delete_while_another_process_holds_the_database_waits_its_turn(
+    db_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An import beside the bot holds the file for up to its commit interval: the deleted message
+    # must not stay learned because the write found it busy.
+    brain = await _learned_then_held(db_path)
+    deleted = Message("t", "g", "c", "u", "0", "the first thing said")
+    try:
+        async with holding_the_database(db_path):
+            unlearning = asyncio.create_task(
+                brain.unlearn_id("t", "0") if how == "by id" else brain.unlearn(deleted)
+            )
+            while not any("unlearning message 0 waits" in r.getMessage() for r in caplog.records):
+                assert not (await asyncio.wait({unlearning}, timeout=0.1))[0], unlearning.result()
+            assert await brain.is_learned("t", "0")
+        assert await asyncio.wait_for(unlearning, 60) is UnlearnStatus.UNLEARNED
+        assert not await brain.is_learned("t", "0") and await brain.is_learned("t", "1")
+    finally:
+        await brain.close()
+
+
+async def test_a_delete_that_waited_past_its_patience_fails_in_one_line_and_changes_nothing(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(brain_module, "UNLEARN_PATIENCE", 0.0)
+    brain = await _learned_then_held(db_path)
+    try:
+        async with holding_the_database(db_path):
+            with pytest.raises(StoreError, match="locked") as failed:
+                await brain.unlearn_id("t", "0")
+        assert "\n" not in str(failed.value)
+        assert await brain.is_learned("t", "0")
+        assert await brain.unlearn_id("t", "0") is UnlearnStatus.UNLEARNED  # once it is free
+    finally:
+        await brain.close()
