@@ -190,7 +190,8 @@ class MatrixBot:
         if relates.get("rel_type") == "m.replace":
             original = str(relates.get("event_id", ""))
             edit = functools.partial(self._on_edit, room, guild, event, original)
-            await self._in_order((room.room_id, original), edit, "apply an edit")
+            what = f"apply the edit of message {original}, so its old version is still learned,"
+            await self._in_order((room.room_id, original), edit, what)
             return
         body = strip_reply_fallback(event.body or "")
         self._remember(event.event_id, event.sender, body)
@@ -246,27 +247,18 @@ class MatrixBot:
 
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         redaction = functools.partial(self._unlearn_redacted, room, event)
-        await self._in_order((room.room_id, event.redacts), redaction, "unlearn a redaction")
+        what = f"unlearn redacted message {event.redacts}, so it is still learned,"
+        await self._in_order((room.room_id, event.redacts), redaction, what)
 
     async def _unlearn_redacted(self, room: MatrixRoom, event: RedactionEvent) -> None:
         """Unlearn a redacted message by its event id (from its text, when only that is known)."""
         known = self._texts.get(event.redacts)
-        try:
-            status = await self.brain.unlearn_id(PLATFORM, event.redacts)
-            if status is UnlearnStatus.NOT_KEPT and known is not None:
-                guild = await self.guild_of(room)
-                status = await self.brain.unlearn(
-                    Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
-                )
-        except Exception as exc:
-            log.warning(
-                "could not unlearn the redaction of %s in %s, so that message is still learned: %s",
-                event.redacts,
-                room.room_id,
-                exc,
+        status = await self.brain.unlearn_id(PLATFORM, event.redacts)
+        if status is UnlearnStatus.NOT_KEPT and known is not None:
+            guild = await self.guild_of(room)
+            status = await self.brain.unlearn(
+                Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
             )
-            log.debug("the failure", exc_info=True)
-            return
         self._texts.pop(event.redacts, None)
         log.info("redaction of %s in %s: %s", event.redacts, room.room_id, status.value)
 
@@ -323,7 +315,8 @@ class MatrixBot:
     def _beside(
         self, key: tuple[str, str], work: Callable[[], Awaitable[None]], what: str
     ) -> asyncio.Task[None]:
-        """Do work in a task of its own, after the work of the same key before it (what: for the log)."""
+        """Do work in a task of its own, after the work of the same key before it (what: for the log
+        line a failure gives, "could not {what} in {room}: {why}")."""
         before = self._last_task.get(key)
 
         async def run() -> None:
