@@ -22,6 +22,7 @@ from bot import replies
 from bot.config import Settings
 from bot.cooldowns import Cooldowns
 from bot.core.brain import Brain
+from bot.core.schema import StoreError
 from bot.startup import StartupError, open_brain, say
 from cogs.common import NO_MENTIONS, Interaction, describe_forbidden, reply
 
@@ -62,6 +63,9 @@ class MarkovTree(app_commands.CommandTree["MarkovBot"]):
             text = replies.bad_option(error)
         elif isinstance(error, app_commands.CheckFailure):
             text = str(error) or replies.CANNOT_USE_HERE
+        elif isinstance(original, StoreError):  # busy, full: the admin needs a line, not a traceback
+            log.warning("/%s changed nothing: %s", _name(interaction), original)
+            text = replies.not_saved(original)
         else:
             log.error("/%s failed", _name(interaction), exc_info=original)
             text = replies.UNEXPECTED

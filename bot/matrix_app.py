@@ -204,10 +204,13 @@ class MatrixBot:
             else:  # consent, settings, chains: done before the events after it are handled
                 await answer()
             return
-        result = await self.brain.learn(
-            Message(PLATFORM, guild, room.room_id, event.sender, event.event_id, body)
-        )
-        log.debug("message %s in %s: %s", event.event_id, room.room_id, result.status.value)
+        message = Message(PLATFORM, guild, room.room_id, event.sender, event.event_id, body)
+        learn = functools.partial(self._learn, message)  # a new member's first waits while the file is busy
+        await self._in_order((room.room_id, event.event_id), learn, f"learn message {event.event_id}")
+
+    async def _learn(self, message: Message) -> None:
+        result = await self.brain.learn(message)
+        log.debug("message %s in %s: %s", message.id, message.channel, result.status.value)
 
     async def _on_edit(self, room: MatrixRoom, guild: str, event: RoomMessageText, original: str) -> None:
         """Unlearn the original's learned version and learn the new body under the original's id.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from bot.cooldowns import MAX_COUNT
 from bot.core.models import ForgetResult, Generated, GenerateStatus, GuildSettings, LearnStatus, MemberInfo
+from bot.core.schema import DatabaseBusy, DiskFull, StoreError
 from bot.core.tokens import neutralise
 
 log = logging.getLogger(__name__)
@@ -347,6 +348,23 @@ TIMED_OUT = "Timed out: nothing was changed."
 CANCELLING = "Cancelling…"
 CHANNEL_HELP = "I need View Channel, Send Messages, Read Message History, Embed Links and Attach Files there."
 UNEXPECTED = "Something went wrong on my side; it was logged. Please try again later."
+DATABASE_BUSY = (
+    "My database is busy (another process is writing to it, an import say), so nothing was changed. "
+    "Please try again in a few minutes."
+)
+DISK_FULL = (
+    "My disk is full, so nothing was changed; it was logged for the bot's admin. Please try again later."
+)
+NOT_SAVED = "My database refused the change, so nothing was changed; it was logged. Please try again later."
+
+
+def not_saved(error: StoreError) -> str:
+    """A command whose change the database refused (it is one transaction: nothing changed)."""
+    if isinstance(error, DatabaseBusy):
+        return DATABASE_BUSY
+    return DISK_FULL if isinstance(error, DiskFull) else NOT_SAVED
+
+
 NEED_MANAGE_SERVER = "You need the Manage Server permission for this command."
 CANNOT_USE_HERE = "You can't use this command here."
 

@@ -17,6 +17,7 @@ from bot import replies
 from bot.cooldowns import GENERATE, MAX_COUNT, STATS, Cooldowns
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GuildSettings
+from bot.core.schema import StoreError
 from bot.replies import describe_settings
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,11 @@ class TextCommands:
         handler = getattr(self, _handler(command), None)
         if handler is None:
             return [Reply(replies.unknown_command(args[0]))]
-        result: list[Reply] = await handler(ctx, rest)
+        try:
+            result: list[Reply] = await handler(ctx, rest)
+        except StoreError as exc:  # busy, full: the member is told, the admin gets a line
+            log.warning("%s %s changed nothing: %s", self.prefix, command, exc)
+            return [Reply(replies.not_saved(exc))]
         return result
 
     def _cooling(self, ctx: Context, command: str) -> list[Reply] | None:

@@ -15,6 +15,7 @@ from discord.ext import commands
 from bot import replies
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, LearnStatus
+from bot.core.schema import StoreError
 from bot.replies import MANAGER_ONLY, describe_settings
 from cogs.common import (
     CONFIRM_TIMEOUT,
@@ -27,6 +28,7 @@ from cogs.common import (
     chain_key,
     channel_label,
     confirm,
+    confirmed,
     core_message,
     edit_reply,
     in_time,
@@ -299,8 +301,14 @@ class Admin(commands.Cog):
             progress.skipped += 1
 
     async def _save_cursor(self, key: str, progress: TrainProgress) -> None:
-        if progress.last_id is not None:
+        """Save where the backfill got to; when the database refuses, the next run reads some again
+        (what is learned already is counted as such, never twice)."""
+        if progress.last_id is None:
+            return
+        try:
             await self.brain.set_state(key, str(progress.last_id))
+        except StoreError as exc:
+            log.warning("could not save where /markov train got to (a rerun reads some again): %s", exc)
 
     async def _edit(self, interaction: Interaction, content: str, view: discord.ui.View) -> None:
         try:
@@ -334,7 +342,9 @@ class Admin(commands.Cog):
         prompt = replies.reset_prompt(interaction.user.display_name, where, held)
         if not await confirm(interaction, prompt, view, ephemeral=False):
             return
-        removed = await self.brain.reset(key)
+        removed = await confirmed(interaction, self.brain.reset(key))
+        if removed is None:
+            return
         await self.brain.set_state(f"{CURSOR_KEY}:{interaction.guild_id}:{key.channel}", "")
         log.info("reset chain of channel %s in guild %s (%d messages)", key.channel, key.guild, removed)
         await edit_reply(interaction, replies.reset_done(where, removed))

@@ -11,6 +11,7 @@ import discord
 
 from bot import replies
 from bot.core.models import ChainKey, Message
+from bot.core.schema import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,17 @@ async def confirm(interaction: Interaction, prompt: str, view: ConfirmView, *, e
     if view.result is None:
         await edit_reply(interaction, replies.TIMED_OUT)
     return view.result is True
+
+
+async def confirmed(interaction: Interaction, work: Awaitable[T]) -> T | None:
+    """Do what a confirmed prompt asked; when the database refuses it (busy, full), the prompt's
+    "working" line becomes what to do, and None is returned (nothing changed)."""
+    try:
+        return await work
+    except StoreError as exc:
+        log.warning("a confirmed command changed nothing: %s", exc)
+        await edit_reply(interaction, replies.not_saved(exc))
+        return None
 
 
 async def edit_reply(interaction: Interaction, content: str) -> None:

@@ -18,6 +18,7 @@ from cogs.common import (
     ConfirmView,
     Interaction,
     confirm,
+    confirmed,
     edit_reply,
     in_time,
     reply,
@@ -88,8 +89,9 @@ class Consent(commands.Cog):
         )
         if not await confirm(interaction, prompt, view, ephemeral=True):
             return
-        result = await self.brain.forget(PLATFORM, guild, member)
-        await edit_reply(interaction, replies.forgot(result))
+        result = await confirmed(interaction, self.brain.forget(PLATFORM, guild, member))
+        if result is not None:
+            await edit_reply(interaction, replies.forgot(result))
 
     async def _learned(self, interaction: Interaction) -> MemberInfo:
         """What is learned from the invoker here, what was queued included (the queue is flushed first)."""

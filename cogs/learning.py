@@ -19,7 +19,7 @@ from bot import replies
 from bot.cooldowns import GENERATE, Cooldowns
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, Generated, GenerateStatus, UnlearnStatus
-from bot.core.store import StoreError
+from bot.core.schema import StoreError
 from cogs.common import (
     LEARNED_TYPES,
     PLATFORM,
@@ -71,8 +71,11 @@ class Learning(commands.Cog):
         if core is None:
             return
         if is_learnable(message):
-            result = await self.brain.learn(core)
-            log.debug("message %s: %s", message.id, result.status.value)
+            try:
+                result = await self.brain.learn(core)
+                log.debug("message %s: %s", message.id, result.status.value)
+            except StoreError as exc:  # it waited its turn in vain (the database stayed busy or full)
+                log.warning("could not learn message %s: %s", message.id, exc)
         settings = await self.brain.settings(PLATFORM, str(guild.id))
         if addressed:
             if settings.reply_on_mention:

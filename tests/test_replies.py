@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bot import replies
 from bot.core.brain import Brain
+from bot.core.schema import DatabaseBusy, DiskFull, StoreError
 from bot.replies import CONSOLE, DISCORD, MATRIX, quote, render
 
 PING = re.compile(r"@(everyone|here|room)\b|<@[!&]?\d+>|@[a-z0-9._=/+-]+:[a-z0-9.-]+", re.IGNORECASE)
@@ -41,6 +42,12 @@ def test_quoted_input_is_one_short_line() -> None:
     long = quote("@room " * 2000)
     assert len(long) == replies.QUOTE_CHARS + 2 and long.endswith("…'")
     assert len(replies.unknown_command("@room " * 2000)) < 100
+
+
+def test_a_refused_change_says_why_and_that_nothing_changed() -> None:
+    said = [replies.not_saved(error("x")) for error in (DatabaseBusy, DiskFull, StoreError)]
+    assert said == [replies.DATABASE_BUSY, replies.DISK_FULL, replies.NOT_SAVED]
+    assert all("nothing was changed" in text and "\n" not in text for text in said)
 
 
 async def test_what_is_stored_names_every_table_that_holds_a_members_data(tmp_path: Path) -> None:

@@ -3,17 +3,21 @@ messages that come after them (the Matrix adapter does)."""
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot import replies
+from bot.core import schema
 from bot.core.brain import Brain
 from bot.core.models import Message
 from bot.stats_text import stats_reply
 from bot.textcommands import Context, TextCommands
 from tests.core.dump import logical_dump
+from tests.lockholder import holding_the_database
 
 P, G, C = "local", "guild", "room"
 ANSWERING = [
@@ -71,3 +75,24 @@ async def test_a_command_that_changes_something_is_not_answered_beside(
     await commands.handle(Context(P, G, C, who, is_moderator=True), line)
     await brain.flush()
     assert await held(brain, db_path) != before
+
+
+@pytest.mark.parametrize(("who", "line"), CHANGING)
+async def test_a_change_the_database_refuses_is_answered_busy_and_changes_nothing(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, who: str, line: str
+) -> None:
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)  # an import holds the file for minutes
+    brain = await Brain.open(db_path, flush_interval=0.05)
+    try:
+        commands = await _taught(brain)
+        before = await held(brain, db_path)
+        async with holding_the_database(db_path):
+            answer = await commands.handle(Context(P, G, C, who, is_moderator=True), line)
+        assert [reply.text for reply in answer] == [replies.DATABASE_BUSY]
+        await brain.flush()
+        assert await held(brain, db_path) == before
+        said = [r for r in caplog.records if "changed nothing" in r.getMessage()]
+        assert len(said) == 1 and said[0].levelno == logging.WARNING and said[0].exc_info is None
+        assert "database is locked" in said[0].getMessage()
+    finally:
+        await brain.close()

@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from bot.core import preparing, retention
 from bot.core.batchlearn import BatchLearner
@@ -45,6 +45,8 @@ from bot.core.tokens import tokenize
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 DEFAULT_TRIES = 25
 # Seconds of copy-guard retries per reply: a chain that only replays its source says so at once
 # instead of walking all its tries (the test load's p99 went from 280 ms to 35 ms).
@@ -56,10 +58,11 @@ REPLAY_VERDICT_SECONDS = 30.0
 RECHECK_TRIES = 2
 REPORT_TTL = 300.0  # seconds a retention report is reused while its chain is unchanged
 MAX_MESSAGE_CHARS = 4000  # the longest message Discord allows; longer ones are not learned
-# How long a delete or edit waits to be unlearned while the database cannot be written: an import
-# beside the bot holds it for up to its commit interval (MARKOV_IMPORT_COMMIT_SECONDS, 300 s).
-UNLEARN_PATIENCE = 900.0
-UNLEARN_BACKOFF_MAX = 15.0  # seconds between tries at most
+# How long a delete or edit waits to be unlearned, or a message in a new chain or from a new author
+# to be learned, while the database cannot be written: an import beside the bot holds it for up to
+# its commit interval (MARKOV_IMPORT_COMMIT_SECONDS, 300 s).
+PATIENCE = 900.0
+BACKOFF_MIN, BACKOFF_MAX = 1.0, 15.0  # seconds between tries: the first wait, doubled up to the last
 
 
 class Brain:
@@ -125,11 +128,11 @@ class Brain:
 
     async def opt_in(self, platform: str, guild: str, member: str) -> bool:
         """Let the bot learn from a member in a guild; True when newly opted in."""
-        return await self.store.guild_state.set_consent(platform, guild, member, True)
+        return await self.store.write(self.store.guild_state.set_consent(platform, guild, member, True))
 
     async def opt_out(self, platform: str, guild: str, member: str) -> bool:
         """Stop learning from a member at once (what was learned stays until forget)."""
-        return await self.store.guild_state.set_consent(platform, guild, member, False)
+        return await self.store.write(self.store.guild_state.set_consent(platform, guild, member, False))
 
     async def is_opted_in(self, platform: str, guild: str, member: str) -> bool:
         """True when the member opted in in this guild."""
@@ -137,7 +140,7 @@ class Brain:
 
     async def set_channel(self, platform: str, guild: str, channel: str, enabled: bool) -> bool:
         """Enable or disable learning in a channel; True when that changed something."""
-        return await self.store.guild_state.set_channel(platform, guild, channel, enabled)
+        return await self.store.write(self.store.guild_state.set_channel(platform, guild, channel, enabled))
 
     async def is_enabled(self, platform: str, guild: str, channel: str) -> bool:
         """True when learning is enabled in the channel."""
@@ -160,7 +163,7 @@ class Brain:
         updated = dataclasses.replace(current, **{k: v for k, v in changes.items() if v is not None})
         updated.validate()
         if updated != current:
-            await self.store.guild_state.put_settings(platform, guild, updated)
+            await self.store.write(self.store.guild_state.put_settings(platform, guild, updated))
         return updated
 
     async def member_info(self, platform: str, guild: str, member: str) -> MemberInfo:
@@ -180,7 +183,8 @@ class Brain:
         """Queue a message for learning if its author opted in and its channel is enabled.
 
         deletable: its platform may still delete or edit it (an imported file's lines cannot be), so
-        it is kept, sealed, for the edit window.
+        it is kept, sealed, for the edit window. The first message of a chain or of an author writes
+        their row at once: while the database cannot be written, it waits its turn as unlearn does.
         """
         if not message.guild:
             return LearnResult(LearnStatus.NO_GUILD)
@@ -191,7 +195,10 @@ class Brain:
                 return LearnResult(LearnStatus.NOT_OPTED_IN)
             if not await self.is_enabled(message.platform, message.guild, message.channel):
                 return LearnResult(LearnStatus.CHANNEL_DISABLED)
-        pending = await self._prepare(message, create=True, keep=deletable, consented=require_consent)
+        pending = await self._patiently(  # a new chain or author is written now: it waits its turn
+            f"learning message {message.id}",
+            lambda: self._prepare(message, create=True, keep=deletable, consented=require_consent),
+        )
         if pending is None:  # no tokens; or a forget removed the member's consent since the check
             gone = require_consent and not await self.is_opted_in(
                 message.platform, message.guild, message.author
@@ -271,9 +278,9 @@ class Brain:
         """Remove a learned message, given the text it was learned with (see unlearn_id without it).
 
         While the database cannot be written (another process holds it, an import say, or the disk is
-        full) this waits its turn, for up to UNLEARN_PATIENCE seconds; StoreError after that.
+        full) this waits its turn, for up to PATIENCE seconds; StoreError after that.
         """
-        return await self._patiently(message.id, lambda: self._unlearn_text(message))
+        return await self._patiently(f"unlearning message {message.id}", lambda: self._unlearn_text(message))
 
     async def _unlearn_text(self, message: Message) -> UnlearnStatus:
         await self.store.flush()
@@ -294,33 +301,32 @@ class Brain:
         waits its turn as unlearn does."""
         return await self._unlearn_recent(platform, message_id, None)
 
-    async def _patiently(
-        self, message_id: str, unlearn: Callable[[], Awaitable[UnlearnStatus]]
-    ) -> UnlearnStatus:
-        """Run an unlearning again while the database cannot be written, backing off, for up to
-        UNLEARN_PATIENCE seconds: a deleted message is not left learned because the file was busy."""
-        started, delay, failed = time.monotonic(), 1.0, False
+    async def _patiently(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
+        """Run work again while the database cannot be written, backing off, for up to PATIENCE
+        seconds: a deleted message is not left learned, nor a new member's message lost, because
+        the file was busy (what: "unlearning message 123", for the log)."""
+        started, delay, failed = time.monotonic(), BACKOFF_MIN, False
         while True:
             try:
-                status = await unlearn()
+                done = await work()
             except StoreError as exc:
-                if time.monotonic() - started >= UNLEARN_PATIENCE:
+                if time.monotonic() - started >= PATIENCE:
                     raise
                 if not failed:
-                    log.warning("unlearning message %s waits: %s", message_id, exc)
+                    log.warning("%s waits: %s", what, exc)
                 failed = True
                 await asyncio.sleep(delay)  # backoff: the writer that holds the file decides when
-                delay = min(UNLEARN_BACKOFF_MAX, 2 * delay)
+                delay = min(BACKOFF_MAX, 2 * delay)
                 continue
             if failed:
-                waited = time.monotonic() - started
-                log.info("unlearning message %s went through after waiting %.0f s", message_id, waited)
-            return status
+                log.info("%s went through after waiting %.0f s", what, time.monotonic() - started)
+            return done
 
     async def _unlearn_recent(self, platform: str, message_id: str, author: Message | None) -> UnlearnStatus:
         """Unlearn from the recent row; with author given, only a message that member wrote in that guild."""
         return await self._patiently(
-            message_id, lambda: self._unlearn_recent_once(platform, message_id, author)
+            f"unlearning message {message_id}",
+            lambda: self._unlearn_recent_once(platform, message_id, author),
         )
 
     async def _unlearn_recent_once(

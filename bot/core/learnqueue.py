@@ -28,7 +28,7 @@ from bot.core.connections import Connections
 from bot.core.learnlog import Entry, LearningLog
 from bot.core.messagekeys import message_key
 from bot.core.models import FlushResult, PendingMessage
-from bot.core.schema import StoreError
+from bot.core.schema import DatabaseBusy, DiskFull, StoreError
 from bot.core.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ APPLY_ENTRIES = 10
 
 # SQLite's codes for a write the disk refused: no space left (ENOSPC), or the file may not grow (EFBIG).
 DISK_FULL_CODES = frozenset({13, 778})  # SQLITE_FULL, SQLITE_IOERR_WRITE
+BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED: the low byte of their extended codes too
+PG_DISK_FULL, PG_LOCK_NOT_AVAILABLE = "53100", "55P03"  # PostgreSQL's SQLSTATEs
 
 
 class LearningQueue:
@@ -400,12 +402,18 @@ class LearningQueue:
                 self.idle_merged.set()
 
     async def write(self, work: Awaitable[T]) -> T:
-        """Await a write of the writer's; SQLite's errors become a StoreError that says what failed."""
+        """Await a write of the writer's; the engine's errors become a StoreError that says what failed
+        (DiskFull when the disk refused it, DatabaseBusy when another process held the database)."""
         try:
             done = await work
         except self._errors as exc:
-            full = getattr(exc, "sqlite_errorcode", None) in DISK_FULL_CODES
-            self.last_error = f"disk full ({exc})" if full else str(exc)
-            raise StoreError(f"could not write to {self.path}: {self.last_error}") from exc
+            code, state = getattr(exc, "sqlite_errorcode", None), getattr(exc, "sqlstate", None)
+            kind = StoreError
+            if code in DISK_FULL_CODES or state == PG_DISK_FULL:
+                kind = DiskFull
+            elif (code is not None and code & 0xFF in BUSY_CODES) or state == PG_LOCK_NOT_AVAILABLE:
+                kind = DatabaseBusy
+            self.last_error = f"disk full ({exc})" if kind is DiskFull else str(exc)
+            raise kind(f"could not write to {self.path}: {self.last_error}") from exc
         self.last_error = None
         return done

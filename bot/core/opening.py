@@ -55,7 +55,7 @@ async def open_sqlite(
     in_background: the writer's thread runs below the event loop (bot.core.background).
     """
     db.writer = await aiosqlite.connect(path, isolation_level=None, factory=background.factory(in_background))
-    await db.w.execute("PRAGMA busy_timeout = 5000")
+    await db.w.execute(f"PRAGMA busy_timeout = {schema.BUSY_TIMEOUT_MS}")
     await schema.enable_wal(db.w)
     await db.w.execute("PRAGMA synchronous = NORMAL")
     await db.w.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
@@ -65,7 +65,7 @@ async def open_sqlite(
     await schema.migrate(db.w, path)
     await db.w.execute(Q["create_hub_candidates"])
     db.reader = await aiosqlite.connect(path, isolation_level=None)
-    await db.r.execute("PRAGMA busy_timeout = 5000")
+    await db.r.execute(f"PRAGMA busy_timeout = {schema.BUSY_TIMEOUT_MS}")
     await db.r.execute("PRAGMA query_only = ON")
     key = await load_key(db.w, path, given_key)
     await ensure_math(db.r)

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from bot.core import engines
+from bot.core import engines, schema
 from bot.core.engines import DatabaseUrl, PostgresUrl, SqliteUrl
 from bot.core.sql import Q
 
@@ -103,7 +103,7 @@ def database(where: Path | str) -> DatabaseUrl:
 def connect_sqlite(path: Path) -> sqlite3.Connection:
     """A read-only sqlite3 connection in autocommit mode that waits for the writer's locks."""
     conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute(f"PRAGMA busy_timeout = {schema.BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA query_only = ON")
     return conn
 

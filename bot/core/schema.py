@@ -18,6 +18,7 @@ from bot.core.sql import Q
 
 log = logging.getLogger(__name__)
 
+BUSY_TIMEOUT_MS = 5000  # how long a connection waits for another's lock; then a write fails (DatabaseBusy)
 WAL_SWITCH_SECONDS = 10.0  # how long opening a file waits for another process switching it to WAL
 APPLICATION_ID = 0x4D4B5642  # "MKVB" in the database header (PRAGMA application_id, migration 0003)
 # What a markovbot database made before it had an application id holds (schema versions 1 and 2).
@@ -30,6 +31,14 @@ class SchemaTooNew(RuntimeError):
 
 class StoreError(RuntimeError):
     """The database cannot be written (read-only, disk full, locked ...)."""
+
+
+class DatabaseBusy(StoreError):
+    """Another process held the database's write lock past the busy timeout (an import, say)."""
+
+
+class DiskFull(StoreError):
+    """The disk refused the write: no space left, or the file may not grow."""
 
 
 class NotMarkovbotDatabase(StoreError):

@@ -29,8 +29,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
@@ -74,6 +75,8 @@ from bot.core.writer import Writer
 # The `import X as X` lines re-export names that callers and tests import from here.
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 # Defaults, here once (bot.config reads these names for the bot's settings).
@@ -344,8 +347,14 @@ class Store:
         return await self.learned.get_meta(key)
 
     async def set_meta(self, key: str, value: str) -> None:
-        """Store a value in the meta table."""
-        await self.learned.set_meta(key, value)
+        """Store a value in the meta table (StoreError when the database refuses it)."""
+        await self.write(self.learned.set_meta(key, value))
+
+    async def write(self, work: Awaitable[T]) -> T:
+        """Await one of the parts' writes (consent, a new chain or author); the engine's error becomes a
+        StoreError that says what failed: DatabaseBusy (another process held the file past the busy
+        timeout), DiskFull, or the engine's own reason."""
+        return await self._queue.write(work)
 
     # ---------------------------------------------------------------- chains and authors
 
@@ -358,7 +367,7 @@ class Store:
         info = await self.find_chain(key)
         if info is not None:
             return info
-        return await self._makes.add_chain(key, settings)
+        return await self.write(self._makes.add_chain(key, settings))
 
     async def all_chains(self) -> list[ChainSummary]:
         """Every chain of the database, with what it has learned."""
@@ -375,7 +384,11 @@ class Store:
     async def author(self, platform: str, guild: str, external_id: str) -> int:
         """The author's internal id, created if new (an import's: its caller vouches for consent)."""
         found = await self.find_author(platform, guild, external_id)
-        made = found if found is not None else await self._makes.add_author(platform, guild, external_id)
+        made = (
+            found
+            if found is not None
+            else await self.write(self._makes.add_author(platform, guild, external_id))
+        )
         assert made is not None, "an author is made whatever the consent unless consented is asked"
         return made
 
@@ -385,7 +398,7 @@ class Store:
         found = await self.find_author(platform, guild, external_id)
         if found is not None:
             return found
-        return await self._makes.add_author(platform, guild, external_id, consented=True)
+        return await self.write(self._makes.add_author(platform, guild, external_id, consented=True))
 
     # ---------------------------------------------------------------- its parts, as contracts
 
@@ -482,7 +495,7 @@ class Store:
         """Subtract one learned message, given its tokens; refused when they do not match (StoreError:
         the database could not be written, locked by another process past the busy timeout, say)."""
         await self.flush()
-        return await self._queue.write(self._writes.unlearn(item))
+        return await self.write(self._writes.unlearn(item))
 
     async def forget(self, platform: str, guild: str, external_id: str) -> ForgetResult:
         """Remove every contribution of a member to a guild's chains, in one transaction.
@@ -491,12 +504,12 @@ class Store:
         they come to be committed (their author is gone), so a forget does not wait for the
         backlog of a busy server to be learned; from the commit on, none of them reads as pending.
         """
-        return await self._writes.forget(platform, guild, external_id, self._queue.forget_author)
+        return await self.write(self._writes.forget(platform, guild, external_id, self._queue.forget_author))
 
     async def reset(self, key: ChainKey) -> int:
         """Delete a chain entirely; returns how many learned messages it held."""
         await self.flush()
-        return await self._writes.reset(key)
+        return await self.write(self._writes.reset(key))
 
     # ---------------------------------------------------------------- reads for generation
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ import pytest
 import simcord
 
 from bot.config import Settings
+from bot.core import schema
 from bot.core.brain import Brain
 from bot.core.models import ChainKey
+from bot.core.schema import DatabaseBusy
 from bot.discord_app import MarkovBot
 
 #: A small corpus whose sentences share words, so a chain of order 1 can say something new.
@@ -73,6 +76,12 @@ def quick_settle(monkeypatch: pytest.MonkeyPatch) -> None:
         await _SETTLE(self, **kwargs)
 
     monkeypatch.setattr(simcord.Env, "_settle_internal", settle)
+
+
+@pytest.fixture
+def impatient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database held by another process is given up on after 0.1 s, not 5 (ask for it before world)."""
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
 
 
 @pytest.fixture
@@ -218,3 +227,11 @@ def assert_never_pings(world: World) -> None:
         assert allowed is not None and allowed["parse"] == [], (request.method, request.path, body)
         assert not allowed.get("users") and not allowed.get("roles") and not allowed.get("replied_user")
     assert checked
+
+
+def assert_refused_in_one_line(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """Each change the busy database refused was logged in one warning line, and nothing else failed."""
+    refused = [r for r in caplog.records if "changed nothing" in r.getMessage()]
+    assert refused and all(r.levelno == logging.WARNING and r.exc_info is None for r in refused)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert all(isinstance(getattr(e, "original", e), DatabaseBusy) for e in world.env.errors)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import AsyncMock
 
@@ -9,10 +11,12 @@ import discord
 import pytest
 import simcord
 
+from bot import replies
 from bot.core.models import GuildSettings
 from bot.replies import MANAGER_ONLY, describe_settings
 from cogs.admin import Admin, CancelView, TrainProgress
-from tests.cogs.conftest import World, assert_never_pings, corpus
+from tests.cogs.conftest import World, assert_never_pings, assert_refused_in_one_line, corpus
+from tests.lockholder import holding_the_database
 
 LINES = corpus(10)
 
@@ -191,6 +195,22 @@ async def test_train_learns_opted_in_history_and_skips_the_rest(world: World) ->
     assert_never_pings(world)
 
 
+async def test_train_while_another_process_holds_the_database_waits_its_turn_and_learns_all(
+    impatient: None, world: World, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    alice, _ = await post_history(world)
+    async with holding_the_database(db_path):  # an import beside the bot, say
+        training = asyncio.create_task(world.admin.slash(world.general, "markov train"))
+        while not any("waits: could not write" in r.getMessage() for r in caplog.records):
+            assert not (await asyncio.wait({training}, timeout=0.1))[0], training.result()
+    result = await training
+    assert final_text(world, result).startswith("Done: read 9 messages: learned 6,")
+    await world.brain.flush()
+    assert all([await world.learned(m) for m in alice])
+    assert await world.messages_seen() == 6
+    assert world.env.errors == []
+
+
 def final_text(world: World, result) -> str:
     return world.message(result.response.id, viewer=world.admin).content
 
@@ -367,6 +387,23 @@ async def test_reset_under_a_slow_flush_is_deferred_then_asks_and_deletes(
         f"Deleted the chain of <#{world.general.id}>: 10 learned messages removed."
     )
     assert world.env.errors == []
+
+
+async def test_reset_on_a_database_another_process_holds_says_so_and_keeps_the_chain(
+    impatient: None, world: World, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.enable()
+    await world.teach(LINES)
+    prompt = await world.admin.slash(world.general, "markov reset")
+    async with holding_the_database(db_path):  # an import beside the bot, say
+        await world.admin.click(prompt.response, label="Reset")
+    assert world.message(prompt.response.id).content == replies.DATABASE_BUSY
+    assert await world.messages_seen() == 10
+    async with holding_the_database(db_path):
+        result = await world.admin.slash(world.general, "markov settings", order=3)
+    assert result.response.content == replies.DATABASE_BUSY
+    assert (await world.brain.settings("discord", world.gid)).order == GuildSettings().order
+    assert_refused_in_one_line(world, caplog)
 
 
 async def test_reset_cancel_and_timeout_keep_the_chain(world: World) -> None:

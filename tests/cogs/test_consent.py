@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import AsyncMock
 
@@ -13,7 +14,8 @@ from bot import replies
 from bot.core.models import ForgetResult, MemberInfo
 from bot.core.tokens import tokenize
 from cogs.common import ConfirmView
-from tests.cogs.conftest import World, assert_never_pings, corpus
+from tests.cogs.conftest import World, assert_never_pings, assert_refused_in_one_line, corpus
+from tests.lockholder import holding_the_database
 
 LINES = corpus(6)
 
@@ -128,6 +130,38 @@ async def test_optin_and_optout_waiting_for_the_write_lock_are_deferred_then_ans
     assert result.ephemeral and result.response.content == expected
     assert await world.brain.is_opted_in("discord", world.gid, str(member.id)) == opted_in
     assert world.env.errors == []
+
+
+async def test_forget_on_a_database_another_process_holds_says_so_and_keeps_everything(
+    impatient: None, world: World, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.enable()
+    await world.teach(LINES)
+    prompt = await world.alice.slash(world.general, "markov forget")
+    async with holding_the_database(db_path):  # an import beside the bot, say
+        await world.alice.click(prompt.response, label="Forget me")
+    shown = world.message(prompt.response.id, viewer=world.alice)
+    assert shown.content == replies.DATABASE_BUSY and shown.components == []
+    assert await world.brain.member_info("discord", world.gid, str(world.alice.id)) == MemberInfo(
+        True, 6, info_tokens(LINES), 1
+    )
+    again = await world.alice.slash(world.general, "markov forget")  # once the file is free
+    await world.alice.click(again.response, label="Forget me")
+    assert await world.messages_seen() == 0
+    assert_refused_in_one_line(world, caplog)
+
+
+@pytest.mark.parametrize(("who", "command"), [("bob", "markov optin"), ("alice", "markov optout")])
+async def test_consent_on_a_database_another_process_holds_says_so_and_changes_nothing(
+    impatient: None, world: World, db_path: Path, caplog: pytest.LogCaptureFixture, who: str, command: str
+) -> None:
+    member = getattr(world, who)
+    before = await world.brain.is_opted_in("discord", world.gid, str(member.id))
+    async with holding_the_database(db_path):
+        result = await member.slash(world.general, command)
+    assert result.ephemeral and result.response.content == replies.DATABASE_BUSY
+    assert await world.brain.is_opted_in("discord", world.gid, str(member.id)) == before
+    assert_refused_in_one_line(world, caplog)
 
 
 async def test_forget_cancel_keeps_everything(world: World) -> None:

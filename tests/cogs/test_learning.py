@@ -273,30 +273,32 @@ async def test_cannot_send_is_logged_not_raised(world: World, caplog: pytest.Log
 
 async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> None:
     """Until a record holding text is logged (the listener runs in a task of discord.py's)."""
-    deadline = asyncio.get_running_loop().time() + 120  # SimCord's settle waits out a listener's try
+    deadline = asyncio.get_running_loop().time() + 120
     while not any(text in r.getMessage() for r in caplog.records):
         assert asyncio.get_running_loop().time() < deadline, [r.getMessage() for r in caplog.records]
         await asyncio.sleep(0.1)  # polled: the condition, not the pause, is what is waited for
 
 
 async def test_a_delete_while_another_process_holds_the_database_is_unlearned_once_it_is_free(
-    world: World, caplog: pytest.LogCaptureFixture
+    impatient: None, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(brain_module, "BACKOFF_MIN", 60.0)  # SimCord's clock runs the wait out
     await world.enable()
     keep, gone = await world.teach(["keep this one", "delete this one"])
     caplog.set_level(logging.INFO, logger="bot")
     async with holding_the_database(world.bot.settings.db_path):  # as an import's transaction would
         await world.alice.delete(gone)
         await wait_for_log(caplog, f"unlearning message {gone.id} waits")
+    await world.env.advance_time(61)
     await wait_for_log(caplog, f"unlearning message {gone.id} went through")
     assert not await world.learned(gone)
     assert await world.learned(keep)
 
 
 async def test_a_delete_that_waited_in_vain_is_logged_in_one_line_as_still_learned(
-    world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    impatient: None, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(brain_module, "UNLEARN_PATIENCE", 0.0)
+    monkeypatch.setattr(brain_module, "PATIENCE", 0.0)
     await world.enable()
     (gone,) = await world.teach(["delete this one"])
     async with holding_the_database(world.bot.settings.db_path):
@@ -306,3 +308,33 @@ async def test_a_delete_that_waited_in_vain_is_logged_in_one_line_as_still_learn
     assert [str(gone.id) in r.getMessage() and "\n" not in r.getMessage() for r in lines] == [True]
     assert not any(r.exc_info for r in caplog.records)
     assert await world.learned(gone)
+
+
+async def test_a_new_members_first_message_while_another_process_holds_the_database_is_learned_once_free(
+    impatient: None, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(brain_module, "BACKOFF_MIN", 60.0)  # SimCord's clock runs the wait out
+    await world.enable()  # alice opted in; her first message writes her author row and the chain's
+    caplog.set_level(logging.INFO, logger="bot")
+    async with holding_the_database(world.bot.settings.db_path):  # as an import's transaction would
+        sent = await world.alice.send(world.general, "my very first words in this channel")
+        await wait_for_log(caplog, f"learning message {sent.id} waits")
+    await world.env.advance_time(61)
+    await wait_for_log(caplog, f"learning message {sent.id} went through")
+    await world.brain.flush()
+    assert await world.learned(sent)
+    assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_a_first_message_that_waited_in_vain_is_logged_in_one_line(
+    impatient: None, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(brain_module, "PATIENCE", 0.0)
+    await world.enable()
+    async with holding_the_database(world.bot.settings.db_path):
+        sent = await world.alice.send(world.general, "my very first words in this channel")
+        await wait_for_log(caplog, f"could not learn message {sent.id}")
+    lines = [r.getMessage() for r in caplog.records if "could not learn" in r.getMessage()]
+    assert len(lines) == 1 and "database is locked" in lines[0] and "\n" not in lines[0]
+    assert not any(r.exc_info for r in caplog.records)
+    assert not await world.learned(sent)

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 from nio import AsyncClient, RoomCreateResponse
 
+from bot import matrix_app, replies
 from bot.config import Settings
+from bot.core import schema
 from bot.core.brain import Brain
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, Message
@@ -401,8 +403,13 @@ async def wait_for_log(caplog: pytest.LogCaptureFixture, running: RunningBot, te
 
 
 async def test_a_redaction_while_another_process_holds_the_database_waits_its_turn_and_the_bot_goes_on(
-    start_bot: BotFactory, people: tuple[Human, Human], caplog: pytest.LogCaptureFixture
+    start_bot: BotFactory,
+    people: tuple[Human, Human],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)  # an import holds the file for minutes
+    monkeypatch.setattr(matrix_app, "INLINE_SECONDS", 1.0)  # then the rest of the room goes on
     alice, _ = people
     running, room = await setup_room(start_bot, people)
     await command(alice, running, room, "!markov channel enable")
@@ -421,3 +428,30 @@ async def test_a_redaction_while_another_process_holds_the_database_waits_its_tu
     assert "learned 1 of your messages" in me
     problems = [r for r in caplog.records if r.name.startswith("bot") and r.levelno >= logging.WARNING]
     assert all("\n" not in r.getMessage() and not r.exc_info for r in problems), problems  # one line each
+
+
+async def test_a_first_message_while_another_process_holds_the_database_waits_and_a_change_says_busy(
+    start_bot: BotFactory,
+    people: tuple[Human, Human],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)  # an import holds the file for minutes
+    monkeypatch.setattr(matrix_app, "INLINE_SECONDS", 1.0)  # then the rest of the room goes on
+    alice, bob = people
+    running, room = await setup_room(start_bot, people)
+    await command(alice, running, room, "!markov channel enable")
+    await command(alice, running, room, "!markov optin")
+    caplog.set_level(logging.INFO, logger="bot")
+    async with holding_the_database(running.settings.db_path):  # as an import's transaction would
+        first = await alice.say(room, "my very first words in this room")  # writes her author row
+        await wait_for_log(caplog, running, f"learning message {first} waits")
+        (busy,) = await command(bob, running, room, "!markov optin")
+        assert busy == replies.DATABASE_BUSY
+    await wait_for_log(caplog, running, f"learning message {first} went through")
+    (me,) = await command(alice, running, room, "!markov me")
+    assert "learned 1 of your messages" in me
+    (bobs,) = await command(bob, running, room, "!markov me")
+    assert "not opted in" in bobs
+    problems = [r for r in caplog.records if r.name.startswith("bot") and r.levelno >= logging.WARNING]
+    assert all("\n" not in r.getMessage() and not r.exc_info for r in problems), problems

@@ -15,6 +15,7 @@ import pytest
 
 from bot.cli import main
 from bot.core import brain as brain_module
+from bot.core import schema
 from bot.core.brain import Brain
 from bot.core.models import Message, UnlearnStatus
 from bot.core.schema import StoreError
@@ -138,6 +139,62 @@ def test_a_real_full_disk_pauses_learning_and_the_resumed_database_equals_a_clea
     assert logical_dump(db, SALT) == logical_dump(clean, SALT)
 
 
+FULL_DISK_CONSENT = """
+import asyncio, os, resource, signal, sys
+from bot.core.brain import Brain
+from bot.core.schema import StoreError
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+
+
+async def main() -> None:
+    db = sys.argv[1]
+    brain = await Brain.open(db, key=bytes.fromhex(sys.argv[2]), walker="thread")
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    grown = max(os.path.getsize(db + suffix) for suffix in ("", "-wal", "-shm"))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (grown, hard))  # no file may grow any more
+    opted = 0
+    try:
+        while opted < 100_000:
+            await brain.opt_in("t", "g", f"member {opted}")
+            opted += 1
+        print("never full", flush=True)
+    except StoreError as exc:
+        print(type(exc).__name__, opted, flush=True)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+    await brain.close()
+
+
+asyncio.run(main())
+"""
+
+
+async def test_a_change_on_a_real_full_disk_fails_as_disk_full_and_changes_nothing(
+    tmp_path: Path, db_path: Path
+) -> None:
+    script = tmp_path / "consent.py"
+    script.write_text(FULL_DISK_CONSENT, encoding="utf-8")
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        str(db_path),
+        SALT.hex(),
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await writer.communicate()
+    assert writer.returncode == 0, err.decode()
+    kind, opted = out.decode().split()
+    assert kind == "DiskFull" and int(opted) > 0, out.decode()
+    brain = await Brain.open(db_path, key=SALT, walker="thread")
+    try:  # every opt-in that said so is there, and the one that failed is not
+        assert await brain.is_opted_in("t", "g", f"member {int(opted) - 1}")
+        assert not await brain.is_opted_in("t", "g", f"member {opted}")
+    finally:
+        await brain.close()
+
+
 async def test_a_newer_schema_is_refused_by_the_brain(db_path: Path) -> None:
     with sqlite3.connect(db_path) as conn:
         conn.execute("PRAGMA user_version = 42")
@@ -221,10 +278,11 @@ async def _learned_then_held(db_path: Path) -> Brain:
 
 @pytest.mark.parametrize("how", ["by id", "from its text"])
 async def test_a_delete_while_another_process_holds_the_database_waits_its_turn(
-    db_path: Path, how: str, caplog: pytest.LogCaptureFixture
+    db_path: Path, how: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An import beside the bot holds the file for up to its commit interval: the deleted message
     # must not stay learned because the write found it busy.
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
     brain = await _learned_then_held(db_path)
     deleted = Message("t", "g", "c", "u", "0", "the first thing said")
     try:
@@ -241,10 +299,35 @@ async def test_a_delete_while_another_process_holds_the_database_waits_its_turn(
         await brain.close()
 
 
+async def test_a_first_message_while_another_process_holds_the_database_waits_its_turn(
+    db_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A new author's (or chain's) first message writes its row at once: it must not be lost because
+    # an import beside the bot held the file.
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
+    brain = await Brain.open(db_path, key=SALT, walker="thread")
+    try:
+        await brain.opt_in("t", "g", "u")
+        await brain.set_channel("t", "g", "c", True)
+        async with holding_the_database(db_path):
+            learning = asyncio.create_task(
+                brain.learn(Message("t", "g", "c", "u", "0", "the first thing said"))
+            )
+            while not any("learning message 0 waits" in r.getMessage() for r in caplog.records):
+                assert not (await asyncio.wait({learning}, timeout=0.1))[0], learning.result()
+            assert (await brain.member_info("t", "g", "u")).messages == 0
+        assert (await asyncio.wait_for(learning, 60)).queued
+        await brain.flush()
+        assert (await brain.member_info("t", "g", "u")).messages == 1
+    finally:
+        await brain.close()
+
+
 async def test_a_delete_that_waited_past_its_patience_fails_in_one_line_and_changes_nothing(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(brain_module, "UNLEARN_PATIENCE", 0.0)
+    monkeypatch.setattr(brain_module, "PATIENCE", 0.0)
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
     brain = await _learned_then_held(db_path)
     try:
         async with holding_the_database(db_path):
