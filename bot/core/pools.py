@@ -46,8 +46,16 @@ def stop(pool: ProcessPoolExecutor) -> None:
 def start(pool: ProcessPoolExecutor, workers: int, ready: Callable[[], object]) -> None:
     """Start a pool's processes now, not as its tasks come: each runs ready (a module-level function
     of the module its tasks are in, which the process then imports meanwhile). A pool that broke
-    meanwhile shows at the first task (run)."""
-    for _ in range(workers):  # CPython 3.11 starts a process for each task no idle process takes
+    meanwhile shows at the first task (run).
+
+    All at once, before its first task: CPython 3.11 starts a process for each task no idle process
+    takes, adding it to the dict of processes from the submitting thread, while the pool's own
+    thread, once a process was killed, iterates that dict ("dictionary changed size during
+    iteration", in that thread). Started here, before that thread exists, the dict never changes.
+    """
+    with pool._shutdown_lock:  # what submit holds to start one
+        pool._launch_processes()  # type: ignore[attr-defined]
+    for _ in range(workers):
         with contextlib.suppress(BrokenProcessPool, OSError, ValueError):  # as run meets them
             pool.submit(ready)
 
