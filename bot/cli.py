@@ -27,6 +27,7 @@ from bot.core import engines
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, GenerateStatus
 from bot.core.preparing import PreparerDied
+from bot.core.schema import DatabaseBusy
 from bot.core.store import SchemaTooNew, StoreError
 from bot.core.walkerhost import WalkerDied
 from bot.runtime import settle_heap
@@ -149,6 +150,8 @@ def run_async(settings: Settings, work: Callable[[Brain], Awaitable[T]]) -> T:
     """Run work over a Brain, turning storage problems into clear one-line errors."""
     try:
         return asyncio.run(with_brain(settings, work))
+    except DatabaseBusy as exc:
+        raise errors.UserError(errors.database_busy(settings.database_label)) from exc
     except (SchemaTooNew, StoreError) as exc:
         raise errors.UserError(str(exc)) from exc
     except WalkerDied as exc:

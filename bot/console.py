@@ -66,7 +66,7 @@ class Console:
             self.say(replies.unknown_console_command(line.split(maxsplit=1)[0]))
             return True
         if self.commands.is_command(line):
-            await self.brain.flush()
+            await self.brain.settle()
             for reply in await self.commands.handle(self.context, line):
                 self.say(reply.text)
                 if reply.image:

@@ -179,9 +179,9 @@ class MarkovBot(commands.Bot):
             log.info("commands unchanged since the last sync (%s): not syncing", target)
             return False
         synced = await self.tree.sync(guild=guild)
-        await brain.set_state(key, digest)
+        await self._record(key, digest)
         if guild is not None:
-            await brain.set_state(last_guild_key, str(guild.id))
+            await self._record(last_guild_key, str(guild.id))
         log.info("synced %d command(s) to %s", len(synced), target)
         return True
 
@@ -196,9 +196,16 @@ class MarkovBot(commands.Bot):
         except discord.HTTPException as exc:
             log.warning("could not remove the commands of test server %s: %s", old, exc)
             return
-        await brain.set_state(f"{HASH_KEY}:{self.application_id}:guild:{old}", "")
-        await brain.set_state(last_guild_key, "")
+        await self._record(f"{HASH_KEY}:{self.application_id}:guild:{old}", "")
+        await self._record(last_guild_key, "")
         log.info("removed the commands synced to test server %s earlier", old)
+
+    async def _record(self, key: str, value: str) -> None:
+        """Save what was synced; when the database refuses (busy, full), the next start syncs again."""
+        try:
+            await self.brain.set_state(key, value)
+        except StoreError as exc:
+            log.warning("could not record the commands' sync (the next start syncs again): %s", exc)
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands: messages are only learned (cogs.learning listens)."""

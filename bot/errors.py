@@ -125,6 +125,14 @@ def db_unusable(database: object, reason: object) -> str:
     return f"cannot use the database {database}: {reason}"
 
 
+def database_busy(database: object) -> str:
+    """Another process held the database's write lock past the busy timeout; nothing was changed."""
+    return (
+        f"{database} is busy: another process (an import, say) is writing to it, so nothing was changed; "
+        "run this again once it is done."
+    )
+
+
 def import_stopped(reason: object) -> str:
     """An import's write failed: what it had committed stays, and a rerun resumes after it."""
     return f"{reason}. The import stopped; what it committed is kept: run it again to go on from there."

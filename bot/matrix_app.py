@@ -46,6 +46,7 @@ from bot.config import Settings
 from bot.cooldowns import Cooldowns
 from bot.core.brain import Brain
 from bot.core.models import LearnStatus, Message, UnlearnStatus
+from bot.core.schema import StoreError
 from bot.startup import StartupError, open_brain, quiet_libraries, say
 from bot.stats_text import stats_reply
 from bot.textcommands import Context, Reply, TextCommands
@@ -424,7 +425,10 @@ async def login(client: AsyncClient, brain: Brain, settings: Settings) -> str | 
     response = await client.login(password=settings.matrix_password, device_name=settings.matrix_device_name)
     if isinstance(response, LoginError):
         return f"the homeserver rejected the login for {settings.matrix_user_id}: {response.message}"
-    await brain.set_state(key, response.device_id)
+    try:
+        await brain.set_state(key, response.device_id)
+    except StoreError as exc:  # busy, full: logged in all the same
+        log.warning("could not save the device id (the next login makes a new device): %s", exc)
     return None
 
 

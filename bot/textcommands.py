@@ -153,7 +153,6 @@ class TextCommands:
         if cooling is not None:
             return cooling
         self.cooldowns.use((ctx.platform, ctx.guild), ctx.author, STATS)
-        await self.brain.flush()
         chain = ChainKey(ctx.platform, ctx.guild, ctx.channel)
         return [await self.stats(self.brain, chain, ctx.channel_name or f"#{ctx.channel}")]
 
@@ -166,7 +165,7 @@ class TextCommands:
         return [Reply(replies.OPTED_OUT if changed else replies.NOT_OPTED_IN)]
 
     async def _cmd_me(self, ctx: Context, rest: list[str]) -> list[Reply]:
-        await self.brain.flush()
+        await self.brain.settle()
         return [Reply(replies.member(await self.brain.member_info(ctx.platform, ctx.guild, ctx.author)))]
 
     async def _cmd_forget(self, ctx: Context, rest: list[str]) -> list[Reply]:

@@ -269,7 +269,7 @@ class Admin(commands.Cog):
         finally:
             view.stop()
             await self._save_cursor(cursor_key, progress)
-            await self.brain.flush()
+            await self.brain.settle()
         counts = progress.describe()
         if failure:
             text = replies.train_failed(failure, counts)
@@ -350,8 +350,8 @@ class Admin(commands.Cog):
         await edit_reply(interaction, replies.reset_done(where, removed))
 
     async def _held(self, key: ChainKey) -> int:
-        """How many messages a chain learned, what was queued included (the queue is flushed first)."""
-        await self.brain.flush()
+        """How many messages a chain learned, what was queued included (committed first, when the file can be written)."""
+        await self.brain.settle()
         return int((await self.brain.counts(key))["messages_seen"])
 
 

@@ -94,8 +94,8 @@ class Consent(commands.Cog):
             await edit_reply(interaction, replies.forgot(result))
 
     async def _learned(self, interaction: Interaction) -> MemberInfo:
-        """What is learned from the invoker here, what was queued included (the queue is flushed first)."""
-        await self.brain.flush()
+        """What is learned from the invoker here, what was queued included (committed first, when the file can be written)."""
+        await self.brain.settle()
         return await self.brain.member_info(PLATFORM, str(interaction.guild_id), str(interaction.user.id))
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 LOCK_HOLDER = """
@@ -37,3 +38,22 @@ async def holding_the_database(path: Path) -> AsyncIterator[None]:
         holder.stdin.write(b"\n")
         await holder.stdin.drain()
         await holder.wait()
+
+
+@contextlib.contextmanager
+def holding_the_database_now(path: Path) -> Iterator[None]:
+    """holding_the_database, for a test that is not a coroutine (the CLI runs its own event loop)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait()

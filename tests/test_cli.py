@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.core import retention
+from bot.core import retention, schema
 from bot.core.messagekeys import message_key
+from tests.lockholder import holding_the_database_now
 
 CORPUS = (
     "the cat sat on the mat\nthe dog sat on the log\n\nhello world, how are you?\nthe cat likes the dog\n"
@@ -106,6 +107,23 @@ def test_generate_is_reproducible_with_a_seed(
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1]
     assert len(outputs[0].splitlines()) == 3
+
+
+def test_reading_runs_while_another_process_writes_and_a_change_says_busy_in_one_line(
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)  # an import holds the file for minutes
+    db = tmp_path / "m.db"
+    run(db, "import", str(corpus), "--chain", "c")
+    capsys.readouterr()
+    with holding_the_database_now(db):  # an import beside, say: the file opens, only read
+        assert run(db, "generate", "--chain", "c", "--count", "2", "--seed", "7", "--no-guard") == 0
+        assert len(capsys.readouterr().out.splitlines()) == 2
+        assert run(db, "chains") == 0
+        assert capsys.readouterr().out.splitlines()[1].split()[:2] == ["c", "4"]
+        assert run(db, "console") == 1  # it opts the console in first: a write
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is busy: another process" in err and "nothing was changed" in err
 
 
 def test_generate_explains_failures_and_exits_non_zero(

@@ -96,3 +96,23 @@ async def test_a_change_the_database_refuses_is_answered_busy_and_changes_nothin
         assert "database is locked" in said[0].getMessage()
     finally:
         await brain.close()
+
+
+async def test_a_report_while_another_process_holds_the_database_counts_what_is_committed(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
+    brain = await Brain.open(db_path, flush_interval=3600)  # what is queued stays queued until flushed
+    try:
+        commands = await _taught(brain)  # three messages learned and committed
+        await brain.learn(Message(P, G, C, "alice", "m3", "a fourth thing said"))
+        alice = Context(P, G, C, "alice")
+        async with holding_the_database(db_path):
+            (me,) = await commands.handle(alice, "!markov me")
+            stats = await commands.handle(alice, "!markov stats")
+        assert "I have learned 3 of your messages" in me.text
+        assert "3 messages" in stats[0].text and replies.DATABASE_BUSY not in stats[0].text
+        (me,) = await commands.handle(alice, "!markov me")  # once free, what was queued counts
+        assert "I have learned 4 of your messages" in me.text
+    finally:
+        await brain.close()

@@ -108,6 +108,17 @@ class Brain:
         """Commit all pending learning now."""
         return await self.store.flush()
 
+    async def settle(self) -> bool:
+        """Commit what is queued, so that a report made next counts it; False (logged) when the
+        database cannot be written now (another process holds it, a full disk): the report then
+        counts what was committed, and what is queued is committed once it can be."""
+        try:
+            await self.store.flush()
+        except StoreError as exc:
+            log.info("reporting without what is still queued: %s", exc)
+            return False
+        return True
+
     def bulk(self, reserve_mb: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
         """Learn in a few large transactions while the block runs (an import; see Store.bulk)."""
         return self.store.bulk(reserve_mb)
@@ -507,7 +518,7 @@ class Brain:
 
     async def stats(self, chain: ChainKey, *, fresh: bool = False) -> retention.RetentionReport:
         """The retention report of a chain, cached for REPORT_TTL seconds while the chain is unchanged."""
-        await self.store.flush()
+        await self.settle()
         async with self._reporting:
             info = await self.store.find_chain(chain)
             key = (info.id, self.store.versions.generation(info.id)) if info else None
@@ -522,7 +533,7 @@ class Brain:
 
     async def chains(self) -> list[ChainSummary]:
         """Every chain of the database, with how many messages and tokens it learned."""
-        await self.store.flush()
+        await self.settle()
         return await self.store.all_chains()
 
     async def has_chain(self, chain: ChainKey) -> bool:

@@ -81,11 +81,20 @@ async def enable_wal(conn: aiosqlite.Connection) -> None:
 async def migrate(conn: aiosqlite.Connection, path: Path) -> None:
     """Apply the migrations this file lacks, in one transaction that first checks the file again.
 
-    Inside BEGIN IMMEDIATE: another process opening the same new file at once waits, then
-    finds the schema made (statement by statement: executescript would commit the BEGIN).
+    A file already up to date is only read (in a snapshot of its own), so it opens while another
+    process holds the write lock (an import beside the bot, for minutes). Otherwise inside BEGIN
+    IMMEDIATE: another process opening the same new file at once waits, then finds the schema made
+    (statement by statement: executescript would commit the BEGIN).
     """
     for name, arity, function in MIGRATION_FUNCTIONS:
         await conn.create_function(name, arity, function, deterministic=True)
+    await conn.execute("BEGIN")
+    try:
+        current = identify(path, *(await describe(conn)))
+    finally:
+        await conn.execute("COMMIT")
+    if current == SCHEMA_VERSION:
+        return
     await conn.execute("BEGIN IMMEDIATE")
     try:
         version = identify(path, *(await describe(conn)))

@@ -16,6 +16,7 @@ from bot.core.brain import Brain
 from bot.discord_app import MarkovBot, intents, run_discord, serve
 from bot.shards import ShardPlan
 from tests.cogs.conftest import World
+from tests.lockholder import holding_the_database
 
 SUBCOMMANDS = {
     "generate",
@@ -63,6 +64,26 @@ async def test_reloading_an_extension_keeps_one_markov_group(world: World) -> No
     result = await world.bob.slash(world.general, "markov optin")
     assert result.ephemeral
     assert await world.brain.is_opted_in("discord", world.gid, str(world.bob.id))
+
+
+async def test_commands_synced_while_another_process_holds_the_database_sync_again_next_time(
+    impatient: None, world: World, brain: Brain, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = world.env
+
+    @app_commands.command(name="extra", description="A new subcommand.")
+    async def extra(interaction: discord.Interaction) -> None:
+        await interaction.response.send_message("extra", ephemeral=True)
+
+    world.bot.markov_group.add_command(extra)
+    async with holding_the_database(settings.db_path):  # an import beside the bot, say
+        assert await world.bot.sync_commands() is True  # synced; its record could not be written
+    assert len(puts(env)) == 2
+    said = [r for r in caplog.records if "could not record the commands' sync" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING and not said[0].exc_info
+    assert await world.bot.sync_commands() is True  # not recorded: synced again, and recorded now
+    assert await world.bot.sync_commands() is False
+    assert len(puts(env)) == 3
 
 
 def test_intents_are_only_what_the_bot_needs() -> None:

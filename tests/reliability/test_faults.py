@@ -323,6 +323,27 @@ async def test_a_first_message_while_another_process_holds_the_database_waits_it
         await brain.close()
 
 
+async def test_a_bot_starts_reads_and_learns_while_another_process_holds_the_database(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A restart during an import beside the bot: an up-to-date file opens without the write lock.
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
+    await (await _learned_then_held(db_path)).close()
+    async with holding_the_database(db_path):
+        brain = await Brain.open(db_path, key=SALT, walker="thread", in_background=True)
+        try:
+            assert (await brain.member_info("t", "g", "u")).messages == 2
+            assert (await brain.learn(Message("t", "g", "c", "u", "2", "the third thing said"))).queued
+        except BaseException:
+            await brain.close()
+            raise
+    try:
+        await brain.flush()  # once the file is free, what was queued meanwhile is committed
+        assert (await brain.member_info("t", "g", "u")).messages == 3
+    finally:
+        await brain.close()
+
+
 async def test_a_delete_that_waited_past_its_patience_fails_in_one_line_and_changes_nothing(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
