@@ -206,10 +206,11 @@ class MatrixBot:
                 await answer()
             return
         message = Message(PLATFORM, guild, room.room_id, event.sender, event.event_id, body)
-        learn = functools.partial(self._learn, message)  # a new member's first waits while the file is busy
+        learn = functools.partial(self._learn, message)
         await self._in_order((room.room_id, event.event_id), learn, f"learn message {event.event_id}")
 
     async def _learn(self, message: Message) -> None:
+        """Learn a message (a first one waits its turn while the file is busy, see Brain.learn)."""
         result = await self.brain.learn(message)
         log.debug("message %s in %s: %s", message.id, message.channel, result.status.value)
 

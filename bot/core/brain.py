@@ -108,16 +108,14 @@ class Brain:
         """Commit all pending learning now."""
         return await self.store.flush()
 
-    async def settle(self) -> bool:
-        """Commit what is queued, so that a report made next counts it; False (logged) when the
-        database cannot be written now (another process holds it, a full disk): the report then
-        counts what was committed, and what is queued is committed once it can be."""
+    async def settle(self) -> None:
+        """Commit what is queued, so that a report made next counts it; when the database cannot be
+        written now (another process holds it, a full disk), the report counts what was committed
+        (logged), and what is queued is committed once it can be."""
         try:
             await self.store.flush()
         except StoreError as exc:
             log.info("reporting without what is still queued: %s", exc)
-            return False
-        return True
 
     def bulk(self, reserve_mb: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
         """Learn in a few large transactions while the block runs (an import; see Store.bulk)."""
