@@ -402,18 +402,33 @@ async def wait_for_log(caplog: pytest.LogCaptureFixture, running: RunningBot, te
         assert not running.task.done(), f"the bot stopped handling events: {running.task.exception()!r}"
 
 
+async def impatient_room(
+    start_bot: BotFactory, people: tuple[Human, Human], monkeypatch: pytest.MonkeyPatch
+) -> tuple[RunningBot, str]:
+    """A room that learns from alice, where a database another process holds is given up on after
+    0.1 s, not 5, and an event waiting on it goes on beside the room's next ones after 1 s, not 10."""
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(matrix_app, "INLINE_SECONDS", 1.0)
+    running, room = await setup_room(start_bot, people)
+    await command(people[0], running, room, "!markov channel enable")
+    await command(people[0], running, room, "!markov optin")
+    return running, room
+
+
+def assert_one_line_each(caplog: pytest.LogCaptureFixture) -> None:
+    """The bot's warnings and errors were one line each, without a traceback."""
+    problems = [r for r in caplog.records if r.name.startswith("bot") and r.levelno >= logging.WARNING]
+    assert all("\n" not in r.getMessage() and not r.exc_info for r in problems), problems
+
+
 async def test_a_redaction_while_another_process_holds_the_database_waits_its_turn_and_the_bot_goes_on(
     start_bot: BotFactory,
     people: tuple[Human, Human],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)  # an import holds the file for minutes
-    monkeypatch.setattr(matrix_app, "INLINE_SECONDS", 1.0)  # then the rest of the room goes on
     alice, _ = people
-    running, room = await setup_room(start_bot, people)
-    await command(alice, running, room, "!markov channel enable")
-    await command(alice, running, room, "!markov optin")
+    running, room = await impatient_room(start_bot, people, monkeypatch)
     ids = [await alice.say(room, t) for t in ("one thing said here", "another thing said here")]
     (me,) = await command(alice, running, room, "!markov me")
     assert "learned 2 of your messages" in me
@@ -426,8 +441,7 @@ async def test_a_redaction_while_another_process_holds_the_database_waits_its_tu
     await wait_for_log(caplog, running, f"unlearning message {ids[0]} went through")
     (me,) = await command(alice, running, room, "!markov me")
     assert "learned 1 of your messages" in me
-    problems = [r for r in caplog.records if r.name.startswith("bot") and r.levelno >= logging.WARNING]
-    assert all("\n" not in r.getMessage() and not r.exc_info for r in problems), problems  # one line each
+    assert_one_line_each(caplog)
 
 
 async def test_a_first_message_while_another_process_holds_the_database_waits_and_a_change_says_busy(
@@ -436,12 +450,8 @@ async def test_a_first_message_while_another_process_holds_the_database_waits_an
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)  # an import holds the file for minutes
-    monkeypatch.setattr(matrix_app, "INLINE_SECONDS", 1.0)  # then the rest of the room goes on
     alice, bob = people
-    running, room = await setup_room(start_bot, people)
-    await command(alice, running, room, "!markov channel enable")
-    await command(alice, running, room, "!markov optin")
+    running, room = await impatient_room(start_bot, people, monkeypatch)
     caplog.set_level(logging.INFO, logger="bot")
     async with holding_the_database(running.settings.db_path):  # as an import's transaction would
         first = await alice.say(room, "my very first words in this room")  # writes her author row
@@ -453,5 +463,4 @@ async def test_a_first_message_while_another_process_holds_the_database_waits_an
     assert "learned 1 of your messages" in me
     (bobs,) = await command(bob, running, room, "!markov me")
     assert "not opted in" in bobs
-    problems = [r for r in caplog.records if r.name.startswith("bot") and r.levelno >= logging.WARNING]
-    assert all("\n" not in r.getMessage() and not r.exc_info for r in problems), problems
+    assert_one_line_each(caplog)
