@@ -12,6 +12,8 @@ from bot.core.brain import Brain
 from bot.core.models import Message
 from bot.core.postgres.migrate import COPIED_META, TABLES
 from bot.core.sql import Q
+from tests.pglocks import WAITER as WAITER
+from tests.pglocks import WAITERS as WAITERS
 
 P, G, G2 = "discord", "guild-1", "guild-2"
 WORDS = [
@@ -176,4 +178,3 @@ CREATE TRIGGER test_wait BEFORE INSERT ON {BLOCKING_TABLE} FOR EACH ROW EXECUTE 
 """
 DROP_BLOCK_TRIGGER = f"DROP TRIGGER test_wait ON {BLOCKING_TABLE}; DROP FUNCTION test_wait_for_lock();"
 BLOCK_KEY = 4242
-WAITERS = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1"

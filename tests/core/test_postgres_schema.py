@@ -13,9 +13,9 @@ from bot.core.engines import PostgresUrl
 from bot.core.postgres import schema
 from bot.core.postgres.connections import PgDatabase
 from bot.core.schema import SchemaTooNew, StoreError
+from tests.pglocks import WAITERS
 
 ROOT = Path(__file__).resolve().parents[2]
-WAITING_FOR = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1"
 EXPECTED = [(number, name) for number, name, _ in schema.migrations()]
 
 
@@ -82,7 +82,7 @@ async def test_three_processes_migrating_one_database_at_once_all_succeed(pg_url
             )
             for _ in range(3)
         ]
-        while await gate.fetchval(WAITING_FOR, barrier) < 3:  # bounded by the test's timeout
+        while await gate.fetchval(WAITERS, barrier) < 3:  # bounded by the test's timeout
             assert all(proc.returncode is None for proc in procs), "a process ended before the start"
         await gate.execute("SELECT pg_advisory_unlock($1)", barrier)
         outputs = [await proc.communicate() for proc in procs]

@@ -19,6 +19,7 @@ from bot.core.postgres.connections import PgDatabase
 from bot.core.postgres.transactions import PgWrites
 from bot.core.postgres.vocabulary import BadToken, Vocabulary, VocabularyChanged
 from tests.core import pg_writers
+from tests.pglocks import WAITERS
 
 ROOT = Path(__file__).resolve().parents[2]
 WAITING_ON_LOCK = (
@@ -97,8 +98,7 @@ async def test_three_processes_making_overlapping_names_at_once_agree_on_every_i
             )
             for index in range(3)
         ]
-        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1"
-        while await gate.fetchval(waiting, barrier) < 3:  # bounded by the test's timeout
+        while await gate.fetchval(WAITERS, barrier) < 3:  # bounded by the test's timeout
             assert all(proc.returncode is None for proc in procs), "a process ended before the start"
         await gate.execute("SELECT pg_advisory_unlock($1)", barrier)
         outputs = [await proc.communicate() for proc in procs]

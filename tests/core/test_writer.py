@@ -25,6 +25,7 @@ from bot.core.store import Store, StoreError
 from tests.core import pg_store_writers
 from tests.core.pg_dump import pg_counts
 from tests.core.writer_corpus import MEMBERS, corpus, dump, learn, open_brain
+from tests.pglocks import WAITERS
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 3  # tests.core.pg_store_writers: two live learners and an import, over overlapping chains and ids
@@ -186,10 +187,7 @@ async def test_three_processes_writing_one_postgresql_database_write_what_one_wo
             for i in range(WRITERS)
         ]
         while True:  # all wait on the barrier (or one has failed): then let them go at once
-            waiting = await gate.fetchval(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1",
-                barrier,
-            )
+            waiting = await gate.fetchval(WAITERS, barrier)
             if waiting == WRITERS or any(p.returncode is not None for p in procs):
                 break
             await asyncio.sleep(0.05)  # polling the server's lock table, not a wait for an outcome
