@@ -225,6 +225,11 @@ def migrate_refused(exc: mg.MigrateRefused) -> str:
                 f"{path} has learned batches waiting in its learning log: open it once "
                 f"(`markovbot chains --db {path}`) so they are applied, then copy it."
             )
+        case mg.SourceChangesKept(path):
+            return (
+                f"{path} has deletes or edits waiting in its learning log (kept while another process held "
+                "the file): start the bot on it once so they are made, then copy it."
+            )
         case mg.SourceChanged(path):
             return (
                 f"{path} forgot or unlearned messages, or consent or channels changed, while it was being "

@@ -27,7 +27,8 @@ class StartupError(Exception):
 
 
 async def open_brain(settings: Settings) -> Brain:
-    """Open the database for a long-running bot; a storage problem raises StartupError."""
+    """Open the database for a long-running bot, and make what an earlier run kept for it; a storage
+    problem raises StartupError."""
     answer_promptly()
     try:
         brain = await Brain.open(settings.database, **settings.store_options, in_background=True)
@@ -38,6 +39,7 @@ async def open_brain(settings: Settings) -> Brain:
     except database_errors(settings) as exc:
         raise StartupError(errors.db_unusable(settings.database_label, exc)) from None
     settle_heap()
+    brain.catch_up()  # what an earlier run could not write yet (a delete during an import, say)
     return brain
 
 

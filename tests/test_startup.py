@@ -15,6 +15,8 @@ from bot import runtime, startup
 from bot.config import Settings
 from bot.core import background
 from bot.core.brain import Brain
+from bot.core.deferred import Deferred, Kind, by_id
+from bot.core.models import Message
 
 #: `markovbot run` from a main script that is gone by the time the walker process starts: spawn
 #: runs the main script again in the child, which then fails before the walker answers.
@@ -103,6 +105,32 @@ async def test_a_started_bot_learns_in_threads_that_give_way_to_its_event_loop(t
         try:
             await brain.store.w.create_function("nice", 0, _nice)
             assert (await brain.store.w.execute_fetchall("SELECT nice()"))[0][0] == loop
+        finally:
+            await brain.close()
+    finally:
+        sys.setswitchinterval(before)
+
+
+async def test_a_started_bot_makes_the_changes_an_earlier_run_kept(tmp_path: Path) -> None:
+    """A delete kept because the database was busy when the last run stopped is made at the start."""
+    before = sys.getswitchinterval()
+    settings = Settings.from_env(
+        {"MARKOV_DB": str(tmp_path / "m.db"), "MARKOV_WALKER": "thread"}, dotenv=False
+    )
+    message = Message("t", "g", "c", "alice", "1", "the cat sat on the mat")
+    earlier = await Brain.open(settings.database, **settings.store_options)
+    try:
+        await earlier.learn(message, require_consent=False)
+        await earlier.flush()
+        assert await earlier.store.defer(Deferred(Kind.UNLEARN_ID, by_id("t", "1"))) == 1
+    finally:
+        await earlier.close()
+    try:
+        brain = await startup.open_brain(settings)
+        try:
+            assert brain.catching_up is not None  # open_brain started it
+            assert await brain.catching_up == 1
+            assert not await brain.is_learned("t", "1")
         finally:
             await brain.close()
     finally:

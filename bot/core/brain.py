@@ -16,11 +16,12 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 from bot.core import preparing, retention
 from bot.core.batchlearn import BatchLearner
+from bot.core.deferred import Deferred, Kind, by_id
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
 from bot.core.models import (
@@ -39,13 +40,13 @@ from bot.core.models import (
     PendingMessage,
     UnlearnStatus,
 )
+from bot.core.patience import Debt, Patience
 from bot.core.schema import StoreError
 from bot.core.store import Store
 from bot.core.tokens import tokenize
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 DEFAULT_TRIES = 25
 # Seconds of copy-guard retries per reply: a chain that only replays its source says so at once
@@ -58,11 +59,6 @@ REPLAY_VERDICT_SECONDS = 30.0
 RECHECK_TRIES = 2
 REPORT_TTL = 300.0  # seconds a retention report is reused while its chain is unchanged
 MAX_MESSAGE_CHARS = 4000  # the longest message Discord allows; longer ones are not learned
-# How long a delete or edit waits to be unlearned, or a message in a new chain or from a new author
-# to be learned, while the database cannot be written: an import beside the bot holds it for up to
-# its commit interval (MARKOV_IMPORT_COMMIT_SECONDS, 300 s).
-PATIENCE = 900.0
-BACKOFF_MIN, BACKOFF_MAX = 1.0, 15.0  # seconds between tries: the first wait, doubled up to the last
 
 
 class Brain:
@@ -86,6 +82,7 @@ class Brain:
         # and a second ask for the same chain meanwhile then gets the first's report from the cache.
         self._reporting = asyncio.Lock()
         self._replays: LRU[tuple[int, int | None, tuple[int, ...]], float] = LRU(1024)
+        self._patience = Patience(store, self._make)  # deletes, edits and first messages the database refused
 
     @classmethod
     async def open(
@@ -96,8 +93,32 @@ class Brain:
         return cls(store, max_message_chars=max_message_chars)
 
     async def close(self) -> None:
-        """Flush pending learning and close the store."""
+        """Flush pending learning and close the store (changes still waiting their turn are kept)."""
+        await self._patience.stop()
         await self.store.close()
+
+    def catch_up(self) -> asyncio.Task[int]:
+        """Make, in the background, the changes kept because the database refused them (an earlier
+        run's, at a start: bot.core.patience); the task returns how many it made."""
+        return self._patience.catch_up()
+
+    @property
+    def catching_up(self) -> asyncio.Task[int] | None:
+        """The task catch_up() started last, if any."""
+        return self._patience.catching_up
+
+    async def _make(self, change: Deferred, debt: Debt) -> None:
+        """Make a change kept by an earlier run, as the call it was."""
+        message = change.message
+        match change.kind:
+            case Kind.LEARN:
+                await self._learn(message, change.require_consent, change.deletable, debt)
+            case Kind.UNLEARN:
+                await self._unlearn(message, debt)
+            case Kind.UNLEARN_ID:
+                await self._unlearn_recent(message.platform, message.id, None, debt)
+            case Kind.EDIT:
+                await self._edit(change.before, message, debt)
 
     @property
     def written(self) -> FlushResult:
@@ -195,6 +216,12 @@ class Brain:
         it is kept, sealed, for the edit window. The first message of a chain or of an author writes
         their row at once: while the database cannot be written, it waits its turn as unlearn does.
         """
+        debt = Debt(Deferred(Kind.LEARN, message, require_consent=require_consent, deletable=deletable))
+        return await self._patience.settle(debt, self._learn(message, require_consent, deletable, debt))
+
+    async def _learn(
+        self, message: Message, require_consent: bool, deletable: bool, debt: Debt
+    ) -> LearnResult:
         if not message.guild:
             return LearnResult(LearnStatus.NO_GUILD)
         if len(message.text) > self.max_message_chars:
@@ -204,9 +231,10 @@ class Brain:
                 return LearnResult(LearnStatus.NOT_OPTED_IN)
             if not await self.is_enabled(message.platform, message.guild, message.channel):
                 return LearnResult(LearnStatus.CHANNEL_DISABLED)
-        pending = await self._patiently(  # a new chain or author is written now: it waits its turn
+        pending = await self._patience.run(  # a new chain or author is written now: it waits its turn
             f"learning message {message.id}",
             lambda: self._prepare(message, create=True, keep=deletable, consented=require_consent),
+            debt,
         )
         if pending is None:  # no tokens; or a forget removed the member's consent since the check
             gone = require_consent and not await self.is_opted_in(
@@ -287,9 +315,15 @@ class Brain:
         """Remove a learned message, given the text it was learned with (see unlearn_id without it).
 
         While the database cannot be written (another process holds it, an import say, or the disk is
-        full) this waits its turn, for up to PATIENCE seconds; StoreError after that.
+        full) this waits its turn (bot.core.patience); StoreError after that.
         """
-        return await self._patiently(f"unlearning message {message.id}", lambda: self._unlearn_text(message))
+        debt = Debt(Deferred(Kind.UNLEARN, message))
+        return await self._patience.settle(debt, self._unlearn(message, debt))
+
+    async def _unlearn(self, message: Message, debt: Debt) -> UnlearnStatus:
+        return await self._patience.run(
+            f"unlearning message {message.id}", lambda: self._unlearn_text(message), debt
+        )
 
     async def _unlearn_text(self, message: Message) -> UnlearnStatus:
         await self.store.flush()
@@ -308,34 +342,17 @@ class Brain:
     async def unlearn_id(self, platform: str, message_id: str) -> UnlearnStatus:
         """Remove a learned message by id alone, from its recent row (NOT_KEPT when there is none); it
         waits its turn as unlearn does."""
-        return await self._unlearn_recent(platform, message_id, None)
+        debt = Debt(Deferred(Kind.UNLEARN_ID, by_id(platform, message_id)))
+        return await self._patience.settle(debt, self._unlearn_recent(platform, message_id, None, debt))
 
-    async def _patiently(self, what: str, work: Callable[[], Awaitable[T]]) -> T:
-        """Run work again while the database cannot be written, backing off, for up to PATIENCE
-        seconds: a deleted message is not left learned, nor a new member's message lost, because
-        the file was busy (what: "unlearning message 123", for the log)."""
-        started, delay, failed = time.monotonic(), BACKOFF_MIN, False
-        while True:
-            try:
-                done = await work()
-            except StoreError as exc:
-                if time.monotonic() - started >= PATIENCE:
-                    raise
-                if not failed:
-                    log.warning("%s waits: %s", what, exc)
-                failed = True
-                await asyncio.sleep(delay)  # backoff: the writer that holds the file decides when
-                delay = min(BACKOFF_MAX, 2 * delay)
-                continue
-            if failed:
-                log.info("%s went through after waiting %.0f s", what, time.monotonic() - started)
-            return done
-
-    async def _unlearn_recent(self, platform: str, message_id: str, author: Message | None) -> UnlearnStatus:
+    async def _unlearn_recent(
+        self, platform: str, message_id: str, author: Message | None, debt: Debt
+    ) -> UnlearnStatus:
         """Unlearn from the recent row; with author given, only a message that member wrote in that guild."""
-        return await self._patiently(
+        return await self._patience.run(
             f"unlearning message {message_id}",
             lambda: self._unlearn_recent_once(platform, message_id, author),
+            debt,
         )
 
     async def _unlearn_recent_once(
@@ -376,13 +393,19 @@ class Brain:
         its recent row (only when the editor is the member it was learned from). A message
         learned before the edit window whose old text is unknown keeps its old version.
         """
-        status = await self.unlearn(before) if before is not None else UnlearnStatus.NOT_KEPT
+        debt = Debt(Deferred(Kind.EDIT, after, before))
+        return await self._patience.settle(debt, self._edit(before, after, debt))
+
+    async def _edit(self, before: Message | None, after: Message, debt: Debt) -> LearnResult:
+        # Made again from the start after a restart, it changes nothing twice: the old version is no
+        # longer learned (NOT_LEARNED), and the new one is learned once (its id is deduped).
+        status = await self._unlearn(before, debt) if before is not None else UnlearnStatus.NOT_KEPT
         if status in (UnlearnStatus.NOT_KEPT, UnlearnStatus.TEXT_MISMATCH):
-            status = await self._unlearn_recent(after.platform, after.id, after)
+            status = await self._unlearn_recent(after.platform, after.id, after, debt)
         if status in (UnlearnStatus.NOT_KEPT, UnlearnStatus.TEXT_MISMATCH):
             log.debug("edit of message %s: the learned version is unknown, kept", after.id)
             return LearnResult(LearnStatus.ALREADY_LEARNED)
-        return await self.learn(after)
+        return await self._learn(after, True, True, debt)
 
     async def forget(self, platform: str, guild: str, member: str) -> ForgetResult:
         """Remove every contribution of a member to this guild and opt them out."""

@@ -13,6 +13,10 @@ Entries are sealed (bot.core.sealed, under a key of their own derived from the f
 the log's file alone reads back no message. Applied entries are deleted and zeroed, and the log's
 WAL is emptied into its file after each apply. One process holds the log (an exclusive lock); a
 second one on the same database commits its batches to the main file directly.
+
+The log also keeps, sealed apart from the batches, each change a member asked for that the main
+file could not take yet (bot.core.deferred: a delete while an import holds it, say) until it is
+done; the next open hands back those still there.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.core import background, schema
+from bot.core import background, deferred, schema
 from bot.core.connections import pragma
+from bot.core.deferred import Deferred
 from bot.core.models import ChainInfo, PendingMessage
 from bot.core.schema import StoreError
 from bot.core.sealed import Sealer
@@ -37,8 +42,10 @@ from bot.core.sql import Q
 log = logging.getLogger(__name__)
 
 APPLIED_META = "learning_log_applied"  # the main file's meta key: the last entry it applied
-FORMAT = 1  # the log file's user_version (0: a new file, or a log made before it had one: the same)
+FORMAT = 2  # the log file's user_version (0: a new file, or a log made before it had one; 2: deferred)
 PERSON = b"markovbot-log"  # what the log's sealer is derived for (bot.core.sealed)
+DEFERRED_PERSON = b"markovbot-defer"  # ... and the deferred changes' sealer
+TABLES = frozenset({"entries", "deferred"})
 Entry = tuple[int, list[PendingMessage]]  # (seq, the batch)
 
 
@@ -125,6 +132,24 @@ def unapplied(db_path: Path, applied: int) -> int:
     return int(n)
 
 
+def kept_changes(db_path: Path) -> int:
+    """Changes the learning log of a database keeps for later (bot.core.deferred; 0: none, no log, a log
+    from before they were kept, or a bot holds it)."""
+    path = log_path(db_path)
+    if not path.exists():
+        return 0
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
+        ) as conn:
+            if "deferred" not in {name for (name,) in conn.execute(Q["log_tables"])}:
+                return 0
+            (n,) = conn.execute(Q["log_deferred_count"]).fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(n)
+
+
 class LearningLog:
     """The log's file, held by this process: append a batch, read back what is unapplied, drop what is."""
 
@@ -132,6 +157,7 @@ class LearningLog:
         self.path = path
         self._factory = background.factory(in_background)  # its thread below the event loop, or level
         self._sealer = Sealer(key, PERSON)
+        self._deferred_sealer = Sealer(key, DEFERRED_PERSON)
         self._conn: aiosqlite.Connection | None = None
         self._next = 1  # the next entry's seq (only this process writes the file: it holds the lock)
 
@@ -148,6 +174,7 @@ class LearningLog:
                 await conn.execute("ROLLBACK")  # a file refused is left as it was
                 raise StoreError(refused)
             await conn.execute(Q["log_schema"])
+            await conn.execute(Q["log_deferred_schema"])
             await conn.execute(f"PRAGMA user_version = {FORMAT}")
             await conn.execute("COMMIT")
             await pragma(conn, "journal_mode = WAL")
@@ -187,7 +214,7 @@ class LearningLog:
                 f"one reads {FORMAT}), left untouched: run that version, or move the log away to start "
                 "without the batches it holds"
             )
-        if tables - {"entries"}:
+        if tables - TABLES:
             return (
                 f"the learning log {self.path} is another program's SQLite database, left untouched: "
                 "move it away"
@@ -209,6 +236,31 @@ class LearningLog:
         await self.conn.execute(Q["log_append"], (seq, sealed))  # autocommit: one transaction
         self._next = seq + 1
         return seq
+
+    async def defer(self, change: Deferred) -> int:
+        """Keep a change the main file could not take yet (committed now); its number."""
+        conn = self.conn
+        (last,) = next(iter(await conn.execute_fetchall(Q["log_deferred_last"])))
+        number = int(last) + 1
+        sealed = self._deferred_sealer.seal(number, deferred.encode(change))
+        await conn.execute(Q["log_defer"], (number, sealed))
+        return number
+
+    async def deferred(self) -> list[tuple[int, Deferred]]:
+        """The changes kept, oldest first (one that does not open with this key is skipped)."""
+        found = []
+        for number, sealed in await self.conn.execute_fetchall(Q["log_deferred"]):
+            data = self._deferred_sealer.open(int(number), bytes(sealed))
+            if data is None:
+                log.warning("deferred change %d does not open with this database's key: skipped", number)
+                continue
+            found.append((int(number), deferred.decode(data)))
+        return found
+
+    async def done(self, number: int) -> None:
+        """Drop a change kept by defer() once it is done (its bytes zeroed, the WAL emptied)."""
+        await self.conn.execute(Q["log_undefer"], (number,))
+        await pragma(self.conn, "wal_checkpoint(TRUNCATE)")
 
     async def drop(self, through: int) -> None:
         """Delete the entries up to through (applied), and empty the log's WAL into its file."""

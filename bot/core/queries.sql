@@ -692,3 +692,24 @@ SELECT coalesce(max(seq), 0) FROM entries;
 
 -- name: log_drop
 DELETE FROM entries WHERE seq <= ?;
+
+-- name: log_deferred_schema
+CREATE TABLE IF NOT EXISTS deferred (number INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
+
+-- name: log_tables
+SELECT name FROM sqlite_schema WHERE type = 'table';
+
+-- name: log_deferred_count
+SELECT count(*) FROM deferred;
+
+-- name: log_deferred_last
+SELECT coalesce(max(number), 0) FROM deferred;
+
+-- name: log_defer
+INSERT INTO deferred (number, sealed) VALUES (?, ?);
+
+-- name: log_deferred
+SELECT number, sealed FROM deferred ORDER BY number;
+
+-- name: log_undefer
+DELETE FROM deferred WHERE number = ?;

@@ -38,6 +38,7 @@ import aiosqlite
 from bot.core import applier, bulkwrite, engines, learnlog, opening, rolling
 from bot.core.connections import Connections
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
+from bot.core.deferred import Deferred
 from bot.core.hubcache import HubCache
 from bot.core.learned import Learned
 from bot.core.learnqueue import DISK_FULL_CODES as DISK_FULL_CODES
@@ -355,6 +356,22 @@ class Store:
         StoreError that says what failed: DatabaseBusy (another process held the file past the busy
         timeout), DiskFull, or the engine's own reason."""
         return await self._queue.write(work)
+
+    async def defer(self, change: Deferred) -> int | None:
+        """Keep a change the database could not take yet in the learning log, until done() (its number;
+        None without a log: PostgreSQL, or another process holds it)."""
+        log_ = self._queue.log
+        return None if log_ is None else await self.write(log_.defer(change))
+
+    async def deferred(self) -> list[tuple[int, Deferred]]:
+        """The changes kept by defer() and not yet done, oldest first (an earlier run's, at open)."""
+        log_ = self._queue.log
+        return [] if log_ is None else await log_.deferred()
+
+    async def done(self, number: int) -> None:
+        """Drop a change kept by defer(): it was done."""
+        if self._queue.log is not None:
+            await self.write(self._queue.log.done(number))
 
     # ---------------------------------------------------------------- chains and authors
 

@@ -10,7 +10,8 @@ import discord
 import pytest
 from simcord.enums import MessageType
 
-from bot.core import brain as brain_module
+from bot.core import patience
+from bot.core.deferred import Kind
 from bot.core.models import GenerateStatus
 from tests.cogs.conftest import VOCABULARY, World, assert_never_pings, corpus
 from tests.lockholder import holding_the_database
@@ -282,7 +283,7 @@ async def wait_for_log(caplog: pytest.LogCaptureFixture, text: str) -> None:
 async def test_a_delete_while_another_process_holds_the_database_is_unlearned_once_it_is_free(
     impatient: None, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(brain_module, "BACKOFF_MIN", 60.0)  # SimCord's clock runs the wait out
+    monkeypatch.setattr(patience, "BACKOFF_MIN", 60.0)  # SimCord's clock runs the wait out
     await world.enable()
     keep, gone = await world.teach(["keep this one", "delete this one"])
     caplog.set_level(logging.INFO, logger="bot")
@@ -295,25 +296,29 @@ async def test_a_delete_while_another_process_holds_the_database_is_unlearned_on
     assert await world.learned(keep)
 
 
-async def test_a_delete_that_waited_in_vain_is_logged_in_one_line_as_still_learned(
+async def test_a_delete_that_waited_in_vain_is_logged_in_one_line_and_kept_for_later(
     impatient: None, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(brain_module, "PATIENCE", 0.0)
+    monkeypatch.setattr(patience, "PATIENCE", 0.0)
+    monkeypatch.setattr(patience, "BACKOFF_MAX", 3600.0)  # the kept change is tried again only later
     await world.enable()
     (gone,) = await world.teach(["delete this one"])
     async with holding_the_database(world.bot.settings.db_path):
         await world.alice.delete(gone)
         await wait_for_log(caplog, "still learned")
-    lines = [r for r in caplog.records if "still learned" in r.getMessage()]
-    assert [str(gone.id) in r.getMessage() and "\n" not in r.getMessage() for r in lines] == [True]
+        assert await world.brain.is_learned("discord", str(gone.id))
+    lines = [r.getMessage() for r in caplog.records if "still learned" in r.getMessage()]
+    assert len(lines) == 1 and str(gone.id) in lines[0] and "\n" not in lines[0]
+    assert "kept, to be made once the database takes it" in lines[0]
     assert not any(r.exc_info for r in caplog.records)
-    assert await world.learned(gone)
+    kept = [change.message.id for _, change in await world.brain.store.deferred()]
+    assert kept == [str(gone.id)]  # made once the file is free (tests/core/test_patience.py)
 
 
 async def test_a_new_members_first_message_while_another_process_holds_the_database_is_learned_once_free(
     impatient: None, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(brain_module, "BACKOFF_MIN", 60.0)  # SimCord's clock runs the wait out
+    monkeypatch.setattr(patience, "BACKOFF_MIN", 60.0)  # SimCord's clock runs the wait out
     await world.enable()  # alice opted in; her first message writes her author row and the chain's
     caplog.set_level(logging.INFO, logger="bot")
     async with holding_the_database(world.bot.settings.db_path):  # as an import's transaction would
@@ -326,10 +331,11 @@ async def test_a_new_members_first_message_while_another_process_holds_the_datab
     assert not any(r.exc_info for r in caplog.records)
 
 
-async def test_a_first_message_that_waited_in_vain_is_logged_in_one_line(
+async def test_a_first_message_that_waited_in_vain_is_logged_in_one_line_and_kept_for_later(
     impatient: None, world: World, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(brain_module, "PATIENCE", 0.0)
+    monkeypatch.setattr(patience, "PATIENCE", 0.0)
+    monkeypatch.setattr(patience, "BACKOFF_MAX", 3600.0)  # the kept change is tried again only later
     await world.enable()
     async with holding_the_database(world.bot.settings.db_path):
         sent = await world.alice.send(world.general, "my very first words in this channel")
@@ -337,4 +343,6 @@ async def test_a_first_message_that_waited_in_vain_is_logged_in_one_line(
     lines = [r.getMessage() for r in caplog.records if "could not learn" in r.getMessage()]
     assert len(lines) == 1 and "database is locked" in lines[0] and "\n" not in lines[0]
     assert not any(r.exc_info for r in caplog.records)
-    assert not await world.learned(sent)
+    assert not await world.brain.is_learned("discord", str(sent.id))
+    kept = [(change.kind, change.message.text) for _, change in await world.brain.store.deferred()]
+    assert kept == [(Kind.LEARN, "my very first words in this channel")]

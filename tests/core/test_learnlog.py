@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from bot.core import learnlog
 from bot.core.brain import Brain
+from bot.core.deferred import Deferred, Kind, by_id
 from bot.core.learnqueue import LearningQueue
 from bot.core.models import ChainInfo, Message, PendingMessage, UnlearnStatus
 from bot.core.schema import StoreError
@@ -108,6 +109,60 @@ async def test_entries_the_database_applied_are_dropped_and_new_ones_number_afte
         assert [seq for (seq,) in conn.execute("SELECT seq FROM entries")] == [3, 4]
 
 
+async def test_a_deferred_change_is_kept_sealed_across_opens_until_done(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "markov.sqlite3"
+    path = learnlog.log_path(db)
+    change = Deferred(Kind.EDIT, Message("t", "g", "c", "zoe", "m1", "quixotic zebracorn"), None)
+    log_ = learnlog.LearningLog(path, KEY)
+    await log_.open(0)
+    assert await log_.defer(change) == 1
+    assert await log_.defer(Deferred(Kind.UNLEARN_ID, by_id("t", "m2"))) == 2
+    await log_.close()
+    on_disk = await asyncio.to_thread(lambda: b"".join(p.read_bytes() for p in tmp_path.iterdir()))
+    assert b"zebracorn" not in on_disk and b"zoe" not in on_disk
+    assert learnlog.kept_changes(db) == 2  # what a migration to PostgreSQL must not leave behind
+    assert learnlog.unapplied(db, 0) == 0
+
+    again = learnlog.LearningLog(path, KEY)
+    assert await again.open(0) == []  # no batch
+    assert [number for number, _ in await again.deferred()] == [1, 2]
+    assert (await again.deferred())[0] == (1, change)
+    await again.done(1)
+    assert [number for number, _ in await again.deferred()] == [2]
+    await again.close()
+    assert learnlog.kept_changes(db) == 1
+    foreign = learnlog.LearningLog(path, bytes(32))
+    await foreign.open(0)
+    with caplog.at_level(logging.WARNING):
+        assert await foreign.deferred() == []
+    await foreign.close()
+    assert "deferred change 2 does not open with this database's key: skipped" in caplog.text
+
+
+async def test_a_log_of_the_format_before_gets_its_deferred_changes_table_and_keeps_its_batches(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "markov.sqlite3-learning"
+    old = learnlog.LearningLog(path, KEY)
+    await old.open(0)
+    batch = [pending("an old batch", 1)]
+    await old.append(batch)
+    await old.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as markovbot wrote it before deferred changes
+        conn.executescript("DROP TABLE deferred; PRAGMA user_version = 1")
+    assert learnlog.unapplied(tmp_path / "markov.sqlite3", 0) == 1
+    assert learnlog.kept_changes(tmp_path / "markov.sqlite3") == 0
+    log_ = learnlog.LearningLog(path, KEY)
+    assert await log_.open(0) == [(1, batch)]
+    assert await log_.deferred() == []
+    await log_.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (learnlog.FORMAT,)
+        assert conn.execute("SELECT count(*) FROM deferred").fetchone() == (0,)
+
+
 async def test_a_learning_log_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:
     db = tmp_path / "markov.sqlite3"
     await (await open_brain(db, tmp_path)).close()
@@ -120,8 +175,10 @@ async def test_a_learning_log_that_is_not_one_is_refused_in_one_line(tmp_path: P
     ("made", "refused"),
     [
         (
-            "CREATE TABLE entries (seq INTEGER PRIMARY KEY, sealed BLOB NOT NULL); PRAGMA user_version = 2",
-            r"learning log .* was written by a newer markovbot \(format 2, this one reads 1\), left untouched",
+            "CREATE TABLE entries (seq INTEGER PRIMARY KEY, sealed BLOB NOT NULL); "
+            f"PRAGMA user_version = {learnlog.FORMAT + 1}",
+            rf"learning log .* was written by a newer markovbot \(format {learnlog.FORMAT + 1}, this one "
+            rf"reads {learnlog.FORMAT}\), left untouched",
         ),
         (
             "CREATE TABLE notes (body TEXT)",
@@ -222,6 +279,7 @@ KILLED = """
 import asyncio, os, sys, time
 from bot.core import learnlog, learnqueue
 from bot.core.brain import Brain
+from bot.core.deferred import Deferred, Kind, by_id
 from bot.core.learnqueue import LearningQueue
 from tests.core.writer_corpus import KEY, corpus
 

@@ -22,6 +22,7 @@ from tests.core.migrate_helper import (
     BLOCK_KEY,
     BLOCK_TRIGGER,
     DROP_BLOCK_TRIGGER,
+    WAITER,
     WAITERS,
     _learn,
     build_source,
@@ -150,9 +151,7 @@ async def test_a_copy_stopped_midway_leaves_nothing_and_a_rerun_equals_a_clean_c
         copying = asyncio.create_task(mg.migrate(source, url))
         while not await setup.fetchval(WAITERS, BLOCK_KEY):  # the copy waits inside its transaction
             assert not copying.done(), "the copy did not reach the blocking table"
-        pid = await setup.fetchval(
-            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = $1", BLOCK_KEY
-        )
+        pid = await setup.fetchval(WAITER, BLOCK_KEY)
         half = await setup.fetchval("SELECT count(*) FROM tokens")  # its rows are not visible: not committed
         assert half == 0
         await setup.execute("SELECT pg_terminate_backend($1)", pid)
@@ -285,6 +284,18 @@ def _with_unapplied_log(source: Path, path: Path) -> Path:
     return path
 
 
+def _with_a_kept_change(source: Path, path: Path) -> Path:
+    """A copy whose learning log keeps a delete the file refused while another process held it."""
+    shutil.copy(source, path)
+    shutil.copy(keys.key_file(source), keys.key_file(path))
+    with contextlib.closing(sqlite3.connect(learnlog.log_path(path))) as conn:
+        conn.execute(Q["log_schema"])
+        conn.execute(Q["log_deferred_schema"])
+        conn.execute(Q["log_defer"], (1, b"sealed change"))
+        conn.commit()
+    return path
+
+
 def _without_key_file(source: Path, path: Path) -> Path:
     shutil.copy(source, path)
     return path
@@ -302,6 +313,7 @@ BAD_SOURCES = {
     "no key check": (lambda s, p: _with_meta(s, p, keys.CHECK_META, None), mg.SourceNeedsUpgrade),
     "key file missing": (_without_key_file, mg.SourceKeyRefused),
     "learning log unapplied": (_with_unapplied_log, mg.SourceLogUnapplied),
+    "a change kept in the learning log": (_with_a_kept_change, mg.SourceChangesKept),
 }
 
 

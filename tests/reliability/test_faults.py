@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.core import brain as brain_module
-from bot.core import schema
+from bot.core import patience, schema
 from bot.core.brain import Brain
 from bot.core.models import Message, UnlearnStatus
 from bot.core.schema import StoreError
@@ -344,18 +343,22 @@ async def test_a_bot_starts_reads_and_learns_while_another_process_holds_the_dat
         await brain.close()
 
 
-async def test_a_delete_that_waited_past_its_patience_fails_in_one_line_and_changes_nothing(
+async def test_a_delete_that_waited_past_its_patience_fails_in_one_line_and_is_made_once_the_file_is_free(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(brain_module, "PATIENCE", 0.0)
+    monkeypatch.setattr(patience, "PATIENCE", 0.0)
+    monkeypatch.setattr(patience, "BACKOFF_MAX", 0.05)
     monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
     brain = await _learned_then_held(db_path)
     try:
         async with holding_the_database(db_path):
             with pytest.raises(StoreError, match="locked") as failed:
                 await brain.unlearn_id("t", "0")
+            assert await brain.is_learned("t", "0")
         assert "\n" not in str(failed.value)
-        assert await brain.is_learned("t", "0")
-        assert await brain.unlearn_id("t", "0") is UnlearnStatus.UNLEARNED  # once it is free
+        assert brain.catching_up is not None
+        assert await brain.catching_up == 1  # kept in the learning log, and made once it is free
+        assert not await brain.is_learned("t", "0")
+        assert await brain.unlearn_id("t", "0") is UnlearnStatus.NOT_LEARNED
     finally:
         await brain.close()

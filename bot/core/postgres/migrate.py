@@ -126,6 +126,13 @@ class SourceLogUnapplied(MigrateRefused):
 
 
 @dataclass(eq=False)
+class SourceChangesKept(MigrateRefused):
+    """The learning log keeps deletes, edits or first messages the file refused while busy (bot.core.deferred)."""
+
+    path: Path
+
+
+@dataclass(eq=False)
 class SourceChanged(MigrateRefused):
     """While it was copied, the source forgot or unlearned something, or consent or a channel changed."""
 
@@ -248,6 +255,8 @@ class Snapshot:
             raise SourceNeedsUpgrade(self.path, version)
         if learnlog.unapplied(self.path, int(meta.get(learnlog.APPLIED_META, 0))):
             raise SourceLogUnapplied(self.path)
+        if learnlog.kept_changes(self.path):
+            raise SourceChangesKept(self.path)
         if tables != SOURCE_TABLES:
             odd = ", ".join(sorted(tables ^ SOURCE_TABLES))
             raise SourceNotMarkovbot(self.path, f"its tables are not markovbot's ({odd})")
