@@ -45,7 +45,7 @@ from bot import replies
 from bot.config import Settings
 from bot.cooldowns import Cooldowns
 from bot.core.brain import Brain
-from bot.core.models import LearnStatus, Message, UnlearnStatus
+from bot.core.models import LearnStatus, Message
 from bot.core.schema import StoreError
 from bot.startup import StartupError, open_brain, quiet_libraries, say
 from bot.stats_text import stats_reply
@@ -258,12 +258,11 @@ class MatrixBot:
     async def _unlearn_redacted(self, room: MatrixRoom, event: RedactionEvent) -> None:
         """Unlearn a redacted message by its event id (from its text, when only that is known)."""
         known = self._texts.get(event.redacts)
-        status = await self.brain.unlearn_id(PLATFORM, event.redacts)
-        if status is UnlearnStatus.NOT_KEPT and known is not None:
+        cached = None
+        if known is not None:
             guild = await self.guild_of(room)
-            status = await self.brain.unlearn(
-                Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
-            )
+            cached = Message(PLATFORM, guild, room.room_id, known[0], event.redacts, known[1])
+        status = await self.brain.delete(PLATFORM, event.redacts, cached)
         self._texts.pop(event.redacts, None)
         log.info("redaction of %s in %s: %s", event.redacts, room.room_id, status.value)
 

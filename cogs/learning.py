@@ -18,7 +18,7 @@ from discord.ext import commands
 from bot import replies
 from bot.cooldowns import GENERATE, Cooldowns
 from bot.core.brain import Brain
-from bot.core.models import ChainKey, Generated, GenerateStatus, UnlearnStatus
+from bot.core.models import ChainKey, Generated, GenerateStatus
 from bot.core.schema import StoreError
 from cogs.common import (
     LEARNED_TYPES,
@@ -170,10 +170,8 @@ class Learning(commands.Cog):
     async def _unlearn(self, message_id: int, cached: discord.Message | None) -> None:
         """Unlearn by id; a message learned before the edit window only when its text is cached."""
         try:
-            status = await self.brain.unlearn_id(PLATFORM, str(message_id))
             core = core_message(cached) if cached is not None else None
-            if status is UnlearnStatus.NOT_KEPT and core is not None:
-                status = await self.brain.unlearn(core)
+            status = await self.brain.delete(PLATFORM, str(message_id), core)
         except StoreError as exc:  # it waited its turn in vain (the database stayed busy or full)
             log.warning("could not unlearn deleted message %s, so it is still learned: %s", message_id, exc)
             return

@@ -122,7 +122,7 @@ async def test_a_started_bot_makes_the_changes_an_earlier_run_kept(tmp_path: Pat
     try:
         await earlier.learn(message, require_consent=False)
         await earlier.flush()
-        assert await earlier.store.defer(Deferred(Kind.UNLEARN_ID, by_id("t", "1"))) == 1
+        assert await earlier.store.defer(Deferred(Kind.DELETE, by_id("t", "1"))) == 1
     finally:
         await earlier.close()
     try:

@@ -115,8 +115,8 @@ class Brain:
                 await self._learn(message, change.require_consent, change.deletable, debt)
             case Kind.UNLEARN:
                 await self._unlearn(message, debt)
-            case Kind.UNLEARN_ID:
-                await self._unlearn_recent(message.platform, message.id, None, debt)
+            case Kind.DELETE:
+                await self._delete(message, debt)
             case Kind.EDIT:
                 await self._edit(change.before, message, debt)
 
@@ -342,8 +342,20 @@ class Brain:
     async def unlearn_id(self, platform: str, message_id: str) -> UnlearnStatus:
         """Remove a learned message by id alone, from its recent row (NOT_KEPT when there is none); it
         waits its turn as unlearn does."""
-        debt = Debt(Deferred(Kind.UNLEARN_ID, by_id(platform, message_id)))
-        return await self._patience.settle(debt, self._unlearn_recent(platform, message_id, None, debt))
+        return await self.delete(platform, message_id)
+
+    async def delete(self, platform: str, message_id: str, cached: Message | None = None) -> UnlearnStatus:
+        """A deleted message unlearned: from its recent row, else (learned before the edit window) from
+        the text the front end still had (cached), if any; it waits its turn as unlearn does."""
+        message = cached if cached is not None else by_id(platform, message_id)
+        debt = Debt(Deferred(Kind.DELETE, message))
+        return await self._patience.settle(debt, self._delete(message, debt))
+
+    async def _delete(self, message: Message, debt: Debt) -> UnlearnStatus:
+        status = await self._unlearn_recent(message.platform, message.id, None, debt)
+        if status is UnlearnStatus.NOT_KEPT and message.text:
+            status = await self._unlearn(message, debt)
+        return status
 
     async def _unlearn_recent(
         self, platform: str, message_id: str, author: Message | None, debt: Debt

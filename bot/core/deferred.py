@@ -20,7 +20,7 @@ class Kind(StrEnum):
 
     LEARN = "learn"
     UNLEARN = "unlearn"  # by the text it was learned with
-    UNLEARN_ID = "unlearn_id"  # by id alone: message holds only its platform and id
+    DELETE = "delete"  # by id; message holds only its platform and id, or the text the front end had
     EDIT = "edit"  # before (or None) unlearned, message learned
 
 
@@ -68,5 +68,5 @@ def decode(data: bytes) -> Deferred:
 
 
 def by_id(platform: str, message_id: str) -> Message:
-    """The message an UNLEARN_ID change holds: its platform and id, nothing else."""
+    """The message a DELETE change holds when the front end had no text: its platform and id."""
     return Message(platform, "", "", "", message_id, "")

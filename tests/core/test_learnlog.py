@@ -118,7 +118,7 @@ async def test_a_deferred_change_is_kept_sealed_across_opens_until_done(
     log_ = learnlog.LearningLog(path, KEY)
     await log_.open(0)
     assert await log_.defer(change) == 1
-    assert await log_.defer(Deferred(Kind.UNLEARN_ID, by_id("t", "m2"))) == 2
+    assert await log_.defer(Deferred(Kind.DELETE, by_id("t", "m2"))) == 2
     await log_.close()
     on_disk = await asyncio.to_thread(lambda: b"".join(p.read_bytes() for p in tmp_path.iterdir()))
     assert b"zebracorn" not in on_disk and b"zoe" not in on_disk

@@ -16,7 +16,7 @@ import pytest
 
 from bot.core import learnlog, patience, schema
 from bot.core.brain import Brain
-from bot.core.deferred import Deferred, Kind
+from bot.core.deferred import Deferred, Kind, by_id
 from bot.core.models import Message, UnlearnStatus
 from bot.core.schema import DatabaseBusy, StoreError
 from tests.core.dump import logical_dump
@@ -30,8 +30,9 @@ NEWCOMER = Message("t", "g", "c1", "carol", "3", "my very first words here")
 
 # (the change, as the killed process makes it; what the database holds once it is made)
 CHANGES = {
-    "a delete after a restart": ("brain.unlearn_id('t', '1')", [SECOND]),
-    "a delete with its text": ("brain.unlearn(FIRST)", [SECOND]),
+    "a delete after a restart": ("brain.delete('t', '1')", [SECOND]),
+    "a delete with the text the front end had": ("brain.delete('t', '1', FIRST)", [SECOND]),
+    "an unlearn with its text": ("brain.unlearn(FIRST)", [SECOND]),
     "an edit": ("brain.edit(FIRST, EDITED)", [SECOND, EDITED]),
     "a new member's first message": (
         "brain.learn(NEWCOMER, require_consent=False)",
@@ -206,7 +207,7 @@ async def test_a_start_while_the_database_is_busy_keeps_what_it_could_not_make_f
     earlier = await open_brain(db, tmp_path)
     try:
         for message_id in ("1", "2"):
-            await earlier.store.defer(Deferred(Kind.UNLEARN_ID, Message("t", "", "", "", message_id, "")))
+            await earlier.store.defer(Deferred(Kind.DELETE, by_id("t", message_id)))
     finally:
         await earlier.close()
     brain = await open_brain(db, tmp_path)
@@ -224,6 +225,33 @@ async def test_a_start_while_the_database_is_busy_keeps_what_it_could_not_make_f
         assert not await last.is_learned("t", "1") and not await last.is_learned("t", "2")
     finally:
         await last.close()
+
+
+async def test_a_kept_delete_of_a_message_older_than_the_edit_window_is_made_from_its_cached_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(patience, "PATIENCE", 0.0)
+    db = tmp_path / "old.sqlite3"
+    brain = await open_brain(db, tmp_path, edit_window_days=0)  # no recent rows: only the text unlearns
+    try:
+        await consenting(brain)
+        await learn(brain, [FIRST, SECOND])
+        async with holding_the_database(db):
+            with pytest.raises(StoreError, match="kept"):
+                await brain.delete("t", "1", FIRST)
+            assert [change for _, change in await brain.store.deferred()] == [Deferred(Kind.DELETE, FIRST)]
+            await brain.close()  # before the file is free: the next start is what makes it
+    finally:
+        await brain.close()
+    restarted = await open_brain(db, tmp_path, edit_window_days=0)
+    try:
+        assert await restarted.delete("t", "2") is UnlearnStatus.NOT_KEPT  # by id alone: not this one
+        assert await restarted.catch_up() == 1
+        assert not await restarted.is_learned("t", "1")
+        assert await restarted.is_learned("t", "2")
+    finally:
+        await restarted.close()
 
 
 async def test_a_change_made_without_waiting_is_never_kept(tmp_path: Path) -> None:
@@ -253,7 +281,7 @@ async def test_a_change_kept_then_made_while_the_bot_runs_is_dropped_from_the_lo
                 assert not deleting.done(), deleting
                 await asyncio.sleep(0.01)  # polled: the kept change, not the pause, is what is waited for
             assert [change for _, change in await brain.store.deferred()] == [
-                Deferred(Kind.UNLEARN_ID, Message("t", "", "", "", "1", ""))
+                Deferred(Kind.DELETE, by_id("t", "1"))
             ]
         assert await deleting is UnlearnStatus.UNLEARNED
         assert await brain.store.deferred() == []
