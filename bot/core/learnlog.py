@@ -119,22 +119,17 @@ def decode(data: bytes) -> list[PendingMessage]:
 
 def unapplied(db_path: Path, applied: int) -> int:
     """Entries the learning log of a database holds after applied (0: none, no log, or a bot holds it)."""
-    path = log_path(db_path)
-    if not path.exists():
-        return 0
-    try:
-        with contextlib.closing(
-            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
-        ) as conn:
-            (n,) = conn.execute(Q["log_unapplied"], (applied,)).fetchone()
-    except sqlite3.Error:  # held by a running bot (what it holds is its queue), or not a log at all
-        return 0
-    return int(n)
+    return _count(db_path, "log_unapplied", applied)
 
 
 def kept_changes(db_path: Path) -> int:
     """Changes the learning log of a database keeps for later (bot.core.deferred; 0: none, no log, a log
     from before they were kept, or a bot holds it)."""
+    return _count(db_path, "log_deferred_count")
+
+
+def _count(db_path: Path, statement: str, *args: object) -> int:
+    """A count statement's answer on the learning log of a database, read only (0 when it cannot be read)."""
     path = log_path(db_path)
     if not path.exists():
         return 0
@@ -142,10 +137,10 @@ def kept_changes(db_path: Path) -> int:
         with contextlib.closing(
             sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
         ) as conn:
-            if "deferred" not in {name for (name,) in conn.execute(Q["log_tables"])}:
-                return 0
-            (n,) = conn.execute(Q["log_deferred_count"]).fetchone()
-    except sqlite3.Error:
+            (n,) = conn.execute(Q[statement], args).fetchone()
+    except (
+        sqlite3.Error
+    ):  # held by a running bot (what it holds is its queue), not a log, or no such table yet
         return 0
     return int(n)
 

@@ -696,9 +696,6 @@ DELETE FROM entries WHERE seq <= ?;
 -- name: log_deferred_schema
 CREATE TABLE IF NOT EXISTS deferred (number INTEGER PRIMARY KEY, sealed BLOB NOT NULL);
 
--- name: log_tables
-SELECT name FROM sqlite_schema WHERE type = 'table';
-
 -- name: log_deferred_count
 SELECT count(*) FROM deferred;
 
