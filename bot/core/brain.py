@@ -420,8 +420,10 @@ class Brain:
         return await self._learn(after, True, True, debt)
 
     async def forget(self, platform: str, guild: str, member: str) -> ForgetResult:
-        """Remove every contribution of a member to this guild and opt them out."""
+        """Remove every contribution of a member to this guild and opt them out, and drop the changes of
+        theirs kept for later (their sealed text: nothing of theirs is left for them to change)."""
         result = await self.store.forget(platform, guild, member)
+        await self._patience.drop(lambda change: change.holds(platform, guild, member))
         log.info(
             "forgot member in %s guild %s: %d messages, %d chains",
             platform,

@@ -34,6 +34,13 @@ class Deferred:
     require_consent: bool = True
     deletable: bool = True
 
+    def holds(self, platform: str, guild: str, author: str) -> bool:
+        """Whether the change carries a message of this member in this guild."""
+        return any(
+            m is not None and (m.platform, m.guild, m.author) == (platform, guild, author)
+            for m in (self.message, self.before)
+        )
+
 
 def _fields(message: Message | None) -> list[str] | None:
     if message is None:

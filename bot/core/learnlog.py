@@ -155,6 +155,7 @@ class LearningLog:
         self._deferred_sealer = Sealer(key, DEFERRED_PERSON)
         self._conn: aiosqlite.Connection | None = None
         self._next = 1  # the next entry's seq (only this process writes the file: it holds the lock)
+        self._next_deferred = 1  # never reused while this process runs: a change being made holds its number
 
     async def open(self, applied: int) -> list[Entry] | None:
         """Take the log (None when another process holds it); the entries after applied, to replay."""
@@ -236,7 +237,8 @@ class LearningLog:
         """Keep a change the main file could not take yet (committed now); its number."""
         conn = self.conn
         (last,) = next(iter(await conn.execute_fetchall(Q["log_deferred_last"])))
-        number = int(last) + 1
+        number = max(int(last) + 1, self._next_deferred)
+        self._next_deferred = number + 1
         sealed = self._deferred_sealer.seal(number, deferred.encode(change))
         await conn.execute(Q["log_defer"], (number, sealed))
         return number

@@ -121,6 +121,20 @@ class Patience:
             log.info("%d kept changes were made", made)
         return made
 
+    async def drop(self, which: Callable[[Deferred], bool]) -> int:
+        """Drop the kept changes which() picks, made or not (a forgotten member's); how many. One being
+        made now goes on (its number is never given to another change) and is not kept again; a log
+        that refuses leaves them to be made, which changes nothing of a forgotten member's."""
+        dropped = 0
+        try:
+            for number, change in await self._store.deferred():
+                if which(change):
+                    await self._store.done(number)
+                    dropped += 1
+        except StoreError as exc:
+            log.warning("changes kept for later could not be dropped from the learning log: %s", exc)
+        return dropped
+
     async def stop(self) -> None:
         """Changes waiting their turn stop waiting (kept for the next start), new ones try once, and
         catch_up() ends once its change in hand is made or refused."""

@@ -141,6 +141,19 @@ async def test_a_deferred_change_is_kept_sealed_across_opens_until_done(
     assert "deferred change 2 does not open with this database's key: skipped" in caplog.text
 
 
+async def test_a_kept_change_s_number_is_never_given_to_another_while_the_log_is_open(tmp_path: Path) -> None:
+    log_ = learnlog.LearningLog(tmp_path / "log", KEY)
+    await log_.open(0)
+    try:
+        assert await log_.defer(Deferred(Kind.DELETE, by_id("t", "m1"))) == 1
+        assert await log_.defer(Deferred(Kind.DELETE, by_id("t", "m2"))) == 2
+        await log_.done(2)  # dropped while a change being made may still hold 2
+        assert await log_.defer(Deferred(Kind.DELETE, by_id("t", "m3"))) == 3
+        assert [number for number, _ in await log_.deferred()] == [1, 3]
+    finally:
+        await log_.close()
+
+
 async def test_a_log_of_the_format_before_gets_its_deferred_changes_table_and_keeps_its_batches(
     tmp_path: Path,
 ) -> None:

@@ -288,3 +288,60 @@ async def test_a_change_kept_then_made_while_the_bot_runs_is_dropped_from_the_lo
         assert any("unlearning message 1 went through" in r.getMessage() for r in caplog.records)
     finally:
         await brain.close()
+
+
+async def test_a_forget_drops_the_members_kept_changes_and_no_one_elses(tmp_path: Path) -> None:
+    db = tmp_path / "forget.sqlite3"
+    await learned_first_and_second(db, tmp_path)
+    brain = await open_brain(db, tmp_path)
+    try:
+        kept = [
+            Deferred(Kind.EDIT, EDITED, FIRST),  # alice's
+            Deferred(Kind.LEARN, NEWCOMER),
+            Deferred(Kind.DELETE, by_id("t", "2")),
+            Deferred(Kind.UNLEARN, FIRST),  # alice's
+        ]
+        for change in kept:
+            await brain.store.defer(change)
+        await brain.forget("t", "g", "alice")
+        assert [change for _, change in await brain.store.deferred()] == kept[1:3]
+        assert await brain.catch_up() == 2
+        assert await brain.is_learned("t", "3") and not await brain.is_learned("t", "2")
+        assert (await brain.member_info("t", "g", "alice")).messages == 0
+    finally:
+        await brain.close()
+    on_disk = await asyncio.to_thread(
+        lambda: b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    )
+    assert b"zebracorn" not in on_disk
+
+
+async def test_a_forget_while_the_members_edit_waits_drops_it_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(schema, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(patience, "BACKOFF_MIN", 3600.0)  # asleep in its wait until the close
+    db = tmp_path / "forget.sqlite3"
+    await learned_first_and_second(db, tmp_path)
+    brain = await open_brain(db, tmp_path)
+    try:
+        async with holding_the_database(db):
+            editing = asyncio.create_task(brain.edit(FIRST, EDITED))
+            await wait_for_log(caplog, "learning message 1 waits", editing)
+            assert [change for _, change in await brain.store.deferred()] == [
+                Deferred(Kind.EDIT, EDITED, FIRST)
+            ]
+        await brain.forget("t", "g", "alice")
+        assert await brain.store.deferred() == []
+        await brain.close()  # the edit, asleep in its wait, ends; nothing of it is kept again
+        with pytest.raises(StoreError):
+            await editing
+    finally:
+        await brain.close()
+    restarted = await open_brain(db, tmp_path)
+    try:
+        assert await restarted.catch_up() == 0
+        assert not await restarted.is_learned("t", "1")
+        assert (await restarted.member_info("t", "g", "alice")).messages == 0
+    finally:
+        await restarted.close()
