@@ -132,9 +132,10 @@ class Brain:
     async def settle(self) -> None:
         """Commit what is queued, so that a report made next counts it; when the database cannot be
         written now (another process holds it, a full disk), the report counts what was committed
-        (logged), and what is queued is committed once it can be."""
+        (logged), and what is queued is committed once it can be. With nothing queued it writes
+        nothing, so it waits for no other write."""
         try:
-            await self.store.flush()
+            await self.store.flush(prune=False)
         except StoreError as exc:
             log.info("reporting without what is still queued: %s", exc)
 

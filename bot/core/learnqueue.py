@@ -253,10 +253,15 @@ class LearningQueue:
             finally:
                 due = started + backoff
 
-    async def flush(self, *, full_only: bool = False) -> FlushResult:
+    async def flush(self, *, full_only: bool = False, prune: bool = True) -> FlushResult:
         """Apply what is logged, then commit what was queued when called (full_only: only full
-        batches), in batches of at most batch_size messages; what is queued meanwhile waits."""
+        batches), in batches of at most batch_size messages; what is queued meanwhile waits.
+        prune: also drop recent messages past the window when due, even with nothing to commit."""
         owed = self._appended
+        if not (self._owes(owed) or self._logged or (prune and self._writer.prune_due())):
+            # nothing to do: no wait for the write lock, which an idle merge holds for up to the busy
+            # timeout while another process holds the file (a report during an import, say)
+            return FlushResult(0, 0)
         async with self._log_lock:  # no batch is half way to the log meanwhile
             if self.log is not None and not self._sized and self._applying.pid is not None:
                 await self._log_owed(owed)  # a learning process learns them: all its chains' deltas its own

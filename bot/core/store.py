@@ -453,9 +453,10 @@ class Store:
         """Queue messages in order, waiting while the queue is full; how many were (the rest already were)."""
         return await self._queue.enqueue_many(messages)
 
-    async def flush(self) -> FlushResult:
-        """Commit everything queued, in batches of at most batch_size messages."""
-        return await self._queue.flush()
+    async def flush(self, *, prune: bool = True) -> FlushResult:
+        """Commit everything queued, in batches of at most batch_size messages (prune: and drop recent
+        messages past the window when due)."""
+        return await self._queue.flush(prune=prune)
 
     async def merged_while_idle(self) -> None:
         """Wait until merging while idle has moved every chain's learned counts from the deltas into blocks."""

@@ -343,6 +343,36 @@ async def test_a_bot_starts_reads_and_learns_while_another_process_holds_the_dat
         await brain.close()
 
 
+async def test_a_report_while_another_process_holds_the_database_does_not_wait_for_an_idle_merge(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The counts learned before stay in the deltas: the next start's idle merge wants the file, and
+    # waits the busy timeout for it while an import holds it, with the write lock held.
+    kept_in_deltas = {"key": SALT, "walker": "thread", "merge_rows": 10**9}  # as the shipped default does
+    brain = await Brain.open(db_path, **kept_in_deltas, flush_interval=3600)
+    await brain.opt_in("t", "g", "u")
+    await brain.set_channel("t", "g", "c", True)
+    for n in range(20):
+        await brain.learn(Message("t", "g", "c", "u", str(n), f"the thing number {n} said"))
+    await brain.close()
+    async with holding_the_database(db_path):
+        brain = await Brain.open(db_path, **kept_in_deltas, flush_interval=0.05)
+        try:
+            merging = brain.store._db.write_lock
+
+            def merge_failed() -> bool:
+                return any("learning paused" in r.getMessage() for r in caplog.records)
+
+            while not merging.locked():
+                assert not merge_failed()
+                await asyncio.sleep(0.01)  # polled: the merge taking the lock, not the pause, is waited for
+            (chain,) = await brain.chains()  # a report counts what is committed: nothing was queued
+            assert not merge_failed()  # answered while the merge's first try still waits for the file
+            assert chain.messages == 20
+        finally:
+            await brain.close()
+
+
 async def test_a_delete_that_waited_past_its_patience_fails_in_one_line_and_is_made_once_the_file_is_free(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
