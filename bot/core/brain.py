@@ -424,13 +424,14 @@ class Brain:
         """Remove every contribution of a member to this guild and opt them out, and drop the changes of
         theirs kept for later (their sealed text: nothing of theirs is left for them to change)."""
         result = await self.store.forget(platform, guild, member)
-        await self._patience.drop(lambda change: change.holds(platform, guild, member))
+        dropped = await self._patience.drop(lambda change: change.holds(platform, guild, member))
         log.info(
-            "forgot member in %s guild %s: %d messages, %d chains",
+            "forgot member in %s guild %s: %d messages, %d chains; dropped %d changes kept for later",
             platform,
             guild,
             result.messages,
             result.chains,
+            dropped,
         )
         return result
 

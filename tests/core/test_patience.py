@@ -290,7 +290,9 @@ async def test_a_change_kept_then_made_while_the_bot_runs_is_dropped_from_the_lo
         await brain.close()
 
 
-async def test_a_forget_drops_the_members_kept_changes_and_no_one_elses(tmp_path: Path) -> None:
+async def test_a_forget_drops_the_members_kept_changes_and_no_one_elses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     db = tmp_path / "forget.sqlite3"
     await learned_first_and_second(db, tmp_path)
     brain = await open_brain(db, tmp_path)
@@ -303,8 +305,10 @@ async def test_a_forget_drops_the_members_kept_changes_and_no_one_elses(tmp_path
         ]
         for change in kept:
             await brain.store.defer(change)
-        await brain.forget("t", "g", "alice")
+        with caplog.at_level(logging.INFO, logger="bot"):
+            await brain.forget("t", "g", "alice")
         assert [change for _, change in await brain.store.deferred()] == kept[1:3]
+        assert "dropped 2 changes kept for later" in caplog.text
         assert await brain.catch_up() == 2
         assert await brain.is_learned("t", "3") and not await brain.is_learned("t", "2")
         assert (await brain.member_info("t", "g", "alice")).messages == 0
