@@ -138,9 +138,8 @@ def _count(db_path: Path, statement: str, *args: object) -> int:
             sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0)
         ) as conn:
             (n,) = conn.execute(Q[statement], args).fetchone()
-    except (
-        sqlite3.Error
-    ):  # held by a running bot (what it holds is its queue), not a log, or no such table yet
+    except sqlite3.Error:
+        # held by a running bot (what it holds is its queue), not a log, or no such table yet
         return 0
     return int(n)
 
