@@ -18,7 +18,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -56,6 +56,7 @@ class LearningQueue:
         *,
         path: Path | str,
         errors: tuple[type[BaseException], ...] = (sqlite3.OperationalError, sqlite3.DatabaseError),
+        locked: Callable[[], bool] | None = None,
         flush_interval: float,
         batch_size: int,
         max_pending: int,
@@ -66,6 +67,9 @@ class LearningQueue:
         self.path = path
         # what a failed write raises on this engine, or when a learning process ended (bot.core.applier)
         self._errors: tuple[type[BaseException], ...] = (*errors, ApplierDied)
+        # whether another connection holds the database's write lock now, looked at without waiting
+        # (SQLite's file lock; None on PostgreSQL, which locks rows, not the database)
+        self._locked = locked
         self.flush_interval = flush_interval
         self.idle_seconds = idle_seconds  # merging deltas while idle, once an interval (0: never)
         self._learned_at = -math.inf  # time.monotonic() of the last commit that learned something
@@ -95,6 +99,7 @@ class LearningQueue:
         self._sized = False  # inside sized(): the flusher commits full batches only
         self._failure: StoreError | None = None  # why an import's transaction failed (inside sized())
         self.last_error: str | None = None
+        self._held: str | None = None  # why the last write failed, when another process held the database
         #: Totals since open: messages learned into the database, and dropped as already learned ...
         self.committed = 0
         self.duplicates = 0
@@ -268,6 +273,8 @@ class LearningQueue:
             applied = await self._apply_logged()
             learned, duplicates = applied.learned, applied.duplicates
             async with self._db.write_lock:
+                if self._owes(owed):
+                    await self._still_free()
                 while self._owes(owed) and (not full_only or len(self._pending) >= self.batch_size):
                     batch = self._pending[: self.batch_size]
                     result = await self.write(self._writer.commit(batch))
@@ -334,7 +341,7 @@ class LearningQueue:
         assert log_ is not None
         while self._owes(owed):
             batch = self._pending[: self.batch_size]
-            seq = await self.write(log_.append(batch))
+            seq = await self.write(log_.append(batch), to_log=True)
             self._logged.append((seq, batch))
             self._logged_n += len(batch)
             self.saved += len(batch)
@@ -379,6 +386,7 @@ class LearningQueue:
             entries = self._logged[:APPLY_ENTRIES]
             if log_ is None or not entries:
                 return FlushResult(0, 0)
+            await self._still_free()
             batch = [item for _, entry in entries for item in entry]
             last = entries[-1][0]
             result = await self.write(self._applying.commit(batch, last))
@@ -388,7 +396,7 @@ class LearningQueue:
             self._forget_ids(batch)
             async with self._room:
                 self._room.notify_all()
-            await self.write(log_.drop(last))
+            await self.write(log_.drop(last), to_log=True)
             await self._after_commits()
         return result
 
@@ -401,14 +409,25 @@ class LearningQueue:
             self.idle_merged.set()
             return
         async with self._db.write_lock:
+            await self._still_free()
             if not (self._pending or self._logged) and await self.write(
                 self._applying.merge_idle(self.idle_seconds)
             ):
                 self.idle_merged.set()
 
-    async def write(self, work: Awaitable[T]) -> T:
-        """Await a write of the writer's; the engine's errors become a StoreError that says what failed
-        (DiskFull when the disk refused it, DatabaseBusy when another process held the database)."""
+    async def _still_free(self) -> None:
+        """Before a write to the database while learning is paused by another process's lock: fail at
+        once while it still holds the file, so that neither a retry nor a report (which commits what is
+        queued first) waits the busy timeout for it, holding the write lock."""
+        held = self._held
+        if held is not None and self._locked is not None and await asyncio.to_thread(self._locked):
+            self.last_error = held
+            raise DatabaseBusy(f"could not write to {self.path}: {held}")
+
+    async def write(self, work: Awaitable[T], *, to_log: bool = False) -> T:
+        """Await a write of the writer's (to_log: of the learning log's, to a file of its own); the engine's
+        errors become a StoreError that says what failed (DiskFull when the disk refused it,
+        DatabaseBusy when another process held the database)."""
         try:
             done = await work
         except self._errors as exc:
@@ -419,6 +438,10 @@ class LearningQueue:
             elif (code is not None and code & 0xFF in BUSY_CODES) or state == PG_LOCK_NOT_AVAILABLE:
                 kind = DatabaseBusy
             self.last_error = f"disk full ({exc})" if kind is DiskFull else str(exc)
+            if not to_log:
+                self._held = self.last_error if kind is DatabaseBusy else None
             raise kind(f"could not write to {self.path}: {self.last_error}") from exc
         self.last_error = None
+        if not to_log:
+            self._held = None
         return done

@@ -72,6 +72,22 @@ async def open_sqlite(
     return key
 
 
+def write_locked(path: Path) -> bool:
+    """True when another connection holds the file's write lock now (looked at without waiting)."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return True
+        raise
+    else:
+        conn.execute("ROLLBACK")
+        return False
+    finally:
+        conn.close()
+
+
 async def ensure_math(conn: aiosqlite.Connection) -> None:
     """Provide log2 where SQLite was built without its math functions."""
     try:

@@ -26,6 +26,7 @@ file's, data/markov.sqlite3.key) unless the key is given.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -185,6 +186,7 @@ class Store:
             self._writes,
             path=self.path if self.url is None else self.url.redacted,
             errors=SQLITE_ERRORS if self.url is None else postgres_errors(),
+            locked=functools.partial(opening.write_locked, self.path) if self.url is None else None,
             flush_interval=flush_interval,
             batch_size=batch_size,
             max_pending=max_pending,

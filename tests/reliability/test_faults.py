@@ -16,7 +16,7 @@ import pytest
 from bot.cli import main
 from bot.core import patience, schema
 from bot.core.brain import Brain
-from bot.core.models import Message, UnlearnStatus
+from bot.core.models import ChainKey, Message, UnlearnStatus
 from bot.core.schema import StoreError
 from bot.core.store import SchemaTooNew
 from tests.core.dump import hub_count, hub_errors, logical_dump
@@ -371,6 +371,37 @@ async def test_a_report_while_another_process_holds_the_database_does_not_wait_f
             assert chain.messages == 20
         finally:
             await brain.close()
+
+
+@pytest.mark.parametrize("in_background", [False, True], ids=["learning here", "a learning process"])
+async def test_a_report_while_learning_is_paused_by_another_process_answers_without_waiting_for_the_file(
+    db_path: Path, in_background: bool
+) -> None:
+    # An import beside the bot holds the file for minutes: each report waited the busy timeout (5 s)
+    # to say what it could say at once.
+    walker = "process" if in_background else "thread"  # a bot's learning process, or none
+    brain = await Brain.open(
+        db_path, key=SALT, walker=walker, in_background=in_background, flush_interval=3600
+    )
+    report_within = schema.BUSY_TIMEOUT_MS / 1000 / 2
+    try:
+        await brain.opt_in("t", "g", "u")
+        await brain.set_channel("t", "g", "c", True)
+        for n, text in enumerate(("the first thing said", "the second thing said")):
+            await brain.learn(Message("t", "g", "c", "u", str(n), text))
+        await brain.flush()
+        async with holding_the_database(db_path):
+            await brain.learn(Message("t", "g", "c", "u", "2", "the third thing said"))
+            with pytest.raises(schema.DatabaseBusy):
+                await brain.flush()  # learning pauses
+            await brain.learn(Message("t", "g", "c", "u", "3", "the fourth thing said"))
+            (chain,) = await asyncio.wait_for(brain.chains(), report_within)
+            report = await asyncio.wait_for(brain.stats(ChainKey("t", "g", "c"), fresh=True), report_within)
+            assert chain.messages == report.messages_seen == 2
+        (chain,) = await brain.chains()  # the file free again: what was queued is counted
+        assert chain.messages == 4
+    finally:
+        await brain.close()
 
 
 async def test_a_delete_that_waited_past_its_patience_fails_in_one_line_and_is_made_once_the_file_is_free(
