@@ -150,7 +150,10 @@ def identify(path: Path, application_id: int, version: int, tables: set[str]) ->
 def check_file(path: Path) -> None:
     """Refuse a file that is not a markovbot database this markovbot can use, before anything writes to it.
 
-    Read as immutable: no lock, no -wal or -shm file made. The migration's transaction checks again
+    Read as immutable: no lock, no -wal or -shm file made. While another process has the file open
+    (its -wal or -journal beside it), a checkpoint under way leaves the file alone torn (page 1 new,
+    the pages it points to not yet written): what the immutable read cannot make sense of is read
+    again as SQLite's readers do, through the log. The migration's transaction checks again
     (another process may have changed the file since).
     """
     try:
@@ -158,19 +161,35 @@ def check_file(path: Path) -> None:
             return
     except FileNotFoundError:
         return
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    uri = path.resolve().as_uri()
+    try:
+        described = _describe_file(f"{uri}?mode=ro&immutable=1")
+    except sqlite3.DatabaseError as exc:
+        if not any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal")):
+            raise _not_sqlite(path, exc) from None
+        try:
+            described = _describe_file(f"{uri}?mode=ro")
+        except sqlite3.DatabaseError as again:
+            raise _not_sqlite(path, again) from None
+    identify(path, *described)
+
+
+def _describe_file(uri: str) -> tuple[int, int, set[str]]:
+    """(application_id, user_version, table names) of a database opened from a URI."""
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        tables = {str(name) for (name,) in conn.execute(Q["table_names"])}
-    except sqlite3.DatabaseError as exc:
-        raise NotMarkovbotDatabase(
-            f"cannot use the database {path}: it is not a SQLite database ({exc}; left untouched); "
-            "point MARKOV_DATABASE_URL at another file."
-        ) from None
+        return application_id, version, {str(name) for (name,) in conn.execute(Q["table_names"])}
     finally:
         conn.close()
-    identify(path, application_id, version, tables)
+
+
+def _not_sqlite(path: Path, exc: sqlite3.DatabaseError) -> NotMarkovbotDatabase:
+    return NotMarkovbotDatabase(
+        f"cannot use the database {path}: it is not a SQLite database ({exc}; left untouched); "
+        "point MARKOV_DATABASE_URL at another file."
+    )
 
 
 def statements(script: str) -> list[str]:

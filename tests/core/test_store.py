@@ -120,6 +120,68 @@ def test_a_refused_file_is_left_byte_for_byte_and_the_cli_says_why_in_one_line(
     assert sorted(p.name for p in tmp_path.iterdir()) == files  # no -wal, -shm or -journal left
 
 
+MIGRATING = """
+import sqlite3, sys
+from bot.core.schema import APPLICATION_ID, MIGRATION_FUNCTIONS, migrations
+
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA wal_autocheckpoint = 0")  # the log is emptied into the file only when told
+for name, arity, function in MIGRATION_FUNCTIONS:
+    db.create_function(name, arity, function, deterministic=True)
+for number, sql in migrations()[2:]:
+    db.executescript(f"BEGIN;\\n{sql}\\nPRAGMA user_version = {number};\\nCOMMIT;")
+db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+print("migrated", flush=True)
+sys.stdin.readline()
+"""
+
+
+def write_first_page_from_the_wal(path: Path) -> None:
+    """Write the -wal's newest copy of page 1 into the file: a checkpoint's first write."""
+    wal = Path(f"{path}-wal").read_bytes()
+    page_size = int.from_bytes(wal[8:12], "big")  # after the log's magic number and version
+    frame = 24 + page_size  # a frame: its header (the page's number first), then the page
+    copies = [at + 24 for at in range(32, len(wal) - frame + 1, frame) if wal[at : at + 4] == b"\0\0\0\1"]
+    with path.open("r+b") as f:
+        f.write(wal[copies[-1] : copies[-1] + page_size])
+
+
+def read_immutable(path: Path) -> None:
+    """Read a database's schema from its file alone (no lock, no log)."""
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)) as db:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+
+async def test_a_database_another_process_is_checkpointing_opens_and_is_not_called_foreign(
+    db_path: Path,
+) -> None:
+    # While a checkpoint copies the -wal into the file (a new file's first open, a forget's scrub),
+    # the file alone is torn: page 1 new, the pages it points to not yet written. Read as immutable,
+    # it was "not a SQLite database", and a second process starting then (a shard) refused it.
+    with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        for number, sql in migrations()[:2]:
+            db.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+    holder = await asyncio.create_subprocess_exec(  # migrates the rest, all of it in the -wal
+        sys.executable, "-c", MIGRATING, str(db_path), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert (await holder.stdout.readline()).strip() == b"migrated"
+        write_first_page_from_the_wal(db_path)
+        with pytest.raises(sqlite3.DatabaseError, match="malformed"):  # the file alone, as immutable
+            read_immutable(db_path)
+        async with Store(db_path, key=bytes(16), walker="thread") as store:
+            assert store.key == bytes(16)
+    finally:
+        holder.stdin.write(b"\n")
+        await holder.stdin.drain()
+        assert await holder.wait() == 0
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
 async def test_a_markovbot_database_made_before_application_ids_is_recognised(db_path: Path) -> None:
     with sqlite3.connect(db_path) as db:
         for number, sql in migrations()[:2]:
