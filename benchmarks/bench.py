@@ -3,6 +3,7 @@
     python -m benchmarks.bench                      # 100,000-message synthetic Zipf corpus
     python -m benchmarks.bench --messages 1000000   # community scale
     python -m benchmarks.bench --file corpus.txt    # any text file, one message per line
+    python -m benchmarks.bench --chitchat           # real chat: chitchat-dataset's 258,112 messages
     python -m benchmarks.bench --postgres postgresql://root@127.0.0.1/test   # PostgreSQL beside SQLite
 
 Each side runs in its own process, so peak RSS (VmHWM) is measured apart: markovify's build and
@@ -34,7 +35,7 @@ from pathlib import Path
 from queue import Empty
 from typing import Any
 
-from benchmarks.corpus import write_zipf_corpus
+from benchmarks.corpus import CHITCHAT, write_chitchat_corpus, write_zipf_corpus
 
 log = logging.getLogger(__name__)
 
@@ -598,6 +599,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=100_000, help="synthetic corpus size")
     parser.add_argument("--file", type=Path, help="a text file to use instead (one message per line)")
+    parser.add_argument(
+        "--chitchat",
+        action="store_true",
+        help='real chat instead: chitchat-dataset (pip install -e ".[bench]")',
+    )
     parser.add_argument("--calls", type=int, default=1000, help="generations timed on each side")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -609,6 +615,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         if args.file:
             corpus, label = str(args.file), f"corpus {args.file.name}"
+        elif args.chitchat:
+            corpus = os.path.join(tmp, "chitchat.txt")
+            label = f"{CHITCHAT}, {write_chitchat_corpus(corpus):,} messages"
         else:
             corpus = os.path.join(tmp, "corpus.txt")
             write_zipf_corpus(corpus, args.messages, seed=args.seed)
