@@ -73,17 +73,20 @@ async def open_sqlite(
 
 
 def write_locked(path: Path) -> bool:
-    """True when another connection holds the file's write lock now (looked at without waiting)."""
-    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    """True when another connection holds the file's write lock now (looked at without waiting); False
+    also when the look itself fails otherwise (the write then tries, and says what failed)."""
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=0, isolation_level=None
+        )
+    except sqlite3.Error:
+        return False
     try:
         conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            return True
-        raise
-    else:
         conn.execute("ROLLBACK")
         return False
+    except sqlite3.Error as exc:
+        return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     finally:
         conn.close()
 

@@ -162,34 +162,31 @@ def check_file(path: Path) -> None:
     except FileNotFoundError:
         return
     uri = path.resolve().as_uri()
-    try:
-        described = _describe_file(f"{uri}?mode=ro&immutable=1")
-    except sqlite3.DatabaseError as exc:
-        if not any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal")):
-            raise _not_sqlite(path, exc) from None
-        try:
-            described = _describe_file(f"{uri}?mode=ro")
-        except sqlite3.DatabaseError as again:
-            raise _not_sqlite(path, again) from None
+    described = _describe_file(f"{uri}?mode=ro&immutable=1")
+    if isinstance(described, sqlite3.DatabaseError) and any(
+        Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-journal")
+    ):
+        described = _describe_file(f"{uri}?mode=ro")
+    if isinstance(described, sqlite3.DatabaseError):
+        raise NotMarkovbotDatabase(
+            f"cannot use the database {path}: it is not a SQLite database ({described}; left untouched); "
+            "point MARKOV_DATABASE_URL at another file."
+        )
     identify(path, *described)
 
 
-def _describe_file(uri: str) -> tuple[int, int, set[str]]:
-    """(application_id, user_version, table names) of a database opened from a URI."""
+def _describe_file(uri: str) -> tuple[int, int, set[str]] | sqlite3.DatabaseError:
+    """(application_id, user_version, table names) of a database opened from a URI, or what SQLite
+    said when what it read was no database (an open that fails raises, as before)."""
     conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         return application_id, version, {str(name) for (name,) in conn.execute(Q["table_names"])}
+    except sqlite3.DatabaseError as exc:
+        return exc
     finally:
         conn.close()
-
-
-def _not_sqlite(path: Path, exc: sqlite3.DatabaseError) -> NotMarkovbotDatabase:
-    return NotMarkovbotDatabase(
-        f"cannot use the database {path}: it is not a SQLite database ({exc}; left untouched); "
-        "point MARKOV_DATABASE_URL at another file."
-    )
 
 
 def statements(script: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -59,3 +60,16 @@ async def test_postgresql_starts_listening_and_loads_the_key_then_closes_its_poo
     finally:
         await opening.close(db, pg, guilds)
     assert not pg.is_open
+
+
+def test_a_look_at_the_write_lock_sees_another_connections_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "markov.sqlite3"
+    assert opening.write_locked(path) is False  # no file: the write that follows says so
+    assert not path.exists()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+        holder.execute("PRAGMA journal_mode = WAL")
+        assert opening.write_locked(path) is False
+        holder.execute("BEGIN IMMEDIATE")
+        assert opening.write_locked(path) is True
+        holder.execute("ROLLBACK")
+        assert opening.write_locked(path) is False
