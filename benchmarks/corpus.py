@@ -61,7 +61,10 @@ def write_chitchat_corpus(path: str) -> int:
     not blank, 12.7 MB, the corpus #13 measured its real-text figures on. `pip install -e ".[bench]"`
     installs it.
     """
-    dataset = resources.files("chitchat_dataset").joinpath("dataset.json")
+    try:
+        dataset = resources.files("chitchat_dataset").joinpath("dataset.json")
+    except ModuleNotFoundError:
+        raise SystemExit('the chitchat corpus needs its package: pip install -e ".[bench]"') from None
     conversations = json.loads(dataset.read_text(encoding="utf-8"))
     written = 0
     with open(path, "w", encoding="utf-8") as f:
