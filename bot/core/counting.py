@@ -128,15 +128,21 @@ def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Co
     return counted, refs
 
 
+def fingerprints(item: PendingMessage) -> tuple[int, ...]:
+    """What a message adds to its chain's window set: its K-runs, and under scheme 2 its normalised
+    whole fingerprint (a hash of another domain: see bot.core.fingerprints), which the guard's
+    whole-message check and the report's counts by form look up there."""
+    return item.windows if item.normal is None else (*item.windows, item.normal)
+
+
 def windows(batch: Sequence[PendingMessage]) -> Ints:
-    """The batch's windows as a table of rows (chain, fingerprint, author, count), sorted by key."""
-    sizes = [len(item.windows) for item in batch]
+    """The batch's window-set entries as a table of rows (chain, fingerprint, author, count), sorted by key."""
+    each = [fingerprints(item) for item in batch]
+    sizes = [len(fps) for fps in each]
     total = sum(sizes)
     if not total:
         return np.empty((0, 4), dtype=np.int64)
-    fps = np.fromiter(
-        itertools.chain.from_iterable([item.windows for item in batch]), dtype=np.int64, count=total
-    )
+    fps = np.fromiter(itertools.chain.from_iterable(each), dtype=np.int64, count=total)
     chain_ids = np.repeat(np.array([item.chain.id for item in batch], dtype=np.int64), sizes)
     author_ids = np.repeat(np.array([item.author_id for item in batch], dtype=np.int64), sizes)
     first, counts = _runs([chain_ids, fps, author_ids])

@@ -103,27 +103,24 @@ class PrefixSample:
     hits: Split
 
 
-def message_query(chain: ChainInfo) -> str:
-    """The named statement counting a chain's learned messages by whole fingerprint (see fingerprints)."""
-    return "message_multiplicity" if chain.scheme == fingerprints.EXACT else "normal_multiplicity"
+def said(walker: Walker, chain: ChainInfo, tokens: Sequence[str]) -> tuple[int, int] | None:
+    """(times, authors) of the learned message these tokens are (up to the chain scheme's
+    normalisation, as the guard compares), or None."""
+    whole = walker.fingerprints.whole(tokens, chain.scheme)
+    if chain.scheme != fingerprints.EXACT:  # normalised wholes are kept among the chain's windows
+        return walker.window_multiplicity(chain.id, [whole]).get(whole)
+    rows = walker.query("message_multiplicity", (chain.id, walker.ids([whole])))
+    return (int(rows[0][1]), int(rows[0][2])) if rows else None
 
 
-def _multiplicity(walker: Walker, name: str, chain_id: int, found: list[int]) -> dict[int, tuple[int, int]]:
-    """(times, authors) of each fingerprint found (name: a message multiplicity statement)."""
-    if not found:
-        return {}
-    rows = walker.query(name, (chain_id, walker.ids(found)))
-    return {int(f): (int(times), int(authors)) for f, times, authors in rows}
-
-
-def exact_multiplicity(walker: Walker, chain: ChainInfo, tokens: Sequence[str]) -> tuple[int, int] | None:
-    """(times, authors) of a learned message, given its exact tokens (said in any form), or None."""
-    exact = walker.fingerprints.message(tokens)
-    if chain.scheme == fingerprints.EXACT:
-        return _multiplicity(walker, "message_multiplicity", chain.id, [exact]).get(exact)
-    normal = walker.fingerprints.whole(tokens, chain.scheme)
-    rows = walker.query("exact_multiplicity", (chain.id, normal, exact))
-    return (int(rows[0][0]), int(rows[0][1])) if rows else None
+def learned_exactly(walker: Walker, chain: ChainInfo, tokens: Sequence[Sequence[str]]) -> list[bool]:
+    """Which of these token sequences are learned messages exactly (not only up to normalisation)."""
+    exact = [walker.fingerprints.message(t) for t in tokens]
+    if not exact:
+        return []
+    # One read of the chain's rows for all of them: no index by exact fingerprint under scheme 2.
+    found = {int(fp) for (fp,) in walker.query("learned_fingerprints", (chain.id, walker.ids(exact)))}
+    return [fp in found for fp in exact]
 
 
 def sample_outputs(
@@ -145,8 +142,7 @@ def sample_outputs(
     while walked < samples and not (walked and time.monotonic() >= until):
         (tokens,) = walker.walks(chain, 1, rng)
         walked += 1
-        whole = walker.fingerprints.whole(tokens, chain.scheme)
-        found = _multiplicity(walker, message_query(chain), chain.id, [whole]).get(whole)
+        found = said(walker, chain, tokens)
         if found is not None:
             copies = copies.add(*found, thresholds)
         _, windows = walker.fingerprints.guarded(tokens, chain.run_length, chain.scheme)
@@ -211,8 +207,10 @@ def greedy_hits(
     """Greedy-walk the prefixes in order, none begun after the first once time.monotonic() passes
     until: (those that gave a learned message, how many were walked)."""
     cache: dict[bytes, int] = {}
-    hits = Split()
     walked = 0
+    forms: list[
+        tuple[list[str], tuple[int, int]]
+    ] = []  # walks whose form was learned, with its (times, authors)
     for prefix in prefixes:
         if walked and time.monotonic() >= until:
             break
@@ -220,7 +218,13 @@ def greedy_hits(
         path = greedy(walker, chain, prefix, cache)
         if len(path) <= chain.order:
             continue  # the walk ends at once: no rest to reproduce
-        found = exact_multiplicity(walker, chain, walker.texts(path))
+        tokens = walker.texts(path)
+        found = said(walker, chain, tokens)
         if found is not None:
+            forms.append((tokens, found))
+    hits = Split()
+    exact = learned_exactly(walker, chain, [tokens for tokens, _ in forms])
+    for (_, found), learned in zip(forms, exact, strict=True):
+        if learned:
             hits = hits.add(*found, thresholds)
     return hits, walked

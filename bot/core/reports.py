@@ -162,7 +162,7 @@ class Reports:
         return BlockBytes(int(mine or 0), int(every or 0))
 
     async def windows_present(self, chain_id: int, windows: Sequence[int]) -> bool:
-        """True when any of these K-run fingerprints was learned in the chain (see refresh)."""
+        """True when any of these fingerprints was learned in the chain's window set (see refresh)."""
         return await self._entries(self._windows.present, chain_id, list(windows))
 
     async def top_successors(self, chain_id: int, ctx: bytes, limit: int) -> list[Branch]:
@@ -184,15 +184,24 @@ class Reports:
         self._blocks.clear()
         self._windows.clear()
 
-    async def message_multiplicity(self, chain_id: int, fingerprints: Sequence[int]) -> list[Multiplicity]:
-        """How often each learned message among these exact fingerprints was said (absent ones left out)."""
+    async def message_multiplicity(
+        self, chain_id: int, fingerprints: Sequence[int], *, normalised: bool
+    ) -> list[Multiplicity]:
+        """How often each learned message among these whole fingerprints (normalised: scheme 2's, kept
+        among the chain's windows; else exact) was said, and by how many authors (absent ones left out)."""
+        if normalised:
+            found = await self._entries(self._windows.multiplicity, chain_id, list(fingerprints))
+            return [Multiplicity(fp, times, authors) for fp, (times, authors) in sorted(found.items())]
         rows = await self._rows("message_multiplicity", chain_id, self._ids(fingerprints))
         return [Multiplicity(int(fp), int(times), int(authors)) for fp, times, authors in rows]
 
-    async def exact_multiplicity(self, chain_id: int, normal: int, exact: int) -> Multiplicity | None:
-        """How often a normalised form was said (scheme 2), when the exact message `exact` is among them."""
-        rows = await self._rows("exact_multiplicity", chain_id, normal, exact)
-        return Multiplicity(exact, int(rows[0][0]), int(rows[0][1])) if rows else None
+    async def learned_fingerprints(self, chain_id: int, fingerprints: Sequence[int]) -> set[int]:
+        """Which of these exact fingerprints the chain learned (one read of its message rows)."""
+        if not fingerprints:
+            return set()
+        return {
+            int(fp) for (fp,) in await self._rows("learned_fingerprints", chain_id, self._ids(fingerprints))
+        }
 
     async def scan(self, chain_id: int, order: int) -> Scanned:
         """A chain's transitions counted (see chainrows.Shape), and its vocabulary: one full read, on a

@@ -244,7 +244,7 @@ def _bytes_kept(sizes: _Sizes, vocabulary: int) -> tuple[int, int, int]:
     token_tables = [
         name for name in sizes.pages if name == "tokens" or name.startswith("sqlite_autoindex_tokens")
     ]
-    message_tables = ["messages", "messages_by_fingerprint", "messages_by_normal"]
+    message_tables = ["messages", "messages_by_fingerprint"]
     delta_tables = ["transitions", "transitions_back", "hubs", "sqlite_autoindex_hubs_1"]
     block_tables = ["transition_blocks", "sqlite_autoindex_transition_blocks_1"]
     # Tables without a row of any chain (the delta right after a merge) go with the blocks, and
@@ -331,19 +331,24 @@ async def _extraction(
     """The distinct learned messages the attack reproduces exactly, by how often they were said."""
     candidates = await extraction_candidates(brain, info, budget, guided=guided)
     texts = [await brain.store.texts(c) for c in candidates]
+    reports = brain.store.reports
     exact = sorted({brain.fingerprints.message(t) for t in texts})
     found = Split()
     if info.scheme == EXACT:
         for start in range(0, len(exact), 500):
             chunk = exact[start : start + 500]
-            for said in await brain.store.reports.message_multiplicity(info.id, chunk):
+            for said in await reports.message_multiplicity(info.id, chunk, normalised=False):
                 found = found.add(said.times, said.authors, thresholds)
         return found
+    # Scheme 2: how often each was said is its form's count, kept among the windows.
     forms = {brain.fingerprints.message(t): brain.fingerprints.whole(t, info.scheme) for t in texts}
-    for fingerprint in exact:
-        normal = await brain.store.reports.exact_multiplicity(info.id, forms[fingerprint], fingerprint)
-        if normal is not None:
-            found = found.add(normal.times, normal.authors, thresholds)
+    learned = sorted(await reports.learned_fingerprints(info.id, exact))
+    wanted = sorted({forms[fp] for fp in learned})
+    by_form = {m.fingerprint: m for m in await reports.message_multiplicity(info.id, wanted, normalised=True)}
+    for fingerprint in learned:
+        form = by_form.get(forms[fingerprint])
+        if form is not None:
+            found = found.add(form.times, form.authors, thresholds)
     return found
 
 

@@ -234,13 +234,13 @@ class Walker:
         if normal is None:
             exact = self.fingerprints.message(tokens)
             whole = bool(self._rows("message_fingerprint_exists", (chain.id, exact)))
-        else:
-            whole = bool(self._rows("normal_exists", (chain.id, normal)))
+        else:  # the normalised whole is kept among the chain's windows (bot.core.counting.fingerprints)
+            whole = self._windows.present(self._connection(), chain.id, [normal])
         runs = self._windows.present(self._connection(), chain.id, windows)
         return whole, runs
 
     def window_multiplicity(self, chain_id: int, fps: Sequence[int]) -> dict[int, tuple[int, int]]:
-        """(times learned, authors) of each of these K-run fingerprints learned in the chain."""
+        """(times learned, authors) of each of these fingerprints (K-runs, normalised wholes) learned in the chain."""
         return self._windows.multiplicity(self._connection(), chain_id, fps)
 
     # ---------------------------------------------------------------- what the calls run (bot.core.walkercalls)

@@ -226,11 +226,23 @@ def downgrade(
                 rows = transition_rows(current)
             db.execute("DELETE FROM main.transitions")
             db.executemany("INSERT INTO main.transitions VALUES (?, ?, ?, ?, ?)", rows)
-        if "window_blocks" not in tables:  # before window blocks, every window was a row of windows
+        if version < 14:  # before 0014, every window was a K-run (each message's form: its row's normal)
             with contextlib.closing(sqlite3.connect(path)) as current:
-                windows = window_rows(current)
-            db.execute("DELETE FROM main.windows")
-            db.executemany("INSERT INTO main.windows VALUES (?, ?, ?, ?)", windows)
+                windows = Counter({(c, f, a): k for c, f, a, k in window_rows(current)})
+                forms = current.execute(
+                    "SELECT chain_id, normal, author_id, count(*) FROM messages "
+                    "WHERE normal IS NOT NULL GROUP BY chain_id, normal, author_id"
+                ).fetchall()
+            windows.subtract({(c, f, a): k for c, f, a, k in forms})
+            assert min(windows.values(), default=1) >= 0, (
+                "a form counted among the windows less than its rows"
+            )
+            db.execute("DELETE FROM main.windows")  # every window a delta row: merges make the blocks
+            if "window_blocks" in tables:
+                db.execute("DELETE FROM main.window_blocks")
+            db.executemany(
+                "INSERT INTO main.windows VALUES (?, ?, ?, ?)", ((*w, k) for w, k in windows.items() if k)
+            )
         db.commit()
         db.execute("DETACH DATABASE current")
     finally:

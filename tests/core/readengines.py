@@ -81,9 +81,9 @@ def corpus(seed: int, messages: int = 60, words: int = 14, authors: int = 3, wid
         for ctx, next_id in chainmod.transitions(ids, ORDER):
             counts[(*chainmod.unpack(ctx), next_id, author)] += 1
         normal, runs = fingerprints.guarded(tokens, RUN, NORMALISED)
-        for fp in runs:
-            windows[(fp, author)] += 1
         assert normal is not None
+        for fp in (*runs, normal):  # the normalised whole is kept among the windows
+            windows[(fp, author)] += 1
         found.message_rows.append((1000 + i, author, fingerprints.message(tokens), normal, len(tokens)))
     return found
 

@@ -16,7 +16,7 @@ from bot.core.brain import Brain
 from bot.core.connections import Connections
 from bot.core.fingerprints import Fingerprinter
 from bot.core.models import ChainKey, Message
-from bot.core.reports import Branch, LearnedMessages, Reports
+from bot.core.reports import Branch, LearnedMessages, Multiplicity, Reports
 from bot.core.tokens import tokenize
 from tests.core import readengines
 from tests.core.enginebrains import Where, rows_of
@@ -27,6 +27,7 @@ async def figures(reports: Reports, chain_id: int, data: Corpus) -> dict[str, An
     """Every figure the report reads of a chain (table bytes aside: each engine stores its own way)."""
     contexts = sorted({k[:ORDER] for k in data.counts})
     fps = [fp for _, _, fp, _, _ in data.message_rows]
+    normals = sorted({normal for _, _, _, normal, _ in data.message_rows})
     windows = sorted({fp for fp, _ in data.windows})
     return {
         "table_rows": await reports.table_rows(),
@@ -37,9 +38,9 @@ async def figures(reports: Reports, chain_id: int, data: Corpus) -> dict[str, An
         "windows_present": [await reports.windows_present(chain_id, [fp]) for fp in windows[:40]],
         "windows_absent": await reports.windows_present(chain_id, [1, 2, 3]),
         "top": [await reports.top_successors(chain_id, chainmod.pack(c), 3) for c in contexts],
-        "messages": sorted(await reports.message_multiplicity(chain_id, [*fps, 7])),
-        "exact": [await reports.exact_multiplicity(chain_id, n, fp) for _, _, fp, n, _ in data.message_rows],
-        "not_exact": await reports.exact_multiplicity(chain_id, data.message_rows[0][3], 7),
+        "messages": sorted(await reports.message_multiplicity(chain_id, [*fps, 7], normalised=False)),
+        "forms": await reports.message_multiplicity(chain_id, [*normals, 7], normalised=True),
+        "exact": await reports.learned_fingerprints(chain_id, [*fps, 7, *normals]),
         "scan": await reports.scan(chain_id, ORDER),
         "learned": [
             await reports.learned_messages(chain_id, normalised=normalised, times=2, authors=2, order=ORDER)
@@ -96,10 +97,21 @@ async def test_the_reports_read_the_same_figures_on_both_engines(tmp_path: Path,
     assert (shape.states, shape.pairs, shape.total) == (want["states"], want["pairs"], want["total"])
     assert on_sqlite["scan"].vocabulary == len(data.token_ids)
     assert on_sqlite["learned"][0].distinct == len({fp for _, _, fp, _, _ in data.message_rows})
-    assert on_sqlite["not_exact"] is None and None not in on_sqlite["exact"]
+    assert on_sqlite["forms"] == forms(data.message_rows)
+    assert on_sqlite["exact"] == {
+        fp for _, _, fp, _, _ in data.message_rows
+    }  # exact messages; a form only when a message was said so
     assert on_sqlite["block_bytes"].chain > 0
     for found in (sqlite_bytes, pg_bytes):
         assert found["transition_blocks"] > 0 and found["messages"] > 0
+
+
+def forms(rows: list[tuple[int, int, int, int, int]]) -> list[Multiplicity]:
+    """Each normalised form's (times, authors), counted from the message rows (id, author, fp, normal, tokens)."""
+    said: defaultdict[int, list[int]] = defaultdict(list)
+    for _, author, _, normal, _ in rows:
+        said[normal].append(author)
+    return [Multiplicity(normal, len(authors), len(set(authors))) for normal, authors in sorted(said.items())]
 
 
 async def test_a_postgresql_report_needs_no_sqlite_reader_but_a_sqlite_one_does(tmp_path: Path) -> None:

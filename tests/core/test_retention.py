@@ -372,7 +372,6 @@ async def test_bytes_kept_add_up_to_the_database_pages(tmp_path: Path) -> None:
         "sqlite_autoindex_window_blocks_1",
         "messages",
         "messages_by_fingerprint",
-        "messages_by_normal",
         "tokens",
         "sqlite_autoindex_tokens_1",
         "recent_messages",

@@ -371,8 +371,6 @@ def test_sqlite_memory_statistics_go_off_only_while_no_connection_is_open(case: 
     ("name", "params"),
     [
         ("message_fingerprint_exists", (1, 5)),
-        ("normal_exists", (1, 5)),
-        ("exact_multiplicity", (1, 5, 6)),
         ("message_multiplicity", (1, "[5, 6]")),
         ("windows_present", (1, "[5, 6]")),
         ("known_message_keys", ("[1, 2]",)),

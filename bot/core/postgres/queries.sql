@@ -596,23 +596,13 @@ SELECT ctx FROM hubs WHERE chain_id = $1;
 -- name: message_fingerprint_exists
 SELECT 1 FROM messages WHERE chain_id = $1 AND fingerprint = $2 AND normal IS NULL LIMIT 1;
 
--- name: normal_exists
-SELECT 1 FROM messages WHERE chain_id = $1 AND normal = $2 LIMIT 1;
+-- name: learned_fingerprints
+-- Which of these exact fingerprints a chain learned (SQLite's statement of the name).
+SELECT DISTINCT fingerprint FROM messages WHERE chain_id = $1 AND fingerprint = ANY($2::bigint[]);
 
 -- name: message_multiplicity
 SELECT fingerprint, count(*), count(DISTINCT author_id) FROM messages
 WHERE chain_id = $1 AND fingerprint = ANY($2::bigint[]) AND normal IS NULL GROUP BY fingerprint;
-
--- name: normal_multiplicity
-SELECT normal, count(*), count(DISTINCT author_id) FROM messages
-WHERE chain_id = $1 AND normal = ANY($2::bigint[]) GROUP BY normal;
-
--- name: exact_multiplicity
--- How often the normalised form $2 was learned, and by how many authors, when the exact message $3
--- was learned among them (a row only then).
-SELECT count(*), count(DISTINCT author_id) FROM messages
-WHERE chain_id = $1 AND normal = $2
-HAVING bool_or(fingerprint = $3);
 
 -- name: delta_into
 SELECT rest, next_id, author_id, count FROM transitions_back WHERE chain_id = $1 AND next_id = $2;
