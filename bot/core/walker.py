@@ -239,6 +239,14 @@ class Walker:
         runs = self._windows.present(self._connection(), chain.id, windows)
         return whole, runs
 
+    def copied(self, chain: ChainInfo, tokens: Sequence[str]) -> bool:
+        """What the guard refuses: tokens that are a learned message or hold a run of K tokens of one
+        (see copies); under scheme 2 one lookup of the chain's windows answers both."""
+        normal, windows = self.fingerprints.guarded(tokens, chain.run_length, chain.scheme)
+        if normal is None:
+            return any(self.copies(chain, tokens))
+        return self._windows.present(self._connection(), chain.id, [normal, *windows])
+
     def window_multiplicity(self, chain_id: int, fps: Sequence[int]) -> dict[int, tuple[int, int]]:
         """(times learned, authors) of each of these fingerprints (K-runs, normalised wholes) learned in the chain."""
         return self._windows.multiplicity(self._connection(), chain_id, fps)
@@ -270,7 +278,7 @@ class Walker:
                 continue
             produced = True
             tokens = self.texts(ids)
-            if guard and any(self.copies(chain, tokens)):
+            if guard and self.copied(chain, tokens):
                 if attempt >= MIN_GUARD_TRIES and time.monotonic() > deadline:
                     return Generated(GenerateStatus.COPY_GUARD, tries=attempt)
                 continue

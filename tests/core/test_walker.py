@@ -296,7 +296,10 @@ async def test_the_copy_guard_sees_every_learned_message_and_run_on_each_engine(
             for _, tokens in data.messages:
                 assert walker.copies(chain, tokens) == (True, len(tokens) >= chain.run_length)
                 assert walker.copies(chain, ["unsaid", *tokens])[1] == (len(tokens) >= chain.run_length)
+                assert walker.copied(chain, tokens)  # what the guard asks: both halves in one lookup
+                assert walker.copied(chain, ["unsaid", *tokens]) == (len(tokens) >= chain.run_length)
             assert walker.copies(chain, ["never", "said", "in", "this", "chain"]) == (False, False)
+            assert not walker.copied(chain, ["never", "said", "in", "this", "chain"])
         finally:
             walker.close()
 
