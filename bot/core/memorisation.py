@@ -113,14 +113,25 @@ def said(walker: Walker, chain: ChainInfo, tokens: Sequence[str]) -> tuple[int, 
     return (int(rows[0][1]), int(rows[0][2])) if rows else None
 
 
-def learned_exactly(walker: Walker, chain: ChainInfo, tokens: Sequence[Sequence[str]]) -> list[bool]:
-    """Which of these token sequences are learned messages exactly (not only up to normalisation)."""
-    exact = [walker.fingerprints.message(t) for t in tokens]
-    if not exact:
-        return []
-    # One read of the chain's rows for all of them: no index by exact fingerprint under scheme 2.
-    found = {int(fp) for (fp,) in walker.query("learned_fingerprints", (chain.id, walker.ids(exact)))}
-    return [fp in found for fp in exact]
+#: A greedy walk whose form was learned: (its exact fingerprint, times and authors of its form).
+Candidate = tuple[int, int, int]
+
+
+def exact_hits(
+    walker: Walker, chain: ChainInfo, candidates: Sequence[Candidate], thresholds: Thresholds
+) -> Split:
+    """Of greedy walks whose form was learned, those learned exactly, by how often their form was said."""
+    exact = sorted({fp for fp, _, _ in candidates})
+    if chain.scheme != fingerprints.EXACT and exact:
+        # One read of the chain's rows for all of them: no index is by exact fingerprint under scheme 2.
+        found = {int(fp) for (fp,) in walker.query("learned_fingerprints", (chain.id, walker.ids(exact)))}
+    else:
+        found = set(exact)  # scheme 1 counts by exact fingerprint already
+    hits = Split()
+    for fp, times, authors in candidates:
+        if fp in found:
+            hits = hits.add(times, authors, thresholds)
+    return hits
 
 
 def sample_outputs(
@@ -198,19 +209,13 @@ def pick_openings(walker: Walker, chain: ChainInfo, samples: int, seed: int) -> 
 
 
 def greedy_hits(
-    walker: Walker,
-    chain: ChainInfo,
-    prefixes: Sequence[Prefix],
-    thresholds: Thresholds,
-    until: float = math.inf,
-) -> tuple[Split, int]:
+    walker: Walker, chain: ChainInfo, prefixes: Sequence[Prefix], until: float = math.inf
+) -> tuple[list[Candidate], int]:
     """Greedy-walk the prefixes in order, none begun after the first once time.monotonic() passes
-    until: (those that gave a learned message, how many were walked)."""
+    until: (the walks whose form was learned, how many were walked); exact_hits keeps the exact ones."""
     cache: dict[bytes, int] = {}
     walked = 0
-    forms: list[
-        tuple[list[str], tuple[int, int]]
-    ] = []  # walks whose form was learned, with its (times, authors)
+    found: list[Candidate] = []
     for prefix in prefixes:
         if walked and time.monotonic() >= until:
             break
@@ -219,12 +224,7 @@ def greedy_hits(
         if len(path) <= chain.order:
             continue  # the walk ends at once: no rest to reproduce
         tokens = walker.texts(path)
-        found = said(walker, chain, tokens)
-        if found is not None:
-            forms.append((tokens, found))
-    hits = Split()
-    exact = learned_exactly(walker, chain, [tokens for tokens, _ in forms])
-    for (_, found), learned in zip(forms, exact, strict=True):
-        if learned:
-            hits = hits.add(*found, thresholds)
-    return hits, walked
+        form = said(walker, chain, tokens)
+        if form is not None:
+            found.append((walker.fingerprints.message(tokens), *form))
+    return found, walked

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from bot.core.chain import Choices
-from bot.core.memorisation import OutputSample, Prefix, Split, Thresholds
+from bot.core.memorisation import Candidate, OutputSample, Prefix, Split, Thresholds
 from bot.core.models import ChainInfo, Generated
 
 if TYPE_CHECKING:
@@ -123,16 +123,28 @@ class PickOpenings(Call[tuple[int, list[Prefix]]]):
 
 
 @dataclass(frozen=True, slots=True)
-class GreedyHits(Call[tuple[Split, int]]):
-    """Of some opening prefixes, in order for about `seconds`, those whose greedy walk is a learned
-    message (see Walker.greedy_hits)."""
+class GreedyHits(Call[tuple[list[Candidate], int]]):
+    """Of some opening prefixes, in order for about `seconds`, those whose greedy walk's form is
+    learned (see Walker.greedy_hits)."""
 
     chain: ChainInfo
     prefixes: Sequence[Prefix]
-    thresholds: Thresholds
     seconds: float
 
-    def run(self, walker: Walker) -> tuple[Split, int]:
-        """The hits, split by how often their message was said, and how many prefixes were walked."""
+    def run(self, walker: Walker) -> tuple[list[Candidate], int]:
+        """The walks whose form was learned, and how many prefixes were walked."""
         until = time.monotonic() + self.seconds
-        return walker.greedy_hits(self.chain, self.prefixes, self.thresholds, until)
+        return walker.greedy_hits(self.chain, self.prefixes, until)
+
+
+@dataclass(frozen=True, slots=True)
+class ExactHits(Call[Split]):
+    """Of the greedy walks GreedyHits found, the learned messages exactly, split by how often said."""
+
+    chain: ChainInfo
+    candidates: Sequence[Candidate]
+    thresholds: Thresholds
+
+    def run(self, walker: Walker) -> Split:
+        """The hits (one read of the chain's message rows for all of them)."""
+        return walker.exact_hits(self.chain, self.candidates, self.thresholds)

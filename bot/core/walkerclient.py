@@ -7,10 +7,19 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from bot.core.chain import Choices
-from bot.core.memorisation import OutputSample, PrefixSample, Split, Thresholds
+from bot.core.memorisation import Candidate, OutputSample, PrefixSample, Split, Thresholds
 from bot.core.models import ChainInfo, Generated
 from bot.core.versions import ChainVersions
-from bot.core.walkercalls import Attempts, Call, GreedyHits, PickOpenings, SampleOutputs, Successors, Walks
+from bot.core.walkercalls import (
+    Attempts,
+    Call,
+    ExactHits,
+    GreedyHits,
+    PickOpenings,
+    SampleOutputs,
+    Successors,
+    Walks,
+)
 from bot.core.walkerhost import WalkerHost
 
 T = TypeVar("T")
@@ -78,11 +87,11 @@ class WalkerClient:
     ) -> PrefixSample:
         """The report's discoverable sample: greedy walks from the chain's opening prefixes, in parts."""
         total, picked = await self._run(chain.id, PickOpenings(chain, samples, seed))
-        hits, done = Split(), 0
+        found: list[Candidate] = []
+        done = 0
         while done < len(picked):
             prefixes = picked[done : done + PREFIXES_PER_PART]
-            part, walked = await self._run(
-                chain.id, GreedyHits(chain, prefixes, thresholds, REPORT_PART_SECONDS)
-            )
-            hits, done = hits + part, done + walked
+            part, walked = await self._run(chain.id, GreedyHits(chain, prefixes, REPORT_PART_SECONDS))
+            found, done = found + part, done + walked
+        hits = await self._run(chain.id, ExactHits(chain, found, thresholds))
         return PrefixSample(total, len(picked), hits)

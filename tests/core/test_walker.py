@@ -29,7 +29,15 @@ from bot.core.memorisation import Thresholds
 from bot.core.models import ChainInfo, ChainKey, GenerateStatus, Message
 from bot.core.versions import Version
 from bot.core.walker import Walker
-from bot.core.walkercalls import Attempts, GreedyHits, PickOpenings, SampleOutputs, Successors, Walks
+from bot.core.walkercalls import (
+    Attempts,
+    ExactHits,
+    GreedyHits,
+    PickOpenings,
+    SampleOutputs,
+    Successors,
+    Walks,
+)
 from bot.core.walkerhost import WalkerHost
 from tests.core import readengines
 from tests.core.readengines import Corpus, Tkey, corpus
@@ -346,7 +354,8 @@ async def test_both_engines_walk_and_sample_the_same_from_the_same_seed(tmp_path
                 version, SampleOutputs(chain, 40, random.Random(7).getstate(), Thresholds(), math.inf)
             )
             _, picked = await host.run(version, PickOpenings(chain, 40, 7))
-            prefixes, _ = await host.run(version, GreedyHits(chain, picked, Thresholds(), math.inf))
+            found, _ = await host.run(version, GreedyHits(chain, picked, math.inf))
+            prefixes = await host.run(version, ExactHits(chain, found, Thresholds()))
             guarded = await host.run(version, Attempts(chain, 9, (), None, True, 20, time.monotonic() + 5))
         finally:
             await host.stop()
