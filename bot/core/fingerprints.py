@@ -9,8 +9,9 @@ Each chain records the scheme its fingerprints were made with:
   so the guard catches exact copies only;
 - scheme 2: windows are of normalised tokens (NFKC, case-folded), and each message also has
   the fingerprint of its normalised tokens with trailing punctuation dropped (messages.normal,
-  and an entry of its author among the chain's windows, where it is looked up), so a copy that differs only in letter case, compatibility forms or final punctuation is caught
-  too, and the retention report counts how often a message was said up to that normalisation.
+  and an entry of its author among the chain's windows, where it is looked up), so a copy that
+  differs only in letter case, compatibility forms or final punctuation is caught too, and the
+  retention report counts how often a message was said up to that normalisation.
 
 In both, messages.fingerprint is of the exact tokens: unlearning checks it, so a text that only
 normalises like the learned one is never subtracted in its place.

@@ -27,7 +27,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -118,18 +118,13 @@ Candidate = tuple[int, int, int]
 
 
 def exact_hits(
-    walker: Walker, chain: ChainInfo, candidates: Sequence[Candidate], thresholds: Thresholds
+    candidates: Sequence[Candidate], learned: Container[int] | None, thresholds: Thresholds
 ) -> Split:
-    """Of greedy walks whose form was learned, those learned exactly, by how often their form was said."""
-    exact = sorted({fp for fp, _, _ in candidates})
-    if chain.scheme != fingerprints.EXACT and exact:
-        # One read of the chain's rows for all of them: no index is by exact fingerprint under scheme 2.
-        found = {int(fp) for (fp,) in walker.query("learned_fingerprints", (chain.id, walker.ids(exact)))}
-    else:
-        found = set(exact)  # scheme 1 counts by exact fingerprint already
+    """Of greedy walks whose form was learned, those learned exactly (their exact fingerprint in
+    learned; None: all, as scheme 1 counts by exact fingerprint), by how often their form was said."""
     hits = Split()
     for fp, times, authors in candidates:
-        if fp in found:
+        if learned is None or fp in learned:
             hits = hits.add(times, authors, thresholds)
     return hits
 

@@ -196,12 +196,12 @@ class Reports:
         return [Multiplicity(int(fp), int(times), int(authors)) for fp, times, authors in rows]
 
     async def learned_fingerprints(self, chain_id: int, fingerprints: Sequence[int]) -> set[int]:
-        """Which of these exact fingerprints the chain learned (one read of its message rows)."""
+        """Which of these exact fingerprints the chain learned: one read of its message rows, on the
+        reports' own connection (the store's reader answers the bot meanwhile)."""
         if not fingerprints:
             return set()
-        return {
-            int(fp) for (fp,) in await self._rows("learned_fingerprints", chain_id, self._ids(fingerprints))
-        }
+        rows = await self._entries(_named, "learned_fingerprints", (chain_id, self._ids(fingerprints)))
+        return {int(fp) for (fp,) in rows}
 
     async def scan(self, chain_id: int, order: int) -> Scanned:
         """A chain's transitions counted (see chainrows.Shape), and its vocabulary: one full read, on a

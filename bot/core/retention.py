@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.core import chain as chainmod
+from bot.core import memorisation
 from bot.core.fingerprints import EXACT
 from bot.core.memorisation import (
     COMMON_AUTHORS,
@@ -433,8 +434,16 @@ async def report(
         if not messages:
             return OutputSample(0, Split(), Split()), PrefixSample(0, 0, Split())
         outputs = await store.walker.sample_outputs(info, samples, seed, thresholds)
-        opening = await store.walker.sample_prefixes(info, prefixes, seed, thresholds)
-        return outputs, opening
+        total, sampled, found = await store.walker.sample_prefixes(info, prefixes, seed)
+        # Given back means reproduced exactly: under scheme 2 the walks whose form was learned are
+        # checked against the rows at once, off the walker (a read of every row: the bot's messages
+        # would wait for it there).
+        exact = (
+            None
+            if info.scheme == EXACT
+            else await store.reports.learned_fingerprints(info.id, [f for f, *_ in found])
+        )
+        return outputs, PrefixSample(total, sampled, memorisation.exact_hits(found, exact, thresholds))
 
     # Side by side: the transitions' scan and the messages' one (each on a connection of its own in
     # a thread; SQLite releases the GIL), the walker's samples, and the reader's attack.

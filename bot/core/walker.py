@@ -24,7 +24,7 @@ from bot.core import chain as chainmod
 from bot.core.chain import ChainReader, Choices
 from bot.core.fingerprints import Fingerprinter
 from bot.core.lru import LRU
-from bot.core.memorisation import Candidate, OutputSample, Prefix, Split, Thresholds
+from bot.core.memorisation import Candidate, OutputSample, Prefix, Thresholds
 from bot.core.models import ChainInfo, Generated, GenerateStatus
 from bot.core.tokens import detokenize, neutralise
 from bot.core.versions import Version
@@ -308,7 +308,3 @@ class Walker:
     ) -> tuple[list[Candidate], int]:
         """Of these opening prefixes, those whose greedy walk's form is learned (see memorisation.greedy_hits)."""
         return memorisation.greedy_hits(self, chain, prefixes, until)
-
-    def exact_hits(self, chain: ChainInfo, candidates: Sequence[Candidate], thresholds: Thresholds) -> Split:
-        """Of those greedy walks, the learned messages exactly (see memorisation.exact_hits)."""
-        return memorisation.exact_hits(self, chain, candidates, thresholds)

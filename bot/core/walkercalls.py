@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from bot.core.chain import Choices
-from bot.core.memorisation import Candidate, OutputSample, Prefix, Split, Thresholds
+from bot.core.memorisation import Candidate, OutputSample, Prefix, Thresholds
 from bot.core.models import ChainInfo, Generated
 
 if TYPE_CHECKING:
@@ -135,16 +135,3 @@ class GreedyHits(Call[tuple[list[Candidate], int]]):
         """The walks whose form was learned, and how many prefixes were walked."""
         until = time.monotonic() + self.seconds
         return walker.greedy_hits(self.chain, self.prefixes, until)
-
-
-@dataclass(frozen=True, slots=True)
-class ExactHits(Call[Split]):
-    """Of the greedy walks GreedyHits found, the learned messages exactly, split by how often said."""
-
-    chain: ChainInfo
-    candidates: Sequence[Candidate]
-    thresholds: Thresholds
-
-    def run(self, walker: Walker) -> Split:
-        """The hits (one read of the chain's message rows for all of them)."""
-        return walker.exact_hits(self.chain, self.candidates, self.thresholds)

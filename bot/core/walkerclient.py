@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from bot.core.chain import Choices
-from bot.core.memorisation import Candidate, OutputSample, PrefixSample, Split, Thresholds
+from bot.core.memorisation import Candidate, OutputSample, Split, Thresholds
 from bot.core.models import ChainInfo, Generated
 from bot.core.versions import ChainVersions
 from bot.core.walkercalls import (
     Attempts,
     Call,
-    ExactHits,
     GreedyHits,
     PickOpenings,
     SampleOutputs,
@@ -83,9 +82,10 @@ class WalkerClient:
         return sample
 
     async def sample_prefixes(
-        self, chain: ChainInfo, samples: int, seed: int, thresholds: Thresholds
-    ) -> PrefixSample:
-        """The report's discoverable sample: greedy walks from the chain's opening prefixes, in parts."""
+        self, chain: ChainInfo, samples: int, seed: int
+    ) -> tuple[int, int, list[Candidate]]:
+        """The report's discoverable sample, greedy walks from the chain's opening prefixes in parts:
+        (the chain's opening prefixes, how many were walked, the walks whose form was learned)."""
         total, picked = await self._run(chain.id, PickOpenings(chain, samples, seed))
         found: list[Candidate] = []
         done = 0
@@ -93,5 +93,4 @@ class WalkerClient:
             prefixes = picked[done : done + PREFIXES_PER_PART]
             part, walked = await self._run(chain.id, GreedyHits(chain, prefixes, REPORT_PART_SECONDS))
             found, done = found + part, done + walked
-        hits = await self._run(chain.id, ExactHits(chain, found, thresholds))
-        return PrefixSample(total, len(picked), hits)
+        return total, len(picked), found

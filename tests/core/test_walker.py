@@ -31,7 +31,6 @@ from bot.core.versions import Version
 from bot.core.walker import Walker
 from bot.core.walkercalls import (
     Attempts,
-    ExactHits,
     GreedyHits,
     PickOpenings,
     SampleOutputs,
@@ -354,14 +353,13 @@ async def test_both_engines_walk_and_sample_the_same_from_the_same_seed(tmp_path
                 version, SampleOutputs(chain, 40, random.Random(7).getstate(), Thresholds(), math.inf)
             )
             _, picked = await host.run(version, PickOpenings(chain, 40, 7))
-            found, _ = await host.run(version, GreedyHits(chain, picked, math.inf))
-            prefixes = await host.run(version, ExactHits(chain, found, Thresholds()))
+            prefixes, _ = await host.run(version, GreedyHits(chain, picked, math.inf))
             guarded = await host.run(version, Attempts(chain, 9, (), None, True, 20, time.monotonic() + 5))
         finally:
             await host.stop()
         seen.append((walks, outputs, prefixes, guarded))
     assert len({tuple(w) for w in seen[0][0]}) > 10, "varied walks, not one repeated"
-    assert seen[0][1].copies.all > 0 and seen[0][2].all > 0, "the sample found copies"
+    assert seen[0][1].copies.all > 0 and seen[0][2], "the sample found copies"
     assert seen[1] == seen[0]
 
 
