@@ -18,7 +18,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 from bot import errors, runtime
 from bot.core.brain import Brain
@@ -51,6 +51,9 @@ class Entry(NamedTuple):
     text: str
 
 
+#: What a part of a file gave: (progress units done, its messages, how many it skipped and why).
+Part = tuple[int, list[Entry], dict[str, int]]
+
 #: Why a message was not offered: counted in the summary under these names. (A message id
 #: met twice is counted by the core: Brain.learn says ALREADY_PENDING, or the store drops it.)
 SKIPPED, NOT_UTF8, TOO_LONG = "skipped", "invalid", "too_long"
@@ -79,13 +82,18 @@ class Source:
     max_chars: int
     json_items: list[Entry | str] = field(default_factory=list)
 
-    def items(self) -> Iterator[tuple[int, Entry | str]]:
-        """(progress units done, a message or why it is skipped), in file order."""
-        if self.fmt == "json":
-            for item in self.json_items:
-                yield 1, item
-        else:
-            yield from _text_items(self.path, self.max_chars)
+    def parts(self) -> Iterator[Part]:
+        """The file a part at a time, in order: (progress units done, messages, skipped by why)."""
+        if self.fmt != "json":
+            yield from _text_parts(self.path, self.max_chars)
+            return
+        for lo in range(0, len(self.json_items), BATCH):
+            part = self.json_items[lo : lo + BATCH]
+            skipped: dict[str, int] = {}
+            for item in part:
+                if isinstance(item, str):
+                    skipped[item] = skipped.get(item, 0) + 1
+            yield len(part), [item for item in part if isinstance(item, Entry)], skipped
 
 
 # ---------------------------------------------------------------- checking a file
@@ -162,46 +170,72 @@ def _check_text(path: Path, size: int) -> None:
 # ---------------------------------------------------------------- plain text
 
 
-def _lines(f: BinaryIO, cap: int) -> Iterator[tuple[int, bytes | None]]:
-    """(bytes read, the line without its end or None when longer than cap), holding cap bytes at most."""
-    while line := f.readline(cap + 1):
-        read = len(line)
-        if len(line) > cap and not line.endswith(b"\n"):
-            while line and not line.endswith(b"\n"):  # skip the rest of a long line unread
-                line = f.readline(CHUNK)
-                read += len(line)
-            yield read, None
-            continue
-        yield read, line.removesuffix(b"\n").removesuffix(b"\r")
+def _text_parts(path: Path, max_chars: int) -> Iterator[Part]:
+    """Each non-blank line as a message with id `<file name>:<line number>`, a read of CHUNK at a time.
 
-
-def _text_items(path: Path, max_chars: int) -> Iterator[tuple[int, Entry | str]]:
-    """Each non-blank line as a message with id `<file name>:<line number>`.
-
-    A line ends at \\n, \\r\\n or a lone \\r (mixed endings read as one would expect).
+    A line ends at \\n, \\r\\n or a lone \\r (mixed endings read as one would expect). A line of
+    more than 4 * max_chars + 2 bytes is skipped (TOO_LONG) without being held whole; one that is
+    not UTF-8, NOT_UTF8.
     """
-    number = 0
-    name = path.name
+    cap = 4 * max_chars + 2
+    lines = _Lines(path.name, cap)
     with path.open("rb") as f:
-        for read, line in _lines(f, cap=4 * max_chars + 2):
-            if line is None:
-                number += 1
-                yield read, TOO_LONG
+        carry = b""
+        skipping = False  # in a line too long: its rest is dropped unread up to its end
+        for n, chunk in enumerate(iter(lambda: f.read(CHUNK), b"")):
+            read = len(chunk)
+            if n == 0:
+                chunk = chunk.removeprefix(codecs.BOM_UTF8)
+            if skipping:
+                end = chunk.find(b"\n")
+                if end < 0:
+                    yield read, [], {}
+                    continue
+                chunk, skipping = chunk[end + 1 :], False
+            data = carry + chunk
+            cut = data.rfind(b"\n") + 1
+            carry = data[cut:]
+            entries, skipped = lines.read(data[: cut - 1].split(b"\n") if cut else [])
+            if len(carry) > cap:  # the line begun is too long already
+                lines.number += 1
+                skipped[TOO_LONG] = skipped.get(TOO_LONG, 0) + 1
+                carry, skipping = b"", True
+            yield read, entries, skipped
+        if carry:
+            yield 0, *lines.read([carry])
+
+
+class _Lines:
+    """Lines of a text file to messages, numbered on from part to part."""
+
+    def __init__(self, name: str, cap: int) -> None:
+        self.name = name
+        self.cap = cap
+        self.number = 0  # lines read so far
+
+    def read(self, lines: list[bytes]) -> tuple[list[Entry], dict[str, int]]:
+        """The messages of whole lines (without their \\n), and how many were skipped and why."""
+        entries: list[Entry] = []
+        too_long = invalid = 0
+        for line in lines:
+            if len(line) > self.cap:
+                self.number += 1
+                too_long += 1
                 continue
-            if number == 0:
-                line = line.removeprefix(codecs.BOM_UTF8)
-            for i, piece in enumerate(line.split(b"\r")):
-                number += 1
-                done = read if i == 0 else 0
+            line = line.removesuffix(b"\r")
+            for piece in line.split(b"\r") if b"\r" in line else (line,):
+                self.number += 1
                 try:
                     text = piece.decode("utf-8")
                 except UnicodeDecodeError:
-                    yield done, NOT_UTF8
+                    invalid += 1
                     continue
-                if text.strip():
-                    yield done, Entry(f"{name}:{number}", LOCAL_AUTHOR, text)
-                elif done:
-                    yield done, ""  # blank: progress only
+                if text and not text.isspace():
+                    entries.append(Entry(f"{self.name}:{self.number}", LOCAL_AUTHOR, text))
+        skipped = {TOO_LONG: too_long} if too_long else {}
+        if invalid:
+            skipped[NOT_UTF8] = invalid
+        return entries, skipped
 
 
 # ---------------------------------------------------------------- JSON
@@ -365,20 +399,18 @@ async def learn_source(
             async with brain.importing(chain, workers=workers) as learner:
                 batch: list[Entry] = []
                 done = 0
-                for step, item in source.items():
+                for step, entries, skipped in source.parts():
                     done += step
-                    if isinstance(item, Entry):
-                        batch.append(item)
-                        if len(batch) < BATCH:
-                            continue
-                        await learner.add(batch)
-                        result.read += len(batch)
-                        batch = []
+                    for why, n in skipped.items():
+                        result.read += n
+                        setattr(result, why, getattr(result, why) + n)
+                    batch += entries
+                    while len(batch) >= BATCH:
+                        await learner.add(batch[:BATCH])
+                        result.read += BATCH
+                        del batch[:BATCH]
                         bar.update(done)
                         done = 0
-                    elif item:
-                        result.read += 1
-                        setattr(result, item, getattr(result, item) + 1)
                 await learner.add(batch)
                 result.read += len(batch)
         bar.update(done)

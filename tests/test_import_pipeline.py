@@ -317,6 +317,7 @@ async def test_a_worker_killed_while_sending_a_result_is_named_and_the_pool_stop
     prep = Preparer(Fingerprinter(bytes(32)), bytes(32), 1)
     prep.start()
     try:
+        await prep.started()
         assert (await prep.result(prep.submit(["hello world"], 3, 2)))[0]  # the worker is up
         pool = prep._pool
         assert pool is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from bot import importer
 from bot.core.brain import Brain
 from bot.core.models import ChainKey, FlushResult, Message, PendingMessage
-from bot.importer import TOO_LONG, Entry, ImportFormatError, detect_format, import_file, open_source
+from bot.importer import NOT_UTF8, TOO_LONG, Entry, ImportFormatError, detect_format, import_file, open_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,23 +51,32 @@ def test_format_when_given_wins(tmp_path: Path) -> None:
         open_source(text, fmt="json")
 
 
-def test_a_line_is_read_with_a_cap_and_a_long_one_skipped_whole() -> None:
-    data = b"short\n" + b"x" * 100_000 + b"\nafter\r\nlast"
-    lines = list(importer._lines(io.BytesIO(data), cap=50))
-    assert [line for _, line in lines] == [b"short", None, b"after", b"last"]
-    assert sum(read for read, _ in lines) == len(data)
+def test_a_line_is_read_with_a_cap_and_a_long_one_skipped_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "CHUNK", 64)  # the long line spans several reads
+    path = tmp_path / "c.txt"
+    data = b"short\n" + b"x" * 1000 + b"\nafter\r\n" + b"y" * 60 + b"\nlast"
+    path.write_bytes(data)
+    parts = list(importer._text_parts(path, max_chars=12))  # a cap of 50 bytes
+    assert [e.text for _, entries, _ in parts for e in entries] == ["short", "after", "last"]
+    assert [e.id for _, entries, _ in parts for e in entries] == ["c.txt:1", "c.txt:3", "c.txt:5"]
+    assert sum(skipped.get(TOO_LONG, 0) for _, _, skipped in parts) == 2
+    assert sum(read for read, _, _ in parts) == len(data)
 
 
 def test_text_lines_become_messages_with_ids_of_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "c.txt"
-    path.write_bytes(b"\xef\xbb\xbfone\r\n\ntwo\rthree\n" + b"y" * 20 + b"\n")
-    items = [item for _, item in open_source(path, max_chars=4).items() if item]
-    assert items == [
+    path.write_bytes(b"\xef\xbb\xbfone\r\n\ntwo\rthree\n" + b"y" * 20 + b"\n\xff\xfe\n \nfour")
+    parts = list(open_source(path, max_chars=4).parts())
+    assert [e for _, entries, _ in parts for e in entries] == [
         Entry("c.txt:1", "import", "one"),
         Entry("c.txt:3", "import", "two"),
         Entry("c.txt:4", "import", "three"),
-        TOO_LONG,  # over 4 * 4 + 2 bytes: skipped unread
+        Entry("c.txt:8", "import", "four"),
     ]
+    skipped = [why for _, _, by_why in parts for why, n in by_why.items() for _ in range(n)]
+    assert sorted(skipped) == sorted([TOO_LONG, NOT_UTF8])  # over 4 * 4 + 2 bytes: skipped unread
 
 
 def test_a_50_mb_line_is_skipped_quickly_in_bounded_memory(tmp_path: Path) -> None:

@@ -84,13 +84,13 @@ class BatchLearner:
     async def _queue_next(self) -> None:
         """Wait for the oldest batch's preparation and queue its messages for the writer."""
         batch, scheme, future = self._ahead.popleft()
-        prepared, keys = await self._prep.result(future)
+        prepared, keys, sizes = await self._prep.result(future)
         platform, guild, keep = self._chain.platform, self._chain.guild, self._keep
         authors: dict[str, int] = {}  # looked up once a batch (a member forgotten meanwhile is made again)
         out: list[PendingMessage] = []
         info = self._info
         refit: bool | None = None  # the chain's fingerprints differ from the batch's (known once info is)
-        for (message_id, author, text), ready, key in zip(batch, prepared, keys, strict=True):
+        for (message_id, author, text), ready, key, size in zip(batch, prepared, keys, sizes, strict=True):
             if ready is None:
                 self.statuses[LearnStatus.EMPTY] += 1
                 continue
@@ -104,7 +104,6 @@ class BatchLearner:
             author_id = authors.get(author)
             if author_id is None:
                 author_id = authors[author] = await self._store.author(platform, guild, author)
-            size = len(text.encode("utf-8", "surrogatepass"))
             out.append(
                 preparing.pending(platform, message_id, info, author_id, ready, len(text), size, keep, key)
             )

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from bot.core import pools
+from bot.core import fingerprints, pools
 from bot.core.fingerprints import Fingerprinter
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainInfo, PendingMessage
@@ -36,8 +36,8 @@ WORKER_MB = 160
 
 #: A prepared message: (tokens, fingerprint of the exact tokens, normalised fingerprint or None, windows).
 Prepared = tuple[tuple[str, ...], int, int | None, tuple[int, ...]]
-#: A prepared batch: each message prepared (None: no token), and each message id's key.
-Batch = tuple[list[Prepared | None], list[int]]
+#: A prepared batch: each message prepared (None: no token), each message id's key, each text's UTF-8 size.
+Batch = tuple[list[Prepared | None], list[int], list[int]]
 
 
 def fingerprinted(fp: Fingerprinter, tokens: tuple[str, ...], run_length: int, scheme: int) -> Prepared:
@@ -82,11 +82,26 @@ def pending(
 def prepare_all(
     fp: Fingerprinter, texts: Sequence[str], run_length: int, scheme: int, platform: str, ids: Sequence[str]
 ) -> Batch:
-    """prepare() of each text, in order, equal tokens shared; and the key of each id (on platform)."""
+    """prepare() of each text, in order, equal tokens shared; the key of each id (on platform); and
+    each text's size in UTF-8.
+
+    Under fingerprint scheme 3 the texts' fingerprints are made together (Fingerprinter.guarded_many).
+    """
+    keys = [message_key(platform, message_id) for message_id in ids]
+    sizes = [len(text.encode("utf-8", "surrogatepass")) for text in texts]
     shared: dict[str, str] = {}
-    return [prepare(fp, text, run_length, scheme, shared) for text in texts], [
-        message_key(platform, message_id) for message_id in ids
-    ]
+    if scheme != fingerprints.PER_TOKEN:
+        return [prepare(fp, text, run_length, scheme, shared) for text in texts], keys, sizes
+    each = [tuple(map(shared.setdefault, tokens, tokens)) for tokens in map(tokenize, texts)]
+    guarded = iter(fp.guarded_many([tokens for tokens in each if tokens], run_length))
+    prepared: list[Prepared | None] = []
+    for tokens in each:
+        if tokens:
+            normal, windows = next(guarded)
+            prepared.append((tokens, fp.message(tokens), normal, tuple(windows)))
+        else:
+            prepared.append(None)
+    return prepared, keys, sizes
 
 
 # ---------------------------------------------------------------- the worker process
@@ -99,6 +114,10 @@ def _start_worker(key: bytes) -> None:
     global _worker_fp
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_fp = Fingerprinter(key)
+
+
+def _worker_ready() -> None:
+    """A worker's first task: done once it runs (see Preparer.submit)."""
 
 
 def _prepare_in_worker(
@@ -119,7 +138,11 @@ class PreparerDied(RuntimeError):
 
 
 class Preparer:
-    """Prepares batches of texts, in this process (workers=0) or in one worker process (workers=1)."""
+    """Prepares batches of texts, in this process (workers=0) or in one worker process (workers=1).
+
+    A worker takes a few tenths of a second to start (a new interpreter importing numpy): the
+    batches submitted meanwhile are prepared here, while this process has nothing else to do yet.
+    """
 
     def __init__(self, fp: Fingerprinter, key: bytes, workers: int) -> None:
         if workers not in (0, 1):
@@ -128,6 +151,7 @@ class Preparer:
         self._key = key
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
+        self._started: asyncio.Future[None] | None = None  # done once the worker runs
 
     def start(self) -> None:
         """Start the worker (a spawned process: this one runs threads, which fork would copy half-made)."""
@@ -138,6 +162,13 @@ class Preparer:
                 initializer=_start_worker,
                 initargs=(self._key,),
             )
+            with contextlib.suppress(BrokenProcessPool):  # shows at the first batch submitted
+                self._started = pools.run(asyncio.get_running_loop(), self._pool, _worker_ready)
+
+    async def started(self) -> None:
+        """Wait until the worker runs, so that batches go to it (at once without one)."""
+        if self._started is not None:
+            await self._started
 
     def submit(
         self, texts: Sequence[str], run_length: int, scheme: int, platform: str = "", ids: Sequence[str] = ()
@@ -145,7 +176,7 @@ class Preparer:
         """Prepare texts (and hash ids); in a worker, this returns at once and the future resolves when
         it is done."""
         loop = asyncio.get_running_loop()
-        if self._pool is None:
+        if self._pool is None or (self._started is not None and not self._started.done()):
             future: asyncio.Future[Batch] = loop.create_future()
             future.set_result(prepare_all(self.fp, texts, run_length, scheme, platform, ids))
             return future
@@ -171,6 +202,9 @@ class Preparer:
     def stop(self) -> None:
         """Stop the worker: what is queued is dropped, a batch under way finishes, the process is joined."""
         pool, self._pool = self._pool, None
+        started, self._started = self._started, None
+        if started is not None and started.done() and not started.cancelled():
+            started.exception()  # retrieved: a worker that died is reported once, by the batch it failed
         if pool is None:
             return
         pools.stop(pool)

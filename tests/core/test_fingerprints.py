@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bot.core import fingerprints
+from bot.core import fingerprints, siphash
 from bot.core.brain import Brain
 from bot.core.fingerprints import Fingerprinter, normalise, trimmed
 from bot.core.models import ChainInfo, ChainKey, GenerateStatus, Message, UnlearnStatus
@@ -242,3 +242,73 @@ def test_fingerprints_stored_by_earlier_versions_are_made_again() -> None:
         -1710244099771990441,
         [7616393047043951846, 1689224228576036625, 1345104370852199138],
     )
+
+
+# ---------------------------------------------------------------- scheme 3: per-token hashes, in batches
+
+PINNED_SCHEME_3 = (
+    6643605415646330225,
+    [-6066088358077812997, 6556913134969664687, -7332388080772274102, -1404441502142118507],
+)
+TOKENS = st.lists(
+    st.sampled_from(["a", "B", "ﬁx", "Fix", "!", "?", "…", "42", "🙂", "Straße", "x" * 40]), min_size=1
+)
+
+
+def by_definition(tokens: list[str], k: int) -> tuple[int, list[int]]:
+    """Scheme 3 as fingerprints.py's docstring defines it, computed from scratch here."""
+    mask = (1 << 64) - 1
+
+    def keyed(data: bytes, size: int = 8) -> int:
+        return int.from_bytes(hashlib.blake2b(data, digest_size=size, key=KEY).digest(), "little")
+
+    sip = keyed(b"\x04siphash", 16)
+    sip_key = (sip & mask, sip >> 64)
+    r = keyed(b"\x05multiplier") & ~7 | 3
+    forms = [unicodedata.normalize("NFKC", t).casefold() for t in tokens]
+    hashes = [keyed(b"\x03" + form.encode()) for form in forms]
+
+    def finish(run: list[int], tag: int) -> int:
+        total = (sum(h * pow(r, i + 1, 1 << 64) for i, h in enumerate(run)) + tag) & mask
+        value = siphash.one(sip_key, total)
+        return value - (1 << 64) if value >> 63 else value
+
+    kept = len(trimmed(forms))
+    whole = finish(hashes[:kept], fingerprints.FORM_TAG + kept)
+    return whole, [finish(hashes[i : i + k], 0) for i in range(len(tokens) - k + 1)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TOKENS, min_size=1, max_size=6), st.integers(3, 12), st.integers(0, 60))
+def test_scheme_3_in_a_batch_one_by_one_and_by_definition_agree(
+    messages: list[list[str]], k: int, long: int
+) -> None:
+    messages = [*messages, ["w"] * long] if long else messages  # long: guarded() takes numpy for it too
+    fp = Fingerprinter(KEY)
+    expected = [by_definition(tokens, k) for tokens in messages]
+    assert fp.guarded_many(messages, k) == expected
+    assert [fp.guarded(tokens, k, fingerprints.PER_TOKEN) for tokens in messages] == expected
+    assert [fp.whole(tokens, fingerprints.PER_TOKEN) for tokens in messages] == [w for w, _ in expected]
+
+
+def test_scheme_3_values_stay_what_chains_stored() -> None:
+    fp = Fingerprinter(KEY)
+    whole, runs = fp.guarded(["Café", "au", "lait", ",", "OK", "!"], 3, fingerprints.PER_TOKEN)
+    assert (whole, runs) == PINNED_SCHEME_3
+    assert fp.whole(["café", "AU", "lait", ",", "ok"], fingerprints.PER_TOKEN) == whole  # a form
+    assert fp.guarded(["au", "lait", ","], 3, fingerprints.PER_TOKEN)[1] == runs[1:2]  # a run anywhere
+
+
+def test_scheme_3_keeps_forms_runs_and_keys_apart() -> None:
+    fp = Fingerprinter(KEY)
+    (whole, runs), (three, _) = fp.guarded_many([["a", "b", "c", "d"], ["a", "b", "c"]], 3)
+    assert three not in runs and whole not in runs  # a message of K tokens is not its run
+    assert (
+        fp.guarded(["!", "?"], 2, fingerprints.PER_TOKEN)[0]
+        != fp.guarded(["!"], 2, fingerprints.PER_TOKEN)[0]
+    )
+    other = Fingerprinter(KEY + b"!")
+    assert other.guarded(["a", "b", "c", "d"], 3, fingerprints.PER_TOKEN) != (whole, runs)
+    with pytest.raises(ValueError, match="without tokens"):
+        fp.guarded_many([["a"], []], 3)
+    assert fp.guarded_many([], 3) == []
