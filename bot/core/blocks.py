@@ -275,17 +275,23 @@ def key_bytes(key: Sequence[int]) -> bytes:
     return struct.pack(f">{len(key)}I", *key)
 
 
-def sort_keys(columns: Sequence[npt.NDArray[np.int64]]) -> list[npt.NDArray[np.int64]]:
-    """Sort keys for np.lexsort (the first varies slowest): neighbouring columns fused into one int64
-    while their values' widths fit in 63 bits together (a chain's ids seldom need 20 bits, so a
-    whole key is often one int64, sorted in one pass)."""
-    fused: list[npt.NDArray[np.int64]] = []
+def sort_keys(
+    columns: Sequence[npt.NDArray[np.int64]],
+) -> list[npt.NDArray[np.int64] | npt.NDArray[np.uint64]]:
+    """Sort keys for np.lexsort (the first varies slowest): a column that holds one value left out (it
+    orders nothing: an import's chain and author), and neighbouring columns fused into one unsigned
+    key while their values' widths fit in 64 bits together (a chain's ids seldom need 20 bits, so a
+    whole key is often one integer, sorted in one pass; a window's fingerprint halves make one)."""
+    fused: list[npt.NDArray[np.int64] | npt.NDArray[np.uint64]] = []
     width = 64  # bits used by the last fused key (64: start a new one)
     for column in columns:
         low = int(column.min()) if len(column) else 0
-        bits = int(column.max()).bit_length() if len(column) else 0
-        if low >= 0 and fused and width + bits <= 63:
-            fused[-1] = (fused[-1] << bits) | column
+        high = int(column.max()) if len(column) else 0
+        if low == high and (fused or column is not columns[-1]):
+            continue
+        bits = high.bit_length()
+        if low >= 0 and fused and width + bits <= 64:
+            fused[-1] = (fused[-1].astype(np.uint64) << np.uint64(bits)) | column.astype(np.uint64)
             width += bits
         else:
             fused.append(column)

@@ -121,30 +121,46 @@ def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Co
             counted.append(Counted(int(chains[lo]), order, entries[lo:hi]))
         tokens = flat[flat > chainmod.END]
         if len(tokens):
-            values, times = np.unique(tokens, return_counts=True)
+            if int(tokens.max()) < 4 * len(tokens) + 65536:  # ids from the counter: count by id, no sort
+                times = np.bincount(tokens)
+                values = np.flatnonzero(times)
+                times = times[values]
+            else:
+                values, times = np.unique(tokens, return_counts=True)
             for token_id, k in zip(values.tolist(), times.tolist(), strict=True):
                 refs[token_id] = refs.get(token_id, 0) + k
     counted.sort(key=lambda c: c.chain_id)
     return counted, refs
 
 
-def fingerprints(item: PendingMessage) -> tuple[int, ...]:
-    """What a message adds to its chain's window set: its K-runs, and under scheme 2 its normalised
-    whole fingerprint (a hash of another domain: see bot.core.fingerprints), which the guard's
-    whole-message check and the report's counts by form look up there."""
-    return item.windows if item.normal is None else (*item.windows, item.normal)
-
-
 def windows(batch: Sequence[PendingMessage]) -> Ints:
-    """The batch's window-set entries as a table of rows (chain, fingerprint, author, count), sorted by key."""
-    each = [fingerprints(item) for item in batch]
-    sizes = [len(fps) for fps in each]
-    total = sum(sizes)
+    """The batch's window-set entries as a table of rows (chain, fingerprint, author, count), sorted by key.
+
+    What a message adds to its chain's window set: its K-runs, and under schemes 2 and 3 its
+    normalised whole fingerprint (a hash of another domain: see bot.core.fingerprints), which the
+    guard's whole-message check and the report's counts by form look up there.
+    """
+    # The runs of every message, then the forms of those that have one (the table is sorted anyway).
+    sizes = np.fromiter(map(len, [item.windows for item in batch]), dtype=np.int64, count=len(batch))
+    formed = [item for item in batch if item.normal is not None]
+    total = int(sizes.sum()) + len(formed)
     if not total:
         return np.empty((0, 4), dtype=np.int64)
-    fps = np.fromiter(itertools.chain.from_iterable(each), dtype=np.int64, count=total)
-    chain_ids = np.repeat(np.array([item.chain.id for item in batch], dtype=np.int64), sizes)
-    author_ids = np.repeat(np.array([item.author_id for item in batch], dtype=np.int64), sizes)
+    runs = itertools.chain.from_iterable([item.windows for item in batch])
+    forms = [item.normal for item in formed]
+    fps = np.fromiter(itertools.chain(runs, forms), dtype=np.int64, count=total)
+    chain_ids = np.concatenate(
+        [
+            np.repeat(np.array([item.chain.id for item in batch], dtype=np.int64), sizes),
+            np.array([item.chain.id for item in formed], dtype=np.int64),
+        ]
+    )
+    author_ids = np.concatenate(
+        [
+            np.repeat(np.array([item.author_id for item in batch], dtype=np.int64), sizes),
+            np.array([item.author_id for item in formed], dtype=np.int64),
+        ]
+    )
     first, counts = _runs([chain_ids, fps, author_ids])
     return np.stack([chain_ids[first], fps[first], author_ids[first], counts], axis=1)
 

@@ -234,7 +234,7 @@ class Walker:
         if normal is None:
             exact = self.fingerprints.message(tokens)
             whole = bool(self._rows("message_fingerprint_exists", (chain.id, exact)))
-        else:  # the normalised whole is kept among the chain's windows (bot.core.counting.fingerprints)
+        else:  # the normalised whole is kept among the chain's windows (bot.core.counting.windows)
             whole = self._windows.present(self._connection(), chain.id, [normal])
         runs = self._windows.present(self._connection(), chain.id, windows)
         return whole, runs
