@@ -195,7 +195,7 @@ def _text_parts(path: Path, max_chars: int) -> Iterator[Part]:
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
             carry = data[cut:]
-            entries, skipped = lines.read(data[: cut - 1].split(b"\n") if cut else [])
+            entries, skipped = lines.read_block(data[: cut - 1]) if cut else ([], {})
             if len(carry) > cap:  # the line begun is too long already
                 lines.number += 1
                 skipped[TOO_LONG] = skipped.get(TOO_LONG, 0) + 1
@@ -212,6 +212,25 @@ class _Lines:
         self.name = name
         self.cap = cap
         self.number = 0  # lines read so far
+
+    def read_block(self, data: bytes) -> tuple[list[Entry], dict[str, int]]:
+        """read() of the lines of data (joined by \\n), the same messages; valid UTF-8 without \\r,
+        whose lines cannot be over the cap, is decoded and split at once."""
+        try:
+            lines = data.decode("utf-8").split("\n") if b"\r" not in data else []
+        except UnicodeDecodeError:
+            lines = []
+        bound = 1 if len(data) == sum(map(len, lines)) + len(lines) - 1 else 4  # UTF-8 bytes a character
+        if not lines or max(map(len, lines)) * bound > self.cap:
+            return self.read(data.split(b"\n"))
+        first, self.number = self.number + 1, self.number + len(lines)
+        name, author = self.name, LOCAL_AUTHOR
+        entries = [
+            Entry(f"{name}:{n}", author, text)
+            for n, text in enumerate(lines, first)
+            if text and not text.isspace()
+        ]
+        return entries, {}
 
     def read(self, lines: list[bytes]) -> tuple[list[Entry], dict[str, int]]:
         """The messages of whole lines (without their \\n), and how many were skipped and why."""

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot import importer
 from bot.core.brain import Brain
@@ -63,6 +65,23 @@ def test_a_line_is_read_with_a_cap_and_a_long_one_skipped_whole(
     assert [e.id for _, entries, _ in parts for e in entries] == ["c.txt:1", "c.txt:3", "c.txt:5"]
     assert sum(skipped.get(TOO_LONG, 0) for _, _, skipped in parts) == 2
     assert sum(read for read, _, _ in parts) == len(data)
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [b"a", b"bc ", b" ", b"\xc3\xa9", b"\xf0\x9f\x98\x80", b"\xff", b"\r", b"\n", b"\n\n"]
+        ),
+        max_size=40,
+    ),
+    st.integers(1, 12),
+)
+def test_a_block_of_lines_reads_as_its_lines_one_by_one(pieces: list[bytes], cap: int) -> None:
+    data = b"".join(pieces)
+    at_once, one_by_one = importer._Lines("f", cap), importer._Lines("f", cap)
+    at_once.number = one_by_one.number = 7  # numbered on from an earlier part
+    assert at_once.read_block(data) == one_by_one.read(data.split(b"\n"))
+    assert at_once.number == one_by_one.number
 
 
 def test_text_lines_become_messages_with_ids_of_file_and_line(tmp_path: Path) -> None:
