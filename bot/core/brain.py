@@ -23,7 +23,7 @@ from bot.core import preparing, retention
 from bot.core.batchlearn import BatchLearner
 from bot.core.deferred import Deferred, Kind, by_id
 from bot.core.fingerprints import Fingerprinter
-from bot.core.lru import LRU
+from bot.core.generation import Generation
 from bot.core.models import (
     ChainInfo,
     ChainKey,
@@ -52,11 +52,6 @@ DEFAULT_TRIES = 25
 # Seconds of copy-guard retries per reply: a chain that only replays its source says so at once
 # instead of walking all its tries (the test load's p99 went from 280 ms to 35 ms).
 DEFAULT_GUARD_BUDGET = 0.02
-# A chain (start word, member) whose every try was a copy is re-examined in full at most this
-# often; meanwhile a reply still makes RECHECK_TRIES tries, so a burst of /markov generate in a
-# small channel that replays its source does not spend a full budget of walks on each call.
-REPLAY_VERDICT_SECONDS = 30.0
-RECHECK_TRIES = 2
 REPORT_TTL = 300.0  # seconds a retention report is reused while its chain is unchanged
 MAX_MESSAGE_CHARS = 4000  # the longest message Discord allows; longer ones are not learned
 
@@ -81,7 +76,7 @@ class Brain:
         # One report at a time: each holds the chain's scans in memory (140 MB more at 1,000,000 messages),
         # and a second ask for the same chain meanwhile then gets the first's report from the cache.
         self._reporting = asyncio.Lock()
-        self._replays: LRU[tuple[int, int | None, tuple[int, ...]], float] = LRU(1024)
+        self._generation = Generation(store)
         self._patience = Patience(store, self._make)  # deletes, edits and first messages the database refused
 
     @classmethod
@@ -447,23 +442,6 @@ class Brain:
 
     # ---------------------------------------------------------------- generation
 
-    async def _start_ids(self, start: str) -> list[int] | None:
-        """Token ids for a start phrase, trying the word as typed, then other cases."""
-        words = tokenize(start)
-        ids: list[int] = []
-        for i, word in enumerate(words):
-            variants = (
-                [word, word.lower(), word.capitalize(), word.upper()] if i == 0 else [word, word.lower()]
-            )
-            for variant in dict.fromkeys(variants):
-                token_id = await self.store.token_id(variant)
-                if token_id is not None:
-                    ids.append(token_id)
-                    break
-            else:
-                return None
-        return ids
-
     async def refusal(
         self, chain: ChainKey, *, start: str | None = None, author: str | None = None
     ) -> GenerateStatus | None:
@@ -471,28 +449,8 @@ class Brain:
 
         Front ends ask before a cooldown, so a request that is refused anyway is not told to wait.
         """
-        resolved = await self._resolve(chain, start, author)
+        resolved = await self._generation.resolve(chain, start, author)
         return resolved if isinstance(resolved, GenerateStatus) else None
-
-    async def _resolve(
-        self, chain: ChainKey, start: str | None, author: str | None
-    ) -> tuple[ChainInfo, int | None, list[int]] | GenerateStatus:
-        """(chain, author id, start token ids) of a generate request, or why there is nothing to walk."""
-        info = await self.store.find_chain(chain)
-        if info is None:
-            return GenerateStatus.NO_CHAIN
-        author_id = None
-        if author is not None:
-            author_id = await self.store.find_author(chain.platform, chain.guild, author)
-            if author_id is None:
-                return GenerateStatus.NO_MEMBER_DATA
-        start_ids: list[int] = []
-        if start is not None and start.strip():
-            found = await self._start_ids(start)
-            if not found:
-                return GenerateStatus.UNKNOWN_START
-            start_ids = found
-        return info, author_id, start_ids
 
     async def generate(
         self,
@@ -504,32 +462,17 @@ class Brain:
         guard: bool | None = None,
         tries: int | None = None,
     ) -> Generated:
-        """Generate one message from a chain, optionally from a start word and one member's part."""
-        rng = rng or random.Random()
-        resolved = await self._resolve(chain, start, author)
-        if isinstance(resolved, GenerateStatus):
-            return Generated(resolved)
-        info, author_id, start_ids = resolved
-        if guard is None:
-            guard = (await self.store.guild_state.settings(chain.platform, chain.guild)).copy_guard
-        attempts = tries or self.tries
-        verdict_key = (info.id, author_id, tuple(start_ids))
-        verdict = self._replays.get(verdict_key) if guard else None
-        now = time.monotonic()
-        rechecking = verdict is not None and now - verdict < REPLAY_VERDICT_SECONDS
-        if rechecking:
-            attempts = min(attempts, RECHECK_TRIES)
-        # One draw seeds the walks: a few bytes to the walker process instead of rng's whole state
-        # both ways, and rng's stream still decides every reply.
-        seed = rng.getrandbits(64)
-        result = await self.store.walker.attempts(
-            info, seed, start_ids, author_id, guard, attempts, now + self.guard_budget
+        """Generate one message from a chain, optionally from a start word and one member's part
+        (guard: the copy guard, the guild's setting when None; see bot.core.generation)."""
+        return await self._generation.generate(
+            chain,
+            start=start,
+            author=author,
+            rng=rng or random.Random(),
+            guard=guard,
+            tries=tries or self.tries,
+            budget=self.guard_budget,
         )
-        if result.status is GenerateStatus.OK:
-            self._replays.pop(verdict_key)
-        elif result.status is GenerateStatus.COPY_GUARD and not rechecking:
-            self._replays.put(verdict_key, time.monotonic())
-        return result
 
     async def generate_many(
         self,

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.core import brain as brain_module
 from bot.core import chain as chainmod
+from bot.core import generation, walker
 from bot.core import store as store_module
-from bot.core import walker
-from bot.core.brain import RECHECK_TRIES, Brain
+from bot.core.brain import Brain
+from bot.core.generation import RECHECK_TRIES
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainKey, GenerateStatus, LearnStatus, Message, UnlearnStatus
 from bot.core.sealed import Sealer
@@ -406,7 +406,7 @@ async def test_a_chain_found_to_replay_its_source_is_rechecked_briefly_until_the
     other_start = await brain.generate(key, start="message", tries=7)
     assert other_start.tries == 7, "a start word is its own verdict"
     assert (await brain.generate(key, guard=False)).ok, "the guard off ignores the verdict"
-    monkeypatch.setattr(brain_module, "REPLAY_VERDICT_SECONDS", 0.0)
+    monkeypatch.setattr(generation, "REPLAY_VERDICT_SECONDS", 0.0)
     assert (await brain.generate(key, tries=7)).tries == 7, "expired: examined in full again"
 
 
