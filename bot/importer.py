@@ -220,7 +220,7 @@ class _Lines:
             lines = data.decode("utf-8").split("\n") if b"\r" not in data else []
         except UnicodeDecodeError:
             lines = []
-        bound = 1 if len(data) == sum(map(len, lines)) + len(lines) - 1 else 4  # UTF-8 bytes a character
+        bound = 1 if data.isascii() else 4  # UTF-8 bytes a character, at most
         if not lines or max(map(len, lines)) * bound > self.cap:
             return self.read(data.split(b"\n"))
         first, self.number = self.number + 1, self.number + len(lines)
