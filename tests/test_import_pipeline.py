@@ -318,14 +318,16 @@ async def test_a_worker_killed_while_sending_a_result_is_named_and_the_pool_stop
     prep.start()
     try:
         await prep.started()
-        assert (await prep.result(prep.submit(["hello world"], 3, 2)))[0]  # the worker is up
+        assert (
+            len((await prep.result(prep.submit(["hello world"], 3, 2, "t", ["1"])))[0]) == 1
+        )  # the worker is up
         pool = prep._pool
         assert pool is not None
         pool._result_queue._writer._send(struct.pack("!i", 1000) + b"x" * 10)  # type: ignore[attr-defined]
         for process in list(pool._processes.values()):  # type: ignore[attr-defined]
             os.kill(process.pid, signal.SIGKILL)
         with pytest.raises(PreparerDied, match="worker process ended"):
-            await asyncio.wait_for(prep.result(prep.submit(["more text"], 3, 2)), 30)
+            await asyncio.wait_for(prep.result(prep.submit(["more text"], 3, 2, "t", ["2"])), 30)
     finally:
         await asyncio.wait_for(asyncio.to_thread(prep.stop), 30)
     assert multiprocessing.active_children() == []

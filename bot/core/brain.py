@@ -260,7 +260,7 @@ class Brain:
                 yield learner
                 await learner.finish()
             finally:
-                learner.abandon()
+                await learner.abandon()
 
     async def _prepare(
         self,

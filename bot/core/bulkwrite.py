@@ -12,11 +12,14 @@ deadlock (bot.core.writer.Writer.transaction).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.core.models import FlushResult, PendingMessage
+import numpy as np
+
+from bot.core.columns import Columns
+from bot.core.models import FlushResult
 from bot.core.schema import StoreError
 from bot.core.staging import Staging
 
@@ -69,39 +72,41 @@ class BulkWrite:
         """Leave bulk mode: counts go to the delta again."""
         self._writer.counts.staging = None
 
-    async def learn(self, batch: Sequence[PendingMessage]) -> FlushResult:
+    async def learn(self, batch: Columns) -> FlushResult:
         """Learn a batch in the open bulk transaction (begun if none is); commit it once enough is staged."""
         if self._writer.tx.sql.shared:
             return await self._learn_alone(batch)
-        fresh: list[PendingMessage] = []
+        learned = [0]
 
         async def work() -> None:
-            fresh.extend(await self._writer.fresh(batch))
-            if fresh:
+            fresh = await self._writer.fresh(batch)
+            learned[0] = len(fresh)
+            if len(fresh):
                 await self._writer.apply(fresh, sign=1)
-                self.chains.update(item.chain.id for item in fresh)
+                self.chains.update(np.unique(fresh.chains).tolist())
 
         await self.run(work)
         staging = self._writer.counts.staging
         staged = staging.nbytes if staging is not None else 0
         if staged >= self.staged_bytes or time.monotonic() - self.opened >= self.seconds:
             await self.commit()
-        return FlushResult(len(fresh), len(batch) - len(fresh))
+        return FlushResult(learned[0], len(batch) - learned[0])
 
-    async def _learn_alone(self, batch: Sequence[PendingMessage]) -> FlushResult:
+    async def _learn_alone(self, batch: Columns) -> FlushResult:
         """Learn a batch in a transaction of its own (PostgreSQL), run again whole after a deadlock."""
         if self.failed is not None:
             raise StoreError(f"the import stopped: {self.failed}")
         writer = self._writer
-        fresh: list[PendingMessage] = []
+        chains: list[int] = []
+        learned = [0]
 
         async def work() -> None:
-            fresh.clear()  # a transaction run again starts over
-            await writer.counts.drop_staged()
+            await writer.counts.drop_staged()  # a transaction run again starts over
             # Messages a live writer learns meanwhile are waited for and skipped: run again on a unique
             # violation, a large batch could meet another one at every run.
-            fresh.extend(await writer.claim(await writer.fresh(batch)))
-            if fresh:
+            fresh = await writer.claim(await writer.fresh(batch))
+            learned[0], chains[:] = len(fresh), np.unique(fresh.chains).tolist()
+            if len(fresh):
                 await writer.apply(fresh, sign=1, claimed=True)
                 await writer.counts.merge_staged()
 
@@ -111,9 +116,9 @@ class BulkWrite:
             await writer.counts.drop_staged()
             self.failed = str(exc) or type(exc).__name__  # the batch is lost: learning more would leave a gap
             raise
-        for chain_id in {item.chain.id for item in fresh}:  # the walker's caches read the chains again
+        for chain_id in chains:  # the walker's caches read the chains again
             writer.versions.wrote(chain_id)
-        return FlushResult(len(fresh), len(batch) - len(fresh))
+        return FlushResult(learned[0], len(batch) - learned[0])
 
     async def run(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run work in the open bulk transaction (begun if none is); a failure rolls it back and stops the import."""

@@ -13,16 +13,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from bot.core import blocks
 from bot.core import chain as chainmod
-from bot.core.models import PendingMessage
+from bot.core.columns import Columns, Ints
 
 TransitionRow = tuple[int, bytes, int, int, int]  # (chain id, packed context, next id, author id, count)
 BackRow = tuple[int, int, bytes, int, int]  # (chain id, next id, rotated context, author id, count)
 WindowRow = list[int]  # [chain id, fingerprint, author id, count]
-Ints = npt.NDArray[np.int64]
 # Rows turned into Python objects by one C call at most. A call holds the interpreter lock to its
 # end: over a whole batch's rows (100,000 and more) it held it for 50-120 ms, and the event loop,
 # about to answer a reply, waited that long (benchmarks/README.md). A slice takes about a millisecond.
@@ -84,13 +82,13 @@ def _slices(table: Ints) -> Iterator[Ints]:
         yield table[lo : lo + ROWS_AT_ONCE]
 
 
-def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Counted], dict[int, int]]:
-    """The batch's transitions, per chain in chain order, and token refs."""
+def count(batch: Columns, ids: Ints) -> tuple[list[Counted], dict[int, int]]:
+    """The batch's transitions, per chain in chain order, and token refs (ids: each vocabulary entry's id)."""
     counted: list[Counted] = []
-    refs: dict[int, int] = {}
-    for order in sorted({item.chain.order for item in batch}):
-        group = [item for item in batch if item.chain.order == order]
-        sizes = np.array([len(item.tokens) for item in group], dtype=np.int64)
+    token_ids = ids[batch.tokens]
+    for order in sorted(set(batch.orders.tolist())):
+        picked = batch.orders == order
+        sizes = batch.lengths[picked]
         lengths = sizes + 1  # transitions of a message: one per token, and END
         # Message i fills padded[offset_i : offset_i + order + lengths_i]: `order` BEGINs, its
         # tokens, END. Its "next" tokens are the lengths_i positions after the BEGINs.
@@ -98,18 +96,11 @@ def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Co
         within = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         nexts = np.repeat(offsets + order, lengths) + within
         flat = np.full(int((lengths + order).sum()), chainmod.END, dtype=np.int64)
-        flat[np.repeat(offsets, order) + np.tile(np.arange(order), len(group))] = chainmod.BEGIN
+        flat[np.repeat(offsets, order) + np.tile(np.arange(order), len(sizes))] = chainmod.BEGIN
         is_token = within < np.repeat(sizes, lengths)
-        tokens_in_order = list(itertools.chain.from_iterable([item.tokens for item in group]))
-        flat[nexts[is_token]] = np.concatenate(
-            [
-                np.fromiter(map(ids.__getitem__, tokens_in_order[lo : lo + ROWS_AT_ONCE]), dtype=np.int64)
-                for lo in range(0, len(tokens_in_order), ROWS_AT_ONCE)
-            ]
-            or [np.empty(0, dtype=np.int64)]
-        )
-        chain_ids = np.repeat(np.array([item.chain.id for item in group], dtype=np.int64), lengths)
-        author_ids = np.repeat(np.array([item.author_id for item in group], dtype=np.int64), lengths)
+        flat[nexts[is_token]] = token_ids[np.repeat(picked, batch.lengths)]
+        chain_ids = np.repeat(batch.chains[picked], lengths)
+        author_ids = np.repeat(batch.authors[picked], lengths)
         context = [flat[nexts - order + c] for c in range(order)]
         first, counts = _runs([chain_ids, *context, flat[nexts], author_ids])
         entries = np.stack(
@@ -119,48 +110,36 @@ def count(batch: Sequence[PendingMessage], ids: dict[str, int]) -> tuple[list[Co
         bounds = np.flatnonzero(np.r_[True, chains[1:] != chains[:-1], True])
         for lo, hi in itertools.pairwise(bounds.tolist()):
             counted.append(Counted(int(chains[lo]), order, entries[lo:hi]))
-        tokens = flat[flat > chainmod.END]
-        if len(tokens):
-            if int(tokens.max()) < 4 * len(tokens) + 65536:  # ids from the counter: count by id, no sort
-                times = np.bincount(tokens)
-                values = np.flatnonzero(times)
-                times = times[values]
-            else:
-                values, times = np.unique(tokens, return_counts=True)
-            for token_id, k in zip(values.tolist(), times.tolist(), strict=True):
-                refs[token_id] = refs.get(token_id, 0) + k
     counted.sort(key=lambda c: c.chain_id)
-    return counted, refs
+    return counted, _refs(token_ids)
 
 
-def windows(batch: Sequence[PendingMessage]) -> Ints:
+def _refs(token_ids: Ints) -> dict[int, int]:
+    """How many times each token id occurs."""
+    if not len(token_ids):
+        return {}
+    if int(token_ids.max()) < 4 * len(token_ids) + 65536:  # ids from the counter: count by id, no sort
+        times = np.bincount(token_ids)
+        values = np.flatnonzero(times)
+        times = times[values]
+    else:
+        values, times = np.unique(token_ids, return_counts=True)
+    return dict(zip(values.tolist(), times.tolist(), strict=True))
+
+
+def windows(batch: Columns) -> Ints:
     """The batch's window-set entries as a table of rows (chain, fingerprint, author, count), sorted by key.
 
     What a message adds to its chain's window set: its K-runs, and under schemes 2 and 3 its
     normalised whole fingerprint (a hash of another domain: see bot.core.fingerprints), which the
     guard's whole-message check and the report's counts by form look up there.
     """
-    # The runs of every message, then the forms of those that have one (the table is sorted anyway).
-    sizes = np.fromiter(map(len, [item.windows for item in batch]), dtype=np.int64, count=len(batch))
-    formed = [item for item in batch if item.normal is not None]
-    total = int(sizes.sum()) + len(formed)
-    if not total:
+    formed = batch.formed
+    if not len(batch.windows) and not formed.any():
         return np.empty((0, 4), dtype=np.int64)
-    runs = itertools.chain.from_iterable([item.windows for item in batch])
-    forms = [item.normal for item in formed]
-    fps = np.fromiter(itertools.chain(runs, forms), dtype=np.int64, count=total)
-    chain_ids = np.concatenate(
-        [
-            np.repeat(np.array([item.chain.id for item in batch], dtype=np.int64), sizes),
-            np.array([item.chain.id for item in formed], dtype=np.int64),
-        ]
-    )
-    author_ids = np.concatenate(
-        [
-            np.repeat(np.array([item.author_id for item in batch], dtype=np.int64), sizes),
-            np.array([item.author_id for item in formed], dtype=np.int64),
-        ]
-    )
+    fps = np.concatenate([batch.windows, batch.normals[formed]])
+    chain_ids = np.concatenate([np.repeat(batch.chains, batch.window_counts), batch.chains[formed]])
+    author_ids = np.concatenate([np.repeat(batch.authors, batch.window_counts), batch.authors[formed]])
     first, counts = _runs([chain_ids, fps, author_ids])
     return np.stack([chain_ids[first], fps[first], author_ids[first], counts], axis=1)
 

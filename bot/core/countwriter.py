@@ -22,7 +22,8 @@ import numpy as np
 from bot.core import blocks
 from bot.core import chain as chainmod
 from bot.core.blockwriter import BlockWriter
-from bot.core.counting import Counted, Ints, window_entries_by_chain, window_rows
+from bot.core.columns import Ints
+from bot.core.counting import Counted, window_entries_by_chain, window_rows
 from bot.core.hubcache import HubCache
 from bot.core.rolling import TRANSITION_DELTAS, WINDOW_DELTA, Rolling
 from bot.core.sqlconn import SqlConn

@@ -167,6 +167,22 @@ class Fingerprinter:
         """guarded() under scheme 3 of each message (each of at least one token), with numpy at once."""
         if not messages:
             return []
+        forms, count, runs = self.guarded_columns(messages, k)
+        done = runs.tolist()
+        out: list[tuple[int, list[int]]] = []
+        at = 0
+        for form, n in zip(forms.tolist(), count.tolist(), strict=True):
+            out.append((form, done[at : at + n]))
+            at += n
+        return out
+
+    def guarded_columns(
+        self, messages: Sequence[Sequence[str]], k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """guarded_many() as arrays: each message's form, each one's count of runs, and all the runs."""
+        if not messages:
+            empty = np.empty(0, dtype=np.int64)
+            return empty, empty, empty
         flat = list(itertools.chain.from_iterable(messages))
         hashes, punctuation = self._tokens.of(flat)
         lengths = np.fromiter(map(len, messages), dtype=np.int64, count=len(messages))
@@ -186,13 +202,8 @@ class Fingerprinter:
         runs = np.zeros(len(first), dtype=np.uint64)
         for j in range(k):
             runs += hashes[first + j] * powers[j]
-        done = siphash.many(self._sip, np.concatenate([forms, runs])).view(np.int64).tolist()
-        out: list[tuple[int, list[int]]] = []
-        at = len(messages)
-        for i, n in enumerate(count.tolist()):
-            out.append((done[i], done[at : at + n]))
-            at += n
-        return out
+        done = siphash.many(self._sip, np.concatenate([forms, runs])).view(np.int64)
+        return done[: len(messages)], count, done[len(messages) :]
 
 
 class _TokenHashes:

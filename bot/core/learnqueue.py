@@ -24,6 +24,7 @@ from typing import TypeVar
 
 from bot.core import rolling
 from bot.core.applier import Applier, ApplierDied, LocalApplier
+from bot.core.columns import Columns
 from bot.core.connections import Connections
 from bot.core.learnlog import Entry, LearningLog
 from bot.core.messagekeys import message_key
@@ -110,12 +111,12 @@ class LearningQueue:
     async def sized(
         self, batch_size: int, max_pending: int, staged_bytes: int, seconds: float
     ) -> AsyncIterator[None]:
-        """An import, until the block ends: full batches of batch_size only, up to max_pending held,
-        in one transaction that commits once its staged counts reach staged_bytes or it has been
-        open for seconds, and at the end.
+        """An import, until the block ends: its batches (learn_columns) and full queued batches of
+        batch_size, up to max_pending queued, in one transaction that commits once its staged counts
+        reach staged_bytes or it has been open for seconds, and at the end.
 
-        A failed commit rolls back every batch since the last one, so the import stops there: the
-        next enqueue (or the end of the block) raises the StoreError; what was committed is kept.
+        A failed commit rolls back every batch since the last one, so the import stops there: its
+        next batch (or the end of the block) raises the StoreError; what was committed is kept.
         """
         saved = self.batch_size, self.max_pending
         self.batch_size, self.max_pending, self._sized = batch_size, max_pending, True
@@ -199,26 +200,25 @@ class LearningQueue:
             await asyncio.sleep(0)  # let the flusher start on the batch while we go on
         return True
 
-    async def enqueue_many(self, messages: Sequence[PendingMessage]) -> int:
-        """Queue messages in order as enqueue() would one by one (waiting while the queue is full); how many were."""
-        queued = done = 0
-        while done < len(messages):
-            async with self._room:
-                await self._room.wait_for(lambda: self.pending < self.max_pending or self._failure)
-                if self._failure is not None:
-                    raise self._failure
-                room = self.max_pending - self.pending
-                for message in messages[done : done + room]:
-                    if message.key not in self._pending_keys:
-                        self._pending.append(message)
-                        self._pending_keys.add(message.key)
-                        self._appended += 1
-                        queued += 1
-                done += room
-            if len(self._pending) >= self.batch_size:
-                self._wake.set()
-                await asyncio.sleep(0)
-        return queued
+    async def learn_columns(self, batch: Columns) -> FlushResult:
+        """Learn an import's batch at once, past the queue (inside sized() only): tried again while another
+        process holds the database, as the flusher does; any other failure raised (the import stops)."""
+        assert self._sized, "columns are learned past the queue by an import only"
+        backoff = self.flush_interval
+        while True:
+            try:
+                async with self._db.write_lock:
+                    await self._still_free()
+                    result = await self.write(self._writer.commit(batch))
+                break
+            except DatabaseBusy:
+                if self._writer.bulk_failed:
+                    raise
+                backoff = min(30.0, backoff * 2)
+                log.warning("learning paused, retrying in %.0f s: %s", backoff, self.last_error)
+                await asyncio.sleep(backoff)
+        self._learned(result, len(batch))
+        return result
 
     async def _flush_loop(self) -> None:
         backoff = self.flush_interval

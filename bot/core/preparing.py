@@ -1,9 +1,10 @@
 """Preparing messages for the writer: tokens and keyed fingerprints, here or in a worker process.
 
-What preparing a message means is said once, here: `prepare` (from its text) and `fingerprinted`
-(from its tokens, as unlearning by id has them). Live learning prepares one message at a time
-on the event loop; an import prepares batches through a Preparer, in a worker process with
-workers=1 so that this process only writes (the results are the same: the same functions run).
+What preparing a message means is said once, here: `fingerprinted` (from its tokens, as live
+learning and unlearning by id have them). Live learning prepares one message at a time on the
+event loop; an import prepares batches as columns (`prepare_all`, bot.core.columns) through a
+Preparer, in a worker process with workers=1 so that this process only writes (the results are
+the same: the same fingerprints are made, tests/core/test_preparing.py holds them to it).
 
 The worker gets the fingerprint key from its initializer, which multiprocessing's spawn sends it
 over a pipe: never in its command line or environment, and it is never logged. It ignores Ctrl-C
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import logging
 import multiprocessing
 import signal
@@ -21,7 +24,10 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+import numpy as np
+
 from bot.core import fingerprints, pools
+from bot.core.columns import Bools, Columns, Ints, ints
 from bot.core.fingerprints import Fingerprinter
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainInfo, PendingMessage
@@ -30,35 +36,21 @@ from bot.core.tokens import tokenize
 log = logging.getLogger(__name__)
 
 #: What an import with a worker takes off its budget: the worker and the resource tracker spawn starts
-#: beside it (40 + 13 MB at 1,000,000 messages), and the next batch, which the queue now holds whole
+#: beside it (40 + 13 MB at 1,000,000 messages), and the next batch, which the import now gathers whole
 #: while the writer commits one (the main process peaked at 1,017 MB with 64 taken off, 902 with 160).
 WORKER_MB = 160
 
 #: A prepared message: (tokens, fingerprint of the exact tokens, normalised fingerprint or None, windows).
 Prepared = tuple[tuple[str, ...], int, int | None, tuple[int, ...]]
-#: A prepared batch: each message prepared (None: no token), each message id's key, each text's UTF-8 size.
-Batch = tuple[list[Prepared | None], list[int], list[int]]
+#: A prepared batch: the texts that hold a token, as columns (their chains and authors still 0), and
+#: where each is among the texts.
+Batch = tuple[Columns, Ints]
 
 
 def fingerprinted(fp: Fingerprinter, tokens: tuple[str, ...], run_length: int, scheme: int) -> Prepared:
     """A message's tokens with the fingerprints of its chain's scheme and run length."""
     normal, windows = fp.guarded(tokens, run_length, scheme)
     return tokens, fp.message(tokens), normal, tuple(windows)
-
-
-def prepare(
-    fp: Fingerprinter, text: str, run_length: int, scheme: int, shared: dict[str, str] | None = None
-) -> Prepared | None:
-    """A message's text tokenized and fingerprinted; None when it holds no token.
-
-    shared: equal tokens become one string object (a queued import holds ~40% less, and pickles so).
-    """
-    tokens = tuple(tokenize(text))
-    if not tokens:
-        return None
-    if shared is not None:
-        tokens = tuple([shared.setdefault(t, t) for t in tokens])
-    return fingerprinted(fp, tokens, run_length, scheme)
 
 
 def pending(
@@ -70,38 +62,79 @@ def pending(
     chars: int,
     size: int,
     keep: bool = True,
-    key: int | None = None,
 ) -> PendingMessage:
-    """A prepared message as the writer takes it (key: its id's, if hashed already)."""
+    """A prepared message as the writer takes it."""
     tokens, fingerprint, normal, windows = prepared
     return PendingMessage(
-        platform, message_id, info, author_id, tokens, fingerprint, normal, windows, chars, size, keep, key
+        platform, message_id, info, author_id, tokens, fingerprint, normal, windows, chars, size, keep
     )
 
 
 def prepare_all(
     fp: Fingerprinter, texts: Sequence[str], run_length: int, scheme: int, platform: str, ids: Sequence[str]
 ) -> Batch:
-    """prepare() of each text, in order, equal tokens shared; the key of each id (on platform); and
-    each text's size in UTF-8.
+    """The texts that hold a token, tokenized and fingerprinted (their ids' keys on platform), as columns;
+    and where each is among the texts."""
+    each = [tuple(tokenize(text)) for text in texts]
+    kept = ints([i for i, tokens in enumerate(each) if tokens])
+    picked = [each[i] for i in kept.tolist()]
+    index: dict[str, int] = {}
+    n = len(picked)
+    zeros = np.zeros(n, dtype=np.int64)
+    tokens = ints(index.setdefault(t, len(index)) for t in itertools.chain.from_iterable(picked))
+    exact, normals, formed, window_counts, windows = _fingerprints(fp, picked, run_length, scheme)
+    columns = Columns(
+        keys=ints([message_key(platform, ids[i]) for i in kept.tolist()], n),
+        chains=zeros,
+        orders=zeros,
+        authors=zeros,
+        fingerprints=exact,
+        normals=normals,
+        formed=formed,
+        chars=ints([len(texts[i]) for i in kept.tolist()], n),
+        sizes=ints([len(texts[i].encode("utf-8", "surrogatepass")) for i in kept.tolist()], n),
+        keep=np.zeros(n, dtype=np.bool_),
+        lengths=ints(map(len, picked), n),
+        window_counts=window_counts,
+        windows=windows,
+        vocab=list(index),
+        tokens=tokens,
+    )
+    return columns, kept
 
-    Under fingerprint scheme 3 the texts' fingerprints are made together (Fingerprinter.guarded_many).
-    """
-    keys = [message_key(platform, message_id) for message_id in ids]
-    sizes = [len(text.encode("utf-8", "surrogatepass")) for text in texts]
-    shared: dict[str, str] = {}
-    if scheme != fingerprints.PER_TOKEN:
-        return [prepare(fp, text, run_length, scheme, shared) for text in texts], keys, sizes
-    each = [tuple(map(shared.setdefault, tokens, tokens)) for tokens in map(tokenize, texts)]
-    guarded = iter(fp.guarded_many([tokens for tokens in each if tokens], run_length))
-    prepared: list[Prepared | None] = []
-    for tokens in each:
-        if tokens:
-            normal, windows = next(guarded)
-            prepared.append((tokens, fp.message(tokens), normal, tuple(windows)))
-        else:
-            prepared.append(None)
-    return prepared, keys, sizes
+
+def refit(fp: Fingerprinter, batch: Columns, run_length: int, scheme: int) -> Columns:
+    """A batch fingerprinted again, with another scheme or run length (its chain's)."""
+    exact, normals, formed, window_counts, windows = _fingerprints(
+        fp, batch.token_tuples(), run_length, scheme
+    )
+    return dataclasses.replace(
+        batch,
+        fingerprints=exact,
+        normals=normals,
+        formed=formed,
+        window_counts=window_counts,
+        windows=windows,
+    )
+
+
+def _fingerprints(
+    fp: Fingerprinter, messages: Sequence[tuple[str, ...]], run_length: int, scheme: int
+) -> tuple[Ints, Ints, Bools, Ints, Ints]:
+    """Messages' fingerprint columns (each message of at least one token): exact, normalised and
+    whether formed, runs per message, runs; under scheme 3 made together (Fingerprinter.guarded_columns)."""
+    exact = ints(map(fp.message, messages), len(messages))
+    if scheme == fingerprints.PER_TOKEN:
+        forms, counts, runs = fp.guarded_columns(messages, run_length)
+        return exact, forms, np.ones(len(messages), dtype=np.bool_), counts, runs
+    guarded = [fp.guarded(tokens, run_length, scheme) for tokens in messages]
+    return (
+        exact,
+        ints([normal or 0 for normal, _ in guarded], len(messages)),
+        np.array([normal is not None for normal, _ in guarded], dtype=np.bool_),
+        ints([len(windows) for _, windows in guarded], len(messages)),
+        ints(itertools.chain.from_iterable([windows for _, windows in guarded])),
+    )
 
 
 # ---------------------------------------------------------------- the worker process
@@ -171,7 +204,7 @@ class Preparer:
             await self._started
 
     def submit(
-        self, texts: Sequence[str], run_length: int, scheme: int, platform: str = "", ids: Sequence[str] = ()
+        self, texts: Sequence[str], run_length: int, scheme: int, platform: str, ids: Sequence[str]
     ) -> asyncio.Future[Batch]:
         """Prepare texts (and hash ids); in a worker, this returns at once and the future resolves when
         it is done."""

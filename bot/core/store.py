@@ -37,6 +37,7 @@ from typing import TypeVar
 import aiosqlite
 
 from bot.core import applier, bulkwrite, engines, learnlog, opening, rolling
+from bot.core.columns import Columns
 from bot.core.connections import Connections
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
 from bot.core.deferred import Deferred
@@ -451,9 +452,9 @@ class Store:
         """Queue a message for learning, waiting while the queue is full; False if already queued."""
         return await self._queue.enqueue(message)
 
-    async def enqueue_many(self, messages: Sequence[PendingMessage]) -> int:
-        """Queue messages in order, waiting while the queue is full; how many were (the rest already were)."""
-        return await self._queue.enqueue_many(messages)
+    async def learn_columns(self, batch: Columns) -> FlushResult:
+        """Learn an import's batch past the queue (inside bulk() only), in its transaction."""
+        return await self._queue.learn_columns(batch)
 
     async def flush(self, *, prune: bool = True) -> FlushResult:
         """Commit everything queued, in batches of at most batch_size messages (prune: and drop recent

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.core import blocks, counting
 from bot.core import chain as chainmod
+from bot.core.columns import Columns
 from bot.core.models import ChainInfo, PendingMessage
 
 WORDS = [f"w{i}" for i in range(12)]
@@ -63,7 +65,10 @@ def test_transitions_are_the_sorted_sum_of_each_messages_transitions(batch: list
         for ctx, nxt in chainmod.transitions(ids, item.chain.order):
             expected[(item.chain.id, ctx, nxt, item.author_id)] += 1
     with mock.patch.object(counting, "ROWS_AT_ONCE", at_once):
-        counted, counted_refs = counting.count(items, IDS)
+        columns = Columns.of(items)
+        counted, counted_refs = counting.count(
+            columns, np.array([IDS[w] for w in columns.vocab], dtype=np.int64)
+        )
         rows = [row for c in counted for row in c.rows()]
         back = [row for c in counted for row in c.back_rows()]
     assert rows == [(*key, k) for key, k in sorted(expected.items())]
@@ -79,14 +84,14 @@ def test_windows_are_the_sorted_sum_of_each_messages_windows(batch: list, at_onc
     items = pending(batch)
     expected = Counter((item.chain.id, fp, item.author_id) for item in items for fp in item.windows)
     with mock.patch.object(counting, "ROWS_AT_ONCE", at_once):
-        rows = list(counting.window_rows(counting.windows(items)))
+        rows = list(counting.window_rows(counting.windows(Columns.of(items))))
     assert rows == [[*key, k] for key, k in sorted(expected.items())]
 
 
 @settings(max_examples=100, deadline=None)
 @given(messages)
 def test_window_entries_are_each_chains_windows_as_blocks_hold_them(batch: list) -> None:  # type: ignore[type-arg]
-    table = counting.windows(pending(batch))
+    table = counting.windows(Columns.of(pending(batch)))
     by_chain: dict[int, list[tuple[int, int, int]]] = {}
     for chain_id, fp, author_id, k in counting.window_rows(table):
         by_chain.setdefault(chain_id, []).append((fp, author_id, k))

@@ -437,23 +437,3 @@ async def test_a_flush_or_a_forget_ends_while_messages_keep_coming(
         await brain.close()
     kept = 0 if operation == "forget" else 30
     assert await rows_of(path, "SELECT count(*) FROM messages") == [(queued + kept,)]
-
-
-async def test_a_message_offered_again_while_queued_is_queued_once(tmp_path: Path) -> None:
-    brain = await Brain.open(tmp_path / "m.sqlite3", flush_interval=3600)
-    try:
-        await brain.opt_in("t", "g", "a")
-        await brain.set_channel("t", "g", "c", True)
-        made = []
-        for i in range(4):
-            item = await brain._prepare(Message("t", "g", "c", "a", str(i), f"words number {i}"), create=True)
-            assert item is not None
-            made.append(item)
-        assert await brain.store.enqueue_many(made[:2]) == 2
-        assert await brain.store.enqueue_many([made[2], made[1], made[3], made[2]]) == 2  # 1 queued; 2 twice
-        assert brain.store.pending == 4
-        assert brain.store.is_pending("t", "3") and not brain.store.is_pending("t", "4")
-        await brain.flush()
-        assert (brain.store.committed, brain.store.pending, brain.store.is_pending("t", "3")) == (4, 0, False)
-    finally:
-        await brain.close()
