@@ -27,7 +27,7 @@ from bot.core.store import Store
 
 log = logging.getLogger(__name__)
 
-AHEAD = 2  # batches handed to the preparer and not yet gathered: one being prepared, one waiting
+AHEAD = 8  # batches handed to the preparer and not yet gathered
 
 #: A message offered for learning: (message id, author's external id, text).
 Offered = tuple[str, str, str]
@@ -123,10 +123,11 @@ class BatchLearner:
             )
         )
         size = self._store.batch_size
-        while sum(map(len, self._gathered)) >= size:
-            gathered = Columns.concat(self._gathered)
-            self._gathered = [gathered.select(slice(size, None))] if len(gathered) > size else []
-            await self._write(gathered.select(slice(0, size)))
+        while (held := sum(map(len, self._gathered))) >= size:
+            last = self._gathered.pop()  # the batch is full within it: cut it there
+            cut = len(last) - (held - size)
+            await self._write(Columns.concat([*self._gathered, last.select(slice(0, cut))]))
+            self._gathered = [last.select(slice(cut, None))] if cut < len(last) else []
 
     async def _write(self, batch: Columns) -> None:
         """Write a batch once the one before is written (its error raised here)."""

@@ -25,6 +25,13 @@ def ints(values: Iterable[int], count: int = -1) -> Ints:
     return np.fromiter(values, dtype=np.int64, count=count)
 
 
+def indexed(tokens: list[str]) -> tuple[list[str], Ints]:
+    """Tokens as a vocabulary (the distinct ones, in the order they first occur) and each one's index in it."""
+    vocab = list(dict.fromkeys(tokens))
+    index = {token: i for i, token in enumerate(vocab)}
+    return vocab, ints(map(index.__getitem__, tokens), len(tokens))
+
+
 @dataclass(frozen=True)
 class Columns:
     """Messages prepared for the writer, one array a field (the i-th entry of each is the i-th message's)."""
@@ -51,10 +58,7 @@ class Columns:
     @classmethod
     def of(cls, batch: Sequence[PendingMessage]) -> Columns:
         """A batch of prepared messages as columns."""
-        index: dict[str, int] = {}
-        tokens = ints(
-            index.setdefault(t, len(index)) for t in itertools.chain.from_iterable([i.tokens for i in batch])
-        )
+        vocab, tokens = indexed(list(itertools.chain.from_iterable([i.tokens for i in batch])))
         n = len(batch)
         return cls(
             keys=ints([i.key for i in batch], n),
@@ -70,7 +74,7 @@ class Columns:
             lengths=ints([len(i.tokens) for i in batch], n),
             window_counts=ints([len(i.windows) for i in batch], n),
             windows=ints(itertools.chain.from_iterable([i.windows for i in batch])),
-            vocab=list(index),
+            vocab=vocab,
             tokens=tokens,
         )
 
@@ -109,18 +113,18 @@ class Columns:
         """Batches one after another, as one (their vocabularies merged, still in first-occurrence order)."""
         if len(parts) == 1:
             return parts[0]
-        index: dict[str, int] = {}
-        tokens = []
+        vocab, renumber = indexed([token for part in parts for token in part.vocab])
+        tokens, at = [], 0
         for part in parts:
-            renumber = ints([index.setdefault(t, len(index)) for t in part.vocab], len(part.vocab))
-            tokens.append(renumber[part.tokens])
+            tokens.append(renumber[at : at + len(part.vocab)][part.tokens])
+            at += len(part.vocab)
         return Columns(
             **{
                 name: np.concatenate([getattr(part, name) for part in parts])
                 for name in ARRAYS
                 if name != "tokens"
             },
-            vocab=list(index),
+            vocab=vocab,
             tokens=np.concatenate(tokens) if tokens else np.empty(0, dtype=np.int64),
         )
 

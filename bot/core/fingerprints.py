@@ -40,6 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bot.core import siphash
+from bot.core.columns import Ints, indexed
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +168,9 @@ class Fingerprinter:
         """guarded() under scheme 3 of each message (each of at least one token), with numpy at once."""
         if not messages:
             return []
-        forms, count, runs = self.guarded_columns(messages, k)
+        vocab, tokens = indexed(list(itertools.chain.from_iterable(messages)))
+        lengths = np.fromiter(map(len, messages), dtype=np.int64, count=len(messages))
+        forms, count, runs = self.guarded_columns(vocab, tokens, lengths, k)
         done = runs.tolist()
         out: list[tuple[int, list[int]]] = []
         at = 0
@@ -177,19 +180,19 @@ class Fingerprinter:
         return out
 
     def guarded_columns(
-        self, messages: Sequence[Sequence[str]], k: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """guarded_many() as arrays: each message's form, each one's count of runs, and all the runs."""
-        if not messages:
+        self, vocab: Sequence[str], tokens: Ints, lengths: Ints, k: int
+    ) -> tuple[Ints, Ints, Ints]:
+        """guarded_many() of messages given as columns (bot.core.columns: a vocabulary, each token's index
+        in it, each message's length): each message's form, each one's count of runs, and all the runs."""
+        if not len(lengths):
             empty = np.empty(0, dtype=np.int64)
             return empty, empty, empty
-        flat = list(itertools.chain.from_iterable(messages))
-        hashes, punctuation = self._tokens.of(flat)
-        lengths = np.fromiter(map(len, messages), dtype=np.int64, count=len(messages))
+        distinct, punctuated = self._tokens.of(vocab)  # each distinct token hashed once
+        hashes, punctuation = distinct[tokens], punctuated[tokens]
         if not lengths.min():
             raise ValueError("a message without tokens has no fingerprints")
         starts = np.cumsum(lengths) - lengths
-        place = np.arange(len(flat)) - np.repeat(starts, lengths)  # each token's place in its message
+        place = np.arange(len(tokens)) - np.repeat(starts, lengths)  # each token's place in its message
         powers = self._powers.array(max(int(lengths.max()), k))
         # A form: its tokens up to the last that is not punctuation (all when every one is).
         kept = np.maximum.reduceat(np.where(punctuation, 0, place + 1), starts)
@@ -203,7 +206,7 @@ class Fingerprinter:
         for j in range(k):
             runs += hashes[first + j] * powers[j]
         done = siphash.many(self._sip, np.concatenate([forms, runs])).view(np.int64)
-        return done[: len(messages)], count, done[len(messages) :]
+        return done[: len(lengths)], count, done[len(lengths) :]
 
 
 class _TokenHashes:

@@ -27,13 +27,15 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from bot.core import fingerprints, pools
-from bot.core.columns import Bools, Columns, Ints, ints
+from bot.core.columns import Columns, Ints, indexed, ints
 from bot.core.fingerprints import Fingerprinter
 from bot.core.messagekeys import message_key
 from bot.core.models import ChainInfo, PendingMessage
 from bot.core.tokens import tokenize
 
 log = logging.getLogger(__name__)
+
+_NONE = np.empty(0, dtype=np.int64)
 
 #: What an import with a worker takes off its budget: the worker and the resource tracker spawn starts
 #: beside it (40 + 13 MB at 1,000,000 messages), and the next batch, which the import now gathers whole
@@ -75,65 +77,63 @@ def prepare_all(
 ) -> Batch:
     """The texts that hold a token, tokenized and fingerprinted (their ids' keys on platform), as columns;
     and where each is among the texts."""
-    each = [tuple(tokenize(text)) for text in texts]
+    each = [tokenize(text) for text in texts]
     kept = ints([i for i, tokens in enumerate(each) if tokens])
-    picked = [each[i] for i in kept.tolist()]
-    index: dict[str, int] = {}
+    where = kept.tolist()
+    picked = [each[i] for i in where]
     n = len(picked)
-    zeros = np.zeros(n, dtype=np.int64)
-    tokens = ints(index.setdefault(t, len(index)) for t in itertools.chain.from_iterable(picked))
-    exact, normals, formed, window_counts, windows = _fingerprints(fp, picked, run_length, scheme)
-    columns = Columns(
-        keys=ints([message_key(platform, ids[i]) for i in kept.tolist()], n),
-        chains=zeros,
-        orders=zeros,
-        authors=zeros,
-        fingerprints=exact,
-        normals=normals,
-        formed=formed,
-        chars=ints([len(texts[i]) for i in kept.tolist()], n),
-        sizes=ints([len(texts[i].encode("utf-8", "surrogatepass")) for i in kept.tolist()], n),
+    lengths = ints(map(len, picked), n)
+    vocab, tokens = indexed(list(itertools.chain.from_iterable(picked)))
+    prepared = Columns(
+        keys=ints([message_key(platform, ids[i]) for i in where], n),
+        chains=np.zeros(n, dtype=np.int64),
+        orders=np.zeros(n, dtype=np.int64),
+        authors=np.zeros(n, dtype=np.int64),
+        chars=ints([len(texts[i]) for i in where], n),
+        sizes=ints([len(texts[i].encode("utf-8", "surrogatepass")) for i in where], n),
         keep=np.zeros(n, dtype=np.bool_),
-        lengths=ints(map(len, picked), n),
-        window_counts=window_counts,
-        windows=windows,
-        vocab=list(index),
+        lengths=lengths,
+        vocab=vocab,
         tokens=tokens,
+        fingerprints=_NONE,  # made by refit
+        normals=_NONE,
+        formed=np.zeros(0, dtype=np.bool_),
+        window_counts=_NONE,
+        windows=_NONE,
     )
-    return columns, kept
+    return refit(fp, prepared, run_length, scheme, picked), kept
 
 
-def refit(fp: Fingerprinter, batch: Columns, run_length: int, scheme: int) -> Columns:
-    """A batch fingerprinted again, with another scheme or run length (its chain's)."""
-    exact, normals, formed, window_counts, windows = _fingerprints(
-        fp, batch.token_tuples(), run_length, scheme
-    )
+def refit(
+    fp: Fingerprinter,
+    batch: Columns,
+    run_length: int,
+    scheme: int,
+    messages: Sequence[Sequence[str]] | None = None,
+) -> Columns:
+    """A batch fingerprinted (again) with a scheme and run length (its chain's); messages: its tokens,
+    when at hand. Under scheme 3 its messages are fingerprinted together (Fingerprinter.guarded_columns)."""
+    if messages is None:
+        messages = batch.token_tuples()
+    exact = ints(map(fp.message, messages), len(messages))
+    if scheme == fingerprints.PER_TOKEN:
+        forms, counts, runs = fp.guarded_columns(batch.vocab, batch.tokens, batch.lengths, run_length)
+        return dataclasses.replace(
+            batch,
+            fingerprints=exact,
+            normals=forms,
+            formed=np.ones(len(messages), dtype=np.bool_),
+            window_counts=counts,
+            windows=runs,
+        )
+    guarded = [fp.guarded(tokens, run_length, scheme) for tokens in messages]
     return dataclasses.replace(
         batch,
         fingerprints=exact,
-        normals=normals,
-        formed=formed,
-        window_counts=window_counts,
-        windows=windows,
-    )
-
-
-def _fingerprints(
-    fp: Fingerprinter, messages: Sequence[tuple[str, ...]], run_length: int, scheme: int
-) -> tuple[Ints, Ints, Bools, Ints, Ints]:
-    """Messages' fingerprint columns (each message of at least one token): exact, normalised and
-    whether formed, runs per message, runs; under scheme 3 made together (Fingerprinter.guarded_columns)."""
-    exact = ints(map(fp.message, messages), len(messages))
-    if scheme == fingerprints.PER_TOKEN:
-        forms, counts, runs = fp.guarded_columns(messages, run_length)
-        return exact, forms, np.ones(len(messages), dtype=np.bool_), counts, runs
-    guarded = [fp.guarded(tokens, run_length, scheme) for tokens in messages]
-    return (
-        exact,
-        ints([normal or 0 for normal, _ in guarded], len(messages)),
-        np.array([normal is not None for normal, _ in guarded], dtype=np.bool_),
-        ints([len(windows) for _, windows in guarded], len(messages)),
-        ints(itertools.chain.from_iterable([windows for _, windows in guarded])),
+        normals=ints([normal or 0 for normal, _ in guarded], len(messages)),
+        formed=np.array([normal is not None for normal, _ in guarded], dtype=np.bool_),
+        window_counts=ints([len(windows) for _, windows in guarded], len(messages)),
+        windows=ints(itertools.chain.from_iterable([windows for _, windows in guarded])),
     )
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+from bot.core import tokens as tokens_module
 from bot.core.tokens import CHANNEL, EVERYONE, PLACEHOLDERS, ROLE, USER, detokenize, neutralise, tokenize
 
 
@@ -204,3 +206,14 @@ def test_plain_ascii_text_tokenizes_as_the_whole_grammar_would(pieces: list[str]
 def test_a_prepended_mark_before_a_space_is_not_a_token_with_a_space() -> None:
     assert tokenize("\u0890 x") == ["\u0890", "x"]
     assert tokenize("a \u0600 b") == ["a", "\u0600", "b"]
+
+
+def test_every_junk_character_is_unprintable_so_printable_text_is_never_cleaned_in_vain() -> None:
+    # tokenize skips the junk pass for text that str.isprintable() passes: exact only if no
+    # character the junk patterns drop is printable. Checked for every code point.
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    for junk in (tokens_module._JUNK, tokens_module._ASCII_JUNK):
+        dropped = junk.findall(every)
+        assert dropped, junk.pattern
+        assert not any(c.isprintable() for c in dropped)
+    assert tokenize("a\tb\x7fc\u200bd\ufeffe") == ["a", "b", "c", "d", "e"]
