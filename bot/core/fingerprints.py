@@ -107,6 +107,16 @@ class Fingerprinter:
         """Fingerprint of a whole message's exact token sequence."""
         return self._hash([WHOLE, *tokens])
 
+    def messages(self, messages: Sequence[Sequence[str]]) -> Ints:
+        """message() of each message."""
+        copy, lead = self._keyed.copy, WHOLE + SEPARATOR
+        digests = []
+        for tokens in messages:
+            h = copy()
+            h.update((lead + SEPARATOR.join(tokens) if tokens else WHOLE).encode("utf-8"))
+            digests.append(h.digest())
+        return np.frombuffer(b"".join(digests), dtype=">i8").astype(np.int64)
+
     def windows(self, tokens: Sequence[str], k: int) -> list[int]:
         """Fingerprints of every run of k consecutive tokens (none when shorter than k)."""
         n = len(tokens) - k + 1

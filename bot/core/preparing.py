@@ -29,7 +29,7 @@ import numpy as np
 from bot.core import fingerprints, pools
 from bot.core.columns import Columns, Ints, indexed, ints
 from bot.core.fingerprints import Fingerprinter
-from bot.core.messagekeys import message_key
+from bot.core.messagekeys import message_keys
 from bot.core.models import ChainInfo, PendingMessage
 from bot.core.tokens import tokenize
 
@@ -85,7 +85,7 @@ def prepare_all(
     lengths = ints(map(len, picked), n)
     vocab, tokens = indexed(list(itertools.chain.from_iterable(picked)))
     prepared = Columns(
-        keys=ints([message_key(platform, ids[i]) for i in where], n),
+        keys=message_keys(platform, [ids[i] for i in where]),
         chains=np.zeros(n, dtype=np.int64),
         orders=np.zeros(n, dtype=np.int64),
         authors=np.zeros(n, dtype=np.int64),
@@ -115,7 +115,7 @@ def refit(
     when at hand. Under scheme 3 its messages are fingerprinted together (Fingerprinter.guarded_columns)."""
     if messages is None:
         messages = batch.token_tuples()
-    exact = ints(map(fp.message, messages), len(messages))
+    exact = fp.messages(messages)
     if scheme == fingerprints.PER_TOKEN:
         forms, counts, runs = fp.guarded_columns(batch.vocab, batch.tokens, batch.lengths, run_length)
         return dataclasses.replace(

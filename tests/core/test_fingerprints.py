@@ -227,6 +227,12 @@ def test_a_window_is_the_keyed_hash_of_its_tokens_joined(tokens: list[str], k: i
     assert fp.message(tokens) == keyed(["\x02", *tokens])
 
 
+@given(st.lists(st.lists(st.text(min_size=1), max_size=5), max_size=8))
+def test_messages_fingerprinted_together_are_each_one_s_fingerprint(messages: list[list[str]]) -> None:
+    fp = Fingerprinter(KEY)
+    assert fp.messages(messages).tolist() == [fp.message(tokens) for tokens in messages]
+
+
 def test_fingerprints_stored_by_earlier_versions_are_made_again() -> None:
     """Values computed by the code before windows were sliced from one encoding: a chain's rows stay valid."""
     fp = Fingerprinter(KEY)
