@@ -91,18 +91,7 @@ class Columns:
         renumber = np.zeros(len(self.vocab), dtype=np.int64)
         renumber[in_order] = np.arange(len(in_order))
         return Columns(
-            keys=self.keys[mask],
-            chains=self.chains[mask],
-            orders=self.orders[mask],
-            authors=self.authors[mask],
-            fingerprints=self.fingerprints[mask],
-            normals=self.normals[mask],
-            formed=self.formed[mask],
-            chars=self.chars[mask],
-            sizes=self.sizes[mask],
-            keep=self.keep[mask],
-            lengths=self.lengths[mask],
-            window_counts=self.window_counts[mask],
+            **{name: getattr(self, name)[mask] for name in PER_MESSAGE},
             windows=self.windows[np.repeat(mask, self.window_counts)],
             vocab=[self.vocab[i] for i in in_order.tolist()],
             tokens=renumber[tokens],
@@ -137,5 +126,7 @@ class Columns:
         ]
 
 
-#: The fields that are arrays (every one but vocab).
+#: The fields that are arrays (every one but vocab) ...
 ARRAYS = tuple(name for name in Columns.__dataclass_fields__ if name != "vocab")
+#: ... and those of them with one entry a message.
+PER_MESSAGE = tuple(name for name in ARRAYS if name not in ("windows", "tokens"))

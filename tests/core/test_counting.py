@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from bot.core import blocks, counting
 from bot.core import chain as chainmod
 from bot.core.columns import Columns
-from bot.core.models import ChainInfo, PendingMessage
+from bot.core.models import PendingMessage
+from tests.core.test_columns import pending as made
 
 WORDS = [f"w{i}" for i in range(12)]
 # Ids as the vocabulary gives them, and some past 2**31 (a context's ids are packed as uint32).
@@ -31,21 +32,8 @@ messages = st.lists(
 
 
 def pending(batch: list[tuple[tuple[int, int], int, list[str], list[int]]]) -> list[PendingMessage]:
-    return [
-        PendingMessage(
-            platform="p",
-            message_id=str(i),
-            chain=ChainInfo(chain_id, order, 8, 2),
-            author_id=author,
-            tokens=tuple(tokens),
-            fingerprint=0,
-            normal=None,
-            windows=tuple(windows),
-            chars=1,
-            bytes=1,
-        )
-        for i, ((chain_id, order), author, tokens, windows) in enumerate(batch)
-    ]
+    """The messages of a drawn batch (no form, kept), as test_columns makes them."""
+    return made([(chain, author, tokens, windows, None, True) for chain, author, tokens, windows in batch])
 
 
 # Rows are made a slice at a time (ROWS_AT_ONCE): slices of 3 cut every batch here, the shipped size none.
