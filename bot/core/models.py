@@ -188,7 +188,7 @@ class PendingMessage:
     bytes: int
     keep: bool = True  # kept, sealed, for the edit window: its platform may still delete or edit it
     key: int = field(init=False)  # what its rows are keyed by (bot.core.messagekeys), hashed once
-    hashed: InitVar[int | None] = None  # the key, when it was hashed already (by an import's worker)
+    hashed: InitVar[int | None] = None  # the key, when it was hashed already (kept in the learning log)
 
     def __post_init__(self, hashed: int | None) -> None:
         self.key = message_key(self.platform, self.message_id) if hashed is None else hashed
