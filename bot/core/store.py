@@ -36,7 +36,7 @@ from typing import TypeVar
 
 import aiosqlite
 
-from bot.core import applier, bulkwrite, engines, learnlog, opening, rolling
+from bot.core import applier, background, bulkwrite, engines, learnlog, opening, rolling
 from bot.core.columns import Columns
 from bot.core.connections import Connections
 from bot.core.contracts import GuildStateStore, RegistryStore, RegistryWrites, VocabularyStore
@@ -133,7 +133,10 @@ class Store:
         self._db = Connections()  # SQLite's connections; on PostgreSQL only its write lock is used
         self.versions = ChainVersions()  # where this process's writer stands on each chain
         # pgread makes WalkerHost and Reports take a PostgreSQL URL string as where
-        self._walker_host = WalkerHost(where, cache_size, walker)  # started on open
+        # A running bot's walker process keeps a CPU of its own (bot.core.background.Apart)
+        self._apart = background.Apart() if in_background and walker == "process" else None
+        cpu = self._apart.walker if self._apart else None
+        self._walker_host = WalkerHost(where, cache_size, walker, cpu)  # started on open
         self.walker = WalkerClient(self._walker_host, self.versions)
         self.reports = Reports(self._db, where)
         self.cache_size = cache_size
@@ -281,6 +284,8 @@ class Store:
             raise
         learning, replay = taken or (None, [])
         self._queue.start(learning, replay, applying)
+        if self._apart:
+            self._apart.begin()
         return self
 
     def _applier_options(self) -> applier.Options:
@@ -307,6 +312,8 @@ class Store:
         await self._walker_host.stop()
         await self.reports.close()
         await opening.close(self._db, self._pg, self._guilds)
+        if self._apart:
+            self._apart.end()
 
     async def __aenter__(self) -> Store:
         return await self.open()

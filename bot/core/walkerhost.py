@@ -13,7 +13,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.core import pools
+from bot.core import background, pools
 from bot.core.sql import tune_sqlite
 from bot.core.versions import Version
 from bot.core.walker import Walker
@@ -38,12 +38,13 @@ def answer(walker: Walker, version: Version, call: Call[T]) -> T:
 class WalkerHost:
     """Starts, calls and stops the walker of one database: a SQLite file, or a PostgreSQL URL string."""
 
-    def __init__(self, where: Path | str, cache_size: int, walker: str) -> None:
+    def __init__(self, where: Path | str, cache_size: int, walker: str, cpu: int | None = None) -> None:
         if walker not in WALKERS:
             raise ValueError(f"walker must be one of {', '.join(WALKERS)}, not {walker!r}")
         self.where = where
         self.cache_size = cache_size
         self.mode = walker  # "thread" or "process"
+        self.cpu = cpu  # the one CPU a walker process runs on (bot.core.background.Apart), or None: any
         self._key = b""  # the fingerprint key, once started
         self._process: WalkerProcess | None = None
         self._walker: Walker | None = None
@@ -55,7 +56,7 @@ class WalkerHost:
         """Start the walker with the database's fingerprint key (and wait for a process to answer)."""
         self._key = key
         if self.mode == "process":
-            self._process = await WalkerProcess(self.where, key, self.cache_size).start()
+            self._process = await WalkerProcess(self.where, key, self.cache_size, self.cpu).start()
             self.pid = self._process.pid
             log.info("walker process %s started", self.pid)
         else:
@@ -114,8 +115,8 @@ class WalkerProcess:
     when the pipe closes: on close(), or when the bot's process dies, however it dies.
     """
 
-    def __init__(self, where: Path | str, key: bytes, cache_size: int) -> None:
-        self._args = (where, key, cache_size)  # a Path or a URL string: both pickle
+    def __init__(self, where: Path | str, key: bytes, cache_size: int, cpu: int | None = None) -> None:
+        self._args = (where, key, cache_size, cpu)  # a Path or a URL string: both pickle
         self._conn: Connection | None = None
         self._process: BaseProcess | None = None
         self._answers: dict[int, asyncio.Future[Any]] = {}
@@ -200,10 +201,12 @@ def _failed(call_id: int, error: RuntimeError) -> tuple[int, bool, object]:
     return (call_id, False, error)
 
 
-def _serve(conn: Connection, where: Path | str, key: bytes, cache_size: int) -> None:
-    """The walker process: answer calls until the pipe closes."""
+def _serve(conn: Connection, where: Path | str, key: bytes, cache_size: int, cpu: int | None) -> None:
+    """The walker process: answer calls until the pipe closes (on cpu only, when given)."""
     # Ctrl-C in a terminal reaches the whole process group: the bot shuts down, and closes the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if cpu is not None:
+        background.keep_to({cpu})
     tune_sqlite()
     walker = Walker(where, key, cache_size)
     try:
