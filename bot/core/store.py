@@ -135,7 +135,7 @@ class Store:
         # pgread makes WalkerHost and Reports take a PostgreSQL URL string as where
         # A running bot's walker process keeps a CPU of its own (bot.core.background.Apart)
         self._apart = background.Apart() if in_background and walker == "process" else None
-        cpu = self._apart.walker if self._apart else None
+        cpu = self._apart.walker if self._apart is not None else None
         self._walker_host = WalkerHost(where, cache_size, walker, cpu)  # started on open
         self.walker = WalkerClient(self._walker_host, self.versions)
         self.reports = Reports(self._db, where)
@@ -284,7 +284,7 @@ class Store:
             raise
         learning, replay = taken or (None, [])
         self._queue.start(learning, replay, applying)
-        if self._apart:
+        if self._apart is not None:
             self._apart.begin()
         return self
 
@@ -312,7 +312,7 @@ class Store:
         await self._walker_host.stop()
         await self.reports.close()
         await opening.close(self._db, self._pg, self._guilds)
-        if self._apart:
+        if self._apart is not None:
             self._apart.end()
 
     async def __aenter__(self) -> Store:
